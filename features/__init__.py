@@ -1,0 +1,1 @@
+"""Raw-table contract and validation, the signal registry, and the point-in-time builder."""

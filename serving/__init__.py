@@ -1,0 +1,1 @@
+"""Flask decision service: API, policy, online signals, ledger and decision log."""

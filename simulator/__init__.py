@@ -1,0 +1,1 @@
+"""Synthetic marketplace that writes the raw tables (a stand-in for a warehouse export)."""

@@ -1,0 +1,1 @@
+"""Snapshots and labels, model training, evaluation, the rating artifact and MLflow logging."""
