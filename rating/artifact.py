@@ -1,0 +1,158 @@
+"""The rating artifact: one MLflow pyfunc model holding everything a decision needs.
+
+booster (LightGBM, stored as a text artifact) -> raw log-odds -> Platt calibration ->
+p_bad -> score (350-950) -> star (1-5), plus the signal list, the reason texts and the
+reason lookup table. ``predict`` returns p_bad, score and star so ``mlflow models serve``
+can serve it; the decision service loads the same artifact with ``load_rating`` and calls
+``score``/``reasons`` on numpy arrays directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightgbm as lgb
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+
+from rating.calibrate import Calibration
+from rating.reasons import Reason, ReasonTable, top_reasons
+from rating.scale import ScoreScale, p_to_score, score_to_star, validate_cuts
+
+BOOSTER_ARTIFACT = "booster"
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """Scores for n rows: ``p_bad`` (float64), ``score`` (int64, 350-950), ``star`` (int64, 1-5)."""
+
+    p_bad: np.ndarray
+    score: np.ndarray
+    star: np.ndarray
+
+
+class RatingModel(mlflow.pyfunc.PythonModel):
+    """Calibrated star rating over a fixed, ordered list of signals.
+
+    Args:
+        signal_names: Column order of the signal matrix.
+        reason_text: Buyer-facing text per signal name.
+        calibration: Platt calibration of the booster's raw score.
+        scale: Score scaling.
+        cuts: Four increasing score cut-points between the five stars.
+        reason_table: Lookup-table attribution; ``None`` disables reasons.
+        booster: The trained booster; ``None`` until ``load_context`` reads the artifact.
+    """
+
+    def __init__(
+        self,
+        signal_names: list[str],
+        reason_text: dict[str, str],
+        calibration: Calibration,
+        scale: ScoreScale,
+        cuts: tuple[float, ...],
+        reason_table: ReasonTable | None = None,
+        booster: lgb.Booster | None = None,
+    ) -> None:
+        self.signal_names = list(signal_names)
+        self.reason_text = dict(reason_text)
+        self.calibration = calibration
+        self.scale = scale
+        self.cuts = validate_cuts(cuts)
+        self.reason_table = reason_table
+        self.booster = booster
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["booster"] = None  # the booster travels as a text artifact, not in the pickle
+        return state
+
+    def load_context(self, context) -> None:
+        """Read the booster from the model's artifacts (MLflow calls this on load)."""
+        if self.booster is None:
+            self.booster = lgb.Booster(model_file=context.artifacts[BOOSTER_ARTIFACT])
+
+    def _matrix(self, X: np.ndarray) -> np.ndarray:
+        X = np.atleast_2d(np.asarray(X, dtype=np.float32))
+        if X.shape[1] != len(self.signal_names):
+            raise ValueError(
+                f"X has {X.shape[1]} columns, the model expects {len(self.signal_names)} signals"
+            )
+        return X
+
+    def raw_score(self, X: np.ndarray) -> np.ndarray:
+        """Booster log-odds for each row of ``X`` (n, n_signals)."""
+        if self.booster is None:
+            raise RuntimeError(
+                "booster not loaded: load the model with load_rating or mlflow.pyfunc.load_model"
+            )
+        return self.booster.predict(self._matrix(X), raw_score=True, num_threads=1)
+
+    def score(self, X: np.ndarray) -> ScoreResult:
+        """p_bad, score and star for each row of ``X`` (n, n_signals), NaN meaning missing."""
+        p_bad = self.calibration.apply(self.raw_score(X))
+        score = np.rint(p_to_score(p_bad, self.scale)).astype(np.int64)
+        return ScoreResult(p_bad=p_bad, score=score, star=score_to_star(score, self.cuts).astype(np.int64))
+
+    def reasons(self, x: np.ndarray, k: int = 4) -> list[Reason]:
+        """Up to ``k`` signals that raised this row's risk most, largest first."""
+        if self.reason_table is None:
+            return []
+        contrib = self.reason_table.contributions(self._matrix(x)[:1])[0]
+        return top_reasons(contrib, self.signal_names, self.reason_text, k)
+
+    def frame_to_matrix(self, frame: pd.DataFrame) -> np.ndarray:
+        """Signal columns of ``frame`` in model order; raises ``ValueError`` naming missing signals."""
+        missing = [n for n in self.signal_names if n not in frame.columns]
+        if missing:
+            raise ValueError(f"input lacks {len(missing)} signal columns, e.g. {missing[:5]}")
+        return frame[self.signal_names].to_numpy(dtype=np.float32, na_value=np.nan)
+
+    def predict(self, context, model_input, params=None) -> pd.DataFrame:
+        """pyfunc entry point: a frame of signals in, a frame of p_bad, score and star out."""
+        result = self.score(self.frame_to_matrix(pd.DataFrame(model_input)))
+        return pd.DataFrame({"p_bad": result.p_bad, "score": result.score, "star": result.star})
+
+
+@dataclass(frozen=True)
+class LoadedRating:
+    """A loaded rating model with where it came from (``version`` is None for a plain path)."""
+
+    model: RatingModel
+    uri: str
+    name: str | None
+    version: str | None
+    run_id: str | None
+
+
+def _registry_coordinates(uri: str) -> tuple[str | None, str | None, str | None]:
+    if not uri.startswith("models:/"):
+        return None, None, None
+    ref = uri[len("models:/") :]
+    client = mlflow.MlflowClient()
+    if "@" in ref:
+        name, alias = ref.split("@", 1)
+        mv = client.get_model_version_by_alias(name, alias)
+    else:
+        name, version = ref.rsplit("/", 1)
+        mv = client.get_model_version(name, version)
+    return mv.name, str(mv.version), mv.run_id
+
+
+def load_rating(model_uri: str) -> LoadedRating:
+    """Load the rating artifact at ``model_uri`` (``models:/name@alias``, ``runs:/...`` or a path)."""
+    pyfunc = mlflow.pyfunc.load_model(model_uri)
+    model = pyfunc.unwrap_python_model()
+    if not isinstance(model, RatingModel):
+        raise TypeError(f"{model_uri} is not a rating model (got {type(model).__name__})")
+    name, version, run_id = _registry_coordinates(model_uri)
+    return LoadedRating(model=model, uri=model_uri, name=name, version=version, run_id=run_id)
+
+
+def save_booster(booster: lgb.Booster, directory: Path) -> Path:
+    """Write the booster as the text artifact ``log_model`` expects; returns its path."""
+    path = Path(directory) / "booster.txt"
+    booster.save_model(str(path))
+    return path

@@ -1,0 +1,44 @@
+"""Calibration and the lookup-table reasons."""
+
+import numpy as np
+import pytest
+
+from rating.calibrate import Calibration, fit_platt
+from rating.reasons import fit_reason_table, top_reasons
+
+
+def test_platt_recovers_a_known_miscalibration():
+    rng = np.random.default_rng(0)
+    raw = rng.normal(-3, 1.5, 200_000)
+    y = rng.random(raw.size) < 1 / (1 + np.exp(-(0.5 * raw - 1.0)))
+    cal = fit_platt(raw, y.astype(float))
+    assert cal.slope == pytest.approx(0.5, abs=0.03)
+    assert cal.intercept == pytest.approx(-1.0, abs=0.1)
+
+
+def test_platt_needs_both_outcomes_and_positive_slope():
+    with pytest.raises(ValueError, match="both outcomes"):
+        fit_platt(np.zeros(10), np.zeros(10))
+    with pytest.raises(ValueError, match="slope"):
+        Calibration(slope=-1.0)
+
+
+def test_reason_table_reproduces_additive_contributions():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(5000, 3))
+    X[rng.random(X.shape) < 0.1] = np.nan
+    contrib = np.column_stack(
+        [np.nan_to_num(X[:, 0], nan=-5.0), 0.1 * np.nan_to_num(X[:, 1]), np.zeros(5000)]
+    )
+    table = fit_reason_table(X, contrib, n_bins=32)
+    approx = table.contributions(X)
+    present = ~np.isnan(X[:, 0])
+    assert np.corrcoef(approx[present, 0], contrib[present, 0])[0, 1] > 0.99
+    assert approx[~present, 0] == pytest.approx(-5.0)
+    assert np.abs(approx[:, 2]).max() == 0
+
+
+def test_top_reasons_keep_only_risk_raising_signals_in_order():
+    reasons = top_reasons(np.array([0.1, -0.5, 0.7, 0.0, 0.3]), list("abcde"), {"c": "text c"}, k=4)
+    assert [r.code for r in reasons] == ["c", "e", "a"]
+    assert reasons[0].text == "text c" and reasons[1].text == "e"

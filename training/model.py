@@ -1,0 +1,153 @@
+"""Fit the rating: LightGBM with early stopping and monotone constraints, then calibration,
+star cut-points and the reason table, assembled into a ``RatingModel``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import lightgbm as lgb
+import numpy as np
+
+from rating.artifact import RatingModel
+from rating.calibrate import fit_platt
+from rating.reasons import fit_reason_table
+from rating.scale import N_STARS, ScoreScale, p_to_score
+
+DEFAULT_PARAMS: dict = {
+    "objective": "binary",
+    "learning_rate": 0.05,
+    "num_leaves": 31,
+    "min_data_in_leaf": 200,
+    "feature_fraction": 0.5,
+    "bagging_fraction": 0.8,
+    "bagging_freq": 1,
+    "lambda_l2": 10.0,
+    "max_bin": 63,
+    "monotone_constraints_method": "advanced",
+    "num_boost_round": 600,
+    "early_stopping_rounds": 50,
+    "num_threads": 2,
+    "verbose": -1,
+    "seed": 7,
+}
+
+# Share of buyers in each star band, worst first, used to place the cut-points.
+STAR_SHARES: tuple[float, ...] = (0.05, 0.15, 0.30, 0.30, 0.20)
+MIN_BAND_ROWS = 100  # a band with fewer validation rows makes the cut-points unreliable
+
+
+class StarCutError(ValueError):
+    """The star bands cannot be made to hold enough buyers with a strictly falling bad rate."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A signal matrix with its labels: ``X`` (n, n_signals) float32, ``y`` (n,) 0/1."""
+
+    X: np.ndarray
+    y: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.X.ndim != 2 or self.y.shape != (self.X.shape[0],):
+            raise ValueError(
+                f"X must be 2-d and y 1-d of the same length, got {self.X.shape} and {self.y.shape}"
+            )
+
+
+def split_params(params: dict) -> tuple[dict, int, int]:
+    """Separate LightGBM parameters from the round budget and the early-stopping patience."""
+    p = dict(params)
+    rounds = int(p.pop("num_boost_round"))
+    patience = int(p.pop("early_stopping_rounds"))
+    return p, rounds, patience
+
+
+def fit_booster(
+    train: Dataset, valid: Dataset, signal_names: list[str], monotone: list[int], params: dict
+) -> lgb.Booster:
+    """Train LightGBM on ``train`` with early stopping on ``valid``.
+
+    Args:
+        train: Older snapshots.
+        valid: Later snapshots, used only for early stopping.
+        signal_names: Feature names, in column order.
+        monotone: One of -1/0/+1 per signal (LightGBM ``monotone_constraints``).
+        params: ``DEFAULT_PARAMS`` merged with overrides.
+    """
+    lgb_params, rounds, patience = split_params(params)
+    lgb_params["monotone_constraints"] = list(monotone)
+    dtrain = lgb.Dataset(train.X, train.y, feature_name=list(signal_names), free_raw_data=True)
+    dvalid = lgb.Dataset(valid.X, valid.y, reference=dtrain)
+    return lgb.train(
+        lgb_params,
+        dtrain,
+        num_boost_round=rounds,
+        valid_sets=[dvalid],
+        valid_names=["valid"],
+        callbacks=[lgb.early_stopping(patience, verbose=False)],
+    )
+
+
+def star_cuts(
+    scores: np.ndarray, y: np.ndarray, shares: tuple[float, ...] = STAR_SHARES
+) -> tuple[float, ...]:
+    """Score cut-points giving each star about ``shares`` of the buyers, checked for a falling bad rate.
+
+    Raises:
+        StarCutError: a band holds fewer than ``MIN_BAND_ROWS`` rows or its bad rate does not
+            strictly fall as the stars rise.
+    """
+    if len(shares) != N_STARS or abs(sum(shares) - 1) > 1e-9:
+        raise ValueError(f"shares must be {N_STARS} numbers summing to 1, got {shares}")
+    qs = np.cumsum(shares)[:-1]
+    cuts = np.quantile(np.asarray(scores, dtype=np.float64), qs, method="higher")
+    cuts = tuple(float(np.rint(c)) for c in cuts)
+    if len(set(cuts)) != len(cuts):
+        raise StarCutError(f"scores are too concentrated to form {N_STARS} distinct bands: cuts {cuts}")
+    stars = 1 + np.searchsorted(np.asarray(cuts), scores, side="right")
+    rates = []
+    for s in range(1, N_STARS + 1):
+        band = stars == s
+        if band.sum() < MIN_BAND_ROWS:
+            raise StarCutError(f"star {s} holds {band.sum()} rows, fewer than {MIN_BAND_ROWS}")
+        rates.append(float(y[band].mean()))
+    if any(b >= a for a, b in zip(rates, rates[1:], strict=False)):
+        raise StarCutError(f"bad rate does not strictly fall as stars rise: {np.round(rates, 4).tolist()}")
+    return cuts
+
+
+def fit_rating(
+    train: Dataset,
+    valid: Dataset,
+    signal_names: list[str],
+    reason_text: dict[str, str],
+    monotone: list[int],
+    params: dict,
+    scale: ScoreScale | None = None,
+    reason_sample: int = 5000,
+    seed: int = 7,
+) -> RatingModel:
+    """Train the booster, calibrate on ``valid``, cut stars on ``valid``, fit the reason table.
+
+    Returns:
+        A ``RatingModel`` holding the booster.
+    """
+    scale = scale or ScoreScale()
+    booster = fit_booster(train, valid, signal_names, monotone, params)
+    raw_valid = booster.predict(valid.X, raw_score=True)
+    calibration = fit_platt(raw_valid, valid.y)
+    p_valid = calibration.apply(raw_valid)
+    cuts = star_cuts(np.rint(p_to_score(p_valid, scale)), valid.y)
+    rng = np.random.default_rng(seed)
+    sample = train.X[rng.choice(train.X.shape[0], size=min(reason_sample, train.X.shape[0]), replace=False)]
+    contrib = booster.predict(sample, pred_contrib=True)[:, :-1]  # last column is the bias
+    table = fit_reason_table(sample, contrib)
+    return RatingModel(
+        signal_names=signal_names,
+        reason_text=reason_text,
+        calibration=calibration,
+        scale=scale,
+        cuts=cuts,
+        reason_table=table,
+        booster=booster,
+    )
