@@ -1,0 +1,346 @@
+"""Check raw-table frames against the data contract (``features.contract``).
+
+``validate(frames, exported_at)`` is pure: it takes the frames as loaded and returns
+every :class:`Problem` found, vectorised over whole columns so it runs on tens of
+millions of rows. ``python -m features validate DIR`` is the command-line edge.
+
+Checks (the ``check`` field of a problem):
+    missing_table, missing_column, wrong_type, unparseable_timestamp (from reading),
+    null, duplicate_key, orphan_reference, below_min, above_max, not_allowed,
+    after_export (a non-scheduled timestamp after the export time),
+    before_registration (a table's ``event_time`` before the buyer's ``registered_at``),
+    buyer_mismatch (a row's buyer differs from its order's buyer).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from features import contract
+
+MAX_EXAMPLES = 5
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One contract violation, aggregated over the rows that show it.
+
+    Attributes:
+        table: Table name.
+        column: Column name, or ``None`` for a table-level problem.
+        check: Which check failed (see the module docstring).
+        count: Number of offending rows (1 for a missing table or column).
+        examples: Up to five offending rows, as primary-key values
+            (``"order_id=17"``, ``"buyer_id=3,ts=2024-01-01T00:00:00Z"``) or, for a
+            table without a primary key, 0-based row numbers (``"row 12"``).
+        message: What is wrong, in words.
+    """
+
+    table: str
+    column: str | None
+    check: str
+    count: int
+    examples: tuple[str, ...]
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.table}.{self.column}" if self.column else self.table
+        text = f"{where}: {self.check}: {self.message} ({self.count} row{'s' if self.count != 1 else ''})"
+        return text + (f"; e.g. {', '.join(self.examples)}" if self.examples else "")
+
+
+class ContractError(Exception):
+    """Raised when raw data breaks the contract; ``problems`` lists every violation."""
+
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self.problems: list[Problem] = list(problems)
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        head = f"raw data breaks the contract: {len(self.problems)} problem(s)"
+        return "\n".join([head, *(f"  - {p}" for p in self.problems)])
+
+
+def _format_value(value: object) -> str:
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def example_keys(frame: pd.DataFrame, table: contract.Table, mask: np.ndarray) -> tuple[str, ...]:
+    """Describe up to ``MAX_EXAMPLES`` rows selected by ``mask`` by their key.
+
+    Args:
+        frame: The table's frame.
+        table: Its contract declaration.
+        mask: Boolean array, one entry per row of ``frame``.
+
+    Returns:
+        Primary-key renderings (``"order_id=17"``), or ``"row N"`` (0-based position)
+        when the table has no primary key or a key column is missing.
+    """
+    positions = np.flatnonzero(mask)[:MAX_EXAMPLES]
+    key = [c for c in table.primary_key if c in frame.columns]
+    if not key or len(key) < len(table.primary_key):
+        return tuple(f"row {i}" for i in positions)
+    rows = frame[key].iloc[positions]
+    return tuple(
+        ",".join(f"{c}={_format_value(v)}" for c, v in zip(key, values, strict=True))
+        for values in rows.itertuples(index=False, name=None)
+    )
+
+
+def _problem(
+    frame: pd.DataFrame, table: contract.Table, column: str, check: str, mask: object, message: str
+) -> list[Problem]:
+    mask = np.asarray(mask, dtype=bool)
+    count = int(mask.sum())
+    if not count:
+        return []
+    return [Problem(table.name, column, check, count, example_keys(frame, table, mask), message)]
+
+
+def conforms(series: pd.Series, kind: str) -> bool:
+    """Whether ``series`` has a dtype the checks for logical type ``kind`` can use."""
+    dtype = series.dtype
+    if kind == "int":
+        return pd.api.types.is_integer_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
+    if kind == "float":
+        return pd.api.types.is_float_dtype(dtype) or conforms(series, "int")
+    if kind == "bool":
+        return pd.api.types.is_bool_dtype(dtype)
+    if kind == "str":
+        return pd.api.types.is_string_dtype(dtype)
+    return isinstance(dtype, pd.DatetimeTZDtype) and str(dtype.tz) == "UTC"
+
+
+def _column_problems(
+    frame: pd.DataFrame, table: contract.Table, col: contract.Column, exported_at: pd.Timestamp | None
+) -> list[Problem]:
+    s = frame[col.name]
+    if not conforms(s, col.kind):
+        return [
+            Problem(table.name, col.name, "wrong_type", len(s), (), f"dtype {s.dtype}, expected {col.kind}")
+        ]
+    found = []
+    isna = s.isna().to_numpy()
+    if not col.nullable:
+        found += _problem(frame, table, col.name, "null", isna, "null in a required column")
+    if col.min_value is not None:
+        found += _problem(
+            frame, table, col.name, "below_min", (s < col.min_value).fillna(False), f"below {col.min_value:g}"
+        )
+    if col.max_value is not None:
+        found += _problem(
+            frame, table, col.name, "above_max", (s > col.max_value).fillna(False), f"above {col.max_value:g}"
+        )
+    if col.allowed is not None:
+        outside = ~isna & ~s.isin(col.allowed).to_numpy()
+        found += _problem(
+            frame, table, col.name, "not_allowed", outside, f"value not in {{{', '.join(col.allowed)}}}"
+        )
+    if col.kind == "timestamp" and not col.scheduled and exported_at is not None:
+        late = (s > exported_at).fillna(False)
+        found += _problem(
+            frame, table, col.name, "after_export", late, f"after the export time {exported_at}"
+        )
+    return found
+
+
+def _usable(frames: Mapping[str, pd.DataFrame], table: str, column: str) -> bool:
+    frame = frames.get(table)
+    if frame is None or column not in frame.columns:
+        return False
+    return conforms(frame[column], contract.table(table).column(column).kind)
+
+
+def _key_problems(frame: pd.DataFrame, table: contract.Table) -> list[Problem]:
+    key = list(table.primary_key)
+    if not key or not all(c in frame.columns for c in key):
+        return []
+    dup = frame.duplicated(subset=key, keep=False).to_numpy()
+    return _problem(frame, table, ",".join(key), "duplicate_key", dup, "primary key not unique")
+
+
+def _reference_problems(frames: Mapping[str, pd.DataFrame], table: contract.Table) -> list[Problem]:
+    frame, found = frames[table.name], []
+    for col in table.columns:
+        if not col.references:
+            continue
+        ref_table, ref_col = col.references.split(".")
+        if not (_usable(frames, table.name, col.name) and _usable(frames, ref_table, ref_col)):
+            continue
+        s = frame[col.name]
+        orphan = s.notna().to_numpy() & ~s.isin(frames[ref_table][ref_col]).to_numpy()
+        found += _problem(frame, table, col.name, "orphan_reference", orphan, f"no matching {col.references}")
+    return found
+
+
+def _lookup(frames: Mapping[str, pd.DataFrame], table: str, key: str, value: str) -> pd.Series:
+    ref = frames[table][[key, value]].drop_duplicates(subset=key)
+    return pd.Series(ref[value].to_numpy(), index=ref[key].to_numpy())
+
+
+def _registration_problems(frames: Mapping[str, pd.DataFrame], table: contract.Table) -> list[Problem]:
+    event = table.event_time
+    if table.name == "buyers" or not event or "buyer_id" not in table.column_names:
+        return []
+    needed = [
+        (table.name, event),
+        (table.name, "buyer_id"),
+        ("buyers", "buyer_id"),
+        ("buyers", "registered_at"),
+    ]
+    if not all(_usable(frames, t, c) for t, c in needed):
+        return []
+    frame = frames[table.name]
+    registered = frame["buyer_id"].map(_lookup(frames, "buyers", "buyer_id", "registered_at"))
+    early = (frame[event] < registered).fillna(False)
+    return _problem(frame, table, event, "before_registration", early, "before the buyer registered")
+
+
+def _buyer_mismatch_problems(frames: Mapping[str, pd.DataFrame], table: contract.Table) -> list[Problem]:
+    cols = table.column_names
+    if table.name == "orders" or "order_id" not in cols or "buyer_id" not in cols:
+        return []
+    needed = [
+        (table.name, "order_id"),
+        (table.name, "buyer_id"),
+        ("orders", "order_id"),
+        ("orders", "buyer_id"),
+    ]
+    if not all(_usable(frames, t, c) for t, c in needed):
+        return []
+    frame = frames[table.name]
+    order_buyer = frame["order_id"].map(_lookup(frames, "orders", "order_id", "buyer_id"))
+    differs = (order_buyer.notna() & (order_buyer != frame["buyer_id"])).fillna(False)
+    return _problem(frame, table, "buyer_id", "buyer_mismatch", differs, "differs from the order's buyer_id")
+
+
+def validate(
+    frames: Mapping[str, pd.DataFrame],
+    exported_at: pd.Timestamp | str | None,
+    tables: Iterable[str] | None = None,
+) -> list[Problem]:
+    """Check frames against the contract; pure, no I/O.
+
+    Args:
+        frames: Table name -> frame, typed as ``features.io.read_table`` returns them.
+            Extra tables and extra columns are ignored.
+        exported_at: The export time (UTC); non-scheduled timestamps must not follow
+            it. ``None`` skips that check.
+        tables: Tables that must be present; default all contract tables.
+
+    Returns:
+        Every problem found, in contract order (empty when the data conforms).
+    """
+    exported = None if exported_at is None else pd.Timestamp(exported_at)
+    if exported is not None:
+        exported = exported.tz_localize("UTC") if exported.tz is None else exported.tz_convert("UTC")
+    wanted = set(contract.TABLE_NAMES if tables is None else tables)
+    found: list[Problem] = []
+    for table in contract.TABLES:
+        if table.name not in wanted:
+            continue
+        frame = frames.get(table.name)
+        if frame is None:
+            found.append(Problem(table.name, None, "missing_table", 1, (), "table not found"))
+            continue
+        for col in table.columns:
+            if col.name not in frame.columns:
+                found.append(Problem(table.name, col.name, "missing_column", 1, (), "required column absent"))
+            else:
+                found += _column_problems(frame, table, col, exported)
+        found += _key_problems(frame, table)
+        found += _reference_problems(frames, table)
+        found += _registration_problems(frames, table)
+        found += _buyer_mismatch_problems(frames, table)
+    return found
+
+
+def merge(problems: Iterable[Problem]) -> list[Problem]:
+    """Combine problems of the same table, column and check (e.g. from several shards).
+
+    Counts add up; examples are kept up to ``MAX_EXAMPLES``; the first message wins.
+    """
+    merged: dict[tuple, Problem] = {}
+    for p in problems:
+        key = (p.table, p.column, p.check)
+        if key not in merged:
+            merged[key] = p
+            continue
+        old = merged[key]
+        examples = (old.examples + p.examples)[:MAX_EXAMPLES]
+        merged[key] = Problem(old.table, old.column, old.check, old.count + p.count, examples, old.message)
+    return list(merged.values())
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare ``python -m features validate DIR [--exported-at ISO] [--part K]``."""
+    parser.add_argument("data_dir", help="Export directory: <table>.parquet, <table>/ parts, or <table>.csv.")
+    parser.add_argument(
+        "--exported-at",
+        default=None,
+        help="Export time, ISO-8601 (naive = UTC). Default: manifest.json exported_at, else now.",
+    )
+    parser.add_argument(
+        "--part", type=int, default=None, help="Validate only this shard (default: all, one by one)."
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Validate an export shard by shard; print an OK line (exit 0) or every problem (exit 2)."""
+    from features import io  # io imports this module for Problem; import here to avoid a cycle
+
+    parts = [args.part] if args.part is not None else io.shard_parts(args.data_dir)
+    exported_at = io.export_time(args.data_dir, args.exported_at)
+    rows: dict[str, int] = {}
+    problems: list[Problem] = []
+    for part in parts:
+        shard = None if parts == [0] and args.part is None else part
+        try:
+            frames = io.load_tables(args.data_dir, part=shard, exported_at=exported_at)
+        except ContractError as err:
+            tag = f"part {part}: " if shard is not None else ""
+            problems += [_tag_rows(p, tag) for p in err.problems]
+            continue
+        for name, frame in frames.items():
+            rows[name] = rows.get(name, 0) + len(frame)
+    if problems:
+        problems = merge(problems)
+        print(f"FAILED {args.data_dir}: {len(problems)} problem(s) (exported_at {exported_at.isoformat()})")
+        for p in problems:
+            print(f"  - {p}")
+        return 2
+    print(
+        f"OK {args.data_dir}: {len(rows)} tables, {sum(rows.values()):,} rows in {len(parts)} shard(s) "
+        f"(exported_at {exported_at.isoformat()}; "
+        + ", ".join(f"{name} {n:,}" for name, n in rows.items())
+        + ")"
+    )
+    return 0
+
+
+def _tag_rows(problem: Problem, tag: str) -> Problem:
+    if not tag or not any(e.startswith("row ") for e in problem.examples):
+        return problem
+    examples = tuple(tag + e if e.startswith("row ") else e for e in problem.examples)
+    return Problem(problem.table, problem.column, problem.check, problem.count, examples, problem.message)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry point: ``python -m features.validate DIR``."""
+    parser = argparse.ArgumentParser(prog="python -m features.validate", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
