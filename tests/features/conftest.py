@@ -177,7 +177,7 @@ def build_frames() -> dict[str, pd.DataFrame]:
             {
                 "contact_id": 6000 + b,
                 "buyer_id": b,
-                "ts": _t("2024-04-0{}".format(b)),
+                "ts": _t(f"2024-04-0{b}"),
                 "topic": "delivery",
                 "abusive": False,
             }
