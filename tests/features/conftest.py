@@ -185,12 +185,23 @@ def build_frames() -> dict[str, pd.DataFrame]:
     return {name: _frame(name, table_rows) for name, table_rows in rows.items()}
 
 
+def _column_to_arrow(series: pd.Series, kind: pa.DataType | None) -> pa.Array:
+    # pyarrow reads tz-aware pandas columns through the deprecated Series.values (a
+    # Pandas4Warning under pandas 3.1), so hand it naive UTC and put the zone back.
+    if isinstance(series.dtype, pd.DatetimeTZDtype):
+        naive = pa.array(series.dt.tz_convert(None))
+        return naive.cast(kind or pa.timestamp(naive.type.unit, tz="UTC"))
+    return pa.array(series, type=kind, from_pandas=True)
+
+
 def _to_arrow(name: str, frame: pd.DataFrame) -> pa.Table:
     """The contract schema when the frame fits it, else whatever arrow infers (for corrupt data)."""
+    schema = contract.arrow_schema(name)
     try:
-        return pa.Table.from_pandas(frame, schema=contract.arrow_schema(name), preserve_index=False)
+        columns = [_column_to_arrow(frame[field.name], field.type) for field in schema]
+        return pa.table(columns, names=schema.names)
     except (pa.ArrowException, KeyError, ValueError, TypeError):
-        return pa.Table.from_pandas(frame, preserve_index=False)
+        return pa.table({c: _column_to_arrow(frame[c], None) for c in frame.columns})
 
 
 def write_export(
