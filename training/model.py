@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import lightgbm as lgb
 import numpy as np
+from sklearn.metrics import roc_auc_score
 
 from rating.artifact import RatingModel
 from rating.calibrate import fit_platt
@@ -151,3 +152,39 @@ def fit_rating(
         reason_table=table,
         booster=booster,
     )
+
+
+def checked_monotone(
+    X: np.ndarray,
+    y: np.ndarray,
+    directions: list[int],
+    tolerance: float = 0.02,
+    sample: int = 50_000,
+    seed: int = 7,
+) -> tuple[list[int], list[int]]:
+    """Keep each declared risk direction as a monotone constraint unless the data clearly contradicts it.
+
+    A signal's univariate AUC on its non-missing rows says which way it moves the risk; when that
+    disagrees with the registry's direction by more than ``tolerance`` the constraint is dropped (0).
+
+    Returns:
+        The constraints, and the column indices whose constraint was dropped.
+    """
+    rng = np.random.default_rng(seed)
+    rows = rng.choice(X.shape[0], size=min(sample, X.shape[0]), replace=False)
+    Xs, ys = X[rows], np.asarray(y)[rows]
+    constraints, dropped = [], []
+    for j, d in enumerate(directions):
+        x = Xs[:, j]
+        present = ~np.isnan(x)
+        yp = ys[present]
+        if d == 0 or yp.min(initial=0) == yp.max(initial=0):
+            constraints.append(int(d))
+            continue
+        auc = roc_auc_score(yp, x[present]) if np.ptp(x[present]) > 0 else 0.5
+        if (auc - 0.5) * d < -tolerance:
+            constraints.append(0)
+            dropped.append(j)
+        else:
+            constraints.append(int(d))
+    return constraints, dropped

@@ -1,0 +1,88 @@
+"""Evaluation plots as matplotlib ``Figure`` objects (no pyplot state, no backend set at import)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from sklearn.metrics import roc_curve
+
+
+def roc_figure(y: np.ndarray, curves: dict[str, np.ndarray]) -> Figure:
+    """ROC curves of several scorers (name -> probability of bad) on the same rows."""
+    fig = Figure(figsize=(5.5, 5))
+    ax = fig.add_subplot()
+    for name, p in curves.items():
+        fpr, tpr, _ = roc_curve(y, p)
+        ax.plot(fpr, tpr, label=name)
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":")
+    ax.set(
+        xlabel="false positive rate (good buyers flagged)", ylabel="true positive rate (bad buyers caught)"
+    )
+    ax.set_title("ROC, out-of-time test window")
+    ax.legend(loc="lower right")
+    return fig
+
+
+def calibration_figure(y: np.ndarray, p: np.ndarray, bins: int = 20) -> Figure:
+    """Observed bad rate against mean predicted probability, equal-count bins, log axes."""
+    order = np.argsort(p, kind="stable")
+    chunks = [c for c in np.array_split(order, bins) if c.size]
+    pred = np.array([p[c].mean() for c in chunks])
+    obs = np.array([y[c].mean() for c in chunks])
+    fig = Figure(figsize=(5.5, 5))
+    ax = fig.add_subplot()
+    lo = max(min(pred.min(), obs[obs > 0].min() if (obs > 0).any() else pred.min()) / 2, 1e-4)
+    ax.plot([lo, 1], [lo, 1], color="grey", linestyle=":")
+    ax.plot(pred, np.maximum(obs, lo), marker="o")
+    ax.set(xscale="log", yscale="log", xlabel="predicted p_bad", ylabel="observed bad rate")
+    ax.set_title("Calibration, test window")
+    return fig
+
+
+def star_figure(table: pd.DataFrame) -> Figure:
+    """Bad rate (bars) and share of buyers (labels) per star."""
+    fig = Figure(figsize=(5.5, 4))
+    ax = fig.add_subplot()
+    bars = ax.bar(table.index.astype(str), 100 * table["bad_rate"].fillna(0), color="#4c72b0")
+    for bar, share in zip(bars, table["share"], strict=True):
+        ax.annotate(
+            f"{share:.0%} of buyers",
+            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+            ha="center",
+            va="bottom",
+        )
+    ax.set(xlabel="stars", ylabel="90-day bad rate (%)")
+    ax.set_title("Bad rate per star, test window")
+    return fig
+
+
+def importance_figure(names: list[str], gain: np.ndarray, top: int = 25) -> Figure:
+    """The ``top`` signals by total split gain."""
+    order = np.argsort(-gain)[:top][::-1]
+    fig = Figure(figsize=(7, 0.28 * len(order) + 1))
+    ax = fig.add_subplot()
+    ax.barh([names[i] for i in order], gain[order] / gain.sum())
+    ax.set(xlabel="share of total gain")
+    ax.set_title(f"Top {len(order)} signals")
+    fig.tight_layout()
+    return fig
+
+
+def approval_figure(service: str, curves: dict[str, pd.DataFrame], rule_point: tuple[float, float]) -> Figure:
+    """Bad rate among approved against approval rate for each model, with the old rule as a point."""
+    fig = Figure(figsize=(5.5, 4.5))
+    ax = fig.add_subplot()
+    for name, curve in curves.items():
+        ax.plot(curve["approval_rate"], 100 * curve["bad_rate"], label=name)
+    ax.scatter(
+        [rule_point[0]],
+        [100 * rule_point[1]],
+        color="red",
+        zorder=3,
+        label="old rule (VIP and credit >= 700)",
+    )
+    ax.set(xlabel="approval rate", ylabel="bad rate among approved (%)")
+    ax.set_title(f"{service}: approvals against losses")
+    ax.legend()
+    return fig

@@ -1,0 +1,255 @@
+"""Train the buyer trust rating: ``python training/train.py --help``.
+
+Simulates the default marketplace when no data is given, builds monthly point-in-time
+snapshots, trains LightGBM on the older ones, calibrates and cuts stars on the validation
+window, evaluates on the latest window against the old rule, a scorecard and the oracle,
+logs everything to MLflow, registers the rating and promotes it when it beats the champion.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+from features.catalog import render as render_catalog
+from features.registry import monotone_constraints, signals
+from simulator.generate import simulate
+
+from features.io import export_time, read_manifest
+from features.validate import ContractError
+from rating.artifact import load_rating
+from rating.scale import ScoreScale
+from training import promote
+from training.dataset import assemble
+from training.evaluate import discrimination
+from training.labels import TARGETS, usable_as_of
+from training.model import DEFAULT_PARAMS, Dataset, checked_monotone, fit_rating
+from training.package import log_rating
+from training.report import build_report, summary_text
+from training.snapshots import TimeSplit, default_split, month_starts
+from training.tracking import configure_tracking, ensure_experiment
+
+DEFAULT_DATA = Path("data/market")
+DEFAULT_MARKET = {"buyers": 20_000, "months": 24, "seed": 7}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python training/train.py", description=__doc__.splitlines()[0])
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help=f"raw-table export directory; default {DEFAULT_DATA}, simulated "
+        f"({DEFAULT_MARKET['buyers']:,} buyers x {DEFAULT_MARKET['months']} months) when missing",
+    )
+    p.add_argument(
+        "--valid-from",
+        type=pd.Timestamp,
+        default=None,
+        help="first as-of date of the validation window (default: 4 months before the last usable snapshot)",
+    )
+    p.add_argument(
+        "--test-from",
+        type=pd.Timestamp,
+        default=None,
+        help="first as-of date of the out-of-time test window (default: the last 2 usable snapshots)",
+    )
+    p.add_argument("--target", choices=TARGETS, default="bad_90d", help="label to model (default bad_90d)")
+    p.add_argument(
+        "--params",
+        type=json.loads,
+        default={},
+        help="JSON overrides of the LightGBM parameters, e.g. '{\"num_leaves\": 63}'",
+    )
+    p.add_argument(
+        "--experiment", default="buyer-trust-rating", help="MLflow experiment (default buyer-trust-rating)"
+    )
+    p.add_argument(
+        "--register-name",
+        default="buyer-trust-rating",
+        help="registered model name (default buyer-trust-rating)",
+    )
+    p.add_argument(
+        "--promote",
+        choices=promote.PROMOTE_MODES,
+        default="auto",
+        help="auto: champion only if better (default); never; force",
+    )
+    p.add_argument("--seed", type=int, default=7, help="seed for sampling and LightGBM (default 7)")
+    p.add_argument(
+        "--max-buyers", type=int, default=None, help="train on a random subset of about this many buyers"
+    )
+    args = p.parse_args(argv)
+    unknown = set(args.params) - set(DEFAULT_PARAMS) - {"monotone_constraints"}
+    if unknown:
+        p.error(f"--params: unknown parameter(s) {sorted(unknown)}; known: {sorted(DEFAULT_PARAMS)}")
+    return args
+
+
+def utc(ts: pd.Timestamp) -> pd.Timestamp:
+    """A timestamp in UTC; a naive one is taken to be UTC."""
+    return ts.tz_localize("UTC") if ts.tz is None else ts.tz_convert("UTC")
+
+
+class Progress:
+    """Prints a line with the elapsed time to stderr for each step."""
+
+    def __init__(self) -> None:
+        self.start = time.monotonic()
+
+    def __call__(self, message: str) -> None:
+        print(f"[{time.monotonic() - self.start:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+def ensure_data(data: Path | None, progress: Progress) -> Path:
+    """The export to train on; the default marketplace is simulated on first use and reused after."""
+    if data is not None:
+        return data
+    if not (DEFAULT_DATA / "manifest.json").is_file():
+        progress(f"no data given: simulating the default marketplace into {DEFAULT_DATA} ...")
+        simulate(out=DEFAULT_DATA, **DEFAULT_MARKET)
+    return DEFAULT_DATA
+
+
+def oracle_probabilities(data: Path, test: pd.DataFrame) -> np.ndarray | None:
+    """The simulator's true p_bad_90d for each test row, when the export has ``truth/``."""
+    path = data / "truth" / "risk.parquet"
+    if not path.exists():
+        return None
+    truth = pd.read_parquet(path, columns=["buyer_id", "month_start", "p_bad_90d"])
+    truth["month_start"] = truth["month_start"].astype("datetime64[us, UTC]")
+    keys = test[["buyer_id", "as_of"]].merge(
+        truth, left_on=["buyer_id", "as_of"], right_on=["buyer_id", "month_start"], how="left"
+    )
+    p = keys["p_bad_90d"].to_numpy()
+    return None if np.isnan(p).any() else p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    progress = Progress()
+    params = {**DEFAULT_PARAMS, "seed": args.seed, **args.params}
+    registry = signals()
+    names = [s.name for s in registry]
+    try:
+        data = ensure_data(args.data, progress)
+        manifest = read_manifest(data)
+        exported_at = export_time(data)
+        start = pd.Timestamp(manifest["start"]).tz_convert("UTC") if "start" in manifest else None
+        dates = month_starts(start or exported_at - pd.DateOffset(months=24), exported_at)
+        dates = [d for d in dates if usable_as_of(pd.Series([d]), exported_at).iloc[0]]
+        split = default_split(dates)
+        split = TimeSplit(
+            valid_from=utc(args.valid_from) if args.valid_from is not None else split.valid_from,
+            test_from=utc(args.test_from) if args.test_from is not None else split.test_from,
+        )
+        progress(f"building {len(names)} signals for {len(dates)} monthly snapshots from {data} ...")
+        frame = assemble(data, dates, args.max_buyers, args.seed, progress)
+    except ContractError as err:
+        print(f"invalid data in {args.data or DEFAULT_DATA}:\n{err}", file=sys.stderr)
+        return 2
+
+    parts = split.assign(frame["as_of"])
+    train, valid, test = (frame[parts == k] for k in ("train", "valid", "test"))
+    progress(
+        f"rows: train {len(train):,}, valid {len(valid):,}, test {len(test):,}; {args.target} rate {frame[args.target].mean():.2%}"
+    )
+    configure_tracking()
+    mlflow.set_experiment(experiment_id=ensure_experiment(args.experiment))
+    with mlflow.start_run() as run:
+        d_train = Dataset(train[names].to_numpy(np.float32), train[args.target].to_numpy())
+        d_valid = Dataset(valid[names].to_numpy(np.float32), valid[args.target].to_numpy())
+        monotone, dropped = checked_monotone(
+            d_train.X, d_train.y, monotone_constraints(names), seed=args.seed
+        )
+        mlflow.log_params({k: v for k, v in params.items() if k != "monotone_constraints"})
+        mlflow.log_params(
+            {
+                "data": str(data),
+                "target": args.target,
+                "signals": len(names),
+                "valid_from": split.valid_from.date(),
+                "test_from": split.test_from.date(),
+                "train_rows": len(train),
+                "valid_rows": len(valid),
+                "test_rows": len(test),
+                "monotone_signals": int(np.count_nonzero(monotone)),
+                "monotone_dropped": ",".join(names[j] for j in dropped)[:500] or "none",
+                "max_buyers": args.max_buyers,
+            }
+        )
+        progress(f"training LightGBM ({np.count_nonzero(monotone)} monotone constraints) ...")
+        reason_text = {s.name: s.reason for s in registry}
+        model = fit_rating(
+            d_train, d_valid, names, reason_text, monotone, params, ScoreScale(), seed=args.seed
+        )
+        mlflow.log_metric("best_iteration", model.booster.best_iteration)
+        progress(f"best iteration {model.booster.best_iteration}; evaluating on the test window ...")
+        report = build_report(
+            model, train, test, args.target, oracle_probabilities(data, test), seed=args.seed
+        )
+        mlflow.log_metrics(report.metrics)
+        mlflow.log_dict(
+            {"cuts": list(model.cuts), "scale": vars(model.scale), "calibration": vars(model.calibration)},
+            "rating.json",
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            for fname, fig in report.figures.items():
+                fig.savefig(Path(tmp) / fname, dpi=110, bbox_inches="tight")
+            for fname, table in report.tables.items():
+                table.to_csv(Path(tmp) / fname, index=False)
+            mlflow.log_artifacts(tmp, artifact_path="evaluation")
+        mlflow.log_text(render_catalog(registry), "signals.md")
+
+        client = mlflow.MlflowClient()
+        champion = promote.champion_version(client, args.register_name)
+        champion_auc, comparable = None, True
+        if champion is not None:
+            champion_auc, comparable = score_champion(args.register_name, test, args.target)
+        verdict = promote.gate(
+            args.promote,
+            report.metrics["test_auc"],
+            bool(report.metrics["stars_monotone"]),
+            champion_auc,
+            comparable,
+        )
+        progress("logging and registering the rating artifact ...")
+        info = log_rating(model, d_valid.X[:5], registered_model_name=args.register_name)
+        version = str(info.registered_model_version)
+        promote.set_aliases(client, args.register_name, version, verdict.promote)
+        mlflow.set_tags(
+            {
+                "promoted": verdict.promote,
+                "promotion_reason": verdict.reason,
+                "champion_before": champion or "none",
+            }
+        )
+        if champion_auc is not None:
+            mlflow.log_metric("champion_test_auc", champion_auc)
+
+    print(summary_text(report, args.target))
+    print(
+        f"MLflow run {run.info.run_id} (experiment {args.experiment}); registered {args.register_name} version {version}; "
+        f"{'promoted to champion' if verdict.promote else 'not promoted'}: {verdict.reason}"
+    )
+    return 0
+
+
+def score_champion(name: str, test: pd.DataFrame, target: str) -> tuple[float | None, bool]:
+    """The champion's AUC on the same test rows, or (None, False) when it needs signals we do not have."""
+    champion = load_rating(f"models:/{name}@{promote.CHAMPION}").model
+    if any(n not in test.columns for n in champion.signal_names):
+        return None, False
+    p = champion.score(test[champion.signal_names].to_numpy(np.float32)).p_bad
+    return discrimination(test[target].to_numpy(), p)["auc"], True
+
+
+if __name__ == "__main__":
+    sys.exit(main())
