@@ -129,7 +129,7 @@ def test_labels_are_binary(seed):
     rng = np.random.default_rng(seed)
     rows = [
         {"buyer_id": int(b), "due_at": ts(int(d)), "paid_at": NAT}
-        for b, d in zip(rng.integers(1, 3, 20), rng.integers(-50, 120, 20))
+        for b, d in zip(rng.integers(1, 3, 20), rng.integers(-50, 120, 20), strict=True)
     ]
     out = labels_with("credit_bills", rows)
     assert set(np.unique(out.to_numpy())) <= {0, 1}
