@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 from features import contract
 from features.validate import ContractError, Problem, example_keys, validate
 
+_TIMESTAMP = pd.DatetimeTZDtype("us", "UTC")
 _PART = re.compile(r"part-(\d+)\.(parquet|csv)$")
 _BOOL_WORDS = {"true": True, "false": False, "t": True, "f": False, "1": True, "0": False}
 _BOOL_WORDS |= {"yes": True, "no": False, "1.0": True, "0.0": False}
@@ -91,7 +92,7 @@ def _read_file(path: Path, wanted: tuple[str, ...]) -> pd.DataFrame:
             {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}.get if chunks.null_count else None
         )
         columns[name] = chunks.to_pandas(types_mapper=nullable)
-    return pd.DataFrame(columns, index=pd.RangeIndex(arrow.num_rows))
+    return pd.DataFrame(columns, index=pd.RangeIndex(arrow.num_rows), copy=False)
 
 
 def _shard_range(manifest: dict, part: int) -> tuple[int, int] | None:
@@ -140,6 +141,8 @@ def _failed(
 
 
 def _to_timestamp(s: pd.Series) -> tuple[pd.Series, np.ndarray | None, str]:
+    if s.dtype == _TIMESTAMP:
+        return s, None, ""
     if isinstance(s.dtype, pd.DatetimeTZDtype):
         return s.dt.tz_convert("UTC").dt.as_unit("us"), None, ""
     if pd.api.types.is_datetime64_dtype(s.dtype):
@@ -244,7 +247,7 @@ def coerce(frame: pd.DataFrame, table: contract.Table) -> tuple[pd.DataFrame, li
             else f"not ISO-8601 ({stored})"
         )
         found.append(_failed(frame, table, col, check, bad, msg))
-    return pd.DataFrame(out, index=frame.index), found
+    return pd.DataFrame(out, index=frame.index, copy=False), found
 
 
 def _read(data_dir: Path, name: str, part: int | None) -> tuple[pd.DataFrame | None, list[Problem]]:

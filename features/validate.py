@@ -98,13 +98,20 @@ def example_keys(frame: pd.DataFrame, table: contract.Table, mask: np.ndarray) -
 
 
 def _problem(
-    frame: pd.DataFrame, table: contract.Table, column: str, check: str, mask: object, message: str
+    frame: pd.DataFrame,
+    table: contract.Table,
+    column: str,
+    check: str,
+    mask: object,
+    message: str,
+    shown: np.ndarray | None = None,
 ) -> list[Problem]:
     mask = np.asarray(mask, dtype=bool)
     count = int(mask.sum())
     if not count:
         return []
-    return [Problem(table.name, column, check, count, example_keys(frame, table, mask), message)]
+    examples = example_keys(frame, table, mask if shown is None else shown)
+    return [Problem(table.name, column, check, count, examples, message)]
 
 
 def conforms(series: pd.Series, kind: str) -> bool:
@@ -166,62 +173,55 @@ def _key_problems(frame: pd.DataFrame, table: contract.Table) -> list[Problem]:
     if not key or not all(c in frame.columns for c in key):
         return []
     dup = frame.duplicated(subset=key, keep=False).to_numpy()
-    return _problem(frame, table, ",".join(key), "duplicate_key", dup, "primary key not unique")
+    repeat = frame.duplicated(subset=key, keep="first").to_numpy() if dup.any() else dup
+    return _problem(frame, table, ",".join(key), "duplicate_key", dup, "primary key not unique", shown=repeat)
 
 
-def _reference_problems(frames: Mapping[str, pd.DataFrame], table: contract.Table) -> list[Problem]:
-    frame, found = frames[table.name], []
+def _matches(frames: Mapping[str, pd.DataFrame], values: pd.Series, ref: str, cache: dict) -> np.ndarray:
+    """Row of ``ref`` (``"table.column"``) each value points to (first match), -1 where none."""
+    if ref not in cache:
+        table, key = ref.split(".")
+        ids = frames[table][key]
+        index = pd.Index(ids)
+        rows = None
+        if not index.is_unique:
+            first = ~ids.duplicated().to_numpy()
+            index, rows = pd.Index(ids[first]), np.flatnonzero(first)
+        cache[ref] = (index, rows)
+    index, rows = cache[ref]
+    pos = index.get_indexer(values)
+    return pos if rows is None else np.where(pos >= 0, rows[pos], -1)
+
+
+def _at(values: np.ndarray, row: np.ndarray) -> np.ndarray:
+    return values[np.maximum(row, 0)] if len(values) else np.zeros(len(row), dtype=values.dtype)
+
+
+def _link_problems(frames: Mapping[str, pd.DataFrame], table: contract.Table, cache: dict) -> list[Problem]:
+    """Orphan references, events before the buyer registered, and rows whose buyer is not the order's."""
+    frame, found, rows = frames[table.name], [], {}
     for col in table.columns:
-        if not col.references:
+        ref_table, _, ref_col = (col.references or "..").partition(".")
+        if not (
+            col.references and _usable(frames, table.name, col.name) and _usable(frames, ref_table, ref_col)
+        ):
             continue
-        ref_table, ref_col = col.references.split(".")
-        if not (_usable(frames, table.name, col.name) and _usable(frames, ref_table, ref_col)):
-            continue
-        s = frame[col.name]
-        orphan = s.notna().to_numpy() & ~s.isin(frames[ref_table][ref_col]).to_numpy()
+        rows[ref_table] = row = _matches(frames, frame[col.name], col.references, cache)
+        orphan = frame[col.name].notna().to_numpy() & (row < 0)
         found += _problem(frame, table, col.name, "orphan_reference", orphan, f"no matching {col.references}")
-    return found
-
-
-def _lookup(frames: Mapping[str, pd.DataFrame], table: str, key: str, value: str) -> pd.Series:
-    ref = frames[table][[key, value]].drop_duplicates(subset=key)
-    return pd.Series(ref[value].to_numpy(), index=ref[key].to_numpy())
-
-
-def _registration_problems(frames: Mapping[str, pd.DataFrame], table: contract.Table) -> list[Problem]:
     event = table.event_time
-    if table.name == "buyers" or not event or "buyer_id" not in table.column_names:
-        return []
-    needed = [
-        (table.name, event),
-        (table.name, "buyer_id"),
-        ("buyers", "buyer_id"),
-        ("buyers", "registered_at"),
-    ]
-    if not all(_usable(frames, t, c) for t, c in needed):
-        return []
-    frame = frames[table.name]
-    registered = frame["buyer_id"].map(_lookup(frames, "buyers", "buyer_id", "registered_at"))
-    early = (frame[event] < registered).fillna(False)
-    return _problem(frame, table, event, "before_registration", early, "before the buyer registered")
-
-
-def _buyer_mismatch_problems(frames: Mapping[str, pd.DataFrame], table: contract.Table) -> list[Problem]:
-    cols = table.column_names
-    if table.name == "orders" or "order_id" not in cols or "buyer_id" not in cols:
-        return []
-    needed = [
-        (table.name, "order_id"),
-        (table.name, "buyer_id"),
-        ("orders", "order_id"),
-        ("orders", "buyer_id"),
-    ]
-    if not all(_usable(frames, t, c) for t, c in needed):
-        return []
-    frame = frames[table.name]
-    order_buyer = frame["order_id"].map(_lookup(frames, "orders", "order_id", "buyer_id"))
-    differs = (order_buyer.notna() & (order_buyer != frame["buyer_id"])).fillna(False)
-    return _problem(frame, table, "buyer_id", "buyer_mismatch", differs, "differs from the order's buyer_id")
+    if "buyers" in rows and _usable(frames, table.name, event) and _usable(frames, "buyers", "registered_at"):
+        registered = _at(frames["buyers"]["registered_at"].dt.tz_convert(None).to_numpy(), rows["buyers"])
+        early = (rows["buyers"] >= 0) & (frame[event].dt.tz_convert(None).to_numpy() < registered)
+        found += _problem(frame, table, event, "before_registration", early, "before the buyer registered")
+    if "orders" in rows and "buyers" in rows and _usable(frames, "orders", "buyer_id"):
+        order_buyer = _at(frames["orders"]["buyer_id"].to_numpy(dtype="int64", na_value=-1), rows["orders"])
+        own = frame["buyer_id"].to_numpy(dtype="int64", na_value=-1)
+        differs = (rows["orders"] >= 0) & (rows["buyers"] >= 0) & (order_buyer != own)
+        found += _problem(
+            frame, table, "buyer_id", "buyer_mismatch", differs, "differs from the order's buyer_id"
+        )
+    return found
 
 
 def validate(
@@ -246,6 +246,7 @@ def validate(
         exported = exported.tz_localize("UTC") if exported.tz is None else exported.tz_convert("UTC")
     wanted = set(contract.TABLE_NAMES if tables is None else tables)
     found: list[Problem] = []
+    cache: dict = {}  # referenced key -> (index, rows), built once per call
     for table in contract.TABLES:
         if table.name not in wanted:
             continue
@@ -259,9 +260,7 @@ def validate(
             else:
                 found += _column_problems(frame, table, col, exported)
         found += _key_problems(frame, table)
-        found += _reference_problems(frames, table)
-        found += _registration_problems(frames, table)
-        found += _buyer_mismatch_problems(frames, table)
+        found += _link_problems(frames, table, cache)
     return found
 
 
