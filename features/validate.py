@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -24,6 +25,7 @@ import pandas as pd
 from features import contract
 
 MAX_EXAMPLES = 5
+STRUCTURAL = ("missing_table", "missing_column", "unreadable", "unsharded")  # counts are not rows
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,9 @@ class Problem:
 
     def __str__(self) -> str:
         where = f"{self.table}.{self.column}" if self.column else self.table
-        text = f"{where}: {self.check}: {self.message} ({self.count} row{'s' if self.count != 1 else ''})"
+        text = f"{where}: {self.check}: {self.message}"
+        if self.check not in STRUCTURAL:
+            text += f" ({self.count} row{'s' if self.count != 1 else ''})"
         return text + (f"; e.g. {', '.join(self.examples)}" if self.examples else "")
 
 
@@ -295,15 +299,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Validate an export shard by shard; print an OK line (exit 0) or every problem (exit 2)."""
+    """Validate an export shard by shard; print an OK line (exit 0) or every problem (exit 2).
+
+    A folder export is loaded one part at a time (foreign keys resolve within the part),
+    so memory stays bounded by the largest shard; problems are merged across parts.
+    """
     from features import io  # io imports this module for Problem; import here to avoid a cycle
 
-    parts = [args.part] if args.part is not None else io.shard_parts(args.data_dir)
-    exported_at = io.export_time(args.data_dir, args.exported_at)
+    if not Path(args.data_dir).is_dir():
+        print(f"FAILED {args.data_dir}: not a directory")
+        return 2
+    available = io.shard_parts(args.data_dir)
+    try:
+        exported_at = io.export_time(args.data_dir, args.exported_at)
+    except ValueError as err:
+        print(f"FAILED {args.data_dir}: {err}")
+        return 2
+    if args.part is not None and args.part not in available:
+        print(f"FAILED {args.data_dir}: no part {args.part}; parts are {available}")
+        return 2
+    parts = available if args.part is None else [args.part]
+    sharded = args.part is not None or len(parts) > 1
     rows: dict[str, int] = {}
     problems: list[Problem] = []
     for part in parts:
-        shard = None if parts == [0] and args.part is None else part
+        shard = part if sharded else None
         try:
             frames = io.load_tables(args.data_dir, part=shard, exported_at=exported_at)
         except ContractError as err:
@@ -342,4 +362,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # Re-import so that ContractError is the class features.io raises, not a __main__ copy.
+    from features.validate import main as _main
+
+    raise SystemExit(_main())

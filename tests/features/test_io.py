@@ -206,6 +206,19 @@ def test_cli_ok_line_and_problem_listing(tmp_path, make_export, capsys):
     assert "violations: missing_table" in out
 
 
+def test_cli_refuses_a_missing_dir_an_unknown_part_and_a_bad_time(tmp_path, make_export, capsys):
+    data_dir = make_export(tmp_path, layout="parts")
+    assert _cli(str(tmp_path / "nowhere")) == 2
+    assert _cli(str(data_dir), "--part", "7") == 2
+    assert _cli(str(data_dir), "--exported-at", "soon") == 2
+    out = capsys.readouterr().out.splitlines()
+    assert out == [
+        f"FAILED {tmp_path / 'nowhere'}: not a directory",
+        f"FAILED {data_dir}: no part 7; parts are [0, 1]",
+        f"FAILED {data_dir}: exported_at 'soon' is not an ISO-8601 time",
+    ]
+
+
 def test_python_dash_m_features_validate(tmp_path, make_export):
     """The documented command line, end to end in a subprocess."""
     good = make_export(tmp_path / "good")
