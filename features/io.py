@@ -35,9 +35,21 @@ _BOOL_WORDS |= {"yes": True, "no": False, "1.0": True, "0.0": False}
 
 
 def read_manifest(data_dir: str | Path) -> dict:
-    """Return ``DIR/manifest.json`` as a dict, or ``{}`` when there is none."""
+    """Return ``DIR/manifest.json`` as a dict, or ``{}`` when there is none.
+
+    Raises:
+        ValueError: If the file is not a JSON object.
+    """
     path = Path(data_dir) / "manifest.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    try:
+        manifest = json.loads(path.read_text())
+    except ValueError as err:
+        raise ValueError(f"{path} is not valid JSON: {err}") from err
+    if not isinstance(manifest, dict):
+        raise ValueError(f"{path} must hold a JSON object")
+    return manifest
 
 
 def export_time(data_dir: str | Path, override: str | datetime | None = None) -> pd.Timestamp:

@@ -309,8 +309,8 @@ def run(args: argparse.Namespace) -> int:
     if not Path(args.data_dir).is_dir():
         print(f"FAILED {args.data_dir}: not a directory")
         return 2
-    available = io.shard_parts(args.data_dir)
     try:
+        available = io.shard_parts(args.data_dir)
         exported_at = io.export_time(args.data_dir, args.exported_at)
     except ValueError as err:
         print(f"FAILED {args.data_dir}: {err}")

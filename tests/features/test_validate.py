@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from features import contract, contract_doc
 from features.validate import ContractError, Problem, merge, validate
@@ -167,6 +169,17 @@ def test_count_is_complete_and_examples_capped(contract_frames):
         "order_id=201",
         "order_id=202",
     )
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(bad=st.sets(st.integers(0, 17), min_size=1))
+def test_count_is_exact_and_examples_are_the_first_offenders(contract_frames, bad):
+    frames = dict(contract_frames, orders=contract_frames["orders"].copy())
+    frames["orders"].loc[sorted(bad), "amount"] = -1.0
+    (problem,) = validate(frames, EXPORTED_AT)
+    assert problem.count == len(bad)
+    first = frames["orders"]["order_id"].iloc[sorted(bad)[:5]]
+    assert problem.examples == tuple(f"order_id={i}" for i in first)
 
 
 def test_only_requested_tables_are_required(contract_frames):
