@@ -5,11 +5,13 @@ every :class:`Problem` found, vectorised over whole columns so it runs on tens o
 millions of rows. ``python -m features validate DIR`` is the command-line edge.
 
 Checks (the ``check`` field of a problem):
-    missing_table, missing_column, wrong_type, unparseable_timestamp (from reading),
-    null, duplicate_key, orphan_reference, below_min, above_max, not_allowed,
+    missing_table, missing_column, wrong_type, null, duplicate_key, orphan_reference,
+    below_min, above_max, not_allowed,
     after_export (a non-scheduled timestamp after the export time),
     before_registration (a table's ``event_time`` before the buyer's ``registered_at``),
     buyer_mismatch (a row's buyer differs from its order's buyer).
+Reading (``features.io``) adds unreadable, unparseable_timestamp, wrong_type (values that
+cannot be cast), unsharded and outside_shard (a part's row outside its manifest buyer range).
 """
 
 from __future__ import annotations
