@@ -1,0 +1,96 @@
+"""Flask app factory: wires config, runtime (model, policy, snapshot), ledger and routes.
+
+Production::
+
+    gunicorn -w 2 -b 0.0.0.0:8000 "serving.app:create_app()"
+
+Development: ``python -m serving``. Nothing happens at import; ``create_app`` does it all.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask, g, request
+from werkzeug.exceptions import HTTPException
+
+from serving.auth import KeyCheck
+from serving.config import ServingConfig, load_config
+from serving.context import EXTENSION, Services, error_response, services
+from serving.ledger import Ledger, make_engine
+from serving.metrics import Metrics
+from serving.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+def _register_hooks(app: Flask) -> None:
+    @app.before_request
+    def _start() -> None:
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _count(response):
+        route = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        metrics = services().metrics
+        metrics.inc("buyer_trust_requests_total", (("route", route), ("status", str(response.status_code))))
+        metrics.observe("buyer_trust_request_seconds", (("route", route),), time.perf_counter() - g.started)
+        return response
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException):
+        return error_response(
+            exc.code or 500, exc.name.lower().replace(" ", "_"), exc.description or exc.name
+        )
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "internal_error", "unexpected error; see the service log")
+
+
+def create_app(config: ServingConfig | Mapping[str, Any] | None = None) -> Flask:
+    """Build the decision service.
+
+    Args:
+        config: A ``ServingConfig``, a mapping of overrides for ``load_config`` (tests), or
+            None to read the environment (gunicorn).
+
+    Returns:
+        The Flask app. The policy must be valid (else ``PolicyError``); a missing model,
+        snapshot or database leaves the app running and declining with reasons
+        (``/readyz`` says what is missing).
+    """
+    if not isinstance(config, ServingConfig):
+        config = load_config(config)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ledger = Ledger(
+        make_engine(
+            config.database_url, config.database_schema, config.db_busy_timeout_ms, config.db_pool_size
+        ),
+        config.database_schema,
+    )
+    try:
+        ledger.create()
+    except Exception:  # noqa: BLE001 - the database may come up later; decisions degrade meanwhile
+        log.exception("ledger database unavailable at start: %s", ledger.engine.url.render_as_string())
+    runtime = Runtime(config).start()
+    runtime.watch()
+    if not config.api_key_hashes:
+        log.warning("no API keys configured (SERVING_API_KEY_HASHES): every /v1 call will get 401")
+
+    app = Flask("serving")
+    app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
+    app.json.sort_keys = False
+    app.extensions[EXTENSION] = Services(config, runtime, ledger, Metrics(), KeyCheck(config.api_key_hashes))
+
+    from serving.api import api
+    from serving.ops import ops
+
+    app.register_blueprint(api)
+    app.register_blueprint(ops)
+    _register_hooks(app)
+    return app

@@ -1,0 +1,301 @@
+"""The decision as pure functions: rating + request + policy + live usage -> approve or decline.
+
+Nothing here touches HTTP, the database or the model. The caller supplies the buyer's
+rating (or None when the buyer has no signals), the signal values the policy's rules read,
+and the buyer's live usage read from the ledger inside the decision's transaction; it gets
+back the decision, every reason it declined, the limits that applied, the flags and the
+amount to reserve in the ledger.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from serving.policy import FAST_REFUND, PRESALE, Policy, SignalRule
+
+APPROVE = "approve"
+DECLINE = "decline"
+TOLERANCE = 1e-6  # currency units; amounts equal to a cap or limit pass
+
+THIN_FILE = "thin_file"
+DEGRADED = "risk_service_degraded"
+STARS_BELOW_MINIMUM = "stars_below_minimum"
+AMOUNT_ABOVE_CAP = "amount_above_cap"
+DEPOSIT_BELOW_MINIMUM = "deposit_below_minimum"
+EXPOSURE_LIMIT_EXCEEDED = "exposure_limit_exceeded"
+REFUND_KIND_NOT_ELIGIBLE = "refund_kind_not_eligible"
+EVIDENCE_MISSING = "evidence_missing"
+QUOTA_COUNT_EXCEEDED = "quota_count_exceeded"
+QUOTA_AMOUNT_EXCEEDED = "quota_amount_exceeded"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A decline reason, a flag or a model reason: a stable code and its text.
+
+    ``contribution`` is the model reason's raised log-odds (None for policy findings).
+    """
+
+    code: str
+    text: str
+    contribution: float | None = None
+
+
+@dataclass(frozen=True)
+class Order:
+    """A presale order asking to ship before the balance is paid (amounts in policy currency)."""
+
+    order_id: int
+    amount: float
+    currency: str
+    category: str
+    deposit_amount: float
+
+    @property
+    def balance(self) -> float:
+        """The unpaid balance: what the merchant risks by shipping now."""
+        return max(self.amount - self.deposit_amount, 0.0)
+
+
+@dataclass(frozen=True)
+class Refund:
+    """A refund request asking to be paid before the goods come back."""
+
+    refund_id: int
+    order_id: int
+    amount: float
+    currency: str
+    reason: str
+    kind: str
+    evidence_photos: int
+
+
+@dataclass(frozen=True)
+class DecisionRequest:
+    """One validated call to ``POST /v1/decisions``; exactly one of ``order``/``refund`` is set."""
+
+    service: str
+    request_id: str
+    buyer_id: int
+    order: Order | None = None
+    refund: Refund | None = None
+
+    @property
+    def ref_id(self) -> int:
+        """The order id (presale) or refund id (fast refund) the decision is about."""
+        return self.order.order_id if self.order is not None else self.refund.refund_id
+
+
+@dataclass(frozen=True)
+class BuyerRating:
+    """What the model says about a buyer.
+
+    Attributes:
+        star: 1-5.
+        score: 350-950.
+        p_bad: Calibrated probability of a bad outcome in 90 days.
+        reasons: The model's risk-raising reasons, largest first.
+        signals: Values of the signals the policy's rules read (NaN when missing).
+        as_of: When the signals were computed (ISO 8601), if known.
+    """
+
+    star: int
+    score: int
+    p_bad: float
+    reasons: tuple[Finding, ...] = ()
+    signals: Mapping[str, float] = field(default_factory=dict)
+    as_of: str | None = None
+
+
+@dataclass(frozen=True)
+class Usage:
+    """The buyer's live state from the ledger.
+
+    Attributes:
+        exposure: Outstanding ship-before-balance balances (currency units).
+        refund_count: Fast refunds granted in the quota window.
+        refund_amount: Fast-refunded amount in the quota window.
+    """
+
+    exposure: float = 0.0
+    refund_count: int = 0
+    refund_amount: float = 0.0
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome of ``decide``.
+
+    Attributes:
+        decision: ``approve`` or ``decline``.
+        declines: Every reason it declined (empty when approved).
+        limits: The limits that applied and how much of each is used (JSON-ready).
+        reasons: The model's top risk-raising reasons (at most ``policy.max_reasons``).
+        flags: Policy flags that hold for this buyer.
+        reserve: Amount to reserve in the ledger (the balance or refund amount when approved, else 0).
+    """
+
+    decision: str
+    declines: tuple[Finding, ...]
+    limits: dict
+    reasons: tuple[Finding, ...] = ()
+    flags: tuple[Finding, ...] = ()
+    reserve: float = 0.0
+
+
+def star_eligible(star: int, min_stars: int) -> bool:
+    """Whether ``star`` meets the service's minimum."""
+    return star >= min_stars
+
+
+def fired(rules: Sequence[SignalRule], service: str, signals: Mapping[str, float]) -> tuple[Finding, ...]:
+    """The rules for ``service`` that hold over ``signals`` (a missing signal never fires)."""
+    return tuple(
+        Finding(rule.code, rule.text)
+        for rule in rules
+        if service in rule.services and rule.fires(float(signals.get(rule.signal, float("nan"))))
+    )
+
+
+def presale_checks(order: Order, star: int, policy: Policy, usage: Usage) -> tuple[list[Finding], dict]:
+    """Caps, deposit ratio and exposure for a ship-before-balance order.
+
+    Returns:
+        The failed checks and the limits (``exposure_remaining`` is what is left after this
+        order if it is approved, otherwise what is left now).
+    """
+    rules = policy.presale
+    cap = rules.amount_cap[star - 1]
+    limit = rules.exposure_limit[star - 1]
+    ratio = order.deposit_amount / order.amount if order.amount > 0 else 0.0
+    failed = []
+    if not star_eligible(star, rules.min_stars):
+        failed.append(
+            Finding(STARS_BELOW_MINIMUM, f"Ship-before-balance needs {rules.min_stars} stars or more.")
+        )
+    elif order.amount > cap + TOLERANCE:
+        failed.append(Finding(AMOUNT_ABOVE_CAP, f"Order amount is above the {cap:g} cap for {star} stars."))
+    if ratio + TOLERANCE < rules.min_deposit_ratio:
+        failed.append(
+            Finding(
+                DEPOSIT_BELOW_MINIMUM, f"Deposit is below {rules.min_deposit_ratio:.0%} of the order amount."
+            )
+        )
+    if star_eligible(star, rules.min_stars) and usage.exposure + order.balance > limit + TOLERANCE:
+        failed.append(
+            Finding(
+                EXPOSURE_LIMIT_EXCEEDED,
+                f"Outstanding balances would exceed the {limit:g} limit for {star} stars.",
+            )
+        )
+    after = usage.exposure + (order.balance if not failed else 0.0)
+    limits = {
+        "min_stars": rules.min_stars,
+        "amount_cap": cap,
+        "min_deposit_ratio": rules.min_deposit_ratio,
+        "deposit_ratio": round(ratio, 6),
+        "exposure_limit": limit,
+        "exposure_used": usage.exposure,
+        "exposure_requested": order.balance,
+        "exposure_remaining": max(limit - after, 0.0),
+    }
+    return failed, limits
+
+
+def refund_checks(refund: Refund, star: int, policy: Policy, usage: Usage) -> tuple[list[Finding], dict]:
+    """Cap, refund kind, evidence and the count and amount quotas for a fast refund.
+
+    Returns:
+        The failed checks and the limits (``*_remaining`` as after this refund if approved).
+    """
+    rules = policy.fast_refund
+    cap = rules.amount_cap[star - 1]
+    max_count = rules.quota_count[star - 1]
+    max_amount = rules.quota_amount[star - 1]
+    failed = []
+    if not star_eligible(star, rules.min_stars):
+        failed.append(Finding(STARS_BELOW_MINIMUM, f"Fast refund needs {rules.min_stars} stars or more."))
+    else:
+        if refund.amount > cap + TOLERANCE:
+            failed.append(
+                Finding(AMOUNT_ABOVE_CAP, f"Refund amount is above the {cap:g} cap for {star} stars.")
+            )
+        if usage.refund_count + 1 > max_count:
+            failed.append(
+                Finding(
+                    QUOTA_COUNT_EXCEEDED,
+                    f"Already {usage.refund_count} fast refunds in {policy.quota_window_days} days.",
+                )
+            )
+        if usage.refund_amount + refund.amount > max_amount + TOLERANCE:
+            failed.append(
+                Finding(
+                    QUOTA_AMOUNT_EXCEEDED,
+                    f"Fast refunds would exceed {max_amount:g} in {policy.quota_window_days} days.",
+                )
+            )
+    if refund.kind not in rules.kinds:
+        failed.append(
+            Finding(REFUND_KIND_NOT_ELIGIBLE, f"Refund kind {refund.kind} is not eligible for fast refund.")
+        )
+    if refund.amount > rules.photos_required_above + TOLERANCE and refund.evidence_photos < rules.min_photos:
+        failed.append(
+            Finding(
+                EVIDENCE_MISSING,
+                f"Refunds above {rules.photos_required_above:g} need {rules.min_photos} photo(s) of evidence.",
+            )
+        )
+    approved = not failed
+    count_after = usage.refund_count + (1 if approved else 0)
+    amount_after = usage.refund_amount + (refund.amount if approved else 0.0)
+    limits = {
+        "min_stars": rules.min_stars,
+        "amount_cap": cap,
+        "quota_window_days": policy.quota_window_days,
+        "quota_count": max_count,
+        "quota_count_used": usage.refund_count,
+        "quota_count_remaining": max(max_count - count_after, 0),
+        "quota_amount": max_amount,
+        "quota_amount_used": usage.refund_amount,
+        "quota_amount_remaining": max(max_amount - amount_after, 0.0),
+    }
+    return failed, limits
+
+
+def decide(request: DecisionRequest, rating: BuyerRating, policy: Policy, usage: Usage) -> Decision:
+    """Decide one request for a rated buyer.
+
+    Args:
+        request: The validated request.
+        rating: The buyer's star, score, reasons and rule signals.
+        policy: The live policy.
+        usage: The buyer's live usage, read in the decision's transaction.
+
+    Returns:
+        The decision; ``reserve`` is the amount the ledger must hold when approved.
+    """
+    rules = policy.hard_declines
+    if request.service == PRESALE:
+        failed, limits = presale_checks(request.order, rating.star, policy, usage)
+        amount = request.order.balance
+    elif request.service == FAST_REFUND:
+        failed, limits = refund_checks(request.refund, rating.star, policy, usage)
+        amount = request.refund.amount
+    else:
+        raise ValueError(f"service: unknown service {request.service!r}")
+    declines = (*fired(rules, request.service, rating.signals), *failed)
+    approved = not declines
+    return Decision(
+        decision=APPROVE if approved else DECLINE,
+        declines=declines,
+        limits=limits,
+        reasons=rating.reasons[: policy.max_reasons],
+        flags=fired(policy.flags, request.service, rating.signals),
+        reserve=amount if approved else 0.0,
+    )
+
+
+def decline_unrated(code: str, text: str) -> Decision:
+    """A decline for a buyer who could not be rated (``thin_file`` or ``risk_service_degraded``)."""
+    return Decision(decision=DECLINE, declines=(Finding(code, text),), limits={})

@@ -1,0 +1,251 @@
+"""What the service decides with: one consistent set of model, policy and snapshot.
+
+A ``Live`` is immutable. Loading a new policy, snapshot or model builds a new ``Live``
+(reusing the unchanged parts) and the runtime swaps it in whole, so a request always sees
+one model with the snapshot scored by that model and a policy checked against its signals.
+
+With a file snapshot every buyer is scored once, when the snapshot or the model loads
+(the snapshot is batch anyway): a request is then a dict lookup plus the reason lookup.
+With Redis each request fetches the buyer's row and scores it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from serving.config import ServingConfig
+from serving.decide import DEGRADED, THIN_FILE, BuyerRating, Finding
+from serving.policy import Policy, check_signals, load_policy
+from serving.snapshot import FileSnapshot, RedisSnapshot, SnapshotError, load_snapshot
+
+log = logging.getLogger(__name__)
+SCORE_CHUNK = 20_000
+
+
+class Unrated(Exception):
+    """The buyer cannot be rated: ``code`` is ``thin_file`` or ``risk_service_degraded``."""
+
+    def __init__(self, code: str, text: str) -> None:
+        super().__init__(f"{code}: {text}")
+        self.code = code
+        self.text = text
+
+
+@dataclass(frozen=True)
+class Scored:
+    """Per-buyer scores precomputed for a file snapshot, rows aligned with it."""
+
+    matrix: np.ndarray
+    p_bad: np.ndarray
+    score: np.ndarray
+    star: np.ndarray
+
+
+@dataclass(frozen=True)
+class Live:
+    """The model, policy and snapshot in force.
+
+    Attributes:
+        policy: The validated policy.
+        policy_mtime: Modification time of the policy file read.
+        rating: The loaded rating (``rating.artifact.LoadedRating``), None when unavailable.
+        model_error: Why the model is unavailable.
+        snapshot: The online signals loaded, None when none could be.
+        snapshot_error: Why the snapshot is unusable (not loaded, or not matching the model's
+            signals); ``snapshot_code`` says how to decline.
+        columns: Snapshot column of each model signal (None when the orders match).
+        scored: Precomputed scores (file snapshots only).
+        rule_columns: Model column of each signal the policy reads.
+    """
+
+    policy: Policy
+    policy_mtime: float = 0.0
+    rating: Any = None
+    model_error: str | None = "model not loaded"
+    snapshot: FileSnapshot | RedisSnapshot | None = None
+    snapshot_error: str | None = "snapshot not loaded"
+    snapshot_code: str = THIN_FILE
+    columns: np.ndarray | None = None
+    scored: Scored | None = None
+    rule_columns: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def model_version(self) -> str | None:
+        """``name/version`` of the registered model, or the URI it was loaded from."""
+        if self.rating is None:
+            return None
+        if self.rating.version is not None:
+            return f"{self.rating.name}/{self.rating.version}"
+        return self.rating.uri
+
+    def _signals(self, x: np.ndarray) -> dict[str, float]:
+        return {name: float(x[j]) for name, j in self.rule_columns.items()}
+
+    def _reasons(self, x: np.ndarray) -> tuple[Finding, ...]:
+        k = self.policy.max_reasons
+        if k == 0:
+            return ()
+        return tuple(Finding(r.code, r.text, r.contribution) for r in self.rating.model.reasons(x, k=k))
+
+    def rate(self, buyer_id: int) -> BuyerRating:
+        """Star, score, reasons and rule signals of one buyer.
+
+        Raises:
+            Unrated: ``thin_file`` for an unknown buyer or no snapshot, ``risk_service_degraded``
+                when the model or the snapshot store is unavailable.
+        """
+        if self.rating is None:
+            raise Unrated(DEGRADED, f"rating model unavailable: {self.model_error}")
+        if self.snapshot is None or self.snapshot_error is not None:
+            raise Unrated(self.snapshot_code, f"no online signals: {self.snapshot_error}")
+        as_of = self.snapshot.meta.as_of
+        if self.scored is not None:
+            pos = self.snapshot.index.get(buyer_id)
+            if pos is None:
+                raise Unrated(THIN_FILE, "no signals for this buyer (new or inactive account)")
+            x = self.scored.matrix[pos]
+            return BuyerRating(
+                star=int(self.scored.star[pos]),
+                score=int(self.scored.score[pos]),
+                p_bad=float(self.scored.p_bad[pos]),
+                reasons=self._reasons(x),
+                signals=self._signals(x),
+                as_of=as_of,
+            )
+        try:
+            row = self.snapshot.row(buyer_id)
+        except SnapshotError as exc:
+            raise Unrated(DEGRADED, f"online signals unavailable: {exc}") from exc
+        if row is None:
+            raise Unrated(THIN_FILE, "no signals for this buyer (new or inactive account)")
+        x = row if self.columns is None else row[self.columns]
+        result = self.rating.model.score(x[None, :])
+        return BuyerRating(
+            star=int(result.star[0]),
+            score=int(result.score[0]),
+            p_bad=float(result.p_bad[0]),
+            reasons=self._reasons(x),
+            signals=self._signals(x),
+            as_of=as_of,
+        )
+
+
+def load_model(config: ServingConfig) -> Any:
+    """Load the rating artifact named by the config (imports MLflow; seconds)."""
+    import mlflow
+
+    from rating.artifact import load_rating
+
+    mlflow.set_tracking_uri(config.mlflow_tracking_uri)
+    return load_rating(config.model_uri)
+
+
+def model_version_now(config: ServingConfig) -> str | None:
+    """The registry version the model URI points at now (None when it is not a registry alias)."""
+    if not config.model_uri.startswith("models:/") or "@" not in config.model_uri:
+        return None
+    import mlflow
+
+    mlflow.set_tracking_uri(config.mlflow_tracking_uri)
+    name, alias = config.model_uri[len("models:/") :].split("@", 1)
+    return str(mlflow.MlflowClient().get_model_version_by_alias(name, alias).version)
+
+
+def _align(live: Live) -> Live:
+    """Match the snapshot's columns to the model's signals and precompute file scores."""
+    live = replace(live, columns=None, scored=None, rule_columns={})
+    if live.snapshot is not None:
+        live = replace(live, snapshot_error=None, snapshot_code=THIN_FILE)
+    if live.rating is None:
+        return live
+    names = live.rating.model.signal_names
+    check_signals(live.policy, names)
+    rule_columns = {n: names.index(n) for n in sorted(live.policy.signals())}
+    live = replace(live, rule_columns=rule_columns)
+    if live.snapshot is None:
+        return live
+    position = {n: j for j, n in enumerate(live.snapshot.meta.signal_names)}
+    missing = [n for n in names if n not in position]
+    if missing:
+        error = f"snapshot lacks {len(missing)} of the model's signals, e.g. {missing[:3]}; republish it"
+        log.error(error)
+        return replace(live, snapshot_error=error, snapshot_code=DEGRADED)
+    columns = (
+        None if tuple(names) == live.snapshot.meta.signal_names else np.array([position[n] for n in names])
+    )
+    live = replace(live, columns=columns)
+    if isinstance(live.snapshot, FileSnapshot):
+        matrix = (
+            live.snapshot.matrix
+            if columns is None
+            else np.ascontiguousarray(live.snapshot.matrix[:, columns])
+        )
+        parts = [
+            live.rating.model.score(matrix[i : i + SCORE_CHUNK]) for i in range(0, len(matrix), SCORE_CHUNK)
+        ]
+        live = replace(
+            live,
+            scored=Scored(
+                matrix=matrix,
+                p_bad=np.concatenate([p.p_bad for p in parts]) if parts else np.empty(0),
+                score=np.concatenate([p.score for p in parts]).astype(np.int16)
+                if parts
+                else np.empty(0, np.int16),
+                star=np.concatenate([p.star for p in parts]).astype(np.int8)
+                if parts
+                else np.empty(0, np.int8),
+            ),
+        )
+    return live
+
+
+def load_live(
+    config: ServingConfig, previous: Live | None = None, parts: frozenset[str] | None = None
+) -> Live:
+    """Load (or reload) the parts named in ``parts`` and return a new consistent ``Live``.
+
+    Args:
+        config: Where each part lives.
+        previous: The current ``Live``; parts not reloaded are taken from it.
+        parts: Any of ``{"policy", "snapshot", "model"}``; all when None.
+
+    Returns:
+        The new ``Live``. A model or snapshot that fails to load on first load is recorded
+        as unavailable (the service declines with a reason); on reload the previous one is kept.
+
+    Raises:
+        PolicyError: The policy file is invalid (or names a signal the model lacks).
+    """
+    parts = frozenset({"policy", "snapshot", "model"}) if parts is None else parts
+    live = previous
+    if live is None or "policy" in parts:
+        mtime = os.stat(config.policy_path).st_mtime if os.path.exists(config.policy_path) else 0.0
+        policy = load_policy(config.policy_path)
+        live = (
+            Live(policy=policy, policy_mtime=mtime)
+            if live is None
+            else replace(live, policy=policy, policy_mtime=mtime)
+        )
+    if "model" in parts:
+        try:
+            live = replace(live, rating=load_model(config), model_error=None)
+        except Exception as exc:  # noqa: BLE001 - any failure to load leaves the service degraded, not down
+            log.exception("model %s failed to load", config.model_uri)
+            if previous is None or previous.rating is None:
+                live = replace(live, rating=None, model_error=f"{type(exc).__name__}: {exc}")
+    if "snapshot" in parts:
+        try:
+            live = replace(live, snapshot=load_snapshot(config.snapshot, config.redis_prefix))
+        except SnapshotError as exc:
+            log.error("snapshot %s failed to load: %s", config.snapshot, exc)
+            if previous is None or previous.snapshot is None:
+                missing = not config.snapshot.startswith(("redis://", "rediss://", "unix://"))
+                missing = missing and not os.path.exists(config.snapshot)
+                code = THIN_FILE if missing else DEGRADED
+                live = replace(live, snapshot=None, snapshot_error=str(exc), snapshot_code=code)
+    return _align(live)

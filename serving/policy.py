@@ -1,0 +1,316 @@
+"""The decision policy: a versioned YAML file, validated at load into frozen records.
+
+Risk operations tune everything here without retraining: the stars each service needs,
+amount caps and exposure limits per star, the minimum deposit ratio, fast-refund quotas,
+evidence rules, hard declines and flags over snapshot signals. Every error names the
+offending key path (``services.fast_refund.amount_cap.6: ...``). See ``serving/policy.yaml``
+for the shipped default and ``docs/serving.md`` for the meaning of each key.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from features.contract import REFUND_KINDS
+
+PRESALE = "presale_ship_before_balance"
+FAST_REFUND = "fast_refund"
+SERVICES = (PRESALE, FAST_REFUND)
+STARS = (1, 2, 3, 4, 5)
+OPERATORS: dict[str, Callable[[float, float], bool]] = {
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+
+
+class PolicyError(ValueError):
+    """An invalid policy file; the message starts with the offending key path."""
+
+
+@dataclass(frozen=True)
+class SignalRule:
+    """A condition over one snapshot signal, used by hard declines and flags.
+
+    Attributes:
+        code: Stable reason or flag code returned to callers.
+        signal: Signal name (must be one of the model's signals).
+        op: Comparison operator, one of ``OPERATORS``.
+        value: Threshold the signal is compared with.
+        text: Human-readable explanation.
+        services: Services the rule applies to.
+    """
+
+    code: str
+    signal: str
+    op: str
+    value: float
+    text: str
+    services: tuple[str, ...]
+
+    def fires(self, signal_value: float) -> bool:
+        """Whether the rule holds for ``signal_value``; a missing (NaN) value never fires."""
+        if math.isnan(signal_value):
+            return False
+        return OPERATORS[self.op](signal_value, self.value)
+
+
+@dataclass(frozen=True)
+class PresalePolicy:
+    """Ship-before-balance presale rules. Per-star tuples are indexed by ``star - 1``.
+
+    Attributes:
+        min_stars: Fewest stars eligible.
+        amount_cap: Largest order amount per star (currency units).
+        min_deposit_ratio: Smallest deposit / amount accepted (0-1).
+        exposure_limit: Largest total outstanding balance shipped before payment, per star.
+    """
+
+    min_stars: int
+    amount_cap: tuple[float, ...]
+    min_deposit_ratio: float
+    exposure_limit: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class FastRefundPolicy:
+    """Fast-refund rules. Per-star tuples are indexed by ``star - 1``.
+
+    Attributes:
+        min_stars: Fewest stars eligible.
+        amount_cap: Largest single fast refund per star (currency units).
+        quota_count: Most fast refunds per quota window, per star.
+        quota_amount: Largest total fast-refunded amount per quota window, per star.
+        photos_required_above: Refunds above this amount need ``min_photos`` photos.
+        min_photos: Evidence photos required above ``photos_required_above``.
+        kinds: Refund kinds eligible for a fast refund.
+    """
+
+    min_stars: int
+    amount_cap: tuple[float, ...]
+    quota_count: tuple[int, ...]
+    quota_amount: tuple[float, ...]
+    photos_required_above: float
+    min_photos: int
+    kinds: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The whole decision policy.
+
+    Attributes:
+        version: Reported with every decision.
+        currency: ISO code all amounts are in; requests in another currency are rejected.
+        quota_window_days: Length of the fast-refund quota window, in days.
+        max_reasons: Most reason codes returned per decision.
+        presale: Ship-before-balance rules.
+        fast_refund: Fast-refund rules.
+        hard_declines: Signal rules that decline regardless of stars.
+        flags: Signal rules reported as flags (they do not decline).
+    """
+
+    version: str
+    currency: str
+    quota_window_days: int
+    max_reasons: int
+    presale: PresalePolicy
+    fast_refund: FastRefundPolicy
+    hard_declines: tuple[SignalRule, ...]
+    flags: tuple[SignalRule, ...]
+
+    def signals(self) -> set[str]:
+        """Names of every signal the policy reads."""
+        return {rule.signal for rule in (*self.hard_declines, *self.flags)}
+
+
+def _keys(value: Any, path: str, required: Iterable[str], optional: Iterable[str] = ()) -> dict:
+    if not isinstance(value, Mapping):
+        raise PolicyError(f"{path}: expected a mapping, got {type(value).__name__}")
+    required, optional = tuple(required), tuple(optional)
+    for key in value:
+        if key not in required and key not in optional:
+            raise PolicyError(f"{path}.{key}: unknown key (expected one of {', '.join(required + optional)})")
+    for key in required:
+        if key not in value:
+            raise PolicyError(f"{path}.{key}: required key missing")
+    return dict(value)
+
+
+def _number(value: Any, path: str, lo: float = 0.0, hi: float = math.inf, integer: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise PolicyError(f"{path}: expected a finite number, got {value!r}")
+    if integer and value != int(value):
+        raise PolicyError(f"{path}: expected an integer, got {value!r}")
+    if not lo <= value <= hi:
+        raise PolicyError(f"{path}: {value!r} is outside [{lo}, {hi}]")
+    return int(value) if integer else float(value)
+
+
+def _text(value: Any, path: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise PolicyError(f"{path}: expected a non-empty string, got {value!r}")
+    return value
+
+
+def _per_star(value: Any, path: str, min_stars: int, integer: bool = False) -> tuple:
+    """Read ``{star: value}``: every star from ``min_stars`` up is required, lower stars are 0."""
+    if not isinstance(value, Mapping):
+        raise PolicyError(f"{path}: expected a mapping of star (1-5) to a number")
+    table = {}
+    for star, amount in value.items():
+        if isinstance(star, bool) or star not in STARS:
+            raise PolicyError(f"{path}.{star}: star must be one of 1-5")
+        if star < min_stars:
+            raise PolicyError(f"{path}.{star}: star is below min_stars ({min_stars}); remove it")
+        table[star] = _number(amount, f"{path}.{star}", integer=integer)
+    missing = [s for s in STARS if s >= min_stars and s not in table]
+    if missing:
+        raise PolicyError(f"{path}: missing stars {missing} (every star from min_stars up needs a value)")
+    values = [table.get(s, 0) for s in STARS]
+    if any(b < a for a, b in zip(values[min_stars - 1 :], values[min_stars:], strict=False)):
+        raise PolicyError(f"{path}: values must not decrease as stars rise, got {values}")
+    return tuple(values)
+
+
+def _min_stars(value: Any, path: str) -> int:
+    return int(_number(value, path, lo=1, hi=5, integer=True))
+
+
+def _presale(raw: Any, path: str) -> PresalePolicy:
+    d = _keys(raw, path, ("min_stars", "amount_cap", "min_deposit_ratio", "exposure_limit"))
+    min_stars = _min_stars(d["min_stars"], f"{path}.min_stars")
+    return PresalePolicy(
+        min_stars=min_stars,
+        amount_cap=_per_star(d["amount_cap"], f"{path}.amount_cap", min_stars),
+        min_deposit_ratio=_number(d["min_deposit_ratio"], f"{path}.min_deposit_ratio", hi=1.0),
+        exposure_limit=_per_star(d["exposure_limit"], f"{path}.exposure_limit", min_stars),
+    )
+
+
+def _fast_refund(raw: Any, path: str) -> FastRefundPolicy:
+    d = _keys(raw, path, ("min_stars", "amount_cap", "quota_count", "quota_amount", "evidence", "kinds"))
+    min_stars = _min_stars(d["min_stars"], f"{path}.min_stars")
+    evidence = _keys(d["evidence"], f"{path}.evidence", ("photos_required_above", "min_photos"))
+    kinds = d["kinds"]
+    if not isinstance(kinds, list) or not kinds:
+        raise PolicyError(f"{path}.kinds: expected a non-empty list of refund kinds")
+    for i, kind in enumerate(kinds):
+        if kind not in REFUND_KINDS:
+            raise PolicyError(
+                f"{path}.kinds[{i}]: unknown refund kind {kind!r} (known: {', '.join(REFUND_KINDS)})"
+            )
+    return FastRefundPolicy(
+        min_stars=min_stars,
+        amount_cap=_per_star(d["amount_cap"], f"{path}.amount_cap", min_stars),
+        quota_count=_per_star(d["quota_count"], f"{path}.quota_count", min_stars, integer=True),
+        quota_amount=_per_star(d["quota_amount"], f"{path}.quota_amount", min_stars),
+        photos_required_above=_number(
+            evidence["photos_required_above"], f"{path}.evidence.photos_required_above"
+        ),
+        min_photos=int(_number(evidence["min_photos"], f"{path}.evidence.min_photos", hi=100, integer=True)),
+        kinds=tuple(kinds),
+    )
+
+
+def _rules(raw: Any, path: str) -> tuple[SignalRule, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise PolicyError(f"{path}: expected a list of rules")
+    rules, codes = [], set()
+    for i, item in enumerate(raw):
+        p = f"{path}[{i}]"
+        d = _keys(item, p, ("code", "signal", "op", "value", "text"), ("services",))
+        code = _text(d["code"], f"{p}.code")
+        if code in codes:
+            raise PolicyError(f"{p}.code: duplicate code {code!r}")
+        codes.add(code)
+        if d["op"] not in OPERATORS:
+            raise PolicyError(f"{p}.op: unknown operator {d['op']!r} (known: {' '.join(OPERATORS)})")
+        services = d.get("services", list(SERVICES))
+        if not isinstance(services, list) or not services:
+            raise PolicyError(f"{p}.services: expected a non-empty list of services")
+        for j, service in enumerate(services):
+            if service not in SERVICES:
+                raise PolicyError(f"{p}.services[{j}]: unknown service {service!r}")
+        rules.append(
+            SignalRule(
+                code=code,
+                signal=_text(d["signal"], f"{p}.signal"),
+                op=d["op"],
+                value=_number(d["value"], f"{p}.value", lo=-math.inf),
+                text=_text(d["text"], f"{p}.text"),
+                services=tuple(services),
+            )
+        )
+    return tuple(rules)
+
+
+def parse_policy(raw: Any, signal_names: Iterable[str] | None = None) -> Policy:
+    """Validate a parsed policy document.
+
+    Args:
+        raw: The document (as read from YAML).
+        signal_names: The model's signals; when given, every rule's signal must be one.
+
+    Returns:
+        The frozen policy.
+
+    Raises:
+        PolicyError: Naming the first offending key.
+    """
+    top = ("version", "currency", "quota_window_days", "max_reasons", "services", "hard_declines", "flags")
+    d = _keys(raw, "policy", top)
+    version = d["version"]
+    if isinstance(version, bool) or not isinstance(version, str | int | float):
+        raise PolicyError(f"version: expected a string, got {version!r}")
+    currency = _text(d["currency"], "currency")
+    if len(currency) != 3 or not currency.isalpha() or not currency.isupper():
+        raise PolicyError(f"currency: expected a 3-letter ISO code, got {currency!r}")
+    services = _keys(d["services"], "services", SERVICES)
+    policy = Policy(
+        version=str(version),
+        currency=currency,
+        quota_window_days=int(
+            _number(d["quota_window_days"], "quota_window_days", lo=1, hi=365, integer=True)
+        ),
+        max_reasons=int(_number(d["max_reasons"], "max_reasons", lo=0, hi=10, integer=True)),
+        presale=_presale(services[PRESALE], f"services.{PRESALE}"),
+        fast_refund=_fast_refund(services[FAST_REFUND], f"services.{FAST_REFUND}"),
+        hard_declines=_rules(d["hard_declines"], "hard_declines"),
+        flags=_rules(d["flags"], "flags"),
+    )
+    if signal_names is not None:
+        check_signals(policy, signal_names)
+    return policy
+
+
+def check_signals(policy: Policy, signal_names: Iterable[str]) -> None:
+    """Raise ``PolicyError`` naming each rule whose signal the model does not have."""
+    known = set(signal_names)
+    for section, rules in (("hard_declines", policy.hard_declines), ("flags", policy.flags)):
+        for i, rule in enumerate(rules):
+            if rule.signal not in known:
+                raise PolicyError(f"{section}[{i}].signal: {rule.signal!r} is not one of the model's signals")
+
+
+def load_policy(path: str | Path, signal_names: Iterable[str] | None = None) -> Policy:
+    """Read and validate the policy file at ``path`` (see ``parse_policy``)."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise PolicyError(f"policy file {path}: {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        raise PolicyError(f"policy file {path}: not valid YAML: {exc}") from exc
+    return parse_policy(raw, signal_names)

@@ -1,0 +1,284 @@
+"""Request bodies declared once, as data: the validator and the OpenAPI document both read them.
+
+Every rejection is a ``RequestError`` naming the field by its dotted path
+(``order.amount``), which the API turns into a 400.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from features.contract import CATEGORIES, REFUND_KINDS, REFUND_REASONS
+from serving.decide import DecisionRequest, Order, Refund
+from serving.ledger import OUTCOME_KINDS, Outcome, utcnow
+from serving.policy import FAST_REFUND, PRESALE, SERVICES
+
+MAX_ID = 2**63 - 1
+AMOUNT = "amount"  # marker: the maximum is the configured max_amount
+
+
+class RequestError(ValueError):
+    """An invalid request body.
+
+    Args:
+        field: Dotted path of the offending field (``body`` for the whole body).
+        message: What is wrong with it.
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Field:
+    """One JSON field.
+
+    Attributes:
+        name: Key in the object.
+        kind: ``string``, ``integer``, ``number``, ``datetime`` or ``object``.
+        description: For the OpenAPI document.
+        required: Whether the key must be present.
+        enum: Allowed string values.
+        minimum: Smallest allowed number.
+        exclusive_minimum: Whether ``minimum`` itself is rejected.
+        maximum: Largest allowed number, or ``AMOUNT`` for the configured amount limit.
+        max_length: Longest allowed string.
+        fields: Members of an ``object`` field.
+    """
+
+    name: str
+    kind: str
+    description: str
+    required: bool = True
+    enum: tuple[str, ...] | None = None
+    minimum: float | None = None
+    exclusive_minimum: bool = False
+    maximum: float | str | None = None
+    max_length: int | None = None
+    fields: tuple[Field, ...] = ()
+
+
+def _id(name: str, description: str, required: bool = True) -> Field:
+    return Field(name, "integer", description, required=required, minimum=0, maximum=MAX_ID)
+
+
+def _amount(name: str, description: str, positive: bool = True, required: bool = True) -> Field:
+    return Field(
+        name, "number", description, required=required, minimum=0, exclusive_minimum=positive, maximum=AMOUNT
+    )
+
+
+ORDER = Field(
+    "order",
+    "object",
+    "The presale order (required for presale_ship_before_balance).",
+    required=False,
+    fields=(
+        _id("order_id", "Order id."),
+        _amount("amount", "Order amount, deposit included, in `currency` units."),
+        Field("currency", "string", "ISO currency code; must be the policy currency.", max_length=3),
+        Field("category", "string", "Product category.", enum=CATEGORIES),
+        _amount("deposit_amount", "Deposit paid, at most `amount`.", positive=False),
+    ),
+)
+REFUND = Field(
+    "refund",
+    "object",
+    "The refund request (required for fast_refund).",
+    required=False,
+    fields=(
+        _id("refund_id", "Refund id."),
+        _id("order_id", "The refunded order's id."),
+        _amount("amount", "Amount to refund."),
+        Field(
+            "currency",
+            "string",
+            "ISO currency code (default: the policy currency).",
+            required=False,
+            max_length=3,
+        ),
+        Field("reason", "string", "Buyer's stated reason.", enum=REFUND_REASONS),
+        Field("kind", "string", "Refund only, or return and refund.", enum=REFUND_KINDS),
+        Field("evidence_photos", "integer", "Photos uploaded as evidence.", minimum=0, maximum=100),
+    ),
+)
+DECISION_BODY = Field(
+    "body",
+    "object",
+    "A request to approve a trust service for one order or refund.",
+    fields=(
+        Field(
+            "request_id",
+            "string",
+            "Caller's idempotency key: a repeat returns the stored decision.",
+            max_length=128,
+        ),
+        Field("service", "string", "The trust service asked for.", enum=SERVICES),
+        _id("buyer_id", "Buyer account id."),
+        ORDER,
+        REFUND,
+    ),
+)
+OUTCOME_BODY = Field(
+    "body",
+    "object",
+    "Something that happened after a decision; releases the exposure it closes.",
+    fields=(
+        Field("outcome_id", "string", "Caller's idempotency key.", max_length=128),
+        Field("kind", "string", "What happened.", enum=tuple(OUTCOME_KINDS)),
+        _id("buyer_id", "Buyer account id."),
+        _id("order_id", "Order id (balance_paid, order_canceled, balance_defaulted).", required=False),
+        _id("refund_id", "Refund id (goods_returned, goods_not_returned, refund_abuse).", required=False),
+        _amount("amount", "Amount concerned.", positive=False, required=False),
+        Field("occurred_at", "datetime", "When it happened, ISO 8601 (default: now).", required=False),
+    ),
+)
+
+
+def parse_json(raw: bytes) -> Any:
+    """Decode a request body; raises ``RequestError("body", ...)`` on anything but valid JSON."""
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        raise RequestError("body", "malformed JSON") from None
+
+
+def _check(spec: Field, value: Any, path: str, max_amount: float) -> Any:
+    kind = spec.kind
+    if kind == "object":
+        if not isinstance(value, Mapping):
+            raise RequestError(path, "must be a JSON object")
+        return check_object(spec, value, path, max_amount)
+    if kind == "string":
+        if not isinstance(value, str) or not value:
+            raise RequestError(path, "must be a non-empty string")
+        if spec.max_length is not None and len(value) > spec.max_length:
+            raise RequestError(path, f"must be at most {spec.max_length} characters")
+        if spec.enum is not None and value not in spec.enum:
+            raise RequestError(path, f"must be one of {', '.join(spec.enum)}")
+        if not value.isprintable():
+            raise RequestError(path, "must contain printable characters only")
+        return value
+    if kind == "datetime":
+        if not isinstance(value, str):
+            raise RequestError(path, "must be an ISO 8601 date-time string")
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            raise RequestError(path, "must be an ISO 8601 date-time string") from None
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(UTC).replace(tzinfo=None)
+        return moment
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise RequestError(path, f"must be a{'n integer' if kind == 'integer' else ' number'}")
+    if kind == "integer" and not isinstance(value, int):
+        raise RequestError(path, "must be an integer")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise RequestError(path, "must be a finite number")
+    maximum = max_amount if spec.maximum == AMOUNT else spec.maximum
+    if spec.minimum is not None and (
+        value < spec.minimum or (spec.exclusive_minimum and value == spec.minimum)
+    ):
+        raise RequestError(path, f"must be {'>' if spec.exclusive_minimum else '>='} {spec.minimum:g}")
+    if maximum is not None and value > maximum:
+        raise RequestError(path, f"must be <= {maximum:g}")
+    return value if kind == "integer" else float(value)
+
+
+def check_object(spec: Field, value: Mapping[str, Any], path: str, max_amount: float) -> dict[str, Any]:
+    """Check ``value`` against an object spec: unknown keys, missing keys, types, ranges.
+
+    Returns:
+        The checked values (numbers as float, datetimes as naive UTC), absent optional keys omitted.
+    """
+    known = {f.name: f for f in spec.fields}
+    prefix = "" if path == "body" else f"{path}."
+    for key in value:
+        if key not in known:
+            raise RequestError(f"{prefix}{key}", "unknown field")
+    out = {}
+    for f in spec.fields:
+        if f.name not in value or value[f.name] is None:
+            if f.required:
+                raise RequestError(f"{prefix}{f.name}", "required field missing")
+            continue
+        out[f.name] = _check(f, value[f.name], f"{prefix}{f.name}", max_amount)
+    return out
+
+
+def _currency(value: dict, path: str, currency: str) -> str:
+    got = value.get("currency", currency)
+    if got != currency:
+        raise RequestError(f"{path}.currency", f"must be {currency} (the policy currency)")
+    return got
+
+
+def parse_decision(body: Any, max_amount: float, currency: str) -> DecisionRequest:
+    """Validate a ``POST /v1/decisions`` body.
+
+    Args:
+        body: The decoded JSON.
+        max_amount: Largest accepted amount (currency units).
+        currency: The policy currency.
+
+    Returns:
+        The typed request.
+
+    Raises:
+        RequestError: Naming the first offending field.
+    """
+    d = _check(DECISION_BODY, body, "body", max_amount)
+    service = d["service"]
+    needed, other = ("order", "refund") if service == PRESALE else ("refund", "order")
+    if needed not in d:
+        raise RequestError(needed, f"required for service {service}")
+    if other in d:
+        raise RequestError(other, f"not allowed for service {service}")
+    if service == PRESALE:
+        o = d["order"]
+        if o["deposit_amount"] > o["amount"]:
+            raise RequestError("order.deposit_amount", "must not exceed order.amount")
+        order = Order(
+            o["order_id"], o["amount"], _currency(o, "order", currency), o["category"], o["deposit_amount"]
+        )
+        return DecisionRequest(service, d["request_id"], d["buyer_id"], order=order)
+    if service == FAST_REFUND:
+        r = d["refund"]
+        refund = Refund(
+            r["refund_id"],
+            r["order_id"],
+            r["amount"],
+            _currency(r, "refund", currency),
+            r["reason"],
+            r["kind"],
+            r["evidence_photos"],
+        )
+        return DecisionRequest(service, d["request_id"], d["buyer_id"], refund=refund)
+    raise RequestError("service", f"must be one of {', '.join(SERVICES)}")  # unreachable: enum checked
+
+
+def parse_outcome(body: Any, max_amount: float) -> Outcome:
+    """Validate a ``POST /v1/outcomes`` body (see ``parse_decision``)."""
+    d = _check(OUTCOME_BODY, body, "body", max_amount)
+    service, _ = OUTCOME_KINDS[d["kind"]]
+    key, other = ("order_id", "refund_id") if service == PRESALE else ("refund_id", "order_id")
+    if key not in d:
+        raise RequestError(key, f"required for kind {d['kind']}")
+    if other in d:
+        raise RequestError(other, f"not allowed for kind {d['kind']}")
+    return Outcome(
+        outcome_id=d["outcome_id"],
+        kind=d["kind"],
+        buyer_id=d["buyer_id"],
+        ref_id=d[key],
+        amount=d.get("amount"),
+        occurred_at=d.get("occurred_at") or utcnow(),
+        payload=body,
+    )

@@ -1,0 +1,282 @@
+"""The online snapshot: the latest signals per buyer, as a parquet file or in Redis.
+
+File: ``buyer_id`` (int64) plus one float32 column per signal, with the key ``buyer_trust``
+in the parquet schema metadata holding ``{"version", "as_of", "signal_names"}``. The whole
+file is loaded into memory (buyer_id -> row of a float32 matrix). Written to a temporary
+file and renamed, so a reader never sees half a snapshot.
+
+Redis (for many workers on many hosts): ``{prefix}meta`` holds the same JSON plus
+``n_buyers``; ``{prefix}{version}:{buyer_id}`` holds the buyer's row as packed float32
+bytes. A publish writes a new version's keys first and switches ``meta`` last; the
+previous version's keys expire after an hour, so workers still on it keep answering.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+META_KEY = b"buyer_trust"
+OLD_VERSION_TTL_S = 3600
+
+
+class SnapshotError(RuntimeError):
+    """The snapshot cannot be read (missing, malformed or its store unreachable)."""
+
+
+@dataclass(frozen=True)
+class SnapshotMeta:
+    """What a snapshot holds.
+
+    Attributes:
+        version: Unique id of this publish.
+        as_of: Time the signals are computed as of (ISO 8601 UTC).
+        signal_names: Column order of each buyer's row.
+        n_buyers: Number of buyers.
+    """
+
+    version: str
+    as_of: str
+    signal_names: tuple[str, ...]
+    n_buyers: int
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "version": self.version,
+                "as_of": self.as_of,
+                "signal_names": list(self.signal_names),
+                "n_buyers": self.n_buyers,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> SnapshotMeta:
+        d = json.loads(raw)
+        return cls(d["version"], d["as_of"], tuple(d["signal_names"]), int(d.get("n_buyers", 0)))
+
+
+class FileSnapshot:
+    """A parquet snapshot held in memory.
+
+    Args:
+        meta: The snapshot's metadata.
+        buyer_ids: (n,) int64.
+        matrix: (n, n_signals) float32, rows aligned with ``buyer_ids``.
+        mtime: Modification time of the file it was read from (for change detection).
+    """
+
+    kind = "file"
+
+    def __init__(
+        self, meta: SnapshotMeta, buyer_ids: np.ndarray, matrix: np.ndarray, mtime: float = 0.0
+    ) -> None:
+        self.meta = meta
+        self.buyer_ids = buyer_ids
+        self.matrix = matrix
+        self.mtime = mtime
+        self.index = {int(b): i for i, b in enumerate(buyer_ids.tolist())}
+
+    @classmethod
+    def load(cls, path: str | Path) -> FileSnapshot:
+        """Read the snapshot at ``path``; raises ``SnapshotError`` if absent or malformed."""
+        path = Path(path)
+        try:
+            mtime = path.stat().st_mtime
+            table = pq.read_table(path)
+        except (OSError, pa.ArrowException) as exc:
+            raise SnapshotError(f"snapshot {path}: {exc}") from exc
+        raw = (table.schema.metadata or {}).get(META_KEY)
+        if raw is None or "buyer_id" not in table.column_names:
+            raise SnapshotError(f"snapshot {path}: not a buyer-trust snapshot (no metadata or buyer_id)")
+        d = json.loads(raw)
+        names = tuple(d["signal_names"])
+        missing = [n for n in names if n not in table.column_names]
+        if missing:
+            raise SnapshotError(
+                f"snapshot {path}: metadata lists signals absent from the file, e.g. {missing[:3]}"
+            )
+        ids = table.column("buyer_id").to_numpy().astype(np.int64)
+        matrix = np.empty((table.num_rows, len(names)), dtype=np.float32)
+        for j, name in enumerate(names):
+            matrix[:, j] = table.column(name).to_numpy(zero_copy_only=False).astype(np.float32)
+        meta = SnapshotMeta(d["version"], d["as_of"], names, table.num_rows)
+        return cls(meta, ids, matrix, mtime)
+
+    def row(self, buyer_id: int) -> np.ndarray | None:
+        """The buyer's signals (float32, snapshot order), or None for an unknown buyer."""
+        pos = self.index.get(buyer_id)
+        return None if pos is None else self.matrix[pos]
+
+    def changed(self, location: str) -> bool:
+        """Whether the file at ``location`` differs from the one loaded (by mtime)."""
+        try:
+            return os.stat(location).st_mtime != self.mtime
+        except OSError:
+            return False
+
+
+class RedisSnapshot:
+    """A snapshot read from Redis one buyer at a time.
+
+    Args:
+        client: A ``redis.Redis`` client.
+        prefix: Key prefix.
+        meta: The metadata of the version to read.
+    """
+
+    kind = "redis"
+
+    def __init__(self, client: Any, prefix: str, meta: SnapshotMeta) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.meta = meta
+        self.row_prefix = f"{prefix}{meta.version}:".encode()
+        self.width = len(meta.signal_names)
+
+    @classmethod
+    def connect(cls, url: str, prefix: str) -> RedisSnapshot:
+        """Connect and read the current metadata; raises ``SnapshotError`` if unreachable or empty."""
+        import redis
+
+        client = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        try:
+            raw = client.get(f"{prefix}meta")
+        except redis.RedisError as exc:
+            raise SnapshotError(f"snapshot {url}: {exc}") from exc
+        if raw is None:
+            raise SnapshotError(f"snapshot {url}: no {prefix}meta key (nothing published yet)")
+        return cls(client, prefix, SnapshotMeta.from_json(raw))
+
+    def row(self, buyer_id: int) -> np.ndarray | None:
+        """The buyer's signals, or None for an unknown buyer; raises ``SnapshotError`` if Redis fails."""
+        import redis
+
+        try:
+            raw = self.client.get(self.row_prefix + str(buyer_id).encode())
+        except redis.RedisError as exc:
+            raise SnapshotError(f"redis: {exc}") from exc
+        if raw is None:
+            return None
+        row = np.frombuffer(raw, dtype=np.float32)
+        if row.size != self.width:
+            raise SnapshotError(f"redis: buyer {buyer_id} row has {row.size} values, expected {self.width}")
+        return row
+
+    def changed(self, location: str) -> bool:
+        """Whether a newer version has been published (compares ``meta`` versions)."""
+        try:
+            raw = self.client.get(f"{self.prefix}meta")
+        except Exception:  # noqa: BLE001 - an unreachable store is not a change
+            return False
+        return raw is not None and SnapshotMeta.from_json(raw).version != self.meta.version
+
+
+def load_snapshot(location: str, prefix: str) -> FileSnapshot | RedisSnapshot:
+    """Open the snapshot at ``location`` (a parquet path or a ``redis://`` URL)."""
+    if location.startswith(("redis://", "rediss://", "unix://")):
+        return RedisSnapshot.connect(location, prefix)
+    return FileSnapshot.load(location)
+
+
+def new_version() -> str:
+    """A unique snapshot version id."""
+    return uuid.uuid4().hex[:16]
+
+
+class FileWriter:
+    """Write a parquet snapshot shard by shard (one row group each); ``commit`` renames it into place.
+
+    Args:
+        path: Destination file.
+        signal_names: Column order.
+        as_of: Signals' as-of time (ISO 8601).
+    """
+
+    def __init__(self, path: str | Path, signal_names: list[str], as_of: str) -> None:
+        self.path = Path(path)
+        self.names = list(signal_names)
+        self.version = new_version()
+        self.as_of = as_of
+        self.n = 0
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.path.with_name(f".{self.path.name}.{self.version}.tmp")
+        fields = [pa.field("buyer_id", pa.int64())] + [pa.field(n, pa.float32()) for n in self.names]
+        header = SnapshotMeta(self.version, as_of, tuple(self.names), 0).to_json().encode()
+        self.schema = pa.schema(fields, metadata={META_KEY: header})
+        self.writer = pq.ParquetWriter(self.tmp, self.schema)
+
+    def append(self, buyer_ids: np.ndarray, matrix: np.ndarray) -> None:
+        """Add the rows of one shard (``matrix`` columns in ``signal_names`` order)."""
+        columns = [pa.array(np.asarray(buyer_ids, dtype=np.int64))]
+        columns += [pa.array(np.asarray(matrix[:, j], dtype=np.float32)) for j in range(len(self.names))]
+        self.writer.write_table(pa.Table.from_arrays(columns, schema=self.schema))
+        self.n += len(buyer_ids)
+
+    def commit(self) -> SnapshotMeta:
+        """Finish the file and move it into place atomically; returns the metadata."""
+        self.writer.close()
+        os.replace(self.tmp, self.path)
+        return SnapshotMeta(self.version, self.as_of, tuple(self.names), self.n)
+
+
+class RedisWriter:
+    """Write a Redis snapshot shard by shard; ``commit`` switches readers to it.
+
+    Args:
+        url: ``redis://`` URL.
+        prefix: Key prefix.
+        signal_names: Column order.
+        as_of: Signals' as-of time (ISO 8601).
+        batch: Keys per pipeline round trip.
+    """
+
+    def __init__(self, url: str, prefix: str, signal_names: list[str], as_of: str, batch: int = 2000) -> None:
+        import redis
+
+        self.client = redis.Redis.from_url(url)
+        self.prefix = prefix
+        self.names = list(signal_names)
+        self.as_of = as_of
+        self.batch = batch
+        self.version = new_version()
+        self.n = 0
+
+    def append(self, buyer_ids: np.ndarray, matrix: np.ndarray) -> None:
+        """Add the rows of one shard (``matrix`` columns in ``signal_names`` order)."""
+        matrix = np.ascontiguousarray(matrix, dtype=np.float32)
+        ids = np.asarray(buyer_ids, dtype=np.int64).tolist()
+        for start in range(0, len(ids), self.batch):
+            pipe = self.client.pipeline(transaction=False)
+            for i in range(start, min(start + self.batch, len(ids))):
+                pipe.set(f"{self.prefix}{self.version}:{ids[i]}", matrix[i].tobytes())
+            pipe.execute()
+        self.n += len(ids)
+
+    def commit(self) -> SnapshotMeta:
+        """Point ``meta`` at this version and let the previous version's keys expire."""
+        meta = SnapshotMeta(self.version, self.as_of, tuple(self.names), self.n)
+        old = self.client.get(f"{self.prefix}meta")
+        self.client.set(f"{self.prefix}meta", meta.to_json())
+        if old is not None:
+            old_version = SnapshotMeta.from_json(old).version
+            pipe = self.client.pipeline(transaction=False)
+            for key in self.client.scan_iter(match=f"{self.prefix}{old_version}:*", count=5000):
+                pipe.expire(key, OLD_VERSION_TTL_S)
+            pipe.execute()
+        return meta
+
+
+def open_writer(location: str, prefix: str, signal_names: list[str], as_of: str) -> FileWriter | RedisWriter:
+    """A writer for ``location`` (a parquet path or a ``redis://`` URL)."""
+    if location.startswith(("redis://", "rediss://", "unix://")):
+        return RedisWriter(location, prefix, signal_names, as_of)
+    return FileWriter(location, signal_names, as_of)

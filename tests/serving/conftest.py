@@ -1,0 +1,188 @@
+"""Fixtures for the decision service: a real tiny rating model, a snapshot, an app, a client."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from serving.app import create_app
+from serving.config import hash_api_key
+from serving.snapshot import FileWriter
+from training.tiny import save_tiny_rating, synthetic_dataset
+
+POLICY_SIGNALS = [
+    "balances_unpaid_7d_count_365d",
+    "balances_overdue_open",
+    "violations_confirmed_fraud_count_all",
+    "reviews_malicious_count_365d",
+]
+SIGNALS = POLICY_SIGNALS + [f"signal_{i}" for i in range(8)]
+API_KEY = "test-key"
+PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+N_BUYERS = 3000
+# Buyers with a policy signal set (all others have every policy signal at 0).
+UNPAID_BUYER, FRAUD_BUYER, REVIEWER_BUYER = 0, 1, 2
+UNKNOWN_BUYER = 10**9
+
+
+@pytest.fixture(scope="session")
+def model_uri(tmp_path_factory) -> str:
+    """A real ``RatingModel`` saved as a pyfunc directory (fit once per session, a few seconds)."""
+    return save_tiny_rating(tmp_path_factory.mktemp("model") / "rating", SIGNALS, seed=0)
+
+
+@pytest.fixture(scope="session")
+def rating(model_uri):
+    from rating.artifact import load_rating
+
+    return load_rating(model_uri)
+
+
+@pytest.fixture(scope="session")
+def snapshot_rows() -> tuple[np.ndarray, np.ndarray]:
+    """buyer ids 0..N-1 and their signals; policy signals zero except for three marked buyers."""
+    X = synthetic_dataset(SIGNALS, N_BUYERS, seed=11).X
+    X[:, : len(POLICY_SIGNALS)] = 0.0
+    X[UNPAID_BUYER, 0] = 1.0
+    X[FRAUD_BUYER, 2] = 1.0
+    X[REVIEWER_BUYER, 3] = 3.0
+    return np.arange(N_BUYERS, dtype=np.int64), X
+
+
+@pytest.fixture(scope="session")
+def snapshot_file(tmp_path_factory, snapshot_rows) -> Path:
+    ids, X = snapshot_rows
+    path = tmp_path_factory.mktemp("online") / "snapshot.parquet"
+    writer = FileWriter(path, SIGNALS, "2025-06-01T00:00:00+00:00")
+    writer.append(ids[:1000], X[:1000])
+    writer.append(ids[1000:], X[1000:])
+    writer.commit()
+    return path
+
+
+@pytest.fixture(scope="session")
+def stars(rating, snapshot_rows) -> np.ndarray:
+    """Each buyer's star under the tiny model."""
+    return rating.model.score(snapshot_rows[1]).star
+
+
+@pytest.fixture(scope="session")
+def buyer_with_star(stars):
+    """``buyer_with_star(s)`` -> a buyer id (>= 10, no policy signal set) with ``s`` stars."""
+
+    def pick(star: int, nth: int = 0) -> int:
+        ids = np.flatnonzero(stars == star)
+        ids = ids[ids >= 10]
+        if len(ids) <= nth:
+            pytest.fail(f"the tiny model rates fewer than {nth + 1} buyers {star} stars")
+        return int(ids[nth])
+
+    return pick
+
+
+@pytest.fixture
+def policy_file(tmp_path) -> Path:
+    """A per-test copy of the shipped policy (tests may rewrite it)."""
+    path = tmp_path / "policy.yaml"
+    shutil.copy(Path(__file__).parents[2] / "serving" / "policy.yaml", path)
+    return path
+
+
+@pytest.fixture
+def config(tmp_path, model_uri, snapshot_file, policy_file) -> dict:
+    return {
+        "database_url": f"sqlite:///{tmp_path / 'serving.db'}",
+        "model_uri": model_uri,
+        "snapshot": str(snapshot_file),
+        "policy_path": str(policy_file),
+        "api_key_hashes": [hash_api_key(API_KEY)],
+        "watch_interval_s": 0,
+    }
+
+
+@pytest.fixture
+def app(config):
+    app = create_app(config)
+    yield app
+    s = app.extensions["buyer_trust"]
+    s.runtime.stop()
+    s.ledger.engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    client = app.test_client()
+    client.environ_base["HTTP_X_API_KEY"] = API_KEY
+    return client
+
+
+@pytest.fixture
+def pg_schema() -> str:
+    """A unique PostgreSQL schema name for one test (the ledger creates and drops it)."""
+    return f"serving_test_{uuid.uuid4().hex[:12]}"
+
+
+def _presale_body(buyer_id: int, amount: float = 500.0, deposit: float | None = None, **over) -> dict:
+    """A valid ship-before-balance request body."""
+    order = {
+        "order_id": over.pop("order_id", 1),
+        "amount": amount,
+        "currency": "CNY",
+        "category": "beauty",
+        "deposit_amount": amount * 0.1 if deposit is None else deposit,
+    }
+    body = {
+        "request_id": over.pop("request_id", uuid.uuid4().hex),
+        "service": "presale_ship_before_balance",
+        "buyer_id": buyer_id,
+        "order": order,
+    }
+    body.update(over)
+    return body
+
+
+def _refund_body(buyer_id: int, amount: float = 50.0, photos: int = 1, **over) -> dict:
+    """A valid fast-refund request body."""
+    refund = {
+        "refund_id": over.pop("refund_id", 1),
+        "order_id": over.pop("order_id", 1),
+        "amount": amount,
+        "reason": "damaged",
+        "kind": over.pop("kind", "return_and_refund"),
+        "evidence_photos": photos,
+    }
+    body = {
+        "request_id": over.pop("request_id", uuid.uuid4().hex),
+        "service": "fast_refund",
+        "buyer_id": buyer_id,
+        "refund": refund,
+    }
+    body.update(over)
+    return body
+
+
+@pytest.fixture(scope="session")
+def presale_body():
+    """Builder of valid ship-before-balance bodies: ``presale_body(buyer_id, amount, deposit, **top_level)``."""
+    return _presale_body
+
+
+@pytest.fixture(scope="session")
+def refund_body():
+    """Builder of valid fast-refund bodies: ``refund_body(buyer_id, amount, photos, **top_level)``."""
+    return _refund_body
+
+
+@pytest.fixture(scope="session")
+def ids() -> dict[str, int]:
+    """Marked buyers: ``unpaid`` (unpaid balance), ``fraud``, ``reviewer`` (malicious reviews), ``unknown``."""
+    return {
+        "unpaid": UNPAID_BUYER,
+        "fraud": FRAUD_BUYER,
+        "reviewer": REVIEWER_BUYER,
+        "unknown": UNKNOWN_BUYER,
+    }

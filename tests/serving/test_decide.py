@@ -1,0 +1,229 @@
+"""The decision logic as plain functions: each star, cap boundaries, deposit, exposure, quotas, rules."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from serving.decide import (
+    AMOUNT_ABOVE_CAP,
+    APPROVE,
+    DECLINE,
+    DEPOSIT_BELOW_MINIMUM,
+    EVIDENCE_MISSING,
+    EXPOSURE_LIMIT_EXCEEDED,
+    QUOTA_AMOUNT_EXCEEDED,
+    QUOTA_COUNT_EXCEEDED,
+    REFUND_KIND_NOT_ELIGIBLE,
+    STARS_BELOW_MINIMUM,
+    BuyerRating,
+    DecisionRequest,
+    Finding,
+    Order,
+    Refund,
+    Usage,
+    decide,
+    star_eligible,
+)
+from serving.policy import FAST_REFUND, PRESALE, parse_policy
+
+POLICY = {
+    "version": "test-1",
+    "currency": "CNY",
+    "quota_window_days": 30,
+    "max_reasons": 2,
+    "services": {
+        PRESALE: {
+            "min_stars": 3,
+            "amount_cap": {3: 1000, 4: 5000, 5: 20000},
+            "min_deposit_ratio": 0.1,
+            "exposure_limit": {3: 1500, 4: 8000, 5: 30000},
+        },
+        FAST_REFUND: {
+            "min_stars": 4,
+            "amount_cap": {4: 2000, 5: 10000},
+            "quota_count": {4: 3, 5: 10},
+            "quota_amount": {4: 3000, 5: 20000},
+            "evidence": {"photos_required_above": 100, "min_photos": 1},
+            "kinds": ["return_and_refund"],
+        },
+    },
+    "hard_declines": [
+        {"code": "unpaid_balance_365d", "signal": "unpaid", "op": ">", "value": 0, "text": "Unpaid balance."},
+        {
+            "code": "overdue_now",
+            "signal": "overdue",
+            "op": ">",
+            "value": 0,
+            "text": "Overdue.",
+            "services": [PRESALE],
+        },
+    ],
+    "flags": [
+        {"code": "suspected_malicious_reviewer", "signal": "malicious", "op": ">=", "value": 2, "text": "x"}
+    ],
+}
+
+
+@pytest.fixture
+def policy():
+    return parse_policy(copy.deepcopy(POLICY), ["unpaid", "overdue", "malicious", "other"])
+
+
+def rated(star: int, **signals: float) -> BuyerRating:
+    reasons = (Finding("a", "A", 0.5), Finding("b", "B", 0.3), Finding("c", "C", 0.1))
+    values = {"unpaid": 0.0, "overdue": 0.0, "malicious": 0.0} | signals
+    return BuyerRating(star=star, score=300 + 100 * star, p_bad=0.01, reasons=reasons, signals=values)
+
+
+def presale(amount: float, deposit: float | None = None) -> DecisionRequest:
+    deposit = amount * 0.1 if deposit is None else deposit
+    return DecisionRequest(PRESALE, "r", 7, order=Order(1, amount, "CNY", "beauty", deposit))
+
+
+def refund(amount: float, photos: int = 1, kind: str = "return_and_refund") -> DecisionRequest:
+    return DecisionRequest(FAST_REFUND, "r", 7, refund=Refund(1, 1, amount, "CNY", "damaged", kind, photos))
+
+
+def codes(decision) -> list[str]:
+    return [f.code for f in decision.declines]
+
+
+@pytest.mark.parametrize(
+    ("star", "expected"), [(1, DECLINE), (2, DECLINE), (3, APPROVE), (4, APPROVE), (5, APPROVE)]
+)
+def test_presale_by_star(policy, star, expected):
+    decision = decide(presale(500), rated(star), policy, Usage())
+    assert decision.decision == expected
+    if expected == DECLINE:
+        assert codes(decision) == [STARS_BELOW_MINIMUM]
+        assert decision.reserve == 0
+    else:
+        assert decision.declines == ()
+        assert decision.reserve == pytest.approx(450)
+
+
+@pytest.mark.parametrize(
+    ("star", "expected"), [(1, DECLINE), (2, DECLINE), (3, DECLINE), (4, APPROVE), (5, APPROVE)]
+)
+def test_fast_refund_by_star(policy, star, expected):
+    decision = decide(refund(50), rated(star), policy, Usage())
+    assert decision.decision == expected
+    assert decision.reserve == (50 if expected == APPROVE else 0)
+
+
+def test_star_eligible():
+    assert star_eligible(3, 3) and star_eligible(5, 3) and not star_eligible(2, 3)
+
+
+@pytest.mark.parametrize(
+    ("star", "amount", "ok"),
+    [
+        (3, 1000, True),
+        (3, 1000.01, False),
+        (4, 5000, True),
+        (4, 5000.01, False),
+        (5, 20000, True),
+        (5, 20001, False),
+    ],
+)
+def test_presale_amount_cap_boundary(policy, star, amount, ok):
+    decision = decide(presale(amount, deposit=amount * 0.5), rated(star), policy, Usage())
+    assert (decision.decision == APPROVE) is ok
+    assert (AMOUNT_ABOVE_CAP in codes(decision)) is not ok
+    assert decision.limits["amount_cap"] == POLICY["services"][PRESALE]["amount_cap"][star]
+
+
+@pytest.mark.parametrize(("deposit", "ok"), [(100, True), (99.99, False), (0, False), (1000, True)])
+def test_presale_deposit_ratio_boundary(policy, deposit, ok):
+    decision = decide(presale(1000, deposit), rated(3), policy, Usage())
+    assert (DEPOSIT_BELOW_MINIMUM not in codes(decision)) is ok
+
+
+def test_presale_exposure_limit_boundary(policy):
+    # star 3: limit 1500. The order's balance is 900; 600 outstanding fits exactly, 600.01 does not.
+    fits = decide(presale(1000), rated(3), policy, Usage(exposure=600))
+    assert fits.decision == APPROVE
+    assert fits.limits["exposure_used"] == 600
+    assert fits.limits["exposure_requested"] == pytest.approx(900)
+    assert fits.limits["exposure_remaining"] == pytest.approx(0)
+    over = decide(presale(1000), rated(3), policy, Usage(exposure=600.01))
+    assert codes(over) == [EXPOSURE_LIMIT_EXCEEDED]
+    assert over.limits["exposure_remaining"] == pytest.approx(899.99)
+
+
+def test_exposure_limit_rises_with_stars(policy):
+    usage = Usage(exposure=7000)
+    assert decide(presale(1000), rated(4), policy, usage).decision == APPROVE  # 7000 + 900 <= 8000
+    assert codes(decide(presale(1000), rated(3), policy, usage)) == [EXPOSURE_LIMIT_EXCEEDED]
+
+
+def test_refund_count_quota_boundary(policy):
+    assert decide(refund(50), rated(4), policy, Usage(refund_count=2)).decision == APPROVE
+    over = decide(refund(50), rated(4), policy, Usage(refund_count=3))
+    assert codes(over) == [QUOTA_COUNT_EXCEEDED]
+    assert over.limits["quota_count_used"] == 3 and over.limits["quota_count_remaining"] == 0
+
+
+def test_refund_amount_quota_boundary(policy):
+    fits = decide(refund(500), rated(4), policy, Usage(refund_count=1, refund_amount=2500))
+    assert fits.decision == APPROVE
+    assert fits.limits["quota_amount_remaining"] == pytest.approx(0)
+    over = decide(refund(500.01), rated(4), policy, Usage(refund_count=1, refund_amount=2500))
+    assert codes(over) == [QUOTA_AMOUNT_EXCEEDED]
+
+
+def test_refund_cap_boundary(policy):
+    assert decide(refund(2000, photos=2), rated(4), policy, Usage()).decision == APPROVE
+    assert AMOUNT_ABOVE_CAP in codes(decide(refund(2000.5, photos=2), rated(4), policy, Usage()))
+
+
+def test_refund_evidence_rule(policy):
+    assert decide(refund(100, photos=0), rated(5), policy, Usage()).decision == APPROVE  # at the threshold
+    assert codes(decide(refund(100.5, photos=0), rated(5), policy, Usage())) == [EVIDENCE_MISSING]
+    assert decide(refund(100.5, photos=1), rated(5), policy, Usage()).decision == APPROVE
+
+
+def test_refund_kind_rule(policy):
+    assert codes(decide(refund(50, kind="refund_only"), rated(5), policy, Usage())) == [
+        REFUND_KIND_NOT_ELIGIBLE
+    ]
+
+
+def test_hard_decline_beats_five_stars(policy):
+    decision = decide(presale(100), rated(5, unpaid=1), policy, Usage())
+    assert decision.decision == DECLINE
+    assert codes(decision) == ["unpaid_balance_365d"]
+    assert decision.reserve == 0
+
+
+def test_hard_decline_scoped_to_its_services(policy):
+    assert codes(decide(presale(100), rated(5, overdue=1), policy, Usage())) == ["overdue_now"]
+    assert decide(refund(50), rated(5, overdue=1), policy, Usage()).decision == APPROVE
+
+
+def test_missing_signal_never_fires(policy):
+    assert decide(presale(100), rated(5, unpaid=float("nan")), policy, Usage()).decision == APPROVE
+
+
+def test_every_failed_check_is_reported(policy):
+    decision = decide(presale(30000, deposit=0), rated(4, unpaid=2), policy, Usage(exposure=8000))
+    assert codes(decision) == [
+        "unpaid_balance_365d",
+        AMOUNT_ABOVE_CAP,
+        DEPOSIT_BELOW_MINIMUM,
+        EXPOSURE_LIMIT_EXCEEDED,
+    ]
+
+
+def test_flags_do_not_decline(policy):
+    decision = decide(presale(100), rated(5, malicious=2), policy, Usage())
+    assert decision.decision == APPROVE
+    assert [f.code for f in decision.flags] == ["suspected_malicious_reviewer"]
+    assert decide(presale(100), rated(5, malicious=1), policy, Usage()).flags == ()
+
+
+def test_reasons_truncated_to_policy(policy):
+    decision = decide(presale(100), rated(5), policy, Usage())
+    assert [r.code for r in decision.reasons] == ["a", "b"]
