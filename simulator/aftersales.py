@@ -1,0 +1,168 @@
+"""After the sale: refund requests (with the fast-refund rule), reviews and disputes."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from simulator import hazards, standing
+from simulator.calendar import DAY, HOUR, NEVER, Calendar, lag_days
+from simulator.config import Params
+from simulator.population import Population
+
+Columns = dict[str, np.ndarray]
+LARGE_APPLIANCE = 9  # index in contract.CATEGORIES; 30-day return window
+FAST_REFUND_MAX_AMOUNT = 100.0  # legacy fast refund: VIP, or a small amount with photo evidence
+RETURN_DEADLINE_DAYS = 14
+# reasons index contract.REFUND_REASONS (the last, not_received, is for lost parcels)
+_REASONS_NORMAL = np.array([0.15, 0.08, 0.07, 0.2, 0.3, 0.2])
+_REASONS_BAD = np.array([0.35, 0.3, 0.1, 0.2, 0.03, 0.02])
+_PHOTO_REASONS = np.array([True, True, True, True, False, False, False])
+
+
+def fast_refund_rule(vip: np.ndarray, kind: np.ndarray, amount: np.ndarray, photos: np.ndarray) -> np.ndarray:
+    """Legacy fast refund, decided at request: a return where the buyer is VIP or the claim is small with photos."""
+    return (kind == 1) & (vip | ((amount <= FAST_REFUND_MAX_AMOUNT) & (photos >= 1)))
+
+
+def refunds(
+    rng: np.random.Generator, pop: Population, cal: Calendar, orders: Columns, vip: np.ndarray, params: Params
+) -> Columns:
+    """Refund requests of regular orders: opportunism drives the rate, traits and stress the abuse.
+
+    Returns:
+        Columns of the refunds table (``o`` is the local order index) plus ``bad`` (truth flag).
+    """
+    regular = (orders["kind"] == 0) & (orders["canceled_at"] == NEVER)
+    lost = np.flatnonzero(regular & orders["lost"])
+    ok = np.flatnonzero(regular & ~orders["lost"])
+    b_ok = orders["b"][ok]
+    asked = rng.random(ok.size) < hazards.refund_prob(orders["category"][ok], pop.opportunism[b_ok], params)
+    o = ok[asked]
+    b = orders["b"][o]
+    state = pop.stress[b, orders["month"][o]]
+    bad = rng.random(o.size) < hazards.refund_bad_prob(pop, b, state, params)
+    n = o.size
+    reason = np.where(bad, rng.choice(6, n, p=_REASONS_BAD), rng.choice(6, n, p=_REASONS_NORMAL))
+    kind = (rng.random(n) < 0.72).astype(np.int64)  # 1 return_and_refund, 0 refund_only
+    window = np.where(orders["category"][o] == LARGE_APPLIANCE, 30, 7) * DAY - HOUR
+    requested = orders["delivered_at"][o] + np.minimum(lag_days(rng, n, 2.0, 0.8), window)
+    photos = rng.poisson(np.where(_PHOTO_REASONS[reason], 1.5, 0.3) + 0.5 * bad)
+    amount = np.where(
+        kind == 1, orders["amount"][o], np.round(orders["amount"][o] * rng.uniform(0.2, 1.0, n), 2)
+    )
+    fast = fast_refund_rule(standing.vip_at(cal, vip, b, requested), kind, amount, photos)
+
+    # the return: never shipped (bad, 60%), or shipped and later found abusive (bad, 40%), or normal
+    no_return = bad & (kind == 1) & (rng.random(n) < 0.6)
+    shipped = requested + np.minimum(lag_days(rng, n, 1.5, 0.7), (RETURN_DEADLINE_DAYS - 1) * DAY)
+    shipped = np.where((kind == 1) & ~no_return, shipped, NEVER)
+    received = np.where(shipped < NEVER, shipped + lag_days(rng, n, 2.5, 0.4), NEVER)
+    confirm_abuse = bad & (~no_return | (rng.random(n) < 0.4))
+    abuse_from = np.where(received < NEVER, received, requested)
+    abuse_at = np.where(confirm_abuse, abuse_from + lag_days(rng, n, 25.0, 0.5), NEVER)
+
+    u = rng.random(n)
+    # approved, rejected, withdrawn, escalated; a shipped return is not withdrawn
+    outcome = np.where(
+        kind == 1,
+        np.select([u < 0.93, u < 0.98], [0, 1], 3),
+        np.select([u < 0.85, u < 0.95, u < 0.98], [0, 1, 2], 3),
+    )
+    decided = np.where(kind == 1, received + lag_days(rng, n, 1.0), requested + lag_days(rng, n, 1.5))
+    closed_unreturned = (kind == 1) & (received == NEVER)
+    decided = np.where(
+        closed_unreturned, requested + (RETURN_DEADLINE_DAYS + 1) * DAY + lag_days(rng, n, 0.5), decided
+    )
+    outcome = np.where(closed_unreturned, 2, outcome)
+    decided = np.where(fast, requested + rng.integers(60, 2 * HOUR, n), decided)
+    outcome = np.where(fast, 0, outcome)
+    refunded = np.where(outcome == 0, decided, NEVER)
+
+    # lost parcels: the buyer asks for the money back as not received; never abusive
+    nl = lost.size
+    lost_req = orders["shipped_at"][lost] + lag_days(rng, nl, 10.0, 0.3)
+    lost_dec = lost_req + lag_days(rng, nl, 1.0)
+    return {
+        "o": np.concatenate([o, lost]),
+        "b": np.concatenate([b, orders["b"][lost]]),
+        "requested_at": np.concatenate([requested, lost_req]),
+        "amount": np.concatenate([amount, orders["amount"][lost]]),
+        "reason": np.concatenate([reason, np.full(nl, 6)]),
+        "kind": np.concatenate([kind, np.zeros(nl, dtype=np.int64)]),
+        "evidence_photos": np.concatenate([photos, np.zeros(nl, dtype=np.int64)]),
+        "fast_refund": np.concatenate([fast, np.zeros(nl, dtype=bool)]),
+        "decided_at": np.concatenate([decided, lost_dec]),
+        "outcome": np.concatenate([outcome, np.zeros(nl, dtype=np.int64)]),
+        "refunded_at": np.concatenate([refunded, lost_dec]),
+        "return_shipped_at": np.concatenate([shipped, np.full(nl, NEVER)]),
+        "return_received_at": np.concatenate([received, np.full(nl, NEVER)]),
+        "abuse_confirmed_at": np.concatenate([abuse_at, np.full(nl, NEVER)]),
+        "bad": np.concatenate([bad, np.zeros(nl, dtype=bool)]),
+    }
+
+
+def unconfirm_returned(orders: Columns, refund: Columns) -> np.ndarray:
+    """Orders' ``confirmed_at`` with receipt confirmation removed where a return was requested first."""
+    confirmed = orders["confirmed_at"].copy()
+    o = refund["o"]
+    undo = (refund["kind"] == 1) & (refund["requested_at"] < confirmed[o])
+    confirmed[o[undo]] = NEVER
+    return confirmed
+
+
+def reviews(
+    rng: np.random.Generator, pop: Population, orders: Columns, confirmed: np.ndarray, params: Params
+) -> Columns:
+    """Reviews of delivered orders: hostile buyers write malicious 1-star reviews that sellers report."""
+    delivered = (orders["delivered_at"] < NEVER) & (orders["canceled_at"] == NEVER)
+    b_all = orders["b"]
+    fake = orders["kind"] == 2
+    p = np.where(fake, 0.9, np.minimum(0.9, params.review_rate * (1 + 2 * pop.hostility[b_all])))
+    o = np.flatnonzero(delivered & (rng.random(b_all.size) < p))
+    b = b_all[o]
+    n = o.size
+    after = np.where(confirmed[o] < NEVER, confirmed[o], orders["delivered_at"][o])
+    created = after + lag_days(rng, n, 2.0, 0.9)
+    malicious = ~fake[o] & (rng.random(n) < hazards.sigmoid(-7.0 + 12.0 * pop.hostility[b]))
+    rating = rng.choice(np.arange(1, 6), n, p=[0.03, 0.03, 0.07, 0.17, 0.70])
+    rating = np.where(malicious, 1, np.where(fake[o], 5, rating))
+    text = np.where(
+        malicious, 120 * np.exp(0.5 * rng.standard_normal(n)), 25 * np.exp(1.0 * rng.standard_normal(n))
+    )
+    text = np.where(fake[o], rng.integers(0, 12, n), np.where(rng.random(n) < 0.15, 0, text))
+    report_p = np.where(malicious, 0.85, np.where(rating <= 2, 0.2, 0.005))
+    reported = rng.random(n) < report_p
+    reported_at = np.where(reported, created + lag_days(rng, n, 1.0, 0.8), NEVER)
+    removed = reported & (rng.random(n) < np.where(malicious, 0.75, 0.03))
+    return {
+        "o": o,
+        "b": b,
+        "created_at": created,
+        "rating": rating.astype(np.int64),
+        "text_length": np.round(text).astype(np.int64),
+        "has_photos": ~fake[o] & (rng.random(n) < np.where(malicious, 0.5, 0.2)),
+        "reported_by_seller_at": reported_at,
+        "removed_as_malicious_at": np.where(removed, reported_at + lag_days(rng, n, 7.0, 0.6), NEVER),
+    }
+
+
+def disputes(rng: np.random.Generator, pop: Population, orders: Columns, params: Params) -> Columns:
+    """Platform disputes of delivered regular orders; hostile, opportunistic buyers open more and lose more."""
+    eligible = np.flatnonzero((orders["kind"] == 0) & (orders["canceled_at"] == NEVER) & ~orders["lost"])
+    b_el = orders["b"][eligible]
+    opened_mask = rng.random(eligible.size) < hazards.dispute_prob(pop, b_el, params)
+    o = eligible[opened_mask]
+    b = orders["b"][o]
+    n = o.size
+    lost = rng.random(n) < hazards.dispute_lost_prob(pop, b, params)
+    opened = orders["delivered_at"][o] + lag_days(rng, n, 6.0, 0.6)
+    ruling = np.where(lost, 1, np.where(rng.random(n) < 0.65, 0, 2))  # buyer, seller, split
+    return {
+        "o": o,
+        "b": b,
+        "opened_at": opened,
+        "closed_at": opened + lag_days(rng, n, 9.0, 0.7),
+        "reason": rng.choice(5, n, p=[0.2, 0.35, 0.25, 0.1, 0.1]),
+        "ruling": ruling,
+        "lost": lost,
+    }

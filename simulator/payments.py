@@ -1,0 +1,128 @@
+"""Settle what buyers owe: presale balances (with the legacy ship-before-balance rule) and pay-later bills."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from simulator import hazards, standing
+from simulator.calendar import DAY, HOUR, NEVER, Calendar, lag_days, uniform_between
+from simulator.config import Params
+from simulator.population import Population
+
+Columns = dict[str, np.ndarray]
+OLD_RULE_SCORE = 700  # legacy trust purchase: VIP and latest external score >= 700
+GRACE_DAYS = 7  # a balance unpaid this long after its due date is a default
+
+
+def late_but_paid_prob(pop: Population, b: np.ndarray, state: np.ndarray) -> np.ndarray:
+    """Probability that a non-defaulting payer still pays after the due date (a visible warning sign)."""
+    return hazards.sigmoid(-2.8 - 0.7 * pop.rel_z[b] + 1.3 * (state > 0))
+
+
+def settle_presales(
+    rng: np.random.Generator,
+    pop: Population,
+    cal: Calendar,
+    pre: Columns,
+    vip: np.ndarray,
+    readings: Columns,
+    params: Params,
+) -> tuple[Columns, Columns]:
+    """Decide ship-before-balance by the old rule, then draw payment and fulfilment of each presale.
+
+    Args:
+        rng: The shard's generator.
+        pop: The shard's buyers.
+        cal: The calendar.
+        pre: Presale orders from ``activity.presale_orders``.
+        vip: VIP path from ``standing.vip_path``.
+        readings: Credit readings from ``standing.credit_readings``.
+        params: Generative constants.
+
+    Returns:
+        ``(presales, fulfilment)``: presale-table columns and the orders' fulfilment instants.
+    """
+    b = pre["b"]
+    n = b.size
+    fest = cal.festivals
+    due = (
+        np.asarray([f.due_at for f in fest], dtype=np.int64)[pre["festival"]] if n else np.zeros(0, np.int64)
+    )
+    opens = np.asarray([f.deposit_end for f in fest], dtype=np.int64)[pre["festival"]] if n else due
+    due_month = np.asarray([f.due_month for f in fest], dtype=np.int64)[pre["festival"]] if n else due
+    share = rng.choice(np.asarray([0.10, 0.15, 0.20]), n)
+    deposit = np.round(pre["amount"] * share, 2)
+    created = pre["created_at"]
+    sbb = standing.vip_at(cal, vip, b, created) & (
+        standing.latest_score(readings, b, created) >= OLD_RULE_SCORE
+    )
+    state = pop.stress[b, due_month]
+    default = rng.random(n) < hazards.presale_default_prob(pop, b, state, pre["amount"], params)
+    late = rng.random(n) < late_but_paid_prob(pop, b, state)
+    on_time = opens + ((due - opens) * rng.random(n) ** 2).astype(np.int64)
+    late_paid = due + rng.integers(HOUR, GRACE_DAYS * DAY - HOUR, n)
+    very_late = due + rng.integers(GRACE_DAYS * DAY + HOUR, 60 * DAY, n)
+    paid = np.where(late, late_paid, on_time)
+    paid = np.where(default, np.where(sbb & (rng.random(n) < 0.25), very_late, NEVER), paid)
+    shipped = np.where(
+        sbb,
+        uniform_between(rng, opens, opens + 3 * DAY),
+        np.where(paid < NEVER, np.maximum(paid, opens) + lag_days(rng, n, 1.0), NEVER),
+    )
+    delivered = np.where(shipped < NEVER, shipped + lag_days(rng, n, 2.5, 0.5), NEVER)
+    confirmed = np.where(
+        delivered < NEVER, delivered + np.minimum(lag_days(rng, n, 3.0, 0.8), 10 * DAY), NEVER
+    )
+    canceled = np.where(default & ~sbb, due + GRACE_DAYS * DAY + rng.integers(0, 6 * HOUR, n), NEVER)
+    presales = {
+        "b": b,
+        "deposit_amount": deposit,
+        "deposit_paid_at": np.minimum(created + rng.integers(10, 600, n), np.maximum(created, opens - 1)),
+        "balance_amount": np.round(pre["amount"] - deposit, 2),
+        "balance_due_at": due,
+        "balance_paid_at": paid,
+        "shipped_before_balance": sbb,
+    }
+    fulfilment = {
+        "paid_at": paid,
+        "shipped_at": shipped,
+        "delivered_at": delivered,
+        "confirmed_at": confirmed,
+        "canceled_at": canceled,
+    }
+    return presales, fulfilment
+
+
+def credit_bills(
+    rng: np.random.Generator, pop: Population, cal: Calendar, orders: Columns, params: Params
+) -> Columns:
+    """Monthly pay-later bills: the month's pay-later spend, due on the 10th (local) of the next month.
+
+    Returns:
+        Columns ``b``, ``due_month``, ``due_at``, ``amount_due``, ``paid_at``, ``amount_paid``.
+    """
+    months = cal.months
+    use = (orders["payment_method"] == 3) & (orders["canceled_at"] == NEVER) & (orders["kind"] == 0)
+    key = orders["b"][use] * months + orders["month"][use]
+    total = np.bincount(key, weights=orders["amount"][use], minlength=pop.n * months)
+    cell = np.flatnonzero(total > 0)
+    b, m = cell // months, cell % months
+    due_month = m + 1
+    statement = cal.month_start[due_month]
+    due = statement + 9 * DAY - 8 * HOUR
+    state = pop.stress[b, due_month]
+    bad = rng.random(b.size) < hazards.bill_bad_prob(pop, b, state, params)
+    late = rng.random(b.size) < late_but_paid_prob(pop, b, state)
+    on_time = due - ((due - statement) * rng.random(b.size)).astype(np.int64)
+    paid = np.where(late, due + rng.integers(HOUR, 25 * DAY, b.size), on_time)
+    very_late = due + rng.integers(31 * DAY, 120 * DAY, b.size)
+    paid = np.where(bad, np.where(rng.random(b.size) < 0.4, very_late, NEVER), paid)
+    amount = np.round(total[cell], 2)
+    return {
+        "b": b,
+        "due_month": due_month,
+        "due_at": due,
+        "amount_due": amount,
+        "paid_at": paid,
+        "amount_paid": np.where(paid < NEVER, amount, np.nan),
+    }
