@@ -234,13 +234,14 @@ def parse_decision(body: Any, max_amount: float, currency: str) -> DecisionReque
     Raises:
         RequestError: Naming the first offending field.
     """
+    service = body.get("service") if isinstance(body, Mapping) else None
+    if service in SERVICES:
+        needed, other = ("order", "refund") if service == PRESALE else ("refund", "order")
+        if other in body:
+            raise RequestError(other, f"not allowed for service {service}")
     d = _check(DECISION_BODY, body, "body", max_amount)
-    service = d["service"]
-    needed, other = ("order", "refund") if service == PRESALE else ("refund", "order")
     if needed not in d:
         raise RequestError(needed, f"required for service {service}")
-    if other in d:
-        raise RequestError(other, f"not allowed for service {service}")
     if service == PRESALE:
         o = d["order"]
         if o["deposit_amount"] > o["amount"]:

@@ -20,9 +20,8 @@ POLICY_SIGNALS = [
     "violations_confirmed_fraud_count_all",
     "reviews_malicious_count_365d",
 ]
-SIGNALS = POLICY_SIGNALS + [f"signal_{i}" for i in range(8)]
+SIGNALS = [f"signal_{i}" for i in range(8)] + POLICY_SIGNALS  # the tiny model: risk falls with the last half
 API_KEY = "test-key"
-PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 N_BUYERS = 3000
 # Buyers with a policy signal set (all others have every policy signal at 0).
 UNPAID_BUYER, FRAUD_BUYER, REVIEWER_BUYER = 0, 1, 2
@@ -44,12 +43,13 @@ def rating(model_uri):
 
 @pytest.fixture(scope="session")
 def snapshot_rows() -> tuple[np.ndarray, np.ndarray]:
-    """buyer ids 0..N-1 and their signals; policy signals zero except for three marked buyers."""
+    """buyer ids 0..N-1 and their signals; policy signals missing except for three marked buyers."""
     X = synthetic_dataset(SIGNALS, N_BUYERS, seed=11).X
-    X[:, : len(POLICY_SIGNALS)] = 0.0
-    X[UNPAID_BUYER, 0] = 1.0
-    X[FRAUD_BUYER, 2] = 1.0
-    X[REVIEWER_BUYER, 3] = 3.0
+    first = len(SIGNALS) - len(POLICY_SIGNALS)
+    X[:, first:] = np.nan
+    X[UNPAID_BUYER, first] = 1.0
+    X[FRAUD_BUYER, first + 2] = 1.0
+    X[REVIEWER_BUYER, first + 3] = 3.0
     return np.arange(N_BUYERS, dtype=np.int64), X
 
 
