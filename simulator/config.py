@@ -68,7 +68,7 @@ class Params:
     cs_rate: float = 0.12
     cs_per_order: float = 0.04
     review_rate: float = 0.35
-    vip_spend_12m: float = 6000.0  # trailing 12-month spend that makes a buyer VIP
+    vip_spend_12m: float = 15000.0  # trailing 12-month spend that makes a buyer VIP
     credit_reading_rate: float = 0.8  # probability of a monthly score reading
 
     # --- presales (two-stage, June 18 and November 11) ------------------------------------

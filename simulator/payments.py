@@ -59,14 +59,15 @@ def settle_presales(
     state = pop.stress[b, due_month]
     default = rng.random(n) < hazards.presale_default_prob(pop, b, state, pre["amount"], params)
     late = rng.random(n) < late_but_paid_prob(pop, b, state)
-    on_time = opens + ((due - opens) * rng.random(n) ** 2).astype(np.int64)
+    # ordinary buyers pay early to get their goods; trusted buyers already have them
+    on_time = opens + ((due - opens) * rng.random(n) ** np.where(sbb, 0.7, 2.0)).astype(np.int64)
     late_paid = due + rng.integers(HOUR, GRACE_DAYS * DAY - HOUR, n)
     very_late = due + rng.integers(GRACE_DAYS * DAY + HOUR, 60 * DAY, n)
     paid = np.where(late, late_paid, on_time)
     paid = np.where(default, np.where(sbb & (rng.random(n) < 0.25), very_late, NEVER), paid)
     shipped = np.where(
         sbb,
-        uniform_between(rng, opens, opens + 3 * DAY),
+        uniform_between(rng, opens, opens + 12 * HOUR),
         np.where(paid < NEVER, np.maximum(paid, opens) + lag_days(rng, n, 1.0), NEVER),
     )
     delivered = np.where(shipped < NEVER, shipped + lag_days(rng, n, 2.5, 0.5), NEVER)

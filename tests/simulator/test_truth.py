@@ -1,0 +1,110 @@
+"""The truth is a probability, ordered with the traits, and agrees with what happened."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from simulator import hazards, realised, truth
+from simulator.calendar import build_calendar
+from simulator.config import Params
+from simulator.population import draw_population
+from simulator.summary import read_tables
+
+
+def _risk_with_traits(export_dir: Path) -> pd.DataFrame:
+    risk = pd.read_parquet(export_dir / "truth" / "risk.parquet")
+    traits = pd.read_parquet(export_dir / "truth" / "traits.parquet")
+    return risk.merge(traits, on="buyer_id", validate="many_to_one")
+
+
+def test_truth_files_cover_the_buyers_after_registration(export_dir: Path, tables: dict) -> None:
+    traits = pd.read_parquet(export_dir / "truth" / "traits.parquet")
+    risk = pd.read_parquet(export_dir / "truth" / "risk.parquet")
+    assert traits["buyer_id"].tolist() == tables["buyers"]["buyer_id"].tolist()
+    registered = tables["buyers"].set_index("buyer_id")["registered_at"]
+    assert (risk["month_start"] > registered.loc[risk["buyer_id"]].to_numpy()).all()
+    assert risk["month_start"].dt.day.eq(1).all() and risk["month_start"].nunique() == 12
+    assert not risk.duplicated(["buyer_id", "month_start"]).any()
+    assert risk["p_bad_90d"].between(0, 1).all()
+
+
+def test_truth_is_ordered_with_the_traits(export_dir: Path) -> None:
+    df = _risk_with_traits(export_dir)
+    normal = df[~df["fraudster"] & ~df["ring_member"]]
+    by_reliability = normal.groupby(pd.qcut(normal["reliability"], 4), observed=True)["p_bad_90d"].mean()
+    assert by_reliability.is_monotonic_decreasing
+    by_opportunism = normal.groupby(pd.qcut(normal["opportunism"], 4), observed=True)["p_bad_90d"].mean()
+    assert by_opportunism.iloc[-1] > 2 * by_opportunism.iloc[0]
+    by_stress = normal.groupby("stress_state")["p_bad_90d"].mean()
+    assert by_stress.is_monotonic_increasing and by_stress.loc[2] > 2 * by_stress.loc[0]
+    assert df.loc[df["fraudster"], "p_bad_90d"].mean() > 5 * normal["p_bad_90d"].mean()
+
+
+def test_bad_rate_is_plausible_and_truth_is_calibrated(large_export: Path) -> None:
+    manifest = json.loads((large_export / "manifest.json").read_text())
+    exported_at = pd.Timestamp(manifest["exported_at"])
+    events = realised.bad_events(read_tables(large_export), exported_at)
+    risk = pd.read_parquet(large_export / "truth" / "risk.parquet")
+    labelled = realised.realised_labels(risk, events, exported_at)
+    bad_rate = labelled["bad_90d"].mean()
+    assert 0.02 <= bad_rate <= 0.10
+    assert abs(labelled["p_bad_90d"].mean() - bad_rate) < 0.01
+    decile = pd.qcut(labelled["p_bad_90d"], 10, labels=False, duplicates="drop")
+    by_decile = labelled.groupby(decile)["bad_90d"].mean()
+    assert by_decile.iloc[-1] > 5 * by_decile.iloc[0]
+    assert np.corrcoef(labelled.groupby(decile)["p_bad_90d"].mean(), by_decile)[0, 1] > 0.95
+    assert 0.75 <= realised.auc(labelled["p_bad_90d"].to_numpy(), labelled["bad_90d"].to_numpy()) <= 0.95
+    assert set(events["type"]) == set(realised.BAD_TYPES)
+
+
+def test_auc_of_perfect_random_and_reversed_scores() -> None:
+    label = np.array([0, 0, 1, 1, 0, 1])
+    assert realised.auc(label.astype(float), label) == 1.0
+    assert realised.auc(-label.astype(float), label) == 0.0
+    assert realised.auc(np.zeros(6), label) == 0.5
+    assert np.isnan(realised.auc(np.arange(3.0), np.zeros(3)))
+
+
+def _one_trait_varies(trait: str, grid: np.ndarray) -> np.ndarray:
+    """Truth for identical ordinary buyers (pre-period accounts, normal stress) except for one trait."""
+    params = Params()
+    cal = build_calendar(dt.date(2023, 1, 1), 12, params)
+    pop = draw_population(np.random.default_rng(0), 1, grid.size, cal, params)
+    same = {name: np.full(grid.size, getattr(pop, name)[0]) for name in
+            ("rel_z", "fragility", "opportunism", "hostility", "activity", "spend", "pay_later")}  # fmt: skip
+    same.update(
+        registered_at=np.full(grid.size, cal.month_start[0] - 10**7),
+        reg_month=np.full(grid.size, -1),
+        fraudster=np.zeros(grid.size, dtype=bool),
+        ring=np.zeros(grid.size, dtype=bool),
+        active_until=np.full(grid.size, cal.months + 3),
+        stress=np.zeros_like(pop.stress),
+        pay_later=np.ones(grid.size, dtype=bool),
+    )
+    same[trait] = grid
+    pop = dataclasses.replace(pop, **same)
+    expected = hazards.expected_orders(pop, cal, params)
+    none = {"b": np.zeros(0, dtype=np.int64), "festival": np.zeros(0, dtype=np.int64),
+            "amount": np.zeros(0), "due_month": np.zeros(0, dtype=np.int64)}  # fmt: skip
+    return truth.p_bad_90d(pop, cal, expected, none, none, params)
+
+
+def test_truth_moves_the_right_way_with_each_trait_alone() -> None:
+    grid = np.linspace(0, 1, 6)
+    for trait, sign, values in [
+        ("rel_z", -1, np.linspace(-2, 2, 6)),
+        ("opportunism", 1, grid * 0.5),
+        ("hostility", 1, grid * 0.5),
+        ("fragility", 1, 0.5 + 2 * grid),
+        ("activity", 1, 0.5 + 4 * grid),
+    ]:
+        risk = _one_trait_varies(trait, values)
+        steps = np.diff(risk, axis=0) * sign
+        assert (steps > 0).all(), trait
+        assert ((risk > 0) & (risk < 1)).all()
