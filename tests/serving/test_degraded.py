@@ -1,0 +1,93 @@
+"""Degraded mode: database down, model missing, snapshot missing or mismatched, scoring failing.
+
+In each case checkout gets a 200 decline with an explicit reason, and ``/readyz`` says why.
+"""
+
+from __future__ import annotations
+
+from serving.app import create_app
+from serving.snapshot import FileWriter
+
+KEY = {"X-API-Key": "test-key"}
+
+
+def codes(answer: dict) -> list[str]:
+    return [d["code"] for d in answer["declines"]]
+
+
+def test_database_unreachable_declines_degraded(config, presale_body, buyer_with_star, caplog):
+    app = create_app(
+        config | {"database_url": "postgresql://postgres@127.0.0.1:1/none", "db_busy_timeout_ms": 1000}
+    )
+    client = app.test_client()
+    response = client.post("/v1/decisions", json=presale_body(buyer_with_star(5)), headers=KEY)
+    assert response.status_code == 200
+    answer = response.json
+    assert answer["decision"] == "decline" and codes(answer) == ["risk_service_degraded"]
+    assert answer["decision_id"] is None
+    assert "ledger unavailable" in caplog.text
+    ready = client.get("/readyz")
+    assert ready.status_code == 503 and ready.json["checks"]["database"].startswith("unreachable")
+    outcome = {"outcome_id": "o", "kind": "balance_paid", "buyer_id": 1, "order_id": 1}
+    assert client.post("/v1/outcomes", json=outcome, headers=KEY).status_code == 503
+    assert 'buyer_trust_degraded_total{cause="database"' in client.get("/metrics").get_data(as_text=True)
+
+
+def test_database_lost_after_start(app, client, presale_body, buyer_with_star, tmp_path):
+    assert client.post("/v1/decisions", json=presale_body(buyer_with_star(5))).json["decision"] == "approve"
+    ledger = app.extensions["buyer_trust"].ledger
+    (tmp_path / "serving.db").unlink()
+    (tmp_path / "serving.db").mkdir()  # the file is now a directory: every connection fails
+    ledger.engine.dispose()
+    answer = client.post("/v1/decisions", json=presale_body(buyer_with_star(5), order_id=2)).json
+    assert codes(answer) == ["risk_service_degraded"]
+
+
+def test_model_missing_declines_degraded_and_is_logged(config, tmp_path, presale_body, buyer_with_star):
+    app = create_app(config | {"model_uri": str(tmp_path / "no-model")})
+    client = app.test_client()
+    answer = client.post("/v1/decisions", json=presale_body(buyer_with_star(5)), headers=KEY).json
+    assert answer["decision"] == "decline" and codes(answer) == ["risk_service_degraded"]
+    assert answer["decision_id"], "a degraded decline is still logged when the database is up"
+    ready = client.get("/readyz").json
+    assert ready["ready"] is False and ready["checks"]["model"] != "ok"
+    assert client.get("/v1/model", headers=KEY).json["model"]["error"]
+    rating = client.get(f"/v1/buyers/{buyer_with_star(5)}/rating", headers=KEY)
+    assert rating.status_code == 200 and rating.json["reason"]["code"] == "risk_service_degraded"
+
+
+def test_no_snapshot_is_a_thin_file_decline(config, tmp_path, presale_body, buyer_with_star):
+    app = create_app(config | {"snapshot": str(tmp_path / "absent.parquet")})
+    client = app.test_client()
+    answer = client.post("/v1/decisions", json=presale_body(buyer_with_star(5)), headers=KEY).json
+    assert codes(answer) == ["thin_file"]
+    assert client.get("/readyz").status_code == 503
+
+
+def test_snapshot_without_the_models_signals_declines_degraded(config, tmp_path, presale_body, snapshot_rows):
+    path = tmp_path / "other.parquet"
+    writer = FileWriter(path, [f"x{i}" for i in range(3)], "2025-06-01T00:00:00+00:00")
+    writer.append(snapshot_rows[0][:10], snapshot_rows[1][:10, :3])
+    writer.commit()
+    app = create_app(config | {"snapshot": str(path)})
+    client = app.test_client()
+    answer = client.post("/v1/decisions", json=presale_body(5), headers=KEY).json
+    assert codes(answer) == ["risk_service_degraded"]
+    assert "lacks" in client.get("/readyz").json["checks"]["snapshot"]
+
+
+def test_redis_unreachable_declines_degraded(config, presale_body):
+    app = create_app(config | {"snapshot": "redis://127.0.0.1:1/0"})
+    answer = app.test_client().post("/v1/decisions", json=presale_body(5), headers=KEY).json
+    assert codes(answer) == ["risk_service_degraded"]
+
+
+def test_scoring_exception_declines_degraded(app, client, presale_body, buyer_with_star, monkeypatch):
+    live = app.extensions["buyer_trust"].runtime.live
+
+    def broken(x, k=4):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(live.rating.model, "reasons", broken)
+    response = client.post("/v1/decisions", json=presale_body(buyer_with_star(5)))
+    assert response.status_code == 200 and codes(response.json) == ["risk_service_degraded"]
