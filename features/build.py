@@ -1,0 +1,546 @@
+"""Build the point-in-time signal matrix: one float32 column per registry signal.
+
+``build_signals(tables, spine)`` is pure and vectorised. Signals are grouped by *event
+set* (table, time column, lag, and the state columns and deadlines that decide when a
+row is known): each set is sorted once and located once per window by
+:func:`features.pit.locate`; each signal is then a windowed reduction over positions
+``[lower, end)`` of the sorted rows: counts from one cumulative sum, sums, minima and
+maxima from one ``reduceat``, latest/earliest rows from running indices. Filters on
+columns that do not move the known time are masks inside the set, so e.g. all
+per-category order counts share one sort.
+
+Missing values (see :data:`features.registry.AGGREGATIONS`): counts, sums, distinct
+counts and open states of nothing are 0; means, minima, maxima, latest values,
+changes and days-since of nothing are NaN; ratios and trends with a zero denominator
+are NaN.
+
+The CLI, ``python -m features build``, runs shard by shard (buyer-partitioned parts):
+pass 1 indexes device first uses over all parts (for shared devices), pass 2 loads one
+part, builds its spine and signals and appends them to the output parquet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time as clock
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from features import contract, pit, registry, signals_devices
+from features.registry import Cond, Signal, Source
+
+
+def make_spine(buyers: pd.DataFrame, as_of: Sequence[pd.Timestamp], limit: int | None = None) -> pd.DataFrame:
+    """Spine rows ``(buyer_id, as_of)`` for every buyer registered strictly before each date.
+
+    Args:
+        buyers: The ``buyers`` table.
+        as_of: Snapshot instants (UTC).
+        limit: Keep only the ``limit`` smallest buyer ids (``None``: all).
+
+    Returns:
+        Columns ``buyer_id`` (int64) and ``as_of`` (``datetime64[us, UTC]``), sorted.
+    """
+    ids = buyers["buyer_id"].to_numpy(dtype=np.int64)
+    registered = pit.micros(buyers["registered_at"])
+    if limit is not None:
+        keep = np.sort(ids)[:limit]
+        registered, ids = registered[np.isin(ids, keep)], ids[np.isin(ids, keep)]
+    frames = []
+    for when in as_of:
+        stamp = pd.Timestamp(when)
+        stamp = stamp.tz_localize("UTC") if stamp.tz is None else stamp.tz_convert("UTC")
+        chosen = ids[registered < pit.micros([stamp])[0]]
+        frames.append(
+            pd.DataFrame(
+                {"buyer_id": chosen, "as_of": pd.Series([stamp] * len(chosen), dtype="datetime64[us, UTC]")}
+            )
+        )
+    spine = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"buyer_id": [], "as_of": []})
+    return spine.sort_values(["buyer_id", "as_of"], kind="stable").reset_index(drop=True)
+
+
+def build_signals(
+    tables: dict[str, pd.DataFrame],
+    spine: pd.DataFrame,
+    signals: Sequence[Signal] | None = None,
+) -> pd.DataFrame:
+    """Signal values for each spine row, from events known strictly before its ``as_of``.
+
+    Args:
+        tables: Raw tables by contract name (missing tables count as empty). May hold
+            ``shared_devices`` (:mod:`features.signals_devices`) built from the whole
+            export; otherwise it is derived from these tables alone.
+        spine: Columns ``buyer_id`` and ``as_of`` (UTC instants); any order, repeats allowed.
+        signals: Signals to build (default: the whole registry, in registry order).
+
+    Returns:
+        ``buyer_id``, ``as_of`` and one float32 column per signal, row-aligned with
+        ``spine`` (same index).
+    """
+    signals = registry.signals() if signals is None else tuple(signals)
+    tables = _with_derived(tables, signals)
+    buyer = spine["buyer_id"].to_numpy(dtype=np.int64)
+    as_of = pit.micros(spine["as_of"])
+    order = np.lexsort((as_of, buyer))
+    context = _Context(tables, buyer[order], as_of[order], _windows_by_set(signals))
+    columns = {"buyer_id": spine["buyer_id"].to_numpy(dtype=np.int64), "as_of": spine["as_of"].to_numpy()}
+    unsort = np.empty_like(order)
+    unsort[order] = np.arange(len(order))
+    for signal in signals:
+        columns[signal.name] = _compute(context, signal).astype(np.float32)[unsort]
+    out = pd.DataFrame(columns, index=spine.index)
+    out["as_of"] = spine["as_of"].astype("datetime64[us, UTC]")
+    return out
+
+
+def build_buyer(tables: dict[str, pd.DataFrame], buyer_id: int, as_of: pd.Timestamp) -> np.ndarray:
+    """One buyer's signals as of one instant: the serving path, equal to the batch values.
+
+    Args:
+        tables: Raw tables (may include a precomputed ``shared_devices``).
+        buyer_id: The buyer.
+        as_of: The instant (UTC); events strictly before it are used.
+
+    Returns:
+        float32 vector in registry order.
+    """
+    signals = registry.signals()
+    tables = _with_derived(tables, signals)
+    mine = {name: frame[frame["buyer_id"].to_numpy() == buyer_id] for name, frame in tables.items()}
+    spine = pd.DataFrame(
+        {"buyer_id": [buyer_id], "as_of": pd.Series([pd.Timestamp(as_of)]).dt.tz_convert("UTC")}
+    )
+    return build_signals(mine, spine, signals).iloc[0, 2:].to_numpy(dtype=np.float32)
+
+
+def _with_derived(tables: dict[str, pd.DataFrame], signals: Sequence[Signal]) -> dict[str, pd.DataFrame]:
+    name = signals_devices.SHARED_DEVICES.name
+    if name in tables or not any(s.table == name for s in signals):
+        return tables
+    first_use = signals_devices.device_first_use(tables)
+    return {**tables, name: signals_devices.shared_devices(first_use)}
+
+
+# --- event sets ------------------------------------------------------------------------
+
+
+def _set_key(source: Source) -> tuple:
+    """What decides when a source's rows are known: rows sharing it share one sort."""
+    states, deadlines = [], []
+    for cond in source.filter:
+        if cond.op == "missed":
+            deadlines.append(cond.value)
+        elif cond.op != "first":
+            states += [col for col in cond.columns if pit.state_time(source.table, col)]
+    states += [col for col in source.measure_columns if pit.state_time(source.table, col)]
+    return (
+        source.table,
+        source.time,
+        source.lag_days,
+        tuple(sorted(set(states))),
+        tuple(sorted(set(deadlines))),
+    )
+
+
+def _sources(signal: Signal) -> list[tuple[Source, int | None]]:
+    """Sources a signal reads and the windows it reads them over."""
+    if signal.aggregation == "open":
+        return [(source, None) for source in _open_sources(signal)]
+    out = [(signal.source, signal.window_days)]
+    if signal.per is not None:
+        out.append((signal.per, signal.window_days))
+    if signal.baseline_days is not None:
+        out.append((signal.source, signal.baseline_days))
+    return out
+
+
+def _open_sources(signal: Signal) -> tuple[Source, Source]:
+    """Start and end rows of an ``open`` signal; rows ending before they start never open."""
+    valid = (*signal.source.filter, Cond(signal.end, "missed", (signal.source.time, 0)))
+    start = Source(signal.table, signal.source.time, valid, signal.measure, signal.source.lag_days)
+    return start, Source(signal.table, signal.end, valid, signal.measure, signal.source.lag_days)
+
+
+def _windows_by_set(signals: Sequence[Signal]) -> dict[tuple, set[int]]:
+    windows: dict[tuple, set[int]] = {}
+    for signal in signals:
+        for source, window in _sources(signal):
+            windows.setdefault(_set_key(source), set())
+            if window is not None:
+                windows[_set_key(source)].add(window)
+    return windows
+
+
+@dataclass
+class _EventSet:
+    """One sorted, located event set and the per-build caches of its arrays."""
+
+    frame: pd.DataFrame
+    located: pit.Located
+    n: int
+    arrays: dict = field(default_factory=dict)
+
+    def column(self, name: str) -> np.ndarray:
+        """A column's values in sorted order."""
+        if name not in self.arrays:
+            self.arrays[name] = self.frame[name].to_numpy()[self.located.order]
+        return self.arrays[name]
+
+    def cached(self, key: tuple, make):
+        if key not in self.arrays:
+            self.arrays[key] = make()
+        return self.arrays[key]
+
+
+class _Context:
+    """Inputs of one build: tables, sorted spine, and event sets made on first use."""
+
+    def __init__(
+        self, tables: dict[str, pd.DataFrame], buyer: np.ndarray, as_of: np.ndarray, windows: dict
+    ) -> None:
+        self.tables, self.buyer, self.as_of, self.windows = tables, buyer, as_of, windows
+        self.sets: dict[tuple, _EventSet] = {}
+
+    def events(self, source: Source) -> _EventSet:
+        key = _set_key(source)
+        if key not in self.sets:
+            frame = self.tables.get(source.table)
+            if frame is None:
+                frame = pd.DataFrame(
+                    {
+                        col: pd.Series([], dtype=_empty_dtype(source.table, col))
+                        for col in registry.table_columns(source.table)
+                    }
+                )
+            _, time, lag, states, deadlines = key
+            known = pit.known_at(frame, source.table, time, lag, states, deadlines)
+            located = pit.locate(
+                frame["buyer_id"].to_numpy(dtype=np.int64),
+                known,
+                self.buyer,
+                self.as_of,
+                sorted(self.windows.get(key, ())),
+            )
+            self.sets[key] = _EventSet(frame, located, len(located.order))
+        return self.sets[key]
+
+
+def _empty_dtype(table: str, column: str) -> str:
+    kinds = {
+        "int": "int64",
+        "float": "float64",
+        "str": "str",
+        "bool": "bool",
+        "timestamp": "datetime64[us, UTC]",
+    }
+    if table == signals_devices.SHARED_DEVICES.name:
+        return kinds[signals_devices.SHARED_DEVICES.column(column).kind]
+    return kinds[contract.table(table).column(column).kind]
+
+
+# --- filters and measures (sorted order) -------------------------------------------------
+
+
+def _mask(events: _EventSet, source: Source) -> np.ndarray:
+    mask = np.ones(events.n, dtype=bool)
+    for cond in source.filter:
+        mask &= events.cached(("cond", cond), lambda cond=cond: _condition(events, cond))
+    return mask
+
+
+def _condition(events: _EventSet, cond: Cond) -> np.ndarray:
+    values = events.column(cond.column)
+    if cond.op == "first":
+        present = ~pd.isna(values)
+        buyer = events.column("buyer_id")
+        first = ~pd.DataFrame({"b": buyer, "v": pd.factorize(values)[0]}).duplicated().to_numpy()
+        return first & present
+    if cond.op in ("missed", "by"):
+        ref, days = cond.value
+        when, limit = pit.micros(values), pit.micros(events.column(ref)) + np.int64(days) * pit.DAY
+        if cond.op == "missed":
+            return (when == pit.NAT) | (when > limit)
+        return (when != pit.NAT) & (when <= limit)
+    series = pd.Series(values)
+    if cond.op == "notna":
+        result = series.notna()
+    elif cond.op == "in":
+        result = series.isin(list(cond.value))
+    else:
+        compare = {"==": series.eq, "!=": series.ne, ">=": series.ge, "<": series.lt}[cond.op]
+        result = compare(cond.value)
+    return result.to_numpy(dtype=bool, na_value=False)
+
+
+def _measure(events: _EventSet, source: Source) -> np.ndarray:
+    """Measure values in sorted order, NaN where null or filtered out."""
+    kind, columns, value = registry.parse_measure(source.measure)
+
+    def make() -> np.ndarray:
+        if kind == "rows":
+            return np.ones(events.n)
+        if kind == "equals":
+            raw = pd.Series(events.column(columns[0]))
+            return np.where(raw.isna(), np.nan, (raw == value).to_numpy(dtype=float, na_value=0.0))
+        if kind == "difference":
+            a, b = (events.column(col) for col in columns)
+            if pd.api.types.is_datetime64_any_dtype(events.frame[columns[0]].dtype):
+                ta, tb = pit.micros(a), pit.micros(b)
+                return np.where((ta == pit.NAT) | (tb == pit.NAT), np.nan, (ta - tb) / pit.DAY)
+            return _floats(a) - _floats(b)
+        return _floats(events.column(columns[0]))
+
+    base = events.cached(("measure", source.measure), make)
+    return np.where(_mask(events, source), base, np.nan)
+
+
+def _floats(values: np.ndarray) -> np.ndarray:
+    return (
+        pd.array(values).to_numpy(dtype=float, na_value=np.nan)
+        if values.dtype == object
+        else values.astype(float)
+    )
+
+
+def _codes(events: _EventSet, source: Source) -> np.ndarray:
+    """Bit per enum value (for distinct counts), 0 where null or filtered out."""
+    column = source.measure_columns[0]
+    allowed = contract.table(source.table).column(column).allowed
+    codes = pd.Categorical(events.column(column), categories=list(allowed)).codes
+    bits = np.where(codes >= 0, np.left_shift(np.uint64(1), codes.clip(0).astype(np.uint64)), np.uint64(0))
+    return np.where(_mask(events, source), bits, np.uint64(0))
+
+
+# --- windowed reductions -------------------------------------------------------------------
+
+
+def _reduce(ufunc: np.ufunc, values: np.ndarray, lo: np.ndarray, hi: np.ndarray, empty) -> np.ndarray:
+    """``ufunc`` over ``values[lo:hi]`` per row (``empty`` where the range is empty)."""
+    if len(values) == 0:
+        return np.full(len(lo), empty, dtype=np.result_type(values, type(empty)))
+    padded = np.append(values, values[:1])
+    bounds = np.empty(2 * len(lo), dtype=np.int64)
+    bounds[0::2], bounds[1::2] = lo, hi
+    return np.where(hi > lo, ufunc.reduceat(padded, bounds)[0::2], empty)
+
+
+def _total(events: _EventSet, source: Source, window: int | None) -> np.ndarray:
+    """Count of rows (no measure) or sum of the measure in the window."""
+    loc = events.located
+    lo, hi = loc.window_start(window), loc.end
+    if source.measure is None:
+        cum = events.cached(("cumcount", source.filter), lambda: np.r_[0, np.cumsum(_mask(events, source))])
+        return (cum[hi] - cum[lo]).astype(float)
+    values = np.nan_to_num(_measure(events, source), nan=0.0)
+    return _reduce(np.add, values, lo, hi, 0.0)
+
+
+def _extreme(events: _EventSet, source: Source, window: int | None, which: str) -> np.ndarray:
+    values = _measure(events, source)
+    fill = np.inf if which == "min" else -np.inf
+    ufunc = np.minimum if which == "min" else np.maximum
+    out = _reduce(
+        ufunc,
+        np.where(np.isnan(values), fill, values),
+        events.located.window_start(window),
+        events.located.end,
+        fill,
+    )
+    return np.where(np.isinf(out), np.nan, out)
+
+
+def _edge_rows(events: _EventSet, source: Source, window: int | None, which: str) -> np.ndarray:
+    """Position of the latest (``last``) or earliest (``first``) valid row in the window; -1 if none."""
+    valid = ~np.isnan(_measure(events, source)) if source.measure is not None else _mask(events, source)
+    lo, hi, n = events.located.window_start(window), events.located.end, events.n
+    if n == 0:
+        return np.full(len(lo), -1)
+    positions = np.arange(n)
+    if which == "last":
+        latest = np.maximum.accumulate(np.where(valid, positions, -1))
+        row = latest[np.maximum(hi - 1, 0)]
+        return np.where((hi > lo) & (row >= lo), row, -1)
+    earliest = np.minimum.accumulate(np.where(valid, positions, n)[::-1])[::-1]
+    row = earliest[np.minimum(lo, n - 1)]
+    return np.where((hi > lo) & (row < hi), row, -1)
+
+
+def _pick(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    return np.where(rows >= 0, values[rows.clip(0)] if len(values) else np.nan, np.nan)
+
+
+def _compute(context: _Context, signal: Signal) -> np.ndarray:
+    """One signal's values for the sorted spine."""
+    source, window, agg = signal.source, signal.window_days, signal.aggregation
+    events = context.events(source)
+    if agg in ("count", "sum"):
+        return _total(events, source, window)
+    if agg == "mean":
+        count = _count_valid(events, source, window)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(count > 0, _total(events, source, window) / count, np.nan)
+    if agg in ("min", "max"):
+        return _extreme(events, source, window, agg)
+    if agg in ("last", "change"):
+        last = _pick(_measure(events, source), _edge_rows(events, source, window, "last"))
+        if agg == "last":
+            return last
+        return last - _pick(_measure(events, source), _edge_rows(events, source, window, "first"))
+    if agg in ("days_since_last", "days_since_first"):
+        rows = _edge_rows(events, source, window, agg.rsplit("_", 1)[1])
+        return np.where(rows >= 0, (context.as_of - _pick(events.located.time, rows)) / pit.DAY, np.nan)
+    if agg == "distinct":
+        bits = _reduce(
+            np.bitwise_or,
+            _codes(events, source),
+            events.located.window_start(window),
+            events.located.end,
+            np.uint64(0),
+        )
+        return np.bitwise_count(bits.astype(np.uint64)).astype(float)
+    if agg == "ratio":
+        num, den = _total(events, source, window), _total(context.events(signal.per), signal.per, window)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(den != 0, num / den, np.nan)
+    if agg == "trend":
+        recent, base = _total(events, source, window), _total(events, source, signal.baseline_days)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(base != 0, (recent / window) / (base / signal.baseline_days), np.nan)
+    start, end = _open_sources(signal)
+    return _total(context.events(start), start, None) - _total(context.events(end), end, None)
+
+
+def _count_valid(events: _EventSet, source: Source, window: int | None) -> np.ndarray:
+    loc = events.located
+    valid = events.cached(("valid", source), lambda: np.r_[0, np.cumsum(~np.isnan(_measure(events, source)))])
+    return (valid[loc.end] - valid[loc.window_start(window)]).astype(float)
+
+
+# --- command line ----------------------------------------------------------------------------
+
+
+def parse_dates(text: str) -> list[pd.Timestamp]:
+    """``"2024-01-01,2024-02-01"`` -> UTC instants (midnight for plain dates).
+
+    Raises:
+        ValueError: If a part is not a date or time.
+    """
+    out = []
+    for part in text.split(","):
+        stamp = pd.Timestamp(part.strip())
+        out.append(stamp.tz_localize("UTC") if stamp.tz is None else stamp.tz_convert("UTC"))
+    return out
+
+
+def build_shards(
+    data_dir: str | Path, as_of: Sequence[pd.Timestamp], limit: int | None = None, log=None
+) -> Iterator[pd.DataFrame]:
+    """Signals for all buyers registered before each date, one frame per buyer shard.
+
+    Pass 1 reads the device columns of every part to index shared devices across
+    shards; pass 2 loads and validates one part at a time, so memory is bounded by a
+    shard.
+
+    Args:
+        data_dir: Raw export (``DIR/<table>/part-0000k.parquet`` or single files).
+        as_of: Snapshot instants.
+        limit: Only the first ``limit`` buyers (by shard, then id).
+        log: Optional callable taking a progress line.
+    """
+    from features import io
+
+    parts = io.shard_parts(data_dir)
+    first_use = [
+        signals_devices.device_first_use(
+            {name: io.read_table(data_dir, name, part=k) for name in ("account_events", "orders")}
+        )
+        for k in parts
+    ]
+    shared = signals_devices.shared_devices(pd.concat(first_use, ignore_index=True))
+    left = limit
+    for k in parts:
+        if left is not None and left <= 0:
+            break
+        started = clock.perf_counter()
+        tables = io.load_tables(data_dir, part=k)
+        spine = make_spine(tables["buyers"], as_of, left)
+        if left is not None:
+            left -= spine["buyer_id"].nunique()
+        tables[signals_devices.SHARED_DEVICES.name] = shared[
+            shared["buyer_id"].isin(spine["buyer_id"].unique())
+        ]
+        frame = build_signals(tables, spine)
+        if log is not None:
+            log(f"part {k}: {len(frame)} rows in {clock.perf_counter() - started:.1f}s")
+        yield frame
+
+
+def to_arrow(frame: pd.DataFrame):
+    """A signal frame as a ``pyarrow.Table``: buyer_id int64, as_of timestamp[us, UTC], float32 signals."""
+    import pyarrow as pa
+
+    columns = {
+        "buyer_id": pa.array(frame["buyer_id"].to_numpy(dtype=np.int64)),
+        "as_of": pa.array(pit.micros(frame["as_of"]), type=pa.timestamp("us", tz="UTC")),
+    }
+    for name in frame.columns[2:]:
+        columns[name] = pa.array(frame[name].to_numpy(dtype=np.float32))
+    return pa.table(columns)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``python -m features build``."""
+    parser.add_argument("--data", required=True, type=Path, help="raw export directory")
+    parser.add_argument(
+        "--as-of", required=True, help="snapshot date(s), comma-separated, e.g. 2024-01-01,2024-02-01"
+    )
+    parser.add_argument("--out", required=True, type=Path, help="output parquet file")
+    parser.add_argument("--buyers-limit", type=int, default=None, help="only the first N buyers")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build the signal matrix shard by shard and write it to ``args.out``; return the exit code."""
+    import pyarrow.parquet as pq
+
+    from features.validate import ContractError
+
+    try:
+        dates = parse_dates(args.as_of)
+    except ValueError as err:
+        print(f"--as-of: {err}", file=sys.stderr)
+        return 2
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    writer, rows = None, 0
+    try:
+        for frame in build_shards(
+            args.data, dates, args.buyers_limit, log=lambda m: print(m, file=sys.stderr)
+        ):
+            table = to_arrow(frame)
+            writer = writer or pq.ParquetWriter(args.out, table.schema)
+            writer.write_table(table)
+            rows += len(frame)
+    except ContractError as err:
+        print(err, file=sys.stderr)
+        return 1
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is None:
+        pq.write_table(to_arrow(build_signals({}, make_spine(_no_buyers(), []))), args.out)
+    print(f"wrote {rows} rows x {len(registry.signals())} signals to {args.out}")
+    return 0
+
+
+def _no_buyers() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "buyer_id": pd.Series([], dtype="int64"),
+            "registered_at": pd.Series([], dtype="datetime64[us, UTC]"),
+        }
+    )
