@@ -107,34 +107,27 @@ def simulate_shard(
     bills = payments.credit_bills(rng, pop, cal, orders, p)
     events = activity.account_events(rng, pop, cal, dev, expected, p)
     vip_ev = standing.vip_events(rng, pop, cal, vip)
-    events = {k: np.concatenate([events[k], vip_ev[k]]) for k in events}
-    contacts = activity.cs_contacts(rng, pop, cal, expected, p)
-    findings = compliance.violations(rng, pop, cal, p)
+    facts = {
+        "account_events": {k: np.concatenate([events[k], vip_ev[k]]) for k in events},
+        "orders": orders,
+        "presales": presales,
+        "refunds": refunds,
+        "reviews": reviews,
+        "disputes": disputes,
+        "cs_contacts": activity.cs_contacts(rng, pop, cal, expected, p),
+        "violations": compliance.violations(rng, pop, cal, p),
+        "credit_scores": readings,
+        "credit_bills": bills,
+    }
     risk = truth.p_bad_90d(pop, cal, expected, pre, bills, p)
-    raw = _raw_tables(
-        pop,
-        cal,
-        part,
-        orders,
-        presales,
-        refunds,
-        reviews,
-        disputes,
-        bills,
-        events,
-        contacts,
-        findings,
-        readings,
-    )
-    return raw, _truth_tables(pop, cal, part, risk)
+    return _raw_tables(pop, cal, part, facts), _truth_tables(pop, cal, part, risk)
 
 
-def _raw_tables(
-    pop, cal, part, orders, presales, refunds, reviews, disputes, bills, events, contacts, findings, readings
-) -> dict[str, pa.Table]:  # noqa: ANN001
+def _raw_tables(pop: Population, cal: Calendar, part: int, facts: dict[str, Columns]) -> dict[str, pa.Table]:
+    """Sort each table by buyer and time, give rows global ids, and export as of ``cal.export_at``."""
     export_at = cal.export_at
     bid = pop.buyer_id
-    oid = _global(np.arange(orders["b"].size), part)
+    oid = _global(np.arange(facts["orders"]["b"].size), part)
     tables: dict[str, Columns] = {
         "buyers": {
             "b": np.arange(pop.n),
@@ -143,16 +136,20 @@ def _raw_tables(
             "real_name_verified_at": pop.real_name_at,
             "phone_verified_at": pop.phone_at,
         },
-        "account_events": _sorted(events, "ts"),
-        "orders": {**orders, "order_id": oid, "device_id": _global(orders["device_id"], part)},
-        "presales": _sorted(presales, "deposit_paid_at"),
-        "refunds": _sorted(refunds, "requested_at"),
-        "reviews": _sorted(reviews, "created_at"),
-        "disputes": _sorted(disputes, "opened_at"),
-        "cs_contacts": _sorted(contacts, "ts"),
-        "violations": _sorted(findings, "ts"),
-        "credit_scores": readings,
-        "credit_bills": _sorted(bills, "due_at"),
+        "account_events": _sorted(facts["account_events"], "ts"),
+        "orders": {
+            **facts["orders"],
+            "order_id": oid,
+            "device_id": _global(facts["orders"]["device_id"], part),
+        },
+        "presales": _sorted(facts["presales"], "deposit_paid_at"),
+        "refunds": _sorted(facts["refunds"], "requested_at"),
+        "reviews": _sorted(facts["reviews"], "created_at"),
+        "disputes": _sorted(facts["disputes"], "opened_at"),
+        "cs_contacts": _sorted(facts["cs_contacts"], "ts"),
+        "violations": _sorted(facts["violations"], "ts"),
+        "credit_scores": facts["credit_scores"],
+        "credit_bills": _sorted(facts["credit_bills"], "due_at"),
     }
     tables["account_events"]["device_id"] = _global(tables["account_events"]["device_id"], part)
     for name, key in (("refunds", "refund_id"), ("reviews", "review_id"), ("disputes", "dispute_id"),
