@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from features import contract, pit, registry, signals_devices
 from features.registry import Cond, Signal, Source
@@ -181,16 +183,22 @@ def _windows_by_set(signals: Sequence[Signal]) -> dict[tuple, set[int]]:
 class _EventSet:
     """One sorted, located event set and the per-build caches of its arrays."""
 
-    frame: pd.DataFrame
+    table: str
+    encoded: object  # (table, column) -> the column as numbers, unsorted
     located: pit.Located
     n: int
     arrays: dict = field(default_factory=dict)
 
     def column(self, name: str) -> np.ndarray:
-        """A column's values in sorted order."""
-        if name not in self.arrays:
-            self.arrays[name] = self.frame[name].to_numpy()[self.located.order]
-        return self.arrays[name]
+        """A column as numbers (see :func:`_encode`), in sorted order."""
+
+        def make() -> np.ndarray:
+            values = self.encoded(self.table, name)
+            order = self.located.order
+            identity = len(order) == len(values) and (len(order) == 0 or order[-1] == len(order) - 1)
+            return values if identity and np.array_equal(order, np.arange(len(order))) else values[order]
+
+        return self.cached(("column", name), make)
 
     def cached(self, key: tuple, make):
         if key not in self.arrays:
@@ -199,49 +207,82 @@ class _EventSet:
 
 
 class _Context:
-    """Inputs of one build: tables, sorted spine, and event sets made on first use."""
+    """Inputs of one build: tables, sorted spine, encoded columns and event sets made on first use."""
 
     def __init__(
         self, tables: dict[str, pd.DataFrame], buyer: np.ndarray, as_of: np.ndarray, windows: dict
     ) -> None:
         self.tables, self.buyer, self.as_of, self.windows = tables, buyer, as_of, windows
         self.sets: dict[tuple, _EventSet] = {}
+        self.columns: dict[tuple[str, str], np.ndarray] = {}
+
+    def frame(self, table: str) -> pd.DataFrame:
+        frame = self.tables.get(table)
+        if frame is None:
+            kinds = {"int": "int64", "float": "float64", "str": "str", "bool": "bool"}
+            return pd.DataFrame(
+                {
+                    col: pd.Series([], dtype=kinds.get(_column(table, col).kind, "datetime64[us, UTC]"))
+                    for col in registry.table_columns(table)
+                }
+            )
+        return frame
+
+    def encoded(self, table: str, column: str) -> np.ndarray:
+        if (table, column) not in self.columns:
+            self.columns[(table, column)] = _encode(self.frame(table)[column], _column(table, column))
+        return self.columns[(table, column)]
 
     def events(self, source: Source) -> _EventSet:
         key = _set_key(source)
         if key not in self.sets:
-            frame = self.tables.get(source.table)
-            if frame is None:
-                frame = pd.DataFrame(
-                    {
-                        col: pd.Series([], dtype=_empty_dtype(source.table, col))
-                        for col in registry.table_columns(source.table)
-                    }
-                )
+            frame = self.frame(source.table)
             _, time, lag, states, deadlines = key
             known = pit.known_at(frame, source.table, time, lag, states, deadlines)
             located = pit.locate(
-                frame["buyer_id"].to_numpy(dtype=np.int64),
+                self.encoded(source.table, "buyer_id"),
                 known,
                 self.buyer,
                 self.as_of,
                 sorted(self.windows.get(key, ())),
             )
-            self.sets[key] = _EventSet(frame, located, len(located.order))
+            self.sets[key] = _EventSet(source.table, self.encoded, located, len(located.order))
         return self.sets[key]
 
 
-def _empty_dtype(table: str, column: str) -> str:
-    kinds = {
-        "int": "int64",
-        "float": "float64",
-        "str": "str",
-        "bool": "bool",
-        "timestamp": "datetime64[us, UTC]",
-    }
+def _column(table: str, column: str) -> contract.Column:
     if table == signals_devices.SHARED_DEVICES.name:
-        return kinds[signals_devices.SHARED_DEVICES.column(column).kind]
-    return kinds[contract.table(table).column(column).kind]
+        return signals_devices.SHARED_DEVICES.column(column)
+    return contract.table(table).column(column)
+
+
+def _encode(series: pd.Series, column: contract.Column) -> np.ndarray:
+    """A column as numbers: timestamps as int64 microseconds (NAT if null), enums as int64
+    codes in contract order (-1 if null), ints without nulls as int64, the rest float64
+    (NaN if null; booleans 1.0/0.0)."""
+    if column.kind == "timestamp":
+        return pit.micros(series)
+    if column.allowed:
+        codes = pc.index_in(pa.array(series, type=pa.string()), value_set=pa.array(column.allowed))
+        return pc.fill_null(codes, -1).to_numpy().astype(np.int64)
+    if column.kind == "int" and not column.nullable and series.dtype == np.int64:
+        return series.to_numpy()
+    return series.to_numpy(dtype=float, na_value=np.nan)
+
+
+def _present(values: np.ndarray, column: contract.Column) -> np.ndarray:
+    if column.kind == "timestamp":
+        return values != pit.NAT
+    if column.allowed:
+        return values >= 0
+    return ~np.isnan(values) if values.dtype == float else np.ones(len(values), dtype=bool)
+
+
+def _code(column: contract.Column, value: object) -> float | int:
+    """A filter value in the encoding of :func:`_encode`."""
+    if column.allowed:
+        return column.allowed.index(value) if value in column.allowed else -2
+    return float(value)
 
 
 # --- filters and measures (sorted order) -------------------------------------------------
@@ -255,27 +296,22 @@ def _mask(events: _EventSet, source: Source) -> np.ndarray:
 
 
 def _condition(events: _EventSet, cond: Cond) -> np.ndarray:
+    column = _column(events.table, cond.column)
     values = events.column(cond.column)
+    present = _present(values, column)
     if cond.op == "first":
-        present = ~pd.isna(values)
-        buyer = events.column("buyer_id")
-        first = ~pd.DataFrame({"b": buyer, "v": pd.factorize(values)[0]}).duplicated().to_numpy()
-        return first & present
+        pairs = pd.DataFrame({"b": events.column("buyer_id"), "v": values})
+        return present & ~pairs.duplicated().to_numpy()
     if cond.op in ("missed", "by"):
         ref, days = cond.value
-        when, limit = pit.micros(values), pit.micros(events.column(ref)) + np.int64(days) * pit.DAY
-        if cond.op == "missed":
-            return (when == pit.NAT) | (when > limit)
-        return (when != pit.NAT) & (when <= limit)
-    series = pd.Series(values)
+        limit = events.column(ref) + np.int64(days) * pit.DAY
+        return ~present | (values > limit) if cond.op == "missed" else present & (values <= limit)
     if cond.op == "notna":
-        result = series.notna()
-    elif cond.op == "in":
-        result = series.isin(list(cond.value))
-    else:
-        compare = {"==": series.eq, "!=": series.ne, ">=": series.ge, "<": series.lt}[cond.op]
-        result = compare(cond.value)
-    return result.to_numpy(dtype=bool, na_value=False)
+        return present
+    if cond.op == "in":
+        return np.isin(values, [_code(column, v) for v in cond.value]) & present
+    compare = {"==": np.equal, "!=": np.not_equal, ">=": np.greater_equal, "<": np.less}[cond.op]
+    return compare(values, _code(column, cond.value)) & present
 
 
 def _measure(events: _EventSet, source: Source) -> np.ndarray:
@@ -285,34 +321,25 @@ def _measure(events: _EventSet, source: Source) -> np.ndarray:
     def make() -> np.ndarray:
         if kind == "rows":
             return np.ones(events.n)
+        specs = [_column(source.table, col) for col in columns]
+        values = [events.column(col) for col in columns]
+        present = np.logical_and.reduce([_present(v, c) for v, c in zip(values, specs, strict=True)])
         if kind == "equals":
-            raw = pd.Series(events.column(columns[0]))
-            return np.where(raw.isna(), np.nan, (raw == value).to_numpy(dtype=float, na_value=0.0))
-        if kind == "difference":
-            a, b = (events.column(col) for col in columns)
-            if pd.api.types.is_datetime64_any_dtype(events.frame[columns[0]].dtype):
-                ta, tb = pit.micros(a), pit.micros(b)
-                return np.where((ta == pit.NAT) | (tb == pit.NAT), np.nan, (ta - tb) / pit.DAY)
-            return _floats(a) - _floats(b)
-        return _floats(events.column(columns[0]))
+            raw = (values[0] == _code(specs[0], value)).astype(float)
+        elif kind == "difference":
+            scale = pit.DAY if specs[0].kind == "timestamp" else 1
+            raw = (values[0] - values[1]) / scale
+        else:
+            raw = values[0].astype(float)
+        return np.where(present, raw, np.nan)
 
     base = events.cached(("measure", source.measure), make)
     return np.where(_mask(events, source), base, np.nan)
 
 
-def _floats(values: np.ndarray) -> np.ndarray:
-    return (
-        pd.array(values).to_numpy(dtype=float, na_value=np.nan)
-        if values.dtype == object
-        else values.astype(float)
-    )
-
-
 def _codes(events: _EventSet, source: Source) -> np.ndarray:
     """Bit per enum value (for distinct counts), 0 where null or filtered out."""
-    column = source.measure_columns[0]
-    allowed = contract.table(source.table).column(column).allowed
-    codes = pd.Categorical(events.column(column), categories=list(allowed)).codes
+    codes = events.column(source.measure_columns[0])
     bits = np.where(codes >= 0, np.left_shift(np.uint64(1), codes.clip(0).astype(np.uint64)), np.uint64(0))
     return np.where(_mask(events, source), bits, np.uint64(0))
 

@@ -55,6 +55,9 @@ def micros(values: pd.Series | np.ndarray | Sequence) -> np.ndarray:
     Args:
         values: Timestamps (tz-aware are converted to UTC, naive are taken as UTC).
     """
+    if isinstance(values, pd.Series) and isinstance(values.dtype, pd.DatetimeTZDtype):
+        naive = values.dt.tz_convert("UTC").dt.tz_localize(None)
+        return naive.to_numpy(dtype="datetime64[us]").view(np.int64).copy()
     index = pd.DatetimeIndex(values)
     if index.tz is not None:
         index = index.tz_convert("UTC").tz_localize(None)
@@ -186,11 +189,14 @@ def locate(
     event_time = np.asarray(event_time, dtype=np.int64)
     spine_buyer = np.asarray(spine_buyer, dtype=np.int64)
     spine_time = np.asarray(spine_time, dtype=np.int64)
-    buyers = np.unique(spine_buyer)
+    buyers = _unique(spine_buyer)
     rank = np.searchsorted(buyers, event_buyer).clip(max=max(len(buyers) - 1, 0))
     keep = (event_time != NAT) & (buyers[rank] == event_buyer) if len(buyers) else np.zeros(0, bool)
-    rows = np.flatnonzero(keep)
-    rank, time = rank[rows], event_time[rows]
+    if keep.all():
+        rows, time = np.arange(len(keep)), event_time
+    else:
+        rows = np.flatnonzero(keep)
+        rank, time = rank[rows], event_time[rows]
     if not _is_sorted(rank, time):
         by = np.lexsort((time, rank))
         rows, rank, time = rows[by], rank[by], time[by]
@@ -204,6 +210,13 @@ def locate(
         for w in dict.fromkeys(windows_days)
     }
     return Located(rows, time, start, end, lower)
+
+
+def _unique(values: np.ndarray) -> np.ndarray:
+    """Sorted unique values; linear when already sorted (the usual spine)."""
+    if len(values) < 2 or not np.all(values[1:] >= values[:-1]):
+        return np.unique(values)
+    return values[np.r_[True, values[1:] != values[:-1]]]
 
 
 def _is_sorted(rank: np.ndarray, time: np.ndarray) -> bool:
