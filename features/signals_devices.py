@@ -52,8 +52,8 @@ def device_first_use(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
         frame = tables.get(name)
         if frame is None or frame.empty:
             continue
-        used = frame[["buyer_id", "device_id", time]].dropna()
-        parts.append(used.set_axis(["buyer_id", "device_id", "first_used_at"], axis=1))
+        used = _drop_repeats(frame["buyer_id"], frame["device_id"], frame[time])
+        parts.append(used)
     if not parts:
         return pd.DataFrame(
             {
@@ -64,6 +64,29 @@ def device_first_use(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
         )
     uses = pd.concat(parts, ignore_index=True).astype({"buyer_id": "int64", "device_id": "int64"})
     return uses.groupby(["buyer_id", "device_id"], as_index=False, sort=True)["first_used_at"].min()
+
+
+def _drop_repeats(buyer: pd.Series, device: pd.Series, when: pd.Series) -> pd.DataFrame:
+    """Rows with a device, less those repeating the previous row's (buyer, device) no earlier.
+
+    Exact for the minimum per pair, and cheap: exports list a buyer's events together,
+    so most rows repeat the previous one.
+    """
+    b = buyer.to_numpy(dtype=np.int64)
+    has = device.notna().to_numpy()
+    d = device.to_numpy(dtype=np.int64, na_value=-1) if device.dtype != np.int64 else device.to_numpy()
+    t = when.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[us]")
+    keep = has.copy()
+    rows = np.flatnonzero(has)
+    repeat = (b[rows[1:]] == b[rows[:-1]]) & (d[rows[1:]] == d[rows[:-1]]) & (t[rows[1:]] >= t[rows[:-1]])
+    keep[rows[1:][repeat]] = False
+    return pd.DataFrame(
+        {
+            "buyer_id": b[keep],
+            "device_id": d[keep],
+            "first_used_at": pd.Series(t[keep]).dt.tz_localize("UTC").astype("datetime64[us, UTC]"),
+        }
+    )
 
 
 def shared_devices(first_use: pd.DataFrame) -> pd.DataFrame:
