@@ -17,7 +17,6 @@ from features import contract as c
 from features.registry import WINDOW_WORDS, Cond, Signal, Source
 
 ALL = None
-RECENT = (7, 30, 90, 365, ALL)
 STANDARD = (30, 90, 365, ALL)
 LONG = (90, 365, ALL)
 YEAR = (365, ALL)
@@ -108,163 +107,40 @@ def _eq(column: str, value: object) -> tuple[Cond, ...]:
     return (Cond(column, "==", value),)
 
 
+def _in(column: str, *values: str) -> tuple[Cond, ...]:
+    return (Cond(column, "in", values),)
+
+
+def _missed(column: str, ref: str, days: int) -> tuple[Cond, ...]:
+    return (Cond(column, "missed", (ref, days)),)
+
+
+# The spec tables below are data: one family per line, kept unformatted on purpose.
+# fmt: off
 def _account() -> list[Signal]:
-    g = "account"
-    reg = Source("buyers", "registered_at")
-    ev = "account_events"
-    changes = Source(
-        ev, "ts", (Cond("event_type", "in", ("device_new", "address_add", "phone_change", "password_reset")),)
-    )
-    vip = Source(ev, "ts", (Cond("event_type", "in", ("vip_join", "vip_leave")),), "event_type == vip_join")
+    g, ev = "account", "account_events"
+    login = Source(ev, "ts", _eq("event_type", "login"))
+    changes = Source(ev, "ts", _in("event_type", "device_new", "address_add", "phone_change", "password_reset"))
+    vip = Source(ev, "ts", _in("event_type", "vip_join", "vip_leave"), "event_type == vip_join")
+    joins, leaves = Source(ev, "ts", _eq("event_type", "vip_join")), Source(ev, "ts", _eq("event_type", "vip_leave"))
+    real_name, phone = Source("buyers", "real_name_verified_at"), Source("buyers", "phone_verified_at")
     out = [
-        *_family(
-            "tenure", reg, ["days_since_first"], [ALL], -1, "account registration", "Short account history", g
-        ),
-        *_family(
-            "city_tier",
-            Source("buyers", "registered_at", measure="city_tier"),
-            ["last"],
-            [ALL],
-            0,
-            "city tier (1 largest to 5)",
-            "City tier",
-            g,
-        ),
-        *_family(
-            "real_name_verified",
-            Source("buyers", "real_name_verified_at"),
-            ["count"],
-            [ALL],
-            -1,
-            "real-name verifications (0 or 1)",
-            "Real name not verified",
-            g,
-        ),
-        *_family(
-            "real_name_verified",
-            Source("buyers", "real_name_verified_at"),
-            ["days_since_first"],
-            [ALL],
-            -1,
-            "real-name verification",
-            "Real name verified only recently",
-            g,
-        ),
-        *_family(
-            "phone_verified",
-            Source("buyers", "phone_verified_at"),
-            ["count"],
-            [ALL],
-            -1,
-            "phone verifications (0 or 1)",
-            "Phone not verified",
-            g,
-        ),
-        *_family(
-            "phone_verified",
-            Source("buyers", "phone_verified_at"),
-            ["days_since_first"],
-            [ALL],
-            -1,
-            "phone verification",
-            "Phone verified only recently",
-            g,
-        ),
-        *_family(
-            "logins",
-            Source(ev, "ts", _eq("event_type", "login")),
-            ["count"],
-            STANDARD,
-            0,
-            "logins",
-            "Login activity {window}",
-            g,
-        ),
-        *_family(
-            "logins",
-            Source(ev, "ts", _eq("event_type", "login")),
-            ["days_since_last"],
-            [ALL],
-            0,
-            "login",
-            "Time since the last login",
-            g,
-        ),
-        *_family(
-            "logins",
-            Source(ev, "ts", _eq("event_type", "login")),
-            ["trend"],
-            [30],
-            0,
-            "logins",
-            "Change in login activity",
-            g,
-            baseline=90,
-        ),
-        *_family(
-            "vip", vip, ["last"], [ALL], -1, "VIP status (1 member, 0 left, NaN never)", "Not a VIP member", g
-        ),
-        *_family(
-            "vip_joins",
-            Source(ev, "ts", _eq("event_type", "vip_join")),
-            ["count"],
-            [ALL],
-            -1,
-            "VIP memberships started",
-            "No VIP history",
-            g,
-        ),
-        *_family(
-            "vip_leaves",
-            Source(ev, "ts", _eq("event_type", "vip_leave")),
-            ["count"],
-            YEAR,
-            1,
-            "VIP memberships lost",
-            "VIP membership lost {window}",
-            g,
-        ),
-        *_family(
-            "vip_joins",
-            Source(ev, "ts", _eq("event_type", "vip_join")),
-            ["days_since_last"],
-            [ALL],
-            -1,
-            "VIP membership start",
-            "VIP membership only recent",
-            g,
-        ),
-        *_family(
-            "account_changes",
-            changes,
-            ["count"],
-            (7, 30, 90),
-            1,
-            "account changes (new device, address, phone, password)",
-            "Many account changes {window}",
-            g,
-        ),
-        *_family(
-            "account_changes",
-            changes,
-            ["trend"],
-            [30],
-            1,
-            "account changes",
-            "Account changes speeding up",
-            g,
-            baseline=90,
-        ),
-        *_family(
-            "account_devices",
-            Source(ev, "ts", (Cond("device_id", "first"),)),
-            ["count"],
-            STANDARD,
-            1,
-            "devices first seen on the account",
-            "New devices on the account {window}",
-            g,
-        ),
+        *_family("tenure", Source("buyers", "registered_at"), ["days_since_first"], [ALL], -1, "account registration", "Short account history", g),
+        *_family("city_tier", Source("buyers", "registered_at", measure="city_tier"), ["last"], [ALL], 0, "city tier (1 largest to 5)", "City tier", g),
+        *_family("real_name_verified", real_name, ["count"], [ALL], -1, "real-name verifications (0 or 1)", "Real name not verified", g),
+        *_family("real_name_verified", real_name, ["days_since_first"], [ALL], -1, "real-name verification", "Real name verified only recently", g),
+        *_family("phone_verified", phone, ["count"], [ALL], -1, "phone verifications (0 or 1)", "Phone not verified", g),
+        *_family("phone_verified", phone, ["days_since_first"], [ALL], -1, "phone verification", "Phone verified only recently", g),
+        *_family("logins", login, ["count"], STANDARD, 0, "logins", "Login activity {window}", g),
+        *_family("logins", login, ["days_since_last"], [ALL], 0, "login", "Time since the last login", g),
+        *_family("logins", login, ["trend"], [30], 0, "logins", "Change in login activity", g, baseline=90),
+        *_family("vip", vip, ["last"], [ALL], -1, "VIP status (1 member, 0 left, NaN never)", "Not a VIP member", g),
+        *_family("vip_joins", joins, ["count"], [ALL], -1, "VIP memberships started", "No VIP history", g),
+        *_family("vip_leaves", leaves, ["count"], YEAR, 1, "VIP memberships lost", "VIP membership lost {window}", g),
+        *_family("vip_joins", joins, ["days_since_last"], [ALL], -1, "VIP membership start", "VIP membership only recent", g),
+        *_family("account_changes", changes, ["count"], (7, 30, 90), 1, "account changes (new device, address, phone, password)", "Many account changes {window}", g),
+        *_family("account_changes", changes, ["trend"], [30], 1, "account changes", "Account changes speeding up", g, baseline=90),
+        *_family("account_devices", Source(ev, "ts", (Cond("device_id", "first"),)), ["count"], STANDARD, 1, "devices first seen on the account", "New devices on the account {window}", g),
     ]
     for event, what, reason in (
         ("device_new", "new-device registrations", "New devices registered {window}"),
@@ -280,1134 +156,229 @@ def _account() -> list[Signal]:
 
 def _shopping() -> list[Signal]:
     g = "shopping"
-    orders = Source("orders", "created_at")
+    orders, canceled = Source("orders", "created_at"), Source("orders", "canceled_at")
     spend = Source("orders", "created_at", measure="amount")
-    canceled = Source("orders", "canceled_at")
+    unpaid = Source("orders", "created_at", _missed("paid_at", "created_at", 1), lag_days=1)
     out = [
-        *_family(
-            "orders",
-            orders,
-            ["count"],
-            (7, 30, 90, 180, 365, ALL),
-            -1,
-            "orders placed",
-            "Little shopping history {window}",
-            g,
-        ),
+        *_family("orders", orders, ["count"], (7, 30, 90, 180, 365, ALL), -1, "orders placed", "Little shopping history {window}", g),
         *_family("orders", orders, ["days_since_last"], [ALL], 0, "order", "Time since the last order", g),
         *_family("orders", orders, ["days_since_first"], [ALL], -1, "order", "Short shopping history", g),
         *_family("orders", orders, ["trend"], [30], 0, "orders", "Sudden change in orders", g, baseline=90),
-        *_family(
-            "spend", spend, ["sum"], (30, 90, 180, 365, ALL), -1, "order value", "Low spend {window}", g
-        ),
+        *_family("spend", spend, ["sum"], (30, 90, 180, 365, ALL), -1, "order value", "Low spend {window}", g),
         *_family("order_amount", spend, ["mean"], LONG, 0, "order value", "Order size {window}", g),
-        *_family(
-            "order_amount", spend, ["max"], LONG, 1, "order value", "Unusually large orders {window}", g
-        ),
+        *_family("order_amount", spend, ["max"], LONG, 1, "order value", "Unusually large orders {window}", g),
         *_family("spend", spend, ["trend"], [30], 1, "spend", "Spend rising sharply", g, baseline=90),
-        *_family(
-            "high_value_orders",
-            Source("orders", "created_at", (Cond("amount", ">=", 2000.0),)),
-            ["count"],
-            (30, 90, 365),
-            1,
-            "orders of 2000 or more",
-            "Several high-value orders {window}",
-            g,
-        ),
-        *_family(
-            "categories",
-            Source("orders", "created_at", measure="category"),
-            ["distinct"],
-            LONG,
-            -1,
-            "categories bought",
-            "Narrow shopping pattern {window}",
-            g,
-        ),
-        *_family(
-            "sellers",
-            Source("orders", "created_at", (Cond("seller_id", "first"),)),
-            ["count"],
-            STANDARD,
-            0,
-            "sellers bought from for the first time",
-            "Many new sellers {window}",
-            g,
-        ),
-        *_family(
-            "order_devices",
-            Source("orders", "created_at", (Cond("device_id", "first"),)),
-            ["count"],
-            (30, 90, ALL),
-            1,
-            "devices first used to order",
-            "Orders from new devices {window}",
-            g,
-        ),
-        *_family(
-            "canceled_orders",
-            canceled,
-            ["count"],
-            STANDARD,
-            1,
-            "orders canceled",
-            "Orders canceled {window}",
-            g,
-        ),
-        *_family(
-            "cancel_rate",
-            canceled,
-            ["ratio"],
-            LONG,
-            1,
-            "share of orders canceled (canceled / placed)",
-            "High share of canceled orders {window}",
-            g,
-            per=orders,
-        ),
-        *_family(
-            "confirmed_orders",
-            Source("orders", "confirmed_at"),
-            ["count"],
-            (90, 365),
-            -1,
-            "orders whose receipt the buyer confirmed",
-            "Few confirmed receipts {window}",
-            g,
-        ),
-        *_family(
-            "unpaid_orders",
-            Source("orders", "created_at", (Cond("paid_at", "missed", ("created_at", 1)),), lag_days=1),
-            ["count"],
-            (90, 365),
-            1,
-            "orders not paid within a day",
-            "Orders left unpaid {window}",
-            g,
-        ),
-        *_family(
-            "confirm_delay",
-            Source("orders", "confirmed_at", measure="confirmed_at - delivered_at"),
-            ["mean"],
-            [365],
-            0,
-            "days from delivery to confirmed receipt",
-            "Slow receipt confirmation",
-            g,
-        ),
+        *_family("high_value_orders", Source("orders", "created_at", (Cond("amount", ">=", 2000.0),)), ["count"], (30, 90, 365), 1, "orders of 2000 or more", "Several high-value orders {window}", g),
+        *_family("categories", Source("orders", "created_at", measure="category"), ["distinct"], LONG, -1, "categories bought", "Narrow shopping pattern {window}", g),
+        *_family("sellers", Source("orders", "created_at", (Cond("seller_id", "first"),)), ["count"], STANDARD, 0, "sellers bought from for the first time", "Many new sellers {window}", g),
+        *_family("order_devices", Source("orders", "created_at", (Cond("device_id", "first"),)), ["count"], (30, 90, ALL), 1, "devices first used to order", "Orders from new devices {window}", g),
+        *_family("canceled_orders", canceled, ["count"], STANDARD, 1, "orders canceled", "Orders canceled {window}", g),
+        *_family("cancel_rate", canceled, ["ratio"], LONG, 1, "share of orders canceled (canceled / placed)", "High share of canceled orders {window}", g, per=orders),
+        *_family("confirmed_orders", Source("orders", "confirmed_at"), ["count"], (90, 365), -1, "orders whose receipt the buyer confirmed", "Few confirmed receipts {window}", g),
+        *_family("unpaid_orders", unpaid, ["count"], (90, 365), 1, "orders not paid within a day", "Orders left unpaid {window}", g),
+        *_family("confirm_delay", Source("orders", "confirmed_at", measure="confirmed_at - delivered_at"), ["mean"], [365], 0, "days from delivery to confirmed receipt", "Slow receipt confirmation", g),
     ]
     for category in c.CATEGORIES:
         src = Source("orders", "created_at", _eq("category", category), "amount")
-        out += _family(
-            f"orders_{category}",
-            src,
-            ["count"],
-            [365],
-            0,
-            f"{category} orders",
-            f"{category} orders {{window}}",
-            g,
-        )
-        out += _family(
-            f"spend_{category}",
-            src,
-            ["sum"],
-            [365],
-            0,
-            f"{category} order value",
-            f"{category} spend {{window}}",
-            g,
-        )
+        out += _family(f"orders_{category}", src, ["count"], [365], 0, f"{category} orders", f"{category} orders {{window}}", g)
+        out += _family(f"spend_{category}", src, ["sum"], [365], 0, f"{category} order value", f"{category} spend {{window}}", g)
     for method in c.PAYMENT_METHODS:
         src = Source("orders", "created_at", _eq("payment_method", method))
-        out += _family(
-            f"orders_{method}",
-            src,
-            ["count"],
-            [365],
-            0,
-            f"orders paid by {method}",
-            f"Orders paid by {method} {{window}}",
-            g,
-        )
-        out += _family(
-            f"share_{method}",
-            src,
-            ["ratio"],
-            [365],
-            0,
-            f"share of orders paid by {method}",
-            f"Share of orders paid by {method}",
-            g,
-            per=orders,
-        )
+        out += _family(f"orders_{method}", src, ["count"], [365], 0, f"orders paid by {method}", f"Orders paid by {method} {{window}}", g)
+        out += _family(f"share_{method}", src, ["ratio"], [365], 0, f"share of orders paid by {method}", f"Share of orders paid by {method}", g, per=orders)
     for channel in c.CHANNELS:
         src = Source("orders", "created_at", _eq("channel", channel))
-        out += _family(
-            f"orders_{channel}",
-            src,
-            ["count"],
-            [365],
-            0,
-            f"orders placed via {channel}",
-            f"Orders via {channel} {{window}}",
-            g,
-        )
+        out += _family(f"orders_{channel}", src, ["count"], [365], 0, f"orders placed via {channel}", f"Orders via {channel} {{window}}", g)
     return out
 
 
 def _presales() -> list[Signal]:
-    g = "presales"
-    t = "presales"
-    presales = Source(t, "deposit_paid_at")
-    due = Source(t, "balance_due_at")
-    late = Source(t, "balance_due_at", (Cond("balance_paid_at", "missed", ("balance_due_at", 0)),))
-    unpaid7 = Source(
-        t, "balance_due_at", (Cond("balance_paid_at", "missed", ("balance_due_at", 7)),), lag_days=7
-    )
+    g, t = "presales", "presales"
+    presales, due = Source(t, "deposit_paid_at"), Source(t, "balance_due_at")
+    late_when = _missed("balance_paid_at", "balance_due_at", 0)
+    late = Source(t, "balance_due_at", late_when)
+    unpaid7 = Source(t, "balance_due_at", _missed("balance_paid_at", "balance_due_at", 7), lag_days=7)
     trusted = (Cond("shipped_before_balance", "==", True),)
-    days_late = Source(
-        t,
-        "balance_paid_at",
-        (Cond("balance_paid_at", "missed", ("balance_due_at", 0)),),
-        "balance_paid_at - balance_due_at",
-    )
+    days_late = Source(t, "balance_paid_at", late_when, "balance_paid_at - balance_due_at")
     on_time = Source(t, "balance_paid_at", (Cond("balance_paid_at", "by", ("balance_due_at", 0)),))
+    balance = Source(t, "deposit_paid_at", measure="balance_amount")
     return [
         *_family("presales", presales, ["count"], LONG, 0, "presale orders", "Presale orders {window}", g),
-        *_family(
-            "presales",
-            presales,
-            ["days_since_last"],
-            [ALL],
-            0,
-            "presale order",
-            "Time since the last presale",
-            g,
-        ),
-        *_family(
-            "presale_deposits",
-            Source(t, "deposit_paid_at", measure="deposit_amount"),
-            ["sum"],
-            YEAR,
-            0,
-            "presale deposits paid",
-            "Presale deposits {window}",
-            g,
-        ),
-        *_family(
-            "presale_balance",
-            Source(t, "deposit_paid_at", measure="balance_amount"),
-            ["sum", "max"],
-            YEAR,
-            1,
-            "presale balance committed",
-            "Large presale balances {window}",
-            g,
-        ),
-        *_family(
-            "balances_due",
-            due,
-            ["count"],
-            YEAR,
-            0,
-            "presale balances falling due",
-            "Presale balances due {window}",
-            g,
-        ),
-        *_family(
-            "balances_late",
-            late,
-            ["count"],
-            LONG,
-            1,
-            "presale balances not paid by the due date",
-            "Presale balances paid late {window}",
-            g,
-        ),
-        *_family(
-            "balances_late",
-            late,
-            ["days_since_last"],
-            [ALL],
-            -1,
-            "presale balance missed on its due date",
-            "Recent late presale balance",
-            g,
-        ),
-        *_family(
-            "balance_late_rate",
-            late,
-            ["ratio"],
-            YEAR,
-            1,
-            "share of due presale balances paid late",
-            "High share of presale balances paid late {window}",
-            g,
-            per=due,
-        ),
-        *_family(
-            "balances_unpaid_7d",
-            unpaid7,
-            ["count"],
-            LONG,
-            1,
-            "presale balances still unpaid 7 days after the due date",
-            "Presale balances left unpaid {window}",
-            g,
-        ),
-        *_family(
-            "balance_days_late",
-            days_late,
-            ["mean", "max"],
-            YEAR,
-            1,
-            "days a late presale balance was paid late",
-            "Presale balances paid many days late {window}",
-            g,
-        ),
-        *_family(
-            "balances_on_time",
-            on_time,
-            ["count"],
-            YEAR,
-            -1,
-            "presale balances paid by the due date",
-            "Few presale balances paid on time {window}",
-            g,
-        ),
-        *_family(
-            "balances_overdue",
-            late,
-            ["open"],
-            [ALL],
-            1,
-            "presale balances overdue and unpaid",
-            "A presale balance is overdue",
-            g,
-            end="balance_paid_at",
-        ),
-        *_family(
-            "balance_overdue_amount",
-            Source(t, "balance_due_at", late.filter, "balance_amount"),
-            ["open"],
-            [ALL],
-            1,
-            "presale balance amount overdue and unpaid",
-            "Overdue presale balance amount",
-            g,
-            end="balance_paid_at",
-        ),
-        *_family(
-            "trusted_presales",
-            Source(t, "deposit_paid_at", trusted),
-            ["count"],
-            YEAR,
-            -1,
-            "presales shipped before the balance (trust purchases)",
-            "No trust-purchase history",
-            g,
-        ),
-        *_family(
-            "trusted_late",
-            Source(t, "balance_due_at", trusted + late.filter),
-            ["count"],
-            YEAR,
-            1,
-            "trust purchases whose balance was paid late",
-            "Trust-purchase balances paid late {window}",
-            g,
-        ),
-        *_family(
-            "presale_open_balance",
-            Source(t, "deposit_paid_at", measure="balance_amount"),
-            ["open"],
-            [ALL],
-            0,
-            "presale balance amount not yet paid",
-            "Presale balances outstanding",
-            g,
-            end="balance_paid_at",
-        ),
+        *_family("presales", presales, ["days_since_last"], [ALL], 0, "presale order", "Time since the last presale", g),
+        *_family("presale_deposits", Source(t, "deposit_paid_at", measure="deposit_amount"), ["sum"], YEAR, 0, "presale deposits paid", "Presale deposits {window}", g),
+        *_family("presale_balance", balance, ["sum", "max"], YEAR, 1, "presale balance committed", "Large presale balances {window}", g),
+        *_family("balances_due", due, ["count"], YEAR, 0, "presale balances falling due", "Presale balances due {window}", g),
+        *_family("balances_late", late, ["count"], LONG, 1, "presale balances not paid by the due date", "Presale balances paid late {window}", g),
+        *_family("balances_late", late, ["days_since_last"], [ALL], -1, "presale balance missed on its due date", "Recent late presale balance", g),
+        *_family("balance_late_rate", late, ["ratio"], YEAR, 1, "share of due presale balances paid late", "High share of presale balances paid late {window}", g, per=due),
+        *_family("balances_unpaid_7d", unpaid7, ["count"], LONG, 1, "presale balances still unpaid 7 days after the due date", "Presale balances left unpaid {window}", g),
+        *_family("balance_days_late", days_late, ["mean", "max"], YEAR, 1, "days a late presale balance was paid late", "Presale balances paid many days late {window}", g),
+        *_family("balances_on_time", on_time, ["count"], YEAR, -1, "presale balances paid by the due date", "Few presale balances paid on time {window}", g),
+        *_family("balances_overdue", late, ["open"], [ALL], 1, "presale balances overdue and unpaid", "A presale balance is overdue", g, end="balance_paid_at"),
+        *_family("balance_overdue_amount", Source(t, "balance_due_at", late_when, "balance_amount"), ["open"], [ALL], 1, "presale balance amount overdue and unpaid", "Overdue presale balance amount", g, end="balance_paid_at"),
+        *_family("trusted_presales", Source(t, "deposit_paid_at", trusted), ["count"], YEAR, -1, "presales shipped before the balance (trust purchases)", "No trust-purchase history", g),
+        *_family("trusted_late", Source(t, "balance_due_at", trusted + late_when), ["count"], YEAR, 1, "trust purchases whose balance was paid late", "Trust-purchase balances paid late {window}", g),
+        *_family("presale_open_balance", balance, ["open"], [ALL], 0, "presale balance amount not yet paid", "Presale balances outstanding", g, end="balance_paid_at"),
     ]
 
 
 def _refunds() -> list[Signal]:
-    g = "refunds"
-    t = "refunds"
-    req = Source(t, "requested_at")
-    amount = Source(t, "requested_at", measure="amount")
-    ret_kind = (Cond("kind", "==", "return_and_refund"),)
-    never = ret_kind + (Cond("return_shipped_at", "missed", ("requested_at", 14)),)
-    not_shipped = Source(t, "requested_at", never, lag_days=14)
-    fast = (Cond("fast_refund", "==", True),)
+    g, t = "refunds", "refunds"
+    req, amount = Source(t, "requested_at"), Source(t, "requested_at", measure="amount")
+    ret_kind, fast = _eq("kind", "return_and_refund"), _eq("fast_refund", True)
+    never = ret_kind + _missed("return_shipped_at", "requested_at", 14)
+    abusive = Source(t, "abuse_confirmed_at")
+    orders, spend = Source("orders", "created_at"), Source("orders", "created_at", measure="amount")
     out = [
-        *_family(
-            "refunds",
-            req,
-            ["count"],
-            (30, 90, 180, 365, ALL),
-            1,
-            "refund requests",
-            "Refund requests {window}",
-            g,
-        ),
-        *_family(
-            "refunds", req, ["days_since_last"], [ALL], -1, "refund request", "Recent refund request", g
-        ),
-        *_family(
-            "refunds",
-            req,
-            ["trend"],
-            [30],
-            1,
-            "refund requests",
-            "Refund requests increasing",
-            g,
-            baseline=90,
-        ),
-        *_family(
-            "refund_amount",
-            amount,
-            ["sum"],
-            LONG,
-            1,
-            "amount requested in refunds",
-            "Refund amounts {window}",
-            g,
-        ),
-        *_family(
-            "refund_amount",
-            amount,
-            ["max"],
-            [365],
-            1,
-            "refund request amount",
-            "Large refund request {window}",
-            g,
-        ),
-        *_family(
-            "refund_spend_share",
-            amount,
-            ["ratio"],
-            LONG,
-            1,
-            "refund amount as a share of order value",
-            "High refunds relative to spend {window}",
-            g,
-            per=Source("orders", "created_at", measure="amount"),
-        ),
-        *_family(
-            "refund_rate",
-            req,
-            ["ratio"],
-            LONG,
-            1,
-            "refund requests per order",
-            "Many refunds per order {window}",
-            g,
-            per=Source("orders", "created_at"),
-        ),
-        *_family(
-            "fast_refunds",
-            Source(t, "requested_at", fast),
-            ["count"],
-            LONG,
-            1,
-            "fast refunds received",
-            "Fast refunds {window}",
-            g,
-        ),
-        *_family(
-            "returns_not_shipped",
-            not_shipped,
-            ["count"],
-            LONG,
-            1,
-            "returns not shipped within 14 days of the request",
-            "Returns not sent back {window}",
-            g,
-        ),
-        *_family(
-            "fast_returns_not_shipped",
-            Source(t, "requested_at", fast + never, lag_days=14),
-            ["count"],
-            YEAR,
-            1,
-            "fast refunds whose return was not shipped within 14 days",
-            "Fast-refund goods not returned {window}",
-            g,
-        ),
-        *_family(
-            "return_ship_days",
-            Source(t, "return_shipped_at", ret_kind, "return_shipped_at - requested_at"),
-            ["mean"],
-            YEAR,
-            1,
-            "days from request to return shipment",
-            "Slow to ship returns",
-            g,
-        ),
-        *_family(
-            "returns_pending",
-            Source(t, "refunded_at", ret_kind),
-            ["open"],
-            [ALL],
-            1,
-            "refunds paid whose return has not shipped",
-            "Refunded goods not yet returned",
-            g,
-            end="return_shipped_at",
-        ),
-        *_family(
-            "refunds_abusive",
-            Source(t, "abuse_confirmed_at"),
-            ["count"],
-            YEAR,
-            1,
-            "refunds found abusive",
-            "Refunds found abusive {window}",
-            g,
-        ),
-        *_family(
-            "refunds_abusive",
-            Source(t, "abuse_confirmed_at"),
-            ["days_since_last"],
-            [ALL],
-            -1,
-            "refund found abusive",
-            "Recent abusive refund",
-            g,
-        ),
-        *_family(
-            "refunds_no_photos",
-            Source(t, "requested_at", _eq("evidence_photos", 0)),
-            ["count"],
-            [365],
-            1,
-            "refund requests without photo evidence",
-            "Refunds requested without evidence {window}",
-            g,
-        ),
-        *_family(
-            "refund_photos",
-            Source(t, "requested_at", measure="evidence_photos"),
-            ["mean"],
-            [365],
-            -1,
-            "evidence photos per refund request",
-            "Little evidence with refund requests",
-            g,
-        ),
-        *_family(
-            "refunds_return",
-            Source(t, "requested_at", ret_kind),
-            ["count"],
-            [365],
-            0,
-            "return-and-refund requests",
-            "Returns {window}",
-            g,
-        ),
-        *_family(
-            "refunds_only",
-            Source(t, "requested_at", _eq("kind", "refund_only")),
-            ["count"],
-            [365],
-            1,
-            "refund-only requests (no return)",
-            "Refunds without returning goods {window}",
-            g,
-        ),
+        *_family("refunds", req, ["count"], (30, 90, 180, 365, ALL), 1, "refund requests", "Refund requests {window}", g),
+        *_family("refunds", req, ["days_since_last"], [ALL], -1, "refund request", "Recent refund request", g),
+        *_family("refunds", req, ["trend"], [30], 1, "refund requests", "Refund requests increasing", g, baseline=90),
+        *_family("refund_amount", amount, ["sum"], LONG, 1, "amount requested in refunds", "Refund amounts {window}", g),
+        *_family("refund_amount", amount, ["max"], [365], 1, "refund request amount", "Large refund request {window}", g),
+        *_family("refund_spend_share", amount, ["ratio"], LONG, 1, "refund amount as a share of order value", "High refunds relative to spend {window}", g, per=spend),
+        *_family("refund_rate", req, ["ratio"], LONG, 1, "refund requests per order", "Many refunds per order {window}", g, per=orders),
+        *_family("fast_refunds", Source(t, "requested_at", fast), ["count"], LONG, 1, "fast refunds received", "Fast refunds {window}", g),
+        *_family("returns_not_shipped", Source(t, "requested_at", never, lag_days=14), ["count"], LONG, 1, "returns not shipped within 14 days of the request", "Returns not sent back {window}", g),
+        *_family("fast_returns_not_shipped", Source(t, "requested_at", fast + never, lag_days=14), ["count"], YEAR, 1, "fast refunds whose return was not shipped within 14 days", "Fast-refund goods not returned {window}", g),
+        *_family("return_ship_days", Source(t, "return_shipped_at", ret_kind, "return_shipped_at - requested_at"), ["mean"], YEAR, 1, "days from request to return shipment", "Slow to ship returns", g),
+        *_family("returns_pending", Source(t, "refunded_at", ret_kind), ["open"], [ALL], 1, "refunds paid whose return has not shipped", "Refunded goods not yet returned", g, end="return_shipped_at"),
+        *_family("refunds_abusive", abusive, ["count"], YEAR, 1, "refunds found abusive", "Refunds found abusive {window}", g),
+        *_family("refunds_abusive", abusive, ["days_since_last"], [ALL], -1, "refund found abusive", "Recent abusive refund", g),
+        *_family("refunds_no_photos", Source(t, "requested_at", _eq("evidence_photos", 0)), ["count"], [365], 1, "refund requests without photo evidence", "Refunds requested without evidence {window}", g),
+        *_family("refund_photos", Source(t, "requested_at", measure="evidence_photos"), ["mean"], [365], -1, "evidence photos per refund request", "Little evidence with refund requests", g),
+        *_family("refunds_return", Source(t, "requested_at", ret_kind), ["count"], [365], 0, "return-and-refund requests", "Returns {window}", g),
+        *_family("refunds_only", Source(t, "requested_at", _eq("kind", "refund_only")), ["count"], [365], 1, "refund-only requests (no return)", "Refunds without returning goods {window}", g),
     ]
     direction = {"approved": 0, "rejected": 1, "withdrawn": 0, "escalated": 1}
     for outcome in c.REFUND_OUTCOMES:
-        out += _family(
-            f"refunds_{outcome}",
-            Source(t, "requested_at", _eq("outcome", outcome)),
-            ["count"],
-            YEAR,
-            direction[outcome],
-            f"refund requests {outcome}",
-            f"Refund requests {outcome} {{window}}",
-            g,
-        )
+        src = Source(t, "requested_at", _eq("outcome", outcome))
+        out += _family(f"refunds_{outcome}", src, ["count"], YEAR, direction[outcome], f"refund requests {outcome}", f"Refund requests {outcome} {{window}}", g)
     for reason in c.REFUND_REASONS:
-        out += _family(
-            f"refunds_{reason}",
-            Source(t, "requested_at", _eq("reason", reason)),
-            ["count"],
-            [365],
-            1 if reason in ("not_received", "not_as_described") else 0,
-            f"refund requests for {reason.replace('_', ' ')}",
-            f"Refunds for '{reason.replace('_', ' ')}' {{window}}",
-            g,
-        )
+        words = reason.replace("_", " ")
+        risky = 1 if reason in ("not_received", "not_as_described") else 0
+        out += _family(f"refunds_{reason}", Source(t, "requested_at", _eq("reason", reason)), ["count"], [365], risky, f"refund requests for {words}", f"Refunds for '{words}' {{window}}", g)
     return out
 
 
 def _reviews() -> list[Signal]:
-    g = "reviews"
-    t = "reviews"
-    reviews = Source(t, "created_at")
-    rating = Source(t, "created_at", measure="rating")
-    removed = Source(t, "removed_as_malicious_at")
-    reported = Source(t, "reported_by_seller_at")
+    g, t = "reviews", "reviews"
+    reviews, rating = Source(t, "created_at"), Source(t, "created_at", measure="rating")
+    removed, reported = Source(t, "removed_as_malicious_at"), Source(t, "reported_by_seller_at")
     out = [
         *_family("reviews", reviews, ["count"], STANDARD, 0, "reviews written", "Reviews {window}", g),
         *_family("rating", rating, ["mean"], LONG, -1, "review rating", "Low review ratings {window}", g),
         *_family("rating", rating, ["min"], [90], -1, "review rating", "Very low review rating {window}", g),
-        *_family(
-            "one_star_share",
-            Source(t, "created_at", _eq("rating", 1)),
-            ["ratio"],
-            LONG,
-            1,
-            "share of reviews with one star",
-            "Mostly one-star reviews {window}",
-            g,
-            per=reviews,
-        ),
-        *_family(
-            "reviews_malicious",
-            removed,
-            ["count"],
-            LONG,
-            1,
-            "reviews removed as malicious",
-            "Reviews removed as malicious {window}",
-            g,
-        ),
-        *_family(
-            "reviews_malicious",
-            removed,
-            ["days_since_last"],
-            [ALL],
-            -1,
-            "review removed as malicious",
-            "Recent malicious review",
-            g,
-        ),
-        *_family(
-            "reviews_reported",
-            reported,
-            ["count"],
-            LONG,
-            1,
-            "reviews reported by sellers",
-            "Reviews reported by sellers {window}",
-            g,
-        ),
-        *_family(
-            "reported_share",
-            reported,
-            ["ratio"],
-            [365],
-            1,
-            "share of reviews reported by sellers",
-            "Many reviews reported by sellers",
-            g,
-            per=reviews,
-        ),
-        *_family(
-            "reviews_photos",
-            Source(t, "created_at", _eq("has_photos", True)),
-            ["count"],
-            [365],
-            -1,
-            "reviews with photos",
-            "Few reviews with photos {window}",
-            g,
-        ),
-        *_family(
-            "review_length",
-            Source(t, "created_at", measure="text_length"),
-            ["mean"],
-            [365],
-            0,
-            "review text length",
-            "Review length",
-            g,
-        ),
-        *_family(
-            "review_rate",
-            reviews,
-            ["ratio"],
-            [365],
-            0,
-            "reviews per order",
-            "Reviews per order",
-            g,
-            per=Source("orders", "created_at"),
-        ),
+        *_family("one_star_share", Source(t, "created_at", _eq("rating", 1)), ["ratio"], LONG, 1, "share of reviews with one star", "Mostly one-star reviews {window}", g, per=reviews),
+        *_family("reviews_malicious", removed, ["count"], LONG, 1, "reviews removed as malicious", "Reviews removed as malicious {window}", g),
+        *_family("reviews_malicious", removed, ["days_since_last"], [ALL], -1, "review removed as malicious", "Recent malicious review", g),
+        *_family("reviews_reported", reported, ["count"], LONG, 1, "reviews reported by sellers", "Reviews reported by sellers {window}", g),
+        *_family("reported_share", reported, ["ratio"], [365], 1, "share of reviews reported by sellers", "Many reviews reported by sellers", g, per=reviews),
+        *_family("reviews_photos", Source(t, "created_at", _eq("has_photos", True)), ["count"], [365], -1, "reviews with photos", "Few reviews with photos {window}", g),
+        *_family("review_length", Source(t, "created_at", measure="text_length"), ["mean"], [365], 0, "review text length", "Review length", g),
+        *_family("review_rate", reviews, ["ratio"], [365], 0, "reviews per order", "Reviews per order", g, per=Source("orders", "created_at")),
     ]
     for stars in range(1, 6):
-        out += _family(
-            f"reviews_{stars}star",
-            Source(t, "created_at", _eq("rating", stars)),
-            ["count"],
-            YEAR,
-            1 if stars <= 2 else 0,
-            f"{stars}-star reviews",
-            f"{stars}-star reviews {{window}}",
-            g,
-        )
+        src = Source(t, "created_at", _eq("rating", stars))
+        out += _family(f"reviews_{stars}star", src, ["count"], YEAR, 1 if stars <= 2 else 0, f"{stars}-star reviews", f"{stars}-star reviews {{window}}", g)
     return out
 
 
 def _disputes() -> list[Signal]:
-    g = "disputes"
-    t = "disputes"
-    opened = Source(t, "opened_at")
-    lost = Source(t, "opened_at", _eq("ruling", "seller"))
+    g, t = "disputes", "disputes"
+    opened, lost = Source(t, "opened_at"), Source(t, "opened_at", _eq("ruling", "seller"))
     out = [
-        *_family(
-            "disputes", opened, ["count"], STANDARD, 1, "disputes opened", "Disputes opened {window}", g
-        ),
+        *_family("disputes", opened, ["count"], STANDARD, 1, "disputes opened", "Disputes opened {window}", g),
         *_family("disputes", opened, ["days_since_last"], [ALL], -1, "dispute opened", "Recent dispute", g),
-        *_family(
-            "disputes_lost",
-            lost,
-            ["count"],
-            LONG,
-            1,
-            "disputes lost (ruled for the seller)",
-            "Disputes lost {window}",
-            g,
-        ),
-        *_family(
-            "disputes_lost",
-            lost,
-            ["days_since_last"],
-            [ALL],
-            -1,
-            "dispute lost",
-            "Recently lost a dispute",
-            g,
-        ),
-        *_family(
-            "disputes_won",
-            Source(t, "opened_at", _eq("ruling", "buyer")),
-            ["count"],
-            YEAR,
-            0,
-            "disputes won (ruled for the buyer)",
-            "Disputes won {window}",
-            g,
-        ),
-        *_family(
-            "disputes_split",
-            Source(t, "opened_at", _eq("ruling", "split")),
-            ["count"],
-            [365],
-            0,
-            "disputes settled split",
-            "Disputes settled split {window}",
-            g,
-        ),
-        *_family(
-            "disputes_open", opened, ["open"], [ALL], 1, "disputes open", "Open disputes", g, end="closed_at"
-        ),
-        *_family(
-            "dispute_rate",
-            opened,
-            ["ratio"],
-            [365],
-            1,
-            "disputes per order",
-            "Many disputes per order",
-            g,
-            per=Source("orders", "created_at"),
-        ),
-        *_family(
-            "dispute_loss_rate",
-            lost,
-            ["ratio"],
-            [ALL],
-            1,
-            "share of closed disputes lost",
-            "Most disputes lost",
-            g,
-            per=Source(t, "closed_at"),
-        ),
+        *_family("disputes_lost", lost, ["count"], LONG, 1, "disputes lost (ruled for the seller)", "Disputes lost {window}", g),
+        *_family("disputes_lost", lost, ["days_since_last"], [ALL], -1, "dispute lost", "Recently lost a dispute", g),
+        *_family("disputes_won", Source(t, "opened_at", _eq("ruling", "buyer")), ["count"], YEAR, 0, "disputes won (ruled for the buyer)", "Disputes won {window}", g),
+        *_family("disputes_split", Source(t, "opened_at", _eq("ruling", "split")), ["count"], [365], 0, "disputes settled split", "Disputes settled split {window}", g),
+        *_family("disputes_open", opened, ["open"], [ALL], 1, "disputes open", "Open disputes", g, end="closed_at"),
+        *_family("dispute_rate", opened, ["ratio"], [365], 1, "disputes per order", "Many disputes per order", g, per=Source("orders", "created_at")),
+        *_family("dispute_loss_rate", lost, ["ratio"], [ALL], 1, "share of closed disputes lost", "Most disputes lost", g, per=Source(t, "closed_at")),
     ]
     for reason in c.DISPUTE_REASONS:
-        out += _family(
-            f"disputes_{reason}",
-            Source(t, "opened_at", _eq("reason", reason)),
-            ["count"],
-            [365],
-            1,
-            f"disputes about {reason.replace('_', ' ')}",
-            f"Disputes about '{reason.replace('_', ' ')}' {{window}}",
-            g,
-        )
+        words = reason.replace("_", " ")
+        out += _family(f"disputes_{reason}", Source(t, "opened_at", _eq("reason", reason)), ["count"], [365], 1, f"disputes about {words}", f"Disputes about '{words}' {{window}}", g)
     return out
 
 
 def _customer_service() -> list[Signal]:
-    g = "customer service"
-    t = "cs_contacts"
-    contacts = Source(t, "ts")
-    abusive = Source(t, "ts", _eq("abusive", True))
+    g, t = "customer service", "cs_contacts"
+    contacts, abusive = Source(t, "ts"), Source(t, "ts", _eq("abusive", True))
     out = [
-        *_family(
-            "cs_contacts",
-            contacts,
-            ["count"],
-            STANDARD,
-            0,
-            "customer-service contacts",
-            "Customer-service contacts {window}",
-            g,
-        ),
-        *_family(
-            "cs_contacts",
-            contacts,
-            ["trend"],
-            [30],
-            1,
-            "customer-service contacts",
-            "Customer-service contacts increasing",
-            g,
-            baseline=90,
-        ),
-        *_family(
-            "cs_abusive",
-            abusive,
-            ["count"],
-            STANDARD,
-            1,
-            "abusive customer-service contacts",
-            "Abusive behaviour towards customer service {window}",
-            g,
-        ),
-        *_family(
-            "cs_abusive",
-            abusive,
-            ["days_since_last"],
-            [ALL],
-            -1,
-            "abusive contact",
-            "Recent abusive contact",
-            g,
-        ),
-        *_family(
-            "cs_abusive_share",
-            abusive,
-            ["ratio"],
-            YEAR,
-            1,
-            "share of contacts that were abusive",
-            "Abusive contacts {window}",
-            g,
-            per=contacts,
-        ),
+        *_family("cs_contacts", contacts, ["count"], STANDARD, 0, "customer-service contacts", "Customer-service contacts {window}", g),
+        *_family("cs_contacts", contacts, ["trend"], [30], 1, "customer-service contacts", "Customer-service contacts increasing", g, baseline=90),
+        *_family("cs_abusive", abusive, ["count"], STANDARD, 1, "abusive customer-service contacts", "Abusive behaviour towards customer service {window}", g),
+        *_family("cs_abusive", abusive, ["days_since_last"], [ALL], -1, "abusive contact", "Recent abusive contact", g),
+        *_family("cs_abusive_share", abusive, ["ratio"], YEAR, 1, "share of contacts that were abusive", "Abusive contacts {window}", g, per=contacts),
     ]
     for topic in c.CS_TOPICS:
-        out += _family(
-            f"cs_{topic}",
-            Source(t, "ts", _eq("topic", topic)),
-            ["count"],
-            [365],
-            1 if topic == "complaint" else 0,
-            f"contacts about {topic}",
-            f"Contacts about {topic} {{window}}",
-            g,
-        )
+        out += _family(f"cs_{topic}", Source(t, "ts", _eq("topic", topic)), ["count"], [365], 1 if topic == "complaint" else 0, f"contacts about {topic}", f"Contacts about {topic} {{window}}", g)
     return out
 
 
 def _compliance() -> list[Signal]:
-    g = "compliance"
-    t = "violations"
+    g, t = "compliance", "violations"
     found = Source(t, "ts")
     serious = Source(t, "ts", (Cond("severity", ">=", 2),))
     severe = Source(t, "ts", (Cond("severity", ">=", c.SEVERE_VIOLATION),))
     out = [
-        *_family(
-            "violations",
-            found,
-            ["count"],
-            LONG,
-            1,
-            "compliance violations",
-            "Compliance violations {window}",
-            g,
-        ),
-        *_family(
-            "violations", found, ["days_since_last"], [ALL], -1, "violation", "Recent compliance violation", g
-        ),
-        *_family(
-            "violations_serious",
-            serious,
-            ["count"],
-            YEAR,
-            1,
-            "serious or severe violations",
-            "Serious violations {window}",
-            g,
-        ),
-        *_family(
-            "violations_severe",
-            severe,
-            ["count"],
-            YEAR,
-            1,
-            "severe violations",
-            "Severe violations {window}",
-            g,
-        ),
-        *_family(
-            "violations_severe",
-            severe,
-            ["days_since_last"],
-            [ALL],
-            -1,
-            "severe violation",
-            "Recent severe violation",
-            g,
-        ),
-        *_family(
-            "violation_severity",
-            Source(t, "ts", measure="severity"),
-            ["max"],
-            YEAR,
-            1,
-            "violation severity",
-            "Violation severity {window}",
-            g,
-        ),
+        *_family("violations", found, ["count"], LONG, 1, "compliance violations", "Compliance violations {window}", g),
+        *_family("violations", found, ["days_since_last"], [ALL], -1, "violation", "Recent compliance violation", g),
+        *_family("violations_serious", serious, ["count"], YEAR, 1, "serious or severe violations", "Serious violations {window}", g),
+        *_family("violations_severe", severe, ["count"], YEAR, 1, "severe violations", "Severe violations {window}", g),
+        *_family("violations_severe", severe, ["days_since_last"], [ALL], -1, "severe violation", "Recent severe violation", g),
+        *_family("violation_severity", Source(t, "ts", measure="severity"), ["max"], YEAR, 1, "violation severity", "Violation severity {window}", g),
     ]
     for kind in c.VIOLATION_KINDS:
-        src = Source(t, "ts", _eq("kind", kind))
         words = kind.replace("_", " ")
-        out += _family(
-            f"violations_{kind}",
-            src,
-            ["count"],
-            YEAR,
-            1,
-            f"{words} findings",
-            f"{words.capitalize()} {{window}}",
-            g,
-        )
+        out += _family(f"violations_{kind}", Source(t, "ts", _eq("kind", kind)), ["count"], YEAR, 1, f"{words} findings", f"{words.capitalize()} {{window}}", g)
     return out
 
 
 def _credit() -> list[Signal]:
-    g = "credit"
-    score = Source("credit_scores", "ts", measure="score")
-    bills = "credit_bills"
-    due = Source(bills, "due_at")
-    due_amount = Source(bills, "due_at", measure="amount_due")
-    late = Source(bills, "due_at", (Cond("paid_at", "missed", ("due_at", 0)),))
-    late30 = Source(bills, "due_at", (Cond("paid_at", "missed", ("due_at", 30)),), lag_days=30)
-    dpd = Source(bills, "paid_at", (Cond("paid_at", "missed", ("due_at", 0)),), "paid_at - due_at")
+    g, bills = "credit", "credit_bills"
+    score, readings = Source("credit_scores", "ts", measure="score"), Source("credit_scores", "ts")
+    due, due_amount = Source(bills, "due_at"), Source(bills, "due_at", measure="amount_due")
+    late = Source(bills, "due_at", _missed("paid_at", "due_at", 0))
+    late30 = Source(bills, "due_at", _missed("paid_at", "due_at", 30), lag_days=30)
+    dpd = Source(bills, "paid_at", _missed("paid_at", "due_at", 0), "paid_at - due_at")
+    on_time = Source(bills, "paid_at", (Cond("paid_at", "by", ("due_at", 0)),))
     return [
-        *_family(
-            "credit_score",
-            score,
-            ["last"],
-            [ALL],
-            -1,
-            "external credit score",
-            "Low external credit score",
-            g,
-        ),
-        *_family(
-            "credit_score",
-            score,
-            ["min"],
-            (90, 180, 365),
-            -1,
-            "external credit score",
-            "Low external credit score {window}",
-            g,
-        ),
-        *_family(
-            "credit_score", score, ["max"], [365], -1, "external credit score", "Credit score never high", g
-        ),
-        *_family(
-            "credit_score",
-            score,
-            ["mean"],
-            (90, 365),
-            -1,
-            "external credit score",
-            "Low average credit score {window}",
-            g,
-        ),
-        *_family(
-            "credit_score",
-            score,
-            ["change"],
-            (90, 180, 365),
-            -1,
-            "external credit score",
-            "Credit score falling {window}",
-            g,
-        ),
-        *_family(
-            "credit_readings",
-            Source("credit_scores", "ts"),
-            ["count"],
-            [365],
-            0,
-            "credit score readings",
-            "Credit file activity",
-            g,
-        ),
-        *_family(
-            "credit_readings",
-            Source("credit_scores", "ts"),
-            ["days_since_last"],
-            [ALL],
-            0,
-            "credit score reading",
-            "No recent credit reading",
-            g,
-        ),
+        *_family("credit_score", score, ["last"], [ALL], -1, "external credit score", "Low external credit score", g),
+        *_family("credit_score", score, ["min"], (90, 180, 365), -1, "external credit score", "Low external credit score {window}", g),
+        *_family("credit_score", score, ["max"], [365], -1, "external credit score", "Credit score never high", g),
+        *_family("credit_score", score, ["mean"], (90, 365), -1, "external credit score", "Low average credit score {window}", g),
+        *_family("credit_score", score, ["change"], (90, 180, 365), -1, "external credit score", "Credit score falling {window}", g),
+        *_family("credit_readings", readings, ["count"], [365], 0, "credit score readings", "Credit file activity", g),
+        *_family("credit_readings", readings, ["days_since_last"], [ALL], 0, "credit score reading", "No recent credit reading", g),
         *_family("bills", due, ["count"], LONG, 0, "pay-later bills due", "Pay-later bills {window}", g),
-        *_family(
-            "bill_amount",
-            due_amount,
-            ["sum"],
-            (90, 365),
-            0,
-            "pay-later amount due",
-            "Pay-later amounts {window}",
-            g,
-        ),
-        *_family(
-            "bills_late",
-            late,
-            ["count"],
-            LONG,
-            1,
-            "pay-later bills not paid by the due date",
-            "Pay-later bills paid late {window}",
-            g,
-        ),
-        *_family(
-            "bills_late",
-            late,
-            ["days_since_last"],
-            [ALL],
-            -1,
-            "pay-later bill missed",
-            "Recent late pay-later bill",
-            g,
-        ),
-        *_family(
-            "bills_30dpd",
-            late30,
-            ["count"],
-            LONG,
-            1,
-            "pay-later bills 30+ days past due",
-            "Pay-later bills 30+ days past due {window}",
-            g,
-        ),
-        *_family(
-            "bill_days_past_due",
-            dpd,
-            ["mean", "max"],
-            YEAR,
-            1,
-            "days past due of late-paid bills",
-            "Pay-later bills paid many days late {window}",
-            g,
-        ),
-        *_family(
-            "bill_paid_ratio",
-            Source(bills, "paid_at", measure="amount_paid"),
-            ["ratio"],
-            (90, 365),
-            -1,
-            "amount paid over amount due on pay-later bills",
-            "Pay-later bills not paid in full {window}",
-            g,
-            per=due_amount,
-        ),
-        *_family(
-            "bill_late_rate",
-            late,
-            ["ratio"],
-            YEAR,
-            1,
-            "share of due bills paid late",
-            "High share of pay-later bills paid late {window}",
-            g,
-            per=due,
-        ),
-        *_family(
-            "bills_on_time",
-            Source(bills, "paid_at", (Cond("paid_at", "by", ("due_at", 0)),)),
-            ["count"],
-            [365],
-            -1,
-            "pay-later bills paid by the due date",
-            "Few pay-later bills paid on time {window}",
-            g,
-        ),
-        *_family(
-            "bills_overdue",
-            late,
-            ["open"],
-            [ALL],
-            1,
-            "pay-later bills overdue and unpaid",
-            "A pay-later bill is overdue",
-            g,
-            end="paid_at",
-        ),
-        *_family(
-            "bill_overdue_amount",
-            Source(bills, "due_at", late.filter, "amount_due"),
-            ["open"],
-            [ALL],
-            1,
-            "pay-later amount overdue and unpaid",
-            "Overdue pay-later amount",
-            g,
-            end="paid_at",
-        ),
+        *_family("bill_amount", due_amount, ["sum"], (90, 365), 0, "pay-later amount due", "Pay-later amounts {window}", g),
+        *_family("bills_late", late, ["count"], LONG, 1, "pay-later bills not paid by the due date", "Pay-later bills paid late {window}", g),
+        *_family("bills_late", late, ["days_since_last"], [ALL], -1, "pay-later bill missed", "Recent late pay-later bill", g),
+        *_family("bills_30dpd", late30, ["count"], LONG, 1, "pay-later bills 30+ days past due", "Pay-later bills 30+ days past due {window}", g),
+        *_family("bill_days_past_due", dpd, ["mean", "max"], YEAR, 1, "days past due of late-paid bills", "Pay-later bills paid many days late {window}", g),
+        *_family("bill_paid_ratio", Source(bills, "paid_at", measure="amount_paid"), ["ratio"], (90, 365), -1, "amount paid over amount due on pay-later bills", "Pay-later bills not paid in full {window}", g, per=due_amount),
+        *_family("bill_late_rate", late, ["ratio"], YEAR, 1, "share of due bills paid late", "High share of pay-later bills paid late {window}", g, per=due),
+        *_family("bills_on_time", on_time, ["count"], [365], -1, "pay-later bills paid by the due date", "Few pay-later bills paid on time {window}", g),
+        *_family("bills_overdue", late, ["open"], [ALL], 1, "pay-later bills overdue and unpaid", "A pay-later bill is overdue", g, end="paid_at"),
+        *_family("bill_overdue_amount", Source(bills, "due_at", late.filter, "amount_due"), ["open"], [ALL], 1, "pay-later amount overdue and unpaid", "Overdue pay-later amount", g, end="paid_at"),
     ]
 
 
 def _devices() -> list[Signal]:
-    g = "devices"
-    shared = Source("shared_devices", "ts")
+    g, shared = "devices", Source("shared_devices", "ts")
     return [
-        *_family(
-            "shared_devices",
-            shared,
-            ["count"],
-            (30, 90, 365, ALL),
-            1,
-            "devices also used by another buyer (counted from when they became shared)",
-            "Devices shared with other accounts {window}",
-            g,
-        ),
-        *_family(
-            "shared_devices",
-            shared,
-            ["days_since_last"],
-            [ALL],
-            -1,
-            "device becoming shared",
-            "Recently shared a device with another account",
-            g,
-        ),
+        *_family("shared_devices", shared, ["count"], (30, 90, 365, ALL), 1, "devices also used by another buyer (counted from when they became shared)", "Devices shared with other accounts {window}", g),
+        *_family("shared_devices", shared, ["days_since_last"], [ALL], -1, "device becoming shared", "Recently shared a device with another account", g),
     ]
+# fmt: on
 
 
 def generate() -> tuple[Signal, ...]:
     """Every signal, generated from the specs above, in catalog order."""
-    out: list[Signal] = []
-    for part in (
+    sections = (
         _account,
         _shopping,
         _presales,
@@ -1418,6 +389,5 @@ def generate() -> tuple[Signal, ...]:
         _compliance,
         _credit,
         _devices,
-    ):
-        out += part()
-    return tuple(out)
+    )
+    return tuple(signal for section in sections for signal in section())
