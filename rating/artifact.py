@@ -110,7 +110,7 @@ class RatingModel(mlflow.pyfunc.PythonModel):
             raise ValueError(f"input lacks {len(missing)} signal columns, e.g. {missing[:5]}")
         return frame[self.signal_names].to_numpy(dtype=np.float32, na_value=np.nan)
 
-    def predict(self, context, model_input, params=None) -> pd.DataFrame:
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         """pyfunc entry point: a frame of signals in, a frame of p_bad, score and star out."""
         result = self.score(self.frame_to_matrix(pd.DataFrame(model_input)))
         return pd.DataFrame({"p_bad": result.p_bad, "score": result.score, "star": result.star})

@@ -7,8 +7,8 @@ import pandas as pd
 
 OLD_RULE_MIN_CREDIT = 700
 # The registry signals the rule reads: VIP state as of the snapshot and the latest external score.
-VIP_SIGNAL = "account_is_vip"
-CREDIT_SIGNAL = "credit_score_latest"
+VIP_SIGNAL = "vip_last"
+CREDIT_SIGNAL = "credit_score_last"
 
 
 def old_rule(frame: pd.DataFrame) -> np.ndarray:

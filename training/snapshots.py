@@ -1,4 +1,4 @@
-"""Snapshots: the (buyer_id, as_of) spine and its split by as-of time."""
+"""Snapshot dates and their split by as-of time (the spine itself is ``features.build.make_spine``)."""
 
 from __future__ import annotations
 
@@ -20,17 +20,6 @@ def month_starts(start: pd.Timestamp, exported_at: pd.Timestamp) -> list[pd.Time
         first = first + pd.DateOffset(months=1)
     dates = pd.date_range(first, exported_at - HORIZON, freq="MS", tz="UTC")
     return list(dates)
-
-
-def make_spine(buyers: pd.DataFrame, dates: list[pd.Timestamp]) -> pd.DataFrame:
-    """One row per (buyer, date) for buyers registered strictly before the date."""
-    parts = []
-    for d in dates:
-        ids = buyers.loc[buyers["registered_at"] < d, "buyer_id"].to_numpy(np.int64)
-        parts.append(pd.DataFrame({"buyer_id": ids, "as_of": pd.Series(d, index=range(len(ids)))}))
-    spine = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({"buyer_id": [], "as_of": []})
-    spine["as_of"] = spine["as_of"].astype("datetime64[us, UTC]")
-    return spine
 
 
 @dataclass(frozen=True)

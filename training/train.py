@@ -18,19 +18,20 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pandas as pd
-from features.catalog import render as render_catalog
-from features.registry import monotone_constraints, signals
-from simulator.generate import simulate
 
+from features.catalog import render as render_catalog
 from features.io import export_time, read_manifest
+from features.registry import monotone_constraints, reasons, signals
 from features.validate import ContractError
 from rating.artifact import load_rating
 from rating.scale import ScoreScale
+from simulator.config import RunConfig
+from simulator.write import write_export
 from training import promote
-from training.dataset import assemble
+from training.dataset import assemble_cached
 from training.evaluate import discrimination
 from training.labels import TARGETS, usable_as_of
-from training.model import DEFAULT_PARAMS, Dataset, checked_monotone, fit_rating
+from training.model import DEFAULT_PARAMS, Dataset, StarCutError, checked_monotone, fit_rating
 from training.package import log_rating
 from training.report import build_report, summary_text
 from training.snapshots import TimeSplit, default_split, month_starts
@@ -84,6 +85,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--seed", type=int, default=7, help="seed for sampling and LightGBM (default 7)")
     p.add_argument(
+        "--cache-dir",
+        type=lambda v: Path(v) if v else None,
+        default=Path("data/cache"),
+        help="reuse snapshot matrices built from the same data and code here (default data/cache; '' disables)",
+    )
+    p.add_argument(
         "--max-buyers", type=int, default=None, help="train on a random subset of about this many buyers"
     )
     args = p.parse_args(argv)
@@ -114,7 +121,7 @@ def ensure_data(data: Path | None, progress: Progress) -> Path:
         return data
     if not (DEFAULT_DATA / "manifest.json").is_file():
         progress(f"no data given: simulating the default marketplace into {DEFAULT_DATA} ...")
-        simulate(out=DEFAULT_DATA, **DEFAULT_MARKET)
+        write_export(RunConfig(**DEFAULT_MARKET), DEFAULT_DATA)
     return DEFAULT_DATA
 
 
@@ -142,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         data = ensure_data(args.data, progress)
         manifest = read_manifest(data)
         exported_at = export_time(data)
-        start = pd.Timestamp(manifest["start"]).tz_convert("UTC") if "start" in manifest else None
+        start = utc(pd.Timestamp(manifest["start"])) if "start" in manifest else None
         dates = month_starts(start or exported_at - pd.DateOffset(months=24), exported_at)
         dates = [d for d in dates if usable_as_of(pd.Series([d]), exported_at).iloc[0]]
         split = default_split(dates)
@@ -151,9 +158,9 @@ def main(argv: list[str] | None = None) -> int:
             test_from=utc(args.test_from) if args.test_from is not None else split.test_from,
         )
         progress(f"building {len(names)} signals for {len(dates)} monthly snapshots from {data} ...")
-        frame = assemble(data, dates, args.max_buyers, args.seed, progress)
-    except ContractError as err:
-        print(f"invalid data in {args.data or DEFAULT_DATA}:\n{err}", file=sys.stderr)
+        frame = assemble_cached(data, dates, args.cache_dir, args.max_buyers, args.seed, progress)
+    except (ContractError, ValueError) as err:
+        print(f"cannot train on {args.data or DEFAULT_DATA}:\n{err}", file=sys.stderr)
         return 2
 
     parts = split.assign(frame["as_of"])
@@ -163,6 +170,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     configure_tracking()
     mlflow.set_experiment(experiment_id=ensure_experiment(args.experiment))
+    try:
+        run, report, version, verdict = fit_and_log(
+            args, params, registry, data, split, train, valid, test, progress
+        )
+    except StarCutError as err:
+        print(f"training failed, nothing registered (run marked FAILED): {err}", file=sys.stderr)
+        return 1
+    print(summary_text(report, args.target))
+    print(
+        f"MLflow run {run.info.run_id} (experiment {args.experiment}); registered {args.register_name} version {version}; "
+        f"{'promoted to champion' if verdict.promote else 'not promoted'}: {verdict.reason}"
+    )
+    return 0
+
+
+def fit_and_log(args, params, registry, data, split, train, valid, test, progress):
+    """Inside one MLflow run: fit, evaluate, log, register and apply the gate; an exception marks the run FAILED."""
+    names = [s.name for s in registry]
     with mlflow.start_run() as run:
         d_train = Dataset(train[names].to_numpy(np.float32), train[args.target].to_numpy())
         d_valid = Dataset(valid[names].to_numpy(np.float32), valid[args.target].to_numpy())
@@ -186,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
         progress(f"training LightGBM ({np.count_nonzero(monotone)} monotone constraints) ...")
-        reason_text = {s.name: s.reason for s in registry}
+        reason_text = reasons(names)
         model = fit_rating(
             d_train, d_valid, names, reason_text, monotone, params, ScoreScale(), seed=args.seed
         )
@@ -234,12 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         if champion_auc is not None:
             mlflow.log_metric("champion_test_auc", champion_auc)
 
-    print(summary_text(report, args.target))
-    print(
-        f"MLflow run {run.info.run_id} (experiment {args.experiment}); registered {args.register_name} version {version}; "
-        f"{'promoted to champion' if verdict.promote else 'not promoted'}: {verdict.reason}"
-    )
-    return 0
+    return run, report, version, verdict
 
 
 def score_champion(name: str, test: pd.DataFrame, target: str) -> tuple[float | None, bool]:

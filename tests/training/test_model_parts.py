@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from features.build import make_spine
 from training.evaluate import (
     approval_curve,
     compare_at_rule_rate,
@@ -15,7 +16,7 @@ from training.evaluate import (
 from training.model import StarCutError, checked_monotone, star_cuts
 from training.promote import gate
 from training.scorecard import WoEScorecard
-from training.snapshots import default_split, make_spine, month_starts
+from training.snapshots import default_split, month_starts
 
 
 def risky_scores(n=20000, seed=0):
