@@ -47,17 +47,15 @@ def make_spine(buyers: pd.DataFrame, as_of: Sequence[pd.Timestamp], limit: int |
     if limit is not None:
         keep = np.sort(ids)[:limit]
         registered, ids = registered[np.isin(ids, keep)], ids[np.isin(ids, keep)]
-    frames = []
-    for when in as_of:
-        stamp = pd.Timestamp(when)
-        stamp = stamp.tz_localize("UTC") if stamp.tz is None else stamp.tz_convert("UTC")
+    frames = [_empty_spine()]
+    for stamp in map(_utc, as_of):
         chosen = ids[registered < pit.micros([stamp])[0]]
         frames.append(
             pd.DataFrame(
                 {"buyer_id": chosen, "as_of": pd.Series([stamp] * len(chosen), dtype="datetime64[us, UTC]")}
             )
         )
-    spine = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"buyer_id": [], "as_of": []})
+    spine = pd.concat(frames, ignore_index=True)
     return spine.sort_values(["buyer_id", "as_of"], kind="stable").reset_index(drop=True)
 
 
@@ -110,9 +108,20 @@ def build_buyer(tables: dict[str, pd.DataFrame], buyer_id: int, as_of: pd.Timest
     tables = _with_derived(tables, signals)
     mine = {name: frame[frame["buyer_id"].to_numpy() == buyer_id] for name, frame in tables.items()}
     spine = pd.DataFrame(
-        {"buyer_id": [buyer_id], "as_of": pd.Series([pd.Timestamp(as_of)]).dt.tz_convert("UTC")}
+        {"buyer_id": [buyer_id], "as_of": pd.Series([_utc(as_of)], dtype="datetime64[us, UTC]")}
     )
     return build_signals(mine, spine, signals).iloc[0, 2:].to_numpy(dtype=np.float32)
+
+
+def _utc(when: str | pd.Timestamp) -> pd.Timestamp:
+    stamp = pd.Timestamp(when)
+    return stamp.tz_localize("UTC") if stamp.tz is None else stamp.tz_convert("UTC")
+
+
+def _empty_spine() -> pd.DataFrame:
+    return pd.DataFrame(
+        {"buyer_id": pd.Series([], dtype="int64"), "as_of": pd.Series([], dtype="datetime64[us, UTC]")}
+    )
 
 
 def _with_derived(tables: dict[str, pd.DataFrame], signals: Sequence[Signal]) -> dict[str, pd.DataFrame]:
@@ -132,11 +141,7 @@ def parse_dates(text: str) -> list[pd.Timestamp]:
     Raises:
         ValueError: If a part is not a date or time.
     """
-    out = []
-    for part in text.split(","):
-        stamp = pd.Timestamp(part.strip())
-        out.append(stamp.tz_localize("UTC") if stamp.tz is None else stamp.tz_convert("UTC"))
-    return out
+    return [_utc(part.strip()) for part in text.split(",")]
 
 
 def build_shards(
@@ -233,15 +238,6 @@ def run(args: argparse.Namespace) -> int:
         if writer is not None:
             writer.close()
     if writer is None:
-        pq.write_table(to_arrow(build_signals({}, make_spine(_no_buyers(), []))), args.out)
+        pq.write_table(to_arrow(build_signals({}, _empty_spine())), args.out)
     print(f"wrote {rows} rows x {len(registry.signals())} signals to {args.out}")
     return 0
-
-
-def _no_buyers() -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "buyer_id": pd.Series([], dtype="int64"),
-            "registered_at": pd.Series([], dtype="datetime64[us, UTC]"),
-        }
-    )

@@ -323,6 +323,17 @@ def test_cli_builds_shard_by_shard_like_the_whole(tmp_path):
     expected = expected.sort_values(["buyer_id", "as_of"]).reset_index(drop=True)
     np.testing.assert_allclose(got.iloc[:, 2:].to_numpy(), expected.iloc[:, 2:].to_numpy(), equal_nan=True)
 
+    limited = argparse.Namespace(
+        data=args.data, as_of="2024-06-01", out=tmp_path / "few.parquet", buyers_limit=30
+    )
+    assert build.run(limited) == 0
+    few = pd.read_parquet(limited.out)
+    assert few["buyer_id"].nunique() == len(few) == 30
+    bad = argparse.Namespace(
+        data=args.data, as_of="not-a-date", out=tmp_path / "bad.parquet", buyers_limit=None
+    )
+    assert build.run(bad) == 2
+
 
 @pytest.mark.skipif(
     not (Path(__file__).parents[2] / "simulator" / "__main__.py").exists(), reason="simulator not landed"
