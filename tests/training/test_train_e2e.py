@@ -106,9 +106,8 @@ def test_pyfunc_of_the_registered_version_agrees_with_the_booster(first_run, mar
     X[rng.random(X.shape) < 0.3] = np.nan
     frame = pd.DataFrame(X, columns=model.signal_names)
     served = mlflow.pyfunc.load_model(f"models:/{NAME}/1").predict(frame)
-    path = model.booster.save_model(str(tmp_path / "b.txt"))
+    model.booster.save_model(str(tmp_path / "b.txt"))
     raw = lgb.Booster(model_file=str(tmp_path / "b.txt")).predict(X, raw_score=True)
-    assert path is not None
     np.testing.assert_allclose(served["p_bad"].to_numpy(), model.calibration.apply(raw), rtol=1e-9)
     assert served["star"].between(1, 5).all() and served["score"].between(350, 950).all()
 
@@ -142,20 +141,7 @@ def test_a_failed_run_registers_nothing_and_is_marked_failed(first_run, market, 
     client = first_run
     before = len(client.search_model_versions(f"name='{NAME}'"))
     degenerate = json.dumps({"num_boost_round": 1, "learning_rate": 1e-6, "num_leaves": 2})
-    code = train.main(
-        [
-            "--data",
-            str(market),
-            "--register-name",
-            NAME,
-            "--experiment",
-            "e2e",
-            "--cache-dir",
-            "",
-            "--params",
-            degenerate,
-        ]
-    )
+    code = run_train(market, "--params", degenerate)  # the last --params wins
     assert code == 1
     assert "nothing registered" in capsys.readouterr().err
     assert len(client.search_model_versions(f"name='{NAME}'")) == before
