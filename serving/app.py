@@ -20,7 +20,8 @@ from werkzeug.exceptions import HTTPException
 from serving.auth import KeyCheck
 from serving.config import ServingConfig, load_config
 from serving.context import EXTENSION, Services, error_response, services
-from serving.ledger import Ledger, make_engine
+from serving.engine import make_engine
+from serving.ledger import Ledger
 from serving.metrics import Metrics
 from serving.runtime import Runtime
 
@@ -67,16 +68,19 @@ def create_app(config: ServingConfig | Mapping[str, Any] | None = None) -> Flask
     if not isinstance(config, ServingConfig):
         config = load_config(config)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    ledger = Ledger(
-        make_engine(
-            config.database_url, config.database_schema, config.db_busy_timeout_ms, config.db_pool_size
-        ),
+    engine = make_engine(
+        config.database_url,
         config.database_schema,
+        config.db_busy_timeout_ms,
+        config.db_pool_size,
+        config.sqlite_synchronous,
     )
+    ledger = Ledger(engine, config.database_schema, config.db_busy_timeout_ms)
     try:
         ledger.create()
     except Exception:  # noqa: BLE001 - the database may come up later; decisions degrade meanwhile
         log.exception("ledger database unavailable at start: %s", ledger.engine.url.render_as_string())
+    ledger.start_checkpoints()
     runtime = Runtime(config).start()
     runtime.watch()
     if not config.api_key_hashes:
@@ -94,3 +98,10 @@ def create_app(config: ServingConfig | Mapping[str, Any] | None = None) -> Flask
     app.register_blueprint(ops)
     _register_hooks(app)
     return app
+
+
+def close_app(app: Flask) -> None:
+    """Stop the app's background threads (reload watcher, checkpoints) and close its database pool."""
+    s: Services = app.extensions[EXTENSION]
+    s.runtime.stop()
+    s.ledger.close()

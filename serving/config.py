@@ -49,6 +49,9 @@ class ServingConfig:
             anything above is rejected as absurd (400).
         db_busy_timeout_ms: SQLite busy timeout, in milliseconds.
         db_pool_size: Connection pool size per worker.
+        sqlite_synchronous: SQLite durability, ``NORMAL`` (default: a decision survives a
+            process crash, the last ones may be lost on power loss) or ``FULL`` (fsync per
+            decision). PostgreSQL is unaffected.
     """
 
     database_url: str = "sqlite:///data/serving.db"
@@ -64,6 +67,7 @@ class ServingConfig:
     max_amount: float = 10_000_000.0
     db_busy_timeout_ms: int = 5_000
     db_pool_size: int = 10
+    sqlite_synchronous: str = "NORMAL"
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -82,6 +86,8 @@ class ServingConfig:
         for name in ("watch_interval_s", "max_amount"):
             if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int | float):
                 raise TypeError(f"{name}: must be a number")
+        if self.sqlite_synchronous not in ("NORMAL", "FULL"):
+            raise ValueError(f"sqlite_synchronous: must be NORMAL or FULL, got {self.sqlite_synchronous!r}")
         if self.watch_interval_s < 0:
             raise ValueError("watch_interval_s: must be >= 0")
         if self.max_amount <= 0:

@@ -13,11 +13,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
-
 from serving.config import ServingConfig
 from serving.decide import DEGRADED, BuyerRating, Decision, DecisionRequest, decide, decline_unrated
-from serving.ledger import Ledger, new_decision_id, utcnow
+from serving.ledger import DuplicateRequest, Ledger, utcnow
 from serving.live import Live, Unrated
 from serving.metrics import Metrics
 from serving.schema import parse_decision
@@ -117,7 +115,7 @@ def handle_decision(
             else:
                 usage = tx.usage(live.policy.quota_window_days, request.service, request.ref_id)
                 decision = decide(request, rating, live.policy, usage)
-            decision_id = new_decision_id()
+            decision_id = ledger.new_decision_id()
             out = respond(request, decision, rating, live, decision_id)
             tx.record(
                 {
@@ -140,7 +138,7 @@ def handle_decision(
                 },
                 decision.reserve,
             )
-    except IntegrityError:  # the same request_id committed concurrently (under another buyer's lock)
+    except DuplicateRequest:  # the same request_id committed concurrently (under another buyer's lock)
         try:
             stored = ledger.find_outputs(request.request_id)
         except Exception:  # noqa: BLE001

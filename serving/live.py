@@ -25,6 +25,7 @@ from serving.snapshot import FileSnapshot, RedisSnapshot, SnapshotError, load_sn
 
 log = logging.getLogger(__name__)
 SCORE_CHUNK = 20_000
+MAX_REASONS = 10  # the most a policy may ask for (``max_reasons``)
 
 
 class Unrated(Exception):
@@ -38,12 +39,18 @@ class Unrated(Exception):
 
 @dataclass(frozen=True)
 class Scored:
-    """Per-buyer scores precomputed for a file snapshot, rows aligned with it."""
+    """Per-buyer scores and reasons precomputed for a file snapshot, rows aligned with it.
+
+    ``reason_index`` holds up to ``MAX_REASONS`` signal indices per buyer, largest
+    risk-raising contribution first (-1 pads), and ``reason_value`` their contributions.
+    """
 
     matrix: np.ndarray
     p_bad: np.ndarray
     score: np.ndarray
     star: np.ndarray
+    reason_index: np.ndarray | None = None
+    reason_value: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -92,6 +99,20 @@ class Live:
             return ()
         return tuple(Finding(r.code, r.text, r.contribution) for r in self.rating.model.reasons(x, k=k))
 
+    def _stored_reasons(self, pos: int) -> tuple[Finding, ...]:
+        model = self.rating.model
+        names, texts = model.signal_names, model.reason_text
+        out = []
+        for j, value in zip(
+            self.scored.reason_index[pos, : self.policy.max_reasons].tolist(),
+            self.scored.reason_value[pos, : self.policy.max_reasons].tolist(),
+            strict=True,
+        ):
+            if j < 0:
+                break
+            out.append(Finding(names[j], texts.get(names[j], names[j]), value))
+        return tuple(out)
+
     def rate(self, buyer_id: int) -> BuyerRating:
         """Star, score, reasons and rule signals of one buyer.
 
@@ -113,7 +134,9 @@ class Live:
                 star=int(self.scored.star[pos]),
                 score=int(self.scored.score[pos]),
                 p_bad=float(self.scored.p_bad[pos]),
-                reasons=self._reasons(x),
+                reasons=self._stored_reasons(pos)
+                if self.scored.reason_index is not None
+                else self._reasons(x),
                 signals=self._signals(x),
                 as_of=as_of,
             )
@@ -156,8 +179,49 @@ def model_version_now(config: ServingConfig) -> str | None:
     return str(mlflow.MlflowClient().get_model_version_by_alias(name, alias).version)
 
 
-def _align(live: Live) -> Live:
-    """Match the snapshot's columns to the model's signals and precompute file scores."""
+def top_reasons(model: Any, matrix: np.ndarray, k: int = MAX_REASONS) -> tuple[np.ndarray, np.ndarray] | None:
+    """The ``k`` largest positive contributions per row, by the model's lookup-table attribution.
+
+    The same attribution as ``RatingModel.reasons`` (``reason_table.contributions``), for
+    all rows at once. Returns ``(index, value)`` arrays (n, k), index -1 where fewer than
+    ``k`` signals raise the risk; None when the model has no reason table.
+    """
+    table = getattr(model, "reason_table", None)
+    if table is None:
+        return None
+    n, width = matrix.shape
+    k = min(k, width)
+    index = np.full((n, k), -1, dtype=np.int16)
+    value = np.zeros((n, k), dtype=np.float32)
+    for start in range(0, n, 4096):
+        c = table.contributions(matrix[start : start + 4096])
+        top = np.argpartition(-c, k - 1, axis=1)[:, :k]
+        top_c = np.take_along_axis(c, top, axis=1)
+        order = np.argsort(-top_c, axis=1, kind="stable")
+        top, top_c = np.take_along_axis(top, order, axis=1), np.take_along_axis(top_c, order, axis=1)
+        index[start : start + len(c)] = np.where(top_c > 0, top, -1)
+        value[start : start + len(c)] = np.where(top_c > 0, top_c, 0.0)
+    return index, value
+
+
+def _score_all(model: Any, matrix: np.ndarray) -> Scored:
+    parts = [model.score(matrix[i : i + SCORE_CHUNK]) for i in range(0, len(matrix), SCORE_CHUNK)]
+    reasons = top_reasons(model, matrix)
+    return Scored(
+        matrix=matrix,
+        p_bad=np.concatenate([p.p_bad for p in parts]) if parts else np.empty(0),
+        score=np.concatenate([p.score for p in parts]).astype(np.int16) if parts else np.empty(0, np.int16),
+        star=np.concatenate([p.star for p in parts]).astype(np.int8) if parts else np.empty(0, np.int8),
+        reason_index=None if reasons is None else reasons[0],
+        reason_value=None if reasons is None else reasons[1],
+    )
+
+
+def _align(live: Live, previous: Live | None = None) -> Live:
+    """Match the snapshot's columns to the model's signals and precompute file scores.
+
+    Scores are reused from ``previous`` when neither the model nor the snapshot changed.
+    """
     live = replace(live, columns=None, scored=None, rule_columns={})
     if live.snapshot is not None:
         live = replace(live, snapshot_error=None, snapshot_code=THIN_FILE)
@@ -180,27 +244,14 @@ def _align(live: Live) -> Live:
     )
     live = replace(live, columns=columns)
     if isinstance(live.snapshot, FileSnapshot):
+        if previous is not None and previous.rating is live.rating and previous.snapshot is live.snapshot:
+            return replace(live, scored=previous.scored)
         matrix = (
             live.snapshot.matrix
             if columns is None
             else np.ascontiguousarray(live.snapshot.matrix[:, columns])
         )
-        parts = [
-            live.rating.model.score(matrix[i : i + SCORE_CHUNK]) for i in range(0, len(matrix), SCORE_CHUNK)
-        ]
-        live = replace(
-            live,
-            scored=Scored(
-                matrix=matrix,
-                p_bad=np.concatenate([p.p_bad for p in parts]) if parts else np.empty(0),
-                score=np.concatenate([p.score for p in parts]).astype(np.int16)
-                if parts
-                else np.empty(0, np.int16),
-                star=np.concatenate([p.star for p in parts]).astype(np.int8)
-                if parts
-                else np.empty(0, np.int8),
-            ),
-        )
+        live = replace(live, scored=_score_all(live.rating.model, matrix))
     return live
 
 
@@ -248,4 +299,4 @@ def load_live(
                 missing = missing and not os.path.exists(config.snapshot)
                 code = THIN_FILE if missing else DEGRADED
                 live = replace(live, snapshot=None, snapshot_error=str(exc), snapshot_code=code)
-    return _align(live)
+    return _align(live, previous)

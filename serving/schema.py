@@ -15,8 +15,9 @@ from typing import Any
 
 from features.contract import CATEGORIES, REFUND_KINDS, REFUND_REASONS
 from serving.decide import DecisionRequest, Order, Refund
-from serving.ledger import OUTCOME_KINDS, Outcome, utcnow
+from serving.ledger import Outcome
 from serving.policy import FAST_REFUND, PRESALE, SERVICES
+from serving.tables import OUTCOME_KINDS, utcnow
 
 MAX_ID = 2**63 - 1
 AMOUNT = "amount"  # marker: the maximum is the configured max_amount

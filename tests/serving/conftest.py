@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from serving.app import create_app
+from serving.app import close_app, create_app
 from serving.config import hash_api_key
 from serving.snapshot import FileWriter
 from training.tiny import save_tiny_rating, synthetic_dataset
@@ -105,12 +105,23 @@ def config(tmp_path, model_uri, snapshot_file, policy_file) -> dict:
 
 
 @pytest.fixture
-def app(config):
-    app = create_app(config)
-    yield app
-    s = app.extensions["buyer_trust"]
-    s.runtime.stop()
-    s.ledger.engine.dispose()
+def make_app():
+    """``make_app(config)`` -> a started app, closed (threads stopped, pool disposed) after the test."""
+    apps = []
+
+    def make(config):
+        app = create_app(config)
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        close_app(app)
+
+
+@pytest.fixture
+def app(make_app, config):
+    return make_app(config)
 
 
 @pytest.fixture

@@ -124,7 +124,7 @@ def test_idempotent_request_id(app, client, presale_body, buyer_with_star):
     assert second.headers["Idempotent-Replayed"] == "true"
     from sqlalchemy import func, select
 
-    from serving.ledger import DECISIONS, RESERVATIONS
+    from serving.tables import DECISIONS, RESERVATIONS
 
     with app.extensions["buyer_trust"].ledger.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(DECISIONS)).scalar() == 1
@@ -136,7 +136,7 @@ def test_decision_row_holds_inputs_outputs_versions_latency(app, client, presale
     out = client.post("/v1/decisions", json=body).json
     from sqlalchemy import select
 
-    from serving.ledger import DECISIONS
+    from serving.tables import DECISIONS
 
     with app.extensions["buyer_trust"].ledger.engine.connect() as conn:
         row = conn.execute(select(DECISIONS).where(DECISIONS.c.request_id == body["request_id"])).one()

@@ -12,17 +12,16 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import func, select
 
-from serving.app import create_app
-from serving.ledger import RESERVATIONS
+from serving.tables import RESERVATIONS
 
 N_REQUESTS = 50
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
-def _app(config: dict, backend: str, schema: str):
+def _app(make_app, config: dict, backend: str, schema: str):
     if backend == "postgresql":
         config = config | {"database_url": PG_URL, "database_schema": schema}
-    app = create_app(config | {"db_pool_size": 10})
+    app = make_app(config | {"db_pool_size": 10})
     app.extensions["buyer_trust"].ledger.ping()  # fails loudly if the database is not there
     return app
 
@@ -43,9 +42,9 @@ def _parallel(app, bodies: list[dict]) -> list[dict]:
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_parallel_presales_never_overshoot_exposure(
-    config, pg_schema, backend, presale_body, buyer_with_star
+    make_app, config, pg_schema, backend, presale_body, buyer_with_star
 ):
-    app = _app(config, backend, pg_schema)
+    app = _app(make_app, config, backend, pg_schema)
     ledger = app.extensions["buyer_trust"].ledger
     try:
         buyer = buyer_with_star(5)  # exposure limit 30000 in the shipped policy; each balance is 4500
@@ -63,12 +62,13 @@ def test_parallel_presales_never_overshoot_exposure(
         assert held <= 30000
     finally:
         ledger.drop()
-        ledger.engine.dispose()
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_parallel_fast_refunds_respect_the_quota(config, pg_schema, backend, refund_body, buyer_with_star):
-    app = _app(config, backend, pg_schema)
+def test_parallel_fast_refunds_respect_the_quota(
+    make_app, config, pg_schema, backend, refund_body, buyer_with_star
+):
+    app = _app(make_app, config, backend, pg_schema)
     ledger = app.extensions["buyer_trust"].ledger
     try:
         buyer = buyer_with_star(4)  # 5 fast refunds per 30 days at 4 stars
@@ -76,14 +76,13 @@ def test_parallel_fast_refunds_respect_the_quota(config, pg_schema, backend, ref
         assert sum(a["decision"] == "approve" for a in answers) == 5
     finally:
         ledger.drop()
-        ledger.engine.dispose()
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_parallel_repeats_of_one_request_id_decide_once(
-    config, pg_schema, backend, presale_body, buyer_with_star
+    make_app, config, pg_schema, backend, presale_body, buyer_with_star
 ):
-    app = _app(config, backend, pg_schema)
+    app = _app(make_app, config, backend, pg_schema)
     ledger = app.extensions["buyer_trust"].ledger
     try:
         body = presale_body(buyer_with_star(4), 1000, request_id="one-request")
@@ -93,4 +92,3 @@ def test_parallel_repeats_of_one_request_id_decide_once(
             assert conn.execute(select(func.count()).select_from(RESERVATIONS)).scalar() == 1
     finally:
         ledger.drop()
-        ledger.engine.dispose()

@@ -5,7 +5,6 @@ In each case checkout gets a 200 decline with an explicit reason, and ``/readyz`
 
 from __future__ import annotations
 
-from serving.app import create_app
 from serving.snapshot import FileWriter
 
 KEY = {"X-API-Key": "test-key"}
@@ -15,8 +14,8 @@ def codes(answer: dict) -> list[str]:
     return [d["code"] for d in answer["declines"]]
 
 
-def test_database_unreachable_declines_degraded(config, presale_body, buyer_with_star, caplog):
-    app = create_app(
+def test_database_unreachable_declines_degraded(make_app, config, presale_body, buyer_with_star, caplog):
+    app = make_app(
         config | {"database_url": "postgresql://postgres@127.0.0.1:1/none", "db_busy_timeout_ms": 1000}
     )
     client = app.test_client()
@@ -43,8 +42,10 @@ def test_database_lost_after_start(app, client, presale_body, buyer_with_star, t
     assert codes(answer) == ["risk_service_degraded"]
 
 
-def test_model_missing_declines_degraded_and_is_logged(config, tmp_path, presale_body, buyer_with_star):
-    app = create_app(config | {"model_uri": str(tmp_path / "no-model")})
+def test_model_missing_declines_degraded_and_is_logged(
+    make_app, config, tmp_path, presale_body, buyer_with_star
+):
+    app = make_app(config | {"model_uri": str(tmp_path / "no-model")})
     client = app.test_client()
     answer = client.post("/v1/decisions", json=presale_body(buyer_with_star(5)), headers=KEY).json
     assert answer["decision"] == "decline" and codes(answer) == ["risk_service_degraded"]
@@ -56,38 +57,40 @@ def test_model_missing_declines_degraded_and_is_logged(config, tmp_path, presale
     assert rating.status_code == 200 and rating.json["reason"]["code"] == "risk_service_degraded"
 
 
-def test_no_snapshot_is_a_thin_file_decline(config, tmp_path, presale_body, buyer_with_star):
-    app = create_app(config | {"snapshot": str(tmp_path / "absent.parquet")})
+def test_no_snapshot_is_a_thin_file_decline(make_app, config, tmp_path, presale_body, buyer_with_star):
+    app = make_app(config | {"snapshot": str(tmp_path / "absent.parquet")})
     client = app.test_client()
     answer = client.post("/v1/decisions", json=presale_body(buyer_with_star(5)), headers=KEY).json
     assert codes(answer) == ["thin_file"]
     assert client.get("/readyz").status_code == 503
 
 
-def test_snapshot_without_the_models_signals_declines_degraded(config, tmp_path, presale_body, snapshot_rows):
+def test_snapshot_without_the_models_signals_declines_degraded(
+    make_app, config, tmp_path, presale_body, snapshot_rows
+):
     path = tmp_path / "other.parquet"
     writer = FileWriter(path, [f"x{i}" for i in range(3)], "2025-06-01T00:00:00+00:00")
     writer.append(snapshot_rows[0][:10], snapshot_rows[1][:10, :3])
     writer.commit()
-    app = create_app(config | {"snapshot": str(path)})
+    app = make_app(config | {"snapshot": str(path)})
     client = app.test_client()
     answer = client.post("/v1/decisions", json=presale_body(5), headers=KEY).json
     assert codes(answer) == ["risk_service_degraded"]
     assert "lacks" in client.get("/readyz").json["checks"]["snapshot"]
 
 
-def test_redis_unreachable_declines_degraded(config, presale_body):
-    app = create_app(config | {"snapshot": "redis://127.0.0.1:1/0"})
+def test_redis_unreachable_declines_degraded(make_app, config, presale_body):
+    app = make_app(config | {"snapshot": "redis://127.0.0.1:1/0"})
     answer = app.test_client().post("/v1/decisions", json=presale_body(5), headers=KEY).json
     assert codes(answer) == ["risk_service_degraded"]
 
 
-def test_scoring_exception_declines_degraded(app, client, presale_body, buyer_with_star, monkeypatch):
-    live = app.extensions["buyer_trust"].runtime.live
+def test_scoring_exception_declines_degraded(client, presale_body, buyer_with_star, monkeypatch):
+    from serving.live import Live
 
-    def broken(x, k=4):
+    def broken(self, buyer_id):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(live.rating.model, "reasons", broken)
+    monkeypatch.setattr(Live, "rate", broken)
     response = client.post("/v1/decisions", json=presale_body(buyer_with_star(5)))
     assert response.status_code == 200 and codes(response.json) == ["risk_service_degraded"]

@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from serving.app import create_app
 from serving.publish import main
 from serving.snapshot import FileSnapshot
 
@@ -62,11 +61,11 @@ def test_publish_file_matches_the_batch_builder(export, registry_model, tmp_path
         np.testing.assert_allclose(snap.row(int(buyer)), expected, rtol=1e-6, equal_nan=True)
 
 
-def test_published_snapshot_serves_decisions(export, registry_model, tmp_path, config):
+def test_published_snapshot_serves_decisions(make_app, export, registry_model, tmp_path, config):
     uri, _ = registry_model
     out = tmp_path / "snapshot.parquet"
     assert main(["--data", str(export), "--model-uri", uri, "--out", str(out)]) == 0
-    app = create_app(config | {"model_uri": uri, "snapshot": str(out)})
+    app = make_app(config | {"model_uri": uri, "snapshot": str(out)})
     client = app.test_client()
     assert client.get("/readyz").status_code == 200
     buyer = int(FileSnapshot.load(out).buyer_ids[0])

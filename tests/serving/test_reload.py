@@ -6,7 +6,6 @@ import time
 
 import yaml
 
-from serving.app import create_app
 from serving.snapshot import FileWriter
 
 KEY = {"X-API-Key": "test-key"}
@@ -52,13 +51,13 @@ def test_reload_needs_a_key(app):
 
 
 def test_watcher_picks_up_policy_and_snapshot(
-    config, tmp_path, policy_file, snapshot_rows, presale_body, ids
+    make_app, config, tmp_path, policy_file, snapshot_rows, presale_body, ids
 ):
     snapshot = tmp_path / "snapshot.parquet"
     FileWriter(
         snapshot, [f"signal_{i}" for i in range(8)], "2025-05-01T00:00:00+00:00"
     ).commit()  # lacks signals
-    app = create_app(config | {"snapshot": str(snapshot), "watch_interval_s": 0.1})
+    app = make_app(config | {"snapshot": str(snapshot), "watch_interval_s": 0.1})
     runtime = app.extensions["buyer_trust"].runtime
     client = app.test_client()
     try:

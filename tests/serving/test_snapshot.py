@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import redis
 
-from serving.app import create_app
 from serving.snapshot import FileSnapshot, RedisSnapshot, SnapshotError, load_snapshot, open_writer
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -77,14 +76,14 @@ def test_redis_without_a_publish_is_an_error(redis_prefix):
 
 
 def test_service_on_redis_matches_file(
-    config, redis_prefix, snapshot_rows, rating, presale_body, buyer_with_star
+    make_app, config, redis_prefix, snapshot_rows, rating, presale_body, buyer_with_star
 ):
     buyer_ids, X = snapshot_rows
     writer = open_writer(REDIS_URL, redis_prefix, rating.model.signal_names, "2025-06-01T00:00:00+00:00")
     writer.append(buyer_ids, X)
     writer.commit()
-    file_app = create_app(config)
-    redis_app = create_app(config | {"snapshot": REDIS_URL, "redis_prefix": redis_prefix})
+    file_app = make_app(config)
+    redis_app = make_app(config | {"snapshot": REDIS_URL, "redis_prefix": redis_prefix})
     assert redis_app.test_client().get("/readyz").status_code == 200
     for star in (1, 3, 5):
         buyer = buyer_with_star(star)
