@@ -87,6 +87,7 @@ class ServiceComparison:
     rule_bad: int
     model_bad: int
     scorecard_bad: int
+    model_approval_rate_at_rule_bad_rate: float
 
     @property
     def model_reduction(self) -> float:
@@ -102,21 +103,31 @@ class ServiceComparison:
             f"{s}_model_bad_at_rule_rate": self.model_bad,
             f"{s}_scorecard_bad_at_rule_rate": self.scorecard_bad,
             f"{s}_model_bad_reduction": self.model_reduction,
+            f"{s}_model_approval_rate_at_rule_bad_rate": self.model_approval_rate_at_rule_bad_rate,
         }
 
 
 def compare_at_rule_rate(
     service: str, y: np.ndarray, rule: np.ndarray, p_model: np.ndarray, p_scorecard: np.ndarray
 ) -> ServiceComparison:
-    """Approve as many rows as the old rule does, by each model's ranking, and count the bad ones."""
+    """Approve as many rows as the old rule does, by each model's ranking, and count the bad ones.
+
+    Also: the largest share the model can approve while its bad rate among the approved stays at
+    or below the old rule's (how many more good buyers it serves for the same risk).
+    """
     k = int(rule.sum())
-    model_bad = int(y[np.argsort(p_model, kind="stable")[:k]].sum())
+    order = np.argsort(p_model, kind="stable")
+    model_bad = int(y[order[:k]].sum())
+    rule_bad = int(y[rule.astype(bool)].sum())
+    cum_bad_rate = np.cumsum(y[order]) / np.arange(1, len(y) + 1)
+    within = np.flatnonzero(cum_bad_rate <= rule_bad / max(k, 1) + 1e-12)
     scorecard_bad = int(y[np.argsort(p_scorecard, kind="stable")[:k]].sum())
     return ServiceComparison(
         service=service,
         population=len(y),
         rule_approval_rate=k / max(len(y), 1),
-        rule_bad=int(y[rule.astype(bool)].sum()),
+        rule_bad=rule_bad,
         model_bad=model_bad,
         scorecard_bad=scorecard_bad,
+        model_approval_rate_at_rule_bad_rate=(within.max() + 1) / len(y) if within.size else 0.0,
     )

@@ -17,9 +17,9 @@ from rating.scale import N_STARS, ScoreScale, p_to_score
 
 DEFAULT_PARAMS: dict = {
     "objective": "binary",
-    "learning_rate": 0.05,
-    "num_leaves": 31,
-    "min_data_in_leaf": 200,
+    "learning_rate": 0.1,
+    "num_leaves": 15,
+    "min_data_in_leaf": 500,
     "feature_fraction": 0.5,
     "bagging_fraction": 0.8,
     "bagging_freq": 1,
@@ -28,7 +28,7 @@ DEFAULT_PARAMS: dict = {
     "monotone_constraints_method": "intermediate",
     "deterministic": True,
     "force_row_wise": True,
-    "num_boost_round": 600,
+    "num_boost_round": 400,
     "early_stopping_rounds": 50,
     "num_threads": 2,
     "verbose": -1,

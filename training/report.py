@@ -153,6 +153,7 @@ def summary_text(rep: Report, target: str) -> str:
     for c in rep.services:
         lines.append(
             f"{c.service}: old rule approves {c.rule_approval_rate:.1%} of {c.population:,} buyers with {c.rule_bad} bad; "
-            f"at the same approvals the model has {c.model_bad} ({c.model_reduction:+.0%} fewer), the scorecard {c.scorecard_bad}"
+            f"at the same approvals the model has {c.model_bad} ({c.model_reduction:.0%} fewer), the scorecard {c.scorecard_bad}; "
+            f"at the rule's bad rate the model approves {c.model_approval_rate_at_rule_bad_rate:.1%}"
         )
     return "\n".join(lines)

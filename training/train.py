@@ -38,7 +38,7 @@ from training.snapshots import TimeSplit, default_split, month_starts
 from training.tracking import configure_tracking, ensure_experiment
 
 DEFAULT_DATA = Path("data/market")
-DEFAULT_MARKET = {"buyers": 20_000, "months": 24, "seed": 7}
+DEFAULT_MARKET = {"buyers": 50_000, "months": 24, "seed": 7}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -102,6 +102,13 @@ def test_compare_at_rule_rate_counts_bad_among_the_same_number_approved():
     )
     assert (cmp.rule_bad, cmp.model_bad, cmp.scorecard_bad) == (1, 0, 1)
     assert cmp.model_reduction == 1.0
+    # the rule's bad rate is 1/3; the model's safest 4 rows hold no bad, 5 hold 1 (1/5), all 6 hold 2 (1/3)
+    assert cmp.model_approval_rate_at_rule_bad_rate == pytest.approx(1.0)
+    clean_rule = np.array([0, 1, 1, 0, 0, 0])  # approves two good rows: a bad rate of 0
+    strict = compare_at_rule_rate(
+        "s", y, clean_rule, np.array([0.9, 0.1, 0.2, 0.8, 0.3, 0.4]), np.arange(6.0)
+    )
+    assert strict.model_approval_rate_at_rule_bad_rate == pytest.approx(4 / 6)
 
 
 def test_checked_monotone_drops_a_contradicted_direction():
