@@ -371,6 +371,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--worker-class", default="gthread", choices=["sync", "gthread"], help="gunicorn worker class"
     )
     p.add_argument("--threads", type=int, default=4, help="threads per gthread worker (default 4)")
+    p.add_argument("--checkpoint-interval", default=None, help="SERVING_CHECKPOINT_INTERVAL_S for (b)")
     p.add_argument("--skip-mlflow", action="store_true", help="skip target (c)")
     return p.parse_args(argv)
 
@@ -422,6 +423,7 @@ def main(argv=None) -> int:
         "SERVING_DATABASE_URL": f"sqlite:///{workdir / 'serving.db'}",
         "SERVING_API_KEY_HASHES": hash_api_key(API_KEY),
         "SERVING_WATCH_INTERVAL_S": "0",
+        **({"SERVING_CHECKPOINT_INTERVAL_S": args.checkpoint_interval} if args.checkpoint_interval else {}),
     }
     key = {"X-API-Key": API_KEY}
     print(

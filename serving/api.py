@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Blueprint, g, jsonify, request
+from flask import Blueprint, Response, g, jsonify, request
 
 from serving.auth import HEADER
 from serving.context import error_response, services
@@ -39,7 +39,7 @@ def decisions():
     """Approve or decline a trust service for one order or refund."""
     s = services()
     answer = handle_decision(_body(), s.runtime.live, s.ledger, s.config, s.metrics, g.started)
-    response = jsonify(answer.body)
+    response = Response(answer.text, mimetype="application/json") if answer.text else jsonify(answer.body)
     if answer.replayed:
         response.headers["Idempotent-Replayed"] = "true"
     return response

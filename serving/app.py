@@ -80,7 +80,8 @@ def create_app(config: ServingConfig | Mapping[str, Any] | None = None) -> Flask
         ledger.create()
     except Exception:  # noqa: BLE001 - the database may come up later; decisions degrade meanwhile
         log.exception("ledger database unavailable at start: %s", ledger.engine.url.render_as_string())
-    ledger.start_checkpoints()
+    if config.checkpoint_interval_s > 0:
+        ledger.start_checkpoints(config.checkpoint_interval_s)
     runtime = Runtime(config).start()
     runtime.watch()
     if not config.api_key_hashes:

@@ -52,6 +52,8 @@ class ServingConfig:
         sqlite_synchronous: SQLite durability, ``NORMAL`` (default: a decision survives a
             process crash, the last ones may be lost on power loss) or ``FULL`` (fsync per
             decision). PostgreSQL is unaffected.
+        checkpoint_interval_s: Seconds between background SQLite WAL checkpoints (0: leave
+            them to SQLite's automatic checkpoint every 20,000 pages).
     """
 
     database_url: str = "sqlite:///data/serving.db"
@@ -68,6 +70,7 @@ class ServingConfig:
     db_busy_timeout_ms: int = 5_000
     db_pool_size: int = 10
     sqlite_synchronous: str = "NORMAL"
+    checkpoint_interval_s: float = 1.0
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -83,13 +86,15 @@ class ServingConfig:
                         raise ValueError("api_key_hashes: each entry must be a lowercase sha256 hex digest")
             elif f.type in ("str",) and (not isinstance(value, str) or not value):
                 raise ValueError(f"{f.name}: must be a non-empty string")
-        for name in ("watch_interval_s", "max_amount"):
+        for name in ("watch_interval_s", "max_amount", "checkpoint_interval_s"):
             if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int | float):
                 raise TypeError(f"{name}: must be a number")
         if self.sqlite_synchronous not in ("NORMAL", "FULL"):
             raise ValueError(f"sqlite_synchronous: must be NORMAL or FULL, got {self.sqlite_synchronous!r}")
         if self.watch_interval_s < 0:
             raise ValueError("watch_interval_s: must be >= 0")
+        if self.checkpoint_interval_s < 0:
+            raise ValueError("checkpoint_interval_s: must be >= 0")
         if self.max_amount <= 0:
             raise ValueError("max_amount: must be > 0")
         for name in ("max_body_bytes", "db_busy_timeout_ms", "db_pool_size"):

@@ -8,6 +8,7 @@ normal way.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -25,10 +26,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Answer:
-    """What the API returns: the body and whether it is a stored decision replayed."""
+    """What the API returns: the body, its JSON text when already encoded, and whether it is a
+    stored decision replayed."""
 
     body: dict[str, Any]
     replayed: bool = False
+    text: str | None = None
 
 
 def _findings(items) -> list[dict]:
@@ -117,6 +120,7 @@ def handle_decision(
                 decision = decide(request, rating, live.policy, usage)
             decision_id = ledger.new_decision_id()
             out = respond(request, decision, rating, live, decision_id)
+            text = json.dumps(out, separators=(",", ":"))
             tx.record(
                 {
                     "decision_id": decision_id,
@@ -133,8 +137,8 @@ def handle_decision(
                     "model_version": live.model_version,
                     "policy_version": live.policy.version,
                     "latency_ms": round((time.perf_counter() - started) * 1000, 3),
-                    "inputs": body,
-                    "outputs": out,
+                    "inputs": json.dumps(body, separators=(",", ":")),
+                    "outputs": text,
                 },
                 decision.reserve,
             )
@@ -157,7 +161,7 @@ def handle_decision(
     )
     for finding in decision.declines:
         metrics.inc("buyer_trust_declines_total", (("service", request.service), ("code", finding.code)))
-    return Answer(out)
+    return Answer(out, text=text)
 
 
 def buyer_rating(live: Live, buyer_id: int) -> dict[str, Any]:

@@ -158,9 +158,9 @@ class HotPath:
         """A timestamp as the driver stores it (SQLite: SQLAlchemy's text format)."""
         return moment.isoformat(sep=" ", timespec="microseconds") if self.dialect == "sqlite" else moment
 
-    def document(self, value: Any) -> Any:
-        """A JSON document as the driver stores it (text on both; PostgreSQL casts it to jsonb)."""
-        return json.dumps(value, separators=(",", ":"))
+    def document(self, value: Any) -> str:
+        """A JSON document as the driver stores it: text (PostgreSQL casts it to jsonb); text passes as is."""
+        return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
 
 
 class Ledger:
@@ -417,7 +417,7 @@ class DecisionTransaction:
 
         Args:
             row: A value for every ``decisions`` column (``created_at`` a naive UTC datetime,
-                ``inputs``/``outputs`` JSON-ready).
+                ``inputs``/``outputs`` JSON-ready values or their JSON text).
             reserve: Amount to hold; an open reservation for the same order or refund is
                 replaced rather than added to.
         """
