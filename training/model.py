@@ -28,7 +28,7 @@ DEFAULT_PARAMS: dict = {
     "monotone_constraints_method": "intermediate",
     "deterministic": True,
     "force_row_wise": True,
-    "num_boost_round": 400,
+    "num_boost_round": 800,
     "early_stopping_rounds": 50,
     "num_threads": 2,
     "verbose": -1,
