@@ -36,9 +36,7 @@ def _register_hooks(app: Flask) -> None:
     @app.after_request
     def _count(response):
         route = request.url_rule.rule if request.url_rule is not None else "unmatched"
-        metrics = services().metrics
-        metrics.inc("buyer_trust_requests_total", (("route", route), ("status", str(response.status_code))))
-        metrics.observe("buyer_trust_request_seconds", (("route", route),), time.perf_counter() - g.started)
+        services().metrics.record_request(route, response.status_code, time.perf_counter() - g.started)
         return response
 
     @app.errorhandler(HTTPException)

@@ -56,6 +56,7 @@ def _sqlite_engine(url: str, busy_timeout_ms: int, pool_size: int, synchronous: 
             f"synchronous={synchronous}",
             f"wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}",
             "foreign_keys=ON",
+            "mmap_size=268435456",
         ):
             dbapi_connection.execute(f"PRAGMA {pragma}")
 

@@ -108,24 +108,27 @@ def handle_decision(
     rating, unrated = _rate(live, request.buyer_id)
     if unrated is not None and unrated.code == DEGRADED:
         log.warning("request %s declined degraded: %s", request.request_id, unrated.text)
+    inputs = json.dumps(body, separators=(",", ":"))  # everything that needs no lock happens before it
+    decision_id = ledger.new_decision_id()
+    created = utcnow()
     try:
         with ledger.locked(request.buyer_id) as tx:
-            stored = tx.stored_outputs(request.request_id)
+            stored, usage = tx.read(
+                request.request_id, live.policy.quota_window_days, request.service, request.ref_id
+            )
             if stored is not None:
                 return Answer(stored, replayed=True)
             if rating is None:
                 decision = decline_unrated(unrated.code, unrated.text)
             else:
-                usage = tx.usage(live.policy.quota_window_days, request.service, request.ref_id)
                 decision = decide(request, rating, live.policy, usage)
-            decision_id = ledger.new_decision_id()
             out = respond(request, decision, rating, live, decision_id)
             text = json.dumps(out, separators=(",", ":"))
             tx.record(
                 {
                     "decision_id": decision_id,
                     "request_id": request.request_id,
-                    "created_at": utcnow(),
+                    "created_at": created,
                     "service": request.service,
                     "buyer_id": request.buyer_id,
                     "ref_id": request.ref_id,
@@ -137,7 +140,7 @@ def handle_decision(
                     "model_version": live.model_version,
                     "policy_version": live.policy.version,
                     "latency_ms": round((time.perf_counter() - started) * 1000, 3),
-                    "inputs": json.dumps(body, separators=(",", ":")),
+                    "inputs": inputs,
                     "outputs": text,
                 },
                 decision.reserve,

@@ -132,8 +132,8 @@ class HotPath:
             "lock": select(BUYER_LOCKS.c.buyer_id)
             .where(BUYER_LOCKS.c.buyer_id == bindparam("b"))
             .with_for_update(),
-            "stored": select(d.outputs).where(d.request_id == bindparam("request_id")),
-            "usage": select(
+            "read": select(
+                select(d.outputs).where(d.request_id == bindparam("request_id")).scalar_subquery(),
                 func.coalesce(func.sum(case((is_presale, r.amount), else_=0.0)), 0.0),
                 func.coalesce(func.sum(case((is_refund, 1), else_=0)), 0),
                 func.coalesce(func.sum(case((is_refund, r.amount), else_=0.0)), 0.0),
@@ -386,31 +386,35 @@ class DecisionTransaction:
         cursor.execute(sql.text, sql.params(values))
         return cursor
 
-    def stored_outputs(self, request_id: str) -> dict | None:
-        """The stored response for ``request_id``, if this request was already decided."""
-        row = self.run("stored", {"request_id": request_id}).fetchone()
-        if row is None:
-            return None
-        return json.loads(row[0]) if isinstance(row[0], str | bytes) else row[0]
-
-    def usage(self, window_days: int, service: str | None = None, ref_id: int | None = None) -> Usage:
-        """Outstanding exposure and fast refunds in the window.
+    def read(
+        self, request_id: str, window_days: int, service: str | None = None, ref_id: int | None = None
+    ) -> tuple[dict | None, Usage]:
+        """The stored response for ``request_id`` (None if new) and the buyer's live usage, in one query.
 
         Args:
+            request_id: The caller's idempotency key.
             window_days: Fast-refund quota window, in days.
             service: With ``ref_id``, the decision being made: an earlier reservation for
                 the same order or refund is left out (it will be replaced, not added to).
             ref_id: The order or refund id being decided.
+
+        Returns:
+            ``(stored outputs or None, usage)``: outstanding presale balances, and the count
+            and amount of fast refunds granted in the window.
         """
         since = self.hot.stamp(utcnow() - timedelta(days=window_days))
         values = {
+            "request_id": request_id,
             "b": self.buyer_id,
             "since": since,
             "s": service or "",
             "ref": -1 if ref_id is None else ref_id,
         }
-        row = self.run("usage", values).fetchone()
-        return Usage(exposure=float(row[0]), refund_count=int(row[1]), refund_amount=float(row[2]))
+        row = self.run("read", values).fetchone()
+        stored = row[0]
+        if isinstance(stored, str | bytes):
+            stored = json.loads(stored)
+        return stored, Usage(exposure=float(row[1]), refund_count=int(row[2]), refund_amount=float(row[3]))
 
     def record(self, row: Mapping[str, Any], reserve: float) -> None:
         """Insert the decision row and, when ``reserve`` > 0, hold it in the ledger.

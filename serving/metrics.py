@@ -56,6 +56,17 @@ class Metrics:
             counts[bisect.bisect_left(BUCKETS_S, seconds)] += 1
             counts[-1] += seconds
 
+    def record_request(self, route: str, status: int, seconds: float) -> None:
+        """Count one HTTP request and observe its latency (one lock acquisition)."""
+        labels = (("route", route),)
+        with self._lock:
+            self._counters[("buyer_trust_requests_total", (("route", route), ("status", str(status))))] += 1
+            counts = self._hist.get(("buyer_trust_request_seconds", labels))
+            if counts is None:
+                counts = self._hist[("buyer_trust_request_seconds", labels)] = [0.0] * (len(BUCKETS_S) + 2)
+            counts[bisect.bisect_left(BUCKETS_S, seconds)] += 1
+            counts[-1] += seconds
+
     def render(self, info: dict[str, str] | None = None) -> str:
         """The Prometheus text exposition of every series, plus an ``info`` gauge."""
         worker = (("worker", self.worker),)
