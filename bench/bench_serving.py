@@ -10,9 +10,10 @@ run, and gets the same load from a small asyncio HTTP/1.1 client (bounded reques
         snapshot lookup, rating, reasons, policy, one ledger transaction (SQLite WAL),
     (c) ``mlflow models serve`` on the same model: one row of signals per request.
 
-For each: closed-loop throughput with ``--concurrency`` connections (p50, p99), then an
-open-loop run at ``--rate`` requests/s (latency measured from each request's scheduled
-time, so queueing counts). Goals: (b) >= 7x (c) throughput, (b) >= 0.6x (a), p99 of (b)
+For each: closed-loop throughput with ``--concurrency`` connections (p50, p99), then, if
+the target sustains it, an open-loop run at ``--rate`` requests/s (latency measured from
+each request's scheduled time, so queueing counts). (c) gets ``--mlflow-requests`` (it
+serves tens of requests per second). Goals: (b) >= 7x (c) throughput, (b) >= 0.6x (a), p99 of (b)
 <= 10 ms at 1,000 requests/s.
 
     python bench/bench_serving.py --model-uri models:/buyer-trust-rating@champion \\
@@ -363,6 +364,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--synthetic", action="store_true", help="use a synthetic model and snapshot instead")
     p.add_argument("--synthetic-buyers", type=int, default=20000)
     p.add_argument("--requests", type=int, default=20000, help="requests per closed-loop run (default 20000)")
+    p.add_argument(
+        "--mlflow-requests", type=int, default=1000, help="closed-loop requests for (c) (default 1000)"
+    )
     p.add_argument("--concurrency", type=int, default=16, help="connections in the closed loop (default 16)")
     p.add_argument("--rate", type=float, default=1000.0, help="open-loop rate, requests/s (default 1000)")
     p.add_argument("--rate-seconds", type=float, default=10.0, help="open-loop duration (default 10 s)")
@@ -376,17 +380,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def run_target(server: Server, bodies: list[bytes], path: str, headers: dict, args, warm: int = 500) -> dict:
+def run_target(
+    server: Server, bodies: list[bytes], path: str, headers: dict, args, closed_n: int, warm: int = 500
+) -> dict:
+    """Warm up, run the closed loop, then the open loop at ``args.rate`` if the target can sustain it."""
     reqs = [raw_request(path, b, headers) for b in bodies]
-    n_closed = args.requests
     n_open = int(args.rate * args.rate_seconds)
-    assert len(reqs) >= warm + n_closed + n_open
     with server:
         asyncio.run(closed_loop(server.port, reqs[:warm], args.concurrency))
-        closed = asyncio.run(closed_loop(server.port, reqs[warm : warm + n_closed], args.concurrency))
-        opened = asyncio.run(
-            open_loop(server.port, reqs[warm + n_closed : warm + n_closed + n_open], args.rate)
-        )
+        closed = asyncio.run(closed_loop(server.port, reqs[warm : warm + closed_n], args.concurrency))
+        opened = None
+        if closed.throughput >= 1.1 * args.rate:
+            chunk = reqs[warm + closed_n : warm + closed_n + n_open]
+            opened = asyncio.run(open_loop(server.port, chunk, args.rate))
     return {"closed": closed, "open": opened}
 
 
@@ -430,20 +436,19 @@ def main(argv=None) -> int:
         f"load average {os.getloadavg()}; {os.cpu_count()} cores; model {model_uri}; {len(names)} signals; "
         f"{snapshot.meta.n_buyers} buyers; workers {args.workers} x {args.worker_class}"
     )
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the servers on the way out
     results = {}
     port = free_port()
     g = gunicorn(
         "bench_serving:parse_app()", port, args.workers, args.worker_class, args.threads, str(repo / "bench")
     )
-    results["a parse-only"] = run_target(
-        Server("parse", g, env, port, "/healthz", workdir / "a.log"), bodies, "/v1/decisions", key, args
-    )
+    server = Server("parse", g, env, port, "/healthz", workdir / "a.log")
+    results["a parse-only"] = run_target(server, bodies, "/v1/decisions", key, args, args.requests)
     port = free_port()
     g = gunicorn("serving.app:create_app()", port, args.workers, args.worker_class, args.threads)
+    server = Server("decisions", g, env, port, "/readyz", workdir / "b.log")
     bodies_b = decision_bodies(snapshot.buyer_ids, total, rng, run + "b")
-    results["b decisions"] = run_target(
-        Server("decisions", g, env, port, "/readyz", workdir / "b.log"), bodies_b, "/v1/decisions", key, args
-    )
+    results["b decisions"] = run_target(server, bodies_b, "/v1/decisions", key, args, args.requests)
     if not args.skip_mlflow:
         port = free_port()
         cmd = [
@@ -460,9 +465,10 @@ def main(argv=None) -> int:
             str(port),
         ]
         cmd += ["--env-manager", "local", "-w", str(args.workers)]
+        server = Server("mlflow", cmd, env, port, "/ping", workdir / "c.log")
         bodies_c = mlflow_bodies(snapshot, names, snapshot.buyer_ids, total, rng)
         results["c mlflow serve"] = run_target(
-            Server("mlflow", cmd, env, port, "/ping", workdir / "c.log"), bodies_c, "/invocations", {}, args
+            server, bodies_c, "/invocations", {}, args, args.mlflow_requests, warm=50
         )
     report(results, args)
     return 0
@@ -476,17 +482,20 @@ def report(results: dict, args) -> None:
     print(f"{'target':<16}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'| open p50':>11}{'p99 ms':>9}  statuses")
     for name, r in results.items():
         c, o = r["closed"], r["open"]
+        opened = f"{o.pct(50):>11.2f}{o.pct(99):>9.2f}" if o is not None else f"{'saturated':>20}"
+        errors = c.errors + (o.errors if o is not None else 0)
         print(
-            f"{name:<16}{c.throughput:>10.0f}{c.pct(50):>9.2f}{c.pct(99):>9.2f}{o.pct(50):>11.2f}{o.pct(99):>9.2f}  "
-            f"{dict(sorted(c.statuses.items()))} errors {c.errors + o.errors}"
+            f"{name:<16}{c.throughput:>10.0f}{c.pct(50):>9.2f}{c.pct(99):>9.2f}{opened}  "
+            f"{dict(sorted(c.statuses.items()))} errors {errors}"
         )
     a, b = results["a parse-only"]["closed"], results["b decisions"]["closed"]
     print(f"\n(b)/(a) throughput: {b.throughput / a.throughput:.2f}   goal >= 0.6")
     if "c mlflow serve" in results:
         c = results["c mlflow serve"]["closed"]
         print(f"(b)/(c) throughput: {b.throughput / c.throughput:.1f}   goal >= 7")
-    p99 = results["b decisions"]["open"].pct(99)
-    print(f"(b) p99 at {args.rate:g}/s: {p99:.2f} ms   goal <= 10 ms")
+    opened = results["b decisions"]["open"]
+    p99 = f"{opened.pct(99):.2f} ms" if opened is not None else "saturated"
+    print(f"(b) p99 at {args.rate:g}/s: {p99}   goal <= 10 ms")
 
 
 if __name__ == "__main__":

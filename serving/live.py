@@ -5,7 +5,9 @@ A ``Live`` is immutable. Loading a new policy, snapshot or model builds a new ``
 one model with the snapshot scored by that model and a policy checked against its signals.
 
 With a file snapshot every buyer is scored once, when the snapshot or the model loads
-(the snapshot is batch anyway): a request is then a dict lookup plus the reason lookup.
+(the snapshot is batch anyway), and their reasons are taken from the snapshot (exact
+TreeSHAP computed at publish time by the same model) or from the model's lookup table: a
+request is then a dict lookup.
 With Redis each request fetches the buyer's row and scores it.
 """
 
@@ -21,11 +23,11 @@ import numpy as np
 from serving.config import ServingConfig
 from serving.decide import DEGRADED, THIN_FILE, BuyerRating, Finding
 from serving.policy import Policy, check_signals, load_policy
-from serving.snapshot import FileSnapshot, RedisSnapshot, SnapshotError, load_snapshot
+from serving.reasons import lookup_reasons, model_identity
+from serving.snapshot import FileSnapshot, RedisSnapshot, SnapshotError, is_redis, load_snapshot
 
 log = logging.getLogger(__name__)
 SCORE_CHUNK = 20_000
-MAX_REASONS = 10  # the most a policy may ask for (``max_reasons``)
 
 
 class Unrated(Exception):
@@ -41,7 +43,7 @@ class Unrated(Exception):
 class Scored:
     """Per-buyer scores and reasons precomputed for a file snapshot, rows aligned with it.
 
-    ``reason_index`` holds up to ``MAX_REASONS`` signal indices per buyer, largest
+    ``reason_index`` holds up to ``REASONS_K`` signal indices per buyer, largest
     risk-raising contribution first (-1 pads), and ``reason_value`` their contributions.
     """
 
@@ -179,34 +181,10 @@ def model_version_now(config: ServingConfig) -> str | None:
     return str(mlflow.MlflowClient().get_model_version_by_alias(name, alias).version)
 
 
-def top_reasons(model: Any, matrix: np.ndarray, k: int = MAX_REASONS) -> tuple[np.ndarray, np.ndarray] | None:
-    """The ``k`` largest positive contributions per row, by the model's lookup-table attribution.
-
-    The same attribution as ``RatingModel.reasons`` (``reason_table.contributions``), for
-    all rows at once. Returns ``(index, value)`` arrays (n, k), index -1 where fewer than
-    ``k`` signals raise the risk; None when the model has no reason table.
-    """
-    table = getattr(model, "reason_table", None)
-    if table is None:
-        return None
-    n, width = matrix.shape
-    k = min(k, width)
-    index = np.full((n, k), -1, dtype=np.int16)
-    value = np.zeros((n, k), dtype=np.float32)
-    for start in range(0, n, 4096):
-        c = table.contributions(matrix[start : start + 4096])
-        top = np.argpartition(-c, k - 1, axis=1)[:, :k]
-        top_c = np.take_along_axis(c, top, axis=1)
-        order = np.argsort(-top_c, axis=1, kind="stable")
-        top, top_c = np.take_along_axis(top, order, axis=1), np.take_along_axis(top_c, order, axis=1)
-        index[start : start + len(c)] = np.where(top_c > 0, top, -1)
-        value[start : start + len(c)] = np.where(top_c > 0, top_c, 0.0)
-    return index, value
-
-
-def _score_all(model: Any, matrix: np.ndarray) -> Scored:
+def _score_all(model: Any, matrix: np.ndarray, reasons: tuple[np.ndarray, np.ndarray] | None) -> Scored:
+    """Scores of every row, with ``reasons`` (exact, from the snapshot) or the lookup table's."""
     parts = [model.score(matrix[i : i + SCORE_CHUNK]) for i in range(0, len(matrix), SCORE_CHUNK)]
-    reasons = top_reasons(model, matrix)
+    reasons = reasons if reasons is not None else lookup_reasons(model, matrix)
     return Scored(
         matrix=matrix,
         p_bad=np.concatenate([p.p_bad for p in parts]) if parts else np.empty(0),
@@ -251,7 +229,10 @@ def _align(live: Live, previous: Live | None = None) -> Live:
             if columns is None
             else np.ascontiguousarray(live.snapshot.matrix[:, columns])
         )
-        live = replace(live, scored=_score_all(live.rating.model, matrix))
+        exact = (
+            live.snapshot.reasons if live.snapshot.meta.reasons_model == model_identity(live.rating) else None
+        )
+        live = replace(live, scored=_score_all(live.rating.model, matrix, exact if columns is None else None))
     return live
 
 
@@ -295,8 +276,7 @@ def load_live(
         except SnapshotError as exc:
             log.error("snapshot %s failed to load: %s", config.snapshot, exc)
             if previous is None or previous.snapshot is None:
-                missing = not config.snapshot.startswith(("redis://", "rediss://", "unix://"))
-                missing = missing and not os.path.exists(config.snapshot)
+                missing = not is_redis(config.snapshot) and not os.path.exists(config.snapshot)
                 code = THIN_FILE if missing else DEGRADED
                 live = replace(live, snapshot=None, snapshot_error=str(exc), snapshot_code=code)
     return _align(live, previous)

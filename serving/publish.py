@@ -2,7 +2,8 @@
 
 Builds every buyer's signals as of the export time (or ``--as-of``), shard by shard with
 the feature builder, keeps the champion model's signals in its column order, and writes
-them to a parquet file (``--out``) or to Redis (``--redis``). The running service picks
+them to a parquet file (``--out``, with each buyer's exact TreeSHAP reasons by that model)
+or to Redis (``--redis``). The running service picks
 the new snapshot up on its own (watcher) or on ``POST /v1/admin/reload``.
 
 Example::
@@ -20,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from serving.config import load_config
-from serving.snapshot import SnapshotMeta, open_writer
+from serving.reasons import exact_reasons, model_identity
+from serving.snapshot import SnapshotMeta, is_redis, open_writer
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -39,29 +41,42 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     where.add_argument("--out", default=None, help=f"parquet file to write (default {defaults.snapshot})")
     where.add_argument("--redis", default=None, help="redis:// URL to publish to instead of a file")
     p.add_argument("--prefix", default=defaults.redis_prefix, help="Redis key prefix")
+    p.add_argument(
+        "--no-exact-reasons",
+        action="store_true",
+        help="do not store exact TreeSHAP reasons (the service then uses the model's lookup table)",
+    )
     p.add_argument("--buyers-limit", type=int, default=None, help="only the first N buyers (smoke runs)")
     args = p.parse_args(argv)
     args.location = args.redis or args.out or defaults.snapshot
     return args
 
 
-def signal_list(args: argparse.Namespace) -> tuple[list[str], str]:
-    """The signals to publish and where the list came from."""
+def load_signals_source(args: argparse.Namespace) -> tuple[list[str], str, object | None]:
+    """The signals to publish, a description of where they came from, and the loaded model
+    (None with ``--all-signals``)."""
     if args.all_signals:
         from features.registry import signal_names
 
-        return list(signal_names()), "registry"
+        return list(signal_names()), "the registry", None
     from serving.live import load_model
 
     config = load_config(
         {"model_uri": args.model_uri, "mlflow_tracking_uri": args.tracking_uri, "watch_interval_s": 0}
     )
     rating = load_model(config)
-    return list(rating.model.signal_names), f"{args.model_uri} (version {rating.version})"
+    return list(rating.model.signal_names), f"{args.model_uri} (version {rating.version})", rating
 
 
 def publish(
-    data: Path, location: str, prefix: str, names: list[str], as_of, limit: int | None = None, log=None
+    data: Path,
+    location: str,
+    prefix: str,
+    names: list[str],
+    as_of,
+    limit: int | None = None,
+    rating=None,
+    log=None,
 ) -> SnapshotMeta:
     """Build the signals for all buyers as of ``as_of`` and write the snapshot.
 
@@ -72,6 +87,8 @@ def publish(
         names: Signals to keep, in order.
         as_of: The instant (UTC ``pandas.Timestamp``).
         limit: Only the first ``limit`` buyers.
+        rating: The loaded rating (``rating.artifact.LoadedRating``); when given and the
+            location is a file, each buyer's exact TreeSHAP reasons are stored too.
         log: Optional callable taking a progress line.
 
     Returns:
@@ -79,9 +96,14 @@ def publish(
     """
     from features.build import build_shards
 
-    writer = open_writer(location, prefix, names, as_of.isoformat())
+    exact = rating is not None and not is_redis(location)
+    writer = open_writer(
+        location, prefix, names, as_of.isoformat(), model_identity(rating) if exact else None
+    )
     for frame in build_shards(data, [as_of], limit, log=log):
-        writer.append(frame["buyer_id"].to_numpy(np.int64), frame[names].to_numpy(dtype=np.float32))
+        X = frame[names].to_numpy(dtype=np.float32)
+        reasons = exact_reasons(rating.model, X) if exact else None
+        writer.append(frame["buyer_id"].to_numpy(np.int64), X, reasons)
     return writer.commit()
 
 
@@ -96,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"--as-of: {exc}", file=sys.stderr)
         return 2
     try:
-        names, source = signal_list(args)
+        names, source, rating = load_signals_source(args)
     except Exception as exc:  # noqa: BLE001 - report why the model could not be read
         print(f"cannot read the signal list from {args.model_uri}: {exc}", file=sys.stderr)
         print("train and promote a model first, or pass --all-signals", file=sys.stderr)
@@ -110,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             names,
             as_of,
             args.buyers_limit,
+            None if args.no_exact_reasons else rating,
             log=lambda m: print(m, file=sys.stderr),
         )
     except ContractError as exc:
@@ -117,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(
         f"published {meta.n_buyers} buyers x {len(names)} signals as of {meta.as_of} "
-        f"(signals of {source}) to {args.location}, version {meta.version}, in {time.perf_counter() - started:.1f}s"
+        f"(signals of {source}{', exact reasons' if meta.reasons_model else ''}) to {args.location}, "
+        f"version {meta.version}, in {time.perf_counter() - started:.1f}s"
     )
     return 0
 

@@ -16,6 +16,7 @@ import threading
 
 from serving.config import ServingConfig
 from serving.live import Live, load_live, model_version_now
+from serving.snapshot import is_redis
 
 log = logging.getLogger(__name__)
 ALL_PARTS = frozenset({"policy", "snapshot", "model"})
@@ -62,7 +63,7 @@ class Runtime:
         except OSError:
             pass
         if live.snapshot is None:
-            if cfg.snapshot.startswith(("redis://", "rediss://", "unix://")) or os.path.exists(cfg.snapshot):
+            if is_redis(cfg.snapshot) or os.path.exists(cfg.snapshot):
                 parts.add("snapshot")
         elif live.snapshot.changed(cfg.snapshot):
             parts.add("snapshot")

@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 
 META_KEY = b"buyer_trust"
 OLD_VERSION_TTL_S = 3600
+REASONS_K = 10  # exact reasons stored per buyer (the most a policy may return)
 
 
 class SnapshotError(RuntimeError):
@@ -41,12 +42,15 @@ class SnapshotMeta:
         as_of: Time the signals are computed as of (ISO 8601 UTC).
         signal_names: Column order of each buyer's row.
         n_buyers: Number of buyers.
+        reasons_model: Identity of the model whose exact TreeSHAP reasons the file holds
+            (``serving.live.model_identity``), or None when it holds none.
     """
 
     version: str
     as_of: str
     signal_names: tuple[str, ...]
     n_buyers: int
+    reasons_model: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(
@@ -55,13 +59,15 @@ class SnapshotMeta:
                 "as_of": self.as_of,
                 "signal_names": list(self.signal_names),
                 "n_buyers": self.n_buyers,
+                "reasons_model": self.reasons_model,
             }
         )
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> SnapshotMeta:
         d = json.loads(raw)
-        return cls(d["version"], d["as_of"], tuple(d["signal_names"]), int(d.get("n_buyers", 0)))
+        names = tuple(d["signal_names"])
+        return cls(d["version"], d["as_of"], names, int(d.get("n_buyers", 0)), d.get("reasons_model"))
 
 
 class FileSnapshot:
@@ -72,17 +78,25 @@ class FileSnapshot:
         buyer_ids: (n,) int64.
         matrix: (n, n_signals) float32, rows aligned with ``buyer_ids``.
         mtime: Modification time of the file it was read from (for change detection).
+        reasons: Exact reasons ``(index (n, k) int16, value (n, k) float32)`` computed by
+            ``meta.reasons_model`` at publish time (index -1 pads), or None.
     """
 
     kind = "file"
 
     def __init__(
-        self, meta: SnapshotMeta, buyer_ids: np.ndarray, matrix: np.ndarray, mtime: float = 0.0
+        self,
+        meta: SnapshotMeta,
+        buyer_ids: np.ndarray,
+        matrix: np.ndarray,
+        mtime: float = 0.0,
+        reasons: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
         self.meta = meta
         self.buyer_ids = buyer_ids
         self.matrix = matrix
         self.mtime = mtime
+        self.reasons = reasons
         self.index = {int(b): i for i, b in enumerate(buyer_ids.tolist())}
 
     @classmethod
@@ -108,8 +122,14 @@ class FileSnapshot:
         matrix = np.empty((table.num_rows, len(names)), dtype=np.float32)
         for j, name in enumerate(names):
             matrix[:, j] = table.column(name).to_numpy(zero_copy_only=False).astype(np.float32)
-        meta = SnapshotMeta(d["version"], d["as_of"], names, table.num_rows)
-        return cls(meta, ids, matrix, mtime)
+        meta = SnapshotMeta(d["version"], d["as_of"], names, table.num_rows, d.get("reasons_model"))
+        reasons = None
+        if meta.reasons_model is not None:
+            k = sum(1 for c in table.column_names if c.startswith("_reason_index_"))
+            index = np.stack([table.column(f"_reason_index_{j}").to_numpy() for j in range(k)], axis=1)
+            value = np.stack([table.column(f"_reason_value_{j}").to_numpy() for j in range(k)], axis=1)
+            reasons = (index.astype(np.int16), value.astype(np.float32))
+        return cls(meta, ids, matrix, mtime, reasons)
 
     def row(self, buyer_id: int) -> np.ndarray | None:
         """The buyer's signals (float32, snapshot order), or None for an unknown buyer."""
@@ -182,7 +202,7 @@ class RedisSnapshot:
 
 def load_snapshot(location: str, prefix: str) -> FileSnapshot | RedisSnapshot:
     """Open the snapshot at ``location`` (a parquet path or a ``redis://`` URL)."""
-    if location.startswith(("redis://", "rediss://", "unix://")):
+    if is_redis(location):
         return RedisSnapshot.connect(location, prefix)
     return FileSnapshot.load(location)
 
@@ -199,25 +219,47 @@ class FileWriter:
         path: Destination file.
         signal_names: Column order.
         as_of: Signals' as-of time (ISO 8601).
+        reasons_model: When given, every shard also carries exact reasons computed by this
+            model (``_reason_index_j`` int16 and ``_reason_value_j`` float32, j < ``REASONS_K``).
     """
 
-    def __init__(self, path: str | Path, signal_names: list[str], as_of: str) -> None:
+    def __init__(
+        self, path: str | Path, signal_names: list[str], as_of: str, reasons_model: str | None = None
+    ) -> None:
         self.path = Path(path)
         self.names = list(signal_names)
         self.version = new_version()
         self.as_of = as_of
+        self.reasons_model = reasons_model
         self.n = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = self.path.with_name(f".{self.path.name}.{self.version}.tmp")
         fields = [pa.field("buyer_id", pa.int64())] + [pa.field(n, pa.float32()) for n in self.names]
-        header = SnapshotMeta(self.version, as_of, tuple(self.names), 0).to_json().encode()
+        if reasons_model is not None:
+            fields += [pa.field(f"_reason_index_{j}", pa.int16()) for j in range(REASONS_K)]
+            fields += [pa.field(f"_reason_value_{j}", pa.float32()) for j in range(REASONS_K)]
+        header = SnapshotMeta(self.version, as_of, tuple(self.names), 0, reasons_model).to_json().encode()
         self.schema = pa.schema(fields, metadata={META_KEY: header})
         self.writer = pq.ParquetWriter(self.tmp, self.schema)
 
-    def append(self, buyer_ids: np.ndarray, matrix: np.ndarray) -> None:
-        """Add the rows of one shard (``matrix`` columns in ``signal_names`` order)."""
+    def append(
+        self, buyer_ids: np.ndarray, matrix: np.ndarray, reasons: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> None:
+        """Add the rows of one shard (``matrix`` columns in ``signal_names`` order).
+
+        Args:
+            buyer_ids: (n,) buyer ids.
+            matrix: (n, n_signals) signals.
+            reasons: ``(index, value)``, each (n, ``REASONS_K``); required with ``reasons_model``.
+        """
         columns = [pa.array(np.asarray(buyer_ids, dtype=np.int64))]
         columns += [pa.array(np.asarray(matrix[:, j], dtype=np.float32)) for j in range(len(self.names))]
+        if self.reasons_model is not None:
+            if reasons is None:
+                raise ValueError("reasons: required when the writer stores exact reasons")
+            index, value = reasons
+            columns += [pa.array(np.asarray(index[:, j], dtype=np.int16)) for j in range(REASONS_K)]
+            columns += [pa.array(np.asarray(value[:, j], dtype=np.float32)) for j in range(REASONS_K)]
         self.writer.write_table(pa.Table.from_arrays(columns, schema=self.schema))
         self.n += len(buyer_ids)
 
@@ -225,7 +267,7 @@ class FileWriter:
         """Finish the file and move it into place atomically; returns the metadata."""
         self.writer.close()
         os.replace(self.tmp, self.path)
-        return SnapshotMeta(self.version, self.as_of, tuple(self.names), self.n)
+        return SnapshotMeta(self.version, self.as_of, tuple(self.names), self.n, self.reasons_model)
 
 
 class RedisWriter:
@@ -250,8 +292,9 @@ class RedisWriter:
         self.version = new_version()
         self.n = 0
 
-    def append(self, buyer_ids: np.ndarray, matrix: np.ndarray) -> None:
-        """Add the rows of one shard (``matrix`` columns in ``signal_names`` order)."""
+    def append(self, buyer_ids: np.ndarray, matrix: np.ndarray, reasons=None) -> None:
+        """Add the rows of one shard (``matrix`` columns in ``signal_names`` order; ``reasons`` unused:
+        with Redis the service computes reasons per request)."""
         matrix = np.ascontiguousarray(matrix, dtype=np.float32)
         ids = np.asarray(buyer_ids, dtype=np.int64).tolist()
         for start in range(0, len(ids), self.batch):
@@ -275,8 +318,15 @@ class RedisWriter:
         return meta
 
 
-def open_writer(location: str, prefix: str, signal_names: list[str], as_of: str) -> FileWriter | RedisWriter:
-    """A writer for ``location`` (a parquet path or a ``redis://`` URL)."""
-    if location.startswith(("redis://", "rediss://", "unix://")):
+def is_redis(location: str) -> bool:
+    """Whether a snapshot location is a Redis URL rather than a file path."""
+    return location.startswith(("redis://", "rediss://", "unix://"))
+
+
+def open_writer(
+    location: str, prefix: str, signal_names: list[str], as_of: str, reasons_model: str | None = None
+) -> FileWriter | RedisWriter:
+    """A writer for ``location`` (a parquet path or a ``redis://`` URL; Redis stores no exact reasons)."""
+    if is_redis(location):
         return RedisWriter(location, prefix, signal_names, as_of)
-    return FileWriter(location, signal_names, as_of)
+    return FileWriter(location, signal_names, as_of, reasons_model)

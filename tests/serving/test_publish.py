@@ -61,6 +61,53 @@ def test_publish_file_matches_the_batch_builder(export, registry_model, tmp_path
         np.testing.assert_allclose(snap.row(int(buyer)), expected, rtol=1e-6, equal_nan=True)
 
 
+def test_published_file_carries_exact_reasons_the_service_uses(
+    make_app, export, registry_model, tmp_path, config
+):
+    uri, names = registry_model
+    out = tmp_path / "snapshot.parquet"
+    assert main(["--data", str(export), "--model-uri", uri, "--out", str(out)]) == 0
+    snap = FileSnapshot.load(out)
+    assert snap.meta.reasons_model == f"uri:{uri}" and snap.reasons is not None
+    app = make_app(config | {"model_uri": uri, "snapshot": str(out)})
+    live = app.extensions["buyer_trust"].runtime.live
+    model = live.rating.model
+    rows = np.arange(0, len(snap.buyer_ids), 11)
+    exact = model.booster.predict(snap.matrix[rows], pred_contrib=True)[:, :-1]
+    for r, contrib in zip(rows, exact, strict=True):
+        got = live.rate(int(snap.buyer_ids[r])).reasons
+        order = [j for j in np.argsort(-contrib, kind="stable") if contrib[j] > 0][: len(got)]
+        assert [g.code for g in got] == [names[j] for j in order]
+        np.testing.assert_allclose([g.contribution for g in got], contrib[order], rtol=1e-4)
+
+
+def test_exact_reasons_of_another_model_are_ignored(make_app, export, registry_model, tmp_path, config):
+    uri, _ = registry_model
+    out = tmp_path / "snapshot.parquet"
+    assert main(["--data", str(export), "--model-uri", uri, "--out", str(out), "--no-exact-reasons"]) == 0
+    plain = FileSnapshot.load(out)
+    assert plain.reasons is None
+    from serving.snapshot import FileWriter
+
+    forged = tmp_path / "forged.parquet"
+    writer = FileWriter(
+        forged, list(plain.meta.signal_names), plain.meta.as_of, reasons_model="run:another-model"
+    )
+    k = 10
+    writer.append(
+        plain.buyer_ids,
+        plain.matrix,
+        (np.zeros((len(plain.buyer_ids), k), np.int16), np.ones((len(plain.buyer_ids), k), np.float32)),
+    )
+    writer.commit()
+    live = (
+        make_app(config | {"model_uri": uri, "snapshot": str(forged)}).extensions["buyer_trust"].runtime.live
+    )
+    buyer = int(plain.buyer_ids[3])
+    want = live.rating.model.reasons(plain.matrix[3], k=live.policy.max_reasons)
+    assert [r.code for r in live.rate(buyer).reasons] == [r.code for r in want]
+
+
 def test_published_snapshot_serves_decisions(make_app, export, registry_model, tmp_path, config):
     uri, _ = registry_model
     out = tmp_path / "snapshot.parquet"

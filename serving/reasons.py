@@ -1,0 +1,82 @@
+"""Reason codes for every buyer at once: the model's fast lookup table, or exact TreeSHAP.
+
+A decision's reasons are the signals that raised the buyer's risk most (largest positive
+contributions, log-odds). Two attributions give them:
+
+* exact TreeSHAP (``booster.predict(X, pred_contrib=True)``): about a millisecond per
+  buyer, so ``python -m serving.publish`` computes it in the batch and stores the top
+  ``REASONS_K`` per buyer in the file snapshot, tagged with the model's identity;
+* the artifact's lookup table (``RatingModel.reason_table``, binned mean TreeSHAP per
+  signal): microseconds per buyer; used when the snapshot holds no exact reasons for the
+  live model (a new champion before the next publish, or a Redis snapshot).
+
+``bench/bench_reasons.py`` measures how often the two agree.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from serving.snapshot import REASONS_K
+
+CHUNK = 4096
+
+
+def model_identity(rating: Any) -> str:
+    """What identifies a loaded model's artifact: its MLflow run, else the URI it came from."""
+    return f"run:{rating.run_id}" if rating.run_id else f"uri:{rating.uri}"
+
+
+def top_k(contributions: np.ndarray, k: int = REASONS_K) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` largest positive contributions per row, largest first.
+
+    Args:
+        contributions: (n, n_signals) contributions.
+        k: How many to keep.
+
+    Returns:
+        ``(index, value)``, each (n, k): signal index (int16, -1 where fewer than ``k``
+        signals raise the risk) and contribution (float32, 0 there).
+    """
+    n, width = contributions.shape
+    k_eff = min(k, width)
+    index = np.full((n, k), -1, dtype=np.int16)
+    value = np.zeros((n, k), dtype=np.float32)
+    if n == 0 or k_eff == 0:
+        return index, value
+    top = np.argpartition(-contributions, k_eff - 1, axis=1)[:, :k_eff]
+    top_c = np.take_along_axis(contributions, top, axis=1)
+    order = np.argsort(-top_c, axis=1, kind="stable")
+    top, top_c = np.take_along_axis(top, order, axis=1), np.take_along_axis(top_c, order, axis=1)
+    index[:, :k_eff] = np.where(top_c > 0, top, -1)
+    value[:, :k_eff] = np.where(top_c > 0, top_c, 0.0)
+    return index, value
+
+
+def lookup_reasons(
+    model: Any, matrix: np.ndarray, k: int = REASONS_K
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Top-``k`` reasons of every row by the model's lookup table (as ``RatingModel.reasons``);
+    None when the model has none."""
+    table = getattr(model, "reason_table", None)
+    if table is None:
+        return None
+    parts = [top_k(table.contributions(matrix[i : i + CHUNK]), k) for i in range(0, len(matrix), CHUNK)]
+    if not parts:
+        return top_k(np.empty((0, matrix.shape[1])), k)
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def exact_reasons(
+    model: Any, matrix: np.ndarray, k: int = REASONS_K, threads: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` reasons of every row by exact TreeSHAP (``threads`` 0: all cores)."""
+    parts = []
+    for i in range(0, len(matrix), CHUNK):
+        contrib = model.booster.predict(matrix[i : i + CHUNK], pred_contrib=True, num_threads=threads)
+        parts.append(top_k(np.asarray(contrib)[:, :-1], k))  # the last column is the expected value
+    if not parts:
+        return top_k(np.empty((0, matrix.shape[1])), k)
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
