@@ -132,6 +132,14 @@ def build_report(
     return rep
 
 
+def _change(model_bad: int, rule_bad: int) -> str:
+    if rule_bad == 0:
+        return "the rule had none"
+    if model_bad <= rule_bad:
+        return f"{1 - model_bad / rule_bad:.0%} fewer"
+    return f"{model_bad / rule_bad:.1f}x the rule's"
+
+
 def summary_text(rep: Report, target: str) -> str:
     """A readable summary of the run for the terminal."""
     m = rep.metrics
@@ -153,7 +161,7 @@ def summary_text(rep: Report, target: str) -> str:
     for c in rep.services:
         lines.append(
             f"{c.service}: old rule approves {c.rule_approval_rate:.1%} of {c.population:,} buyers with {c.rule_bad} bad; "
-            f"at the same approvals the model has {c.model_bad} ({c.model_reduction:.0%} fewer), the scorecard {c.scorecard_bad}; "
+            f"at the same approvals the model has {c.model_bad} ({_change(c.model_bad, c.rule_bad)}), the scorecard {c.scorecard_bad}; "
             f"at the rule's bad rate the model approves {c.model_approval_rate_at_rule_bad_rate:.1%}"
         )
     return "\n".join(lines)
