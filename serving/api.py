@@ -78,7 +78,11 @@ def reload():
     raw = request.get_data(cache=False)
     body = parse_json(raw) if raw.strip() else {}
     parts = body.get("parts", sorted(ALL_PARTS)) if isinstance(body, dict) else None
-    if not isinstance(parts, list) or not parts or any(p not in ALL_PARTS for p in parts):
+    if (
+        not isinstance(parts, list)
+        or not parts
+        or any(not isinstance(p, str) or p not in ALL_PARTS for p in parts)
+    ):
         raise RequestError("parts", f"must be a non-empty list of {', '.join(sorted(ALL_PARTS))}")
     try:
         services().runtime.reload(frozenset(parts))

@@ -10,6 +10,7 @@ Three ways to reload:
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import threading
@@ -45,6 +46,9 @@ class Runtime:
         """Reload ``parts`` and swap the result in; raises ``PolicyError`` keeping the old policy."""
         with self._lock:
             self.live = load_live(self.config, self.live, parts)
+            gc.unfreeze()  # let what the previous model or snapshot held be collected, then freeze again
+            gc.collect()
+            gc.freeze()
             log.info(
                 "reloaded %s: policy %s, model %s",
                 sorted(parts),

@@ -41,9 +41,22 @@ def _valid(buyer_id: int) -> dict:
 @FUZZ
 @given(body=JSON)
 def test_any_json_body_is_answered_without_5xx(client, body):
-    for path in ("/v1/decisions", "/v1/outcomes", "/v1/admin/reload"):
+    for path in ("/v1/decisions", "/v1/outcomes"):
         response = client.post(path, data=json.dumps(body), content_type="application/json")
         assert response.status_code < 500, (path, body, response.get_data(as_text=True))
+
+
+@FUZZ
+@given(
+    parts=JSON.filter(
+        lambda v: not (isinstance(v, list) and v and all(p in ("policy", "snapshot", "model") for p in v))
+    )
+)
+def test_reload_rejects_any_other_parts_without_5xx(client, parts):
+    response = client.post(
+        "/v1/admin/reload", data=json.dumps({"parts": parts}), content_type="application/json"
+    )
+    assert response.status_code == 400 and response.json["field"] == "parts"
 
 
 @FUZZ
