@@ -2,7 +2,7 @@
 
 Production runs gunicorn instead::
 
-    gunicorn -w 2 -b 0.0.0.0:8000 "serving.app:create_app()"
+    gunicorn -w 2 -b 0.0.0.0:8000 --worker-tmp-dir /dev/shm "serving.app:create_app()"
 """
 
 from __future__ import annotations
