@@ -345,25 +345,6 @@ class Ledger:
             )
         return result | {"released": released}
 
-    def usage(self, buyer_id: int, window_days: int) -> Usage:
-        """The buyer's live usage, read without a lock (for display, not for deciding)."""
-        self.ensure()
-        r = RESERVATIONS.c
-        since = utcnow() - timedelta(days=window_days)
-        refund = and_(r.service == FAST_REFUND, r.created_at >= since)
-        with self.engine.connect() as conn:
-            conn.execution_options(sqlite_begin="DEFERRED")
-            row = conn.execute(
-                select(
-                    func.coalesce(
-                        func.sum(case((and_(r.service == PRESALE, r.released_at.is_(None)), r.amount))), 0.0
-                    ),
-                    func.count().filter(refund),
-                    func.coalesce(func.sum(case((refund, r.amount))), 0.0),
-                ).where(r.buyer_id == buyer_id)
-            ).one()
-        return Usage(exposure=float(row[0]), refund_count=int(row[1]), refund_amount=float(row[2]))
-
 
 class DecisionTransaction:
     """Reads and writes inside ``Ledger.locked``, on the raw DBAPI connection.
