@@ -1,8 +1,9 @@
 """Serving benchmark: parse-only Flask vs the full decision path vs ``mlflow models serve``.
 
-Each target runs under its production server on this machine, one after the other in one
-run, and gets the same load from a small asyncio HTTP/1.1 client (bounded request counts,
-127.0.0.1 only):
+All three run side by side under their production servers (two workers each) on this
+machine; a small asyncio HTTP/1.1 client on 127.0.0.1 (bounded request counts, its own
+garbage collection off while measuring) loads one at a time, in ``--rounds`` interleaved
+rounds so that a noisy neighbour hits every target alike; figures are medians over rounds.
 
     (a) parse-only: a Flask endpoint under gunicorn that decodes the JSON body and answers
         (the floor any Flask service pays),
@@ -10,11 +11,11 @@ run, and gets the same load from a small asyncio HTTP/1.1 client (bounded reques
         snapshot lookup, rating, reasons, policy, one ledger transaction (SQLite WAL),
     (c) ``mlflow models serve`` on the same model: one row of signals per request.
 
-For each: closed-loop throughput with ``--concurrency`` connections (p50, p99), then, if
-the target sustains it, an open-loop run at ``--rate`` requests/s (latency measured from
-each request's scheduled time, so queueing counts). (c) gets ``--mlflow-requests`` (it
-serves tens of requests per second). Goals: (b) >= 7x (c) throughput, (b) >= 0.6x (a), p99 of (b)
-<= 10 ms at 1,000 requests/s.
+Per round and target: closed-loop throughput with ``--concurrency`` connections (p50, p99),
+then, if the target sustains it, an open-loop run at ``--rate`` requests/s (latency from
+each request's scheduled send time, so queueing counts). (c) gets ``--mlflow-requests`` (it
+serves tens of requests per second). Goals: (b) >= 7x (c) throughput, (b) >= 0.6x (a),
+p99 of (b) <= 10 ms at 1,000 requests/s.
 
     python bench/bench_serving.py --model-uri models:/buyer-trust-rating@champion \\
         --snapshot data/online/snapshot.parquet
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import math
@@ -364,41 +366,64 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--snapshot", default="data/online/snapshot.parquet")
     p.add_argument("--synthetic", action="store_true", help="use a synthetic model and snapshot instead")
     p.add_argument("--synthetic-buyers", type=int, default=20000)
-    p.add_argument("--requests", type=int, default=20000, help="requests per closed-loop run (default 20000)")
+    p.add_argument("--requests", type=int, default=6000, help="requests per closed-loop run (default 6000)")
     p.add_argument(
-        "--mlflow-requests", type=int, default=1000, help="closed-loop requests for (c) (default 1000)"
+        "--mlflow-requests",
+        type=int,
+        default=300,
+        help="closed-loop requests for (c) per round (default 300)",
+    )
+    p.add_argument(
+        "--rounds", type=int, default=3, help="interleaved rounds; figures are medians (default 3)"
     )
     p.add_argument("--concurrency", type=int, default=16, help="connections in the closed loop (default 16)")
     p.add_argument("--rate", type=float, default=1000.0, help="open-loop rate, requests/s (default 1000)")
-    p.add_argument("--rate-seconds", type=float, default=10.0, help="open-loop duration (default 10 s)")
+    p.add_argument("--rate-seconds", type=float, default=6.0, help="open-loop duration (default 6 s)")
     p.add_argument("--workers", type=int, default=2, help="server worker processes (default 2, one per core)")
     p.add_argument(
-        "--worker-class", default="gthread", choices=["sync", "gthread"], help="gunicorn worker class"
+        "--worker-class",
+        default="sync",
+        choices=["sync", "gthread"],
+        help="gunicorn worker class (default sync)",
     )
     p.add_argument("--threads", type=int, default=4, help="threads per gthread worker (default 4)")
+    p.add_argument("--database-url", default=None, help="ledger for (b) (default: a fresh SQLite file)")
     p.add_argument("--checkpoint-interval", default=None, help="SERVING_CHECKPOINT_INTERVAL_S for (b)")
     p.add_argument("--skip-mlflow", action="store_true", help="skip target (c)")
     return p.parse_args(argv)
 
 
-def run_target(
-    server: Server, bodies: list[bytes], path: str, headers: dict, args, closed_n: int, warm: int = 500
-) -> dict:
-    """Warm up, run the closed loop, then the open loop at ``args.rate`` if the target can sustain it."""
-    reqs = [raw_request(path, b, headers) for b in bodies]
-    n_open = int(args.rate * args.rate_seconds)
-    with server:
-        asyncio.run(closed_loop(server.port, reqs[:warm], args.concurrency))
-        gc.collect()
-        gc.disable()  # the load generator's own collections (tens of ms) must not count as latency
-        try:
-            closed = asyncio.run(closed_loop(server.port, reqs[warm : warm + closed_n], args.concurrency))
-            opened = None
-            if closed.throughput >= 1.1 * args.rate:
-                chunk = reqs[warm + closed_n : warm + closed_n + n_open]
-                opened = asyncio.run(open_loop(server.port, chunk, args.rate))
-        finally:
-            gc.enable()
+@dataclass
+class Target:
+    """One server under test and the requests it gets (each request is sent once)."""
+
+    name: str
+    server: Server
+    requests: list[bytes]
+    closed_n: int
+    cursor: int = 0
+
+    def take(self, n: int) -> list[bytes]:
+        chunk = self.requests[self.cursor : self.cursor + n]
+        if len(chunk) < n:
+            raise RuntimeError(f"{self.name}: ran out of prepared requests")
+        self.cursor += n
+        return chunk
+
+
+def measure(target: Target, args) -> dict:
+    """One round for one target: the closed loop, then the open loop if it can sustain the rate."""
+    gc.collect()
+    gc.disable()  # the load generator's own collections (tens of ms) must not count as latency
+    try:
+        closed = asyncio.run(closed_loop(target.server.port, target.take(target.closed_n), args.concurrency))
+        opened = None
+        if closed.throughput >= 1.1 * args.rate:
+            opened = asyncio.run(
+                open_loop(target.server.port, target.take(int(args.rate * args.rate_seconds)), args.rate)
+            )
+    finally:
+        gc.enable()
     return {"closed": closed, "open": opened}
 
 
@@ -412,27 +437,27 @@ def main(argv=None) -> int:
     else:
         model_uri, snapshot_path = args.model_uri, Path(args.snapshot)
     sys.path.insert(0, str(repo))
+    import mlflow
+
+    from rating.artifact import load_rating
     from serving.config import hash_api_key
     from serving.snapshot import FileSnapshot
 
     snapshot = FileSnapshot.load(snapshot_path)
-    os.environ["MLFLOW_TRACKING_URI"] = args.tracking_uri
-    import mlflow
-
-    from rating.artifact import load_rating
-
     mlflow.set_tracking_uri(args.tracking_uri)
     names = load_rating(model_uri).model.signal_names
-    total = 500 + args.requests + int(args.rate * args.rate_seconds)
+    warm = 500
+    per_round = args.requests + int(args.rate * args.rate_seconds)
+    total = warm + args.rounds * per_round
     run = uuid.uuid4().hex[:8]
-    bodies = decision_bodies(snapshot.buyer_ids, total, rng, run)
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("SERVING_")},
         "PYTHONPATH": str(repo),
         "MLFLOW_TRACKING_URI": args.tracking_uri,
         "SERVING_MODEL_URI": model_uri,
         "SERVING_SNAPSHOT": str(snapshot_path.resolve()),
-        "SERVING_DATABASE_URL": f"sqlite:///{workdir / 'serving.db'}",
+        "SERVING_DATABASE_URL": args.database_url or f"sqlite:///{workdir / 'serving.db'}",
+        **({"SERVING_DATABASE_SCHEMA": f"bench_{run}"} if args.database_url else {}),
         "SERVING_API_KEY_HASHES": hash_api_key(API_KEY),
         "SERVING_WATCH_INTERVAL_S": "0",
         **({"SERVING_CHECKPOINT_INTERVAL_S": args.checkpoint_interval} if args.checkpoint_interval else {}),
@@ -440,67 +465,120 @@ def main(argv=None) -> int:
     key = {"X-API-Key": API_KEY}
     print(
         f"load average {os.getloadavg()}; {os.cpu_count()} cores; model {model_uri}; {len(names)} signals; "
-        f"{snapshot.meta.n_buyers} buyers; workers {args.workers} x {args.worker_class}"
+        f"{snapshot.meta.n_buyers} buyers; workers {args.workers} x {args.worker_class}; {args.rounds} rounds"
     )
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the servers on the way out
-    results = {}
-    port = free_port()
-    g = gunicorn(
-        "bench_serving:parse_app()", port, args.workers, args.worker_class, args.threads, str(repo / "bench")
+    ports = [free_port() for _ in range(3)]
+    parse_cmd = gunicorn(
+        "bench_serving:parse_app()",
+        ports[0],
+        args.workers,
+        args.worker_class,
+        args.threads,
+        str(repo / "bench"),
     )
-    server = Server("parse", g, env, port, "/healthz", workdir / "a.log")
-    results["a parse-only"] = run_target(server, bodies, "/v1/decisions", key, args, args.requests)
-    port = free_port()
-    g = gunicorn("serving.app:create_app()", port, args.workers, args.worker_class, args.threads)
-    server = Server("decisions", g, env, port, "/readyz", workdir / "b.log")
-    bodies_b = decision_bodies(snapshot.buyer_ids, total, rng, run + "b")
-    results["b decisions"] = run_target(server, bodies_b, "/v1/decisions", key, args, args.requests)
+    serve_cmd = gunicorn("serving.app:create_app()", ports[1], args.workers, args.worker_class, args.threads)
+    mlflow_cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "models",
+        "serve",
+        "-m",
+        model_uri,
+        "-h",
+        HOST,
+        "-p",
+        str(ports[2]),
+    ]
+    mlflow_cmd += ["--env-manager", "local", "-w", str(args.workers)]
+    targets = [
+        Target(
+            "a parse-only",
+            Server("parse", parse_cmd, env, ports[0], "/healthz", workdir / "a.log"),
+            [
+                raw_request("/v1/decisions", b, key)
+                for b in decision_bodies(snapshot.buyer_ids, total, rng, run + "a")
+            ],
+            args.requests,
+        ),
+        Target(
+            "b decisions",
+            Server("decisions", serve_cmd, env, ports[1], "/readyz", workdir / "b.log"),
+            [
+                raw_request("/v1/decisions", b, key)
+                for b in decision_bodies(snapshot.buyer_ids, total, rng, run + "b")
+            ],
+            args.requests,
+        ),
+    ]
     if not args.skip_mlflow:
-        port = free_port()
-        cmd = [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "models",
-            "serve",
-            "-m",
-            model_uri,
-            "-h",
-            HOST,
-            "-p",
-            str(port),
-        ]
-        cmd += ["--env-manager", "local", "-w", str(args.workers)]
-        server = Server("mlflow", cmd, env, port, "/ping", workdir / "c.log")
-        bodies_c = mlflow_bodies(snapshot, names, snapshot.buyer_ids, total, rng)
-        results["c mlflow serve"] = run_target(
-            server, bodies_c, "/invocations", {}, args, args.mlflow_requests, warm=50
+        bodies = mlflow_bodies(
+            snapshot, names, snapshot.buyer_ids, warm + args.rounds * args.mlflow_requests, rng
         )
+        server = Server("mlflow", mlflow_cmd, env, ports[2], "/ping", workdir / "c.log")
+        targets.append(
+            Target(
+                "c mlflow serve",
+                server,
+                [raw_request("/invocations", b, {}) for b in bodies],
+                args.mlflow_requests,
+            )
+        )
+    results: dict[str, list[dict]] = {t.name: [] for t in targets}
+    with contextlib.ExitStack() as stack:
+        for t in targets:  # all servers up side by side; only one is under load at a time
+            stack.enter_context(t.server)
+            asyncio.run(
+                closed_loop(t.server.port, t.take(warm if t.closed_n >= warm else 50), args.concurrency)
+            )
+        for _ in range(args.rounds):  # interleaved, so a noisy neighbour hits every target alike
+            for t in targets:
+                results[t.name].append(measure(t, args))
     report(results, args)
     return 0
 
 
-def report(results: dict, args) -> None:
+def _median(values: list[float]) -> float:
+    return float(np.median(values)) if values else math.nan
+
+
+def report(results: dict[str, list[dict]], args) -> None:
+    """Per target the median over rounds of each figure, and the goals."""
     print(
         f"\nclosed loop: {args.requests} requests, {args.concurrency} connections; open loop: {args.rate:g}/s "
-        f"for {args.rate_seconds:g} s"
+        f"for {args.rate_seconds:g} s; median of {args.rounds} interleaved rounds"
     )
-    print(f"{'target':<16}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'| open p50':>11}{'p99 ms':>9}  statuses")
-    for name, r in results.items():
-        c, o = r["closed"], r["open"]
-        opened = f"{o.pct(50):>11.2f}{o.pct(99):>9.2f}" if o is not None else f"{'saturated':>20}"
-        errors = c.errors + (o.errors if o is not None else 0)
+    print(
+        f"{'target':<16}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'| open p50':>11}{'p99 ms':>9}  per-round req/s"
+    )
+    summary = {}
+    for name, rounds in results.items():
+        closed = [r["closed"] for r in rounds]
+        opened = [r["open"] for r in rounds if r["open"] is not None]
+        row = {
+            "rps": _median([c.throughput for c in closed]),
+            "p50": _median([c.pct(50) for c in closed]),
+            "p99": _median([c.pct(99) for c in closed]),
+            "open_p50": _median([o.pct(50) for o in opened]),
+            "open_p99": _median([o.pct(99) for o in opened]),
+        }
+        summary[name] = row
+        errors = sum(c.errors for c in closed) + sum(o.errors for o in opened)
+        statuses = {
+            k: sum(c.statuses.get(k, 0) for c in closed)
+            for k in sorted({k for c in closed for k in c.statuses})
+        }
+        opened_text = f"{row['open_p50']:>11.2f}{row['open_p99']:>9.2f}" if opened else f"{'saturated':>20}"
         print(
-            f"{name:<16}{c.throughput:>10.0f}{c.pct(50):>9.2f}{c.pct(99):>9.2f}{opened}  "
-            f"{dict(sorted(c.statuses.items()))} errors {errors}"
+            f"{name:<16}{row['rps']:>10.0f}{row['p50']:>9.2f}{row['p99']:>9.2f}{opened_text}  "
+            f"{[round(c.throughput) for c in closed]} statuses {statuses} errors {errors}"
         )
-    a, b = results["a parse-only"]["closed"], results["b decisions"]["closed"]
-    print(f"\n(b)/(a) throughput: {b.throughput / a.throughput:.2f}   goal >= 0.6")
-    if "c mlflow serve" in results:
-        c = results["c mlflow serve"]["closed"]
-        print(f"(b)/(c) throughput: {b.throughput / c.throughput:.1f}   goal >= 7")
-    opened = results["b decisions"]["open"]
-    p99 = f"{opened.pct(99):.2f} ms" if opened is not None else "saturated"
+    a, b = summary["a parse-only"], summary["b decisions"]
+    print(f"\n(b)/(a) throughput: {b['rps'] / a['rps']:.2f}   goal >= 0.6")
+    if "c mlflow serve" in summary:
+        print(f"(b)/(c) throughput: {b['rps'] / summary['c mlflow serve']['rps']:.1f}   goal >= 7")
+    p99 = f"{b['open_p99']:.2f} ms" if not math.isnan(b["open_p99"]) else "saturated"
     print(f"(b) p99 at {args.rate:g}/s: {p99}   goal <= 10 ms")
 
 

@@ -57,6 +57,7 @@ def _sqlite_engine(url: str, busy_timeout_ms: int, pool_size: int, synchronous: 
             f"wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}",
             "foreign_keys=ON",
             "mmap_size=268435456",
+            "journal_size_limit=67108864",  # truncate the WAL file back to 64 MB when it restarts
         ):
             dbapi_connection.execute(f"PRAGMA {pragma}")
 

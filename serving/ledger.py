@@ -222,15 +222,24 @@ class Ledger:
             conn.execute(select(func.count()).select_from(BUYER_LOCKS).where(BUYER_LOCKS.c.buyer_id == -1))
 
     def checkpoint(self) -> None:
-        """Copy the SQLite write-ahead log into the database (``PRAGMA wal_checkpoint(PASSIVE)``).
+        """Copy the SQLite write-ahead log into the database and restart it. No-op on PostgreSQL.
 
-        PASSIVE never blocks writers; running it off the request path keeps the fsync it
-        implies out of checkout latency. No-op on PostgreSQL.
+        ``PASSIVE`` copies what it can without blocking anyone; ``RESTART`` then briefly holds
+        writers off so the next one starts the log from the beginning (under steady load a
+        PASSIVE-only log never restarts and keeps growing, and every page lookup slows with
+        it). With ``busy_timeout=0`` the RESTART gives up at once when a writer is active
+        and is tried again next time. Runs off the request path, so its fsync never lands
+        on a checkout.
         """
-        if self.dialect == "sqlite":
-            with self.engine.connect() as conn:
-                conn.execution_options(sqlite_begin="DEFERRED")
-                conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+        if self.dialect != "sqlite":
+            return
+        pooled = self.engine.raw_connection()
+        try:
+            dbapi = pooled.driver_connection
+            dbapi.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            dbapi.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+        finally:
+            pooled.close()
 
     def start_checkpoints(self, interval_s: float = 1.0) -> None:
         """Checkpoint every ``interval_s`` seconds in a daemon thread (SQLite only)."""

@@ -131,10 +131,18 @@ def client(app):
     return client
 
 
+PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
 @pytest.fixture
-def pg_schema() -> str:
-    """A unique PostgreSQL schema name for one test (the ledger creates and drops it)."""
-    return f"serving_test_{uuid.uuid4().hex[:12]}"
+def pg_schema():
+    """A unique PostgreSQL schema name for one test; dropped afterwards whatever happened."""
+    name = f"serving_test_{uuid.uuid4().hex[:12]}"
+    yield name
+    import psycopg
+
+    with psycopg.connect(PG_URL, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
 
 
 def _presale_body(buyer_id: int, amount: float = 500.0, deposit: float | None = None, **over) -> dict:

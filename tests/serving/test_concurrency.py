@@ -15,12 +15,14 @@ from sqlalchemy import func, select
 from serving.tables import RESERVATIONS
 
 N_REQUESTS = 50
-PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 def _app(make_app, config: dict, backend: str, schema: str):
     if backend == "postgresql":
-        config = config | {"database_url": PG_URL, "database_schema": schema}
+        config = config | {
+            "database_url": "postgresql://postgres@127.0.0.1:5432/test",
+            "database_schema": schema,
+        }
     app = make_app(config | {"db_pool_size": 10})
     app.extensions["buyer_trust"].ledger.ping()  # fails loudly if the database is not there
     return app
