@@ -18,10 +18,11 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow import ActiveRun
 
 from features.catalog import render as render_catalog
 from features.io import export_time, read_manifest
-from features.registry import monotone_constraints, reasons, signals
+from features.registry import Signal, monotone_constraints, reasons, signals
 from features.validate import ContractError
 from rating.artifact import load_rating
 from rating.scale import ScoreScale
@@ -33,7 +34,7 @@ from training.evaluate import discrimination
 from training.labels import TARGETS, usable_as_of
 from training.model import DEFAULT_PARAMS, Dataset, StarCutError, checked_monotone, fit_rating
 from training.package import log_rating
-from training.report import build_report, summary_text
+from training.report import Report, build_report, summary_text
 from training.snapshots import TimeSplit, default_split, month_starts
 from training.tracking import configure_tracking, ensure_experiment
 
@@ -185,7 +186,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def fit_and_log(args, params, registry, data, split, train, valid, test, progress):
+def fit_and_log(
+    args: argparse.Namespace,
+    params: dict,
+    registry: tuple[Signal, ...],
+    data: Path,
+    split: TimeSplit,
+    train: pd.DataFrame,
+    valid: pd.DataFrame,
+    test: pd.DataFrame,
+    progress: Progress,
+) -> tuple[ActiveRun, Report, str, promote.GateResult]:
     """Inside one MLflow run: fit, evaluate, log, register and apply the gate; an exception marks the run FAILED."""
     names = [s.name for s in registry]
     with mlflow.start_run() as run:
