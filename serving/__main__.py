@@ -1,34 +1,60 @@
-"""``python -m serving``: the development server; ``python -m serving hash-key KEY``: an API-key digest.
+"""``python -m serving``: the development server, and API-key management.
 
-Production runs gunicorn instead::
+    python -m serving                                   # development server on 127.0.0.1:8000
+    python -m serving new-key --scopes decide,outcomes  # a fresh key and its SERVING_API_KEYS entry
+    python -m serving hash-key KEY --scopes admin       # the entry of an existing key
 
-    gunicorn -w 2 -b 0.0.0.0:8000 --worker-tmp-dir /dev/shm "serving.app:create_app()"
+Both key commands read the server secret from ``SERVING_API_KEY_SECRET``. Production runs
+gunicorn instead::
+
+    gunicorn -c python:serving.gunicorn_conf "serving.app:create_app()"
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-from serving.config import hash_api_key
+from serving.auth import MIN_SECRET_CHARS, SCOPES, key_entry, new_key
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m serving", description="Buyer trust decision service (dev server)."
+        prog="python -m serving", description="Buyer trust decision service (dev server, API keys)."
     )
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     sub = parser.add_subparsers(dest="command")
-    key = sub.add_parser("hash-key", help="print the sha256 digest to put in SERVING_API_KEY_HASHES")
+    scopes_help = f"comma-separated scopes among {', '.join(SCOPES)} (default decide)"
+    key = sub.add_parser("hash-key", help="print the SERVING_API_KEYS entry of KEY")
     key.add_argument("key")
+    key.add_argument("--scopes", default="decide", help=scopes_help)
+    new = sub.add_parser("new-key", help="print a new random key, then its SERVING_API_KEYS entry")
+    new.add_argument("--scopes", default="decide", help=scopes_help)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.command == "hash-key":
-        print(hash_api_key(args.key))
+    if args.command in ("hash-key", "new-key"):
+        secret = os.environ.get("SERVING_API_KEY_SECRET", "")
+        if len(secret) < MIN_SECRET_CHARS:
+            print(
+                f"set SERVING_API_KEY_SECRET (at least {MIN_SECRET_CHARS} characters, e.g. "
+                "$(python -c 'import secrets; print(secrets.token_hex(32))')) to the service's secret",
+                file=sys.stderr,
+            )
+            return 2
+        key = args.key if args.command == "hash-key" else new_key()
+        try:
+            entry = key_entry(key, secret, [s.strip() for s in args.scopes.split(",") if s.strip()])
+        except ValueError as exc:
+            print(exc, file=sys.stderr)
+            return 2
+        if args.command == "new-key":
+            print(key)
+        print(entry)
         return 0
     from serving.app import create_app
 

@@ -1,32 +1,67 @@
-"""The ``/v1`` routes: thin handlers over ``serving.handle`` and the ledger. API key required."""
+"""The ``/v1`` routes: thin handlers over ``serving.handle`` and the ledger.
+
+Every route needs an API key with the route's scope (``requires``; a route without one
+needs ``admin``): 401 without a known key, 403 without the scope.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, Response, g, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from serving.auth import HEADER
-from serving.context import error_response, services
-from serving.handle import buyer_rating, handle_decision
+from serving.body import check_media_type, decode_json_object, read_body
+from serving.context import Problem, error_response, services
+from serving.handle import buyer_rating, handle_decision, handle_outcome
+from serving.idempotency import Refusal, key_id
 from serving.policy import PolicyError
 from serving.runtime import ALL_PARTS
-from serving.schema import RequestError, parse_json, parse_outcome
+from serving.schema import RequestError
 
 log = logging.getLogger(__name__)
 api = Blueprint("api", __name__, url_prefix="/v1")
 
 
+def requires(scope: str | None) -> Callable:
+    """Mark a view as needing ``scope`` (None: any known key)."""
+
+    def mark(view: Callable) -> Callable:
+        view.scope = scope
+        return view
+
+    return mark
+
+
 @api.before_request
 def _authenticate():
-    if not services().keys.allows(request.headers.get(HEADER)):
+    found = services().keys.match(request.headers.get(HEADER))
+    if found is None:
         return error_response(401, "unauthorized", f"send a valid API key in the {HEADER} header")
+    g.key_digest, scopes = found  # the caller's stored digest: idempotency ids are scoped to it
+    view = current_app.view_functions.get(request.endpoint)
+    needed = getattr(view, "scope", "admin")
+    if needed is not None and needed not in scopes:
+        return error_response(403, "forbidden", f"this API key lacks the {needed!r} scope")
     return None
 
 
-def _body() -> Any:
-    return parse_json(request.get_data(cache=False))
+def _body(optional: bool = False) -> dict[str, Any]:
+    """The request's JSON object (``serving.body`` rules); ``{}`` for an absent optional body."""
+    config = services().config
+    if (
+        optional
+        and not request.content_length
+        and "chunked" not in request.headers.get("Transfer-Encoding", "")
+    ):
+        return {}
+    check_media_type(request.content_type)
+    raw = read_body(request.environ, config.max_body_bytes, config.body_timeout_s)
+    if optional and not raw:
+        return {}
+    return decode_json_object(raw)
 
 
 @api.errorhandler(RequestError)
@@ -34,11 +69,19 @@ def _bad_request(exc: RequestError):
     return error_response(400, "invalid_request", exc.message, exc.field)
 
 
+@api.errorhandler(Refusal)
+def _refused(exc: Refusal):
+    return error_response(exc.status, exc.code, exc.message)
+
+
 @api.post("/decisions")
+@requires("decide")
 def decisions():
     """Approve or decline a trust service for one order or refund."""
     s = services()
-    answer = handle_decision(_body(), s.runtime.live, s.ledger, s.config, s.metrics, g.started)
+    answer = handle_decision(
+        _body(), s.runtime.live, s.ledger, s.config, s.metrics, g.started, key_id(g.key_digest)
+    )
     response = Response(answer.text, mimetype="application/json") if answer.text else jsonify(answer.body)
     if answer.replayed:
         response.headers["Idempotent-Replayed"] = "true"
@@ -46,38 +89,46 @@ def decisions():
 
 
 @api.post("/outcomes")
+@requires("outcomes")
 def outcomes():
     """Record what happened after a decision and release the exposure it closes."""
     s = services()
-    outcome = parse_outcome(_body(), s.config.max_amount)
+    body = _body()
     try:
-        result = s.ledger.record_outcome(outcome)
+        result = handle_outcome(body, s.runtime.live, s.ledger, s.config, key_id(g.key_digest))
+    except (RequestError, Refusal):
+        raise
     except Exception:  # noqa: BLE001 - nothing was recorded; the caller retries
-        log.exception("outcome %s: ledger unavailable", outcome.outcome_id)
-        response, _ = error_response(503, "ledger_unavailable", "outcome not recorded; retry later")
-        response.headers["Retry-After"] = "5"
-        return response, 503
+        log.exception("outcome %s: ledger unavailable", body.get("outcome_id"))
+        raise Problem(
+            503, "ledger_unavailable", "outcome not recorded; retry later", headers={"Retry-After": "5"}
+        ) from None
     return jsonify(result)
 
 
 @api.get("/buyers/<int:buyer_id>/rating")
+@requires("decide")
 def rating(buyer_id: int):
     """Stars, score and top reasons for a buyer-facing page."""
     return jsonify(buyer_rating(services().runtime.live, buyer_id))
 
 
 @api.get("/model")
+@requires(None)
 def model():
     """The live model, policy and snapshot versions."""
     return jsonify(describe(services()))
 
 
 @api.post("/admin/reload")
+@requires("admin")
 def reload():
     """Reload policy, snapshot and model in this worker (body ``{"parts": [...]}`` optional)."""
-    raw = request.get_data(cache=False)
-    body = parse_json(raw) if raw.strip() else {}
-    parts = body.get("parts", sorted(ALL_PARTS)) if isinstance(body, dict) else None
+    body = _body(optional=True)
+    unknown = sorted(set(body) - {"parts"})
+    if unknown:
+        raise RequestError(unknown[0], "unknown field")
+    parts = body.get("parts", sorted(ALL_PARTS))
     if (
         not isinstance(parts, list)
         or not parts

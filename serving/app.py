@@ -20,7 +20,7 @@ from werkzeug.exceptions import HTTPException
 
 from serving.auth import KeyCheck
 from serving.config import ServingConfig, load_config
-from serving.context import EXTENSION, Services, error_response, services
+from serving.context import EXTENSION, Problem, Services, error_response, services
 from serving.engine import make_engine
 from serving.ledger import Ledger
 from serving.metrics import Metrics
@@ -40,10 +40,15 @@ def _register_hooks(app: Flask) -> None:
         services().metrics.record_request(route, response.status_code, time.perf_counter() - g.started)
         return response
 
+    @app.errorhandler(Problem)
+    def _problem(exc: Problem):
+        return error_response(exc.status, exc.code, exc.detail, exc.field, exc.headers)
+
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):
+        headers = {k: v for k, v in exc.get_headers() if k == "Allow"}
         return error_response(
-            exc.code or 500, exc.name.lower().replace(" ", "_"), exc.description or exc.name
+            exc.code or 500, exc.name.lower().replace(" ", "_"), exc.description or exc.name, headers=headers
         )
 
     @app.errorhandler(Exception)
@@ -94,13 +99,14 @@ def create_app(config: ServingConfig | Mapping[str, Any] | None = None) -> Flask
         ledger.start_checkpoints(config.checkpoint_interval_s)
     runtime = Runtime(config).start()
     runtime.watch()
-    if not config.api_key_hashes:
-        log.warning("no API keys configured (SERVING_API_KEY_HASHES): every /v1 call will get 401")
+    if not config.api_keys:
+        log.warning("no API keys configured (SERVING_API_KEYS): every /v1 call will get 401")
 
     app = Flask("serving")
-    app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.json.sort_keys = False
-    app.extensions[EXTENSION] = Services(config, runtime, ledger, Metrics(), KeyCheck(config.api_key_hashes))
+    app.extensions[EXTENSION] = Services(
+        config, runtime, ledger, Metrics(), KeyCheck(config.api_keys, config.api_key_secret)
+    )
 
     from serving.api import api
     from serving.ops import ops

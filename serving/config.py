@@ -3,14 +3,13 @@
 Values come from (lowest to highest precedence) the defaults below, ``SERVING_*``
 environment variables (plus ``MLFLOW_TRACKING_URI``) and an explicit mapping passed to
 ``load_config``. Unknown keys, whether in the mapping or as a ``SERVING_*`` variable, are
-errors. API keys are never stored in clear: the config holds their sha256 hex digests
-(``python -m serving hash-key KEY`` prints one).
+errors. API keys are never stored in clear: the config holds their HMAC-SHA256 digests under
+a server secret, with their scopes (``serving.auth``; ``python -m serving new-key`` makes one).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import re
 from collections.abc import Mapping
@@ -18,8 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from serving.auth import MIN_SECRET_CHARS, parse_entry
+
 ENV_PREFIX = "SERVING_"
-_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
 def default_policy_path() -> str:
@@ -41,10 +41,14 @@ class ServingConfig:
         snapshot: Online signals: a parquet file path, or a ``redis://`` URL.
         redis_prefix: Key prefix of the Redis snapshot.
         policy_path: Path of the policy YAML file.
-        api_key_hashes: sha256 hex digests of the accepted ``X-API-Key`` values.
+        api_keys: Accepted ``X-API-Key`` values as ``<hmac-sha256 hex>:<scope>[+<scope>...]``
+            entries (``serving.auth``).
+        api_key_secret: Server secret the key digests are made with (from the environment,
+            ``SERVING_API_KEY_SECRET``; at least 16 characters when keys are configured).
         watch_interval_s: Seconds between checks for a changed policy file, snapshot
             or champion model (0 disables the watcher; reload is then explicit).
-        max_body_bytes: Largest accepted request body, in bytes.
+        max_body_bytes: Largest accepted request body, in bytes (413 above it).
+        body_timeout_s: Longest wait for a request body, in seconds (408 after it).
         max_amount: Largest accepted amount in one request, in currency units;
             anything above is rejected as absurd (400).
         db_busy_timeout_ms: SQLite busy timeout, in milliseconds.
@@ -63,9 +67,11 @@ class ServingConfig:
     snapshot: str = "data/online/snapshot.parquet"
     redis_prefix: str = "buyer-trust:"
     policy_path: str = field(default_factory=default_policy_path)
-    api_key_hashes: tuple[str, ...] = ()
+    api_keys: tuple[str, ...] = ()
+    api_key_secret: str = field(default="", repr=False)
     watch_interval_s: float = 10.0
     max_body_bytes: int = 16_384
+    body_timeout_s: float = 5.0
     max_amount: float = 10_000_000.0
     db_busy_timeout_ms: int = 5_000
     db_pool_size: int = 10
@@ -78,21 +84,29 @@ class ServingConfig:
             if f.name == "database_schema":
                 if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", value):
                     raise ValueError(f"database_schema: not a valid identifier: {value!r}")
-            elif f.name == "api_key_hashes":
+            elif f.name == "api_keys":
                 if not isinstance(value, tuple):
-                    raise TypeError("api_key_hashes: must be a tuple of sha256 hex digests")
-                for digest in value:
-                    if not isinstance(digest, str) or not _SHA256_HEX.match(digest):
-                        raise ValueError("api_key_hashes: each entry must be a lowercase sha256 hex digest")
+                    raise TypeError("api_keys: must be a tuple of '<digest>:<scopes>' entries")
+                for entry in value:
+                    parse_entry(entry)
+                if value and len(self.api_key_secret) < MIN_SECRET_CHARS:
+                    raise ValueError(
+                        f"api_key_secret: at least {MIN_SECRET_CHARS} characters when api_keys are set"
+                    )
+            elif f.name == "api_key_secret":
+                if not isinstance(value, str):
+                    raise TypeError("api_key_secret: must be a string")
             elif f.type in ("str",) and (not isinstance(value, str) or not value):
                 raise ValueError(f"{f.name}: must be a non-empty string")
-        for name in ("watch_interval_s", "max_amount", "checkpoint_interval_s"):
+        for name in ("watch_interval_s", "max_amount", "checkpoint_interval_s", "body_timeout_s"):
             if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int | float):
                 raise TypeError(f"{name}: must be a number")
         if self.sqlite_synchronous not in ("NORMAL", "FULL"):
             raise ValueError(f"sqlite_synchronous: must be NORMAL or FULL, got {self.sqlite_synchronous!r}")
         if self.watch_interval_s < 0:
             raise ValueError("watch_interval_s: must be >= 0")
+        if self.body_timeout_s <= 0:
+            raise ValueError("body_timeout_s: must be > 0")
         if self.checkpoint_interval_s < 0:
             raise ValueError("checkpoint_interval_s: must be >= 0")
         if self.max_amount <= 0:
@@ -101,18 +115,6 @@ class ServingConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name}: must be a positive integer")
-
-
-def hash_api_key(key: str) -> str:
-    """Return the sha256 hex digest under which an API key is stored.
-
-    Args:
-        key: The clear API key a caller sends in ``X-API-Key``.
-
-    Returns:
-        64 lowercase hex characters.
-    """
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
 def _coerce(name: str, raw: Any) -> Any:

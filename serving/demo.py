@@ -1,21 +1,21 @@
 """``python -m serving.demo``: the development server with a demo API key and example calls.
 
-The last step of the README demo. Uses the configured API keys when ``SERVING_API_KEY_HASHES``
-is set; otherwise makes a random key for this process, prints it, and prints ``curl`` calls
-for a buyer that is in the published snapshot. Production runs gunicorn (see docs/serving.md).
+The last step of the README demo. Uses the configured API keys when ``SERVING_API_KEYS`` is
+set; otherwise makes a random server secret and a random key with every scope for this
+process, prints the key, and prints ``curl`` calls for a buyer that is in the published snapshot. Production runs gunicorn (see docs/serving.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import sys
 
 import pyarrow.parquet as pq
 
 from serving.app import create_app
-from serving.config import hash_api_key, load_config
+from serving.auth import SCOPES, demo_keys
+from serving.config import load_config
 
 
 def example_buyer(snapshot: str) -> int:
@@ -59,9 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     overrides: dict = {}
     key = "<your key>"
-    if not os.environ.get("SERVING_API_KEY_HASHES"):
-        key = secrets.token_urlsafe(18)
-        overrides["api_key_hashes"] = (hash_api_key(key),)
+    if not os.environ.get("SERVING_API_KEYS"):
+        key, overrides = demo_keys(SCOPES)
     config = load_config(overrides)
     app = create_app(config)
     base = f"http://{args.host}:{args.port}"

@@ -160,6 +160,8 @@ def _check(spec: Field, value: Any, path: str, max_amount: float) -> Any:
     if kind == "string":
         if not isinstance(value, str) or not value:
             raise RequestError(path, "must be a non-empty string")
+        if value != value.strip():
+            raise RequestError(path, "must not be blank or start or end with whitespace")
         if spec.max_length is not None and len(value) > spec.max_length:
             raise RequestError(path, f"must be at most {spec.max_length} characters")
         if spec.enum is not None and value not in spec.enum:

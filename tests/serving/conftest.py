@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from serving.app import close_app, create_app
-from serving.config import hash_api_key
+from serving.auth import SCOPES, key_entry
 from serving.snapshot import FileWriter
 from training.tiny import save_tiny_rating, synthetic_dataset
 
@@ -21,7 +21,8 @@ POLICY_SIGNALS = [
     "reviews_malicious_count_365d",
 ]
 SIGNALS = [f"signal_{i}" for i in range(8)] + POLICY_SIGNALS  # the tiny model: risk falls with the last half
-API_KEY = "test-key"
+API_KEY = "test-key"  # every scope
+KEY_SECRET = "test-secret-0123456789abcdef"
 N_BUYERS = 3000
 # Buyers with a policy signal set (all others have every policy signal at 0).
 UNPAID_BUYER, FRAUD_BUYER, REVIEWER_BUYER = 0, 1, 2
@@ -99,7 +100,8 @@ def config(tmp_path, model_uri, snapshot_file, policy_file) -> dict:
         "model_uri": model_uri,
         "snapshot": str(snapshot_file),
         "policy_path": str(policy_file),
-        "api_key_hashes": [hash_api_key(API_KEY)],
+        "api_keys": [key_entry(API_KEY, KEY_SECRET, SCOPES)],
+        "api_key_secret": KEY_SECRET,
         "watch_interval_s": 0,
     }
 

@@ -28,7 +28,7 @@ def test_v1_needs_an_api_key(app, presale_body, key):
     for method, path in [("post", "/v1/decisions"), ("post", "/v1/outcomes"), ("get", "/v1/model")]:
         response = getattr(client, method)(path, json=presale_body(5), headers=headers)
         assert response.status_code == 401
-        assert response.json["error"] == "unauthorized"
+        assert response.json["code"] == "unauthorized"
     assert client.get("/v1/buyers/5/rating", headers=headers).status_code == 401
 
 
@@ -240,7 +240,7 @@ def test_bad_outcomes_are_400(client, body, field):
 def test_unknown_routes_and_methods_are_json(client):
     assert client.get("/v1/nothing").status_code == 404
     response = client.get("/v1/decisions")
-    assert response.status_code == 405 and response.json["error"] == "method_not_allowed"
+    assert response.status_code == 405 and response.json["code"] == "method_not_allowed"
 
 
 def test_metrics_count_decisions(app, client, presale_body, buyer_with_star):
