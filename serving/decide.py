@@ -4,19 +4,21 @@ Nothing here touches HTTP, the database or the model. The caller supplies the bu
 rating (or None when the buyer has no signals), the signal values the policy's rules read,
 and the buyer's live usage read from the ledger inside the decision's transaction; it gets
 back the decision, every reason it declined, the limits that applied, the flags and the
-amount to reserve in the ledger.
+amount to reserve in the ledger. Amounts are integer minor units of the policy currency
+(``serving.money``); the limits reported back are exact JSON numbers in currency units.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 
+from serving.money import fmt, from_minor
 from serving.policy import FAST_REFUND, PRESALE, Policy, SignalRule
 
 APPROVE = "approve"
 DECLINE = "decline"
-TOLERANCE = 1e-6  # currency units; amounts equal to a cap or limit pass
 
 THIN_FILE = "thin_file"
 DEGRADED = "risk_service_degraded"
@@ -44,27 +46,27 @@ class Finding:
 
 @dataclass(frozen=True)
 class Order:
-    """A presale order asking to ship before the balance is paid (amounts in policy currency)."""
+    """A presale order asking to ship before the balance is paid (amounts in minor units)."""
 
     order_id: int
-    amount: float
+    amount: int
     currency: str
     category: str
-    deposit_amount: float
+    deposit_amount: int
 
     @property
-    def balance(self) -> float:
-        """The unpaid balance: what the merchant risks by shipping now."""
-        return max(self.amount - self.deposit_amount, 0.0)
+    def balance(self) -> int:
+        """The unpaid balance (minor units): what the merchant risks by shipping now."""
+        return max(self.amount - self.deposit_amount, 0)
 
 
 @dataclass(frozen=True)
 class Refund:
-    """A refund request asking to be paid before the goods come back."""
+    """A refund request asking to be paid before the goods come back (amount in minor units)."""
 
     refund_id: int
     order_id: int
-    amount: float
+    amount: int
     currency: str
     reason: str
     kind: str
@@ -85,6 +87,11 @@ class DecisionRequest:
     def ref_id(self) -> int:
         """The order id (presale) or refund id (fast refund) the decision is about."""
         return self.order.order_id if self.order is not None else self.refund.refund_id
+
+    @property
+    def at_risk(self) -> int:
+        """What an approval holds in the ledger (minor units): the balance, or the refund amount."""
+        return self.order.balance if self.order is not None else self.refund.amount
 
 
 @dataclass(frozen=True)
@@ -113,14 +120,14 @@ class Usage:
     """The buyer's live state from the ledger.
 
     Attributes:
-        exposure: Outstanding ship-before-balance balances (currency units).
+        exposure: Outstanding ship-before-balance balances (minor units).
         refund_count: Fast refunds granted in the quota window.
-        refund_amount: Fast-refunded amount in the quota window.
+        refund_amount: Fast-refunded amount in the quota window (minor units).
     """
 
-    exposure: float = 0.0
+    exposure: int = 0
     refund_count: int = 0
-    refund_amount: float = 0.0
+    refund_amount: int = 0
 
 
 @dataclass(frozen=True)
@@ -133,7 +140,8 @@ class Decision:
         limits: The limits that applied and how much of each is used (JSON-ready).
         reasons: The model's top risk-raising reasons (at most ``policy.max_reasons``).
         flags: Policy flags that hold for this buyer.
-        reserve: Amount to reserve in the ledger (the balance or refund amount when approved, else 0).
+        reserve: Amount to reserve in the ledger, minor units (the balance or refund amount
+            when approved, else 0).
     """
 
     decision: str
@@ -141,7 +149,7 @@ class Decision:
     limits: dict
     reasons: tuple[Finding, ...] = ()
     flags: tuple[Finding, ...] = ()
-    reserve: float = 0.0
+    reserve: int = 0
 
 
 def star_eligible(star: int, min_stars: int) -> bool:
@@ -166,39 +174,42 @@ def presale_checks(order: Order, star: int, policy: Policy, usage: Usage) -> tup
         order if it is approved, otherwise what is left now).
     """
     rules = policy.presale
+    d = policy.decimals
     cap = rules.amount_cap[star - 1]
     limit = rules.exposure_limit[star - 1]
-    ratio = order.deposit_amount / order.amount if order.amount > 0 else 0.0
+    ratio = Fraction(order.deposit_amount, order.amount) if order.amount > 0 else Fraction(0)
     failed = []
     if not star_eligible(star, rules.min_stars):
         failed.append(
             Finding(STARS_BELOW_MINIMUM, f"Ship-before-balance needs {rules.min_stars} stars or more.")
         )
-    elif order.amount > cap + TOLERANCE:
-        failed.append(Finding(AMOUNT_ABOVE_CAP, f"Order amount is above the {cap:g} cap for {star} stars."))
-    if ratio + TOLERANCE < rules.min_deposit_ratio:
+    elif order.amount > cap:
+        failed.append(
+            Finding(AMOUNT_ABOVE_CAP, f"Order amount is above the {fmt(cap, d)} cap for {star} stars.")
+        )
+    if ratio < Fraction(str(rules.min_deposit_ratio)):
         failed.append(
             Finding(
                 DEPOSIT_BELOW_MINIMUM, f"Deposit is below {rules.min_deposit_ratio:.0%} of the order amount."
             )
         )
-    if star_eligible(star, rules.min_stars) and usage.exposure + order.balance > limit + TOLERANCE:
+    if star_eligible(star, rules.min_stars) and usage.exposure + order.balance > limit:
         failed.append(
             Finding(
                 EXPOSURE_LIMIT_EXCEEDED,
-                f"Outstanding balances would exceed the {limit:g} limit for {star} stars.",
+                f"Outstanding balances would exceed the {fmt(limit, d)} limit for {star} stars.",
             )
         )
-    after = usage.exposure + (order.balance if not failed else 0.0)
+    after = usage.exposure + (order.balance if not failed else 0)
     limits = {
         "min_stars": rules.min_stars,
-        "amount_cap": cap,
+        "amount_cap": from_minor(cap, d),
         "min_deposit_ratio": rules.min_deposit_ratio,
-        "deposit_ratio": round(ratio, 6),
-        "exposure_limit": limit,
-        "exposure_used": usage.exposure,
-        "exposure_requested": order.balance,
-        "exposure_remaining": max(limit - after, 0.0),
+        "deposit_ratio": round(float(ratio), 6),
+        "exposure_limit": from_minor(limit, d),
+        "exposure_used": from_minor(usage.exposure, d),
+        "exposure_requested": from_minor(order.balance, d),
+        "exposure_remaining": from_minor(max(limit - after, 0), d),
     }
     return failed, limits
 
@@ -210,6 +221,7 @@ def refund_checks(refund: Refund, star: int, policy: Policy, usage: Usage) -> tu
         The failed checks and the limits (``*_remaining`` as after this refund if approved).
     """
     rules = policy.fast_refund
+    d = policy.decimals
     cap = rules.amount_cap[star - 1]
     max_count = rules.quota_count[star - 1]
     max_amount = rules.quota_amount[star - 1]
@@ -217,9 +229,9 @@ def refund_checks(refund: Refund, star: int, policy: Policy, usage: Usage) -> tu
     if not star_eligible(star, rules.min_stars):
         failed.append(Finding(STARS_BELOW_MINIMUM, f"Fast refund needs {rules.min_stars} stars or more."))
     else:
-        if refund.amount > cap + TOLERANCE:
+        if refund.amount > cap:
             failed.append(
-                Finding(AMOUNT_ABOVE_CAP, f"Refund amount is above the {cap:g} cap for {star} stars.")
+                Finding(AMOUNT_ABOVE_CAP, f"Refund amount is above the {fmt(cap, d)} cap for {star} stars.")
             )
         if usage.refund_count + 1 > max_count:
             failed.append(
@@ -228,37 +240,38 @@ def refund_checks(refund: Refund, star: int, policy: Policy, usage: Usage) -> tu
                     f"Already {usage.refund_count} fast refunds in {policy.quota_window_days} days.",
                 )
             )
-        if usage.refund_amount + refund.amount > max_amount + TOLERANCE:
+        if usage.refund_amount + refund.amount > max_amount:
             failed.append(
                 Finding(
                     QUOTA_AMOUNT_EXCEEDED,
-                    f"Fast refunds would exceed {max_amount:g} in {policy.quota_window_days} days.",
+                    f"Fast refunds would exceed {fmt(max_amount, d)} in {policy.quota_window_days} days.",
                 )
             )
     if refund.kind not in rules.kinds:
         failed.append(
             Finding(REFUND_KIND_NOT_ELIGIBLE, f"Refund kind {refund.kind} is not eligible for fast refund.")
         )
-    if refund.amount > rules.photos_required_above + TOLERANCE and refund.evidence_photos < rules.min_photos:
+    if refund.amount > rules.photos_required_above and refund.evidence_photos < rules.min_photos:
         failed.append(
             Finding(
                 EVIDENCE_MISSING,
-                f"Refunds above {rules.photos_required_above:g} need {rules.min_photos} photo(s) of evidence.",
+                f"Refunds above {fmt(rules.photos_required_above, d)} need {rules.min_photos} photo(s) "
+                "of evidence.",
             )
         )
     approved = not failed
     count_after = usage.refund_count + (1 if approved else 0)
-    amount_after = usage.refund_amount + (refund.amount if approved else 0.0)
+    amount_after = usage.refund_amount + (refund.amount if approved else 0)
     limits = {
         "min_stars": rules.min_stars,
-        "amount_cap": cap,
+        "amount_cap": from_minor(cap, d),
         "quota_window_days": policy.quota_window_days,
         "quota_count": max_count,
         "quota_count_used": usage.refund_count,
         "quota_count_remaining": max(max_count - count_after, 0),
-        "quota_amount": max_amount,
-        "quota_amount_used": usage.refund_amount,
-        "quota_amount_remaining": max(max_amount - amount_after, 0.0),
+        "quota_amount": from_minor(max_amount, d),
+        "quota_amount_used": from_minor(usage.refund_amount, d),
+        "quota_amount_remaining": from_minor(max(max_amount - amount_after, 0), d),
     }
     return failed, limits
 
@@ -278,10 +291,8 @@ def decide(request: DecisionRequest, rating: BuyerRating, policy: Policy, usage:
     rules = policy.hard_declines
     if request.service == PRESALE:
         failed, limits = presale_checks(request.order, rating.star, policy, usage)
-        amount = request.order.balance
     elif request.service == FAST_REFUND:
         failed, limits = refund_checks(request.refund, rating.star, policy, usage)
-        amount = request.refund.amount
     else:
         raise ValueError(f"service: unknown service {request.service!r}")
     declines = (*fired(rules, request.service, rating.signals), *failed)
@@ -292,7 +303,7 @@ def decide(request: DecisionRequest, rating: BuyerRating, policy: Policy, usage:
         limits=limits,
         reasons=rating.reasons[: policy.max_reasons],
         flags=fired(policy.flags, request.service, rating.signals),
-        reserve=amount if approved else 0.0,
+        reserve=request.at_risk if approved else 0,
     )
 
 

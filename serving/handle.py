@@ -11,15 +11,17 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from serving.config import ServingConfig
 from serving.decide import DEGRADED, BuyerRating, Decision, DecisionRequest, decide, decline_unrated
+from serving.idempotency import Refusal, fingerprint, key_reused
 from serving.ledger import DuplicateRequest, Ledger, utcnow
 from serving.live import Live, Unrated
 from serving.metrics import Metrics
-from serving.schema import parse_decision
+from serving.money import from_minor, json_text
+from serving.schema import parse_decision, parse_outcome
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +68,16 @@ def respond(
         "model_version": live.model_version,
         "policy_version": live.policy.version,
         "signals_as_of": None if rating is None else rating.as_of,
+        "replayed": False,
     }
+
+
+def _replay(stored: dict | str | bytes, stored_fingerprint: str | None, fingerprint_now: str) -> Answer:
+    """The stored answer marked as a replay, or the 422 when the request differs."""
+    if stored_fingerprint != fingerprint_now:
+        raise key_reused("request_id")
+    body = json.loads(stored) if isinstance(stored, str | bytes) else dict(stored)
+    return Answer(body | {"replayed": True}, replayed=True)
 
 
 def _degraded(request: DecisionRequest, live: Live, cause: str, metrics: Metrics) -> Answer:
@@ -86,7 +97,13 @@ def _rate(live: Live, buyer_id: int) -> tuple[BuyerRating | None, Unrated | None
 
 
 def handle_decision(
-    body: Any, live: Live, ledger: Ledger, config: ServingConfig, metrics: Metrics, started: float
+    body: Any,
+    live: Live,
+    ledger: Ledger,
+    config: ServingConfig,
+    metrics: Metrics,
+    started: float,
+    key_id: str = "",
 ) -> Answer:
     """Decide one ``POST /v1/decisions`` body.
 
@@ -97,37 +114,45 @@ def handle_decision(
         config: The service configuration (amount limit).
         metrics: Where to count decisions.
         started: ``time.perf_counter()`` when the request arrived (for the logged latency).
+        key_id: The calling API key's id (``serving.idempotency.key_id``): request ids are scoped to it.
 
     Returns:
-        The answer; a repeated ``request_id`` returns the stored body with ``replayed`` set.
+        The answer; a repeated ``request_id`` with the same request returns the stored body
+        with ``replayed`` set.
 
     Raises:
         RequestError: The body is invalid (the caller answers 400).
+        Refusal: 422 the ``request_id`` was used with a different request, 409 the first
+            request with it is still being decided.
     """
-    request = parse_decision(body, config.max_amount, live.policy.currency)
+    policy = live.policy
+    request = parse_decision(body, config.max_amount, policy.currency, policy.decimals)
+    print_ = fingerprint(request, leave_out=("request_id",))
     rating, unrated = _rate(live, request.buyer_id)
     if unrated is not None and unrated.code == DEGRADED:
         log.warning("request %s declined degraded: %s", request.request_id, unrated.text)
-    inputs = json.dumps(body, separators=(",", ":"))  # everything that needs no lock happens before it
+    inputs = json_text(body)  # everything that needs no lock happens before it
     decision_id = ledger.new_decision_id()
     created = utcnow()
     try:
-        with ledger.locked(request.buyer_id) as tx:
-            stored, usage = tx.read(
-                request.request_id, live.policy.quota_window_days, request.service, request.ref_id
+        with ledger.locked(request.buyer_id, key_id, request.request_id) as tx:
+            stored, stored_print, usage = tx.read(
+                request.request_id, policy.quota_window_days, request.service, request.ref_id, key_id
             )
             if stored is not None:
-                return Answer(stored, replayed=True)
+                return _replay(stored, stored_print, print_)
             if rating is None:
                 decision = decline_unrated(unrated.code, unrated.text)
             else:
-                decision = decide(request, rating, live.policy, usage)
+                decision = decide(request, rating, policy, usage)
             out = respond(request, decision, rating, live, decision_id)
             text = json.dumps(out, separators=(",", ":"))
             tx.record(
                 {
                     "decision_id": decision_id,
+                    "key_id": key_id,
                     "request_id": request.request_id,
+                    "fingerprint": print_,
                     "created_at": created,
                     "service": request.service,
                     "buyer_id": request.buyer_id,
@@ -136,22 +161,25 @@ def handle_decision(
                     "star": out["star"],
                     "score": out["score"],
                     "p_bad": out["p_bad"],
-                    "reserved": decision.reserve,
+                    "requested_minor": request.at_risk,
+                    "reserved_minor": decision.reserve,
                     "model_version": live.model_version,
-                    "policy_version": live.policy.version,
+                    "policy_version": policy.version,
                     "latency_ms": round((time.perf_counter() - started) * 1000, 3),
                     "inputs": inputs,
                     "outputs": text,
                 },
                 decision.reserve,
             )
+    except Refusal:
+        raise
     except DuplicateRequest:  # the same request_id committed concurrently (under another buyer's lock)
         try:
-            stored = ledger.find_outputs(request.request_id)
+            stored, stored_print = ledger.find_outputs(key_id, request.request_id)
         except Exception:  # noqa: BLE001
-            stored = None
+            stored = stored_print = None
         if stored is not None:
-            return Answer(stored, replayed=True)
+            return _replay(stored, stored_print, print_)
         log.exception("request %s: ledger integrity error", request.request_id)
         return _degraded(request, live, "database", metrics)
     except Exception:  # noqa: BLE001 - database down, pool exhausted, anything: decline, never 5xx
@@ -159,12 +187,44 @@ def handle_decision(
         return _degraded(request, live, "database", metrics)
     if unrated is not None and unrated.code == DEGRADED:
         metrics.inc("buyer_trust_degraded_total", (("cause", "model" if live.rating is None else "signals"),))
-    metrics.inc(
-        "buyer_trust_decisions_total", (("service", request.service), ("decision", decision.decision))
-    )
-    for finding in decision.declines:
-        metrics.inc("buyer_trust_declines_total", (("service", request.service), ("code", finding.code)))
+    metrics.decision(request.service, decision.decision, [finding.code for finding in decision.declines])
     return Answer(out, text=text)
+
+
+def handle_outcome(
+    body: Any, live: Live, ledger: Ledger, config: ServingConfig, key_id: str = ""
+) -> dict[str, Any]:
+    """Record one ``POST /v1/outcomes`` body, checked against the ledger.
+
+    Args:
+        body: The decoded JSON body.
+        live: For the policy currency's decimals.
+        ledger: The ledger.
+        config: The service configuration (amount limit).
+        key_id: The calling API key's id: outcome ids are scoped to it.
+
+    Returns:
+        ``{"outcome_id", "kind", "released", "replayed"}`` (``released`` in currency units).
+
+    Raises:
+        RequestError: The body is invalid (400).
+        Refusal: 404 unknown order or refund, 409 another buyer's order, a payment beyond the
+            balance, a closed order, or the same ``outcome_id`` in flight; 422 an
+            ``outcome_id`` reused with a different request.
+        Exception: The ledger is unavailable (nothing was recorded; the caller answers 503).
+    """
+    decimals = live.policy.decimals
+    outcome = parse_outcome(body, config.max_amount, decimals)
+    print_ = fingerprint(outcome, leave_out=("outcome_id", "payload"))
+    outcome = replace(outcome, payload=json.loads(json_text(body)))
+    result = ledger.record_outcome(outcome, key_id, print_)
+    released = result.pop("released_minor")
+    return {
+        "outcome_id": result["outcome_id"],
+        "kind": result["kind"],
+        "released": from_minor(released, decimals),
+        "replayed": result["replayed"],
+    }
 
 
 def buyer_rating(live: Live, buyer_id: int) -> dict[str, Any]:

@@ -4,8 +4,10 @@ One decision is one short transaction that first locks the buyer: ``SELECT ... F
 on the buyer's row in ``buyer_locks`` (PostgreSQL) or ``BEGIN IMMEDIATE`` (SQLite, which
 takes the database write lock). Inside it the caller reads the buyer's live usage, decides,
 and writes the decision row and, when approved, the reservation; so two concurrent checkouts
-of one buyer can never both pass a limit. ``request_id`` is unique: a repeated request
-returns the stored response. Outcomes release reservations under the same lock.
+of one buyer can never both pass a limit. ``request_id`` is unique per calling key and
+stored with the request's fingerprint (``serving.idempotency``). Outcomes are checked
+against the decisions and reservations and release them under the same lock. Money is
+integer minor units throughout (``serving.money``).
 
 The decision transaction is the hot path of checkout: its statements are SQLAlchemy Core
 statements (``serving.tables``) compiled once per dialect and run on the pooled DBAPI
@@ -34,11 +36,19 @@ from sqlalchemy.exc import IntegrityError, ProgrammingError
 
 from serving.decide import Usage
 from serving.engine import begin_immediate, make_engine
+from serving.idempotency import InFlight, Refusal, claim_number, in_flight, key_reused
 from serving.policy import FAST_REFUND, PRESALE
 from serving.tables import BUYER_LOCKS, DECISIONS, METADATA, OUTCOME_KINDS, OUTCOMES, RESERVATIONS, utcnow
 
 log = logging.getLogger(__name__)
-__all__ = ["DuplicateRequest", "Ledger", "Outcome", "make_engine", "utcnow"]
+__all__ = ["DuplicateRequest", "Ledger", "Outcome", "Refusal", "make_engine", "utcnow"]
+
+ORDER_UNKNOWN = "outcome_order_unknown"
+REFUND_UNKNOWN = "outcome_refund_unknown"
+OTHER_BUYER = "outcome_buyer_mismatch"
+EXCEEDS_BALANCE = "outcome_exceeds_balance"
+EXCEEDS_REFUND = "outcome_exceeds_refund"
+ORDER_CLOSED = "outcome_order_closed"
 
 
 class DuplicateRequest(Exception):
@@ -71,17 +81,17 @@ class Outcome:
         kind: One of ``OUTCOME_KINDS``.
         buyer_id: The buyer.
         ref_id: The order id (presale kinds) or refund id (fast-refund kinds).
-        amount: Amount concerned, if given.
-        occurred_at: When it happened (naive UTC).
-        payload: The request body as received.
+        amount: Amount concerned in minor units, if given (``balance_paid``: what was paid).
+        occurred_at: When it happened (naive UTC), as sent (None: not sent).
+        payload: The request body as received (JSON-ready).
     """
 
     outcome_id: str
     kind: str
     buyer_id: int
     ref_id: int
-    amount: float | None
-    occurred_at: datetime
+    amount: int | None
+    occurred_at: datetime | None
     payload: Mapping[str, Any]
 
 
@@ -113,19 +123,25 @@ class HotPath:
         r, d = RESERVATIONS.c, DECISIONS.c
         is_presale = and_(r.service == PRESALE, r.released_at.is_(None))
         is_refund = and_(r.service == FAST_REFUND, r.created_at >= bindparam("since"))
+        same_request = and_(d.key_id == bindparam("key_id"), d.request_id == bindparam("request_id"))
         insert = pg_insert if self.dialect == "postgresql" else sqlite_insert
         reserve = insert(RESERVATIONS).values(
             buyer_id=bindparam("buyer_id"),
             service=bindparam("service"),
             ref_id=bindparam("ref_id"),
             decision_id=bindparam("decision_id"),
-            amount=bindparam("amount"),
+            amount_minor=bindparam("amount"),
+            released_minor=0,
             created_at=bindparam("created_at"),
         )
         reserve = reserve.on_conflict_do_update(
             index_elements=["buyer_id", "service", "ref_id"],
             index_where=text("released_at IS NULL"),
-            set_={"amount": reserve.excluded.amount, "decision_id": reserve.excluded.decision_id},
+            set_={
+                "amount_minor": reserve.excluded.amount_minor,
+                "released_minor": 0,
+                "decision_id": reserve.excluded.decision_id,
+            },
         )
         statements = {
             "lock_row": insert(BUYER_LOCKS).values(buyer_id=bindparam("buyer_id")).on_conflict_do_nothing(),
@@ -133,10 +149,11 @@ class HotPath:
             .where(BUYER_LOCKS.c.buyer_id == bindparam("b"))
             .with_for_update(),
             "read": select(
-                select(d.outputs).where(d.request_id == bindparam("request_id")).scalar_subquery(),
-                func.coalesce(func.sum(case((is_presale, r.amount), else_=0.0)), 0.0),
+                select(d.outputs).where(same_request).scalar_subquery(),
+                select(d.fingerprint).where(same_request).scalar_subquery(),
+                func.coalesce(func.sum(case((is_presale, r.amount_minor - r.released_minor), else_=0)), 0),
                 func.coalesce(func.sum(case((is_refund, 1), else_=0)), 0),
-                func.coalesce(func.sum(case((is_refund, r.amount), else_=0.0)), 0.0),
+                func.coalesce(func.sum(case((is_refund, r.amount_minor), else_=0)), 0),
             ).where(
                 r.buyer_id == bindparam("b"),
                 ~and_(r.service == bindparam("s"), r.ref_id == bindparam("ref")),
@@ -144,6 +161,8 @@ class HotPath:
             "decision": DECISIONS.insert().values({c.name: bindparam(c.name) for c in DECISIONS.c}),
             "reserve": reserve,
         }
+        if self.dialect == "postgresql":
+            statements["claim"] = select(func.pg_try_advisory_xact_lock(bindparam("claim")))
         translate = (
             {"schema_translate_map": {None: schema}, "render_schema_translate": True} if schema else {}
         )
@@ -181,6 +200,8 @@ class Ledger:
         self._stop = threading.Event()
         self._checkpointer: threading.Thread | None = None
         self.new_decision_id = DecisionIds()
+        database = engine.url.database if self.dialect == "sqlite" else None
+        self.inflight = InFlight(f"{database}-inflight" if database and database != ":memory:" else None)
 
     @property
     def dialect(self) -> str:
@@ -261,98 +282,210 @@ class Ledger:
         self._stop.set()
         if self._checkpointer is not None:
             self._checkpointer.join(timeout=5)
+        self.inflight.close()
         self.engine.dispose()
 
     @contextmanager
-    def locked(self, buyer_id: int) -> Iterator[DecisionTransaction]:
-        """The decision transaction, holding the buyer's lock; commits on exit, rolls back on error."""
-        self.ensure()
-        pooled = self.engine.raw_connection()
-        try:
-            dbapi = pooled.driver_connection
-            tx = DecisionTransaction(dbapi, buyer_id, self.hot)
-            if self.dialect == "sqlite":
-                begin_immediate(dbapi, self.busy_timeout_ms)
-            else:
-                tx.run("lock_row", {"buyer_id": buyer_id})
-                tx.run("lock", {"b": buyer_id})
-            try:
-                yield tx
-            except BaseException:
-                dbapi.rollback() if self.dialect == "postgresql" else dbapi.execute("ROLLBACK")
-                raise
-            dbapi.commit() if self.dialect == "postgresql" else dbapi.execute("COMMIT")
-        finally:
-            pooled.close()
+    def _claimed(self, key_id: str, name: str, what: str) -> Iterator[None]:
+        """Hold the in-flight claim on an id (SQLite; PostgreSQL claims inside the transaction)."""
+        if self.dialect == "sqlite":
+            with self.inflight.claim(key_id, name, what):
+                yield
+        else:
+            yield
 
     @contextmanager
-    def _locked_core(self, buyer_id: int) -> Iterator[Any]:
-        """A SQLAlchemy transaction holding the buyer's lock (outcomes: not the hot path)."""
+    def locked(self, buyer_id: int, key_id: str = "", request_id: str = "") -> Iterator[DecisionTransaction]:
+        """The decision transaction, holding the buyer's lock; commits on exit, rolls back on error.
+
+        Args:
+            buyer_id: The buyer to lock.
+            key_id: The calling key's id.
+            request_id: The decision's idempotency key.
+
+        Raises:
+            Refusal: 409 ``idempotency_request_in_flight`` when a request with the same
+                ``(key_id, request_id)`` is being decided right now.
+        """
         self.ensure()
-        with self.engine.begin() as conn:  # SQLite: BEGIN IMMEDIATE (engine event)
+        with self._claimed(key_id, request_id, "request_id"):
+            pooled = self.engine.raw_connection()
+            try:
+                dbapi = pooled.driver_connection
+                tx = DecisionTransaction(dbapi, buyer_id, self.hot)
+                if self.dialect == "sqlite":
+                    begin_immediate(dbapi, self.busy_timeout_ms)
+                try:
+                    if self.dialect == "postgresql":
+                        if not tx.run("claim", {"claim": claim_number(key_id, request_id)}).fetchone()[0]:
+                            raise in_flight("request_id")
+                        tx.run("lock_row", {"buyer_id": buyer_id})
+                        tx.run("lock", {"b": buyer_id})
+                    yield tx
+                except BaseException:
+                    dbapi.rollback() if self.dialect == "postgresql" else dbapi.execute("ROLLBACK")
+                    raise
+                dbapi.commit() if self.dialect == "postgresql" else dbapi.execute("COMMIT")
+            finally:
+                pooled.close()
+
+    @contextmanager
+    def _locked_core(self, buyer_id: int, key_id: str, outcome_id: str) -> Iterator[Any]:
+        """A SQLAlchemy transaction holding the buyer's lock and the outcome id's claim."""
+        self.ensure()
+        with self._claimed(key_id, outcome_id, "outcome_id"), self.engine.begin() as conn:
+            # SQLite: BEGIN IMMEDIATE (engine event)
             if self.dialect == "postgresql":
+                claim = claim_number(key_id, f"outcome:{outcome_id}")
+                if not conn.execute(select(func.pg_try_advisory_xact_lock(claim))).scalar():
+                    raise in_flight("outcome_id")
                 conn.execute(pg_insert(BUYER_LOCKS).values(buyer_id=buyer_id).on_conflict_do_nothing())
                 conn.execute(
                     select(BUYER_LOCKS.c.buyer_id).where(BUYER_LOCKS.c.buyer_id == buyer_id).with_for_update()
                 )
             yield conn
 
-    def find_outputs(self, request_id: str) -> dict | None:
-        """The stored response of a decision by request id, if any (outside any lock)."""
+    def find_outputs(self, key_id: str, request_id: str) -> tuple[dict | None, str | None]:
+        """The stored response and fingerprint of a decision by key and request id (outside any lock)."""
         self.ensure()
+        d = DECISIONS.c
         with self.engine.connect() as conn:
             conn.execution_options(sqlite_begin="DEFERRED")
-            return conn.execute(
-                select(DECISIONS.c.outputs).where(DECISIONS.c.request_id == request_id)
-            ).scalar()
+            row = conn.execute(
+                select(d.outputs, d.fingerprint).where(d.key_id == key_id, d.request_id == request_id)
+            ).first()
+        return (None, None) if row is None else (row.outputs, row.fingerprint)
 
-    def record_outcome(self, outcome: Outcome) -> dict:
-        """Store an outcome and release what it closes, under the buyer's lock.
+    def record_outcome(self, outcome: Outcome, key_id: str, fingerprint: str) -> dict:
+        """Check an outcome against the ledger, store it and release what it closes.
+
+        Under the buyer's lock: the order or refund must have been decided for this buyer;
+        ``balance_paid`` releases what was paid (all that is left when no amount is given)
+        and may not pay more than the balance; ``order_canceled`` releases what is left;
+        ``balance_defaulted``, ``goods_not_returned`` and ``refund_abuse`` mark the hold and
+        release nothing; ``goods_returned`` releases the fast refund's hold. No balance
+        outcome is accepted once the order is paid in full or canceled.
+
+        Args:
+            outcome: The validated outcome (amount in minor units).
+            key_id: The calling key's id (scopes ``outcome_id``).
+            fingerprint: The canonical request's fingerprint.
 
         Returns:
-            ``{"outcome_id", "kind", "released", "replayed"}``; a repeated ``outcome_id``
-            returns the stored result with ``replayed`` true and changes nothing.
+            ``{"outcome_id", "kind", "released_minor", "replayed"}``; a repeated
+            ``outcome_id`` with the same request returns the stored result with ``replayed``
+            true and changes nothing.
+
+        Raises:
+            Refusal: 404 unknown order or refund, 409 another buyer's order, a payment beyond
+                the balance, a closed order or an id in flight, 422 an id reused with another request.
         """
         service, releases = OUTCOME_KINDS[outcome.kind]
         result = {"outcome_id": outcome.outcome_id, "kind": outcome.kind, "replayed": False}
-        with self._locked_core(outcome.buyer_id) as conn:
-            o = OUTCOMES.c
+        o, r = OUTCOMES.c, RESERVATIONS.c
+        with self._locked_core(outcome.buyer_id, key_id, outcome.outcome_id) as conn:
             stored = conn.execute(
-                select(o.kind, o.released).where(o.outcome_id == outcome.outcome_id)
+                select(o.kind, o.released_minor, o.fingerprint).where(
+                    o.key_id == key_id, o.outcome_id == outcome.outcome_id
+                )
             ).first()
             if stored is not None:
-                return result | {"kind": stored.kind, "released": stored.released, "replayed": True}
-            r = RESERVATIONS.c
-            match = and_(
-                r.buyer_id == outcome.buyer_id,
-                r.service == service,
-                r.ref_id == outcome.ref_id,
-                r.released_at.is_(None),
-            )
-            now = utcnow()
-            released = 0.0
-            if releases:
-                released = float(
-                    conn.execute(select(func.coalesce(func.sum(r.amount), 0.0)).where(match)).scalar()
+                if stored.fingerprint != fingerprint:
+                    raise key_reused("outcome_id")
+                return result | {
+                    "kind": stored.kind,
+                    "released_minor": stored.released_minor,
+                    "replayed": True,
+                }
+            at_risk = self._decided(conn, outcome, service)
+            hold = conn.execute(
+                select(r.reservation_id, r.amount_minor, r.released_minor).where(
+                    r.buyer_id == outcome.buyer_id,
+                    r.service == service,
+                    r.ref_id == outcome.ref_id,
+                    r.released_at.is_(None),
                 )
-                conn.execute(RESERVATIONS.update().where(match).values(released_at=now, outcome=outcome.kind))
-            else:
-                conn.execute(RESERVATIONS.update().where(match).values(outcome=outcome.kind))
+            ).first()
+            held = 0 if hold is None else hold.amount_minor - hold.released_minor
+            amount, release = outcome.amount, 0
+            if service == PRESALE:
+                amount, release = self._balance_move(conn, outcome, at_risk, held)
+            elif amount is not None and amount > at_risk:
+                raise Refusal(409, EXCEEDS_REFUND, "amount is more than the fast refund's amount")
+            elif releases:
+                release = held
+            now = utcnow()
+            if hold is not None:
+                closed = release == held and (releases or outcome.kind == "balance_paid")
+                conn.execute(
+                    RESERVATIONS.update()
+                    .where(r.reservation_id == hold.reservation_id)
+                    .values(
+                        released_minor=hold.released_minor + release,
+                        released_at=now if closed and release > 0 else None,
+                        outcome=outcome.kind,
+                    )
+                )
             conn.execute(
                 OUTCOMES.insert().values(
+                    key_id=key_id,
                     outcome_id=outcome.outcome_id,
+                    fingerprint=fingerprint,
                     kind=outcome.kind,
                     buyer_id=outcome.buyer_id,
                     service=service,
                     ref_id=outcome.ref_id,
-                    amount=outcome.amount,
-                    occurred_at=outcome.occurred_at,
+                    amount_minor=amount,
+                    occurred_at=outcome.occurred_at or now,
                     recorded_at=now,
-                    released=released,
+                    released_minor=release,
                     payload=dict(outcome.payload),
                 )
             )
-        return result | {"released": released}
+        return result | {"released_minor": release}
+
+    @staticmethod
+    def _decided(conn: Any, outcome: Outcome, service: str) -> int:
+        """The amount at risk of this buyer's latest decision on the order or refund (404/409 if none)."""
+        d = DECISIONS.c
+        rows = conn.execute(
+            select(d.buyer_id, d.requested_minor)
+            .where(d.service == service, d.ref_id == outcome.ref_id)
+            .order_by(d.created_at.desc())
+        ).all()
+        mine = [row.requested_minor for row in rows if row.buyer_id == outcome.buyer_id]
+        if mine:
+            return mine[0]
+        what = "order" if service == PRESALE else "refund"
+        if rows:
+            raise Refusal(409, OTHER_BUYER, f"this {what} was decided for another buyer")
+        raise Refusal(
+            404, ORDER_UNKNOWN if service == PRESALE else REFUND_UNKNOWN, f"no decision on this {what}"
+        )
+
+    @staticmethod
+    def _balance_move(conn: Any, outcome: Outcome, balance: int, held: int) -> tuple[int, int]:
+        """``(amount recorded, amount released)`` of a presale outcome; 409 when it cannot apply."""
+        o = OUTCOMES.c
+        before = conn.execute(
+            select(o.kind, o.amount_minor).where(
+                o.buyer_id == outcome.buyer_id, o.service == PRESALE, o.ref_id == outcome.ref_id
+            )
+        ).all()
+        paid = sum(row.amount_minor or 0 for row in before if row.kind == "balance_paid")
+        left = balance - paid
+        if any(row.kind == "order_canceled" for row in before):
+            raise Refusal(409, ORDER_CLOSED, "the order was canceled")
+        if outcome.kind == "balance_paid":
+            amount = left if outcome.amount is None else outcome.amount
+            if left <= 0 or amount > left:
+                raise Refusal(409, EXCEEDS_BALANCE, "payment is more than the balance left to pay")
+            return amount, min(amount, held)
+        if left <= 0:
+            raise Refusal(409, ORDER_CLOSED, "the balance is paid in full")
+        if outcome.kind == "order_canceled":
+            return outcome.amount, held
+        return outcome.amount, 0  # balance_defaulted: the hold stays counted against the buyer
 
 
 class DecisionTransaction:
@@ -377,9 +510,14 @@ class DecisionTransaction:
         return cursor
 
     def read(
-        self, request_id: str, window_days: int, service: str | None = None, ref_id: int | None = None
-    ) -> tuple[dict | None, Usage]:
-        """The stored response for ``request_id`` (None if new) and the buyer's live usage, in one query.
+        self,
+        request_id: str,
+        window_days: int,
+        service: str | None = None,
+        ref_id: int | None = None,
+        key_id: str = "",
+    ) -> tuple[dict | None, str | None, Usage]:
+        """The stored response and fingerprint for ``request_id`` and the buyer's live usage, in one query.
 
         Args:
             request_id: The caller's idempotency key.
@@ -387,13 +525,16 @@ class DecisionTransaction:
             service: With ``ref_id``, the decision being made: an earlier reservation for
                 the same order or refund is left out (it will be replaced, not added to).
             ref_id: The order or refund id being decided.
+            key_id: The calling key's id (scopes ``request_id``).
 
         Returns:
-            ``(stored outputs or None, usage)``: outstanding presale balances, and the count
-            and amount of fast refunds granted in the window.
+            ``(stored outputs or None, stored fingerprint or None, usage)``: usage is the
+            outstanding presale balances, and the count and amount of fast refunds granted
+            in the window (minor units).
         """
         since = self.hot.stamp(utcnow() - timedelta(days=window_days))
         values = {
+            "key_id": key_id,
             "request_id": request_id,
             "b": self.buyer_id,
             "since": since,
@@ -404,16 +545,20 @@ class DecisionTransaction:
         stored = row[0]
         if isinstance(stored, str | bytes):
             stored = json.loads(stored)
-        return stored, Usage(exposure=float(row[1]), refund_count=int(row[2]), refund_amount=float(row[3]))
+        return (
+            stored,
+            row[1],
+            Usage(exposure=int(row[2]), refund_count=int(row[3]), refund_amount=int(row[4])),
+        )
 
-    def record(self, row: Mapping[str, Any], reserve: float) -> None:
+    def record(self, row: Mapping[str, Any], reserve: int) -> None:
         """Insert the decision row and, when ``reserve`` > 0, hold it in the ledger.
 
         Args:
             row: A value for every ``decisions`` column (``created_at`` a naive UTC datetime,
                 ``inputs``/``outputs`` JSON-ready values or their JSON text).
-            reserve: Amount to hold; an open reservation for the same order or refund is
-                replaced rather than added to.
+            reserve: Amount to hold (minor units); an open reservation for the same order or
+                refund is replaced rather than added to.
         """
         created = self.hot.stamp(row["created_at"])
         values = dict(row) | {

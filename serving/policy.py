@@ -2,8 +2,9 @@
 
 Risk operations tune everything here without retraining: the stars each service needs,
 amount caps and exposure limits per star, the minimum deposit ratio, fast-refund quotas,
-evidence rules, hard declines and flags over snapshot signals. Every error names the
-offending key path (``services.fast_refund.amount_cap.6: ...``). See ``serving/policy.yaml``
+evidence rules, hard declines and flags over snapshot signals. Amounts are written in
+currency units and held as integer minor units (converted once, here, at load). Every
+error names the offending key path (``services.fast_refund.amount_cap.6: ...``). See ``serving/policy.yaml``
 for the shipped default and ``docs/serving.md`` for the meaning of each key.
 """
 
@@ -13,12 +14,14 @@ import math
 import operator
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from features.contract import REFUND_KINDS
+from serving.money import MoneyError, currency_decimals, to_minor
 
 PRESALE = "presale_ship_before_balance"
 FAST_REFUND = "fast_refund"
@@ -71,15 +74,16 @@ class PresalePolicy:
 
     Attributes:
         min_stars: Fewest stars eligible.
-        amount_cap: Largest order amount per star (currency units).
+        amount_cap: Largest order amount per star (minor units).
         min_deposit_ratio: Smallest deposit / amount accepted (0-1).
-        exposure_limit: Largest total outstanding balance shipped before payment, per star.
+        exposure_limit: Largest total outstanding balance shipped before payment, per star
+            (minor units).
     """
 
     min_stars: int
-    amount_cap: tuple[float, ...]
+    amount_cap: tuple[int, ...]
     min_deposit_ratio: float
-    exposure_limit: tuple[float, ...]
+    exposure_limit: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -88,19 +92,19 @@ class FastRefundPolicy:
 
     Attributes:
         min_stars: Fewest stars eligible.
-        amount_cap: Largest single fast refund per star (currency units).
+        amount_cap: Largest single fast refund per star (minor units).
         quota_count: Most fast refunds per quota window, per star.
-        quota_amount: Largest total fast-refunded amount per quota window, per star.
-        photos_required_above: Refunds above this amount need ``min_photos`` photos.
+        quota_amount: Largest total fast-refunded amount per quota window, per star (minor units).
+        photos_required_above: Refunds above this amount (minor units) need ``min_photos`` photos.
         min_photos: Evidence photos required above ``photos_required_above``.
         kinds: Refund kinds eligible for a fast refund.
     """
 
     min_stars: int
-    amount_cap: tuple[float, ...]
+    amount_cap: tuple[int, ...]
     quota_count: tuple[int, ...]
-    quota_amount: tuple[float, ...]
-    photos_required_above: float
+    quota_amount: tuple[int, ...]
+    photos_required_above: int
     min_photos: int
     kinds: tuple[str, ...]
 
@@ -112,6 +116,7 @@ class Policy:
     Attributes:
         version: Reported with every decision.
         currency: ISO code all amounts are in; requests in another currency are rejected.
+        decimals: The currency's decimals: an amount of ``n`` minor units is ``n / 10**decimals``.
         quota_window_days: Length of the fast-refund quota window, in days.
         max_reasons: Most reason codes returned per decision.
         presale: Ship-before-balance rules.
@@ -122,6 +127,7 @@ class Policy:
 
     version: str
     currency: str
+    decimals: int
     quota_window_days: int
     max_reasons: int
     presale: PresalePolicy
@@ -163,8 +169,22 @@ def _text(value: Any, path: str) -> str:
     return value
 
 
-def _per_star(value: Any, path: str, min_stars: int, integer: bool = False) -> tuple:
-    """Read ``{star: value}``: every star from ``min_stars`` up is required, lower stars are 0."""
+def _money(value: Any, path: str, decimals: int) -> int:
+    """A non-negative amount in currency units from the file -> integer minor units, exactly."""
+    _number(value, path)
+    try:
+        return to_minor(value if isinstance(value, int) else Decimal(repr(value)), decimals)
+    except MoneyError as exc:
+        raise PolicyError(f"{path}: {exc}") from None
+
+
+def _per_star(
+    value: Any, path: str, min_stars: int, integer: bool = False, decimals: int | None = None
+) -> tuple:
+    """Read ``{star: value}``: every star from ``min_stars`` up is required, lower stars are 0.
+
+    With ``decimals`` the values are amounts, returned in minor units.
+    """
     if not isinstance(value, Mapping):
         raise PolicyError(f"{path}: expected a mapping of star (1-5) to a number")
     table = {}
@@ -173,7 +193,11 @@ def _per_star(value: Any, path: str, min_stars: int, integer: bool = False) -> t
             raise PolicyError(f"{path}.{star}: star must be one of 1-5")
         if star < min_stars:
             raise PolicyError(f"{path}.{star}: star is below min_stars ({min_stars}); remove it")
-        table[star] = _number(amount, f"{path}.{star}", integer=integer)
+        table[star] = (
+            _number(amount, f"{path}.{star}", integer=integer)
+            if decimals is None
+            else _money(amount, f"{path}.{star}", decimals)
+        )
     missing = [s for s in STARS if s >= min_stars and s not in table]
     if missing:
         raise PolicyError(f"{path}: missing stars {missing} (every star from min_stars up needs a value)")
@@ -187,18 +211,18 @@ def _min_stars(value: Any, path: str) -> int:
     return int(_number(value, path, lo=1, hi=5, integer=True))
 
 
-def _presale(raw: Any, path: str) -> PresalePolicy:
+def _presale(raw: Any, path: str, decimals: int) -> PresalePolicy:
     d = _keys(raw, path, ("min_stars", "amount_cap", "min_deposit_ratio", "exposure_limit"))
     min_stars = _min_stars(d["min_stars"], f"{path}.min_stars")
     return PresalePolicy(
         min_stars=min_stars,
-        amount_cap=_per_star(d["amount_cap"], f"{path}.amount_cap", min_stars),
+        amount_cap=_per_star(d["amount_cap"], f"{path}.amount_cap", min_stars, decimals=decimals),
         min_deposit_ratio=_number(d["min_deposit_ratio"], f"{path}.min_deposit_ratio", hi=1.0),
-        exposure_limit=_per_star(d["exposure_limit"], f"{path}.exposure_limit", min_stars),
+        exposure_limit=_per_star(d["exposure_limit"], f"{path}.exposure_limit", min_stars, decimals=decimals),
     )
 
 
-def _fast_refund(raw: Any, path: str) -> FastRefundPolicy:
+def _fast_refund(raw: Any, path: str, decimals: int) -> FastRefundPolicy:
     d = _keys(raw, path, ("min_stars", "amount_cap", "quota_count", "quota_amount", "evidence", "kinds"))
     min_stars = _min_stars(d["min_stars"], f"{path}.min_stars")
     evidence = _keys(d["evidence"], f"{path}.evidence", ("photos_required_above", "min_photos"))
@@ -212,11 +236,11 @@ def _fast_refund(raw: Any, path: str) -> FastRefundPolicy:
             )
     return FastRefundPolicy(
         min_stars=min_stars,
-        amount_cap=_per_star(d["amount_cap"], f"{path}.amount_cap", min_stars),
+        amount_cap=_per_star(d["amount_cap"], f"{path}.amount_cap", min_stars, decimals=decimals),
         quota_count=_per_star(d["quota_count"], f"{path}.quota_count", min_stars, integer=True),
-        quota_amount=_per_star(d["quota_amount"], f"{path}.quota_amount", min_stars),
-        photos_required_above=_number(
-            evidence["photos_required_above"], f"{path}.evidence.photos_required_above"
+        quota_amount=_per_star(d["quota_amount"], f"{path}.quota_amount", min_stars, decimals=decimals),
+        photos_required_above=_money(
+            evidence["photos_required_above"], f"{path}.evidence.photos_required_above", decimals
         ),
         min_photos=int(_number(evidence["min_photos"], f"{path}.evidence.min_photos", hi=100, integer=True)),
         kinds=tuple(kinds),
@@ -279,15 +303,17 @@ def parse_policy(raw: Any, signal_names: Iterable[str] | None = None) -> Policy:
     if len(currency) != 3 or not currency.isalpha() or not currency.isupper():
         raise PolicyError(f"currency: expected a 3-letter ISO code, got {currency!r}")
     services = _keys(d["services"], "services", SERVICES)
+    decimals = currency_decimals(currency)
     policy = Policy(
         version=str(version),
         currency=currency,
+        decimals=decimals,
         quota_window_days=int(
             _number(d["quota_window_days"], "quota_window_days", lo=1, hi=365, integer=True)
         ),
         max_reasons=int(_number(d["max_reasons"], "max_reasons", lo=0, hi=10, integer=True)),
-        presale=_presale(services[PRESALE], f"services.{PRESALE}"),
-        fast_refund=_fast_refund(services[FAST_REFUND], f"services.{FAST_REFUND}"),
+        presale=_presale(services[PRESALE], f"services.{PRESALE}", decimals),
+        fast_refund=_fast_refund(services[FAST_REFUND], f"services.{FAST_REFUND}", decimals),
         hard_declines=_rules(d["hard_declines"], "hard_declines"),
         flags=_rules(d["flags"], "flags"),
     )

@@ -11,16 +11,18 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from features.contract import CATEGORIES, REFUND_KINDS, REFUND_REASONS
 from serving.decide import DecisionRequest, Order, Refund
 from serving.ledger import Outcome
+from serving.money import MoneyError, to_minor
 from serving.policy import FAST_REFUND, PRESALE, SERVICES
-from serving.tables import OUTCOME_KINDS, utcnow
+from serving.tables import OUTCOME_KINDS
 
 MAX_ID = 2**63 - 1
-AMOUNT = "amount"  # marker: the maximum is the configured max_amount
+AMOUNT = "amount"  # marker: a money amount (number or decimal string); the maximum is max_amount
 
 
 class RequestError(ValueError):
@@ -72,7 +74,14 @@ def _id(name: str, description: str, required: bool = True) -> Field:
 
 def _amount(name: str, description: str, positive: bool = True, required: bool = True) -> Field:
     return Field(
-        name, "number", description, required=required, minimum=0, exclusive_minimum=positive, maximum=AMOUNT
+        name,
+        "number",
+        f"{description} A JSON number or a decimal string with at most the currency's decimals "
+        "(2 for most currencies).",
+        required=required,
+        minimum=0,
+        exclusive_minimum=positive,
+        maximum=AMOUNT,
     )
 
 
@@ -144,19 +153,40 @@ OUTCOME_BODY = Field(
 
 
 def parse_json(raw: bytes) -> Any:
-    """Decode a request body; raises ``RequestError("body", ...)`` on anything but valid JSON."""
+    """Decode a request body; raises ``RequestError("body", ...)`` on anything but valid JSON.
+
+    Numbers with a fraction or exponent decode as ``Decimal`` (``0.1`` stays 0.1), so money
+    is never rounded through a float.
+    """
     try:
-        return json.loads(raw)
+        return json.loads(raw, parse_float=Decimal)
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         raise RequestError("body", "malformed JSON") from None
 
 
-def _check(spec: Field, value: Any, path: str, max_amount: float) -> Any:
+def _money(spec: Field, value: Any, path: str, max_amount: float, decimals: int) -> int:
+    """An amount in integer minor units; the message names the field on anything inexact or out of range."""
+    if isinstance(value, float):  # a body decoded without parse_float=Decimal: use the float's shortest text
+        if not math.isfinite(value):
+            raise RequestError(path, "must be a finite number")
+        value = Decimal(repr(value))
+    try:
+        units = to_minor(value, decimals)
+    except MoneyError as exc:
+        raise RequestError(path, str(exc)) from None
+    if units < 0 or (spec.exclusive_minimum and units == 0):
+        raise RequestError(path, f"must be {'>' if spec.exclusive_minimum else '>='} 0")
+    if units > to_minor(Decimal(repr(float(max_amount))), decimals):
+        raise RequestError(path, f"must be <= {max_amount:g}")
+    return units
+
+
+def _check(spec: Field, value: Any, path: str, max_amount: float, decimals: int = 2) -> Any:
     kind = spec.kind
     if kind == "object":
         if not isinstance(value, Mapping):
             raise RequestError(path, "must be a JSON object")
-        return check_object(spec, value, path, max_amount)
+        return check_object(spec, value, path, max_amount, decimals)
     if kind == "string":
         if not isinstance(value, str) or not value:
             raise RequestError(path, "must be a non-empty string")
@@ -179,6 +209,8 @@ def _check(spec: Field, value: Any, path: str, max_amount: float) -> Any:
         if moment.tzinfo is not None:
             moment = moment.astimezone(UTC).replace(tzinfo=None)
         return moment
+    if spec.maximum == AMOUNT:
+        return _money(spec, value, path, max_amount, decimals)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise RequestError(path, f"must be a{'n integer' if kind == 'integer' else ' number'}")
     if kind == "integer" and not isinstance(value, int):
@@ -195,11 +227,21 @@ def _check(spec: Field, value: Any, path: str, max_amount: float) -> Any:
     return value if kind == "integer" else float(value)
 
 
-def check_object(spec: Field, value: Mapping[str, Any], path: str, max_amount: float) -> dict[str, Any]:
+def check_object(
+    spec: Field, value: Mapping[str, Any], path: str, max_amount: float, decimals: int = 2
+) -> dict[str, Any]:
     """Check ``value`` against an object spec: unknown keys, missing keys, types, ranges.
 
+    Args:
+        spec: The object's declaration.
+        value: The decoded object.
+        path: Its dotted path (``body`` for the whole body).
+        max_amount: Largest accepted amount, in currency units.
+        decimals: The currency's decimals: amounts with more are rejected.
+
     Returns:
-        The checked values (numbers as float, datetimes as naive UTC), absent optional keys omitted.
+        The checked values (amounts as integer minor units, other numbers as float,
+        datetimes as naive UTC), absent optional keys omitted.
     """
     known = {f.name: f for f in spec.fields}
     prefix = "" if path == "body" else f"{path}."
@@ -212,7 +254,7 @@ def check_object(spec: Field, value: Mapping[str, Any], path: str, max_amount: f
             if f.required:
                 raise RequestError(f"{prefix}{f.name}", "required field missing")
             continue
-        out[f.name] = _check(f, value[f.name], f"{prefix}{f.name}", max_amount)
+        out[f.name] = _check(f, value[f.name], f"{prefix}{f.name}", max_amount, decimals)
     return out
 
 
@@ -223,13 +265,14 @@ def _currency(value: dict, path: str, currency: str) -> str:
     return got
 
 
-def parse_decision(body: Any, max_amount: float, currency: str) -> DecisionRequest:
+def parse_decision(body: Any, max_amount: float, currency: str, decimals: int = 2) -> DecisionRequest:
     """Validate a ``POST /v1/decisions`` body.
 
     Args:
         body: The decoded JSON.
         max_amount: Largest accepted amount (currency units).
         currency: The policy currency.
+        decimals: The policy currency's decimals (amounts become integer minor units).
 
     Returns:
         The typed request.
@@ -242,7 +285,7 @@ def parse_decision(body: Any, max_amount: float, currency: str) -> DecisionReque
         needed, other = ("order", "refund") if service == PRESALE else ("refund", "order")
         if other in body:
             raise RequestError(other, f"not allowed for service {service}")
-    d = _check(DECISION_BODY, body, "body", max_amount)
+    d = _check(DECISION_BODY, body, "body", max_amount, decimals)
     if needed not in d:
         raise RequestError(needed, f"required for service {service}")
     if service == PRESALE:
@@ -268,9 +311,9 @@ def parse_decision(body: Any, max_amount: float, currency: str) -> DecisionReque
     raise RequestError("service", f"must be one of {', '.join(SERVICES)}")  # unreachable: enum checked
 
 
-def parse_outcome(body: Any, max_amount: float) -> Outcome:
-    """Validate a ``POST /v1/outcomes`` body (see ``parse_decision``)."""
-    d = _check(OUTCOME_BODY, body, "body", max_amount)
+def parse_outcome(body: Any, max_amount: float, decimals: int = 2) -> Outcome:
+    """Validate a ``POST /v1/outcomes`` body (see ``parse_decision``; ``amount`` in minor units)."""
+    d = _check(OUTCOME_BODY, body, "body", max_amount, decimals)
     service, _ = OUTCOME_KINDS[d["kind"]]
     key, other = ("order_id", "refund_id") if service == PRESALE else ("refund_id", "order_id")
     if key not in d:
@@ -283,6 +326,6 @@ def parse_outcome(body: Any, max_amount: float) -> Outcome:
         buyer_id=d["buyer_id"],
         ref_id=d[key],
         amount=d.get("amount"),
-        occurred_at=d.get("occurred_at") or utcnow(),
+        occurred_at=d.get("occurred_at"),
         payload=body,
     )

@@ -1,14 +1,18 @@
 """The ledger's tables (SQLAlchemy Core), declared once for SQLite and PostgreSQL.
 
-    decisions      one row per decision: inputs, outputs, model and policy versions, latency.
+    decisions      one row per decision: inputs, outputs, model and policy versions, latency;
+                   unique per (calling key, request_id), with the request's fingerprint.
     reservations   what an approval holds: a ship-before-balance balance (open until the
-                   balance is paid or the order canceled) or a fast refund (counts against
-                   the quota window; open until the goods come back). At most one open
-                   reservation per buyer, service and order or refund.
-    outcomes       what happened afterwards, posted by the platform (idempotent on outcome_id).
+                   balance is paid or the order canceled; a partial payment releases its
+                   part) or a fast refund (counts against the quota window; open until the
+                   goods come back). At most one open reservation per buyer, service and
+                   order or refund.
+    outcomes       what happened afterwards, posted by the platform (idempotent on
+                   (calling key, outcome_id), with the request's fingerprint).
     buyer_locks    one row per buyer: the row a PostgreSQL decision locks (``FOR UPDATE``).
 
-Timestamps are naive UTC.
+Money columns (``*_minor``) are integers in minor units of the policy currency (cents for
+CNY); timestamps are naive UTC. ``key_id`` identifies the calling API key (never the key).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Table,
+    UniqueConstraint,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -42,8 +47,10 @@ DECISIONS = Table(
     "decisions",
     METADATA,
     Column("decision_id", String(36), primary_key=True),
-    Column("request_id", String(128), nullable=False, unique=True),
-    Column("created_at", DateTime, nullable=False),
+    Column("key_id", String(64), nullable=False),
+    Column("request_id", String(128), nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    Column("created_at", DateTime, nullable=False, index=True),
     Column("service", String(40), nullable=False),
     Column("buyer_id", BigInteger, nullable=False, index=True),
     Column("ref_id", BigInteger, nullable=False),
@@ -51,12 +58,15 @@ DECISIONS = Table(
     Column("star", SmallInteger),
     Column("score", SmallInteger),
     Column("p_bad", Float),
-    Column("reserved", Float, nullable=False),
+    Column("requested_minor", BigInteger, nullable=False),
+    Column("reserved_minor", BigInteger, nullable=False),
     Column("model_version", String(200)),
     Column("policy_version", String(100), nullable=False),
     Column("latency_ms", Float, nullable=False),
     Column("inputs", _JSON, nullable=False),
     Column("outputs", _JSON, nullable=False),
+    UniqueConstraint("key_id", "request_id", name="ux_decisions_request"),
+    Index("ix_decisions_ref", "service", "ref_id"),
 )
 RESERVATIONS = Table(
     "reservations",
@@ -66,7 +76,8 @@ RESERVATIONS = Table(
     Column("service", String(40), nullable=False),
     Column("ref_id", BigInteger, nullable=False),
     Column("decision_id", String(36), nullable=False),
-    Column("amount", Float, nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("released_minor", BigInteger, nullable=False, server_default=text("0")),
     Column("created_at", DateTime, nullable=False),
     Column("released_at", DateTime),
     Column("outcome", String(40)),
@@ -84,16 +95,19 @@ RESERVATIONS = Table(
 OUTCOMES = Table(
     "outcomes",
     METADATA,
+    Column("key_id", String(64), primary_key=True),
     Column("outcome_id", String(128), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
     Column("kind", String(40), nullable=False),
     Column("buyer_id", BigInteger, nullable=False, index=True),
     Column("service", String(40), nullable=False),
     Column("ref_id", BigInteger, nullable=False),
-    Column("amount", Float),
+    Column("amount_minor", BigInteger),
     Column("occurred_at", DateTime, nullable=False),
-    Column("recorded_at", DateTime, nullable=False),
-    Column("released", Float, nullable=False),
+    Column("recorded_at", DateTime, nullable=False, index=True),
+    Column("released_minor", BigInteger, nullable=False),
     Column("payload", _JSON, nullable=False),
+    Index("ix_outcomes_ref", "buyer_id", "service", "ref_id"),
 )
 BUYER_LOCKS = Table(
     "buyer_locks",
