@@ -1,9 +1,11 @@
-"""After the sale: refund requests (with the fast-refund rule), reviews and disputes."""
+"""After the sale: refund requests (with the historical fast-refund decision), reviews and disputes."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from features.legacy import legacy_fast_refund
+from features.outcomes import RETURN_GRACE
 from simulator import hazards, standing
 from simulator.calendar import DAY, HOUR, NEVER, Calendar, lag_days
 from simulator.config import Params
@@ -11,17 +13,18 @@ from simulator.population import Population
 
 Columns = dict[str, np.ndarray]
 LARGE_APPLIANCE = 9  # index in contract.CATEGORIES; 30-day return window
-FAST_REFUND_MAX_AMOUNT = 100.0  # legacy fast refund: VIP, or a small amount with photo evidence
-RETURN_DEADLINE_DAYS = 14
-# reasons index contract.REFUND_REASONS (the last, not_received, is for lost parcels)
-_REASONS_NORMAL = np.array([0.15, 0.08, 0.07, 0.2, 0.3, 0.2])
-_REASONS_BAD = np.array([0.35, 0.3, 0.1, 0.2, 0.03, 0.02])
-_PHOTO_REASONS = np.array([True, True, True, True, False, False, False])
-
-
-def fast_refund_rule(vip: np.ndarray, kind: np.ndarray, amount: np.ndarray, photos: np.ndarray) -> np.ndarray:
-    """Legacy fast refund, decided at request: a return where the buyer is VIP or the claim is small with photos."""
-    return (kind == 1) & (vip | ((amount <= FAST_REFUND_MAX_AMOUNT) & (photos >= 1)))
+RETURN_WINDOW_DAYS = (7, 30)  # days after delivery to ask for a refund: other categories, large appliances
+RETURN_DEADLINE_DAYS = RETURN_GRACE.days  # a return not shipped this long after the request is a loss
+NO_RETURN_SHARE = 0.6  # of bad returns, the goods never ship back (the rest ship and are found abusive)
+NO_RETURN_ABUSE_SHARE = 0.4  # of never-shipped bad returns, also confirmed abusive
+RETURN_KIND_SHARE = 0.72  # requests that are return_and_refund (else refund_only)
+# lognormal lags (median days, sigma): request after delivery, return shipping, transit, abuse finding
+REQUEST_LAG = (2.0, 0.8)
+RETURN_SHIP_LAG = (1.5, 0.7)
+RETURN_TRANSIT_LAG = (2.5, 0.4)
+ABUSE_LAG = (25.0, 0.5)
+DISPUTE_OPEN_LAG = (6.0, 0.6)  # after delivery
+DISPUTE_CLOSE_LAG = (9.0, 0.7)  # after opening
 
 
 def refunds(
@@ -40,26 +43,33 @@ def refunds(
     o = ok[asked]
     b = orders["b"][o]
     state = pop.stress[b, orders["month"][o]]
-    bad = rng.random(o.size) < hazards.refund_bad_prob(pop, b, state, params)
+    prior = hazards.refund_bad_prob(pop, b, state, params)
+    bad = rng.random(o.size) < prior
     n = o.size
-    reason = np.where(bad, rng.choice(6, n, p=_REASONS_BAD), rng.choice(6, n, p=_REASONS_NORMAL))
-    kind = (rng.random(n) < 0.72).astype(np.int64)  # 1 return_and_refund, 0 refund_only
-    window = np.where(orders["category"][o] == LARGE_APPLIANCE, 30, 7) * DAY - HOUR
-    requested = orders["delivered_at"][o] + np.minimum(lag_days(rng, n, 2.0, 0.8), window)
-    photos = rng.poisson(np.where(_PHOTO_REASONS[reason], 1.5, 0.3) + 0.5 * bad)
+    reason = np.where(
+        bad,
+        rng.choice(6, n, p=hazards.refund_reason_probs(True)),
+        rng.choice(6, n, p=hazards.refund_reason_probs(False)),
+    )
+    kind = (rng.random(n) < RETURN_KIND_SHARE).astype(np.int64)  # 1 return_and_refund, 0 refund_only
+    window = np.where(orders["category"][o] == LARGE_APPLIANCE, *RETURN_WINDOW_DAYS[::-1]) * DAY - HOUR
+    requested = orders["delivered_at"][o] + np.minimum(lag_days(rng, n, *REQUEST_LAG), window)
+    photos = rng.poisson(hazards.refund_photo_rate(reason, bad))
     amount = np.where(
         kind == 1, orders["amount"][o], np.round(orders["amount"][o] * rng.uniform(0.2, 1.0, n), 2)
     )
-    fast = fast_refund_rule(standing.vip_at(cal, vip, b, requested), kind, amount, photos)
+    legacy = legacy_fast_refund(standing.vip_at(cal, vip, b, requested), kind == 1, amount, photos)
+    explored = ~legacy & (rng.random(n) < params.fast_refund_explore_share)
+    fast = legacy | explored
 
     # the return: never shipped (bad, 60%), or shipped and later found abusive (bad, 40%), or normal
-    no_return = bad & (kind == 1) & (rng.random(n) < 0.6)
-    shipped = requested + np.minimum(lag_days(rng, n, 1.5, 0.7), (RETURN_DEADLINE_DAYS - 1) * DAY)
+    no_return = bad & (kind == 1) & (rng.random(n) < NO_RETURN_SHARE)
+    shipped = requested + np.minimum(lag_days(rng, n, *RETURN_SHIP_LAG), (RETURN_DEADLINE_DAYS - 1) * DAY)
     shipped = np.where((kind == 1) & ~no_return, shipped, NEVER)
-    received = np.where(shipped < NEVER, shipped + lag_days(rng, n, 2.5, 0.4), NEVER)
-    confirm_abuse = bad & (~no_return | (rng.random(n) < 0.4))
+    received = np.where(shipped < NEVER, shipped + lag_days(rng, n, *RETURN_TRANSIT_LAG), NEVER)
+    confirm_abuse = bad & (~no_return | (rng.random(n) < NO_RETURN_ABUSE_SHARE))
     abuse_from = np.where(received < NEVER, received, requested)
-    abuse_at = np.where(confirm_abuse, abuse_from + lag_days(rng, n, 25.0, 0.5), NEVER)
+    abuse_at = np.where(confirm_abuse, abuse_from + lag_days(rng, n, *ABUSE_LAG), NEVER)
 
     u = rng.random(n)
     # approved, rejected, withdrawn, escalated; a shipped return is not withdrawn
@@ -98,6 +108,11 @@ def refunds(
         "return_received_at": np.concatenate([received, np.full(nl, NEVER)]),
         "abuse_confirmed_at": np.concatenate([abuse_at, np.full(nl, NEVER)]),
         "bad": np.concatenate([bad, np.zeros(nl, dtype=bool)]),
+        "legacy": np.concatenate([legacy, np.zeros(nl, dtype=bool)]),
+        "explored": np.concatenate([explored, np.zeros(nl, dtype=bool)]),
+        "p_loss_if_fast": np.concatenate(
+            [hazards.refund_loss_posterior(prior, reason, photos), np.zeros(nl)]
+        ),
     }
 
 
@@ -155,13 +170,13 @@ def disputes(rng: np.random.Generator, pop: Population, orders: Columns, params:
     b = orders["b"][o]
     n = o.size
     lost = rng.random(n) < hazards.dispute_lost_prob(pop, b, params)
-    opened = orders["delivered_at"][o] + lag_days(rng, n, 6.0, 0.6)
+    opened = orders["delivered_at"][o] + lag_days(rng, n, *DISPUTE_OPEN_LAG)
     ruling = np.where(lost, 1, np.where(rng.random(n) < 0.65, 0, 2))  # buyer, seller, split
     return {
         "o": o,
         "b": b,
         "opened_at": opened,
-        "closed_at": opened + lag_days(rng, n, 9.0, 0.7),
+        "closed_at": opened + lag_days(rng, n, *DISPUTE_CLOSE_LAG),
         "reason": rng.choice(5, n, p=[0.2, 0.35, 0.25, 0.1, 0.1]),
         "ruling": ruling,
         "lost": lost,

@@ -77,11 +77,16 @@ class Params:
     presale_category_weights: tuple[float, ...] = (0.15, 0.30, 0.25, 0.05, 0.0, 0.05, 0.0, 0.0, 0.1, 0.1)
     deposit_share: tuple[float, float] = (0.10, 0.20)
 
+    # --- historical decisions: the legacy rules (features.legacy) plus random exploration -
+    presale_explore_share: float = 0.03  # share of presales the rule declines that ship early anyway
+    fast_refund_explore_share: float = 0.03  # share of other refund requests (not lost parcels) paid fast
+
     # --- outcome logits (the hazard functions; see simulator.hazards) --------------------
     presale_default_base: float = -4.6
     presale_default_rel: float = 1.1  # per unit of -z_reliability
     presale_default_stress: tuple[float, float] = (1.4, 2.8)  # strained, distressed
     presale_default_amount: float = 0.35  # per log unit of amount over 1000
+    presale_moral_hazard: float = 10.0  # logit shift per unit of opportunism when shipped before the balance
     refund_opportunism: float = 3.0  # refund probability multiplier is 1 + this * opportunism
     refund_bad_base: float = -4.0
     refund_bad_opportunism: float = 10.0

@@ -19,6 +19,14 @@ if TYPE_CHECKING:
 
 STATES = 3  # stress: 0 normal, 1 strained, 2 distressed
 GAUSS_HERMITE_NODES = 9
+# Refund requests: the stated reason (contract.REFUND_REASONS 0..5) and the evidence photos are
+# drawn after, and depending on, whether the refund is bad; refund_loss_posterior inverts that.
+REASONS_GOOD = np.array([0.15, 0.08, 0.07, 0.2, 0.3, 0.2])
+REASONS_BAD = np.array([0.35, 0.3, 0.1, 0.2, 0.03, 0.02])
+PHOTO_REASONS = np.array([True, True, True, True, False, False, False])  # reasons that invite photos
+PHOTOS_WITH_REASON = 1.5  # mean photos when the reason invites them
+PHOTOS_OTHERWISE = 0.3
+PHOTOS_BAD_EXTRA = 0.5  # a bad claim brings more photos on average
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -113,18 +121,102 @@ def dispute_lost_prob(pop: Population, idx: np.ndarray, params: Params) -> np.nd
     return sigmoid(p.dispute_lost_base + p.dispute_lost_traits * (pop.hostility[idx] + pop.opportunism[idx]))
 
 
+def refund_reason_probs(bad: bool) -> np.ndarray:
+    """Distribution of the stated reason (``contract.REFUND_REASONS`` 0..5) of a good or a bad refund.
+
+    The last reason, ``not_received`` (6), belongs to lost parcels only and is never bad.
+    """
+    return REASONS_BAD if bad else REASONS_GOOD
+
+
+def refund_photo_rate(reason: np.ndarray, bad: np.ndarray) -> np.ndarray:
+    """Poisson mean of the evidence photos of a refund request (photos per request)."""
+    return np.where(PHOTO_REASONS[reason], PHOTOS_WITH_REASON, PHOTOS_OTHERWISE) + PHOTOS_BAD_EXTRA * bad
+
+
+def refund_loss_posterior(prior: np.ndarray, reason: np.ndarray, photos: np.ndarray) -> np.ndarray:
+    """Probability that a refund is bad given its prior and what the request states (Bayes' rule).
+
+    Args:
+        prior: ``refund_bad_prob`` of the request (traits and the stress of the order's month).
+        reason: Reason index (``contract.REFUND_REASONS``); 6 (``not_received``, lost parcels) is never bad.
+        photos: Evidence photos attached.
+
+    Returns:
+        ``P(bad | prior, reason, photos)``: reason and photo count are drawn from the bad or the
+        good distribution (``refund_reason_probs``, ``refund_photo_rate``), independently of
+        everything else, so the likelihood ratio is exact.
+    """
+    lost = reason >= REASONS_GOOD.size
+    r = np.minimum(reason, REASONS_GOOD.size - 1)
+    lam_good = refund_photo_rate(r, np.zeros(r.size))
+    lam_bad = refund_photo_rate(r, np.ones(r.size))
+    # Poisson likelihood ratio: exp(-(lam_bad - lam_good)) * (lam_bad / lam_good) ** photos
+    log_lr = (
+        np.log(REASONS_BAD[r] / REASONS_GOOD[r]) - (lam_bad - lam_good) + photos * np.log(lam_bad / lam_good)
+    )
+    prior = np.clip(prior, 1e-300, 1.0 - 1e-16)
+    logit = np.log(prior) - np.log1p(-prior) + log_lr
+    return np.where(lost, 0.0, sigmoid(logit))
+
+
 def presale_default_prob(
-    pop: Population, idx: np.ndarray, state: np.ndarray, amount: np.ndarray, params: Params
+    pop: Population,
+    idx: np.ndarray,
+    state: np.ndarray,
+    amount: np.ndarray,
+    params: Params,
+    shipped: np.ndarray | bool,
 ) -> np.ndarray:
-    """Probability that a presale balance is still unpaid 7 days after its due date."""
+    """Probability that a presale balance is still unpaid 7 days after its due date.
+
+    Args:
+        pop: The shard's buyers.
+        idx: Buyer index of each presale.
+        state: Stress state of the buyer in the month of the balance due date.
+        amount: Order amount (currency units).
+        params: Generative constants.
+        shipped: Whether the goods were shipped before the balance (the buyer already holds
+            them). Moral hazard: the logit rises by ``presale_moral_hazard x opportunism``, so an
+            honest buyer (opportunism near 0) is unchanged; fraudsters default at
+            ``fraud_default`` either way.
+
+    Returns:
+        Probability per presale.
+    """
     p = params
     logit = (
         p.presale_default_base
         - p.presale_default_rel * pop.rel_z[idx]
         + _stress_shift(state, p.presale_default_stress)
         + p.presale_default_amount * np.log(np.maximum(amount, 1.0) / 1000.0)
+        + p.presale_moral_hazard * pop.opportunism[idx] * np.asarray(shipped, dtype=np.float64)
     )
     return np.where(pop.fraudster[idx], p.fraud_default, sigmoid(logit))
+
+
+def presale_default_at_deposit(
+    pop: Population,
+    idx: np.ndarray,
+    deposit_state: np.ndarray,
+    amount: np.ndarray,
+    params: Params,
+    shipped: np.ndarray | bool,
+) -> np.ndarray:
+    """Default probability of a presale as known at its deposit: the due month's stress integrated.
+
+    The deposit is paid in the month before the balance due month, so the due month's stress
+    is one step of the buyer's chain from ``deposit_state``:
+    ``sum_s' P[deposit_state, s'] presale_default_prob(s')``. Exact.
+    """
+    trans = stress_transitions(pop.fragility[idx], params)
+    rows = np.arange(idx.size)
+    out = np.zeros(idx.size)
+    for s in range(STATES):
+        out += trans[rows, deposit_state, s] * presale_default_prob(
+            pop, idx, np.full(idx.size, s), amount, params, shipped
+        )
+    return out
 
 
 def bill_bad_prob(pop: Population, idx: np.ndarray, state: np.ndarray, params: Params) -> np.ndarray:
@@ -183,8 +275,14 @@ def order_bad_prob(pop: Population, state: int, params: Params) -> np.ndarray:
     return survive * (1 - (1 - mean_refund * q) * (1 - lost))
 
 
-def presale_expected_default(pop: Population, state: int, params: Params) -> np.ndarray:
-    """Default probability of a presale order not yet placed, averaged over category and price."""
+def presale_expected_default(
+    pop: Population, state: int, params: Params, shipped: np.ndarray | float = 0.0
+) -> np.ndarray:
+    """Default probability of a presale order not yet placed, averaged over category and price.
+
+    ``shipped`` is the probability (per buyer) that it will ship before the balance; the
+    default probability is linear in it.
+    """
     idx = np.arange(pop.n)
     weights = np.asarray(params.presale_category_weights) / sum(params.presale_category_weights)
     nodes, node_weights = np.polynomial.hermite_e.hermegauss(GAUSS_HERMITE_NODES)
@@ -196,5 +294,7 @@ def presale_expected_default(pop: Population, state: int, params: Params) -> np.
         sigma = params.category_price_sigma[c]
         for x, w in zip(nodes, node_weights, strict=True):
             amount = median * np.exp(sigma * x)
-            out += weights[c] * w * presale_default_prob(pop, idx, states, amount, params)
+            held = presale_default_prob(pop, idx, states, amount, params, False)
+            early = presale_default_prob(pop, idx, states, amount, params, True)
+            out += weights[c] * w * (held + shipped * (early - held))
     return out

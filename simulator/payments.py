@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from features.legacy import legacy_presale
+from features.outcomes import BALANCE_GRACE
 from simulator import hazards, standing
 from simulator.calendar import DAY, HOUR, NEVER, Calendar, lag_days, uniform_between
 from simulator.config import Params
 from simulator.population import Population
 
 Columns = dict[str, np.ndarray]
-OLD_RULE_SCORE = 700  # legacy trust purchase: VIP and latest external score >= 700
-GRACE_DAYS = 7  # a balance unpaid this long after its due date is a default
+GRACE_DAYS = BALANCE_GRACE.days  # a balance unpaid this long after its due date is a default
 
 
 def late_but_paid_prob(pop: Population, b: np.ndarray, state: np.ndarray) -> np.ndarray:
@@ -28,7 +29,12 @@ def settle_presales(
     readings: Columns,
     params: Params,
 ) -> tuple[Columns, Columns]:
-    """Decide ship-before-balance by the old rule, then draw payment and fulfilment of each presale.
+    """Decide ship-before-balance at the deposit, then draw payment and fulfilment of each presale.
+
+    The decision is the legacy rule (``features.legacy.legacy_presale``: VIP at the deposit and
+    latest score before it) or, for a presale the rule declines, exploration with probability
+    ``params.presale_explore_share``. The default is drawn from ``hazards.presale_default_prob``
+    under that decision (moral hazard), with the stress of the due month.
 
     Args:
         rng: The shard's generator.
@@ -40,7 +46,8 @@ def settle_presales(
         params: Generative constants.
 
     Returns:
-        ``(presales, fulfilment)``: presale-table columns and the orders' fulfilment instants.
+        ``(presales, fulfilment)``: presale-table columns (plus ``legacy``, ``explored`` and the
+        truth ``p_default_if_shipped`` / ``p_default_if_held``) and the orders' fulfilment instants.
     """
     b = pre["b"]
     n = b.size
@@ -53,11 +60,14 @@ def settle_presales(
     share = rng.choice(np.asarray([0.10, 0.15, 0.20]), n)
     deposit = np.round(pre["amount"] * share, 2)
     created = pre["created_at"]
-    sbb = standing.vip_at(cal, vip, b, created) & (
-        standing.latest_score(readings, b, created) >= OLD_RULE_SCORE
-    )
+    deposit_at = np.minimum(created + rng.integers(10, 600, n), np.maximum(created, opens - 1))
+    score = standing.latest_score(readings, b, deposit_at)
+    legacy = legacy_presale(standing.vip_at(cal, vip, b, deposit_at), np.where(score < 0, np.nan, score))
+    explored = ~legacy & (rng.random(n) < params.presale_explore_share)
+    sbb = legacy | explored
     state = pop.stress[b, due_month]
-    default = rng.random(n) < hazards.presale_default_prob(pop, b, state, pre["amount"], params)
+    default = rng.random(n) < hazards.presale_default_prob(pop, b, state, pre["amount"], params, sbb)
+    deposit_state = pop.stress[b, cal.month_index(deposit_at)]
     late = rng.random(n) < late_but_paid_prob(pop, b, state)
     # ordinary buyers pay early to get their goods; trusted buyers already have them
     on_time = opens + ((due - opens) * rng.random(n) ** np.where(sbb, 0.7, 2.0)).astype(np.int64)
@@ -78,11 +88,20 @@ def settle_presales(
     presales = {
         "b": b,
         "deposit_amount": deposit,
-        "deposit_paid_at": np.minimum(created + rng.integers(10, 600, n), np.maximum(created, opens - 1)),
+        "deposit_paid_at": deposit_at,
         "balance_amount": np.round(pre["amount"] - deposit, 2),
         "balance_due_at": due,
         "balance_paid_at": paid,
         "shipped_before_balance": sbb,
+        "legacy": legacy,
+        "explored": explored,
+        "amount": pre["amount"],
+        "p_default_if_shipped": hazards.presale_default_at_deposit(
+            pop, b, deposit_state, pre["amount"], params, True
+        ),
+        "p_default_if_held": hazards.presale_default_at_deposit(
+            pop, b, deposit_state, pre["amount"], params, False
+        ),
     }
     fulfilment = {
         "paid_at": paid,

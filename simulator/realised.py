@@ -1,7 +1,8 @@
-"""Read realised bad outcomes back from an export (DESIGN.md "Bad outcomes"), for checks only.
+"""Read realised bad outcomes back from an export, for checks against the truth.
 
-The training labels are built by ``training``; this is the simulator's own reading, used by
-``summary`` and the tests to compare the truth with what happened.
+The outcomes are those of ``features.outcomes`` (the one definition, shared with the training
+labels); this module only cuts them at the export instant and lines them up with the truth
+files: buyer windows (``truth/risk.parquet``), presales and refund requests.
 """
 
 from __future__ import annotations
@@ -9,87 +10,92 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-BAD_TYPES = (
-    "balance_default",
-    "return_not_shipped",
-    "refund_abuse",
-    "dispute_lost",
-    "severe_violation",
-    "bill_30dpd",
-)
+from features import outcomes
+
+REFUND_SETTLE = pd.Timedelta(days=180)
+"""A refund request this old at the export has every fact it will ever have (a later abuse
+finding has probability below 1e-4 under the simulator's lags; see docs/simulator.md)."""
 
 
 def bad_events(tables: dict[str, pd.DataFrame], exported_at: pd.Timestamp) -> pd.DataFrame:
-    """Every bad outcome with the instant it became true (``buyer_id``, ``ts``, ``type``).
+    """Every bad outcome known at the export: ``buyer_id``, ``t`` (instant it became a fact), ``kind``.
 
     Args:
-        tables: Raw tables as pandas frames (at least presales, refunds, disputes, violations,
-            credit_bills).
-        exported_at: The export instant; outcomes not yet knowable then are left out.
+        tables: Raw tables as pandas frames (presales, refunds, disputes, violations, credit_bills
+            with the columns ``features.outcomes`` reads).
+        exported_at: The export instant.
 
     Returns:
-        One row per bad outcome, ``ts <= exported_at``.
+        ``features.outcomes.bad_events`` cut at ``exported_at``, sorted by buyer and instant.
     """
-    day = pd.Timedelta(days=1)
-    frames = []
-    p = tables["presales"]
-    deadline = p["balance_due_at"] + 7 * day
-    unpaid = p["balance_paid_at"].isna() | (p["balance_paid_at"] > deadline)
-    frames.append(
-        pd.DataFrame({"buyer_id": p["buyer_id"], "ts": deadline, "type": "balance_default"})[unpaid]
-    )
-    r = tables["refunds"]
-    deadline = r["requested_at"] + 14 * day
-    late = (r["kind"] == "return_and_refund") & (
-        r["return_shipped_at"].isna() | (r["return_shipped_at"] > deadline)
-    )
-    frames.append(
-        pd.DataFrame({"buyer_id": r["buyer_id"], "ts": deadline, "type": "return_not_shipped"})[late]
-    )
-    abuse = r["abuse_confirmed_at"].notna()
-    frames.append(
-        pd.DataFrame({"buyer_id": r["buyer_id"], "ts": r["abuse_confirmed_at"], "type": "refund_abuse"})[
-            abuse
-        ]
-    )
-    d = tables["disputes"]
-    frames.append(
-        pd.DataFrame({"buyer_id": d["buyer_id"], "ts": d["closed_at"], "type": "dispute_lost"})[
-            d["ruling"] == "seller"
-        ]
-    )
-    v = tables["violations"]
-    severe = (v["kind"] == "confirmed_fraud") | (v["severity"] >= 3)
-    frames.append(
-        pd.DataFrame({"buyer_id": v["buyer_id"], "ts": v["ts"], "type": "severe_violation"})[severe]
-    )
-    c = tables["credit_bills"]
-    deadline = c["due_at"] + 30 * day
-    unpaid = c["paid_at"].isna() | (c["paid_at"] > deadline)
-    frames.append(pd.DataFrame({"buyer_id": c["buyer_id"], "ts": deadline, "type": "bill_30dpd"})[unpaid])
-    events = pd.concat(frames, ignore_index=True)
-    return events[events["ts"] <= exported_at].sort_values(
-        ["buyer_id", "ts"], kind="stable", ignore_index=True
-    )
+    events = outcomes.known_by(outcomes.bad_events(tables), exported_at)
+    return events.sort_values(["buyer_id", "t"], kind="stable", ignore_index=True)
 
 
 def realised_labels(risk: pd.DataFrame, events: pd.DataFrame, exported_at: pd.Timestamp) -> pd.DataFrame:
     """Truth rows whose 90-day window ended by the export, with the realised ``bad_90d`` flag.
 
     Args:
-        risk: ``truth/risk.parquet`` (buyer_id, month_start, p_bad_90d, ...).
+        risk: ``truth/risk.parquet`` (buyer_id, as_of, p_bad_90d, ...).
         events: From ``bad_events``.
         exported_at: The export instant.
 
     Returns:
-        The complete-window rows of ``risk`` plus ``bad_90d`` (a bad outcome in (T, T + 90d]).
+        The complete-window rows of ``risk`` plus ``bad_90d``: a bad outcome became a fact in
+        ``(as_of, as_of + outcomes.HORIZON]``.
     """
-    rows = risk[risk["month_start"] + pd.Timedelta(days=90) <= exported_at].reset_index(drop=True)
+    rows = risk[risk["as_of"] + outcomes.HORIZON <= exported_at].reset_index(drop=True)
     bad = np.zeros(len(rows), dtype=bool)
-    for t, idx in rows.groupby("month_start").indices.items():
-        window = events[(events["ts"] > t) & (events["ts"] <= t + pd.Timedelta(days=90))]
+    for t, idx in rows.groupby("as_of").indices.items():
+        window = events[(events["t"] > t) & (events["t"] <= t + outcomes.HORIZON)]
         bad[idx] = np.isin(rows["buyer_id"].to_numpy()[idx], window["buyer_id"].to_numpy())
     return rows.assign(bad_90d=bad)
+
+
+def presale_results(
+    presales: pd.DataFrame, opportunities: pd.DataFrame, exported_at: pd.Timestamp
+) -> pd.DataFrame:
+    """Presale opportunities whose default would be a fact by the export, with realised ``default``.
+
+    Args:
+        presales: The raw presales table.
+        opportunities: ``truth/presale_opportunities.parquet``.
+        exported_at: The export instant.
+
+    Returns:
+        The settled rows of ``opportunities`` plus ``default`` (``features.outcomes`` balance default).
+    """
+    settled = outcomes.presale_outcomes(presales)
+    settled = settled[settled["t"] <= exported_at]
+    return opportunities.merge(settled[["order_id", "bad"]], on="order_id", validate="one_to_one").rename(
+        columns={"bad": "default"}
+    )
+
+
+def refund_results(
+    refunds: pd.DataFrame, opportunities: pd.DataFrame, exported_at: pd.Timestamp
+) -> pd.DataFrame:
+    """Refund opportunities requested at least ``REFUND_SETTLE`` before the export, with realised ``loss``.
+
+    Args:
+        refunds: The raw refunds table.
+        opportunities: ``truth/refund_opportunities.parquet``.
+        exported_at: The export instant.
+
+    Returns:
+        The settled rows of ``opportunities`` plus ``loss`` (``features.outcomes`` refund loss).
+    """
+    done = outcomes.refund_outcomes(refunds)
+    done = done[(refunds["requested_at"] + REFUND_SETTLE <= exported_at).to_numpy()]
+    return opportunities.merge(done[["refund_id", "bad"]], on="refund_id", validate="one_to_one").rename(
+        columns={"bad": "loss"}
+    )
+
+
+def expected_vs_realised(p: np.ndarray, realised: np.ndarray) -> tuple[float, float, int]:
+    """Expected count ``sum p``, its standard deviation ``sqrt(sum p (1 - p))`` and the realised count."""
+    p = np.asarray(p, dtype=np.float64)
+    return float(p.sum()), float(np.sqrt((p * (1 - p)).sum())), int(np.asarray(realised, dtype=bool).sum())
 
 
 def auc(score: np.ndarray, label: np.ndarray) -> float:

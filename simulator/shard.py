@@ -91,7 +91,8 @@ def simulate_shard(
         part: Shard number (0-based); the generator is ``default_rng((cfg.seed, part))``.
 
     Returns:
-        ``(raw, truth)``: the eleven contract tables, and ``traits`` / ``risk`` truth tables.
+        ``(raw, truth)``: the eleven contract tables, and the truth tables ``traits``, ``risk``,
+        ``presale_opportunities`` and ``refund_opportunities``.
     """
     p = cfg.params
     rng = np.random.default_rng((cfg.seed, part))
@@ -119,13 +120,57 @@ def simulate_shard(
         "credit_scores": readings,
         "credit_bills": bills,
     }
-    risk = truth.p_bad_90d(pop, cal, expected, pre, bills, p)
-    return _raw_tables(pop, cal, part, facts), _truth_tables(pop, cal, part, risk)
+    known = {**pre, "shipped": presales["shipped_before_balance"]}
+    risk = truth.p_bad_90d(pop, cal, expected, known, bills, p)
+    tables = _identified(pop, part, facts)
+    raw = {name: to_table(name, cols, cal.export_at) for name, cols in tables.items()}
+    return raw, {
+        **_truth_tables(pop, cal, part, risk),
+        **_opportunity_tables(tables, cal.export_at),
+    }
 
 
-def _raw_tables(pop: Population, cal: Calendar, part: int, facts: dict[str, Columns]) -> dict[str, pa.Table]:
-    """Sort each table by buyer and time, give rows global ids, and export as of ``cal.export_at``."""
-    export_at = cal.export_at
+def _timestamps(seconds: np.ndarray) -> pa.Array:
+    return pa.array(seconds.astype(np.int64) * 1_000_000, type=pa.timestamp("us", tz="UTC"))
+
+
+def _opportunity_tables(tables: dict[str, Columns], export_at: int) -> dict[str, pa.Table]:
+    """Per-opportunity truth: every exported presale at its deposit, every refund request at its request."""
+    pre = tables["presales"]
+    keep = pre["deposit_paid_at"] <= export_at
+    presales = pa.table(
+        {
+            "order_id": pre["order_id"][keep],
+            "buyer_id": pre["buyer_id"][keep],
+            "deposit_paid_at": _timestamps(pre["deposit_paid_at"][keep]),
+            "amount": pre["amount"][keep].astype(np.float64),
+            "balance_amount": pre["balance_amount"][keep].astype(np.float64),
+            "p_default_if_shipped": pre["p_default_if_shipped"][keep],
+            "p_default_if_held": pre["p_default_if_held"][keep],
+            "legacy": pre["legacy"][keep],
+            "shipped_early": pre["shipped_before_balance"][keep],
+            "explored": pre["explored"][keep],
+        }
+    )
+    ref = tables["refunds"]
+    keep = ref["requested_at"] <= export_at
+    refunds = pa.table(
+        {
+            "refund_id": ref["refund_id"][keep],
+            "buyer_id": ref["buyer_id"][keep],
+            "requested_at": _timestamps(ref["requested_at"][keep]),
+            "amount": ref["amount"][keep].astype(np.float64),
+            "p_loss_if_fast": ref["p_loss_if_fast"][keep],
+            "legacy": ref["legacy"][keep],
+            "fast": ref["fast_refund"][keep],
+            "explored": ref["explored"][keep],
+        }
+    )
+    return {"presale_opportunities": presales, "refund_opportunities": refunds}
+
+
+def _identified(pop: Population, part: int, facts: dict[str, Columns]) -> dict[str, Columns]:
+    """Sort each table by buyer and time and give rows their global ids (``buyer_id``, ``order_id``...)."""
     bid = pop.buyer_id
     oid = _global(np.arange(facts["orders"]["b"].size), part)
     tables: dict[str, Columns] = {
@@ -160,7 +205,7 @@ def _raw_tables(pop: Population, cal: Calendar, part: int, facts: dict[str, Colu
         if "o" in cols:
             cols["order_id"] = oid[cols["o"]]
         cols["buyer_id"] = bid[cols["b"]]
-    return {name: to_table(name, cols, export_at) for name, cols in tables.items()}
+    return tables
 
 
 def _truth_tables(pop: Population, cal: Calendar, part: int, risk: np.ndarray) -> dict[str, pa.Table]:
@@ -185,11 +230,10 @@ def _truth_tables(pop: Population, cal: Calendar, part: int, risk: np.ndarray) -
         }
     )
     b, m = np.nonzero(~np.isnan(risk))
-    month_start = pa.array(cal.month_start[m] * 1_000_000, type=pa.timestamp("us", tz="UTC"))
     risk_table = pa.table(
         {
             "buyer_id": pop.buyer_id[b],
-            "month_start": month_start,
+            "as_of": _timestamps(cal.month_start[m]),
             "stress_state": pop.stress[b, m].astype(np.int64),
             "p_bad_90d": risk[b, m],
         }

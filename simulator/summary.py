@@ -8,21 +8,23 @@ from pathlib import Path
 
 import pandas as pd
 
-from features import contract
+from features import contract, outcomes
+from features.legacy import legacy_presale
 from simulator import realised
-from simulator.payments import OLD_RULE_SCORE
 
 COLUMNS = {
     "buyers": ["buyer_id"],
     "orders": ["order_id", "buyer_id"],
-    "presales": ["buyer_id", "balance_due_at", "balance_paid_at", "shipped_before_balance"],
-    "refunds": ["buyer_id", "requested_at", "kind", "fast_refund", "return_shipped_at", "abuse_confirmed_at"],
+    "presales": ["order_id", "buyer_id", "balance_amount", "balance_due_at", "balance_paid_at",
+                 "shipped_before_balance"],
+    "refunds": ["refund_id", "buyer_id", "requested_at", "amount", "kind", "fast_refund", "return_shipped_at",
+                "abuse_confirmed_at"],
     "disputes": ["buyer_id", "closed_at", "ruling"],
     "violations": ["buyer_id", "ts", "kind", "severity"],
     "credit_bills": ["buyer_id", "due_at", "paid_at"],
     "account_events": ["buyer_id", "ts", "event_type"],
     "credit_scores": ["buyer_id", "ts", "score"],
-}
+}  # fmt: skip
 
 
 def read_tables(out: Path) -> dict[str, pd.DataFrame]:
@@ -31,7 +33,7 @@ def read_tables(out: Path) -> dict[str, pd.DataFrame]:
 
 
 def old_rule_now(tables: dict[str, pd.DataFrame]) -> pd.Series:
-    """Whether the legacy rule (VIP and latest score >= 700) approves each buyer at export time."""
+    """Whether the legacy presale rule (``features.legacy``) approves each buyer at export time."""
     ev = tables["account_events"]
     vip_ev = ev[ev["event_type"].isin(["vip_join", "vip_leave"])].sort_values(
         ["buyer_id", "ts"], kind="stable"
@@ -46,7 +48,55 @@ def old_rule_now(tables: dict[str, pd.DataFrame]) -> pd.Series:
     buyers = tables["buyers"]["buyer_id"]
     vip = vip.reindex(buyers, fill_value=False)
     score = score.reindex(buyers)
-    return pd.Series((vip & (score >= OLD_RULE_SCORE)).to_numpy(), index=buyers)
+    return pd.Series(legacy_presale(vip.to_numpy(), score.to_numpy(dtype=float)), index=buyers)
+
+
+def _share(mask: pd.Series, weight: pd.Series) -> str:
+    return f"{mask.mean():.2%} of opportunities, {weight[mask].sum() / max(weight.sum(), 1e-9):.2%} of volume"
+
+
+def _counts(p: pd.Series, flag: pd.Series) -> str:
+    expected, sd, real = realised.expected_vs_realised(p.to_numpy(), flag.to_numpy())
+    return f"{real / max(len(p), 1):.2%} realised ({real}) vs truth {expected / max(len(p), 1):.2%} ({expected:.1f} +- {sd:.1f})"
+
+
+def opportunity_lines(out: Path, tables: dict[str, pd.DataFrame], exported_at: pd.Timestamp) -> list[str]:
+    """The historical decisions (legacy rules, exploration) and the truth per opportunity."""
+    truth = out / "truth"
+    pre = pd.read_parquet(truth / "presale_opportunities.parquet")
+    ref = pd.read_parquet(truth / "refund_opportunities.parquet")
+    lines = [
+        f"presale opportunities: {len(pre):,}; balance volume {pre['balance_amount'].sum():,.0f}",
+        f"  legacy rule ships early: {_share(pre['legacy'], pre['balance_amount'])}",
+        f"  exploration ships early: {_share(pre['explored'], pre['balance_amount'])}",
+        f"  shipped early in all:    {_share(pre['shipped_early'], pre['balance_amount'])}",
+    ]
+    settled = realised.presale_results(tables["presales"], pre, exported_at)
+    for name, arm, col in (
+        ("shipped early", True, "p_default_if_shipped"),
+        ("held", False, "p_default_if_held"),
+    ):
+        rows = settled[settled["shipped_early"] == arm]
+        lines.append(
+            f"  default rate, {name} (n={len(rows):,} settled): {_counts(rows[col], rows['default'])}"
+        )
+    legacy = settled[settled["legacy"]]
+    lines.append(
+        f"  default rate, legacy-approved: {_counts(legacy['p_default_if_shipped'], legacy['default'])}"
+    )
+    lines.append(f"  truth mean p_default if every presale shipped early {pre['p_default_if_shipped'].mean():.2%}, "
+                 f"if every presale held {pre['p_default_if_held'].mean():.2%}")  # fmt: skip
+    lines += [
+        f"refund requests: {len(ref):,}; refund volume {ref['amount'].sum():,.0f}",
+        f"  legacy fast-refund rule: {_share(ref['legacy'], ref['amount'])}",
+        f"  exploration (fast):      {_share(ref['explored'], ref['amount'])}",
+        f"  fast in all:             {_share(ref['fast'], ref['amount'])}",
+    ]
+    done = realised.refund_results(tables["refunds"], ref, exported_at)
+    lines.append(f"  loss rate (n={len(done):,} settled): {_counts(done['p_loss_if_fast'], done['loss'])}")
+    fast = done[done["fast"]]
+    lines.append(f"  loss rate of fast refunds: {_counts(fast['p_loss_if_fast'], fast['loss'])}")
+    return lines
 
 
 def summarize(out: Path) -> list[str]:
@@ -72,16 +122,7 @@ def summarize(out: Path) -> list[str]:
     )
     pre = tables["presales"]
     lines.append(f"presale share of orders: {len(pre) / max(len(tables['orders']), 1):.2%}")
-    sbb = pre["shipped_before_balance"]
-    lines.append(f"ship-before-balance (old rule) share of presales: {sbb.mean():.2%}")
-    settled = pre[pre["balance_due_at"] + pd.Timedelta(days=7) <= exported_at]
-    unpaid = settled["balance_paid_at"].isna() | (
-        settled["balance_paid_at"] > settled["balance_due_at"] + pd.Timedelta(days=7)
-    )
-    trusted = settled["shipped_before_balance"]
-    lines.append(f"balance default rate: trusted presales {unpaid[trusted].mean():.2%} (n={int(trusted.sum())}), "
-                 f"others {unpaid[~trusted].mean():.2%} (n={int((~trusted).sum())})")  # fmt: skip
-    lines.append(f"fast-refund share of refunds: {tables['refunds']['fast_refund'].mean():.2%}")
+    lines += opportunity_lines(out, tables, exported_at)
     approve = old_rule_now(tables)
     lines.append(f"old-rule approval rate of buyers at export: {approve.mean():.2%}")
 
@@ -97,14 +138,16 @@ def summarize(out: Path) -> list[str]:
     events = realised.bad_events(tables, exported_at)
     labelled = realised.realised_labels(risk, events, exported_at)
     if len(labelled):
-        lines.append(f"realised 90-day bad rate ({labelled['month_start'].nunique()} complete snapshots): "
-                     f"{labelled['bad_90d'].mean():.2%} vs truth mean {labelled['p_bad_90d'].mean():.2%}; "
+        expected, sd, real = realised.expected_vs_realised(labelled["p_bad_90d"], labelled["bad_90d"])
+        lines.append(f"realised 90-day bad rate ({labelled['as_of'].nunique()} complete snapshots): "
+                     f"{labelled['bad_90d'].mean():.2%} vs truth mean {labelled['p_bad_90d'].mean():.2%} "
+                     f"({real:,} bad buyer-months vs {expected:,.0f} +- {sd:.0f} expected); "
                      f"oracle AUC {realised.auc(labelled['p_bad_90d'].to_numpy(), labelled['bad_90d'].to_numpy()):.3f}")  # fmt: skip
-    counts = events["type"].value_counts()
+    counts = events["kind"].value_counts()
     lines.append(
-        "bad outcomes by type: " + ", ".join(f"{t} {int(counts.get(t, 0)):,}" for t in realised.BAD_TYPES)
+        "bad outcomes by kind: " + ", ".join(f"{t} {int(counts.get(t, 0)):,}" for t in outcomes.COMPONENTS)
     )
-    last = risk[risk["month_start"] == risk["month_start"].max()].set_index("buyer_id")["p_bad_90d"]
+    last = risk[risk["as_of"] == risk["as_of"].max()].set_index("buyer_id")["p_bad_90d"]
     appr = approve.reindex(last.index, fill_value=False)
     good = last <= last.quantile(0.5)
     worst = last >= last.quantile(0.9)

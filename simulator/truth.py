@@ -70,7 +70,9 @@ def monthly_log_survival(
     states = range(hazards.STATES)
     q_order = np.column_stack([hazards.order_bad_prob(pop, s, params) for s in states])
     p_bill = np.column_stack([hazards.bill_bad_prob(pop, idx, np.full(n, s), params) for s in states])
-    p_presale = np.column_stack([hazards.presale_expected_default(pop, s, params) for s in states])
+    p_presale = np.column_stack(
+        [hazards.presale_expected_default(pop, s, params, params.presale_explore_share) for s in states]
+    )
     severe = sum(rate * sev[2] for _, rate, sev in hazards.violation_rates(pop, cal, params))
 
     base = -expected[:, :, None] * q_order[:, None, :] - severe[:, :, None]
@@ -90,7 +92,9 @@ def monthly_log_survival(
         sel = presales["festival"] == f
         b = presales["b"][sel]
         for s in states:
-            p = hazards.presale_default_prob(pop, b, np.full(b.size, s), presales["amount"][sel], params)
+            p = hazards.presale_default_prob(
+                pop, b, np.full(b.size, s), presales["amount"][sel], params, presales["shipped"][sel]
+            )
             known_first[:, j, s] += np.bincount(b, weights=_log1m(p), minlength=n)
     return expected_only, known_first
 

@@ -16,7 +16,7 @@ from simulator.config import RunConfig, params_dict
 from simulator.shard import simulate_shard
 
 TRUTH_DIR = "truth"
-TRUTH_FILES = ("traits", "risk")
+TRUTH_FILES = ("traits", "risk", "presale_opportunities", "refund_opportunities")
 
 
 def part_name(part: int) -> str:

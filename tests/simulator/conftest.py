@@ -44,3 +44,11 @@ def large_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("large") / "export"
     write_export(RunConfig(buyers=8000, months=24, seed=3), out)
     return out
+
+
+@pytest.fixture(scope="session")
+def calibration_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Many opportunities for the calibration tests (30,000 buyers x 30 months, 5 presale seasons)."""
+    out = tmp_path_factory.mktemp("calibration") / "export"
+    write_export(RunConfig(buyers=30_000, months=30, seed=21, shard_size=15_000), out)
+    return out

@@ -30,9 +30,10 @@ def test_summary_prints_the_analyst_marginals(tmp_path: Path, capsys: pytest.Cap
     main(["--buyers", "600", "--months", "6", "--out", str(tmp_path), "--quiet"])
     assert main(["summary", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    for needle in ["rows per table", "orders per buyer", "presale share", "ship-before-balance",
-                   "fast-refund share", "old-rule approval", "truth p_bad_90d", "realised 90-day bad rate",
-                   "balance default rate"]:  # fmt: skip
+    for needle in ["rows per table", "orders per buyer", "presale share", "presale opportunities",
+                   "refund requests", "old-rule approval", "truth p_bad_90d", "realised 90-day bad rate",
+                   "default rate, shipped early", "default rate, held", "legacy fast-refund rule",
+                   "exploration ships early", "loss rate"]:  # fmt: skip
         assert needle in out, needle
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from features import outcomes
 from simulator import hazards, realised, truth
 from simulator.calendar import build_calendar
 from simulator.config import Params
@@ -28,9 +29,9 @@ def test_truth_files_cover_the_buyers_after_registration(export_dir: Path, table
     risk = pd.read_parquet(export_dir / "truth" / "risk.parquet")
     assert traits["buyer_id"].tolist() == tables["buyers"]["buyer_id"].tolist()
     registered = tables["buyers"].set_index("buyer_id")["registered_at"]
-    assert (risk["month_start"] > registered.loc[risk["buyer_id"]].to_numpy()).all()
-    assert risk["month_start"].dt.day.eq(1).all() and risk["month_start"].nunique() == 12
-    assert not risk.duplicated(["buyer_id", "month_start"]).any()
+    assert (risk["as_of"] > registered.loc[risk["buyer_id"]].to_numpy()).all()
+    assert risk["as_of"].dt.day.eq(1).all() and risk["as_of"].nunique() == 12
+    assert not risk.duplicated(["buyer_id", "as_of"]).any()
     assert risk["p_bad_90d"].between(0, 1).all()
 
 
@@ -60,7 +61,7 @@ def test_bad_rate_is_plausible_and_truth_is_calibrated(large_export: Path) -> No
     assert by_decile.iloc[-1] > 5 * by_decile.iloc[0]
     assert np.corrcoef(labelled.groupby(decile)["p_bad_90d"].mean(), by_decile)[0, 1] > 0.95
     assert 0.75 <= realised.auc(labelled["p_bad_90d"].to_numpy(), labelled["bad_90d"].to_numpy()) <= 0.95
-    assert set(events["type"]) == set(realised.BAD_TYPES)
+    assert set(events["kind"]) == set(outcomes.COMPONENTS)
 
 
 def test_auc_of_perfect_random_and_reversed_scores() -> None:
@@ -91,7 +92,8 @@ def _one_trait_varies(trait: str, grid: np.ndarray) -> np.ndarray:
     pop = dataclasses.replace(pop, **same)
     expected = hazards.expected_orders(pop, cal, params)
     none = {"b": np.zeros(0, dtype=np.int64), "festival": np.zeros(0, dtype=np.int64),
-            "amount": np.zeros(0), "due_month": np.zeros(0, dtype=np.int64)}  # fmt: skip
+            "amount": np.zeros(0), "due_month": np.zeros(0, dtype=np.int64),
+            "shipped": np.zeros(0, dtype=bool)}  # fmt: skip
     return truth.p_bad_90d(pop, cal, expected, none, none, params)
 
 

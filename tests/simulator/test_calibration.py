@@ -1,0 +1,96 @@
+"""The truth per opportunity agrees with what happened: realised counts within 3 SD of the expected."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from simulator import realised
+from simulator.summary import read_tables
+
+
+@pytest.fixture(scope="module")
+def settled(calibration_export: Path) -> dict[str, pd.DataFrame]:
+    exported_at = pd.Timestamp(json.loads((calibration_export / "manifest.json").read_text())["exported_at"])
+    tables = read_tables(calibration_export)
+    truth = calibration_export / "truth"
+    return {
+        "presale": realised.presale_results(
+            tables["presales"], pd.read_parquet(truth / "presale_opportunities.parquet"), exported_at
+        ),
+        "refund": realised.refund_results(
+            tables["refunds"], pd.read_parquet(truth / "refund_opportunities.parquet"), exported_at
+        ),
+    }
+
+
+def _within_3sd(p: pd.Series, flag: pd.Series, at_least: float) -> None:
+    expected, sd, real = realised.expected_vs_realised(p.to_numpy(), flag.to_numpy())
+    assert expected >= at_least, f"too few expected events ({expected:.1f}) to test calibration"
+    assert abs(real - expected) <= 3 * sd, f"realised {real} vs expected {expected:.1f} +- {sd:.1f}"
+
+
+@pytest.mark.parametrize(
+    ("arm", "column", "at_least"),
+    [(True, "p_default_if_shipped", 30), (False, "p_default_if_held", 300)],
+)
+def test_presale_defaults_match_the_truth_in_both_arms(
+    settled: dict[str, pd.DataFrame], arm: bool, column: str, at_least: float
+) -> None:
+    rows = settled["presale"][settled["presale"]["shipped_early"] == arm]
+    _within_3sd(rows[column], rows["default"], at_least)
+
+
+def test_presale_truth_is_calibrated_within_risk_bands(settled: dict[str, pd.DataFrame]) -> None:
+    rows = settled["presale"]
+    p = rows["p_default_if_shipped"].where(rows["shipped_early"], rows["p_default_if_held"])
+    band = pd.qcut(p, 3, labels=False)
+    for k in range(3):
+        _within_3sd(p[band == k], rows.loc[band == k, "default"], 10)
+
+
+def test_moral_hazard_raises_defaults_of_opportunists_only(calibration_export: Path) -> None:
+    opp = pd.read_parquet(calibration_export / "truth" / "presale_opportunities.parquet")
+    traits = pd.read_parquet(calibration_export / "truth" / "traits.parquet")
+    df = opp.merge(traits, on="buyer_id")
+    lift = df["p_default_if_shipped"] - df["p_default_if_held"]
+    assert (lift >= 0).all()
+    assert (lift[df["fraudster"]] == 0).all()
+    honest = df[~df["fraudster"] & (df["opportunism"] < 0.005)]
+    opportunist = df[~df["fraudster"] & (df["opportunism"] > 0.2)]
+
+    def odds_ratio(df: pd.DataFrame) -> pd.Series:
+        shipped, held = df["p_default_if_shipped"], df["p_default_if_held"]
+        return shipped / (1 - shipped) / (held / (1 - held))
+
+    assert odds_ratio(honest).max() < 1.06  # logit shift 10 x opportunism < 0.05
+    assert odds_ratio(opportunist).min() > 5  # shift > 2 (odds x 7.4 in each stress state)
+
+
+@pytest.mark.parametrize("subset", ["all", "fast", "slow", "return", "refund_only"])
+def test_refund_losses_match_the_truth(
+    settled: dict[str, pd.DataFrame], calibration_export: Path, subset: str
+) -> None:
+    rows = settled["refund"]
+    if subset in ("fast", "slow"):
+        rows = rows[rows["fast"] == (subset == "fast")]
+    elif subset in ("return", "refund_only"):
+        kind = pd.read_parquet(calibration_export / "refunds", columns=["refund_id", "kind"])
+        rows = rows.merge(kind, on="refund_id")
+        rows = rows[rows["kind"] == ("return_and_refund" if subset == "return" else "refund_only")]
+    _within_3sd(rows["p_loss_if_fast"], rows["loss"], 100)
+
+
+def test_refund_truth_reads_the_request_like_a_model_would(settled: dict[str, pd.DataFrame],
+                                                            calibration_export: Path) -> None:  # fmt: skip
+    """Within each stated reason and photo count, the posterior stays calibrated (no reason beats it)."""
+    context = pd.read_parquet(
+        calibration_export / "refunds", columns=["refund_id", "reason", "evidence_photos"]
+    )
+    rows = settled["refund"].merge(context, on="refund_id")
+    for _, group in rows.groupby(["reason", rows["evidence_photos"].clip(upper=3)]):
+        expected, sd, real = realised.expected_vs_realised(group["p_loss_if_fast"], group["loss"])
+        assert abs(real - expected) <= 3 * sd + 1, (group.name, real, expected, sd)
