@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from decimal import Decimal
 
 import pytest
 
@@ -26,6 +27,7 @@ from serving.decide import (
     decide,
     star_eligible,
 )
+from serving.money import to_minor
 from serving.policy import FAST_REFUND, PRESALE, parse_policy
 
 POLICY = {
@@ -77,13 +79,24 @@ def rated(star: int, **signals: float) -> BuyerRating:
     return BuyerRating(star=star, score=300 + 100 * star, p_bad=0.01, reasons=reasons, signals=values)
 
 
+def minor(amount: float) -> int:
+    """Currency units (as written in the tests) -> minor units, exactly."""
+    return to_minor(Decimal(str(amount)), 2)
+
+
+def usage(exposure: float = 0, refund_count: int = 0, refund_amount: float = 0) -> Usage:
+    return Usage(minor(exposure), refund_count, minor(refund_amount))
+
+
 def presale(amount: float, deposit: float | None = None) -> DecisionRequest:
-    deposit = amount * 0.1 if deposit is None else deposit
-    return DecisionRequest(PRESALE, "r", 7, order=Order(1, amount, "CNY", "beauty", deposit))
+    deposit = minor(amount) // 10 if deposit is None else minor(deposit)
+    return DecisionRequest(PRESALE, "r", 7, order=Order(1, minor(amount), "CNY", "beauty", deposit))
 
 
 def refund(amount: float, photos: int = 1, kind: str = "return_and_refund") -> DecisionRequest:
-    return DecisionRequest(FAST_REFUND, "r", 7, refund=Refund(1, 1, amount, "CNY", "damaged", kind, photos))
+    return DecisionRequest(
+        FAST_REFUND, "r", 7, refund=Refund(1, 1, minor(amount), "CNY", "damaged", kind, photos)
+    )
 
 
 def codes(decision) -> list[str]:
@@ -94,23 +107,23 @@ def codes(decision) -> list[str]:
     ("star", "expected"), [(1, DECLINE), (2, DECLINE), (3, APPROVE), (4, APPROVE), (5, APPROVE)]
 )
 def test_presale_by_star(policy, star, expected):
-    decision = decide(presale(500), rated(star), policy, Usage())
+    decision = decide(presale(500), rated(star), policy, usage())
     assert decision.decision == expected
     if expected == DECLINE:
         assert codes(decision) == [STARS_BELOW_MINIMUM]
         assert decision.reserve == 0
     else:
         assert decision.declines == ()
-        assert decision.reserve == pytest.approx(450)
+        assert decision.reserve == 450_00  # minor units
 
 
 @pytest.mark.parametrize(
     ("star", "expected"), [(1, DECLINE), (2, DECLINE), (3, DECLINE), (4, APPROVE), (5, APPROVE)]
 )
 def test_fast_refund_by_star(policy, star, expected):
-    decision = decide(refund(50), rated(star), policy, Usage())
+    decision = decide(refund(50), rated(star), policy, usage())
     assert decision.decision == expected
-    assert decision.reserve == (50 if expected == APPROVE else 0)
+    assert decision.reserve == (50_00 if expected == APPROVE else 0)
 
 
 def test_star_eligible():
@@ -129,7 +142,7 @@ def test_star_eligible():
     ],
 )
 def test_presale_amount_cap_boundary(policy, star, amount, ok):
-    decision = decide(presale(amount, deposit=amount * 0.5), rated(star), policy, Usage())
+    decision = decide(presale(amount, deposit=round(amount * 0.5, 2)), rated(star), policy, usage())
     assert (decision.decision == APPROVE) is ok
     assert (AMOUNT_ABOVE_CAP in codes(decision)) is not ok
     assert decision.limits["amount_cap"] == POLICY["services"][PRESALE]["amount_cap"][star]
@@ -137,78 +150,78 @@ def test_presale_amount_cap_boundary(policy, star, amount, ok):
 
 @pytest.mark.parametrize(("deposit", "ok"), [(100, True), (99.99, False), (0, False), (1000, True)])
 def test_presale_deposit_ratio_boundary(policy, deposit, ok):
-    decision = decide(presale(1000, deposit), rated(3), policy, Usage())
+    decision = decide(presale(1000, deposit), rated(3), policy, usage())
     assert (DEPOSIT_BELOW_MINIMUM not in codes(decision)) is ok
 
 
 def test_presale_exposure_limit_boundary(policy):
     # star 3: limit 1500. The order's balance is 900; 600 outstanding fits exactly, 600.01 does not.
-    fits = decide(presale(1000), rated(3), policy, Usage(exposure=600))
+    fits = decide(presale(1000), rated(3), policy, usage(exposure=600))
     assert fits.decision == APPROVE
     assert fits.limits["exposure_used"] == 600
     assert fits.limits["exposure_requested"] == pytest.approx(900)
     assert fits.limits["exposure_remaining"] == pytest.approx(0)
-    over = decide(presale(1000), rated(3), policy, Usage(exposure=600.01))
+    over = decide(presale(1000), rated(3), policy, usage(exposure=600.01))
     assert codes(over) == [EXPOSURE_LIMIT_EXCEEDED]
     assert over.limits["exposure_remaining"] == pytest.approx(899.99)
 
 
 def test_exposure_limit_rises_with_stars(policy):
-    usage = Usage(exposure=7000)
-    assert decide(presale(1000), rated(4), policy, usage).decision == APPROVE  # 7000 + 900 <= 8000
-    assert codes(decide(presale(1000), rated(3), policy, usage)) == [EXPOSURE_LIMIT_EXCEEDED]
+    used = usage(exposure=7000)
+    assert decide(presale(1000), rated(4), policy, used).decision == APPROVE  # 7000 + 900 <= 8000
+    assert codes(decide(presale(1000), rated(3), policy, used)) == [EXPOSURE_LIMIT_EXCEEDED]
 
 
 def test_refund_count_quota_boundary(policy):
-    assert decide(refund(50), rated(4), policy, Usage(refund_count=2)).decision == APPROVE
-    over = decide(refund(50), rated(4), policy, Usage(refund_count=3))
+    assert decide(refund(50), rated(4), policy, usage(refund_count=2)).decision == APPROVE
+    over = decide(refund(50), rated(4), policy, usage(refund_count=3))
     assert codes(over) == [QUOTA_COUNT_EXCEEDED]
     assert over.limits["quota_count_used"] == 3 and over.limits["quota_count_remaining"] == 0
 
 
 def test_refund_amount_quota_boundary(policy):
-    fits = decide(refund(500), rated(4), policy, Usage(refund_count=1, refund_amount=2500))
+    fits = decide(refund(500), rated(4), policy, usage(refund_count=1, refund_amount=2500))
     assert fits.decision == APPROVE
     assert fits.limits["quota_amount_remaining"] == pytest.approx(0)
-    over = decide(refund(500.01), rated(4), policy, Usage(refund_count=1, refund_amount=2500))
+    over = decide(refund(500.01), rated(4), policy, usage(refund_count=1, refund_amount=2500))
     assert codes(over) == [QUOTA_AMOUNT_EXCEEDED]
 
 
 def test_refund_cap_boundary(policy):
-    assert decide(refund(2000, photos=2), rated(4), policy, Usage()).decision == APPROVE
-    assert AMOUNT_ABOVE_CAP in codes(decide(refund(2000.5, photos=2), rated(4), policy, Usage()))
+    assert decide(refund(2000, photos=2), rated(4), policy, usage()).decision == APPROVE
+    assert AMOUNT_ABOVE_CAP in codes(decide(refund(2000.5, photos=2), rated(4), policy, usage()))
 
 
 def test_refund_evidence_rule(policy):
-    assert decide(refund(100, photos=0), rated(5), policy, Usage()).decision == APPROVE  # at the threshold
-    assert codes(decide(refund(100.5, photos=0), rated(5), policy, Usage())) == [EVIDENCE_MISSING]
-    assert decide(refund(100.5, photos=1), rated(5), policy, Usage()).decision == APPROVE
+    assert decide(refund(100, photos=0), rated(5), policy, usage()).decision == APPROVE  # at the threshold
+    assert codes(decide(refund(100.5, photos=0), rated(5), policy, usage())) == [EVIDENCE_MISSING]
+    assert decide(refund(100.5, photos=1), rated(5), policy, usage()).decision == APPROVE
 
 
 def test_refund_kind_rule(policy):
-    assert codes(decide(refund(50, kind="refund_only"), rated(5), policy, Usage())) == [
+    assert codes(decide(refund(50, kind="refund_only"), rated(5), policy, usage())) == [
         REFUND_KIND_NOT_ELIGIBLE
     ]
 
 
 def test_hard_decline_beats_five_stars(policy):
-    decision = decide(presale(100), rated(5, unpaid=1), policy, Usage())
+    decision = decide(presale(100), rated(5, unpaid=1), policy, usage())
     assert decision.decision == DECLINE
     assert codes(decision) == ["unpaid_balance_365d"]
     assert decision.reserve == 0
 
 
 def test_hard_decline_scoped_to_its_services(policy):
-    assert codes(decide(presale(100), rated(5, overdue=1), policy, Usage())) == ["overdue_now"]
-    assert decide(refund(50), rated(5, overdue=1), policy, Usage()).decision == APPROVE
+    assert codes(decide(presale(100), rated(5, overdue=1), policy, usage())) == ["overdue_now"]
+    assert decide(refund(50), rated(5, overdue=1), policy, usage()).decision == APPROVE
 
 
 def test_missing_signal_never_fires(policy):
-    assert decide(presale(100), rated(5, unpaid=float("nan")), policy, Usage()).decision == APPROVE
+    assert decide(presale(100), rated(5, unpaid=float("nan")), policy, usage()).decision == APPROVE
 
 
 def test_every_failed_check_is_reported(policy):
-    decision = decide(presale(30000, deposit=0), rated(4, unpaid=2), policy, Usage(exposure=8000))
+    decision = decide(presale(30000, deposit=0), rated(4, unpaid=2), policy, usage(exposure=8000))
     assert codes(decision) == [
         "unpaid_balance_365d",
         AMOUNT_ABOVE_CAP,
@@ -218,12 +231,12 @@ def test_every_failed_check_is_reported(policy):
 
 
 def test_flags_do_not_decline(policy):
-    decision = decide(presale(100), rated(5, malicious=2), policy, Usage())
+    decision = decide(presale(100), rated(5, malicious=2), policy, usage())
     assert decision.decision == APPROVE
     assert [f.code for f in decision.flags] == ["suspected_malicious_reviewer"]
-    assert decide(presale(100), rated(5, malicious=1), policy, Usage()).flags == ()
+    assert decide(presale(100), rated(5, malicious=1), policy, usage()).flags == ()
 
 
 def test_reasons_truncated_to_policy(policy):
-    decision = decide(presale(100), rated(5), policy, Usage())
+    decision = decide(presale(100), rated(5), policy, usage())
     assert [r.code for r in decision.reasons] == ["a", "b"]
