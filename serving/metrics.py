@@ -1,98 +1,188 @@
-"""Prometheus counters and latency histograms, hand-written (no extra dependency).
+"""Prometheus metrics with ``prometheus_client``: one view of every worker.
 
-Values are per worker process: behind gunicorn each scrape of ``/metrics`` reaches one
-worker, which labels its series with ``worker`` (its pid), so the sum over ``worker``
-is the service total once each worker has been scraped.
+Under gunicorn (``serving/gunicorn_conf.py``) ``PROMETHEUS_MULTIPROC_DIR`` is set before any
+worker starts: each worker writes its samples to files there, and any worker answering
+``/metrics`` reads them all (``MultiProcessCollector``), so every scrape counts the decisions
+of all workers, including workers that have exited (counters never go backwards). Without
+the variable (tests, the development server) the metrics live in this process.
+
+Names (all prefixed ``buyer_trust_``):
+
+    requests_total{route,status}                 counter    HTTP requests
+    request_seconds{route}                       histogram  request latency, seconds
+    decisions_total{service,decision,reason}     counter    decisions; reason is the first decline
+                                                            code, "none" for an approval
+    declines_total{service,code}                 counter    every decline reason
+    degraded_total{cause}                        counter    declines because a dependency failed
+    ledger_open_reservations{service}            gauge      open ship-before-balance holds / fast refunds
+    ledger_open_amount_minor{service}            gauge      their unreleased amount, minor units
+    snapshot_buyers                              gauge      buyers in the online snapshot
+    snapshot_age_seconds                         gauge      now minus the snapshot's as-of time
+    info{model_version,policy_version,snapshot_version[,pid]}  gauge  1 for what is live
+
+Gauges are computed when ``/metrics`` is scraped, by the worker that answers.
 """
 
 from __future__ import annotations
 
-import bisect
 import os
-import threading
-from collections import defaultdict
+import time
+from collections.abc import Iterable
+from datetime import datetime
 
-BUCKETS_S = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
-HELP = {
-    "buyer_trust_requests_total": ("counter", "HTTP requests by route and status."),
-    "buyer_trust_decisions_total": ("counter", "Decisions by service and outcome."),
-    "buyer_trust_declines_total": ("counter", "Decline reasons by service and code."),
-    "buyer_trust_degraded_total": ("counter", "Decisions declined because a dependency failed, by cause."),
-    "buyer_trust_request_seconds": ("histogram", "Request latency by route, in seconds."),
-}
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+from sqlalchemy import func, select
 
-Labels = tuple[tuple[str, str], ...]
+from serving.tables import RESERVATIONS
 
-
-def _fmt(labels: Labels) -> str:
-    if not labels:
-        return ""
-    body = ",".join(
-        f'{k}="{str(v).replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"' for k, v in labels
-    )
-    return "{" + body + "}"
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+BUCKETS_S = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0, 5.0)
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class Metrics:
-    """Thread-safe counters and histograms for one worker."""
+    """The service's metrics, for one app: multiprocess when ``PROMETHEUS_MULTIPROC_DIR`` is set.
+
+    (``prometheus_client`` reads that variable when it is first imported, so it must be set
+    before the worker starts: ``serving/gunicorn_conf.py`` does it in the master.)
+    """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._counters: dict[tuple[str, Labels], float] = defaultdict(float)
-        self._hist: dict[tuple[str, Labels], list[float]] = {}
-        self.worker = str(os.getpid())
+        self.multiprocess_dir = os.environ.get(MULTIPROC_ENV) or None
+        self.registry = CollectorRegistry()
+        reg = None if self.multiprocess_dir else self.registry  # multiprocess: read back from the files
+        self._counters = {
+            "buyer_trust_requests_total": Counter(
+                "buyer_trust_requests",
+                "HTTP requests by route and status.",
+                ["route", "status"],
+                registry=reg,
+            ),
+            "buyer_trust_decisions_total": Counter(
+                "buyer_trust_decisions",
+                "Decisions by service, decision and first decline reason ('none' for an approval).",
+                ["service", "decision", "reason"],
+                registry=reg,
+            ),
+            "buyer_trust_declines_total": Counter(
+                "buyer_trust_declines",
+                "Decline reasons by service and code.",
+                ["service", "code"],
+                registry=reg,
+            ),
+            "buyer_trust_degraded_total": Counter(
+                "buyer_trust_degraded",
+                "Decisions declined because a dependency failed, by cause.",
+                ["cause"],
+                registry=reg,
+            ),
+        }
+        self._latency = Histogram(
+            "buyer_trust_request_seconds",
+            "Request latency by route, seconds.",
+            ["route"],
+            buckets=BUCKETS_S,
+            registry=reg,
+        )
+        self._open = Gauge(
+            "buyer_trust_ledger_open_reservations",
+            "Open reservations (held presale balances, unreturned fast refunds) by service.",
+            ["service"],
+            multiprocess_mode="mostrecent",
+            registry=reg,
+        )
+        self._open_amount = Gauge(
+            "buyer_trust_ledger_open_amount_minor",
+            "Unreleased reserved amount by service, in minor currency units.",
+            ["service"],
+            multiprocess_mode="mostrecent",
+            registry=reg,
+        )
+        self._buyers = Gauge(
+            "buyer_trust_snapshot_buyers",
+            "Buyers in the online snapshot.",
+            multiprocess_mode="mostrecent",
+            registry=reg,
+        )
+        self._age = Gauge(
+            "buyer_trust_snapshot_age_seconds",
+            "Seconds since the online snapshot's as-of time.",
+            multiprocess_mode="mostrecent",
+            registry=reg,
+        )
+        self._info = Gauge(
+            "buyer_trust_info",
+            "1 for the live model, policy and snapshot versions (per worker pid under gunicorn).",
+            ["model_version", "policy_version", "snapshot_version"],
+            multiprocess_mode="liveall",
+            registry=reg,
+        )
+        self._info_labels: tuple[str, str, str] | None = None
 
-    def inc(self, name: str, labels: Labels = (), value: float = 1.0) -> None:
-        """Add ``value`` to the counter ``name`` with ``labels``."""
-        with self._lock:
-            self._counters[(name, labels)] += value
+    def inc(self, name: str, labels: tuple[tuple[str, str], ...] = (), value: float = 1.0) -> None:
+        """Add ``value`` to the counter ``name`` (``buyer_trust_..._total``) with ``labels``."""
+        self._counters[name].labels(**dict(labels)).inc(value)
 
-    def observe(self, name: str, labels: Labels, seconds: float) -> None:
-        """Record one observation in the histogram ``name``."""
-        with self._lock:
-            counts = self._hist.get((name, labels))
-            if counts is None:
-                counts = self._hist[(name, labels)] = [0.0] * (len(BUCKETS_S) + 2)  # buckets, +Inf, sum
-            counts[bisect.bisect_left(BUCKETS_S, seconds)] += 1
-            counts[-1] += seconds
+    def decision(self, service: str, decision: str, declines: Iterable[str]) -> None:
+        """Count one decision and each of its decline codes (in order; the first is the reason)."""
+        codes = list(declines)
+        self._counters["buyer_trust_decisions_total"].labels(
+            service, decision, codes[0] if codes else "none"
+        ).inc()
+        for code in codes:
+            self._counters["buyer_trust_declines_total"].labels(service, code).inc()
 
     def record_request(self, route: str, status: int, seconds: float) -> None:
-        """Count one HTTP request and observe its latency (one lock acquisition)."""
-        labels = (("route", route),)
-        with self._lock:
-            self._counters[("buyer_trust_requests_total", (("route", route), ("status", str(status))))] += 1
-            counts = self._hist.get(("buyer_trust_request_seconds", labels))
-            if counts is None:
-                counts = self._hist[("buyer_trust_request_seconds", labels)] = [0.0] * (len(BUCKETS_S) + 2)
-            counts[bisect.bisect_left(BUCKETS_S, seconds)] += 1
-            counts[-1] += seconds
+        """Count one HTTP request and observe its latency."""
+        self._counters["buyer_trust_requests_total"].labels(route, str(status)).inc()
+        self._latency.labels(route).observe(seconds)
 
-    def render(self, info: dict[str, str] | None = None) -> str:
-        """The Prometheus text exposition of every series, plus an ``info`` gauge."""
-        worker = (("worker", self.worker),)
-        lines = []
-        with self._lock:
-            counters = dict(self._counters)
-            hist = {k: list(v) for k, v in self._hist.items()}
-        for name, (kind, text) in HELP.items():
-            lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]
-            for (n, labels), value in sorted(counters.items()):
-                if n == name:
-                    lines.append(f"{name}{_fmt(labels + worker)} {value:g}")
-            for (n, labels), counts in sorted(hist.items()):
-                if n != name:
-                    continue
-                cumulative = 0.0
-                for bound, count in zip((*BUCKETS_S, "+Inf"), counts[:-1], strict=True):
-                    cumulative += count
-                    le = bound if isinstance(bound, str) else f"{bound:g}"
-                    lines.append(f"{name}_bucket{_fmt(labels + worker + (('le', le),))} {cumulative:g}")
-                lines.append(f"{name}_sum{_fmt(labels + worker)} {counts[-1]:.6f}")
-                lines.append(f"{name}_count{_fmt(labels + worker)} {cumulative:g}")
-        if info is not None:
-            lines += [
-                "# HELP buyer_trust_info Live model, policy and snapshot.",
-                "# TYPE buyer_trust_info gauge",
-            ]
-            lines.append(f"buyer_trust_info{_fmt(tuple(sorted(info.items())) + worker)} 1")
-        return "\n".join(lines) + "\n"
+    def update_gauges(self, ledger, snapshot_meta, info: dict[str, str]) -> None:
+        """Refresh the ledger, snapshot and info gauges (at scrape time).
+
+        Args:
+            ledger: The ``Ledger``; an unreachable database leaves the ledger gauges as they were.
+            snapshot_meta: The live snapshot's ``SnapshotMeta``, or None.
+            info: ``model_version``, ``policy_version``, ``snapshot_version``.
+        """
+        try:
+            for service, count, amount in ledger_totals(ledger):
+                self._open.labels(service).set(count)
+                self._open_amount.labels(service).set(amount)
+        except Exception:  # noqa: BLE001 - metrics must not fail because the database is down
+            pass
+        if snapshot_meta is not None:
+            self._buyers.set(snapshot_meta.n_buyers)
+            try:
+                as_of = datetime.fromisoformat(snapshot_meta.as_of).timestamp()
+                self._age.set(max(time.time() - as_of, 0.0))
+            except (TypeError, ValueError):
+                pass
+        labels = (info["model_version"], info["policy_version"], info["snapshot_version"])
+        if labels != self._info_labels:
+            if self._info_labels is not None:
+                self._info.labels(*self._info_labels).set(0)
+            self._info.labels(*labels).set(1)
+            self._info_labels = labels
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition: every worker's samples in multiprocess mode."""
+        if not self.multiprocess_dir:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=self.multiprocess_dir)
+        return generate_latest(registry)
+
+
+def ledger_totals(ledger) -> list[tuple[str, int, int]]:
+    """``(service, open reservations, unreleased minor units)`` per service, from the ledger."""
+    r = RESERVATIONS.c
+    query = (
+        select(r.service, func.count(), func.coalesce(func.sum(r.amount_minor - r.released_minor), 0))
+        .where(r.released_at.is_(None))
+        .group_by(r.service)
+    )
+    with ledger.engine.connect() as conn:
+        conn.execution_options(sqlite_begin="DEFERRED")
+        return [(service, int(count), int(amount)) for service, count, amount in conn.execute(query)]

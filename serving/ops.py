@@ -7,6 +7,7 @@ import logging
 from flask import Blueprint, Response, jsonify
 
 from serving.context import services
+from serving.metrics import CONTENT_TYPE
 from serving.openapi import openapi_document
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ def readyz():
 
 @ops.get("/metrics")
 def metrics():
-    """Prometheus text exposition (this worker's series)."""
+    """Prometheus text exposition: every worker's counters (``serving.metrics``)."""
     s = services()
     live = s.runtime.live
     snap = live.snapshot
@@ -50,7 +51,8 @@ def metrics():
         "policy_version": live.policy.version,
         "snapshot_version": "none" if snap is None else snap.meta.version,
     }
-    return Response(s.metrics.render(info), mimetype="text/plain; version=0.0.4")
+    s.metrics.update_gauges(s.ledger, None if snap is None else snap.meta, info)
+    return Response(s.metrics.render(), content_type=CONTENT_TYPE)
 
 
 @ops.get("/openapi.json")

@@ -230,6 +230,9 @@ def test_unknown_routes_and_methods_are_json(client):
 def test_metrics_count_decisions(app, client, presale_body, buyer_with_star):
     client.post("/v1/decisions", json=presale_body(buyer_with_star(5), 100))
     text = app.test_client().get("/metrics").get_data(as_text=True)
-    assert 'buyer_trust_decisions_total{service="presale_ship_before_balance",decision="approve"' in text
-    assert 'buyer_trust_request_seconds_bucket{route="/v1/decisions"' in text
+    assert (
+        'buyer_trust_decisions_total{decision="approve",reason="none",service="presale_ship_before_balance"} 1.0'
+        in text
+    )
+    assert 'buyer_trust_request_seconds_bucket{le="+Inf",route="/v1/decisions"} 1.0' in text
     assert "buyer_trust_info{" in text
