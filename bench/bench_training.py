@@ -20,10 +20,11 @@ import pandas as pd
 
 from features.io import export_time, read_manifest
 from features.registry import monotone_constraints, signals
-from training.dataset import assemble
+from training.dataset import SNAPSHOTS, assemble
 from training.labels import usable_as_of
 from training.model import DEFAULT_PARAMS, Dataset, fit_rating
 from training.report import build_report
+from training.scorecard import OptBinningScorecard
 from training.snapshots import default_split, month_starts
 
 
@@ -50,7 +51,7 @@ def main() -> None:
         args.rows / len(dates) * 1.15
     )  # buyers register over time; a margin keeps rows >= target
     t0 = time.perf_counter()
-    frame = assemble(args.data, dates, max_buyers=min(buyers_needed, manifest["buyers"]))
+    frame = assemble(args.data, dates, max_buyers=min(buyers_needed, manifest["buyers"]))[SNAPSHOTS]
     t_build = time.perf_counter() - t0
     names = [s.name for s in signals()]
     split = default_split(dates)
@@ -66,7 +67,9 @@ def main() -> None:
     )
     t_fit = time.perf_counter() - t1
     t2 = time.perf_counter()
-    build_report(model, train, test, "bad_90d", None)
+    registry = signals()
+    scorecard = OptBinningScorecard(names, [s.risk_direction for s in registry]).fit(d_train.X, d_train.y)
+    build_report(model, scorecard, train.sample(n=min(200_000, len(train)), random_state=7), test, "bad_90d", None, {})
     t_eval = time.perf_counter() - t2
     total = t_fit + t_eval
     print(

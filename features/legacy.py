@@ -34,7 +34,9 @@ def legacy_presale(vip: ArrayLike, credit_score: ArrayLike) -> np.ndarray:
     return (np.asarray(vip, dtype=np.float64) > 0) & (score >= PRESALE_MIN_CREDIT_SCORE)
 
 
-def legacy_fast_refund(vip: ArrayLike, is_return: ArrayLike, amount: ArrayLike, photos: ArrayLike) -> np.ndarray:
+def legacy_fast_refund(
+    vip: ArrayLike, is_return: ArrayLike, amount: ArrayLike, photos: ArrayLike
+) -> np.ndarray:
     """Whether the legacy rule pays a refund before the goods come back.
 
     Args:

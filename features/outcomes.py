@@ -47,7 +47,9 @@ def _late_or_unpaid(due: pd.Series, paid: pd.Series, grace: pd.Timedelta) -> tup
 def presale_outcomes(presales: pd.DataFrame) -> pd.DataFrame:
     """Per presale: ``order_id``, ``buyer_id``, ``bad`` (balance default) and ``t`` (due + 7 days)."""
     bad, t = _late_or_unpaid(presales["balance_due_at"], presales["balance_paid_at"], BALANCE_GRACE)
-    return pd.DataFrame({"order_id": presales["order_id"], "buyer_id": presales["buyer_id"], "bad": bad, "t": t})
+    return pd.DataFrame(
+        {"order_id": presales["order_id"], "buyer_id": presales["buyer_id"], "bad": bad, "t": t}
+    )
 
 
 def refund_outcomes(refunds: pd.DataFrame) -> pd.DataFrame:

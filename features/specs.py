@@ -358,6 +358,7 @@ def _credit() -> list[Signal]:
         *_family("bills_late", late, ["count"], LONG, 1, "pay-later bills not paid by the due date", "Pay-later bills paid late {window}", g),
         *_family("bills_late", late, ["days_since_last"], [ALL], -1, "pay-later bill missed", "Recent late pay-later bill", g),
         *_family("bills_30dpd", late30, ["count"], LONG, 1, "pay-later bills 30+ days past due", "Pay-later bills 30+ days past due {window}", g),
+        *_family("bills_30dpd", late30, ["open"], [ALL], 1, "pay-later bills 30+ days past due and still unpaid", "A pay-later bill is 30+ days past due", g, end="paid_at"),
         *_family("bill_days_past_due", dpd, ["mean", "max"], YEAR, 1, "days past due of late-paid bills", "Pay-later bills paid many days late {window}", g),
         *_family("bill_paid_ratio", Source(bills, "paid_at", measure="amount_paid"), ["ratio"], (90, 365), -1, "amount paid over amount due on pay-later bills", "Pay-later bills not paid in full {window}", g, per=due_amount),
         *_family("bill_late_rate", late, ["ratio"], YEAR, 1, "share of due bills paid late", "High share of pay-later bills paid late {window}", g, per=due),

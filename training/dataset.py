@@ -1,4 +1,5 @@
-"""Assemble the training frame: point-in-time signals and labels for monthly snapshots, shard by shard."""
+"""Assemble the training frames, shard by shard: point-in-time signals and labels for monthly snapshots,
+and signals for every service opportunity at its decision instant."""
 
 from __future__ import annotations
 
@@ -10,14 +11,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features import build as features_build
-from features import registry as features_registry
-from features import specs as features_specs
+import features as features_pkg
 from features.build import build_signals, make_spine
 from features.io import load_tables, shard_parts
 from features.registry import signals
 from training import labels as labels_module
+from training import opportunities as opportunities_module
 from training.labels import make_labels
+from training.opportunities import FAST_REFUND, PRESALE, presale_rows, refund_rows
+
+SNAPSHOTS = "snapshots"
 
 
 def sample_buyers(buyers: pd.DataFrame, fraction: float, seed: int) -> pd.DataFrame:
@@ -28,14 +31,21 @@ def sample_buyers(buyers: pd.DataFrame, fraction: float, seed: int) -> pd.DataFr
     return buyers.loc[keep]
 
 
+def _with_signals(tables: dict[str, pd.DataFrame], rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` (with buyer_id and as_of) followed by the buyer's signals at each row's as_of."""
+    rows = rows.reset_index(drop=True)
+    built = build_signals(tables, rows[["buyer_id", "as_of"]]).drop(columns=["buyer_id", "as_of"])
+    return pd.concat([rows, built.reset_index(drop=True)], axis=1)
+
+
 def assemble(
     data_dir: Path,
     dates: list[pd.Timestamp],
     max_buyers: int | None = None,
     seed: int = 7,
     progress: Callable[[str], None] = lambda _msg: None,
-) -> pd.DataFrame:
-    """Signals and labels for every (buyer, date) with the buyer registered before the date.
+) -> dict[str, pd.DataFrame]:
+    """Signals and labels per (buyer, date), and signals per service opportunity at its decision.
 
     Args:
         data_dir: Raw-table export (validated as it is read; bad data raises ``ContractError``).
@@ -45,11 +55,14 @@ def assemble(
         progress: Called with a line of text after each shard.
 
     Returns:
-        buyer_id, as_of, one float32 column per signal, then the label columns.
+        ``snapshots``: buyer_id, as_of, one float32 column per signal, then the label columns,
+        for every buyer registered before each date; and per service (``SERVICES``) one row
+        per opportunity of the sampled buyers (``training.opportunities``) with the buyer's
+        signals at the decision instant.
     """
     parts = shard_parts(data_dir)
     total = None
-    frames = []
+    frames: dict[str, list[pd.DataFrame]] = {SNAPSHOTS: [], PRESALE: [], FAST_REFUND: []}
     for i, part in enumerate(parts):
         tables = load_tables(data_dir, part=part)
         if total is None:
@@ -59,24 +72,43 @@ def assemble(
         spine = make_spine(buyers, dates)
         signals = build_signals(tables, spine)
         labels = make_labels(tables, spine)
-        frames.append(pd.concat([signals.reset_index(drop=True), labels.reset_index(drop=True)], axis=1))
-        progress(f"shard {i + 1}/{len(parts)}: {len(spine):,} snapshot rows")
-    return pd.concat(frames, ignore_index=True)
+        frames[SNAPSHOTS].append(
+            pd.concat([signals.reset_index(drop=True), labels.reset_index(drop=True)], axis=1)
+        )
+        chosen = buyers["buyer_id"].to_numpy()
+        for service, rows in ((PRESALE, presale_rows(tables)), (FAST_REFUND, refund_rows(tables))):
+            frames[service].append(_with_signals(tables, rows[np.isin(rows["buyer_id"].to_numpy(), chosen)]))
+        progress(
+            f"shard {i + 1}/{len(parts)}: {len(spine):,} snapshot rows, "
+            f"{len(frames[PRESALE][-1]):,} presales, {len(frames[FAST_REFUND][-1]):,} refund requests"
+        )
+    return {name: pd.concat(chunks, ignore_index=True) for name, chunks in frames.items()}
+
+
+def _code_digest() -> bytes:
+    """Every source file the assembled frames depend on: the features package and the label code."""
+    files = (
+        sorted(Path(features_pkg.__file__).parent.glob("*.py"))
+        + [Path(m.__file__) for m in (labels_module, opportunities_module)]
+        + [Path(__file__)]
+    )
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f.name.encode())
+        digest.update(f.read_bytes())
+    return digest.digest()
 
 
 def cache_key(data_dir: Path, dates: list[pd.Timestamp], max_buyers: int | None, seed: int) -> str:
-    """A digest of everything the assembled frame depends on: the export, the signal and label code, the sample."""
-    code = [
-        Path(m.__file__).read_bytes()
-        for m in (features_build, features_registry, features_specs, labels_module)
-    ]
+    """A digest of everything the assembled frames depend on: the export, the signal registry, every
+    line of the signal, point-in-time, outcome and label code, and the sample."""
     manifest = (
         (Path(data_dir) / "manifest.json").read_bytes()
         if (Path(data_dir) / "manifest.json").is_file()
         else b""
     )
     digest = hashlib.sha256()
-    for part in (*code, manifest, repr(signals()).encode(), str(Path(data_dir).resolve()).encode()):
+    for part in (_code_digest(), manifest, repr(signals()).encode(), str(Path(data_dir).resolve()).encode()):
         digest.update(part)
     digest.update(json.dumps([str(d) for d in dates] + [max_buyers, seed]).encode())
     return digest.hexdigest()[:16]
@@ -89,17 +121,19 @@ def assemble_cached(
     max_buyers: int | None = None,
     seed: int = 7,
     progress: Callable[[str], None] = lambda _msg: None,
-) -> pd.DataFrame:
-    """``assemble``, reusing a parquet copy in ``cache_dir`` when nothing it depends on has changed."""
+) -> dict[str, pd.DataFrame]:
+    """``assemble``, reusing parquet copies in ``cache_dir`` when nothing it depends on has changed."""
     if cache_dir is None:
         return assemble(data_dir, dates, max_buyers, seed, progress)
-    path = Path(cache_dir) / f"snapshots-{cache_key(data_dir, dates, max_buyers, seed)}.parquet"
-    if path.is_file():
-        progress(f"reusing the snapshot matrix {path}")
-        return pd.read_parquet(path)
-    frame = assemble(data_dir, dates, max_buyers, seed, progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    frame.to_parquet(tmp, index=False)
-    tmp.replace(path)
-    return frame
+    folder = Path(cache_dir) / f"assembled-{cache_key(data_dir, dates, max_buyers, seed)}"
+    paths = {name: folder / f"{name}.parquet" for name in (SNAPSHOTS, PRESALE, FAST_REFUND)}
+    if all(p.is_file() for p in paths.values()):
+        progress(f"reusing the assembled frames in {folder}")
+        return {name: pd.read_parquet(p) for name, p in paths.items()}
+    frames = assemble(data_dir, dates, max_buyers, seed, progress)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, frame in frames.items():
+        tmp = paths[name].with_suffix(".tmp")
+        frame.to_parquet(tmp, index=False)
+        tmp.replace(paths[name])
+    return frames

@@ -1,8 +1,7 @@
-"""Out-of-time evaluation: discrimination, calibration, stars, stability and service trade-offs."""
+"""Out-of-time evaluation primitives: discrimination, calibration, stars and stability
+(the per-opportunity yardsticks are ``training.yardsticks``)."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -64,70 +63,3 @@ def stars_monotone(table: pd.DataFrame) -> bool:
     """True when every band is populated and the bad rate strictly falls as stars rise."""
     rates = table["bad_rate"].to_numpy()
     return bool(np.all(table["rows"].to_numpy() > 0) and np.all(np.diff(rates) < 0))
-
-
-def approval_curve(y: np.ndarray, p: np.ndarray, points: int = 101) -> pd.DataFrame:
-    """Approve the lowest-risk share; for each approval rate, the bad rate and count among the approved."""
-    order = np.argsort(p, kind="stable")
-    cum_bad = np.cumsum(y[order])
-    rates = np.linspace(0.01, 1.0, points - 1)
-    n = np.maximum(1, np.round(rates * len(y)).astype(int))
-    return pd.DataFrame(
-        {"approval_rate": n / len(y), "approved": n, "bad": cum_bad[n - 1], "bad_rate": cum_bad[n - 1] / n}
-    )
-
-
-@dataclass(frozen=True)
-class ServiceComparison:
-    """One service at the old rule's approval rate: the rule against the model and the scorecard."""
-
-    service: str
-    population: int
-    rule_approval_rate: float
-    rule_bad: int
-    model_bad: int
-    scorecard_bad: int
-    model_approval_rate_at_rule_bad_rate: float
-
-    @property
-    def model_reduction(self) -> float:
-        """Share of the rule's bad approvals the model avoids at the same approval count."""
-        return 1.0 - self.model_bad / self.rule_bad if self.rule_bad else float("nan")
-
-    def as_metrics(self) -> dict[str, float]:
-        s = self.service
-        return {
-            f"{s}_population": self.population,
-            f"{s}_rule_approval_rate": self.rule_approval_rate,
-            f"{s}_rule_bad": self.rule_bad,
-            f"{s}_model_bad_at_rule_rate": self.model_bad,
-            f"{s}_scorecard_bad_at_rule_rate": self.scorecard_bad,
-            f"{s}_model_bad_reduction": self.model_reduction,
-            f"{s}_model_approval_rate_at_rule_bad_rate": self.model_approval_rate_at_rule_bad_rate,
-        }
-
-
-def compare_at_rule_rate(
-    service: str, y: np.ndarray, rule: np.ndarray, p_model: np.ndarray, p_scorecard: np.ndarray
-) -> ServiceComparison:
-    """Approve as many rows as the old rule does, by each model's ranking, and count the bad ones.
-
-    Also: the largest share the model can approve while its bad rate among the approved stays at
-    or below the old rule's (how many more good buyers it serves for the same risk).
-    """
-    k = int(rule.sum())
-    order = np.argsort(p_model, kind="stable")
-    model_bad = int(y[order[:k]].sum())
-    rule_bad = int(y[rule.astype(bool)].sum())
-    cum_bad_rate = np.cumsum(y[order]) / np.arange(1, len(y) + 1)
-    within = np.flatnonzero(cum_bad_rate <= rule_bad / max(k, 1) + 1e-12)
-    scorecard_bad = int(y[np.argsort(p_scorecard, kind="stable")[:k]].sum())
-    return ServiceComparison(
-        service=service,
-        population=len(y),
-        rule_approval_rate=k / max(len(y), 1),
-        rule_bad=rule_bad,
-        model_bad=model_bad,
-        scorecard_bad=scorecard_bad,
-        model_approval_rate_at_rule_bad_rate=(within.max() + 1) / len(y) if within.size else 0.0,
-    )

@@ -69,20 +69,18 @@ def importance_figure(names: list[str], gain: np.ndarray, top: int = 25) -> Figu
     return fig
 
 
-def approval_figure(service: str, curves: dict[str, pd.DataFrame], rule_point: tuple[float, float]) -> Figure:
-    """Bad rate among approved against approval rate for each model, with the old rule as a point."""
-    fig = Figure(figsize=(5.5, 4.5))
+def loss_volume_figure(
+    service: str, curves: dict[str, pd.DataFrame], rule_point: tuple[float, float]
+) -> Figure:
+    """Expected loss per approved unit against the approved share of money at risk, per ranking,
+    with the legacy rule as a point (approving in ascending order of each ranking's probability)."""
+    fig = Figure(figsize=(6, 4.5))
     ax = fig.add_subplot()
     for name, curve in curves.items():
-        ax.plot(curve["approval_rate"], 100 * curve["bad_rate"], label=name)
-    ax.scatter(
-        [rule_point[0]],
-        [100 * rule_point[1]],
-        color="red",
-        zorder=3,
-        label="old rule (VIP and credit >= 700)",
-    )
-    ax.set(xlabel="approval rate", ylabel="bad rate among approved (%)")
-    ax.set_title(f"{service}: approvals against losses")
+        ax.plot(curve["volume_share"], 100 * curve["loss_rate"], label=name)
+    ax.scatter([rule_point[0]], [100 * rule_point[1]], color="red", zorder=3, label="legacy rule")
+    ax.axhline(100 * rule_point[1], color="red", linestyle=":", linewidth=0.8)
+    ax.set(xlabel="approved share of the money at risk", ylabel="expected loss per approved unit (%)")
+    ax.set_title(f"{service}: approvals against expected loss (truth)")
     ax.legend()
     return fig

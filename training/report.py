@@ -1,4 +1,8 @@
-"""The evaluation report of one training run: metrics, tables and figures, and its text summary."""
+"""The numbers of one training run: rating metrics, the honest yardsticks and the baselines.
+
+Presentation (figures, the terminal summary) is ``training.presentation``; this module only
+computes. Metric names are fixed (``docs/evaluation.md`` explains each).
+"""
 
 from __future__ import annotations
 
@@ -6,27 +10,26 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
+from features.hard_facts import CAPPED_MAX_STAR, has_hard_fact
 from rating.artifact import RatingModel
-from training import plots
-from training.evaluate import (
-    ServiceComparison,
-    approval_curve,
-    compare_at_rule_rate,
-    discrimination,
-    psi,
-    star_table,
-    stars_monotone,
-)
-from training.old_rule import old_rule
-from training.scorecard import WoEScorecard
+from training.evaluate import discrimination, psi, star_table, stars_monotone
+from training.opportunities import FAST_REFUND, PRESALE, at_risk, legacy_decisions
+from training.scorecard import OptBinningScorecard
+from training.yardsticks import Estimate, ServiceYardsticks, auc_comparison, compare_service, service_metrics
 
-# Which rows and which label each service's comparison is about.
-SERVICES = {
-    "presale_ship_before_balance": ("has_presale_due", "balance_default"),
-    "fast_refund": ("has_refund", "refund_loss"),
-}
+# The fixed metric prefix of each service.
+PREFIX = {PRESALE: "presale", FAST_REFUND: "refund"}
+RATING, SCORECARD, ORACLE = "rating", "scorecard", "oracle"
+CURVE_POINTS = 200
+
+
+@dataclass(frozen=True)
+class Opportunities:
+    """One service's test-window opportunities with their buyers' signals, and the truth if any."""
+
+    rows: pd.DataFrame
+    p_true: np.ndarray | None
 
 
 @dataclass
@@ -35,90 +38,167 @@ class Report:
 
     metrics: dict[str, float] = field(default_factory=dict)
     stars: pd.DataFrame | None = None
-    services: list[ServiceComparison] = field(default_factory=list)
-    figures: dict[str, Figure] = field(default_factory=dict)
+    services: dict[str, ServiceYardsticks] = field(default_factory=dict)
+    curves: dict[str, dict[str, pd.DataFrame]] = field(default_factory=dict)
+    rule_points: dict[str, tuple[float, float]] = field(default_factory=dict)
+    test_scores: dict[str, np.ndarray] = field(default_factory=dict)
+    test_y: np.ndarray | None = None
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
 
 
-def build_report(
+def loss_curve(
+    value: np.ndarray, expected: np.ndarray, p: np.ndarray, points: int = CURVE_POINTS
+) -> pd.DataFrame:
+    """Approve in ascending ``p``: approved share of value against expected loss per approved unit."""
+    order = np.argsort(p, kind="stable")
+    cum_v, cum_l = np.cumsum(value[order]), np.cumsum(expected[order])
+    idx = np.unique(np.linspace(0, len(order) - 1, points).astype(int))
+    return pd.DataFrame(
+        {
+            "approved": idx + 1,
+            "volume_share": cum_v[idx] / cum_v[-1],
+            "expected_loss": cum_l[idx],
+            "loss_rate": cum_l[idx] / np.maximum(cum_v[idx], 1e-12),
+        }
+    )
+
+
+def rating_metrics(
     model: RatingModel,
-    train: pd.DataFrame,
+    scorecard: OptBinningScorecard,
+    train_sample: pd.DataFrame,
     test: pd.DataFrame,
     target: str,
     oracle_p: np.ndarray | None,
-    scorecard_sample: int = 200_000,
-    seed: int = 7,
-) -> Report:
-    """Evaluate ``model`` on the test window against the scorecard, the old rule and the oracle.
+    seed: int,
+    rep: Report,
+) -> np.ndarray:
+    """Discrimination, stars, stability, caps and AUC ratios of the rating on the test snapshots.
 
-    Args:
-        model: The fitted rating.
-        train: Training rows (signals and labels), for the scorecard and the PSI baseline.
-        test: Out-of-time test rows.
-        target: Label the model was trained on.
-        oracle_p: True probability of ``bad_90d`` per test row from the simulator's truth, or None.
+    Returns:
+        The rating's p_bad per test row.
     """
     names = model.signal_names
     X_test = test[names].to_numpy(np.float32)
-    y_test = test[target].to_numpy()
+    y = test[target].to_numpy()
     scored = model.score(X_test)
-    rep = Report()
-    rep.metrics.update({f"test_{k}": v for k, v in discrimination(y_test, scored.p_bad).items()})
-
-    train_sample = train.sample(n=min(scorecard_sample, len(train)), random_state=seed)
-    X_train = train_sample[names].to_numpy(np.float32)
-    scorecard = WoEScorecard().fit(X_train, train_sample[target].to_numpy())
     p_card = scorecard.predict_proba(X_test)
-    rep.metrics.update({f"scorecard_{k}": v for k, v in discrimination(y_test, p_card).items()})
-    rep.metrics["auc_gain_over_scorecard"] = rep.metrics["test_auc"] - rep.metrics["scorecard_auc"]
-
-    train_scores = model.score(X_train).score
-    rep.metrics["psi_score_train_test"] = psi(train_scores.astype(float), scored.score.astype(float))
-
-    rep.stars = star_table(y_test, scored.star)
+    rep.test_y, rep.test_scores = y, {RATING: scored.p_bad, SCORECARD: p_card}
+    rep.metrics.update({f"test_{k}": v for k, v in discrimination(y, scored.p_bad).items()})
+    rep.metrics.update({f"scorecard_{k}": v for k, v in discrimination(y, p_card).items()})
+    rep.metrics["psi_score_train_test"] = psi(
+        model.score(train_sample[names].to_numpy(np.float32)).score.astype(float), scored.score.astype(float)
+    )
+    rep.stars = star_table(y, scored.star)
     rep.metrics["stars_monotone"] = float(stars_monotone(rep.stars))
     for star, row in rep.stars.iterrows():
         rep.metrics[f"star{star}_bad_rate"] = float(row["bad_rate"]) if row["rows"] else float("nan")
         rep.metrics[f"star{star}_share"] = float(row["share"])
 
+    buyer = test["buyer_id"].to_numpy()
+    capped = has_hard_fact(test)
+    rep.metrics["test_buyers"] = float(np.unique(buyer).size)
+    rep.metrics["test_buyers_with_hard_fact"] = float(np.unique(buyer[capped]).size)
+    rep.metrics["buyers_above_cap"] = float(np.unique(buyer[capped & (scored.star > CAPPED_MAX_STAR)]).size)
+
+    bad90 = test["bad_90d"].to_numpy()
+    scores = {RATING: scored.p_bad, SCORECARD: p_card}
     if oracle_p is not None:
-        oracle = discrimination(test["bad_90d"].to_numpy(), oracle_p)["auc"]
-        model_bad90 = discrimination(test["bad_90d"].to_numpy(), scored.p_bad)["auc"]
+        scores[ORACLE] = oracle_p
+    aucs = auc_comparison(bad90, buyer, scores, seed=seed)
+    rep.metrics.update(Estimate.of(aucs[RATING]).metrics("rating_auc"))
+    rep.metrics.update(Estimate.of(aucs[RATING] - aucs[SCORECARD]).metrics("rating_auc_gain_over_scorecard"))
+    if oracle_p is not None:
+        rep.metrics.update(Estimate.of(aucs[ORACLE]).metrics("oracle_auc"))
+        rep.metrics.update(Estimate.of(aucs[RATING] / aucs[ORACLE]).metrics("rating_auc_ratio_to_oracle"))
         rep.metrics.update(
-            {"oracle_auc": oracle, "bad_90d_auc": model_bad90, "auc_ratio_to_oracle": model_bad90 / oracle}
+            Estimate.of(aucs[SCORECARD] / aucs[ORACLE]).metrics("scorecard_auc_ratio_to_oracle")
         )
+        rep.test_scores[ORACLE] = oracle_p
+    return scored.p_bad
 
-    rule = old_rule(test)
-    for service, (population, label) in SERVICES.items():
-        rows = test[population].to_numpy() == 1
-        if rows.sum() == 0 or test.loc[rows, label].sum() == 0:
-            continue
-        y = test.loc[rows, label].to_numpy()
-        cmp = compare_at_rule_rate(service, y, rule[rows], scored.p_bad[rows], p_card[rows])
-        rep.services.append(cmp)
-        rep.metrics.update(cmp.as_metrics())
-        curves = {
-            "rating model": approval_curve(y, scored.p_bad[rows]),
-            "scorecard": approval_curve(y, p_card[rows]),
-        }
-        rule_bad_rate = cmp.rule_bad / max(int(rule[rows].sum()), 1)
-        rep.figures[f"approval_{service}.png"] = plots.approval_figure(
-            service, curves, (cmp.rule_approval_rate, rule_bad_rate)
-        )
-        rep.tables[f"approval_{service}.csv"] = pd.concat(curves, names=["scorer"]).reset_index(level=0)
 
-    gain = model.booster.feature_importance(importance_type="gain")
-    curves = {"rating model": scored.p_bad, "scorecard": p_card}
-    if oracle_p is not None and target == "bad_90d":
-        curves["oracle (true risk)"] = oracle_p
-    rep.figures.update(
-        {
-            "roc.png": plots.roc_figure(y_test, curves),
-            "calibration.png": plots.calibration_figure(y_test, scored.p_bad),
-            "bad_rate_per_star.png": plots.star_figure(rep.stars),
-            "top_signals.png": plots.importance_figure(names, gain),
-        }
+def service_yardsticks(
+    service: str,
+    opp: Opportunities,
+    model: RatingModel,
+    scorecard: OptBinningScorecard,
+    seed: int,
+    rep: Report,
+) -> None:
+    """The rule, the rating, the scorecard and the oracle on one service's test opportunities."""
+    rows, prefix = opp.rows, PREFIX[service]
+    names = model.signal_names
+    X = rows[names].to_numpy(np.float32)
+    rankings = {RATING: model.score(X).p_bad, SCORECARD: scorecard.predict_proba(X)}
+    bad = rows["bad"].to_numpy(np.float64)
+    p_true = bad if opp.p_true is None else opp.p_true
+    if opp.p_true is not None:
+        rankings[ORACLE] = opp.p_true
+    value = at_risk(service, rows)
+    rule = legacy_decisions(service, rows)
+    result = compare_service(
+        service,
+        value,
+        p_true,
+        bad,
+        rows["buyer_id"].to_numpy(),
+        rule,
+        rankings,
+        oracle=ORACLE if opp.p_true is not None else None,
+        seed=seed,
     )
+    rep.services[service] = result
+    rep.metrics[f"test_{prefix}_opportunities"] = float(result.opportunities)
+    rep.metrics[f"test_{prefix}_buyers"] = float(result.buyers)
+    rep.metrics[f"{prefix}_rule_share_opportunities"] = result.rule_share_opportunities
+    rep.metrics[f"{prefix}_rule_share_volume"] = result.rule_share_volume
+    rep.metrics[f"{prefix}_rule_expected_loss_rate"] = (
+        result.rule_expected_loss / result.rule_value if result.rule_value else float("nan")
+    )
+    rep.metrics.update(service_metrics(prefix, result, RATING))
+    rep.metrics.update(service_metrics(prefix, result, SCORECARD, scorer_prefix="scorecard_"))
+    if ORACLE in rankings:
+        rep.metrics.update(service_metrics(prefix, result, ORACLE, scorer_prefix="oracle_"))
+    expected = value * p_true
+    rep.curves[service] = {name: loss_curve(value, expected, p) for name, p in rankings.items()}
+    total = value.sum()
+    rep.rule_points[service] = (
+        result.rule_value / total if total else float("nan"),
+        result.rule_expected_loss / result.rule_value if result.rule_value else float("nan"),
+    )
+    rep.tables[f"yardsticks_{service}.csv"] = result.table()
+
+
+def build_report(
+    model: RatingModel,
+    scorecard: OptBinningScorecard,
+    train_sample: pd.DataFrame,
+    test: pd.DataFrame,
+    target: str,
+    oracle_p: np.ndarray | None,
+    opportunities: dict[str, Opportunities],
+    seed: int = 7,
+) -> Report:
+    """Evaluate ``model`` on the test window against the scorecard, the legacy rules and the oracle.
+
+    Args:
+        model: The fitted rating.
+        scorecard: The fitted baseline, on the same signals and training rows.
+        train_sample: Training rows (signals), the PSI baseline.
+        test: Out-of-time test snapshot rows (signals and labels).
+        target: Label the model was trained on.
+        oracle_p: True ``p_bad_90d`` per test row from the simulator's truth, or None.
+        opportunities: Per service, the test window's opportunities (and truth).
+        seed: Bootstrap seed.
+    """
+    rep = Report()
+    rating_metrics(model, scorecard, train_sample, test, target, oracle_p, seed, rep)
+    for service, opp in opportunities.items():
+        if len(opp.rows):
+            service_yardsticks(service, opp, model, scorecard, seed, rep)
+    names = model.signal_names
+    gain = model.booster.feature_importance(importance_type="gain")
     rep.tables["stars.csv"] = rep.stars.reset_index()
     rep.tables["signal_importance.csv"] = pd.DataFrame({"signal": names, "gain": gain}).sort_values(
         "gain", ascending=False
@@ -130,38 +210,3 @@ def build_report(
         }
     )
     return rep
-
-
-def _change(model_bad: int, rule_bad: int) -> str:
-    if rule_bad == 0:
-        return "the rule had none"
-    if model_bad <= rule_bad:
-        return f"{1 - model_bad / rule_bad:.0%} fewer"
-    return f"{model_bad / rule_bad:.1f}x the rule's"
-
-
-def summary_text(rep: Report, target: str) -> str:
-    """A readable summary of the run for the terminal."""
-    m = rep.metrics
-    lines = [
-        f"Out-of-time test window ({target}): AUC {m['test_auc']:.4f}  KS {m['test_ks']:.4f}  "
-        f"Gini {m['test_gini']:.4f}  Brier {m['test_brier']:.4f}  calibration error {m['test_calibration_error']:.4f}",
-        f"Scorecard (logistic regression, WoE bins): AUC {m['scorecard_auc']:.4f}  "
-        f"(model - scorecard = {m['auc_gain_over_scorecard']:+.4f})",
-    ]
-    if "oracle_auc" in m:
-        lines.append(
-            f"Oracle (true simulated risk) AUC on bad_90d {m['oracle_auc']:.4f}; model {m['bad_90d_auc']:.4f} "
-            f"= {m['auc_ratio_to_oracle']:.3f} x oracle"
-        )
-    lines.append(f"Score PSI train -> test: {m['psi_score_train_test']:.4f}")
-    lines.append("Stars (test window):  star  share   bad rate")
-    for star, row in rep.stars.iterrows():
-        lines.append(f"                      {star}     {row['share']:6.1%}  {row['bad_rate']:7.2%}")
-    for c in rep.services:
-        lines.append(
-            f"{c.service}: old rule approves {c.rule_approval_rate:.1%} of {c.population:,} buyers with {c.rule_bad} bad; "
-            f"at the same approvals the model has {c.model_bad} ({_change(c.model_bad, c.rule_bad)}), the scorecard {c.scorecard_bad}; "
-            f"at the rule's bad rate the model approves {c.model_approval_rate_at_rule_bad_rate:.1%}"
-        )
-    return "\n".join(lines)

@@ -1,71 +1,105 @@
-"""The classic baseline: a logistic-regression scorecard on weight-of-evidence binned signals."""
+"""The baseline a credit team would build: an optbinning scorecard over the signals.
+
+``optbinning.BinningProcess`` bins every signal optimally (monotonic event-rate trends where
+the signal registry declares a risk direction), keeps the strongest by information value,
+and ``optbinning.Scorecard`` fits a logistic regression on their weights of evidence.
+"""
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
 import numpy as np
+import pandas as pd
+from optbinning import BinningProcess, Scorecard
 from sklearn.linear_model import LogisticRegression
 
-
-def _bin(x: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Bin index per value; NaN gets its own last bin (``len(edges) + 1``)."""
-    b = np.searchsorted(edges, x, side="right")
-    b[np.isnan(x)] = len(edges) + 1
-    return b
+# direction +1 (riskier as the signal grows) -> the bad rate ascends; -1 -> it descends
+TRENDS = {1: "ascending", -1: "descending", 0: "auto"}
 
 
-class WoEScorecard:
-    """Quantile-binned weight-of-evidence signals, the strongest by information value, in a logistic regression.
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """optbinning 1.0 triggers pandas 3 deprecation warnings inside its own code; they are not ours."""
+    with warnings.catch_warnings():
+        for category in (
+            FutureWarning,
+            DeprecationWarning,
+            getattr(pd.errors, "Pandas4Warning", FutureWarning),
+        ):
+            warnings.simplefilter("ignore", category)
+        yield
+
+
+class OptBinningScorecard:
+    """Optimal-binning WoE logistic scorecard (optbinning) over named signals.
 
     Args:
-        n_bins: Quantile bins per signal (default 10).
+        names: Signal names, the columns of the matrices passed to ``fit`` / ``predict_proba``.
+        directions: Registry risk direction per signal (+1, -1 or 0), same order as ``names``.
         max_signals: Signals kept, by information value (default 20).
+        min_iv: Smallest information value a kept signal may have (default 0.02).
         C: Inverse L2 regularisation strength of the regression (default 1.0).
     """
 
-    def __init__(self, n_bins: int = 10, max_signals: int = 20, C: float = 1.0) -> None:
-        self.n_bins = n_bins
+    def __init__(
+        self,
+        names: Sequence[str],
+        directions: Sequence[int],
+        max_signals: int = 20,
+        min_iv: float = 0.02,
+        C: float = 1.0,
+    ) -> None:
+        self.names = names
+        self.directions = directions
         self.max_signals = max_signals
+        self.min_iv = min_iv
         self.C = C
 
     def _check(self) -> None:
-        if self.n_bins < 2:
-            raise ValueError(f"n_bins must be >= 2, got {self.n_bins}")
+        if len(self.names) != len(self.directions):
+            raise ValueError(
+                f"names ({len(self.names)}) and directions ({len(self.directions)}) differ in length"
+            )
         if self.max_signals < 1:
             raise ValueError(f"max_signals must be >= 1, got {self.max_signals}")
+        bad = sorted({d for d in self.directions if d not in TRENDS})
+        if bad:
+            raise ValueError(f"directions must be -1, 0 or +1, got {bad}")
 
-    def _woe_column(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-        present = x[~np.isnan(x)]
-        qs = np.linspace(0, 1, self.n_bins + 1)[1:-1]
-        edges = np.unique(np.quantile(present, qs)) if present.size else np.array([])
-        b = _bin(x, edges)
-        n = len(edges) + 2
-        bad = np.bincount(b, weights=y, minlength=n) + 0.5
-        good = np.bincount(b, weights=1 - y, minlength=n) + 0.5
-        dist_bad, dist_good = bad / bad.sum(), good / good.sum()
-        woe = np.log(dist_bad / dist_good)
-        iv = float(np.sum((dist_bad - dist_good) * woe))
-        return edges, woe, iv
+    def _frame(self, X: np.ndarray) -> pd.DataFrame:
+        if X.shape[1] != len(self.names):
+            raise ValueError(f"X has {X.shape[1]} columns, expected {len(self.names)} (names)")
+        return pd.DataFrame(np.asarray(X, np.float64), columns=list(self.names))
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> WoEScorecard:
-        """Bin every signal, keep the ``max_signals`` with the highest information value, fit the regression."""
+    def fit(self, X: np.ndarray, y: np.ndarray) -> OptBinningScorecard:
+        """Bin, select and fit on ``X`` (rows x signals) and 0/1 ``y``."""
         self._check()
-        X = np.asarray(X, dtype=np.float64)
-        y = np.asarray(y, dtype=np.float64)
-        fitted = [self._woe_column(X[:, j], y) for j in range(X.shape[1])]
-        iv = np.array([f[2] for f in fitted])
-        self.selected_ = np.argsort(-iv, kind="stable")[: self.max_signals]
-        self.information_value_ = iv
-        self.edges_ = [fitted[j][0] for j in self.selected_]
-        self.woe_ = [fitted[j][1] for j in self.selected_]
-        self.regression_ = LogisticRegression(C=self.C, max_iter=1000).fit(self.transform(X), y)
+        names = list(self.names)
+        process = BinningProcess(
+            variable_names=names,
+            binning_fit_params={
+                n: {"monotonic_trend": TRENDS[d]} for n, d in zip(names, self.directions, strict=True)
+            },
+            selection_criteria={"iv": {"min": self.min_iv, "top": self.max_signals}},
+        )
+        card = Scorecard(
+            binning_process=process,
+            estimator=LogisticRegression(C=self.C, max_iter=1000),
+            scaling_method="min_max",
+            scaling_method_params={"min": 0, "max": 1000},
+        )
+        with _quiet():
+            card.fit(self._frame(X), np.asarray(y, dtype=np.int64))
+            summary = card.binning_process_.summary().set_index("name")
+        self.card_ = card
+        self.selected_ = np.flatnonzero(card.binning_process_.get_support())
+        self.information_value_ = summary.reindex(names)["iv"].to_numpy(np.float64)
         return self
 
-    def transform(self, X: np.ndarray) -> np.ndarray:
-        """Weight-of-evidence matrix of the selected signals."""
-        X = np.asarray(X, dtype=np.float64)
-        cols = [w[_bin(X[:, j], e)] for j, e, w in zip(self.selected_, self.edges_, self.woe_, strict=True)]
-        return np.column_stack(cols)
-
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """Probability of a bad outcome per row."""
-        return self.regression_.predict_proba(self.transform(X))[:, 1]
+        """Probability of the bad class per row."""
+        with _quiet():
+            return self.card_.predict_proba(self._frame(X))[:, 1]

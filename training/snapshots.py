@@ -1,4 +1,11 @@
-"""Snapshot dates and their split by as-of time (the spine itself is ``features.build.make_spine``)."""
+"""Snapshot dates and the honest out-of-time split (the spine itself is ``features.build.make_spine``).
+
+Train, validation and test are windows of monthly as-of dates separated by at least the label
+horizon, so no label of one window reaches into the next, and each evaluation window holds a
+presale season (a June 18 or November 11 festival, whose deposits are taken in the month before
+it). Opportunities (a presale at its deposit, a refund at its request) belong to the window
+whose as-of range holds their decision instant, extended to the month after its last as-of date.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from training.labels import HORIZON
+from features.outcomes import HORIZON
 
 MIN_HISTORY = pd.DateOffset(months=3)
+PRESALE_FESTIVALS = ((6, 18), (11, 11))  # (month, day): the two presale seasons of the marketplace
+MONTH = pd.DateOffset(months=1)
 
 
 def month_starts(start: pd.Timestamp, exported_at: pd.Timestamp) -> list[pd.Timestamp]:
@@ -17,33 +26,125 @@ def month_starts(start: pd.Timestamp, exported_at: pd.Timestamp) -> list[pd.Time
     earliest = start + MIN_HISTORY
     first = pd.Timestamp(year=earliest.year, month=earliest.month, day=1, tz="UTC")
     if first < earliest:
-        first = first + pd.DateOffset(months=1)
+        first = first + MONTH
     dates = pd.date_range(first, exported_at - HORIZON, freq="MS", tz="UTC")
     return list(dates)
 
 
 @dataclass(frozen=True)
 class TimeSplit:
-    """As-of boundaries: train < valid_from <= valid < test_from <= test."""
+    """Three as-of windows, each ``[first, last]`` (inclusive), in time order with horizon gaps.
 
-    valid_from: pd.Timestamp
-    test_from: pd.Timestamp
+    Raises:
+        ValueError: Windows out of order, or closer than the label horizon.
+    """
+
+    train_last: pd.Timestamp
+    valid_first: pd.Timestamp
+    valid_last: pd.Timestamp
+    test_first: pd.Timestamp
 
     def __post_init__(self) -> None:
-        if not self.valid_from < self.test_from:
-            raise ValueError(f"valid_from {self.valid_from} must precede test_from {self.test_from}")
+        if not self.valid_first <= self.valid_last:
+            raise ValueError(f"valid_first {self.valid_first} must not follow valid_last {self.valid_last}")
+        for earlier, later, what in (
+            (self.train_last, self.valid_first, "train_as_of_last and valid_as_of_first"),
+            (self.valid_last, self.test_first, "valid_as_of_last and test_as_of_first"),
+        ):
+            if earlier + HORIZON > later:
+                raise ValueError(
+                    f"{what} are {(later - earlier).days} days apart; the label horizon needs "
+                    f"{HORIZON.days} ({earlier.date()} -> {later.date()})"
+                )
 
     def assign(self, as_of: pd.Series) -> pd.Series:
-        """'train', 'valid' or 'test' for each as-of time."""
-        part = np.where(as_of < self.valid_from, "train", np.where(as_of < self.test_from, "valid", "test"))
+        """'train', 'valid', 'test', or 'gap' (rows in no window) for each as-of time."""
+        part = np.select(
+            [
+                as_of <= self.train_last,
+                (as_of >= self.valid_first) & (as_of <= self.valid_last),
+                as_of >= self.test_first,
+            ],
+            ["train", "valid", "test"],
+            "gap",
+        )
         return pd.Series(part, index=as_of.index)
 
+    def assign_instant(self, t: pd.Series) -> pd.Series:
+        """The window of a decision instant: a month's as-of date covers the month that follows it."""
+        return self.assign(t.dt.floor("D").map(_month_start))
 
-def default_split(dates: list[pd.Timestamp], valid_months: int = 2, test_months: int = 2) -> TimeSplit:
-    """The last ``test_months`` dates are the test window, the ``valid_months`` before them validation."""
-    if len(dates) < valid_months + test_months + 2:
+    def params(self) -> dict[str, str]:
+        """The window bounds as ISO dates (logged as MLflow params)."""
+        return {
+            "train_as_of_last": self.train_last.date().isoformat(),
+            "valid_as_of_first": self.valid_first.date().isoformat(),
+            "valid_as_of_last": self.valid_last.date().isoformat(),
+            "test_as_of_first": self.test_first.date().isoformat(),
+        }
+
+
+def _month_start(t: pd.Timestamp) -> pd.Timestamp:
+    return pd.Timestamp(year=t.year, month=t.month, day=1, tz="UTC")
+
+
+def season_start(dates: list[pd.Timestamp], last: pd.Timestamp) -> pd.Timestamp | None:
+    """The as-of date opening the latest presale season whose festival month is at or before ``last``.
+
+    A season opens on the first of the month before its festival (the deposit phase).
+    """
+    starts = []
+    for d in dates:
+        if d <= last and any(d.month == m for m, _ in PRESALE_FESTIVALS):
+            starts.append(d - MONTH)
+    usable = [s for s in starts if s >= dates[0]]
+    return max(usable) if usable else None
+
+
+def last_before(dates: list[pd.Timestamp], bound: pd.Timestamp) -> pd.Timestamp | None:
+    """The latest date at or before ``bound``."""
+    earlier = [d for d in dates if d <= bound]
+    return max(earlier) if earlier else None
+
+
+def default_split(
+    dates: list[pd.Timestamp],
+    valid_first: pd.Timestamp | None = None,
+    test_first: pd.Timestamp | None = None,
+) -> TimeSplit:
+    """The honest split of ``dates``: test from the latest presale season, validation from the season
+    before it that ends a horizon earlier, training up to a horizon before validation.
+
+    Args:
+        dates: Usable monthly as-of dates, ascending.
+        valid_first: Override of the first validation date (default: the season's opening month).
+        test_first: Override of the first test date (default: the latest season's opening month).
+
+    Raises:
+        ValueError: The dates cannot hold three such windows (the message says what is missing).
+    """
+    if not dates:
+        raise ValueError("no usable snapshot dates: simulate or export a longer period")
+    test_first = test_first or season_start(dates, dates[-1])
+    if test_first is None:
         raise ValueError(
-            f"{len(dates)} snapshot dates are too few for {valid_months} validation and {test_months} test "
-            "months plus training: simulate or export a longer period"
+            f"no presale season (months {[m for m, _ in PRESALE_FESTIVALS]}) among {dates[0].date()}..{dates[-1].date()}"
         )
-    return TimeSplit(valid_from=dates[-(valid_months + test_months)], test_from=dates[-test_months])
+    valid_last = last_before(dates, test_first - HORIZON)
+    if valid_last is None:
+        raise ValueError(
+            f"no as-of date {HORIZON.days} days before the test window ({test_first.date()}): export a longer period"
+        )
+    valid_first = valid_first or season_start(dates, valid_last)
+    if valid_first is None or valid_first > valid_last:
+        raise ValueError(
+            f"no presale season in a validation window ending {valid_last.date()}: export a longer period"
+        )
+    train_last = last_before(dates, valid_first - HORIZON)
+    if train_last is None:
+        raise ValueError(
+            f"no training dates {HORIZON.days} days before validation ({valid_first.date()}): export a longer period"
+        )
+    return TimeSplit(
+        train_last=train_last, valid_first=valid_first, valid_last=valid_last, test_first=test_first
+    )

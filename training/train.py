@@ -29,17 +29,22 @@ from rating.scale import ScoreScale
 from simulator.config import RunConfig
 from simulator.write import write_export
 from training import promote
-from training.dataset import assemble_cached
+from training.dataset import SNAPSHOTS, assemble_cached
 from training.evaluate import discrimination
 from training.labels import TARGETS, usable_as_of
 from training.model import DEFAULT_PARAMS, Dataset, StarCutError, checked_monotone, fit_rating
+from training.opportunities import SERVICES
 from training.package import log_rating
-from training.report import Report, build_report, summary_text
+from training.presentation import figures, summary_text
+from training.report import Opportunities, Report, build_report
+from training.scorecard import OptBinningScorecard
 from training.snapshots import TimeSplit, default_split, month_starts
 from training.tracking import configure_tracking, ensure_experiment
+from training.truth import opportunity_truth, risk_truth
 
 DEFAULT_DATA = Path("data/market")
-DEFAULT_MARKET = {"buyers": 50_000, "months": 24, "seed": 7}
+PSI_SAMPLE = 200_000
+DEFAULT_MARKET = {"buyers": 50_000, "months": 30, "seed": 7}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -55,13 +60,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--valid-from",
         type=pd.Timestamp,
         default=None,
-        help="first as-of date of the validation window (default: 4 months before the last usable snapshot)",
+        help="first as-of date of the validation window (default: the opening month of the latest presale "
+        "season ending 90 days before the test window)",
     )
     p.add_argument(
         "--test-from",
         type=pd.Timestamp,
         default=None,
-        help="first as-of date of the out-of-time test window (default: the last 2 usable snapshots)",
+        help="first as-of date of the out-of-time test window (default: the opening month of the latest "
+        "presale season; the window runs to the last usable snapshot)",
     )
     p.add_argument("--target", choices=TARGETS, default="bad_90d", help="label to model (default bad_90d)")
     p.add_argument(
@@ -126,18 +133,16 @@ def ensure_data(data: Path | None, progress: Progress) -> Path:
     return DEFAULT_DATA
 
 
-def oracle_probabilities(data: Path, test: pd.DataFrame) -> np.ndarray | None:
-    """The simulator's true p_bad_90d for each test row, when the export has ``truth/``."""
-    path = data / "truth" / "risk.parquet"
-    if not path.exists():
-        return None
-    truth = pd.read_parquet(path, columns=["buyer_id", "month_start", "p_bad_90d"])
-    truth["month_start"] = truth["month_start"].astype("datetime64[us, UTC]")
-    keys = test[["buyer_id", "as_of"]].merge(
-        truth, left_on=["buyer_id", "as_of"], right_on=["buyer_id", "month_start"], how="left"
-    )
-    p = keys["p_bad_90d"].to_numpy()
-    return None if np.isnan(p).any() else p
+def test_opportunities(
+    data: Path, frames: dict[str, pd.DataFrame], split: TimeSplit
+) -> dict[str, Opportunities]:
+    """Per service, the opportunities decided in the test window, with the truth's probabilities if any."""
+    out = {}
+    for service in SERVICES:
+        rows = frames[service]
+        rows = rows[split.assign_instant(rows["as_of"]).to_numpy() == "test"].reset_index(drop=True)
+        out[service] = Opportunities(rows, opportunity_truth(data, service, rows))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -153,27 +158,37 @@ def main(argv: list[str] | None = None) -> int:
         start = utc(pd.Timestamp(manifest["start"])) if "start" in manifest else None
         dates = month_starts(start or exported_at - pd.DateOffset(months=24), exported_at)
         dates = [d for d in dates if usable_as_of(pd.Series([d]), exported_at).iloc[0]]
-        split = default_split(dates)
-        split = TimeSplit(
-            valid_from=utc(args.valid_from) if args.valid_from is not None else split.valid_from,
-            test_from=utc(args.test_from) if args.test_from is not None else split.test_from,
+        split = default_split(
+            dates,
+            valid_first=utc(args.valid_from) if args.valid_from is not None else None,
+            test_first=utc(args.test_from) if args.test_from is not None else None,
         )
-        progress(f"building {len(names)} signals for {len(dates)} monthly snapshots from {data} ...")
-        frame = assemble_cached(data, dates, args.cache_dir, args.max_buyers, args.seed, progress)
+        progress(
+            f"windows: train as-of <= {split.train_last.date()}, valid {split.valid_first.date()}..{split.valid_last.date()}, "
+            f"test >= {split.test_first.date()}"
+        )
+        progress(
+            f"building {len(names)} signals for {len(dates)} monthly snapshots and every opportunity from {data} ..."
+        )
+        frames = assemble_cached(data, dates, args.cache_dir, args.max_buyers, args.seed, progress)
+        frame = frames[SNAPSHOTS]
+        parts = split.assign(frame["as_of"])
+        train, valid, test = (frame[parts == k] for k in ("train", "valid", "test"))
+        opportunities = test_opportunities(data, frames, split)
+        oracle = risk_truth(data, test)
     except (ContractError, ValueError) as err:
         print(f"cannot train on {args.data or DEFAULT_DATA}:\n{err}", file=sys.stderr)
         return 2
 
-    parts = split.assign(frame["as_of"])
-    train, valid, test = (frame[parts == k] for k in ("train", "valid", "test"))
     progress(
-        f"rows: train {len(train):,}, valid {len(valid):,}, test {len(test):,}; {args.target} rate {frame[args.target].mean():.2%}"
+        f"rows: train {len(train):,}, valid {len(valid):,}, test {len(test):,}; {args.target} rate {frame[args.target].mean():.2%}; "
+        + ", ".join(f"test {k} opportunities {len(o.rows):,}" for k, o in opportunities.items())
     )
     configure_tracking()
     mlflow.set_experiment(experiment_id=ensure_experiment(args.experiment))
     try:
         run, report, version, verdict = fit_and_log(
-            args, params, registry, data, split, train, valid, test, progress
+            args, params, registry, data, split, train, valid, test, oracle, opportunities, progress
         )
     except StarCutError as err:
         print(f"training failed, nothing registered (run marked FAILED): {err}", file=sys.stderr)
@@ -195,6 +210,8 @@ def fit_and_log(
     train: pd.DataFrame,
     valid: pd.DataFrame,
     test: pd.DataFrame,
+    oracle: np.ndarray | None,
+    opportunities: dict[str, Opportunities],
     progress: Progress,
 ) -> tuple[ActiveRun, Report, str, promote.GateResult]:
     """Inside one MLflow run: fit, evaluate, log, register and apply the gate; an exception marks the run FAILED."""
@@ -211,8 +228,7 @@ def fit_and_log(
                 "data": str(data),
                 "target": args.target,
                 "signals": len(names),
-                "valid_from": split.valid_from.date(),
-                "test_from": split.test_from.date(),
+                **split.params(),
                 "train_rows": len(train),
                 "valid_rows": len(valid),
                 "test_rows": len(test),
@@ -227,9 +243,12 @@ def fit_and_log(
             d_train, d_valid, names, reason_text, monotone, params, ScoreScale(), seed=args.seed
         )
         mlflow.log_metric("best_iteration", model.booster.best_iteration)
-        progress(f"best iteration {model.booster.best_iteration}; evaluating on the test window ...")
+        progress(f"best iteration {model.booster.best_iteration}; fitting the optbinning scorecard ...")
+        scorecard = OptBinningScorecard(names, [s.risk_direction for s in registry]).fit(d_train.X, d_train.y)
+        progress("evaluating on the test window (bootstrap intervals over buyers) ...")
+        train_sample = train.sample(n=min(PSI_SAMPLE, len(train)), random_state=args.seed)
         report = build_report(
-            model, train, test, args.target, oracle_probabilities(data, test), seed=args.seed
+            model, scorecard, train_sample, test, args.target, oracle, opportunities, seed=args.seed
         )
         mlflow.log_metrics(report.metrics)
         mlflow.log_dict(
@@ -237,7 +256,7 @@ def fit_and_log(
             "rating.json",
         )
         with tempfile.TemporaryDirectory() as tmp:
-            for fname, fig in report.figures.items():
+            for fname, fig in figures(report, model).items():
                 fig.savefig(Path(tmp) / fname, dpi=110, bbox_inches="tight")
             for fname, table in report.tables.items():
                 table.to_csv(Path(tmp) / fname, index=False)

@@ -24,9 +24,9 @@ def frame(rows: list[dict], columns: list[str]) -> pd.DataFrame:
 
 def empty_tables() -> dict[str, pd.DataFrame]:
     return {
-        "presales": frame([], ["buyer_id", "balance_due_at", "balance_paid_at"]),
+        "presales": frame([], ["order_id", "buyer_id", "balance_due_at", "balance_paid_at"]),
         "refunds": frame(
-            [], ["buyer_id", "requested_at", "kind", "refunded_at", "return_shipped_at", "abuse_confirmed_at"]
+            [], ["refund_id", "buyer_id", "requested_at", "kind", "refunded_at", "return_shipped_at", "abuse_confirmed_at"]
         ),
         "disputes": frame([], ["buyer_id", "closed_at", "ruling"]),
         "violations": frame([], ["buyer_id", "ts", "kind", "severity"]),

@@ -5,17 +5,10 @@ import pandas as pd
 import pytest
 
 from features.build import make_spine
-from training.evaluate import (
-    approval_curve,
-    compare_at_rule_rate,
-    ks_statistic,
-    psi,
-    star_table,
-    stars_monotone,
-)
+from training.evaluate import ks_statistic, psi, star_table, stars_monotone
 from training.model import StarCutError, checked_monotone, star_cuts
 from training.promote import gate
-from training.scorecard import WoEScorecard
+from training.scorecard import OptBinningScorecard
 from training.snapshots import default_split, month_starts
 
 
@@ -75,12 +68,16 @@ def test_scorecard_learns_a_signal_and_ignores_noise():
     X = rng.normal(size=(20000, 5))
     X[rng.random(20000) < 0.1, 0] = np.nan
     y = (rng.random(20000) < 1 / (1 + np.exp(-(np.nan_to_num(X[:, 0], nan=3) * 1.5 - 2)))).astype(int)
-    card = WoEScorecard(max_signals=2).fit(X, y)
-    assert card.selected_[0] == 0
+    names = [f"s{i}" for i in range(5)]
+    card = OptBinningScorecard(names, [1, 0, 0, 0, 0], max_signals=2).fit(X, y)
+    assert 0 in card.selected_
+    assert card.information_value_[0] == card.information_value_.max()
     p = card.predict_proba(X)
     assert p[y == 1].mean() > 2 * p[y == 0].mean()
-    with pytest.raises(ValueError, match="n_bins"):
-        WoEScorecard(n_bins=1).fit(X, y)
+    with pytest.raises(ValueError, match="directions"):
+        OptBinningScorecard(names, [2, 0, 0, 0, 0]).fit(X, y)
+    with pytest.raises(ValueError, match="columns"):
+        card.predict_proba(X[:, :3])
 
 
 def test_metrics_on_known_cases():
@@ -89,26 +86,6 @@ def test_metrics_on_known_cases():
     x = np.random.default_rng(0).normal(size=10000)
     assert psi(x, x) == pytest.approx(0, abs=1e-9)
     assert psi(x, x + 1) > 0.25
-    curve = approval_curve(np.array([0, 1, 0, 1]), np.array([0.1, 0.9, 0.2, 0.8]), points=5)
-    assert curve["approved"].tolist() == [1, 1, 3, 4]
-    assert curve["bad"].tolist() == [0, 0, 1, 2]
-
-
-def test_compare_at_rule_rate_counts_bad_among_the_same_number_approved():
-    y = np.array([1, 0, 0, 1, 0, 0])
-    rule = np.array([1, 1, 1, 0, 0, 0])
-    cmp = compare_at_rule_rate(
-        "s", y, rule, p_model=np.array([0.9, 0.1, 0.2, 0.8, 0.3, 0.4]), p_scorecard=np.arange(6.0)
-    )
-    assert (cmp.rule_bad, cmp.model_bad, cmp.scorecard_bad) == (1, 0, 1)
-    assert cmp.model_reduction == 1.0
-    # the rule's bad rate is 1/3; the model's safest 4 rows hold no bad, 5 hold 1 (1/5), all 6 hold 2 (1/3)
-    assert cmp.model_approval_rate_at_rule_bad_rate == pytest.approx(1.0)
-    clean_rule = np.array([0, 1, 1, 0, 0, 0])  # approves two good rows: a bad rate of 0
-    strict = compare_at_rule_rate(
-        "s", y, clean_rule, np.array([0.9, 0.1, 0.2, 0.8, 0.3, 0.4]), np.arange(6.0)
-    )
-    assert strict.model_approval_rate_at_rule_bad_rate == pytest.approx(4 / 6)
 
 
 def test_checked_monotone_drops_a_contradicted_direction():
@@ -120,23 +97,23 @@ def test_checked_monotone_drops_a_contradicted_direction():
 
 
 def test_snapshots_and_split():
-    start, exported = pd.Timestamp("2024-01-01", tz="UTC"), pd.Timestamp("2026-01-01", tz="UTC")
+    start, exported = pd.Timestamp("2024-01-01", tz="UTC"), pd.Timestamp("2026-07-01", tz="UTC")
     dates = month_starts(start, exported)
     assert dates[0] == pd.Timestamp("2024-04-01", tz="UTC") and dates[-1] == pd.Timestamp(
-        "2025-10-01", tz="UTC"
+        "2026-04-01", tz="UTC"
     )
     split = default_split(dates)
-    assert split.assign(pd.Series(dates)).value_counts().to_dict() == {
-        "train": len(dates) - 4,
-        "valid": 2,
-        "test": 2,
+    # test opens with the latest presale season (deposits from October for November 11)
+    assert split.params() == {
+        "train_as_of_last": "2025-01-01",
+        "valid_as_of_first": "2025-05-01",
+        "valid_as_of_last": "2025-07-01",
+        "test_as_of_first": "2025-10-01",
     }
+    parts = split.assign(pd.Series(dates)).value_counts().to_dict()
+    assert parts == {"train": 10, "valid": 3, "test": 7, "gap": 5}
     buyers = pd.DataFrame(
         {"buyer_id": [1, 2], "registered_at": [start, pd.Timestamp("2024-04-01", tz="UTC")]}
     )
     spine = make_spine(buyers, dates[:2])
-    assert spine["buyer_id"].tolist() == [
-        1,
-        1,
-        2,
-    ]  # buyer 2 registers exactly at the first date: not yet a buyer
+    assert spine["buyer_id"].tolist() == [1, 1, 2]  # buyer 2 registers exactly at the first date: not yet a buyer

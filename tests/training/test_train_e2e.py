@@ -32,7 +32,7 @@ WORSENING = [
 @pytest.fixture(scope="module")
 def market(tmp_path_factory):
     out = tmp_path_factory.mktemp("market")
-    write_export(RunConfig(buyers=4000, months=15, seed=3), out)
+    write_export(RunConfig(buyers=4000, months=24, seed=3), out)
     return out
 
 
@@ -69,13 +69,22 @@ def first_run(market, tracking):
     return MlflowClient(tracking)
 
 
-def test_first_run_is_logged_registered_and_becomes_champion(first_run, capsys):
+def test_first_run_is_logged_registered_and_becomes_champion(first_run, tracking, capsys):
     client = first_run
     champion = client.get_model_version_by_alias(NAME, "champion")
     assert str(champion.version) == "1"
     assert str(client.get_model_version_by_alias(NAME, "challenger").version) == "1"
     run = client.get_run(champion.run_id)
     assert run.info.status == "FINISHED"
+    with_intervals = [
+        "presale_loss_ratio_at_rule_volume",
+        "presale_loss_ratio_to_oracle_at_rule_volume",
+        "presale_volume_multiple_at_rule_loss_rate",
+        "refund_loss_ratio_at_rule_volume",
+        "refund_loss_ratio_to_oracle_at_rule_volume",
+        "rating_auc_ratio_to_oracle",
+        "rating_auc_gain_over_scorecard",
+    ]
     for metric in (
         "test_auc",
         "test_ks",
@@ -84,8 +93,28 @@ def test_first_run_is_logged_registered_and_becomes_champion(first_run, capsys):
         "psi_score_train_test",
         "oracle_auc",
         "star5_bad_rate",
+        "buyers_above_cap",
+        "test_presale_opportunities",
+        "test_refund_opportunities",
+        "test_buyers",
+        "presale_rule_share_opportunities",
+        "presale_rule_share_volume",
+        "refund_rule_share_opportunities",
+        "refund_rule_share_volume",
+        *with_intervals,
+        *(f"{m}_ci_{side}" for m in with_intervals for side in ("low", "high")),
     ):
         assert metric in run.data.metrics, metric
+    m = run.data.metrics
+    for name in with_intervals:
+        assert m[f"{name}_ci_low"] <= m[name] <= m[f"{name}_ci_high"], name
+    assert 0 < m["rating_auc_ratio_to_oracle"] < 1.05
+    assert m["test_presale_opportunities"] > 100 and m["test_refund_opportunities"] > 100
+    params = run.data.params
+    assert params["train_as_of_last"] < params["valid_as_of_first"] <= params["valid_as_of_last"] < params["test_as_of_first"]
+    gap = pd.Timestamp(params["valid_as_of_first"]) - pd.Timestamp(params["train_as_of_last"])
+    assert gap >= pd.Timedelta(days=90)
+    assert run.info.artifact_uri.startswith(tracking.rsplit("/", 1)[0].replace("sqlite:///", "file://"))
     assert run.data.metrics["test_auc"] > 0.7
     assert run.data.metrics["stars_monotone"] == 1.0
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
@@ -93,6 +122,9 @@ def test_first_run_is_logged_registered_and_becomes_champion(first_run, capsys):
         "evaluation/roc.png",
         "evaluation/calibration.png",
         "evaluation/bad_rate_per_star.png",
+        "evaluation/loss_volume_presale_ship_before_balance.png",
+        "evaluation/loss_volume_fast_refund.png",
+        "evaluation/yardsticks_fast_refund.csv",
     } <= artifacts
     assert "signals.md" in {a.path for a in client.list_artifacts(run.info.run_id)}
 
@@ -152,7 +184,7 @@ def test_a_failed_run_registers_nothing_and_is_marked_failed(first_run, market, 
 
 
 def test_bad_data_stops_with_the_validator_message(tmp_path, capsys):
-    write_export(RunConfig(buyers=300, months=15, seed=1), tmp_path)
+    write_export(RunConfig(buyers=300, months=24, seed=1), tmp_path)
     orders = tmp_path / "orders" / "part-00000.parquet"
     table = pq.read_table(orders)
     amount = table["amount"].to_numpy().copy()

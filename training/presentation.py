@@ -1,0 +1,77 @@
+"""How a run's numbers are shown: MLflow figures and the terminal summary (numbers: ``training.report``)."""
+
+from __future__ import annotations
+
+from matplotlib.figure import Figure
+
+from rating.artifact import RatingModel
+from training import plots
+from training.report import ORACLE, PREFIX, RATING, SCORECARD, Report
+from training.yardsticks import Estimate
+
+
+def figures(rep: Report, model: RatingModel) -> dict[str, Figure]:
+    """The run's figures by file name."""
+    curves = {"rating model": rep.test_scores[RATING], "scorecard (optbinning)": rep.test_scores[SCORECARD]}
+    if ORACLE in rep.test_scores:
+        curves["oracle (true risk)"] = rep.test_scores[ORACLE]
+    out = {
+        "roc.png": plots.roc_figure(rep.test_y, curves),
+        "calibration.png": plots.calibration_figure(rep.test_y, rep.test_scores[RATING]),
+        "bad_rate_per_star.png": plots.star_figure(rep.stars),
+        "top_signals.png": plots.importance_figure(
+            model.signal_names, model.booster.feature_importance(importance_type="gain")
+        ),
+    }
+    for service, service_curves in rep.curves.items():
+        out[f"loss_volume_{service}.png"] = plots.loss_volume_figure(
+            service, service_curves, rep.rule_points[service]
+        )
+    return out
+
+
+def _estimate(m: dict[str, float], name: str) -> str:
+    if name not in m:
+        return "n/a"
+    return str(
+        Estimate(m[name], m.get(f"{name}_ci_low", float("nan")), m.get(f"{name}_ci_high", float("nan")))
+    )
+
+
+def summary_text(rep: Report, target: str) -> str:
+    """A readable summary of the run for the terminal."""
+    m = rep.metrics
+    lines = [
+        f"Out-of-time test window ({target}, {int(m['test_buyers']):,} buyers): AUC {m['test_auc']:.4f}  "
+        f"KS {m['test_ks']:.4f}  Brier {m['test_brier']:.4f}  calibration error {m['test_calibration_error']:.4f}",
+        f"Rating AUC on bad_90d {_estimate(m, 'rating_auc')}; gain over the optbinning scorecard "
+        f"{_estimate(m, 'rating_auc_gain_over_scorecard')}",
+    ]
+    if "oracle_auc" in m:
+        lines.append(
+            f"Oracle (truth p_bad_90d) AUC {_estimate(m, 'oracle_auc')}; rating / oracle {_estimate(m, 'rating_auc_ratio_to_oracle')}"
+        )
+    lines.append(
+        f"Buyers with a hard fact: {int(m['test_buyers_with_hard_fact']):,}; rated above {2} stars: {int(m['buyers_above_cap']):,}"
+    )
+    lines.append(f"Score PSI train -> test: {m['psi_score_train_test']:.4f}")
+    lines.append("Stars (test window):  star  share   bad rate")
+    for star, row in rep.stars.iterrows():
+        lines.append(f"                      {star}     {row['share']:6.1%}  {row['bad_rate']:7.2%}")
+    for service, result in rep.services.items():
+        p = PREFIX[service]
+        lines.append(
+            f"{service}: {result.opportunities:,} opportunities of {result.buyers:,} buyers; legacy rule approves "
+            f"{result.rule_share_opportunities:.1%} of them, {result.rule_share_volume:.1%} of the money at risk, "
+            f"expected loss {result.rule_expected_loss:,.0f} on {result.rule_value:,.0f}"
+        )
+        lines.append(
+            f"  at the rule's volume, expected loss / rule's: rating {_estimate(m, f'{p}_loss_ratio_at_rule_volume')}, "
+            f"scorecard {_estimate(m, f'scorecard_{p}_loss_ratio_at_rule_volume')}, oracle {_estimate(m, f'oracle_{p}_loss_ratio_at_rule_volume')}"
+        )
+        lines.append(
+            f"  rating / oracle at the rule's volume {_estimate(m, f'{p}_loss_ratio_to_oracle_at_rule_volume')}; "
+            f"volume at the rule's loss rate / rule's: rating {_estimate(m, f'{p}_volume_multiple_at_rule_loss_rate')}, "
+            f"oracle {_estimate(m, f'oracle_{p}_volume_multiple_at_rule_loss_rate')}"
+        )
+    return "\n".join(lines)

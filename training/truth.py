@@ -1,0 +1,61 @@
+"""The simulator's truth, joined to evaluation rows (simulated exports only; real exports have none).
+
+``truth/risk.parquet`` gives ``p_bad_90d`` per (buyer_id, as_of); ``truth/presale_opportunities``
+gives ``p_default_if_shipped`` / ``p_default_if_held`` per order_id; ``truth/refund_opportunities``
+gives ``p_loss_if_fast`` per refund_id. Each is the probability of exactly the outcome that
+``features.outcomes`` defines, with the same timing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from training.opportunities import FAST_REFUND, KEYS, PRESALE
+
+TRUTH_FILES = {
+    PRESALE: ("presale_opportunities.parquet", "p_default_if_shipped"),
+    FAST_REFUND: ("refund_opportunities.parquet", "p_loss_if_fast"),
+}
+
+
+class TruthError(ValueError):
+    """The truth files do not cover the rows asked for."""
+
+
+def risk_truth(data: Path, rows: pd.DataFrame) -> np.ndarray | None:
+    """True ``p_bad_90d`` per (buyer_id, as_of) row, or None when the export has no truth.
+
+    Raises:
+        TruthError: The truth lacks some of the rows (the message counts them).
+    """
+    path = Path(data) / "truth" / "risk.parquet"
+    if not path.exists():
+        return None
+    truth = pd.read_parquet(path, columns=["buyer_id", "as_of", "p_bad_90d"])
+    truth["as_of"] = truth["as_of"].astype("datetime64[us, UTC]")
+    keys = rows[["buyer_id", "as_of"]].astype({"as_of": "datetime64[us, UTC]"})
+    p = keys.merge(truth, on=["buyer_id", "as_of"], how="left", validate="m:1")["p_bad_90d"].to_numpy()
+    if np.isnan(p).any():
+        raise TruthError(f"{path}: no p_bad_90d for {int(np.isnan(p).sum()):,} of {len(p):,} snapshot rows")
+    return p
+
+
+def opportunity_truth(data: Path, service: str, rows: pd.DataFrame) -> np.ndarray | None:
+    """The truth's probability of a loss if approved, per opportunity row; None without truth.
+
+    Raises:
+        TruthError: The truth lacks some of the rows.
+    """
+    name, column = TRUTH_FILES[service]
+    path = Path(data) / "truth" / name
+    if not path.exists():
+        return None
+    key = KEYS[service]
+    truth = pd.read_parquet(path, columns=[key, column])
+    p = rows[[key]].merge(truth, on=key, how="left", validate="1:1")[column].to_numpy(np.float64)
+    if np.isnan(p).any():
+        raise TruthError(f"{path}: no {column} for {int(np.isnan(p).sum()):,} of {len(p):,} {service} rows")
+    return p
