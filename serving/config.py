@@ -53,9 +53,12 @@ class ServingConfig:
             anything above is rejected as absurd (400).
         db_busy_timeout_ms: SQLite busy timeout, in milliseconds.
         db_pool_size: Connection pool size per worker.
-        sqlite_synchronous: SQLite durability, ``NORMAL`` (default: a decision survives a
-            process crash, the last ones may be lost on power loss) or ``FULL`` (fsync per
-            decision). PostgreSQL is unaffected.
+        sqlite_synchronous: SQLite durability, ``FULL`` (default: fsync per decision, an
+            acknowledged decision survives power loss) or ``NORMAL`` (a decision survives a
+            process crash; the last ones may be lost on power loss). PostgreSQL is unaffected.
+        max_snapshot_age_s: Oldest online snapshot the service decides on, in seconds since
+            it was published (default 36 h; 0: no limit). Past it ``/readyz`` fails and
+            decisions decline with ``risk_service_degraded``.
         checkpoint_interval_s: Seconds between background SQLite WAL checkpoints (0: leave
             them to SQLite's automatic checkpoint every 20,000 pages).
     """
@@ -75,8 +78,9 @@ class ServingConfig:
     max_amount: float = 10_000_000.0
     db_busy_timeout_ms: int = 5_000
     db_pool_size: int = 10
-    sqlite_synchronous: str = "NORMAL"
+    sqlite_synchronous: str = "FULL"
     checkpoint_interval_s: float = 1.0
+    max_snapshot_age_s: float = 36 * 3600.0
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -98,7 +102,13 @@ class ServingConfig:
                     raise TypeError("api_key_secret: must be a string")
             elif f.type in ("str",) and (not isinstance(value, str) or not value):
                 raise ValueError(f"{f.name}: must be a non-empty string")
-        for name in ("watch_interval_s", "max_amount", "checkpoint_interval_s", "body_timeout_s"):
+        for name in (
+            "watch_interval_s",
+            "max_amount",
+            "checkpoint_interval_s",
+            "body_timeout_s",
+            "max_snapshot_age_s",
+        ):
             if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int | float):
                 raise TypeError(f"{name}: must be a number")
         if self.sqlite_synchronous not in ("NORMAL", "FULL"):
@@ -109,6 +119,8 @@ class ServingConfig:
             raise ValueError("body_timeout_s: must be > 0")
         if self.checkpoint_interval_s < 0:
             raise ValueError("checkpoint_interval_s: must be >= 0")
+        if self.max_snapshot_age_s < 0:
+            raise ValueError("max_snapshot_age_s: must be >= 0 (0: no limit)")
         if self.max_amount <= 0:
             raise ValueError("max_amount: must be > 0")
         for name in ("max_body_bytes", "db_busy_timeout_ms", "db_pool_size"):

@@ -77,7 +77,7 @@ def make_engine(
     schema: str | None = None,
     busy_timeout_ms: int = 5000,
     pool_size: int = 10,
-    sqlite_synchronous: str = "NORMAL",
+    sqlite_synchronous: str = "FULL",
 ) -> Engine:
     """Create the ledger engine.
 
@@ -87,9 +87,9 @@ def make_engine(
         schema: PostgreSQL schema holding the tables (created if missing); None for the default.
         busy_timeout_ms: SQLite busy timeout and pool wait, in milliseconds.
         pool_size: Connections per worker.
-        sqlite_synchronous: SQLite ``PRAGMA synchronous``: ``NORMAL`` (a commit survives a
-            process crash; the last commits may be lost on power loss) or ``FULL``
-            (fsync per commit).
+        sqlite_synchronous: SQLite ``PRAGMA synchronous``: ``FULL`` (default: fsync per
+            commit) or ``NORMAL`` (a commit survives a process crash; the last commits may
+            be lost on power loss).
 
     Returns:
         The engine (lazy: no connection is opened).

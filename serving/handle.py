@@ -186,7 +186,8 @@ def handle_decision(
         log.exception("request %s: ledger unavailable, declining degraded", request.request_id)
         return _degraded(request, live, "database", metrics)
     if unrated is not None and unrated.code == DEGRADED:
-        metrics.inc("buyer_trust_degraded_total", (("cause", "model" if live.rating is None else "signals"),))
+        cause = unrated.cause or ("model" if live.rating is None else "signals")
+        metrics.inc("buyer_trust_degraded_total", (("cause", cause),))
     metrics.decision(request.service, decision.decision, [finding.code for finding in decision.declines])
     return Answer(out, text=text)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -31,12 +32,16 @@ SCORE_CHUNK = 20_000
 
 
 class Unrated(Exception):
-    """The buyer cannot be rated: ``code`` is ``thin_file`` or ``risk_service_degraded``."""
+    """The buyer cannot be rated: ``code`` is ``thin_file`` or ``risk_service_degraded``.
 
-    def __init__(self, code: str, text: str) -> None:
+    ``cause`` names a degraded cause for the metrics (``stale_snapshot``), when there is one.
+    """
+
+    def __init__(self, code: str, text: str, cause: str | None = None) -> None:
         super().__init__(f"{code}: {text}")
         self.code = code
         self.text = text
+        self.cause = cause
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,9 @@ class Live:
         columns: Snapshot column of each model signal (None when the orders match).
         scored: Precomputed scores (file snapshots only).
         rule_columns: Model column of each signal the policy reads.
+        max_snapshot_age_s: Oldest snapshot decided on, seconds since it was published
+            (0: no limit); past it every decision declines ``risk_service_degraded``.
+        snapshot_published: The snapshot's publish time (Unix seconds), None when unknown.
     """
 
     policy: Policy
@@ -82,6 +90,23 @@ class Live:
     columns: np.ndarray | None = None
     scored: Scored | None = None
     rule_columns: dict[str, int] = field(default_factory=dict)
+    max_snapshot_age_s: float = 0.0
+    snapshot_published: float | None = None
+
+    def stale(self, now: float | None = None) -> str | None:
+        """Why the snapshot is too old to decide on, or None when it is fresh enough (or no limit)."""
+        if self.max_snapshot_age_s <= 0 or self.snapshot is None:
+            return None
+        if self.snapshot_published is None:
+            return "snapshot publish time unknown"
+        age = (time.time() if now is None else now) - self.snapshot_published
+        if age <= self.max_snapshot_age_s:
+            return None
+        return f"snapshot is {age / 3600:.1f} h old (max_snapshot_age_s {self.max_snapshot_age_s:g} s); republish it"
+
+    def snapshot_problem(self) -> str | None:
+        """What makes the snapshot unusable now (not loaded, not matching the model, stale), or None."""
+        return self.snapshot_error or self.stale()
 
     @property
     def model_version(self) -> str | None:
@@ -126,6 +151,9 @@ class Live:
             raise Unrated(DEGRADED, f"rating model unavailable: {self.model_error}")
         if self.snapshot is None or self.snapshot_error is not None:
             raise Unrated(self.snapshot_code, f"no online signals: {self.snapshot_error}")
+        stale = self.stale()
+        if stale is not None:
+            raise Unrated(DEGRADED, stale, cause="stale_snapshot")
         as_of = self.snapshot.meta.as_of
         if self.scored is not None:
             pos = self.snapshot.index.get(buyer_id)
@@ -200,9 +228,13 @@ def _align(live: Live, previous: Live | None = None) -> Live:
 
     Scores are reused from ``previous`` when neither the model nor the snapshot changed.
     """
-    live = replace(live, columns=None, scored=None, rule_columns={})
+    live = replace(live, columns=None, scored=None, rule_columns={}, snapshot_published=None)
     if live.snapshot is not None:
-        live = replace(live, snapshot_error=None, snapshot_code=THIN_FILE)
+        try:
+            published = live.snapshot.meta.published_epoch()
+        except ValueError:
+            published = None
+        live = replace(live, snapshot_error=None, snapshot_code=THIN_FILE, snapshot_published=published)
     if live.rating is None:
         return live
     names = live.rating.model.signal_names
@@ -254,12 +286,12 @@ def load_live(
         PolicyError: The policy file is invalid (or names a signal the model lacks).
     """
     parts = frozenset({"policy", "snapshot", "model"}) if parts is None else parts
-    live = previous
+    live = None if previous is None else replace(previous, max_snapshot_age_s=config.max_snapshot_age_s)
     if live is None or "policy" in parts:
         mtime = os.stat(config.policy_path).st_mtime if os.path.exists(config.policy_path) else 0.0
         policy = load_policy(config.policy_path)
         live = (
-            Live(policy=policy, policy_mtime=mtime)
+            Live(policy=policy, policy_mtime=mtime, max_snapshot_age_s=config.max_snapshot_age_s)
             if live is None
             else replace(live, policy=policy, policy_mtime=mtime)
         )

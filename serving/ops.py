@@ -27,7 +27,7 @@ def readyz():
     live = s.runtime.live
     checks = {
         "model": live.model_error or "ok",
-        "snapshot": live.snapshot_error or "ok",
+        "snapshot": live.snapshot_problem() or "ok",
         "policy": "ok",
     }
     try:

@@ -1,7 +1,7 @@
 """The online snapshot: the latest signals per buyer, as a parquet file or in Redis.
 
 File: ``buyer_id`` (int64) plus one float32 column per signal, with the key ``buyer_trust``
-in the parquet schema metadata holding ``{"version", "as_of", "signal_names"}``. The whole
+in the parquet schema metadata holding ``{"version", "as_of", "published_at", "signal_names"}``. The whole
 file is loaded into memory (buyer_id -> row of a float32 matrix). Written to a temporary
 file and renamed, so a reader never sees half a snapshot.
 
@@ -17,6 +17,7 @@ import json
 import os
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,8 @@ class SnapshotMeta:
         n_buyers: Number of buyers.
         reasons_model: Identity of the model whose exact TreeSHAP reasons the file holds
             (``serving.live.model_identity``), or None when it holds none.
+        published_at: When the batch job wrote it (ISO 8601 UTC); None for snapshots
+            written before this was recorded.
     """
 
     version: str
@@ -51,12 +54,14 @@ class SnapshotMeta:
     signal_names: tuple[str, ...]
     n_buyers: int
     reasons_model: str | None = None
+    published_at: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(
             {
                 "version": self.version,
                 "as_of": self.as_of,
+                "published_at": self.published_at,
                 "signal_names": list(self.signal_names),
                 "n_buyers": self.n_buyers,
                 "reasons_model": self.reasons_model,
@@ -67,7 +72,30 @@ class SnapshotMeta:
     def from_json(cls, raw: str | bytes) -> SnapshotMeta:
         d = json.loads(raw)
         names = tuple(d["signal_names"])
-        return cls(d["version"], d["as_of"], names, int(d.get("n_buyers", 0)), d.get("reasons_model"))
+        return cls(
+            d["version"],
+            d["as_of"],
+            names,
+            int(d.get("n_buyers", 0)),
+            d.get("reasons_model"),
+            d.get("published_at"),
+        )
+
+    def published_epoch(self) -> float:
+        """When the snapshot was published, as a Unix time (its ``as_of`` if that was not recorded).
+
+        Raises:
+            ValueError: Neither time is an ISO 8601 timestamp.
+        """
+        moment = datetime.fromisoformat(self.published_at or self.as_of)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.timestamp()
+
+
+def now_iso() -> str:
+    """The current UTC time, ISO 8601 (a snapshot's ``published_at``)."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 class FileSnapshot:
@@ -122,7 +150,9 @@ class FileSnapshot:
         matrix = np.empty((table.num_rows, len(names)), dtype=np.float32)
         for j, name in enumerate(names):
             matrix[:, j] = table.column(name).to_numpy(zero_copy_only=False).astype(np.float32)
-        meta = SnapshotMeta(d["version"], d["as_of"], names, table.num_rows, d.get("reasons_model"))
+        meta = SnapshotMeta(
+            d["version"], d["as_of"], names, table.num_rows, d.get("reasons_model"), d.get("published_at")
+        )
         reasons = None
         if meta.reasons_model is not None:
             k = sum(1 for c in table.column_names if c.startswith("_reason_index_"))
@@ -221,15 +251,22 @@ class FileWriter:
         as_of: Signals' as-of time (ISO 8601).
         reasons_model: When given, every shard also carries exact reasons computed by this
             model (``_reason_index_j`` int16 and ``_reason_value_j`` float32, j < ``REASONS_K``).
+        published_at: Publish time recorded in the file (ISO 8601 UTC; default: now).
     """
 
     def __init__(
-        self, path: str | Path, signal_names: list[str], as_of: str, reasons_model: str | None = None
+        self,
+        path: str | Path,
+        signal_names: list[str],
+        as_of: str,
+        reasons_model: str | None = None,
+        published_at: str | None = None,
     ) -> None:
         self.path = Path(path)
         self.names = list(signal_names)
         self.version = new_version()
         self.as_of = as_of
+        self.published_at = published_at or now_iso()
         self.reasons_model = reasons_model
         self.n = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -238,7 +275,11 @@ class FileWriter:
         if reasons_model is not None:
             fields += [pa.field(f"_reason_index_{j}", pa.int16()) for j in range(REASONS_K)]
             fields += [pa.field(f"_reason_value_{j}", pa.float32()) for j in range(REASONS_K)]
-        header = SnapshotMeta(self.version, as_of, tuple(self.names), 0, reasons_model).to_json().encode()
+        header = (
+            SnapshotMeta(self.version, as_of, tuple(self.names), 0, reasons_model, self.published_at)
+            .to_json()
+            .encode()
+        )
         self.schema = pa.schema(fields, metadata={META_KEY: header})
         self.writer = pq.ParquetWriter(self.tmp, self.schema)
 
@@ -267,7 +308,9 @@ class FileWriter:
         """Finish the file and move it into place atomically; returns the metadata."""
         self.writer.close()
         os.replace(self.tmp, self.path)
-        return SnapshotMeta(self.version, self.as_of, tuple(self.names), self.n, self.reasons_model)
+        return SnapshotMeta(
+            self.version, self.as_of, tuple(self.names), self.n, self.reasons_model, self.published_at
+        )
 
 
 class RedisWriter:
@@ -306,7 +349,7 @@ class RedisWriter:
 
     def commit(self) -> SnapshotMeta:
         """Point ``meta`` at this version and let the previous version's keys expire."""
-        meta = SnapshotMeta(self.version, self.as_of, tuple(self.names), self.n)
+        meta = SnapshotMeta(self.version, self.as_of, tuple(self.names), self.n, published_at=now_iso())
         old = self.client.get(f"{self.prefix}meta")
         self.client.set(f"{self.prefix}meta", meta.to_json())
         if old is not None:
