@@ -13,6 +13,7 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import mlflow
@@ -24,7 +25,7 @@ from features.catalog import render as render_catalog
 from features.io import export_time, read_manifest
 from features.registry import Signal, monotone_constraints, reasons, signals
 from features.validate import ContractError
-from rating.artifact import load_rating
+from rating.artifact import RatingModel, load_rating
 from rating.scale import ScoreScale
 from simulator.config import RunConfig
 from simulator.write import write_export
@@ -133,7 +134,47 @@ def ensure_data(data: Path | None, progress: Progress) -> Path:
     return DEFAULT_DATA
 
 
-def test_opportunities(
+def snapshot_dates(data: Path) -> list[pd.Timestamp]:
+    """Monthly as-of dates of an export with 3 months of history and a complete label window."""
+    manifest = read_manifest(data)
+    exported_at = export_time(data)
+    start = utc(pd.Timestamp(manifest["start"])) if "start" in manifest else None
+    dates = month_starts(start or exported_at - pd.DateOffset(months=24), exported_at)
+    return [d for d in dates if usable_as_of(pd.Series([d]), exported_at).iloc[0]]
+
+
+def split_snapshots(frame: pd.DataFrame, split: TimeSplit) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The train, validation and test snapshot rows (rows in the gaps are dropped)."""
+    parts = split.assign(frame["as_of"])
+    return tuple(frame[parts == k] for k in ("train", "valid", "test"))
+
+
+def fit_scorers(
+    train: pd.DataFrame,
+    valid: pd.DataFrame,
+    target: str,
+    registry: tuple[Signal, ...],
+    params: dict,
+    seed: int,
+    progress: Callable[[str], None],
+) -> tuple[RatingModel, OptBinningScorecard, list[int], list[int]]:
+    """Fit the rating (LightGBM, early stopping on validation) and the scorecard on the same training rows.
+
+    Returns:
+        ``(rating, scorecard, monotone constraints used, indices of directions dropped)``.
+    """
+    names = [s.name for s in registry]
+    d_train = Dataset(train[names].to_numpy(np.float32), train[target].to_numpy())
+    d_valid = Dataset(valid[names].to_numpy(np.float32), valid[target].to_numpy())
+    monotone, dropped = checked_monotone(d_train.X, d_train.y, monotone_constraints(names), seed=seed)
+    progress(f"training LightGBM ({np.count_nonzero(monotone)} monotone constraints) ...")
+    model = fit_rating(d_train, d_valid, names, reasons(names), monotone, params, ScoreScale(), seed=seed)
+    progress(f"best iteration {model.booster.best_iteration}; fitting the optbinning scorecard ...")
+    scorecard = OptBinningScorecard(names, [s.risk_direction for s in registry]).fit(d_train.X, d_train.y)
+    return model, scorecard, monotone, dropped
+
+
+def window_opportunities(
     data: Path, frames: dict[str, pd.DataFrame], split: TimeSplit
 ) -> dict[str, Opportunities]:
     """Per service, the opportunities decided in the test window, with the truth's probabilities if any."""
@@ -153,11 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     names = [s.name for s in registry]
     try:
         data = ensure_data(args.data, progress)
-        manifest = read_manifest(data)
-        exported_at = export_time(data)
-        start = utc(pd.Timestamp(manifest["start"])) if "start" in manifest else None
-        dates = month_starts(start or exported_at - pd.DateOffset(months=24), exported_at)
-        dates = [d for d in dates if usable_as_of(pd.Series([d]), exported_at).iloc[0]]
+        dates = snapshot_dates(data)
         split = default_split(
             dates,
             valid_first=utc(args.valid_from) if args.valid_from is not None else None,
@@ -172,9 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         frames = assemble_cached(data, dates, args.cache_dir, args.max_buyers, args.seed, progress)
         frame = frames[SNAPSHOTS]
-        parts = split.assign(frame["as_of"])
-        train, valid, test = (frame[parts == k] for k in ("train", "valid", "test"))
-        opportunities = test_opportunities(data, frames, split)
+        train, valid, test = split_snapshots(frame, split)
+        opportunities = window_opportunities(data, frames, split)
         oracle = risk_truth(data, test)
     except (ContractError, ValueError) as err:
         print(f"cannot train on {args.data or DEFAULT_DATA}:\n{err}", file=sys.stderr)
@@ -217,11 +253,9 @@ def fit_and_log(
     """Inside one MLflow run: fit, evaluate, log, register and apply the gate; an exception marks the run FAILED."""
     names = [s.name for s in registry]
     with mlflow.start_run() as run:
-        d_train = Dataset(train[names].to_numpy(np.float32), train[args.target].to_numpy())
-        d_valid = Dataset(valid[names].to_numpy(np.float32), valid[args.target].to_numpy())
-        monotone, dropped = checked_monotone(
-            d_train.X, d_train.y, monotone_constraints(names), seed=args.seed
-        )
+        fitted = fit_scorers(train, valid, args.target, registry, params, args.seed, progress)
+        model, scorecard, monotone, dropped = fitted
+        mlflow.log_metric("best_iteration", model.booster.best_iteration)
         mlflow.log_params({k: v for k, v in params.items() if k != "monotone_constraints"})
         mlflow.log_params(
             {
@@ -237,14 +271,6 @@ def fit_and_log(
                 "max_buyers": args.max_buyers,
             }
         )
-        progress(f"training LightGBM ({np.count_nonzero(monotone)} monotone constraints) ...")
-        reason_text = reasons(names)
-        model = fit_rating(
-            d_train, d_valid, names, reason_text, monotone, params, ScoreScale(), seed=args.seed
-        )
-        mlflow.log_metric("best_iteration", model.booster.best_iteration)
-        progress(f"best iteration {model.booster.best_iteration}; fitting the optbinning scorecard ...")
-        scorecard = OptBinningScorecard(names, [s.risk_direction for s in registry]).fit(d_train.X, d_train.y)
         progress("evaluating on the test window (bootstrap intervals over buyers) ...")
         train_sample = train.sample(n=min(PSI_SAMPLE, len(train)), random_state=args.seed)
         report = build_report(
@@ -276,7 +302,9 @@ def fit_and_log(
             comparable,
         )
         progress("logging and registering the rating artifact ...")
-        info = log_rating(model, d_valid.X[:5], registered_model_name=args.register_name)
+        info = log_rating(
+            model, valid[names].to_numpy(np.float32)[:5], registered_model_name=args.register_name
+        )
         version = str(info.registered_model_version)
         promote.set_aliases(client, args.register_name, version, verdict.promote)
         mlflow.set_tags(
