@@ -17,6 +17,9 @@ from simulator.population import Population
 
 Columns = dict[str, np.ndarray]
 FAKE_CATEGORIES = (0, 1)  # apparel, beauty: cheap, easy to fake
+PAY_DELAY_S = (10, 30 * 60)  # seconds from order to payment, uniform
+SHIP_LAG = (1.0, 0.6)  # lognormal (median days, sigma) from payment to shipping, regular orders
+DELIVERY_LAG = (2.5, 0.5)  # from shipping to delivery, regular orders
 
 
 @dataclass(frozen=True)
@@ -65,11 +68,13 @@ def _fulfil(rng: np.random.Generator, created: np.ndarray, params: Params, fast:
     """Payment, shipping, delivery, confirmation and cancellation instants of orders."""
     n = created.size
     canceled = np.zeros(n, dtype=bool) if fast else rng.random(n) < params.cancel_rate
-    paid = created + rng.integers(10, 30 * 60, n)
+    paid = created + rng.integers(*PAY_DELAY_S, n)
     paid_first = rng.random(n) < 0.5
-    shipped = paid + lag_days(rng, n, 0.3 if fast else 1.0)
+    shipped = paid + (lag_days(rng, n, 0.3) if fast else lag_days(rng, n, *SHIP_LAG))
     lost = np.zeros(n, dtype=bool) if fast else (~canceled & (rng.random(n) < params.lost_parcel_rate))
-    delivered = np.where(lost, NEVER, shipped + lag_days(rng, n, 1.0 if fast else 2.5, 0.5))
+    delivered = np.where(
+        lost, NEVER, shipped + (lag_days(rng, n, 1.0, 0.5) if fast else lag_days(rng, n, *DELIVERY_LAG))
+    )
     confirm_lag = np.minimum(lag_days(rng, n, 0.2 if fast else 3.0, 0.8), 10 * DAY)
     confirmed = np.where(lost, NEVER, delivered + confirm_lag)
     cancel_at = np.where(paid_first, paid + lag_days(rng, n, 0.3), created + rng.integers(60, 12 * HOUR, n))

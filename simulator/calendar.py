@@ -92,19 +92,44 @@ class Calendar:
         return np.searchsorted(self.month_start, t, side="right") - 1
 
 
+def day_weight(day: dt.date, params: Params) -> float:
+    """Relative order intensity of a day: weekends and the festival days (June 18, November 11)."""
+    return (params.weekend_factor if day.weekday() >= 5 else 1.0) * (
+        params.festival_day_factor if (day.month, day.day) in ((6, 18), (11, 11)) else 1.0
+    )
+
+
+def month_density(cal: Calendar, month: int, step: int, params: Params) -> np.ndarray:
+    """Where in month ``month`` an event of ``sample_in_month`` falls, as masses on a grid.
+
+    Args:
+        cal: The calendar (horizon months included: the rhythm continues past the period).
+        month: Month index, ``0 <= month < cal.months + 3``.
+        step: Grid step in seconds; must divide an hour.
+        params: Generative constants (day weights).
+
+    Returns:
+        Mass of each interval ``[month_start + k step, month_start + (k + 1) step)``; sums to 1.
+        Exactly ``sample_in_month``'s distribution for a buyer registered before the month
+        (day by weight, local hour by ``HOUR_WEIGHTS``, uniform within the hour).
+    """
+    if HOUR % step:
+        raise ValueError(f"step must divide an hour, got {step}")
+    first = dt.datetime.fromtimestamp(int(cal.month_start[month]), dt.UTC).date()
+    days = int((cal.month_start[month + 1] - cal.month_start[month]) // DAY)
+    weights = np.array([day_weight(first + dt.timedelta(days=k), params) for k in range(days)])
+    utc_hours = HOUR_WEIGHTS[(np.arange(24) + LOCAL_OFFSET_H) % 24]
+    per_hour = np.outer(weights / weights.sum(), utc_hours / utc_hours.sum()).ravel()
+    return np.repeat(per_hour * step / HOUR, HOUR // step)
+
+
 def build_calendar(start: dt.date, months: int, params: Params) -> Calendar:
     """Lay out months, day weights (weekends, festival days) and presale festivals."""
     firsts = [add_months(start, k) for k in range(months + 4)]
     month_start = np.array([epoch(d) for d in firsts], dtype=np.int64)
     month_of_year = np.array([d.month for d in firsts], dtype=np.int64)
     days = [start + dt.timedelta(days=k) for k in range((firsts[months] - start).days)]
-    weight = np.array(
-        [
-            (params.weekend_factor if d.weekday() >= 5 else 1.0)
-            * (params.festival_day_factor if (d.month, d.day) in ((6, 18), (11, 11)) else 1.0)
-            for d in days
-        ]
-    )
+    weight = np.array([day_weight(d, params) for d in days])
     day_month = np.array([(d.year - start.year) * 12 + d.month - start.month for d in days])
     day_cum = np.empty(len(days))
     for m in range(months):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+from features.legacy import legacy_presale
 from simulator import activity, aftersales, compliance, hazards, payments, standing, truth
 from simulator.calendar import NEVER, Calendar
 from simulator.config import ID_STRIDE, RunConfig
@@ -121,13 +122,26 @@ def simulate_shard(
         "credit_bills": bills,
     }
     known = {**pre, "shipped": presales["shipped_before_balance"]}
-    risk = truth.p_bad_90d(pop, cal, expected, known, bills, p)
+    risk = truth.p_bad_90d(
+        pop, cal, expected, orders, known, bills, _legacy_at_month_starts(pop, cal, vip, readings), p
+    )
     tables = _identified(pop, part, facts)
     raw = {name: to_table(name, cols, cal.export_at) for name, cols in tables.items()}
     return raw, {
         **_truth_tables(pop, cal, part, risk),
         **_opportunity_tables(tables, cal.export_at),
     }
+
+
+def _legacy_at_month_starts(pop: Population, cal: Calendar, vip: np.ndarray, readings: Columns) -> np.ndarray:
+    """Whether the legacy presale rule approves each buyer at each month start (``n x months``)."""
+    b = np.arange(pop.n)
+    out = np.zeros((pop.n, cal.months), dtype=bool)
+    for m in range(cal.months):
+        t = np.full(pop.n, cal.month_start[m])
+        score = standing.latest_score(readings, b, t)
+        out[:, m] = legacy_presale(standing.vip_at(cal, vip, b, t), np.where(score < 0, np.nan, score))
+    return out
 
 
 def _timestamps(seconds: np.ndarray) -> pa.Array:

@@ -1,124 +1,190 @@
 """The true 90-day risk of each buyer at each month start, integrated from ``simulator.hazards``.
 
-What ``p_bad_90d`` at month start ``T = month_start[m]`` is: the probability, under the
-generative process, that at least one bad outcome is *triggered* in months ``m, m+1, m+2``
-(the three calendar months, 89-92 days, starting at ``T``), given
+``p_bad_90d`` at ``T = month_start[m]`` is the probability that at least one bad outcome of
+``features.outcomes`` *becomes a fact* in ``(T, T + 90 days]`` (the label's event and timing),
+given the information set
 
-* the buyer's latent traits and the stress state of month ``m`` (the stress of later months
-  is integrated over the buyer's Markov chain);
-* the buyer's expected activity in those months (activity level x season x active share);
-* what is already fixed at ``T``: the presale orders placed in a deposit phase that ended
-  by ``T`` and the pay-later bill issued at ``T``.
+* the buyer's latent traits and stress path up to and including month ``m`` (the stress of
+  later months is integrated over the buyer's Markov chain);
+* every trigger placed before ``T`` with its context: regular orders (instant, category),
+  presales (amount, ship-before-balance decision), pay-later bills issued (due month);
+  their follow-ups (delivery, refund requests, disputes, payments) are integrated over their
+  distributions;
+* the legacy presale rule's answer at ``T`` (VIP and latest score), which with the declared
+  exploration share stands in for the ship decision of presales not yet placed;
+* future activity at its expected rates (activity x season x active share).
 
-Triggers and the month whose stress governs them: a regular order (its refund turning bad,
-its dispute lost) in the order's month; a presale in the month of its balance due date; a
-pay-later bill in the month of its due date; a severe violation in its month. Within a
-month, given the stress state, the triggers are independent thinnings of Poisson order
-streams (plus Bernoulli bills and known presales), so
-
-    P(no bad in month j | s) = exp(-E[orders_j] * q_order(s) - severe_rate_j
-                                   - sum_f rate_f * E[p_default(s)])
-                               * (1 - P(bill due in j) * p_bill(s))
-
-and the three months chain through the stress transition matrix ``P``:
-``survive = S_m(s_m) * sum_s' P[s_m, s'] S_{m+1}(s') * sum_s'' P[s', s''] S_{m+2}(s'')``.
-``p_bad_90d = 1 - survive``, computed exactly (the price average of presale defaults by
-9-node Gauss-Hermite quadrature).
+Given the stress path, every trigger's outcome is independent of the others, so the
+probability of no fact in the window is a product: over known items of ``1 - p``, and over
+Poisson streams of ``exp(-expected count of items with a fact in the window)``. Items are
+grouped by the month whose stress governs them (an order's month, a presale's or bill's due
+month) and the months ``m .. m + 3`` are chained through the transition matrix. The timing of
+each fact (a regular order's lags from ``timing``; the deterministic due + 7 / due + 30 days of
+balances and bills; the instant of a violation in its month) decides whether it falls in the
+window. See docs/simulator.md for the derivation and the error bound.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from simulator import hazards
-from simulator.calendar import Calendar
+from features.outcomes import BALANCE_GRACE, BILL_PAST_DUE
+from simulator import hazards, timing
+from simulator.aftersales import LARGE_APPLIANCE
+from simulator.calendar import Calendar, month_density
 from simulator.config import Params
 from simulator.population import Population
 
 Columns = dict[str, np.ndarray]
+WINDOW = timing.WINDOW
+BALANCE_FACT = int(BALANCE_GRACE.total_seconds())
+BILL_FACT = int(BILL_PAST_DUE.total_seconds())
+AHEAD = 4  # months m .. m + 3 can hold a fact of the window (m + 3 for 89-day triplets)
 
 
 def _log1m(x: np.ndarray) -> np.ndarray:
-    return np.log(np.maximum(1.0 - x, 1e-12))
+    return np.log(np.maximum(1.0 - x, 1e-300))
 
 
-def monthly_log_survival(
-    pop: Population,
-    cal: Calendar,
-    expected: np.ndarray,
-    presales: Columns,
-    bills: Columns,
-    params: Params,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Log-probability of no bad trigger per buyer, month and stress state.
+def _in_window(t: np.ndarray | int, start: int) -> np.ndarray:
+    return (np.asarray(t) > start) & (np.asarray(t) <= start + WINDOW)
 
-    Args:
-        pop: The shard's buyers.
-        cal: The calendar.
-        expected: Expected regular orders (``hazards.expected_orders``).
-        presales: Presale orders (``b``, ``festival``, ``amount``).
-        bills: Issued bills (``b``, ``due_month``).
-        params: Generative constants.
 
-    Returns:
-        ``(expected_only, known_first)``, both ``n x (months + 3) x 3``: the first uses expected
-        presales and bills throughout; the second uses, for month ``j``, the presales and the bill
-        already fixed at ``month_start[j]``.
-    """
-    n, horizon = expected.shape
-    idx = np.arange(n)
-    states = range(hazards.STATES)
-    q_order = np.column_stack([hazards.order_bad_prob(pop, s, params) for s in states])
-    p_bill = np.column_stack([hazards.bill_bad_prob(pop, idx, np.full(n, s), params) for s in states])
-    p_presale = np.column_stack(
-        [hazards.presale_expected_default(pop, s, params, params.presale_explore_share) for s in states]
+class _Orders:
+    """Per-buyer factors of a regular order's bad outcomes (refund loss, lost dispute)."""
+
+    def __init__(self, pop: Population, params: Params) -> None:
+        idx = np.arange(pop.n)
+        weights = hazards.category_weights(pop, params)
+        cats = np.arange(weights.shape[1])
+        self.refund = hazards.refund_prob(cats[None, :], pop.opportunism[:, None], params)  # n x categories
+        large = cats == LARGE_APPLIANCE
+        wr = weights * self.refund
+        self.mix = np.column_stack([wr[:, ~large].sum(axis=1), wr[:, large].sum(axis=1)])  # by return window
+        self.q = np.column_stack(
+            [hazards.refund_bad_prob(pop, idx, np.full(pop.n, s), params) for s in range(hazards.STATES)]
+        )
+        self.lost = hazards.dispute_prob(pop, idx, params) * hazards.dispute_lost_prob(pop, idx, params)
+        self.survive = (1 - params.cancel_rate) * (1 - params.lost_parcel_rate)
+
+
+def _future_orders(
+    f: _Orders, k: timing.OrderKernels, cal: Calendar, density: dict[int, np.ndarray], m: int, j: int
+) -> np.ndarray:
+    """Probability that one order of month ``j`` (as of ``month_start[m]``) has a fact in the window (n x 3)."""
+    start = cal.month_start[j] - cal.month_start[m]
+    t = start + np.arange(density[j].size) * k.step + k.step // 2  # bin centres, seconds after T
+    idx = k.index(-t)
+    w = density[j]
+    refund = k.refund[:, idx] @ w  # by return window
+    both = k.both[:, idx] @ w
+    dispute = k.dispute[idx] @ w
+    per_bad_refund = f.mix @ refund - f.lost * (f.mix @ both)  # n
+    return f.survive * (f.q * per_bad_refund[:, None] + (f.lost * dispute)[:, None])
+
+
+def _past_orders(
+    f: _Orders, k: timing.OrderKernels, pop: Population, orders: Columns, t0: int, sel: np.ndarray
+) -> np.ndarray:
+    """Log-probability, per buyer, that no order created in ``(t0 - LOOKBACK, t0)`` has a fact in the window."""
+    b = orders["b"][sel]
+    idx = k.index(t0 - orders["created_at"][sel])
+    wide = (orders["category"][sel] == LARGE_APPLIANCE).astype(np.int64)
+    rq = f.refund[b, orders["category"][sel]] * f.q[b, pop.stress[b, orders["month"][sel]]]
+    p = f.survive * (
+        rq * k.refund[wide, idx] + f.lost[b] * k.dispute[idx] - rq * f.lost[b] * k.both[wide, idx]
     )
-    severe = sum(rate * sev[2] for _, rate, sev in hazards.violation_rates(pop, cal, params))
-
-    base = -expected[:, :, None] * q_order[:, None, :] - severe[:, :, None]
-    pay_later = hazards.payment_weights(pop, params)[:, 3]
-    prev = np.concatenate([np.zeros((n, 1)), expected[:, :-1]], axis=1)
-    bill_prob = 1 - np.exp(-prev * pay_later[:, None] * (1 - params.cancel_rate))
-    expected_only = base + _log1m(bill_prob[:, :, None] * p_bill[:, None, :])
-
-    issued = np.zeros((n, horizon), dtype=bool)
-    issued[bills["b"], bills["due_month"]] = True
-    known_first = base + _log1m(issued[:, :, None] * p_bill[:, None, :])
-
-    for f, fest in enumerate(cal.festivals):
-        j = fest.due_month
-        rate = hazards.presale_rate(pop, fest.weight, fest.deposit_start, j - 1, params)
-        expected_only[:, j, :] -= rate[:, None] * p_presale
-        sel = presales["festival"] == f
-        b = presales["b"][sel]
-        for s in states:
-            p = hazards.presale_default_prob(
-                pop, b, np.full(b.size, s), presales["amount"][sel], params, presales["shipped"][sel]
-            )
-            known_first[:, j, s] += np.bincount(b, weights=_log1m(p), minlength=n)
-    return expected_only, known_first
+    return np.bincount(b, weights=_log1m(p), minlength=pop.n)
 
 
 def p_bad_90d(
     pop: Population,
     cal: Calendar,
     expected: np.ndarray,
+    orders: Columns,
     presales: Columns,
     bills: Columns,
+    legacy_now: np.ndarray,
     params: Params,
+    step: int = timing.STEP,
 ) -> np.ndarray:
-    """True probability of a bad outcome in the 3 months from each month start (``n x months``).
+    """True probability that a bad outcome becomes a fact in ``(T, T + 90 days]`` (``n x months``).
 
-    NaN where the buyer had not registered by the month start. See the module docstring.
+    Args:
+        pop: The shard's buyers.
+        cal: The calendar.
+        expected: Expected regular orders per month (``hazards.expected_orders``).
+        orders: All orders (``b``, ``month``, ``created_at``, ``category``, ``kind``; 0 is regular).
+        presales: Presale orders (``b``, ``festival``, ``amount``, ``shipped``).
+        bills: Issued pay-later bills (``b``, ``due_month``).
+        legacy_now: Whether the legacy presale rule approves each buyer at each month start
+            (``n x months``).
+        params: Generative constants.
+        step: Time grid of the lag distributions (seconds).
+
+    Returns:
+        NaN where the buyer had not registered by the month start. See the module docstring.
     """
-    expected_only, known_first = monthly_log_survival(pop, cal, expected, presales, bills, params)
+    n = pop.n
+    states = range(hazards.STATES)
+    rows = np.arange(n)
+    kern = timing.order_kernels(step)
+    f = _Orders(pop, params)
+    horizon = expected.shape[1]
+    density = {j: month_density(cal, j, step, params) for j in range(horizon)}
+    p_bill = np.column_stack([hazards.bill_bad_prob(pop, rows, np.full(n, s), params) for s in states])
+    held = np.column_stack([hazards.presale_expected_default(pop, s, params, 0.0) for s in states])
+    early = np.column_stack([hazards.presale_expected_default(pop, s, params, 1.0) for s in states])
+    severe = sum(rate * sev[2] for _, rate, sev in hazards.violation_rates(pop, cal, params))
+    pay_later = hazards.payment_weights(pop, params)[:, 3]
+    bill_issued = 1 - np.exp(-expected * pay_later[:, None] * (1 - params.cancel_rate))  # by spend month
+    bill_fact = cal.month_start[:-1] + 9 * timing.DAY - 8 * timing.HOUR + BILL_FACT  # by due month
+    regular = orders["kind"] == 0
+    lookback = timing.LOOKBACK_DAYS * timing.DAY
     trans = hazards.stress_transitions(pop.fragility, params)
-    rows = np.arange(pop.n)
-    out = np.full((pop.n, cal.months), np.nan)
+    explore = params.presale_explore_share
+
+    out = np.full((n, cal.months), np.nan)
     for m in range(cal.months):
-        v = np.exp(expected_only[:, m + 2, :])
-        v = np.exp(expected_only[:, m + 1, :]) * np.einsum("nij,nj->ni", trans, v)
-        v = np.exp(known_first[:, m, :]) * np.einsum("nij,nj->ni", trans, v)
-        p = 1.0 - v[rows, pop.stress[:, m]]
-        out[:, m] = np.where(pop.registered_at < cal.month_start[m], np.clip(p, 0.0, 1.0), np.nan)
+        t0 = int(cal.month_start[m])
+        sel = regular & (orders["created_at"] < t0) & (orders["created_at"] > t0 - lookback)
+        known = _past_orders(f, kern, pop, orders, t0, sel)
+        for fest_i, fest in enumerate(cal.festivals):
+            if fest.deposit_end <= t0 and _in_window(fest.due_at + BALANCE_FACT, t0):
+                pick = presales["festival"] == fest_i
+                b = presales["b"][pick]
+                s = pop.stress[b, fest.due_month]
+                p = hazards.presale_default_prob(
+                    pop, b, s, presales["amount"][pick], params, presales["shipped"][pick]
+                )
+                known += np.bincount(b, weights=_log1m(p), minlength=n)
+        due_known = bills["due_month"] <= m
+        pick = due_known & _in_window(bill_fact[bills["due_month"]], t0)
+        b = bills["b"][pick]
+        known += np.bincount(
+            b, weights=_log1m(p_bill[b, pop.stress[b, bills["due_month"][pick]]]), minlength=n
+        )
+
+        ship = explore + (1 - explore) * legacy_now[:, m]
+        v = np.ones((n, hazards.STATES))
+        for j in range(min(m + AHEAD, horizon) - 1, m - 1, -1):
+            centres = int(cal.month_start[j]) + np.arange(density[j].size) * step + step // 2
+            share = density[j] @ _in_window(centres, t0)
+            log_s = -expected[:, j, None] * _future_orders(f, kern, cal, density, m, j)
+            log_s -= (severe[:, j] * share)[:, None]
+            if j > m and _in_window(bill_fact[j], t0):
+                log_s += _log1m(bill_issued[:, j - 1, None] * p_bill)
+            for fest in cal.festivals:
+                if (
+                    fest.due_month == j
+                    and fest.deposit_start >= t0
+                    and _in_window(fest.due_at + BALANCE_FACT, t0)
+                ):
+                    rate = hazards.presale_rate(pop, fest.weight, fest.deposit_start, j - 1, params)
+                    log_s -= rate[:, None] * (held + ship[:, None] * (early - held))
+            v = np.exp(log_s) * v
+            if j > m:
+                v = np.einsum("nij,nj->ni", trans, v)
+        p = 1.0 - np.exp(known) * v[rows, pop.stress[:, m]]
+        out[:, m] = np.where(pop.registered_at < t0, np.clip(p, 0.0, 1.0), np.nan)
     return out

@@ -94,3 +94,43 @@ def test_refund_truth_reads_the_request_like_a_model_would(settled: dict[str, pd
     for _, group in rows.groupby(["reason", rows["evidence_photos"].clip(upper=3)]):
         expected, sd, real = realised.expected_vs_realised(group["p_loss_if_fast"], group["loss"])
         assert abs(real - expected) <= 3 * sd + 1, (group.name, real, expected, sd)
+
+
+@pytest.fixture(scope="module")
+def labelled(calibration_export: Path) -> pd.DataFrame:
+    exported_at = pd.Timestamp(json.loads((calibration_export / "manifest.json").read_text())["exported_at"])
+    events = realised.bad_events(read_tables(calibration_export), exported_at)
+    risk = pd.read_parquet(calibration_export / "truth" / "risk.parquet")
+    return realised.realised_labels(risk, events, exported_at)
+
+
+@pytest.mark.parametrize("first", [0, 1, 2])
+def test_risk_truth_matches_the_labels_on_non_overlapping_windows(labelled: pd.DataFrame, first: int) -> None:
+    """Every third month start: windows do not share events, so the counts are sums of independent-ish rows."""
+    months = sorted(labelled["as_of"].unique())[first::3]
+    rows = labelled[labelled["as_of"].isin(months)]
+    _within_3sd(rows["p_bad_90d"], rows["bad_90d"], 1000)
+
+
+def test_risk_truth_is_calibrated_by_decile_and_stress(labelled: pd.DataFrame) -> None:
+    rows = labelled[labelled["as_of"].isin(sorted(labelled["as_of"].unique())[::3])]
+    decile = pd.qcut(rows["p_bad_90d"], 10, labels=False)
+    for k in range(10):
+        _within_3sd(rows.loc[decile == k, "p_bad_90d"], rows.loc[decile == k, "bad_90d"], 20)
+    for _, group in rows.groupby("stress_state"):
+        _within_3sd(group["p_bad_90d"], group["bad_90d"], 100)
+
+
+def test_simulator_and_training_labels_are_one_definition(
+    calibration_export: Path, labelled: pd.DataFrame
+) -> None:
+    """``realised`` and ``training.labels`` both read ``features.outcomes``, and agree row by row."""
+    from features import outcomes
+    from training import labels
+
+    assert realised.outcomes is outcomes and labels.bad_events is outcomes.bad_events
+    tables = {name: df[df["buyer_id"] <= 10_000] for name, df in read_tables(calibration_export).items()}
+    rows = labelled[labelled["buyer_id"] <= 10_000].reset_index(drop=True)
+    made = labels.make_labels(tables, rows[["buyer_id", "as_of"]])
+    assert len(rows) > 10_000 and rows["bad_90d"].sum() > 300
+    assert (made["bad_90d"].to_numpy() == rows["bad_90d"].to_numpy()).all()

@@ -91,10 +91,12 @@ def _one_trait_varies(trait: str, grid: np.ndarray) -> np.ndarray:
     same[trait] = grid
     pop = dataclasses.replace(pop, **same)
     expected = hazards.expected_orders(pop, cal, params)
-    none = {"b": np.zeros(0, dtype=np.int64), "festival": np.zeros(0, dtype=np.int64),
-            "amount": np.zeros(0), "due_month": np.zeros(0, dtype=np.int64),
-            "shipped": np.zeros(0, dtype=bool)}  # fmt: skip
-    return truth.p_bad_90d(pop, cal, expected, none, none, params)
+    empty = np.zeros(0, dtype=np.int64)
+    none = {"b": empty, "festival": empty, "amount": np.zeros(0), "due_month": empty,
+            "shipped": np.zeros(0, dtype=bool), "month": empty, "created_at": empty, "category": empty,
+            "kind": empty}  # fmt: skip
+    legacy = np.zeros((grid.size, cal.months), dtype=bool)
+    return truth.p_bad_90d(pop, cal, expected, none, none, none, legacy, params)
 
 
 def test_truth_moves_the_right_way_with_each_trait_alone() -> None:
