@@ -3,6 +3,7 @@
     python -m serving                                   # development server on 127.0.0.1:8000
     python -m serving new-key --scopes decide,outcomes  # a fresh key and its SERVING_API_KEYS entry
     python -m serving hash-key KEY --scopes admin       # the entry of an existing key
+    python -m serving retention --older-than-days 400 --out DIR  # export old decisions/outcomes, delete them
 
 Both key commands read the server secret from ``SERVING_API_KEY_SECRET``. Production runs
 gunicorn instead::
@@ -32,11 +33,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     key.add_argument("--scopes", default="decide", help=scopes_help)
     new = sub.add_parser("new-key", help="print a new random key, then its SERVING_API_KEYS entry")
     new.add_argument("--scopes", default="decide", help=scopes_help)
+    from serving.retention import add_arguments
+
+    add_arguments(
+        sub.add_parser(
+            "retention", help="export decisions and outcomes older than N days to parquet, delete them"
+        )
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.command == "retention":
+        from serving.retention import main as retention
+
+        return retention(args)
     if args.command in ("hash-key", "new-key"):
         secret = os.environ.get("SERVING_API_KEY_SECRET", "")
         if len(secret) < MIN_SECRET_CHARS:
