@@ -162,7 +162,8 @@ def describe(s) -> dict[str, Any]:
             "kind": None if snap is None else snap.kind,
             "version": None if snap is None else snap.meta.version,
             "as_of": None if snap is None else snap.meta.as_of,
+            "published_at": None if snap is None else snap.meta.published_at,
             "n_buyers": None if snap is None else snap.meta.n_buyers,
-            "error": live.snapshot_error,
+            "error": live.snapshot_problem(),
         },
     }

@@ -53,6 +53,10 @@ _DECISION = {
         "model_version": {"type": ["string", "null"]},
         "policy_version": {"type": "string"},
         "signals_as_of": {"type": ["string", "null"]},
+        "replayed": {
+            "type": "boolean",
+            "description": "True when this is the stored answer to a repeated request_id.",
+        },
     },
 }
 
@@ -115,6 +119,16 @@ def openapi_document(policy_version: str, max_amount: float | None = None) -> di
                         },
                         **bad,
                         **unauthorized,
+                        "409": {
+                            "description": "idempotency_request_in_flight: the first request with this "
+                            "request_id is still being decided; retry shortly.",
+                            **_json(_ERROR),
+                        },
+                        "422": {
+                            "description": "idempotency_key_reused: this request_id was used with a "
+                            "different request (nothing of the first is revealed).",
+                            **_json(_ERROR),
+                        },
                     },
                 }
             },
@@ -127,6 +141,19 @@ def openapi_document(policy_version: str, max_amount: float | None = None) -> di
                         "200": {"description": "Recorded (or replayed); `released` is the exposure freed."},
                         **bad,
                         **unauthorized,
+                        "404": {
+                            "description": "outcome_order_unknown / outcome_refund_unknown: no decision on it.",
+                            **_json(_ERROR),
+                        },
+                        "409": {
+                            "description": "outcome_buyer_mismatch, outcome_exceeds_balance, "
+                            "outcome_exceeds_refund, outcome_order_closed, or idempotency_request_in_flight.",
+                            **_json(_ERROR),
+                        },
+                        "422": {
+                            "description": "idempotency_key_reused: this outcome_id was used with a different request.",
+                            **_json(_ERROR),
+                        },
                         "503": {
                             "description": "Ledger unavailable; nothing recorded, retry.",
                             **_json(_ERROR),
