@@ -207,3 +207,77 @@ def ids() -> dict[str, int]:
         "reviewer": REVIEWER_BUYER,
         "unknown": UNKNOWN_BUYER,
     }
+
+
+@pytest.fixture
+def gunicorn_server(tmp_path, config):
+    """``gunicorn_server(workers=2, **settings)`` -> base URL of a real gunicorn running the
+    service with the production settings (``serving/gunicorn_conf.py``) on 127.0.0.1.
+
+    ``settings`` override the test config (as ``SERVING_*`` variables); the process group is
+    stopped after the test. ``server.metrics_dir`` and ``server.proc`` are exposed on the
+    returned object.
+    """
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    started = []
+
+    class Server(str):
+        proc: subprocess.Popen
+        metrics_dir: Path
+        log: Path
+
+    def start(workers: int = 2, **settings) -> Server:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        values = config | {"database_url": f"sqlite:///{tmp_path / 'gunicorn.db'}"} | settings
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SERVING_")}
+        for name, value in values.items():
+            env[f"SERVING_{name.upper()}"] = (
+                ",".join(value) if isinstance(value, list | tuple) else str(value)
+            )
+        metrics_dir = tmp_path / f"metrics-{port}"
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+        log = tmp_path / f"gunicorn-{port}.log"
+        cmd = [sys.executable, "-m", "gunicorn", "-c", "python:serving.gunicorn_conf"]
+        cmd += ["-b", f"127.0.0.1:{port}", "-w", str(workers), "--log-level", "warning"]
+        with open(log, "w") as out:
+            proc = subprocess.Popen(
+                [*cmd, "serving.app:create_app()"],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=tmp_path,
+            )
+        started.append(proc)
+        url = Server(f"http://127.0.0.1:{port}")
+        url.proc, url.metrics_dir, url.log = proc, metrics_dir, log
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                pytest.fail(f"gunicorn exited:\n{log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/readyz", timeout=2) as r:
+                    if r.status == 200:
+                        return url
+            except OSError:
+                time.sleep(0.2)
+        pytest.fail(f"gunicorn not ready in 90 s:\n{log.read_text()[-3000:]}")
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()

@@ -18,7 +18,7 @@ def assert_problem(response, status: int, code: str, field: str | None = None) -
     assert response.status_code == status, response.get_data(as_text=True)
     assert response.mimetype == "application/problem+json"
     body = response.json
-    assert PROBLEM_KEYS <= set(body), body
+    assert set(body) >= PROBLEM_KEYS, body
     assert body["status"] == status and body["code"] == code
     assert body["type"].endswith(code)
     if field is not None:
