@@ -54,8 +54,11 @@ class ServingConfig:
         db_busy_timeout_ms: SQLite busy timeout, in milliseconds.
         db_pool_size: Connection pool size per worker.
         sqlite_synchronous: SQLite durability, ``FULL`` (default: fsync per decision, an
-            acknowledged decision survives power loss) or ``NORMAL`` (a decision survives a
-            process crash; the last ones may be lost on power loss). PostgreSQL is unaffected.
+            acknowledged decision survives power loss), ``GROUP`` (as durable for acknowledged
+            decisions; the fsync runs after the commit, outside the write lock, shared by
+            concurrent decisions) or ``NORMAL`` (a decision survives a process crash; the
+            last ones may be lost on power loss). See ``serving.engine``. PostgreSQL is
+            unaffected.
         max_snapshot_age_s: Oldest online snapshot the service decides on, in seconds since
             it was published (default 36 h; 0: no limit). Past it ``/readyz`` fails and
             decisions decline with ``risk_service_degraded``.
@@ -111,8 +114,10 @@ class ServingConfig:
         ):
             if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int | float):
                 raise TypeError(f"{name}: must be a number")
-        if self.sqlite_synchronous not in ("NORMAL", "FULL"):
-            raise ValueError(f"sqlite_synchronous: must be NORMAL or FULL, got {self.sqlite_synchronous!r}")
+        if self.sqlite_synchronous not in ("FULL", "GROUP", "NORMAL"):
+            raise ValueError(
+                f"sqlite_synchronous: must be FULL, GROUP or NORMAL, got {self.sqlite_synchronous!r}"
+            )
         if self.watch_interval_s < 0:
             raise ValueError("watch_interval_s: must be >= 0")
         if self.body_timeout_s <= 0:

@@ -35,7 +35,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, ProgrammingError
 
 from serving.decide import Usage
-from serving.engine import begin_immediate, make_engine
+from serving.engine import DURABILITY_OPTION, begin_immediate, make_engine
 from serving.idempotency import InFlight, Refusal, claim_number, in_flight, key_reused
 from serving.policy import FAST_REFUND, PRESALE
 from serving.tables import BUYER_LOCKS, DECISIONS, METADATA, OUTCOME_KINDS, OUTCOMES, RESERVATIONS, utcnow
@@ -202,6 +202,7 @@ class Ledger:
         self.new_decision_id = DecisionIds()
         database = engine.url.database if self.dialect == "sqlite" else None
         self.inflight = InFlight(f"{database}-inflight" if database and database != ":memory:" else None)
+        self.group_sync = engine.get_execution_options().get(DURABILITY_OPTION)  # SQLite GROUP durability
 
     @property
     def dialect(self) -> str:
@@ -328,22 +329,28 @@ class Ledger:
                 dbapi.commit() if self.dialect == "postgresql" else dbapi.execute("COMMIT")
             finally:
                 pooled.close()
+            if self.group_sync is not None:  # durable before the caller answers (and the id is released)
+                self.group_sync.sync()
 
     @contextmanager
     def _locked_core(self, buyer_id: int, key_id: str, outcome_id: str) -> Iterator[Any]:
         """A SQLAlchemy transaction holding the buyer's lock and the outcome id's claim."""
         self.ensure()
-        with self._claimed(key_id, outcome_id, "outcome_id"), self.engine.begin() as conn:
-            # SQLite: BEGIN IMMEDIATE (engine event)
-            if self.dialect == "postgresql":
-                claim = claim_number(key_id, f"outcome:{outcome_id}")
-                if not conn.execute(select(func.pg_try_advisory_xact_lock(claim))).scalar():
-                    raise in_flight("outcome_id")
-                conn.execute(pg_insert(BUYER_LOCKS).values(buyer_id=buyer_id).on_conflict_do_nothing())
-                conn.execute(
-                    select(BUYER_LOCKS.c.buyer_id).where(BUYER_LOCKS.c.buyer_id == buyer_id).with_for_update()
-                )
-            yield conn
+        with self._claimed(key_id, outcome_id, "outcome_id"):
+            with self.engine.begin() as conn:  # SQLite: BEGIN IMMEDIATE (engine event)
+                if self.dialect == "postgresql":
+                    claim = claim_number(key_id, f"outcome:{outcome_id}")
+                    if not conn.execute(select(func.pg_try_advisory_xact_lock(claim))).scalar():
+                        raise in_flight("outcome_id")
+                    conn.execute(pg_insert(BUYER_LOCKS).values(buyer_id=buyer_id).on_conflict_do_nothing())
+                    conn.execute(
+                        select(BUYER_LOCKS.c.buyer_id)
+                        .where(BUYER_LOCKS.c.buyer_id == buyer_id)
+                        .with_for_update()
+                    )
+                yield conn
+            if self.group_sync is not None:
+                self.group_sync.sync()
 
     def find_outputs(self, key_id: str, request_id: str) -> tuple[dict | None, str | None]:
         """The stored response and fingerprint of a decision by key and request id (outside any lock)."""

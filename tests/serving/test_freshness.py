@@ -107,3 +107,68 @@ def client_for():
         return client
 
     return make
+
+
+def test_group_durability_fsyncs_the_log_before_answering(
+    make_app, config, client_for, presale_body, monkeypatch
+):
+    """GROUP: synchronous=NORMAL, and each decision's answer waits for an fsync of the WAL after its commit."""
+    import serving.engine
+
+    events = []
+    real = serving.engine._fsync_path
+
+    def recording(path):
+        events.append(("fsync", path))
+        real(path)
+
+    monkeypatch.setattr(serving.engine, "_fsync_path", recording)
+    app = make_app(config | {"sqlite_synchronous": "GROUP"})
+    ledger = app.extensions["buyer_trust"].ledger
+    raw = ledger.engine.raw_connection()
+    try:
+        assert raw.driver_connection.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    finally:
+        raw.close()
+    response = client_for(app).post("/v1/decisions", json=presale_body(12, 500))
+    assert response.status_code == 200 and response.json["decision_id"]
+    assert events == [("fsync", f"{ledger.engine.url.database}-wal")]
+
+
+def test_group_sync_shares_fsyncs_and_never_returns_early(tmp_path, monkeypatch):
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    import serving.engine
+    from serving.engine import GroupSync
+
+    clock = {"n": 0}
+    runs = []  # (started, finished) tick of each fsync
+    lock = threading.Lock()
+
+    def slow_fsync(path):
+        with lock:
+            clock["n"] += 1
+            started = clock["n"]
+        time.sleep(0.02)
+        with lock:
+            clock["n"] += 1
+            runs.append((started, clock["n"]))
+
+    monkeypatch.setattr(serving.engine, "_fsync_path", slow_fsync)
+    group = GroupSync(str(tmp_path / "x.db-wal"))
+
+    def call(_):
+        with lock:
+            clock["n"] += 1
+            called = clock["n"]
+        group.sync()
+        with lock:
+            returned = clock["n"]
+        # some fsync started after this call and finished before it returned
+        assert any(called < s and f <= returned for s, f in runs), (called, returned, runs)
+
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(call, range(64)))
+    assert 1 <= len(runs) < 64 / 2, f"{len(runs)} fsyncs for 64 concurrent commits"

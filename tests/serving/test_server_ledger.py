@@ -30,11 +30,15 @@ def _post(url: str, path: str, body: dict) -> tuple[int, dict, dict]:
         return error.code, dict(error.headers), json.loads(error.read())
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("backend", ["sqlite", "sqlite-group", "postgresql"])
 def test_idempotency_outcomes_and_money_on_gunicorn(
     gunicorn_server, pg_schema, backend, presale_body, buyer_with_star
 ):
-    settings = {"database_url": PG_URL, "database_schema": pg_schema} if backend == "postgresql" else {}
+    settings = {
+        "sqlite": {},
+        "sqlite-group": {"sqlite_synchronous": "GROUP"},  # fsyncs on gevent's thread pool
+        "postgresql": {"database_url": PG_URL, "database_schema": pg_schema},
+    }[backend]
     url = gunicorn_server(workers=2, **settings)
     mine, other = buyer_with_star(4), buyer_with_star(5)
 
