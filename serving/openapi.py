@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from serving.auth import HEADER
-from serving.schema import AMOUNT, DECISION_BODY, OUTCOME_BODY, Field
+from serving.context import PROBLEM_MEDIA_TYPE
+from serving.runtime import ALL_PARTS
+from serving.schema import AMOUNT, DECISION_BODY, MAX_ID, OUTCOME_BODY, Field
 
 _FINDING = {
     "type": "object",
@@ -16,14 +18,35 @@ _FINDING = {
     },
     "required": ["code", "text"],
 }
-_ERROR = {
+_PROBLEM = {
     "type": "object",
+    "description": "RFC 9457 problem details; `code` is stable, `field` names the offending field.",
     "properties": {
-        "error": {"type": "string"},
-        "message": {"type": "string"},
+        "type": {"type": "string", "description": "urn:buyer-trust:problem:<code>"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "code": {"type": "string"},
         "field": {"type": "string", "description": "Dotted path of the offending field."},
     },
-    "required": ["error", "message"],
+    "required": ["type", "title", "status", "detail", "code"],
+}
+_RELOAD = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "parts": {
+            "type": "array",
+            "minItems": 1,
+            "items": {"type": "string", "enum": sorted(ALL_PARTS)},
+            "description": "What to reload (default: all).",
+        }
+    },
+}
+_READY = {
+    "type": "object",
+    "properties": {"ready": {"type": "boolean"}, "checks": {"type": "object"}},
+    "required": ["ready", "checks"],
 }
 _DECISION = {
     "type": "object",
@@ -78,6 +101,8 @@ def field_schema(spec: Field, max_amount: float | None = None) -> dict[str, Any]
         out["enum"] = list(spec.enum)
     if spec.max_length is not None:
         out["maxLength"] = spec.max_length
+    if spec.kind == "string" and spec.enum is None:
+        out["pattern"] = r"^\S(.*\S)?$"  # no blank, no leading or trailing whitespace
     if spec.minimum is not None:
         out["exclusiveMinimum" if spec.exclusive_minimum else "minimum"] = spec.minimum
     if spec.maximum == AMOUNT:
@@ -92,11 +117,32 @@ def _json(schema: dict) -> dict:
     return {"content": {"application/json": {"schema": schema}}}
 
 
+def _problems(**statuses: str) -> dict[str, dict]:
+    """Documented error answers: ``_problems(**{"404": "why"})`` -> OpenAPI responses."""
+    return {
+        status: {"description": text, "content": {PROBLEM_MEDIA_TYPE: {"schema": _PROBLEM}}}
+        for status, text in statuses.items()
+    }
+
+
+# Answers every /v1 route can give before it runs (serving.api, serving.body).
+_AUTH = {"401": f"Missing or unknown {HEADER}.", "403": "The key lacks this route's scope."}
+_BODY = {
+    "400": "Invalid body: malformed or non-UTF-8 JSON, not an object, duplicate keys, NaN/Infinity, "
+    "or a field out of its declaration (`field` names it).",
+    "408": "The body did not arrive within the body timeout.",
+    "413": "The body is larger than the limit (announced or chunked).",
+    "415": "The body is not application/json (UTF-8).",
+}
+
+
 def openapi_document(policy_version: str, max_amount: float | None = None) -> dict[str, Any]:
-    """The OpenAPI 3.1 document (``info.version`` carries the live policy version)."""
+    """The OpenAPI 3.1 document (``info.version`` carries the live policy version).
+
+    Every status a route answers is listed (schemathesis checks it, ``tests/serving/test_contract.py``);
+    a method a path does not declare gets 405, an unknown path 404, both as problem details.
+    """
     secured = [{"apiKey": []}]
-    bad = {"400": {"description": "Invalid body; `field` names the offending field.", **_json(_ERROR)}}
-    unauthorized = {"401": {"description": f"Missing or unknown {HEADER}.", **_json(_ERROR)}}
     return {
         "openapi": "3.1.0",
         "info": {
@@ -117,18 +163,14 @@ def openapi_document(policy_version: str, max_amount: float | None = None) -> di
                             "reason risk_service_degraded; header Idempotent-Replayed on a repeated request_id).",
                             **_json(_DECISION),
                         },
-                        **bad,
-                        **unauthorized,
-                        "409": {
-                            "description": "idempotency_request_in_flight: the first request with this "
-                            "request_id is still being decided; retry shortly.",
-                            **_json(_ERROR),
-                        },
-                        "422": {
-                            "description": "idempotency_key_reused: this request_id was used with a "
-                            "different request (nothing of the first is revealed).",
-                            **_json(_ERROR),
-                        },
+                        **_problems(
+                            **_BODY,
+                            **_AUTH,
+                            **{
+                                "409": "The first request with this request_id is still in flight; retry.",
+                                "422": "This request_id was used with a different request.",
+                            },
+                        ),
                     },
                 }
             },
@@ -138,26 +180,21 @@ def openapi_document(policy_version: str, max_amount: float | None = None) -> di
                     "security": secured,
                     "requestBody": {"required": True, **_json(field_schema(OUTCOME_BODY, max_amount))},
                     "responses": {
-                        "200": {"description": "Recorded (or replayed); `released` is the exposure freed."},
-                        **bad,
-                        **unauthorized,
-                        "404": {
-                            "description": "outcome_order_unknown / outcome_refund_unknown: no decision on it.",
-                            **_json(_ERROR),
+                        "200": {
+                            "description": "Recorded (or replayed); `released` is the exposure freed.",
+                            **_json({"type": "object"}),
                         },
-                        "409": {
-                            "description": "outcome_buyer_mismatch, outcome_exceeds_balance, "
-                            "outcome_exceeds_refund, outcome_order_closed, or idempotency_request_in_flight.",
-                            **_json(_ERROR),
-                        },
-                        "422": {
-                            "description": "idempotency_key_reused: this outcome_id was used with a different request.",
-                            **_json(_ERROR),
-                        },
-                        "503": {
-                            "description": "Ledger unavailable; nothing recorded, retry.",
-                            **_json(_ERROR),
-                        },
+                        **_problems(
+                            **_BODY,
+                            **_AUTH,
+                            **{
+                                "404": "No decided order or refund with this id.",
+                                "409": "Another buyer's order, a closed order, a payment beyond the balance, "
+                                "or the first request with this outcome_id still in flight.",
+                                "422": "This outcome_id was used with a different outcome.",
+                                "503": "Ledger unavailable; nothing recorded, retry (Retry-After).",
+                            },
+                        ),
                     },
                 }
             },
@@ -166,10 +203,19 @@ def openapi_document(policy_version: str, max_amount: float | None = None) -> di
                     "summary": "Stars, score and top reasons of one buyer",
                     "security": secured,
                     "parameters": [
-                        {"name": "buyer_id", "in": "path", "required": True, "schema": {"type": "integer"}}
+                        {
+                            "name": "buyer_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "integer", "minimum": 0, "maximum": MAX_ID},
+                        }
                     ],
                     "responses": {
-                        "200": {"description": "`rated` false with a `reason` when there is no rating."}
+                        "200": {
+                            "description": "`rated` false with a `reason` when there is no rating.",
+                            **_json({"type": "object"}),
+                        },
+                        **_problems(**_AUTH, **{"404": "Not a buyer id (a non-negative integer)."}),
                     },
                 }
             },
@@ -177,28 +223,57 @@ def openapi_document(policy_version: str, max_amount: float | None = None) -> di
                 "get": {
                     "summary": "Live model, policy and snapshot versions",
                     "security": secured,
-                    "responses": {"200": {"description": "Versions and load errors."}},
+                    "responses": {
+                        "200": {"description": "Versions and load errors.", **_json({"type": "object"})},
+                        **_problems(**{"401": _AUTH["401"]}),
+                    },
                 }
             },
             "/v1/admin/reload": {
                 "post": {
-                    "summary": "Reload policy, snapshot and model in this worker",
+                    "summary": "Reload policy, snapshot and model in this worker (admin scope)",
                     "security": secured,
+                    "requestBody": {"required": False, **_json(_RELOAD)},
                     "responses": {
-                        "200": {"description": "Reloaded."},
-                        "409": {"description": "Invalid policy."},
+                        "200": {
+                            "description": "Reloaded; the versions now live.",
+                            **_json({"type": "object"}),
+                        },
+                        **_problems(**_BODY, **_AUTH, **{"409": "Invalid policy file; the old one stays."}),
                     },
                 }
             },
-            "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "Up."}}}},
+            "/healthz": {
+                "get": {
+                    "summary": "Liveness",
+                    "responses": {"200": {"description": "Up.", **_json({"type": "object"})}},
+                }
+            },
             "/readyz": {
                 "get": {
-                    "summary": "Readiness: model, snapshot, database",
-                    "responses": {"200": {"description": "Ready."}, "503": {"description": "Not ready."}},
+                    "summary": "Readiness: model, snapshot (present and fresh), database",
+                    "responses": {
+                        "200": {"description": "Ready.", **_json(_READY)},
+                        "503": {"description": "Not ready; `checks` says why.", **_json(_READY)},
+                    },
                 }
             },
             "/metrics": {
-                "get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "Text."}}}
+                "get": {
+                    "summary": "Prometheus metrics of all workers",
+                    "responses": {
+                        "200": {
+                            "description": "Prometheus text exposition.",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        }
+                    },
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "responses": {"200": {"description": "OpenAPI 3.1.", **_json({"type": "object"})}},
+                }
             },
         },
     }
