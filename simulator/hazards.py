@@ -275,26 +275,30 @@ def order_bad_prob(pop: Population, state: int, params: Params) -> np.ndarray:
     return survive * (1 - (1 - mean_refund * q) * (1 - lost))
 
 
-def presale_expected_default(
-    pop: Population, state: int, params: Params, shipped: np.ndarray | float = 0.0
-) -> np.ndarray:
-    """Default probability of a presale order not yet placed, averaged over category and price.
+def presale_expected_defaults(pop: Population, state: int, params: Params) -> tuple[np.ndarray, np.ndarray]:
+    """Default probability of a presale not yet placed if held and if shipped early (per buyer).
 
-    ``shipped`` is the probability (per buyer) that it will ship before the balance; the
-    default probability is linear in it.
+    Averaged over the presale category mix and the lognormal price (9-node Gauss-Hermite).
     """
     idx = np.arange(pop.n)
     weights = np.asarray(params.presale_category_weights) / sum(params.presale_category_weights)
     nodes, node_weights = np.polynomial.hermite_e.hermegauss(GAUSS_HERMITE_NODES)
     node_weights = node_weights / node_weights.sum()
-    out = np.zeros(pop.n)
+    held, early = np.zeros(pop.n), np.zeros(pop.n)
     states = np.full(pop.n, state)
     for c in np.flatnonzero(weights):
         median = params.category_median_price[c] * pop.spend
         sigma = params.category_price_sigma[c]
         for x, w in zip(nodes, node_weights, strict=True):
             amount = median * np.exp(sigma * x)
-            held = presale_default_prob(pop, idx, states, amount, params, False)
-            early = presale_default_prob(pop, idx, states, amount, params, True)
-            out += weights[c] * w * (held + shipped * (early - held))
-    return out
+            held += weights[c] * w * presale_default_prob(pop, idx, states, amount, params, False)
+            early += weights[c] * w * presale_default_prob(pop, idx, states, amount, params, True)
+    return held, early
+
+
+def presale_expected_default(
+    pop: Population, state: int, params: Params, shipped: np.ndarray | float = 0.0
+) -> np.ndarray:
+    """Default probability of a presale not yet placed, shipped early with probability ``shipped``."""
+    held, early = presale_expected_defaults(pop, state, params)
+    return held + shipped * (early - held)

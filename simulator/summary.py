@@ -143,6 +143,12 @@ def summarize(out: Path) -> list[str]:
                      f"{labelled['bad_90d'].mean():.2%} vs truth mean {labelled['p_bad_90d'].mean():.2%} "
                      f"({real:,} bad buyer-months vs {expected:,.0f} +- {sd:.0f} expected); "
                      f"oracle AUC {realised.auc(labelled['p_bad_90d'].to_numpy(), labelled['bad_90d'].to_numpy()):.3f}")  # fmt: skip
+        for first in range(3):
+            every_third = labelled["as_of"].isin(sorted(labelled["as_of"].unique())[first::3])
+            rows = labelled[every_third]
+            expected, sd, real = realised.expected_vs_realised(rows["p_bad_90d"], rows["bad_90d"])
+            lines.append(f"  every third snapshot from #{first} (windows do not overlap): {real:,} realised vs "
+                         f"{expected:,.0f} +- {sd:.0f} expected ({(real - expected) / sd:+.1f} SD)")  # fmt: skip
     counts = events["kind"].value_counts()
     lines.append(
         "bad outcomes by kind: " + ", ".join(f"{t} {int(counts.get(t, 0)):,}" for t in outcomes.COMPONENTS)

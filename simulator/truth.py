@@ -83,18 +83,29 @@ def _future_orders(
     return f.survive * (f.q * per_bad_refund[:, None] + (f.lost * dispute)[:, None])
 
 
-def _past_orders(
-    f: _Orders, k: timing.OrderKernels, pop: Population, orders: Columns, t0: int, sel: np.ndarray
-) -> np.ndarray:
-    """Log-probability, per buyer, that no order created in ``(t0 - LOOKBACK, t0)`` has a fact in the window."""
-    b = orders["b"][sel]
-    idx = k.index(t0 - orders["created_at"][sel])
-    wide = (orders["category"][sel] == LARGE_APPLIANCE).astype(np.int64)
-    rq = f.refund[b, orders["category"][sel]] * f.q[b, pop.stress[b, orders["month"][sel]]]
-    p = f.survive * (
-        rq * k.refund[wide, idx] + f.lost[b] * k.dispute[idx] - rq * f.lost[b] * k.both[wide, idx]
-    )
-    return np.bincount(b, weights=_log1m(p), minlength=pop.n)
+class _PastOrders:
+    """Known regular orders sorted by instant, with their per-order factors precomputed."""
+
+    def __init__(self, f: _Orders, pop: Population, orders: Columns) -> None:
+        regular = np.flatnonzero(orders["kind"] == 0)
+        regular = regular[np.argsort(orders["created_at"][regular], kind="stable")]
+        self.created = orders["created_at"][regular]
+        self.b = orders["b"][regular]
+        category = orders["category"][regular]
+        self.wide = (category == LARGE_APPLIANCE).astype(np.int64)
+        self.rq = f.refund[self.b, category] * f.q[self.b, pop.stress[self.b, orders["month"][regular]]]
+        self.lost = f.lost[self.b]
+        self.survive = f.survive
+        self.n = pop.n
+
+    def log_survival(self, k: timing.OrderKernels, t0: int) -> np.ndarray:
+        """Log-probability, per buyer, that no order created in ``(t0 - LOOKBACK, t0)`` has a fact in the window."""
+        lo = np.searchsorted(self.created, t0 - timing.LOOKBACK_DAYS * timing.DAY, side="right")
+        hi = np.searchsorted(self.created, t0, side="left")
+        idx = k.index(t0 - self.created[lo:hi])
+        wide, rq, lost = self.wide[lo:hi], self.rq[lo:hi], self.lost[lo:hi]
+        p = self.survive * (rq * k.refund[wide, idx] + lost * k.dispute[idx] - rq * lost * k.both[wide, idx])
+        return np.bincount(self.b[lo:hi], weights=_log1m(p), minlength=self.n)
 
 
 def p_bad_90d(
@@ -133,22 +144,21 @@ def p_bad_90d(
     horizon = expected.shape[1]
     density = {j: month_density(cal, j, step, params) for j in range(horizon)}
     p_bill = np.column_stack([hazards.bill_bad_prob(pop, rows, np.full(n, s), params) for s in states])
-    held = np.column_stack([hazards.presale_expected_default(pop, s, params, 0.0) for s in states])
-    early = np.column_stack([hazards.presale_expected_default(pop, s, params, 1.0) for s in states])
+    pairs = [hazards.presale_expected_defaults(pop, s, params) for s in states]
+    held = np.column_stack([held for held, _ in pairs])
+    early = np.column_stack([early for _, early in pairs])
     severe = sum(rate * sev[2] for _, rate, sev in hazards.violation_rates(pop, cal, params))
     pay_later = hazards.payment_weights(pop, params)[:, 3]
     bill_issued = 1 - np.exp(-expected * pay_later[:, None] * (1 - params.cancel_rate))  # by spend month
     bill_fact = cal.month_start[:-1] + 9 * timing.DAY - 8 * timing.HOUR + BILL_FACT  # by due month
-    regular = orders["kind"] == 0
-    lookback = timing.LOOKBACK_DAYS * timing.DAY
+    past = _PastOrders(f, pop, orders)
     trans = hazards.stress_transitions(pop.fragility, params)
     explore = params.presale_explore_share
 
     out = np.full((n, cal.months), np.nan)
     for m in range(cal.months):
         t0 = int(cal.month_start[m])
-        sel = regular & (orders["created_at"] < t0) & (orders["created_at"] > t0 - lookback)
-        known = _past_orders(f, kern, pop, orders, t0, sel)
+        known = past.log_survival(kern, t0)
         for fest_i, fest in enumerate(cal.festivals):
             if fest.deposit_end <= t0 and _in_window(fest.due_at + BALANCE_FACT, t0):
                 pick = presales["festival"] == fest_i
