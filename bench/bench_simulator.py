@@ -71,6 +71,9 @@ def bench(args: argparse.Namespace, out: Path) -> None:
     for name, n in rows.items():
         print(f"  {name:<15} {n:>14,}")
     print(f"  {'total':<15} {sum(rows.values()):>14,}  ({sum(rows.values()) / wall:,.0f} rows/s)")
+    print("truth rows:")
+    for f in sorted((out / "truth").glob("*.parquet")):
+        print(f"  {f.stem:<22} {pq.ParquetFile(f).metadata.num_rows:>14,}")
 
 
 def main(argv: list[str] | None = None) -> int:
