@@ -6,7 +6,6 @@ Every rejection is a ``RequestError`` naming the field by its dotted path
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -150,18 +149,6 @@ OUTCOME_BODY = Field(
         Field("occurred_at", "datetime", "When it happened, ISO 8601 (default: now).", required=False),
     ),
 )
-
-
-def parse_json(raw: bytes) -> Any:
-    """Decode a request body; raises ``RequestError("body", ...)`` on anything but valid JSON.
-
-    Numbers with a fraction or exponent decode as ``Decimal`` (``0.1`` stays 0.1), so money
-    is never rounded through a float.
-    """
-    try:
-        return json.loads(raw, parse_float=Decimal)
-    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
-        raise RequestError("body", "malformed JSON") from None
 
 
 def _money(spec: Field, value: Any, path: str, max_amount: float, decimals: int) -> int:

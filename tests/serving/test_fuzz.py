@@ -56,7 +56,7 @@ def test_reload_rejects_any_other_parts_without_5xx(client, parts):
     response = client.post(
         "/v1/admin/reload", data=json.dumps({"parts": parts}), content_type="application/json"
     )
-    assert response.status_code == 400 and response.json["field"] == "parts"
+    assert response.status_code == 400 and response.json["field"].startswith("parts")
 
 
 @FUZZ
