@@ -37,7 +37,7 @@ def test_invalid_policy_on_reload_keeps_the_old_one(client, policy_file):
     rewrite_policy(policy_file, version="broken", max_reasons="four")
     response = client.post("/v1/admin/reload")
     assert response.status_code == 409
-    assert response.json["message"].startswith("max_reasons:")
+    assert response.json["code"] == "invalid_policy" and response.json["detail"].startswith("max_reasons:")
     assert client.get("/v1/model").json["policy"]["version"] == "2025.06.1"
 
 
