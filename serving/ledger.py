@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, bindparam, case, func, select, text
+from sqlalchemy import Engine, and_, bindparam, case, func, inspect, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, ProgrammingError
@@ -49,6 +49,10 @@ OTHER_BUYER = "outcome_buyer_mismatch"
 EXCEEDS_BALANCE = "outcome_exceeds_balance"
 EXCEEDS_REFUND = "outcome_exceeds_refund"
 ORDER_CLOSED = "outcome_order_closed"
+
+
+class LedgerSchemaError(RuntimeError):
+    """The ledger's tables were created by an earlier version and lack current columns."""
 
 
 class DuplicateRequest(Exception):
@@ -210,18 +214,35 @@ class Ledger:
         return self.engine.dialect.name
 
     def create(self) -> None:
-        """Create the schema and tables if missing (safe to run from several workers at once)."""
+        """Create the schema and tables if missing (safe to run from several workers at once).
+
+        Raises:
+            LedgerSchemaError: The tables exist but lack columns of the current schema (a
+                database written by an earlier version, e.g. with float amounts).
+        """
         for attempt in range(3):
             try:
                 with self.engine.begin() as conn:
                     if self.schema and self.dialect == "postgresql":
                         conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
                     METADATA.create_all(conn)
+                    self._check_columns(conn)
                 self.created = True
                 return
             except (IntegrityError, ProgrammingError):  # another worker created them concurrently
                 if attempt == 2:
                     raise
+
+    def _check_columns(self, conn: Any) -> None:
+        found = inspect(conn)
+        for table in METADATA.sorted_tables:
+            have = {c["name"] for c in found.get_columns(table.name, schema=self.schema)}
+            missing = [c.name for c in table.columns if c.name not in have]
+            if missing:
+                raise LedgerSchemaError(
+                    f"ledger table {table.name} predates this version (missing {', '.join(missing)}); "
+                    "move the old database aside (or use a new PostgreSQL schema): tables are not migrated"
+                )
 
     def ensure(self) -> None:
         """Create the tables on first use if ``create`` has not succeeded yet (database came up late)."""

@@ -169,3 +169,18 @@ def test_parallel_payments_never_pay_more_than_the_balance(ledger_app, presale_b
     assert sorted(statuses) == [200] + [409] * 9
     held = _reservation(ledger_app, buyer, 91)
     assert held.released_minor == 600_00 and held.released_at is None
+
+
+def test_a_ledger_from_an_earlier_version_is_refused_with_a_clear_error(tmp_path):
+    import sqlite3
+
+    from serving.engine import make_engine
+    from serving.ledger import Ledger, LedgerSchemaError
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as old:  # the float-amount reservations table of earlier versions
+        old.execute("CREATE TABLE reservations (reservation_id INTEGER PRIMARY KEY, amount FLOAT)")
+    ledger = Ledger(make_engine(f"sqlite:///{path}"))
+    with pytest.raises(LedgerSchemaError, match=r"reservations predates .*missing buyer_id"):
+        ledger.create()
+    ledger.close()
