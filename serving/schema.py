@@ -163,7 +163,7 @@ def _money(spec: Field, value: Any, path: str, max_amount: float, decimals: int)
         raise RequestError(path, str(exc)) from None
     if units < 0 or (spec.exclusive_minimum and units == 0):
         raise RequestError(path, f"must be {'>' if spec.exclusive_minimum else '>='} 0")
-    if units > to_minor(Decimal(repr(float(max_amount))), decimals):
+    if units > int(Decimal(repr(float(max_amount))).scaleb(decimals)):  # the limit's whole minor units
         raise RequestError(path, f"must be <= {max_amount:g}")
     return units
 
