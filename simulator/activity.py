@@ -20,6 +20,8 @@ FAKE_CATEGORIES = (0, 1)  # apparel, beauty: cheap, easy to fake
 PAY_DELAY_S = (10, 30 * 60)  # seconds from order to payment, uniform
 SHIP_LAG = (1.0, 0.6)  # lognormal (median days, sigma) from payment to shipping, regular orders
 DELIVERY_LAG = (2.5, 0.5)  # from shipping to delivery, regular orders
+CANCEL_AFTER_PAY_LAG = (0.3, 0.6)  # a paid order canceled (half of cancellations): lognormal after payment
+CANCEL_UNPAID_S = (60, 12 * HOUR)  # an unpaid order canceled: uniform seconds after creation
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,11 @@ def _fulfil(rng: np.random.Generator, created: np.ndarray, params: Params, fast:
     )
     confirm_lag = np.minimum(lag_days(rng, n, 0.2 if fast else 3.0, 0.8), 10 * DAY)
     confirmed = np.where(lost, NEVER, delivered + confirm_lag)
-    cancel_at = np.where(paid_first, paid + lag_days(rng, n, 0.3), created + rng.integers(60, 12 * HOUR, n))
+    cancel_at = np.where(
+        paid_first,
+        paid + lag_days(rng, n, *CANCEL_AFTER_PAY_LAG),
+        created + rng.integers(*CANCEL_UNPAID_S, n),
+    )
     return {
         "paid_at": np.where(canceled & ~paid_first, NEVER, paid),
         "shipped_at": np.where(canceled, NEVER, shipped),

@@ -219,6 +219,11 @@ def presale_default_at_deposit(
     return out
 
 
+def late_but_paid_prob(pop: Population, b: np.ndarray, state: np.ndarray) -> np.ndarray:
+    """Probability that a non-defaulting payer still pays after the due date (a visible warning sign)."""
+    return sigmoid(-2.8 - 0.7 * pop.rel_z[b] + 1.3 * (state > 0))
+
+
 def bill_bad_prob(pop: Population, idx: np.ndarray, state: np.ndarray, params: Params) -> np.ndarray:
     """Probability that a pay-later bill becomes 30+ days past due."""
     p = params

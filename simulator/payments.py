@@ -13,11 +13,7 @@ from simulator.population import Population
 
 Columns = dict[str, np.ndarray]
 GRACE_DAYS = BALANCE_GRACE.days  # a balance unpaid this long after its due date is a default
-
-
-def late_but_paid_prob(pop: Population, b: np.ndarray, state: np.ndarray) -> np.ndarray:
-    """Probability that a non-defaulting payer still pays after the due date (a visible warning sign)."""
-    return hazards.sigmoid(-2.8 - 0.7 * pop.rel_z[b] + 1.3 * (state > 0))
+BILL_LATE_PAY_S = (HOUR, 25 * DAY)  # a late but good bill is paid this long after its due date (uniform)
 
 
 def settle_presales(
@@ -68,7 +64,7 @@ def settle_presales(
     state = pop.stress[b, due_month]
     default = rng.random(n) < hazards.presale_default_prob(pop, b, state, pre["amount"], params, sbb)
     deposit_state = pop.stress[b, cal.month_index(deposit_at)]
-    late = rng.random(n) < late_but_paid_prob(pop, b, state)
+    late = rng.random(n) < hazards.late_but_paid_prob(pop, b, state)
     # ordinary buyers pay early to get their goods; trusted buyers already have them
     on_time = opens + ((due - opens) * rng.random(n) ** np.where(sbb, 0.7, 2.0)).astype(np.int64)
     late_paid = due + rng.integers(HOUR, GRACE_DAYS * DAY - HOUR, n)
@@ -132,9 +128,9 @@ def credit_bills(
     due = statement + 9 * DAY - 8 * HOUR
     state = pop.stress[b, due_month]
     bad = rng.random(b.size) < hazards.bill_bad_prob(pop, b, state, params)
-    late = rng.random(b.size) < late_but_paid_prob(pop, b, state)
+    late = rng.random(b.size) < hazards.late_but_paid_prob(pop, b, state)
     on_time = due - ((due - statement) * rng.random(b.size)).astype(np.int64)
-    paid = np.where(late, due + rng.integers(HOUR, 25 * DAY, b.size), on_time)
+    paid = np.where(late, due + rng.integers(*BILL_LATE_PAY_S, b.size), on_time)
     very_late = due + rng.integers(31 * DAY, 120 * DAY, b.size)
     paid = np.where(bad, np.where(rng.random(b.size) < 0.4, very_late, NEVER), paid)
     amount = np.round(total[cell], 2)

@@ -122,9 +122,8 @@ def simulate_shard(
         "credit_bills": bills,
     }
     known = {**pre, "shipped": presales["shipped_before_balance"]}
-    risk = truth.p_bad_90d(
-        pop, cal, expected, orders, known, bills, _legacy_at_month_starts(pop, cal, vip, readings), p
-    )
+    legacy_now = _legacy_at_month_starts(pop, cal, vip, readings)
+    risk = truth.p_bad_90d(pop, cal, expected, orders, refunds, disputes, known, bills, legacy_now, p)
     tables = _identified(pop, part, facts)
     raw = {name: to_table(name, cols, cal.export_at) for name, cols in tables.items()}
     return raw, {

@@ -65,17 +65,32 @@ def chain(*pmfs: np.ndarray) -> np.ndarray:
     return out
 
 
-def refund_fact_lag(window_s: float, size: int, step: int) -> np.ndarray:
-    """Delay from delivery to the fact of a bad refund (``features.outcomes`` refund loss).
+def request_lag(window_s: float, size: int, step: int) -> np.ndarray:
+    """Delay from delivery to a refund request: ``min(lag, window)``."""
+    return capped(lognormal(*aftersales.REQUEST_LAG, size, step), window_s, step)
 
-    The request comes ``min(lag, window)`` after delivery; then, for a return (72%): never
-    shipped (60%), the fact at request + 14 days, or earlier if abuse is confirmed first (40% of
-    those, ``ABUSE_LAG`` after the request); or shipped within 13 days, received after transit,
-    and confirmed abusive ``ABUSE_LAG`` after receipt; for a refund-only claim, confirmed abusive
-    ``ABUSE_LAG`` after the request.
+
+def return_ship_lag(size: int, step: int) -> np.ndarray:
+    """Delay from the request to the shipping of a return that ships (within 13 days)."""
+    return capped(
+        lognormal(*aftersales.RETURN_SHIP_LAG, size, step), (aftersales.RETURN_DEADLINE_DAYS - 1) * DAY, step
+    )
+
+
+def refund_fact_lag(window_s: float, size: int, step: int) -> np.ndarray:
+    """Delay from delivery to the fact of a bad refund (``features.outcomes`` refund loss)."""
+    return chain(request_lag(window_s, size, step), refund_fact_after_request(size, step))
+
+
+def refund_fact_after_request(size: int, step: int) -> np.ndarray:
+    """Delay from the request to the fact of a bad refund.
+
+    For a return (72%): never shipped (60%), the fact at request + 14 days, or earlier if abuse
+    is confirmed first (40% of those, ``ABUSE_LAG`` after the request); or shipped within 13
+    days, received after transit, and confirmed abusive ``ABUSE_LAG`` after receipt; for a
+    refund-only claim, confirmed abusive ``ABUSE_LAG`` after the request.
     """
     a = aftersales
-    request = capped(lognormal(*a.REQUEST_LAG, size, step), window_s, step)
     abuse = lognormal(*a.ABUSE_LAG, size, step)
     deadline = a.RETURN_DEADLINE_DAYS * DAY
     never_shipped = a.RETURN_KIND_SHARE * a.NO_RETURN_SHARE
@@ -84,14 +99,10 @@ def refund_fact_lag(window_s: float, size: int, step: int) -> np.ndarray:
         + never_shipped * a.NO_RETURN_ABUSE_SHARE * capped(abuse, deadline, step)
         + a.RETURN_KIND_SHARE
         * (1 - a.NO_RETURN_SHARE)
-        * chain(
-            capped(lognormal(*a.RETURN_SHIP_LAG, size, step), deadline - DAY, step),
-            lognormal(*a.RETURN_TRANSIT_LAG, size, step),
-            abuse,
-        )
+        * chain(return_ship_lag(size, step), lognormal(*a.RETURN_TRANSIT_LAG, size, step), abuse)
         + (1 - a.RETURN_KIND_SHARE) * abuse
     )
-    return chain(request, after)
+    return after
 
 
 def _in_window(pmf: np.ndarray, step: int, offset: int) -> np.ndarray:
@@ -168,3 +179,120 @@ def _after_delivery(delivery: np.ndarray, h: np.ndarray, offset: int) -> np.ndar
     """``K(u) = sum_d P(delivery delay = d) h(u - d)``: an order created ``u`` before ``T``."""
     # h is indexed by v + offset; K(u) needs h at u - d, i.e. index (j - d): a causal convolution
     return np.clip(fftconvolve(delivery, h)[: h.size], 0.0, 1.0)
+
+
+def window_weights(then: np.ndarray, step: int) -> np.ndarray:
+    """``w[j] = P(then <= WINDOW - j step)`` for ``j = 0 .. WINDOW / step`` (``w[0]`` unused, set 0)."""
+    w = WINDOW // step
+    cdf = np.cumsum(then)[: w + 1]
+    cdf = np.concatenate([cdf, np.full(max(0, w + 1 - cdf.size), cdf[-1])])
+    out = cdf[w - np.arange(w + 1)]
+    out[0] = 0.0
+    return out
+
+
+def still_to_come(first: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``G[e] = P(first > e step and the fact falls in (T, T + WINDOW])`` when ``e`` steps have elapsed.
+
+    The fact comes ``first`` after the start and then ``then`` later (``weights`` from
+    ``window_weights(then)``): ``G[e] = sum_{j >= 1} P(first = e + j) P(then <= WINDOW - j)``.
+    """
+    conv = fftconvolve(first, weights[::-1])
+    return np.clip(conv[weights.size - 1 : weights.size - 1 + first.size], 0.0, 1.0)
+
+
+def survival(pmf: np.ndarray) -> np.ndarray:
+    """``S[e] = P(X > e step)`` on the grid."""
+    return np.clip(1.0 - np.cumsum(pmf), 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class PendingTables:
+    """Functions of the elapsed time ``e`` (grid index) for triggers already under way at ``T``.
+
+    ``*_next`` is ``G`` of ``still_to_come``: the next stage has not happened after ``e`` and the
+    bad outcome's fact, if the outcome is bad, falls in the window; ``*_survival`` is the
+    probability that the stage has not happened after ``e``. Rows of 2 are per return window
+    (7 days, 30 days).
+
+    Attributes:
+        step: Grid step (seconds).
+        undelivered_refund, undelivered_dispute, undelivered_both: from creation, delivery still
+            to come, then the bad refund's / lost dispute's / both facts.
+        delivery_survival: Delivery not yet after ``e`` from creation (neither canceled nor lost).
+        cancel_survival: A canceled order not yet canceled after ``e`` from creation.
+        request_next, request_survival: From delivery, the refund request still to come.
+        ship_next, ship_survival: From a return request, shipping still to come (the bad-shipped
+            branch's fact after transit and the abuse finding).
+        transit_next, transit_survival: From a return's shipping, receipt still to come.
+        abuse_next, abuse_survival: From the start of the abuse clock, the finding still to come.
+        open_next, open_survival: From delivery, a dispute still to be opened.
+        close_next, close_survival: From its opening, the dispute still to be closed.
+    """
+
+    step: int
+    undelivered_refund: np.ndarray
+    undelivered_dispute: np.ndarray
+    undelivered_both: np.ndarray
+    delivery_survival: np.ndarray
+    cancel_survival: np.ndarray
+    request_next: np.ndarray
+    request_survival: np.ndarray
+    ship_next: np.ndarray
+    ship_survival: np.ndarray
+    transit_next: np.ndarray
+    transit_survival: np.ndarray
+    abuse_next: np.ndarray
+    abuse_survival: np.ndarray
+    open_next: np.ndarray
+    open_survival: np.ndarray
+    close_next: np.ndarray
+    close_survival: np.ndarray
+
+    def index(self, elapsed: np.ndarray) -> np.ndarray:
+        """Grid index of elapsed times in seconds (nearest point, clipped to the table)."""
+        j = np.rint(np.asarray(elapsed) / self.step).astype(np.int64)
+        return np.clip(j, 0, self.delivery_survival.size - 1)
+
+
+def pending_tables(step: int = STEP) -> PendingTables:
+    """Build the tables of ``PendingTables`` on a grid of ``step`` seconds over ``LOOKBACK_DAYS``."""
+    size = (LOOKBACK_DAYS * DAY) // step + 1
+    act, a = activity, aftersales
+    delivery = chain(
+        uniform(*act.PAY_DELAY_S, size, step),
+        lognormal(*act.SHIP_LAG, size, step),
+        lognormal(*act.DELIVERY_LAG, size, step),
+    )
+    cancel = 0.5 * chain(
+        uniform(*act.PAY_DELAY_S, size, step), lognormal(*act.CANCEL_AFTER_PAY_LAG, size, step)
+    )
+    cancel += 0.5 * uniform(*act.CANCEL_UNPAID_S, size, step)
+    after_request = refund_fact_after_request(size, step)
+    opening, closing = lognormal(*a.DISPUTE_OPEN_LAG, size, step), lognormal(*a.DISPUTE_CLOSE_LAG, size, step)
+    transit, abuse = lognormal(*a.RETURN_TRANSIT_LAG, size, step), lognormal(*a.ABUSE_LAG, size, step)
+    ship = return_ship_lag(size, step)
+    w_dispute = window_weights(chain(opening, closing), step)
+    requests = [request_lag(days * DAY - HOUR, size, step) for days in a.RETURN_WINDOW_DAYS]
+    w_refund = [window_weights(chain(r, after_request), step) for r in requests]
+    w_after_request = window_weights(after_request, step)
+    return PendingTables(
+        step=step,
+        undelivered_refund=np.vstack([still_to_come(delivery, w) for w in w_refund]),
+        undelivered_dispute=still_to_come(delivery, w_dispute),
+        undelivered_both=np.vstack([still_to_come(delivery, w * w_dispute) for w in w_refund]),
+        delivery_survival=survival(delivery),
+        cancel_survival=survival(cancel),
+        request_next=np.vstack([still_to_come(r, w_after_request) for r in requests]),
+        request_survival=np.vstack([survival(r) for r in requests]),
+        ship_next=still_to_come(ship, window_weights(chain(transit, abuse), step)),
+        ship_survival=survival(ship),
+        transit_next=still_to_come(transit, window_weights(abuse, step)),
+        transit_survival=survival(transit),
+        abuse_next=still_to_come(abuse, window_weights(np.eye(1, size)[0], step)),
+        abuse_survival=survival(abuse),
+        open_next=still_to_come(opening, window_weights(closing, step)),
+        open_survival=survival(opening),
+        close_next=still_to_come(closing, window_weights(np.eye(1, size)[0], step)),
+        close_survival=survival(closing),
+    )

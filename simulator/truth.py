@@ -29,10 +29,11 @@ from __future__ import annotations
 import numpy as np
 
 from features.outcomes import BALANCE_GRACE, BILL_PAST_DUE
-from simulator import hazards, timing
+from simulator import hazards, pending, timing
 from simulator.aftersales import LARGE_APPLIANCE
 from simulator.calendar import Calendar, month_density
 from simulator.config import Params
+from simulator.payments import BILL_LATE_PAY_S
 from simulator.population import Population
 
 Columns = dict[str, np.ndarray]
@@ -83,29 +84,18 @@ def _future_orders(
     return f.survive * (f.q * per_bad_refund[:, None] + (f.lost * dispute)[:, None])
 
 
-class _PastOrders:
-    """Known regular orders sorted by instant, with their per-order factors precomputed."""
+def _bill_still_bad(
+    bad: np.ndarray, late: np.ndarray, due: np.ndarray, paid: np.ndarray, t0: int
+) -> np.ndarray:
+    """P(a known bill turns 30+ days past due | paid or not by ``t0``), ``t0`` before due + 30 days.
 
-    def __init__(self, f: _Orders, pop: Population, orders: Columns) -> None:
-        regular = np.flatnonzero(orders["kind"] == 0)
-        regular = regular[np.argsort(orders["created_at"][regular], kind="stable")]
-        self.created = orders["created_at"][regular]
-        self.b = orders["b"][regular]
-        category = orders["category"][regular]
-        self.wide = (category == LARGE_APPLIANCE).astype(np.int64)
-        self.rq = f.refund[self.b, category] * f.q[self.b, pop.stress[self.b, orders["month"][regular]]]
-        self.lost = f.lost[self.b]
-        self.survive = f.survive
-        self.n = pop.n
-
-    def log_survival(self, k: timing.OrderKernels, t0: int) -> np.ndarray:
-        """Log-probability, per buyer, that no order created in ``(t0 - LOOKBACK, t0)`` has a fact in the window."""
-        lo = np.searchsorted(self.created, t0 - timing.LOOKBACK_DAYS * timing.DAY, side="right")
-        hi = np.searchsorted(self.created, t0, side="left")
-        idx = k.index(t0 - self.created[lo:hi])
-        wide, rq, lost = self.wide[lo:hi], self.rq[lo:hi], self.lost[lo:hi]
-        p = self.survive * (rq * k.refund[wide, idx] + lost * k.dispute[idx] - rq * lost * k.both[wide, idx])
-        return np.bincount(self.b[lo:hi], weights=_log1m(p), minlength=self.n)
+    A bad bill is paid 31+ days late or never; a good one on time (before the due date) or, with
+    probability ``late``, uniformly within ``BILL_LATE_PAY_S`` after it.
+    """
+    lo, hi = BILL_LATE_PAY_S
+    still_late = late * np.clip((hi - np.clip(t0 - due, lo, hi)) / (hi - lo), 0.0, 1.0)
+    unpaid = bad + (1 - bad) * np.where(t0 > due, still_late, 1.0)
+    return np.where(paid <= t0, 0.0, bad / np.maximum(unpaid, 1e-300))
 
 
 def p_bad_90d(
@@ -113,6 +103,8 @@ def p_bad_90d(
     cal: Calendar,
     expected: np.ndarray,
     orders: Columns,
+    refunds: Columns,
+    disputes: Columns,
     presales: Columns,
     bills: Columns,
     legacy_now: np.ndarray,
@@ -125,9 +117,12 @@ def p_bad_90d(
         pop: The shard's buyers.
         cal: The calendar.
         expected: Expected regular orders per month (``hazards.expected_orders``).
-        orders: All orders (``b``, ``month``, ``created_at``, ``category``, ``kind``; 0 is regular).
+        orders: All orders (``b``, ``month``, ``created_at``, ``category``, ``kind`` (0 is regular),
+            ``canceled_at``, ``delivered_at``).
+        refunds: Refund requests (see ``pending.KnownOrders``).
+        disputes: Disputes (``o``, ``opened_at``, ``closed_at``).
         presales: Presale orders (``b``, ``festival``, ``amount``, ``shipped``).
-        bills: Issued pay-later bills (``b``, ``due_month``).
+        bills: Issued pay-later bills (``b``, ``due_month``, ``due_at``, ``paid_at``).
         legacy_now: Whether the legacy presale rule approves each buyer at each month start
             (``n x months``).
         params: Generative constants.
@@ -151,14 +146,18 @@ def p_bad_90d(
     pay_later = hazards.payment_weights(pop, params)[:, 3]
     bill_issued = 1 - np.exp(-expected * pay_later[:, None] * (1 - params.cancel_rate))  # by spend month
     bill_fact = cal.month_start[:-1] + 9 * timing.DAY - 8 * timing.HOUR + BILL_FACT  # by due month
-    past = _PastOrders(f, pop, orders)
+    past = pending.KnownOrders(pending.OrderFactors.of(pop, params), pop, orders, refunds, disputes)
+    tables = timing.pending_tables(step)
+    bill_state = pop.stress[bills["b"], bills["due_month"]]
+    late = hazards.late_but_paid_prob(pop, bills["b"], bill_state)
+    bill_bad = p_bill[bills["b"], bill_state]
     trans = hazards.stress_transitions(pop.fragility, params)
     explore = params.presale_explore_share
 
     out = np.full((n, cal.months), np.nan)
     for m in range(cal.months):
         t0 = int(cal.month_start[m])
-        known = past.log_survival(kern, t0)
+        known = past.log_survival(tables, t0)
         for fest_i, fest in enumerate(cal.festivals):
             if fest.deposit_end <= t0 and _in_window(fest.due_at + BALANCE_FACT, t0):
                 pick = presales["festival"] == fest_i
@@ -168,12 +167,9 @@ def p_bad_90d(
                     pop, b, s, presales["amount"][pick], params, presales["shipped"][pick]
                 )
                 known += np.bincount(b, weights=_log1m(p), minlength=n)
-        due_known = bills["due_month"] <= m
-        pick = due_known & _in_window(bill_fact[bills["due_month"]], t0)
-        b = bills["b"][pick]
-        known += np.bincount(
-            b, weights=_log1m(p_bill[b, pop.stress[b, bills["due_month"][pick]]]), minlength=n
-        )
+        pick = (bills["due_month"] <= m) & _in_window(bill_fact[bills["due_month"]], t0)
+        p = _bill_still_bad(bill_bad[pick], late[pick], bills["due_at"][pick], bills["paid_at"][pick], t0)
+        known += np.bincount(bills["b"][pick], weights=_log1m(p), minlength=n)
 
         ship = explore + (1 - explore) * legacy_now[:, m]
         v = np.ones((n, hazards.STATES))

@@ -134,3 +134,33 @@ def test_simulator_and_training_labels_are_one_definition(
     made = labels.make_labels(tables, rows[["buyer_id", "as_of"]])
     assert len(rows) > 10_000 and rows["bad_90d"].sum() > 300
     assert (made["bad_90d"].to_numpy() == rows["bad_90d"].to_numpy()).all()
+
+
+def _rows_with(
+    labelled: pd.DataFrame, events: pd.DataFrame, start: str, end: str, within: pd.Timedelta
+) -> pd.Series:
+    """Flag rows whose buyer has an event started in ``(as_of - within, as_of)`` and not ended by ``as_of``."""
+    pairs = labelled[["buyer_id", "as_of"]].reset_index().merge(events, on="buyer_id")
+    live = (pairs[start] < pairs["as_of"]) & (pairs[start] > pairs["as_of"] - within)
+    live &= pairs[end].isna() | (pairs[end] > pairs["as_of"])
+    return labelled.index.isin(pairs.loc[live, "index"])
+
+
+@pytest.mark.parametrize("pending", ["return_not_shipped", "dispute_open", "bill_unpaid"])
+def test_risk_truth_reads_pending_follow_ups(
+    calibration_export: Path, labelled: pd.DataFrame, pending: str
+) -> None:
+    """Buyer-months with a follow-up under way at as_of (what a model's signals see) stay calibrated."""
+    if pending == "return_not_shipped":
+        r = pd.read_parquet(calibration_export / "refunds")
+        events = r[r["kind"] == "return_and_refund"]
+        flag = _rows_with(labelled, events, "requested_at", "return_shipped_at", pd.Timedelta(days=14))
+    elif pending == "dispute_open":
+        flag = _rows_with(labelled, pd.read_parquet(calibration_export / "disputes"), "opened_at", "closed_at",
+                          pd.Timedelta(days=90))  # fmt: skip
+    else:
+        flag = _rows_with(labelled, pd.read_parquet(calibration_export / "credit_bills"), "due_at", "paid_at",
+                          pd.Timedelta(days=30))  # fmt: skip
+    rows = labelled[flag]
+    assert rows["p_bad_90d"].mean() > 2 * labelled["p_bad_90d"].mean()  # the truth sees it
+    _within_3sd(rows["p_bad_90d"], rows["bad_90d"], 30)

@@ -92,11 +92,13 @@ def _one_trait_varies(trait: str, grid: np.ndarray) -> np.ndarray:
     pop = dataclasses.replace(pop, **same)
     expected = hazards.expected_orders(pop, cal, params)
     empty = np.zeros(0, dtype=np.int64)
-    none = {"b": empty, "festival": empty, "amount": np.zeros(0), "due_month": empty,
-            "shipped": np.zeros(0, dtype=bool), "month": empty, "created_at": empty, "category": empty,
-            "kind": empty}  # fmt: skip
+    none = {name: empty for name in (
+        "b", "o", "festival", "due_month", "month", "created_at", "category", "kind", "canceled_at",
+        "delivered_at", "requested_at", "reason", "return_shipped_at", "return_received_at",
+        "abuse_confirmed_at", "opened_at", "closed_at", "due_at", "paid_at")}  # fmt: skip
+    none.update(amount=np.zeros(0), shipped=np.zeros(0, dtype=bool), p_loss_if_fast=np.zeros(0))
     legacy = np.zeros((grid.size, cal.months), dtype=bool)
-    return truth.p_bad_90d(pop, cal, expected, none, none, none, legacy, params)
+    return truth.p_bad_90d(pop, cal, expected, none, none, none, none, none, legacy, params)
 
 
 def test_truth_moves_the_right_way_with_each_trait_alone() -> None:
