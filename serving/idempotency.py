@@ -18,7 +18,6 @@ transaction or the process, so a crash never leaves an id stuck.
 
 from __future__ import annotations
 
-import dataclasses
 import fcntl
 import hashlib
 import json
@@ -72,10 +71,13 @@ def key_id(stored_digest: str) -> str:
 
 
 def _plain(value: Any) -> Any:
+    if value is None or isinstance(value, str | int | float):
+        return value
     if isinstance(value, Decimal):
         return str(value)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    fields = getattr(type(value), "__dataclass_fields__", None)  # a dataclass instance
+    if fields is not None:
+        return {name: _plain(getattr(value, name)) for name in fields}
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
