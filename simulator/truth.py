@@ -6,10 +6,13 @@ given the information set
 
 * the buyer's latent traits and stress path up to and including month ``m`` (the stress of
   later months is integrated over the buyer's Markov chain);
-* every trigger placed before ``T`` with its context: regular orders (instant, category),
-  presales (amount, ship-before-balance decision), pay-later bills issued (due month);
-  their follow-ups (delivery, refund requests, disputes, payments) are integrated over their
-  distributions;
+* what is observable about triggers placed before ``T``: regular orders (instant, category,
+  cancellation, delivery (not the payment and shipping instants of an order not yet
+  delivered), the refund request with its reason, photos and kind, the
+  return's shipping and receipt, an abuse finding, a dispute's opening and closing), presales
+  (amount, ship-before-balance decision) and pay-later bills (due date, payment); what has not
+  happened yet is integrated over its distribution given that it has not happened
+  (``pending``);
 * the legacy presale rule's answer at ``T`` (VIP and latest score), which with the declared
   exploration share stands in for the ship decision of presales not yet placed;
 * future activity at its expected rates (activity x season x active share).
