@@ -2,7 +2,7 @@
 
 Production::
 
-    gunicorn -w 2 -b 0.0.0.0:8000 --worker-tmp-dir /dev/shm "serving.app:create_app()"
+    gunicorn -c python:serving.gunicorn_conf "serving.app:create_app()"
 
 Development: ``python -m serving``. Nothing happens at import; ``create_app`` does it all.
 """
