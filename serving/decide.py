@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from fractions import Fraction
 
 from serving.money import fmt, from_minor
 from serving.policy import FAST_REFUND, PRESALE, Policy, SignalRule
 
 APPROVE = "approve"
 DECLINE = "decline"
+RATIO_SCALE = 10**6  # deposit ratios compare exactly in millionths (the policy's ratio rounded to 1e-6)
 
 THIN_FILE = "thin_file"
 DEGRADED = "risk_service_degraded"
@@ -177,7 +177,7 @@ def presale_checks(order: Order, star: int, policy: Policy, usage: Usage) -> tup
     d = policy.decimals
     cap = rules.amount_cap[star - 1]
     limit = rules.exposure_limit[star - 1]
-    ratio = Fraction(order.deposit_amount, order.amount) if order.amount > 0 else Fraction(0)
+    min_ratio = round(rules.min_deposit_ratio * RATIO_SCALE)
     failed = []
     if not star_eligible(star, rules.min_stars):
         failed.append(
@@ -187,7 +187,7 @@ def presale_checks(order: Order, star: int, policy: Policy, usage: Usage) -> tup
         failed.append(
             Finding(AMOUNT_ABOVE_CAP, f"Order amount is above the {fmt(cap, d)} cap for {star} stars.")
         )
-    if ratio < Fraction(str(rules.min_deposit_ratio)):
+    if order.deposit_amount * RATIO_SCALE < min_ratio * order.amount:  # integers: exact
         failed.append(
             Finding(
                 DEPOSIT_BELOW_MINIMUM, f"Deposit is below {rules.min_deposit_ratio:.0%} of the order amount."
@@ -205,7 +205,7 @@ def presale_checks(order: Order, star: int, policy: Policy, usage: Usage) -> tup
         "min_stars": rules.min_stars,
         "amount_cap": from_minor(cap, d),
         "min_deposit_ratio": rules.min_deposit_ratio,
-        "deposit_ratio": round(float(ratio), 6),
+        "deposit_ratio": round(order.deposit_amount / order.amount, 6) if order.amount > 0 else 0.0,
         "exposure_limit": from_minor(limit, d),
         "exposure_used": from_minor(usage.exposure, d),
         "exposure_requested": from_minor(order.balance, d),
