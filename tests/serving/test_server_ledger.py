@@ -97,3 +97,38 @@ def test_idempotency_outcomes_and_money_on_gunicorn(
     body = presale_body(rich, 0, order_id=999)
     body["order"].update(amount="0.10", deposit_amount="0.01")
     assert _post(url, "/v1/decisions", body)[2]["limits"]["exposure_used"] == Decimal("2.70")
+
+
+def test_durability_and_freshness_defaults_on_gunicorn(
+    gunicorn_server, tmp_path, snapshot_rows, presale_body, buyer_with_star
+):
+    """The ledger file is in WAL mode (``synchronous`` is per connection: the app's own
+    connections are checked in test_freshness.py); a snapshot that ages past
+    max_snapshot_age_s while the server runs makes /readyz fail and decisions decline
+    risk_service_degraded (200)."""
+    import sqlite3
+    import time
+
+    from serving.snapshot import FileWriter
+    from tests.serving.conftest import SIGNALS
+
+    ids, X = snapshot_rows
+    path = tmp_path / "fresh" / "snapshot.parquet"
+    writer = FileWriter(path, SIGNALS, "2025-06-01T00:00:00+00:00")  # published now
+    writer.append(ids, X)
+    writer.commit()
+    published = time.time()
+    url = gunicorn_server(workers=2, snapshot=str(path), max_snapshot_age_s=6)
+    buyer = buyer_with_star(5)
+    assert _post(url, "/v1/decisions", presale_body(buyer, 500, 50))[2]["decision"] == "approve"
+    with sqlite3.connect(tmp_path / "gunicorn.db") as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    time.sleep(max(0.0, published + 7 - time.time()))
+    try:
+        urllib.request.urlopen(url + "/readyz", timeout=10)
+        pytest.fail("/readyz answered 200 on a stale snapshot")
+    except urllib.error.HTTPError as error:
+        assert error.code == 503 and "old" in json.loads(error.read())["checks"]["snapshot"]
+    for _ in range(4):  # both workers
+        status, _, answer = _post(url, "/v1/decisions", presale_body(buyer, 500, 50))
+        assert status == 200 and [d["code"] for d in answer["declines"]] == ["risk_service_degraded"]
