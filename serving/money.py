@@ -80,6 +80,8 @@ def to_minor(value: object, decimals: int) -> int:
         raise MoneyError("must be a number or a decimal string")
     if not amount.is_finite():
         raise MoneyError("must be a finite number")
+    if not amount.is_zero() and amount.adjusted() > 30:  # before any arithmetic on a 1e999999
+        raise MoneyError("is too large")
     scaled = amount.scaleb(decimals)
     if scaled != scaled.to_integral_value():
         raise MoneyError(f"must have at most {decimals} decimal{'s' if decimals != 1 else ''}")

@@ -46,6 +46,9 @@ def test_to_minor_is_exact(value, decimals, units):
         (0.1, 2),  # floats are refused: decode with parse_float=Decimal
         (True, 2),
         (Decimal("1e20"), 2),
+        (Decimal("1e999999"), 2),  # no overflow, no million-digit integer
+        (Decimal("-1e999999"), 2),
+        (Decimal("1e-999999"), 2),
     ],
 )
 def test_to_minor_refuses_anything_inexact(value, decimals):
@@ -122,6 +125,8 @@ def test_json_numbers_keep_their_decimal_value(client, presale_body, buyer_with_
         ('"amount": "0.00"', "order.amount"),
         ('"amount": 10000000.01', "order.amount"),
         ('"amount": 0.1000000000000000055511151231257827', "order.amount"),
+        ('"amount": 1e999999', "order.amount"),
+        ('"amount": 1E400000', "order.amount"),
     ],
 )
 def test_inexact_amounts_are_400_naming_the_field(client, presale_body, raw, field):
