@@ -194,7 +194,10 @@ def _check(spec: Field, value: Any, path: str, max_amount: float, decimals: int 
         except ValueError:
             raise RequestError(path, "must be an ISO 8601 date-time string") from None
         if moment.tzinfo is not None:
-            moment = moment.astimezone(UTC).replace(tzinfo=None)
+            try:
+                moment = moment.astimezone(UTC).replace(tzinfo=None)
+            except OverflowError:  # 9999-12-31T23:59-05:00 is past the last representable instant
+                raise RequestError(path, "is out of range") from None
         return moment
     if spec.maximum == AMOUNT:
         return _money(spec, value, path, max_amount, decimals)

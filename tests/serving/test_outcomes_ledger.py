@@ -184,3 +184,11 @@ def test_a_ledger_from_an_earlier_version_is_refused_with_a_clear_error(tmp_path
     with pytest.raises(LedgerSchemaError, match=r"reservations predates .*missing buyer_id"):
         ledger.create()
     ledger.close()
+
+
+@pytest.mark.parametrize(
+    "moment", ["9999-12-31T23:59:59-05:00", "0001-01-01T00:00:00+05:00", "2025-13-01T00:00:00Z"]
+)
+def test_occurred_at_out_of_range_is_400(post, moment):
+    response = post("/v1/outcomes", outcome("balance_paid", 1, 1, 1, occurred_at=moment))
+    assert response.status_code == 400 and response.json["field"] == "occurred_at"
