@@ -14,6 +14,7 @@ from simulator.population import Population
 Columns = dict[str, np.ndarray]
 GRACE_DAYS = BALANCE_GRACE.days  # a balance unpaid this long after its due date is a default
 BILL_LATE_PAY_S = (HOUR, 25 * DAY)  # a late but good bill is paid this long after its due date (uniform)
+BILL_DUE_AFTER_STATEMENT = 9 * DAY - 8 * HOUR  # due the 10th, local midnight (UTC+8), of the statement month
 
 
 def settle_presales(
@@ -125,7 +126,7 @@ def credit_bills(
     b, m = cell // months, cell % months
     due_month = m + 1
     statement = cal.month_start[due_month]
-    due = statement + 9 * DAY - 8 * HOUR
+    due = statement + BILL_DUE_AFTER_STATEMENT
     state = pop.stress[b, due_month]
     bad = rng.random(b.size) < hazards.bill_bad_prob(pop, b, state, params)
     late = rng.random(b.size) < hazards.late_but_paid_prob(pop, b, state)

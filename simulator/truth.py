@@ -36,7 +36,7 @@ from simulator import hazards, pending, timing
 from simulator.aftersales import LARGE_APPLIANCE
 from simulator.calendar import Calendar, month_density
 from simulator.config import Params
-from simulator.payments import BILL_LATE_PAY_S
+from simulator.payments import BILL_DUE_AFTER_STATEMENT, BILL_LATE_PAY_S
 from simulator.population import Population
 
 Columns = dict[str, np.ndarray]
@@ -54,37 +54,38 @@ def _in_window(t: np.ndarray | int, start: int) -> np.ndarray:
     return (np.asarray(t) > start) & (np.asarray(t) <= start + WINDOW)
 
 
-class _Orders:
-    """Per-buyer factors of a regular order's bad outcomes (refund loss, lost dispute)."""
-
-    def __init__(self, pop: Population, params: Params) -> None:
-        idx = np.arange(pop.n)
-        weights = hazards.category_weights(pop, params)
-        cats = np.arange(weights.shape[1])
-        self.refund = hazards.refund_prob(cats[None, :], pop.opportunism[:, None], params)  # n x categories
-        large = cats == LARGE_APPLIANCE
-        wr = weights * self.refund
-        self.mix = np.column_stack([wr[:, ~large].sum(axis=1), wr[:, large].sum(axis=1)])  # by return window
-        self.q = np.column_stack(
-            [hazards.refund_bad_prob(pop, idx, np.full(pop.n, s), params) for s in range(hazards.STATES)]
-        )
-        self.lost = hazards.dispute_prob(pop, idx, params) * hazards.dispute_lost_prob(pop, idx, params)
-        self.survive = (1 - params.cancel_rate) * (1 - params.lost_parcel_rate)
+def _refund_mix(pop: Population, f: pending.OrderFactors, params: Params) -> np.ndarray:
+    """Refund probability of an order averaged over the buyer's category mix, by return window (n x 2)."""
+    weights = hazards.category_weights(pop, params) * f.refund
+    large = np.arange(weights.shape[1]) == LARGE_APPLIANCE
+    return np.column_stack([weights[:, ~large].sum(axis=1), weights[:, large].sum(axis=1)])
 
 
 def _future_orders(
-    f: _Orders, k: timing.OrderKernels, cal: Calendar, density: dict[int, np.ndarray], m: int, j: int
+    f: pending.OrderFactors,
+    mix: np.ndarray,
+    k: timing.OrderKernels,
+    offset: int,
+    density: np.ndarray,
 ) -> np.ndarray:
-    """Probability that one order of month ``j`` (as of ``month_start[m]``) has a fact in the window (n x 3)."""
-    start = cal.month_start[j] - cal.month_start[m]
-    t = start + np.arange(density[j].size) * k.step + k.step // 2  # bin centres, seconds after T
+    """Probability that one order of a future month has a fact in the window, per stress state (n x 3).
+
+    Args:
+        f: Per-buyer factors.
+        mix: ``_refund_mix``.
+        k: Timing kernels.
+        offset: Seconds from ``T`` to the month's start (>= 0).
+        density: The month's ``month_density``.
+    """
+    t = offset + np.arange(density.size) * k.step + k.step // 2  # bin centres, seconds after T
     idx = k.index(-t)
-    w = density[j]
-    refund = k.refund[:, idx] @ w  # by return window
-    both = k.both[:, idx] @ w
-    dispute = k.dispute[idx] @ w
-    per_bad_refund = f.mix @ refund - f.lost * (f.mix @ both)  # n
-    return f.survive * (f.q * per_bad_refund[:, None] + (f.lost * dispute)[:, None])
+    refund = k.refund[:, idx] @ density  # by return window
+    both = k.both[:, idx] @ density
+    dispute = k.dispute[idx] @ density
+    bad_dispute = f.opened * f.ruled_lost
+    per_bad_refund = mix @ refund - bad_dispute * (mix @ both)  # n
+    survive = (1 - f.cancel) * (1 - f.lost_parcel)
+    return survive * (f.q * per_bad_refund[:, None] + (bad_dispute * dispute)[:, None])
 
 
 def _bill_still_bad(
@@ -138,7 +139,8 @@ def p_bad_90d(
     states = range(hazards.STATES)
     rows = np.arange(n)
     kern = timing.order_kernels(step)
-    f = _Orders(pop, params)
+    f = pending.OrderFactors.of(pop, params)
+    mix = _refund_mix(pop, f, params)
     horizon = expected.shape[1]
     density = {j: month_density(cal, j, step, params) for j in range(horizon)}
     p_bill = np.column_stack([hazards.bill_bad_prob(pop, rows, np.full(n, s), params) for s in states])
@@ -148,8 +150,8 @@ def p_bad_90d(
     severe = sum(rate * sev[2] for _, rate, sev in hazards.violation_rates(pop, cal, params))
     pay_later = hazards.payment_weights(pop, params)[:, 3]
     bill_issued = 1 - np.exp(-expected * pay_later[:, None] * (1 - params.cancel_rate))  # by spend month
-    bill_fact = cal.month_start[:-1] + 9 * timing.DAY - 8 * timing.HOUR + BILL_FACT  # by due month
-    past = pending.KnownOrders(pending.OrderFactors.of(pop, params), pop, orders, refunds, disputes)
+    bill_fact = cal.month_start[:-1] + BILL_DUE_AFTER_STATEMENT + BILL_FACT  # by due month
+    past = pending.KnownOrders(f, pop, orders, refunds, disputes)
     tables = timing.pending_tables(step)
     bill_state = pop.stress[bills["b"], bills["due_month"]]
     late = hazards.late_but_paid_prob(pop, bills["b"], bill_state)
@@ -179,7 +181,8 @@ def p_bad_90d(
         for j in range(min(m + AHEAD, horizon) - 1, m - 1, -1):
             centres = int(cal.month_start[j]) + np.arange(density[j].size) * step + step // 2
             share = density[j] @ _in_window(centres, t0)
-            log_s = -expected[:, j, None] * _future_orders(f, kern, cal, density, m, j)
+            offset = int(cal.month_start[j]) - t0
+            log_s = -expected[:, j, None] * _future_orders(f, mix, kern, offset, density[j])
             log_s -= (severe[:, j] * share)[:, None]
             if j > m and _in_window(bill_fact[j], t0):
                 log_s += _log1m(bill_issued[:, j - 1, None] * p_bill)
