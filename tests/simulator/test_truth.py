@@ -114,3 +114,22 @@ def test_truth_moves_the_right_way_with_each_trait_alone() -> None:
         steps = np.diff(risk, axis=0) * sign
         assert (steps > 0).all(), trait
         assert ((risk > 0) & (risk < 1)).all()
+
+
+def test_opportunity_files_have_one_row_per_exported_opportunity(export_dir: Path, tables: dict) -> None:
+    truth_dir = export_dir / "truth"
+    for name, key, table in (("presale", "order_id", "presales"), ("refund", "refund_id", "refunds")):
+        opp = pd.read_parquet(truth_dir / f"{name}_opportunities.parquet")
+        assert sorted(opp[key]) == sorted(tables[table][key]), name
+        assert (
+            opp["buyer_id"].to_numpy() == tables[table].set_index(key).loc[opp[key], "buyer_id"].to_numpy()
+        ).all()
+    presales = pd.read_parquet(truth_dir / "presale_opportunities.parquet")
+    for col in ("p_default_if_shipped", "p_default_if_held"):
+        assert presales[col].between(0, 1).all() and presales[col].notna().all()
+    refunds = pd.read_parquet(truth_dir / "refund_opportunities.parquet")
+    assert refunds["p_loss_if_fast"].between(0, 1).all()
+    merged = refunds.merge(tables["refunds"][["refund_id", "requested_at", "amount"]], on="refund_id")
+    assert (merged["requested_at_x"] == merged["requested_at_y"]).all() and (
+        merged["amount_x"] == merged["amount_y"]
+    ).all()
