@@ -1,8 +1,9 @@
 """The rating artifact: one MLflow pyfunc model holding everything a decision needs.
 
 booster (LightGBM, stored as a text artifact) -> raw log-odds -> Platt calibration ->
-p_bad -> score (350-950) -> star (1-5), plus the signal list, the reason texts and the
-reason lookup table. ``predict`` returns p_bad, score and star so ``mlflow models serve``
+p_bad -> score (350-950) -> star (1-5) -> caps (a hard fact holds the star at 2 at most), plus
+the signal list, the reason texts, the reason lookup table and the service heads
+(``rating.heads``: the probability that one opportunity becomes a loss). ``predict`` returns p_bad, score and star so ``mlflow models serve``
 can serve it; the decision service loads the same artifact with ``load_rating`` and calls
 ``score``/``reasons`` on numpy arrays directly.
 """
@@ -17,7 +18,9 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
+from features.hard_facts import CAPPED_MAX_STAR, HARD_FACTS
 from rating.calibrate import Calibration
+from rating.heads import ServiceHead
 from rating.reasons import Reason, ReasonTable, top_reasons
 from rating.scale import ScoreScale, p_to_score, score_to_star, validate_cuts
 
@@ -44,6 +47,10 @@ class RatingModel(mlflow.pyfunc.PythonModel):
         cuts: Four increasing score cut-points between the five stars.
         reason_table: Lookup-table attribution; ``None`` disables reasons.
         booster: The trained booster; ``None`` until ``load_context`` reads the artifact.
+        caps: Hard-fact signals (``features.hard_facts.HARD_FACTS``) that cap the star at
+            ``capped_max_star`` where they are > 0; each must be one of ``signal_names``.
+        capped_max_star: The highest star a capped buyer can have.
+        heads: Service name -> its head (``rating.heads.ServiceHead``), over ``signal_names``.
     """
 
     def __init__(
@@ -55,6 +62,9 @@ class RatingModel(mlflow.pyfunc.PythonModel):
         cuts: tuple[float, ...],
         reason_table: ReasonTable | None = None,
         booster: lgb.Booster | None = None,
+        caps: tuple[str, ...] = (),
+        capped_max_star: int = CAPPED_MAX_STAR,
+        heads: dict[str, ServiceHead] | None = None,
     ) -> None:
         self.signal_names = list(signal_names)
         self.reason_text = dict(reason_text)
@@ -63,11 +73,37 @@ class RatingModel(mlflow.pyfunc.PythonModel):
         self.cuts = validate_cuts(cuts)
         self.reason_table = reason_table
         self.booster = booster
+        missing = [c for c in caps if c not in self.signal_names]
+        if missing:
+            raise ValueError(f"caps: signals {missing} are not among the model's signals")
+        if not 1 <= capped_max_star <= len(self.cuts) + 1:
+            raise ValueError(
+                f"capped_max_star must be a star (1..{len(self.cuts) + 1}), got {capped_max_star}"
+            )
+        self.caps = tuple(caps)
+        self.capped_max_star = int(capped_max_star)
+        self.heads: dict[str, ServiceHead] = {}
+        self.set_heads(heads or {})
+
+    def set_heads(self, heads: dict[str, ServiceHead]) -> None:
+        """Attach service heads; each must read exactly the rating's signals, in order.
+
+        Raises:
+            ValueError: A head reads other signals (named by its service).
+        """
+        for service, head in heads.items():
+            if list(head.signal_names) != self.signal_names:
+                raise ValueError(f"heads[{service}]: its signals differ from the rating's")
+        self.heads = dict(heads)
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["booster"] = None  # the booster travels as a text artifact, not in the pickle
         return state
+
+    def __setstate__(self, state: dict) -> None:
+        # artifacts logged before caps and heads existed load with none
+        self.__dict__.update({"caps": (), "capped_max_star": CAPPED_MAX_STAR, "heads": {}, **state})
 
     def load_context(self, context) -> None:
         """Read the booster from the model's artifacts (MLflow calls this on load)."""
@@ -90,18 +126,57 @@ class RatingModel(mlflow.pyfunc.PythonModel):
             )
         return self.booster.predict(self._matrix(X), raw_score=True, num_threads=1)
 
+    def capped(self, X: np.ndarray) -> np.ndarray:
+        """Boolean ``rows x len(caps)``: which hard facts hold for each row of ``X`` (NaN: absent)."""
+        X = self._matrix(X)
+        cols = [self.signal_names.index(c) for c in self.caps]
+        return np.nan_to_num(X[:, cols].astype(np.float64), nan=0.0) > 0
+
     def score(self, X: np.ndarray) -> ScoreResult:
-        """p_bad, score and star for each row of ``X`` (n, n_signals), NaN meaning missing."""
+        """p_bad, score and star for each row of ``X`` (n, n_signals), NaN meaning missing.
+
+        Where a hard fact holds the star is at most ``capped_max_star`` and the score at most
+        the highest score of that star; ``p_bad`` stays the model's own estimate.
+        """
         p_bad = self.calibration.apply(self.raw_score(X))
         score = np.rint(p_to_score(p_bad, self.scale)).astype(np.int64)
-        return ScoreResult(p_bad=p_bad, score=score, star=score_to_star(score, self.cuts).astype(np.int64))
+        star = score_to_star(score, self.cuts).astype(np.int64)
+        if self.caps:
+            capped = self.capped(X).any(axis=1)
+            top = (
+                int(np.ceil(self.cuts[self.capped_max_star - 1])) - 1
+                if self.capped_max_star <= len(self.cuts)
+                else None
+            )
+            star = np.where(capped, np.minimum(star, self.capped_max_star), star)
+            if top is not None:
+                score = np.where(capped, np.minimum(score, top), score)
+        return ScoreResult(p_bad=p_bad, score=score, star=star)
+
+    def cap_reasons(self, x: np.ndarray) -> list[Reason]:
+        """The hard facts capping this row's star, as reasons (contribution: infinite)."""
+        held = self.capped(x)[0]
+        return [
+            Reason(c, HARD_FACTS.get(c, c), float("inf")) for c, on in zip(self.caps, held, strict=True) if on
+        ]
+
+    def head_probability(self, service: str, X: np.ndarray, context: np.ndarray) -> np.ndarray:
+        """Probability that each opportunity becomes a loss if ``service`` approves it.
+
+        Raises:
+            KeyError: The artifact has no head for ``service``.
+        """
+        if service not in self.heads:
+            raise KeyError(f"no head for service {service!r}; this artifact has {sorted(self.heads)}")
+        return self.heads[service].probability(self._matrix(X), context)
 
     def reasons(self, x: np.ndarray, k: int = 4) -> list[Reason]:
         """Up to ``k`` signals that raised this row's risk most, largest first."""
         if self.reason_table is None:
             return []
         contrib = self.reason_table.contributions(self._matrix(x)[:1])[0]
-        return top_reasons(contrib, self.signal_names, self.reason_text, k)
+        caps = self.cap_reasons(x)
+        return (caps + top_reasons(contrib, self.signal_names, self.reason_text, k))[:k]
 
     def frame_to_matrix(self, frame: pd.DataFrame) -> np.ndarray:
         """Signal columns of ``frame`` in model order; raises ``ValueError`` naming missing signals."""

@@ -24,6 +24,39 @@ class Calibration:
         return 1.0 / (1.0 + np.exp(-z))
 
 
+def newton_logistic(
+    design: np.ndarray, y: np.ndarray, offset: np.ndarray | None = None, max_iter: int = 100
+) -> np.ndarray:
+    """Coefficients ``w`` of ``P(y=1) = sigmoid(offset + design @ w)`` by Newton's method on the log loss.
+
+    Args:
+        design: ``rows x k`` covariates (include a column of ones for an intercept).
+        y: 0/1 outcomes, one per row.
+        offset: Fixed log-odds per row (default 0).
+        max_iter: Newton iterations at most (default 100).
+
+    Raises:
+        ValueError: Shapes disagree, or ``y`` holds one outcome only.
+    """
+    x = np.asarray(design, dtype=np.float64)
+    t = np.asarray(y, dtype=np.float64)
+    base = np.zeros(len(t)) if offset is None else np.asarray(offset, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] != t.shape[0] or base.shape != t.shape or t.ndim != 1:
+        raise ValueError(f"design {x.shape}, y {t.shape} and offset {base.shape} disagree")
+    if t.size == 0 or t.min() == t.max():
+        raise ValueError("y must contain both outcomes to fit a logistic model")
+    w = np.zeros(x.shape[1])
+    for _ in range(max_iter):
+        p = 1.0 / (1.0 + np.exp(-(base + x @ w)))
+        grad = x.T @ (p - t)
+        hess = x.T @ (x * (p * (1 - p))[:, None]) + 1e-9 * np.eye(x.shape[1])
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if np.abs(step).max() < 1e-10:
+            break
+    return w
+
+
 def fit_platt(raw_logit: np.ndarray, y: np.ndarray, max_iter: int = 100) -> Calibration:
     """Fit Platt scaling by Newton's method on the log loss.
 
@@ -39,16 +72,5 @@ def fit_platt(raw_logit: np.ndarray, y: np.ndarray, max_iter: int = 100) -> Cali
     t = np.asarray(y, dtype=np.float64)
     if x.shape != t.shape or x.ndim != 1:
         raise ValueError(f"raw_logit and y must be 1-d of equal length, got {x.shape} and {t.shape}")
-    if t.min() == t.max():
-        raise ValueError("y must contain both outcomes to fit a calibration")
-    w = np.array([1.0, 0.0])  # slope, intercept
-    design = np.column_stack([x, np.ones_like(x)])
-    for _ in range(max_iter):
-        p = 1.0 / (1.0 + np.exp(-(design @ w)))
-        grad = design.T @ (p - t)
-        hess = design.T @ (design * (p * (1 - p))[:, None]) + 1e-9 * np.eye(2)
-        step = np.linalg.solve(hess, grad)
-        w -= step
-        if np.abs(step).max() < 1e-10:
-            break
+    w = newton_logistic(np.column_stack([x, np.ones_like(x)]), t, max_iter=max_iter)
     return Calibration(slope=float(w[0]), intercept=float(w[1]))

@@ -10,6 +10,7 @@ import lightgbm as lgb
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from features.hard_facts import HARD_FACTS
 from rating.artifact import RatingModel
 from rating.calibrate import fit_platt
 from rating.reasons import fit_reason_table
@@ -164,6 +165,7 @@ def fit_rating(
         cuts=cuts,
         reason_table=table,
         booster=booster,
+        caps=tuple(c for c in HARD_FACTS if c in signal_names),
     )
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 from mlflow.models import infer_signature
 
+import features
 import rating
 from rating.artifact import BOOSTER_ARTIFACT, RatingModel, save_booster
 
@@ -30,7 +31,7 @@ def pyfunc_kwargs(model: RatingModel, example: np.ndarray) -> Iterator[dict]:
         yield {
             "python_model": model,
             "artifacts": {BOOSTER_ARTIFACT: str(save_booster(model.booster, Path(tmp)))},
-            "code_paths": [str(Path(rating.__file__).parent)],
+            "code_paths": [str(Path(rating.__file__).parent), str(Path(features.__file__).parent)],
             "signature": infer_signature(frame, output),
             "input_example": frame,
         }

@@ -65,13 +65,15 @@ def summary_text(rep: Report, target: str) -> str:
             f"{result.rule_share_opportunities:.1%} of them, {result.rule_share_volume:.1%} of the money at risk, "
             f"expected loss {result.rule_expected_loss:,.0f} on {result.rule_value:,.0f}"
         )
+        decider = "head" if "head" in result.at_rule_volume else "rating"
         lines.append(
-            f"  at the rule's volume, expected loss / rule's: rating {_estimate(m, f'{p}_loss_ratio_at_rule_volume')}, "
+            f"  at the rule's volume, expected loss / rule's: {decider} {_estimate(m, f'{p}_loss_ratio_at_rule_volume')}, "
+            f"rating as the ranking {_estimate(m, f'rating_{p}_loss_ratio_at_rule_volume')}, "
             f"scorecard {_estimate(m, f'scorecard_{p}_loss_ratio_at_rule_volume')}, oracle {_estimate(m, f'oracle_{p}_loss_ratio_at_rule_volume')}"
         )
         lines.append(
-            f"  rating / oracle at the rule's volume {_estimate(m, f'{p}_loss_ratio_to_oracle_at_rule_volume')}; "
-            f"volume at the rule's loss rate / rule's: rating {_estimate(m, f'{p}_volume_multiple_at_rule_loss_rate')}, "
+            f"  {decider} / oracle at the rule's volume {_estimate(m, f'{p}_loss_ratio_to_oracle_at_rule_volume')}; "
+            f"volume at the rule's loss rate / rule's: {decider} {_estimate(m, f'{p}_volume_multiple_at_rule_loss_rate')}, "
             f"oracle {_estimate(m, f'oracle_{p}_volume_multiple_at_rule_loss_rate')}"
         )
     return "\n".join(lines)

@@ -14,13 +14,14 @@ import pandas as pd
 from features.hard_facts import CAPPED_MAX_STAR, has_hard_fact
 from rating.artifact import RatingModel
 from training.evaluate import discrimination, psi, star_table, stars_monotone
+from training.heads import context_matrix
 from training.opportunities import FAST_REFUND, PRESALE, at_risk, legacy_decisions
 from training.scorecard import OptBinningScorecard
 from training.yardsticks import Estimate, ServiceYardsticks, auc_comparison, compare_service, service_metrics
 
 # The fixed metric prefix of each service.
 PREFIX = {PRESALE: "presale", FAST_REFUND: "refund"}
-RATING, SCORECARD, ORACLE = "rating", "scorecard", "oracle"
+HEAD, RATING, SCORECARD, ORACLE = "head", "rating", "scorecard", "oracle"
 CURVE_POINTS = 200
 
 
@@ -130,7 +131,10 @@ def service_yardsticks(
     rows, prefix = opp.rows, PREFIX[service]
     names = model.signal_names
     X = rows[names].to_numpy(np.float32)
-    rankings = {RATING: model.score(X).p_bad, SCORECARD: scorecard.predict_proba(X)}
+    rankings = {}
+    if service in model.heads:
+        rankings[HEAD] = model.head_probability(service, X, context_matrix(service, rows))
+    rankings.update({RATING: model.score(X).p_bad, SCORECARD: scorecard.predict_proba(X)})
     bad = rows["bad"].to_numpy(np.float64)
     p_true = bad if opp.p_true is None else opp.p_true
     if opp.p_true is not None:
@@ -156,7 +160,9 @@ def service_yardsticks(
     rep.metrics[f"{prefix}_rule_expected_loss_rate"] = (
         result.rule_expected_loss / result.rule_value if result.rule_value else float("nan")
     )
-    rep.metrics.update(service_metrics(prefix, result, RATING))
+    decider = HEAD if HEAD in rankings else RATING
+    rep.metrics.update(service_metrics(prefix, result, decider))
+    rep.metrics.update(service_metrics(prefix, result, RATING, scorer_prefix="rating_"))
     rep.metrics.update(service_metrics(prefix, result, SCORECARD, scorer_prefix="scorecard_"))
     if ORACLE in rankings:
         rep.metrics.update(service_metrics(prefix, result, ORACLE, scorer_prefix="oracle_"))

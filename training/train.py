@@ -32,12 +32,13 @@ from simulator.write import write_export
 from training import promote
 from training.dataset import SNAPSHOTS, assemble_cached
 from training.evaluate import discrimination
+from training.heads import fit_heads
 from training.labels import TARGETS, usable_as_of
 from training.model import DEFAULT_PARAMS, Dataset, StarCutError, checked_monotone, fit_rating
 from training.opportunities import SERVICES
 from training.package import log_rating
 from training.presentation import figures, summary_text
-from training.report import Opportunities, Report, build_report
+from training.report import PREFIX, Opportunities, Report, build_report
 from training.scorecard import OptBinningScorecard
 from training.snapshots import TimeSplit, default_split, month_starts
 from training.tracking import configure_tracking, ensure_experiment
@@ -224,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     mlflow.set_experiment(experiment_id=ensure_experiment(args.experiment))
     try:
         run, report, version, verdict = fit_and_log(
-            args, params, registry, data, split, train, valid, test, oracle, opportunities, progress
+            args, params, registry, data, split, train, valid, test, oracle, opportunities, frames, progress
         )
     except StarCutError as err:
         print(f"training failed, nothing registered (run marked FAILED): {err}", file=sys.stderr)
@@ -248,6 +249,7 @@ def fit_and_log(
     test: pd.DataFrame,
     oracle: np.ndarray | None,
     opportunities: dict[str, Opportunities],
+    frames: dict[str, pd.DataFrame],
     progress: Progress,
 ) -> tuple[ActiveRun, Report, str, promote.GateResult]:
     """Inside one MLflow run: fit, evaluate, log, register and apply the gate; an exception marks the run FAILED."""
@@ -255,6 +257,13 @@ def fit_and_log(
     with mlflow.start_run() as run:
         fitted = fit_scorers(train, valid, args.target, registry, params, args.seed, progress)
         model, scorecard, monotone, dropped = fitted
+        model.set_heads(fit_heads(frames, split, names, args.seed, progress))
+        for service, head in model.heads.items():
+            mlflow.log_metrics({f"head_{PREFIX[service]}_{k}": v for k, v in head.metrics.items()})
+        mlflow.log_dict(
+            {s: {"uplift": list(h.uplift), "context": h.context_names} for s, h in model.heads.items()},
+            "heads.json",
+        )
         mlflow.log_metric("best_iteration", model.booster.best_iteration)
         mlflow.log_params({k: v for k, v in params.items() if k != "monotone_constraints"})
         mlflow.log_params(

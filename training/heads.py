@@ -1,0 +1,153 @@
+"""Fit the service heads (``rating.heads``) on one row per opportunity at its decision instant.
+
+Presale head: LightGBM on the buyer's signals and the presale's context over every presale of
+the training window, held or shipped early (``ctx_shipped_early`` says which); early stopping
+on the validation window. History ships early only what the legacy rule approved and a small
+random exploration share, so the base model barely sees the moral hazard of shipping early.
+The uplift prices it: a buyer-level opportunism proxy (LightGBM on signals: does a refund
+request of this buyer turn into a loss) trained on the training window's refund requests,
+and ``logit = base(shipped=1) + a + b * proxy`` with ``a``, ``b`` fitted by logistic regression
+on the validation window's presales that were shipped early, where both models are out of
+time. Refund head: LightGBM on signals and the request's context over every refund request
+(a refund's loss does not depend on paying it fast). ``docs/decisions.md`` has the figures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from rating.calibrate import newton_logistic
+from rating.context import (
+    CATEGORICAL,
+    PRESALE_CONTEXT,
+    REFUND_CONTEXT,
+    TREATMENT,
+    presale_context,
+    refund_context,
+)
+from rating.heads import ServiceHead
+from training.opportunities import FAST_REFUND, PRESALE
+from training.snapshots import TimeSplit
+
+HEAD_PARAMS = {
+    "objective": "binary",
+    "learning_rate": 0.03,
+    "num_leaves": 15,
+    "min_data_in_leaf": 100,
+    "feature_fraction": 0.5,
+    "bagging_fraction": 0.8,
+    "bagging_freq": 1,
+    "lambda_l2": 10.0,
+    "verbose": -1,
+    "num_threads": 2,
+}
+MAX_ROUNDS = 2000
+EARLY_STOPPING = 100
+CONTEXT = {PRESALE: PRESALE_CONTEXT, FAST_REFUND: REFUND_CONTEXT}
+
+
+def context_matrix(service: str, rows: pd.DataFrame) -> np.ndarray:
+    """The context columns of opportunity rows (``training.opportunities``), via ``rating.context``."""
+    if service == PRESALE:
+        return presale_context(
+            rows["amount"], rows["deposit"], rows["category"], rows["due_in_days"], rows["shipped"]
+        )
+    return refund_context(
+        rows["amount"], rows["order_amount"], rows["kind"], rows["reason"], rows["photos"], rows["category"],
+        rows["order_age_days"],
+    )  # fmt: skip
+
+
+def _fit(
+    X: np.ndarray, y: np.ndarray, X_valid: np.ndarray, y_valid: np.ndarray, names: list[str], seed: int
+) -> lgb.Booster:
+    categorical = [n for n in names if n in CATEGORICAL]
+    params = {**HEAD_PARAMS, "seed": seed}
+    train = lgb.Dataset(X, y, feature_name=names, categorical_feature=categorical, free_raw_data=True)
+    valid = lgb.Dataset(X_valid, y_valid, reference=train)
+    return lgb.train(
+        params,
+        train,
+        MAX_ROUNDS,
+        valid_sets=[valid],
+        callbacks=[lgb.early_stopping(EARLY_STOPPING, verbose=False)],
+    )
+
+
+def _window(rows: pd.DataFrame, split: TimeSplit, window: str) -> pd.DataFrame:
+    return rows[split.assign_instant(rows["as_of"]).to_numpy() == window].reset_index(drop=True)
+
+
+def _design(service: str, rows: pd.DataFrame, signal_names: list[str]) -> np.ndarray:
+    return np.hstack([rows[signal_names].to_numpy(np.float64), context_matrix(service, rows)])
+
+
+def fit_base(
+    service: str, train: pd.DataFrame, valid: pd.DataFrame, signal_names: list[str], seed: int
+) -> ServiceHead:
+    """The head's base LightGBM, early stopping on the validation window; no uplift yet."""
+    names = list(signal_names) + list(CONTEXT[service])
+    booster = _fit(
+        _design(service, train, signal_names), train["bad"].to_numpy(np.int64),
+        _design(service, valid, signal_names), valid["bad"].to_numpy(np.int64), names, seed,
+    )  # fmt: skip
+    return ServiceHead(
+        service=service,
+        signal_names=list(signal_names),
+        context_names=list(CONTEXT[service]),
+        base=booster,
+        treatment=TREATMENT if service == PRESALE else None,
+        metrics={"best_iteration": float(booster.best_iteration), "train_rows": float(len(train))},
+    )
+
+
+def add_uplift(head: ServiceHead, proxy: lgb.Booster, valid: pd.DataFrame) -> ServiceHead:
+    """Fit ``a``, ``b`` of the uplift on the validation presales that were shipped early.
+
+    Raises:
+        ValueError: No shipped presale defaulted (or all did) in the validation window.
+    """
+    shipped = valid[valid["shipped"].to_numpy(bool)].reset_index(drop=True)
+    signals = shipped[head.signal_names].to_numpy(np.float64)
+    base = head.logit(signals, context_matrix(PRESALE, shipped))  # no proxy yet: the base, shipped early
+    z = proxy.predict(signals, raw_score=True)
+    a, b = newton_logistic(
+        np.column_stack([np.ones_like(z), z]), shipped["bad"].to_numpy(np.float64), offset=base
+    )
+    head.proxy = proxy
+    head.uplift = (float(a), float(b))
+    head.metrics.update({"uplift_rows": float(len(shipped)), "uplift_defaults": float(shipped["bad"].sum())})
+    return head
+
+
+def fit_heads(
+    frames: dict[str, pd.DataFrame],
+    split: TimeSplit,
+    signal_names: list[str],
+    seed: int,
+    progress: Callable[[str], None] = lambda _m: None,
+) -> dict[str, ServiceHead]:
+    """Both service heads from the assembled opportunity frames (``training.dataset``)."""
+    heads = {}
+    windows = {
+        s: (_window(frames[s], split, "train"), _window(frames[s], split, "valid"))
+        for s in (PRESALE, FAST_REFUND)
+    }
+    for service in (FAST_REFUND, PRESALE):
+        train, valid = windows[service]
+        progress(f"{service} head: {len(train):,} training opportunities ({int(train['bad'].sum()):,} losses), "
+                 f"{len(valid):,} for early stopping ...")  # fmt: skip
+        heads[service] = fit_base(service, train, valid, signal_names, seed)
+    refund_train, refund_valid = windows[FAST_REFUND]
+    progress("presale uplift: opportunism proxy on refund requests, fitted on the exploration presales ...")
+    proxy = _fit(
+        refund_train[signal_names].to_numpy(np.float64), refund_train["bad"].to_numpy(np.int64),
+        refund_valid[signal_names].to_numpy(np.float64), refund_valid["bad"].to_numpy(np.int64),
+        list(signal_names), seed,
+    )  # fmt: skip
+    heads[PRESALE] = add_uplift(heads[PRESALE], proxy, windows[PRESALE][1])
+    return heads
