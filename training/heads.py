@@ -47,6 +47,7 @@ HEAD_PARAMS = {
 }
 MAX_ROUNDS = 2000
 EARLY_STOPPING = 100
+MIN_UPLIFT_DEFAULTS = 10  # defaults among shipped validation presales needed to fit the proxy's slope
 CONTEXT = {PRESALE: PRESALE_CONTEXT, FAST_REFUND: REFUND_CONTEXT}
 
 
@@ -108,19 +109,25 @@ def fit_base(
 def add_uplift(head: ServiceHead, proxy: lgb.Booster, valid: pd.DataFrame) -> ServiceHead:
     """Fit ``a``, ``b`` of the uplift on the validation presales that were shipped early.
 
-    Raises:
-        ValueError: No shipped presale defaulted (or all did) in the validation window.
+    With fewer than ``MIN_UPLIFT_DEFAULTS`` defaults among them only the shift ``a`` is fitted;
+    with none (or only defaults) the uplift stays 0 and the base alone prices shipping early
+    (``metrics["uplift_defaults"]`` says which).
     """
     shipped = valid[valid["shipped"].to_numpy(bool)].reset_index(drop=True)
     signals = shipped[head.signal_names].to_numpy(np.float64)
     base = head.logit(signals, context_matrix(PRESALE, shipped))  # no proxy yet: the base, shipped early
     z = proxy.predict(signals, raw_score=True)
-    a, b = newton_logistic(
-        np.column_stack([np.ones_like(z), z]), shipped["bad"].to_numpy(np.float64), offset=base
-    )
+    y = shipped["bad"].to_numpy(np.float64)
+    defaults = int(y.sum())
+    if MIN_UPLIFT_DEFAULTS <= defaults < len(y):
+        a, b = newton_logistic(np.column_stack([np.ones_like(z), z]), y, offset=base)
+    elif 0 < defaults < len(y):  # too few to estimate a slope: the shift only
+        a, b = float(newton_logistic(np.ones((len(y), 1)), y, offset=base)[0]), 0.0
+    else:  # nothing to learn from: the base alone prices shipping early
+        a, b = 0.0, 0.0
     head.proxy = proxy
     head.uplift = (float(a), float(b))
-    head.metrics.update({"uplift_rows": float(len(shipped)), "uplift_defaults": float(shipped["bad"].sum())})
+    head.metrics.update({"uplift_rows": float(len(y)), "uplift_defaults": float(defaults)})
     return head
 
 
