@@ -224,6 +224,7 @@ def gunicorn_server(tmp_path, config):
     import subprocess
     import sys
     import time
+    import urllib.error
     import urllib.request
 
     started = []
@@ -260,7 +261,8 @@ def gunicorn_server(tmp_path, config):
         started.append(proc)
         url = Server(f"http://127.0.0.1:{port}")
         url.proc, url.metrics_dir, url.log = proc, metrics_dir, log
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 120
+        last = "no answer"
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 pytest.fail(f"gunicorn exited:\n{log.read_text()[-3000:]}")
@@ -268,9 +270,13 @@ def gunicorn_server(tmp_path, config):
                 with urllib.request.urlopen(f"{url}/readyz", timeout=2) as r:
                     if r.status == 200:
                         return url
-            except OSError:
+            except urllib.error.HTTPError as exc:
+                last = f"{exc.code} {exc.read()[:500]!r}"
                 time.sleep(0.2)
-        pytest.fail(f"gunicorn not ready in 90 s:\n{log.read_text()[-3000:]}")
+            except OSError as exc:
+                last = repr(exc)
+                time.sleep(0.2)
+        pytest.fail(f"gunicorn not ready in 120 s (last /readyz: {last}):\n{log.read_text()[-3000:]}")
 
     yield start
     for proc in started:
