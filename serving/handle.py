@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass, replace
 from typing import Any
@@ -39,7 +40,11 @@ class Answer:
 def _findings(items) -> list[dict]:
     return [
         {"code": f.code, "text": f.text}
-        | ({} if f.contribution is None else {"contribution": round(f.contribution, 6)})
+        | (
+            {}
+            if f.contribution is None or not math.isfinite(f.contribution)
+            else {"contribution": round(f.contribution, 6)}
+        )
         for f in items
     ]
 

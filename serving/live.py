@@ -129,7 +129,8 @@ class Live:
     def _stored_reasons(self, pos: int) -> tuple[Finding, ...]:
         model = self.rating.model
         names, texts = model.signal_names, model.reason_text
-        out = []
+        # a hard fact that caps the star comes first (as in RatingModel.reasons)
+        out = [Finding(r.code, r.text, r.contribution) for r in model.cap_reasons(self.scored.matrix[pos])]
         for j, value in zip(
             self.scored.reason_index[pos, : self.policy.max_reasons].tolist(),
             self.scored.reason_value[pos, : self.policy.max_reasons].tolist(),
@@ -138,7 +139,7 @@ class Live:
             if j < 0:
                 break
             out.append(Finding(names[j], texts.get(names[j], names[j]), value))
-        return tuple(out)
+        return tuple(out[: self.policy.max_reasons])
 
     def rate(self, buyer_id: int) -> BuyerRating:
         """Star, score, reasons and rule signals of one buyer.
