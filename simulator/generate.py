@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from features import cluster
 from simulator.config import RunConfig
 from simulator.write import write_export
 
@@ -22,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="first day of the period, a first of month (default 2023-01-01)")  # fmt: skip
     parser.add_argument("--shard-size", type=int, default=50_000, help="buyers per part (default 50000)")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    cluster.add_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,7 +45,15 @@ def run(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"shard {done}/{total} written ({time.perf_counter() - began:.1f}s)", file=sys.stderr)
 
-    manifest = write_export(cfg, args.out, progress)
+    try:
+        with cluster.connect(args.cluster) as client:
+            manifest = write_export(cfg, args.out, progress, client)
+    except cluster.WorkerLost as exc:
+        print(f"simulator: {exc}; nothing written to {args.out}", file=sys.stderr)
+        return 1
+    except cluster.ClusterError as exc:
+        print(f"simulator: {exc}", file=sys.stderr)
+        return 2
     if not args.quiet:
         print(
             f"wrote {args.out} ({manifest['buyers']} buyers, exported_at {manifest['exported_at']})",
