@@ -12,6 +12,12 @@ device), concatenate the shards' indexes, derive :func:`shared_devices` once, an
 it to the builder as ``tables["shared_devices"]``; then shard builds equal the whole
 build. Without it, the builder derives it from the tables it is given (only the
 buyers in them).
+
+On a cluster the same index is a shuffle, never collected in one place: each shard's
+first uses are split by device (:func:`split_by_device`), each device bucket derives its
+shared pairs and splits them by the buyer's shard (:func:`split_by_part`), and each shard
+gathers its pieces from every bucket (:func:`gather_shared`). A device's uses all meet in
+one bucket, so the result equals :func:`shared_devices` of the whole index, shard by shard.
 """
 
 from __future__ import annotations
@@ -35,6 +41,9 @@ SHARED_DEVICES = contract.Table(
 )
 
 _USES = (("account_events", "ts"), ("orders", "created_at"))
+ORDER = ["buyer_id", "ts", "device_id"]
+"""Row order of the derived table (a (buyer, device) pair is one row, so this is total)."""
+PART = "part"
 
 
 def device_first_use(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -111,5 +120,48 @@ def shared_devices(first_use: pd.DataFrame) -> pd.DataFrame:
     second = when[np.minimum(first_idx + 1, len(device) - 1)]
     other = np.where(np.arange(len(device)) == first_idx, second, earliest)
     out = uses.assign(ts=np.maximum(when, other))
-    out = out[["buyer_id", "device_id", "ts", "first_used_at"]].sort_values(["buyer_id", "ts"], kind="stable")
+    out = out[["buyer_id", "device_id", "ts", "first_used_at"]].sort_values(ORDER, kind="stable")
     return out.reset_index(drop=True)
+
+
+def split_by_device(first_use: pd.DataFrame, buckets: int) -> list[pd.DataFrame]:
+    """Shuffle map step: a shard's first-use index cut into ``buckets`` by ``device_id``.
+
+    Args:
+        first_use: :func:`device_first_use` of one shard, with a ``part`` column (the shard).
+        buckets: Number of device buckets (>= 1).
+
+    Returns:
+        ``buckets`` frames; bucket ``j`` holds the devices with ``device_id % buckets == j``.
+    """
+    bucket = np.mod(first_use["device_id"].to_numpy(dtype=np.int64), buckets)
+    return [first_use[bucket == j] for j in range(buckets)]
+
+
+def split_by_part(first_use: pd.DataFrame, parts: list[int]) -> list[pd.DataFrame]:
+    """Shuffle reduce step: one device bucket's shared pairs, cut by the buyer's shard.
+
+    Args:
+        first_use: Every shard's :func:`split_by_device` piece of one bucket (with ``part``).
+        parts: The shard numbers, in output order.
+
+    Returns:
+        One :func:`shared_devices` frame per entry of ``parts``, holding that shard's buyers.
+    """
+    shared = shared_devices(first_use.drop(columns=PART))
+    part_of = first_use.drop_duplicates("buyer_id").set_index("buyer_id")[PART]
+    owner = part_of.reindex(shared["buyer_id"]).to_numpy()
+    return [shared[owner == k] for k in parts]
+
+
+def gather_shared(pieces: list[pd.DataFrame]) -> pd.DataFrame:
+    """A shard's rows of :func:`shared_devices` from its piece of every device bucket.
+
+    Args:
+        pieces: :func:`split_by_part` outputs for one shard, one per bucket.
+
+    Returns:
+        The rows of the whole-export :func:`shared_devices` for the shard's buyers, in the
+        same order.
+    """
+    return pd.concat(pieces, ignore_index=True).sort_values(ORDER, kind="stable").reset_index(drop=True)

@@ -1,0 +1,128 @@
+"""The signal build as Dask tasks: one task per buyer shard, the device index as a shuffle.
+
+The graph, for ``P`` shards and ``P`` device buckets (all tasks run on the workers; the
+client only submits them and appends finished parts to the output in shard order):
+
+1. ``device-first-use-k``: read shard k's device columns, index first uses and split
+   them by device (:func:`features.signals_devices.split_by_device`);
+2. ``shared-devices-j``: gather bucket j from every shard, derive its shared pairs and
+   split them by the buyer's shard (:func:`features.signals_devices.split_by_part`);
+3. ``signals-part-k``: load and validate shard k, gather its shared pairs from every
+   bucket, build its signals (:func:`features.build.build_signals`) and write them as a
+   parquet part into the staging folder (temporary name, renamed when complete).
+
+Memory per worker is bounded by a shard: no task holds more than one shard's tables,
+and a bucket holds about one shard's share of the first-use index. The shuffle moves
+``P x P`` small pieces (one getitem task each), fine for hundreds of shards; past that,
+Dask's P2P shuffle (``dask.dataframe.shuffle``) is the same step with fewer tasks.
+"""
+
+from __future__ import annotations
+
+import operator
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from features import cluster, signals_devices
+
+
+def build_parts(
+    client: Any,
+    data_dir: str | Path,
+    as_of: Sequence[pd.Timestamp],
+    staging: Path,
+    log: Callable[[str], None] | None = None,
+) -> Iterator[Path]:
+    """Build every shard's signals on the cluster; yield the parquet part files in shard order.
+
+    Args:
+        client: A ``distributed.Client``; its workers must see ``data_dir`` and ``staging``.
+        data_dir: Raw export (buyer-partitioned parts).
+        as_of: Snapshot instants.
+        staging: Existing folder the parts are written into (the caller removes it).
+        log: Optional callable taking a progress line.
+
+    Yields:
+        The part files, in shard order, each as soon as it and all before it are complete.
+
+    Raises:
+        features.validate.ContractError: If a shard breaks the contract.
+        features.cluster.WorkerLost: If a task was lost with its workers too often.
+    """
+    from features import io
+
+    parts = io.shard_parts(data_dir)
+    token = uuid.uuid4().hex[:12]
+    n = len(parts)
+    first_use = [
+        client.submit(_first_use_buckets, data_dir, k, n, key=f"device-first-use-{k:05d}-{token}")
+        for k in parts
+    ]
+    buckets = [
+        client.submit(
+            _shared_by_part,
+            [client.submit(operator.getitem, f, j, key=f"device-piece-{k:05d}-{j:05d}-{token}")
+             for k, f in zip(parts, first_use, strict=True)],
+            parts,
+            key=f"shared-devices-{j:05d}-{token}",
+        )
+        for j in range(n)
+    ]  # fmt: skip
+    builds = [
+        client.submit(
+            _build_part,
+            data_dir,
+            k,
+            list(as_of),
+            [client.submit(operator.getitem, b, i, key=f"shared-piece-{j:05d}-{k:05d}-{token}")
+             for j, b in enumerate(buckets)],
+            staging / f"part-{k:05d}.parquet",
+            key=f"signals-part-{k:05d}-{token}",
+        )
+        for i, k in enumerate(parts)
+    ]  # fmt: skip
+    del first_use, buckets
+    for k, (path, rows, seconds) in zip(parts, cluster.results(client, builds), strict=True):
+        if log is not None:
+            log(f"part {k}: {rows} rows in {seconds:.1f}s")
+        yield path
+
+
+def _first_use_buckets(data_dir: str | Path, part: int, buckets: int) -> list[pd.DataFrame]:
+    """Task: shard ``part``'s device first uses, split into ``buckets`` by device."""
+    from features import io
+
+    tables = {name: io.read_table(data_dir, name, part=part) for name in ("account_events", "orders")}
+    first_use = signals_devices.device_first_use(tables).assign(**{signals_devices.PART: part})
+    return signals_devices.split_by_device(first_use, buckets)
+
+
+def _shared_by_part(pieces: list[pd.DataFrame], parts: list[int]) -> list[pd.DataFrame]:
+    """Task: one device bucket's shared pairs, split by the buyer's shard."""
+    return signals_devices.split_by_part(pd.concat(pieces, ignore_index=True), parts)
+
+
+def _build_part(
+    data_dir: str | Path, part: int, as_of: list[pd.Timestamp], pieces: list[pd.DataFrame], path: Path
+) -> tuple[Path, int, float]:
+    """Task: shard ``part``'s signals written to ``path``; returns ``(path, rows, seconds)``."""
+    import time
+
+    import pyarrow.parquet as pq
+
+    from features import build, io
+
+    started = time.perf_counter()
+    tables = io.load_tables(data_dir, part=part)
+    spine = build.make_spine(tables["buyers"], as_of)
+    shared = signals_devices.gather_shared(pieces)
+    tables[signals_devices.SHARED_DEVICES.name] = shared[shared["buyer_id"].isin(spine["buyer_id"].unique())]
+    frame = build.build_signals(tables, spine)
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(build.to_arrow(frame), tmp)
+    tmp.rename(path)
+    return path, len(frame), time.perf_counter() - started
