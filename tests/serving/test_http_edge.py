@@ -11,6 +11,8 @@ import pytest
 from serving.body import decode_json_object
 from serving.context import Problem
 
+from .conftest import API_KEY
+
 PROBLEM_KEYS = {"type", "title", "status", "detail", "code"}
 
 
@@ -155,3 +157,48 @@ def test_decode_is_strict_about_nesting_and_paths():
         decode_json_object(b"[" * 100_000)
     assert err.value.code == "malformed_json"
     assert decode_json_object('{"name": "caf\u00e9"}'.encode()) == {"name": "caf\u00e9"}
+
+
+def test_strict_input_on_a_real_gunicorn(gunicorn_server, config, presale_body):
+    """The same rules over real HTTP (production gunicorn settings): status, code, media type."""
+    import http.client
+
+    from serving.auth import key_entry
+
+    from .conftest import KEY_SECRET
+
+    decide_only = "k-decide-only"
+    url = gunicorn_server(
+        workers=1,
+        api_keys=[*config["api_keys"], key_entry(decide_only, KEY_SECRET, ["decide"])],
+    )
+    host, port = url.removeprefix("http://").split(":")
+
+    def post(path: str, body, headers: dict, chunked: bool = False) -> tuple[int, str, dict]:
+        conn = http.client.HTTPConnection(host, int(port), timeout=30)
+        try:
+            conn.request("POST", path, body=body, headers=headers, encode_chunked=chunked)
+            response = conn.getresponse()
+            return response.status, response.getheader("Content-Type"), json.loads(response.read())
+        finally:
+            conn.close()
+
+    key = {"X-API-Key": API_KEY}
+    good = json.dumps(presale_body(5))
+    status, media, body = post("/v1/decisions", good, key | {"Content-Type": "text/plain"})
+    assert (status, media, body["code"]) == (415, "application/problem+json", "unsupported_media_type")
+    status, _, body = post("/v1/decisions", good.encode("utf-16"), key | {"Content-Type": "application/json"})
+    assert (status, body["code"]) == (400, "invalid_encoding")
+    dup = good.replace('"buyer_id":', '"buyer_id": 1, "buyer_id":', 1)
+    status, _, body = post("/v1/decisions", dup, key | {"Content-Type": "application/json"})
+    assert (status, body["code"], body["field"]) == (400, "duplicate_key", "buyer_id")
+    blank = json.dumps(presale_body(5, request_id="  "))
+    status, _, body = post("/v1/decisions", blank, key | {"Content-Type": "application/json"})
+    assert (status, body["field"]) == (400, "request_id")
+    chunks = (b'{"pad": "' + b"x" * 65536 for _ in range(32))  # 2 MB, no Content-Length
+    status, _, body = post("/v1/decisions", chunks, key | {"Content-Type": "application/json"}, chunked=True)
+    assert (status, body["code"]) == (413, "body_too_large")
+    status, _, body = post("/v1/admin/reload", b"", {"X-API-Key": decide_only})
+    assert (status, body["code"]) == (403, "forbidden")
+    status, _, body = post("/v1/admin/reload", b"", key)
+    assert status == 200, body
