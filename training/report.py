@@ -64,6 +64,15 @@ def loss_curve(
     )
 
 
+def decision_ranking(model: RatingModel, service: str, rows: pd.DataFrame) -> np.ndarray:
+    """What ``model`` decides ``service`` by, per opportunity row: its head's probability of a loss
+    if approved, or, for an artifact without that head, the rating's p_bad."""
+    X = rows[model.signal_names].to_numpy(np.float32)
+    if service in model.heads:
+        return model.head_probability(service, X, context_matrix(service, rows))
+    return model.score(X).p_bad
+
+
 def rating_metrics(
     model: RatingModel,
     scorecard: OptBinningScorecard,
@@ -133,7 +142,7 @@ def service_yardsticks(
     X = rows[names].to_numpy(np.float32)
     rankings = {}
     if service in model.heads:
-        rankings[HEAD] = model.head_probability(service, X, context_matrix(service, rows))
+        rankings[HEAD] = decision_ranking(model, service, rows)
     rankings.update({RATING: model.score(X).p_bad, SCORECARD: scorecard.predict_proba(X)})
     bad = rows["bad"].to_numpy(np.float64)
     p_true = bad if opp.p_true is None else opp.p_true

@@ -30,8 +30,8 @@ from rating.scale import ScoreScale
 from simulator.config import RunConfig
 from simulator.write import write_export
 from training import promote
+from training.challenge import challenge, comparable
 from training.dataset import SNAPSHOTS, assemble_cached
-from training.evaluate import discrimination
 from training.heads import fit_heads
 from training.labels import TARGETS, usable_as_of
 from training.model import DEFAULT_PARAMS, Dataset, StarCutError, checked_monotone, fit_rating
@@ -300,16 +300,16 @@ def fit_and_log(
 
         client = mlflow.MlflowClient()
         champion = promote.champion_version(client, args.register_name)
-        champion_auc, comparable = None, True
+        comparisons, can_compare = None, True
         if champion is not None:
-            champion_auc, comparable = score_champion(args.register_name, test, args.target)
-        verdict = promote.gate(
-            args.promote,
-            report.metrics["test_auc"],
-            bool(report.metrics["stars_monotone"]),
-            champion_auc,
-            comparable,
-        )
+            progress(f"comparing with the champion (version {champion}) on the same test rows ...")
+            champion_model = load_rating(f"models:/{args.register_name}@{promote.CHAMPION}").model
+            can_compare = comparable(champion_model, test)
+            if can_compare:
+                comparisons = challenge(model, champion_model, test, opportunities, seed=args.seed)
+                for c in comparisons:
+                    mlflow.log_metrics(c.metrics())
+        verdict = promote.gate(args.promote, bool(report.metrics["stars_monotone"]), comparisons, can_compare)
         progress("logging and registering the rating artifact ...")
         info = log_rating(
             model, valid[names].to_numpy(np.float32)[:5], registered_model_name=args.register_name
@@ -319,23 +319,12 @@ def fit_and_log(
         mlflow.set_tags(
             {
                 "promoted": verdict.promote,
-                "promotion_reason": verdict.reason,
+                "promotion_reason": verdict.reason[:5000],
                 "champion_before": champion or "none",
             }
         )
-        if champion_auc is not None:
-            mlflow.log_metric("champion_test_auc", champion_auc)
 
     return run, report, version, verdict
-
-
-def score_champion(name: str, test: pd.DataFrame, target: str) -> tuple[float | None, bool]:
-    """The champion's AUC on the same test rows, or (None, False) when it needs signals we do not have."""
-    champion = load_rating(f"models:/{name}@{promote.CHAMPION}").model
-    if any(n not in test.columns for n in champion.signal_names):
-        return None, False
-    p = champion.score(test[champion.signal_names].to_numpy(np.float32)).p_bad
-    return discrimination(test[target].to_numpy(), p)["auc"], True
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ per buyer, so all of a buyer's rows move together); rankings are fixed, the rows
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -107,6 +107,7 @@ class ServiceYardsticks:
     at_rule_volume: dict[str, PolicyResult]
     volume_multiple_at_rule_loss_rate: dict[str, Estimate]
     loss_ratio_to_oracle: dict[str, Estimate]
+    loss_ratio_replicates: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
     def rule_share_opportunities(self) -> float:
@@ -185,6 +186,7 @@ def compare_service(
     at_volume: dict[str, PolicyResult] = {}
     multiple: dict[str, Estimate] = {}
     model_loss: dict[str, np.ndarray] = {}
+    ratios: dict[str, np.ndarray] = {}
     for name, p in rankings.items():
         order = np.argsort(np.asarray(p, np.float64), kind="stable")
         cum_value = np.cumsum(w[:, order] * value[order], axis=1)
@@ -193,15 +195,14 @@ def compare_service(
         loss = _take(cum_loss, k)
         model_loss[name] = loss
         approved = order[: k[0]]
+        ratios[name] = np.divide(loss, rule_loss, out=np.full_like(loss, np.nan), where=rule_loss > 0)
         at_volume[name] = PolicyResult(
             name=name,
             approved=int(k[0]),
             approved_value=float(value[approved].sum()),
             expected_loss=float(expected[approved].sum()),
             realised_loss=float(realised[approved].sum()),
-            loss_ratio=Estimate.of(
-                np.divide(loss, rule_loss, out=np.full_like(loss, np.nan), where=rule_loss > 0)
-            ),
+            loss_ratio=Estimate.of(ratios[name]),
             realised_loss_ratio=float(realised[approved].sum() / realised[rule].sum())
             if realised[rule].sum()
             else float("nan"),
@@ -231,6 +232,7 @@ def compare_service(
         at_rule_volume=at_volume,
         volume_multiple_at_rule_loss_rate=multiple,
         loss_ratio_to_oracle=to_oracle,
+        loss_ratio_replicates=ratios,
     )
 
 

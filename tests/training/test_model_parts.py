@@ -7,9 +7,10 @@ import pytest
 from features.build import make_spine
 from training.evaluate import ks_statistic, psi, star_table, stars_monotone
 from training.model import StarCutError, checked_monotone, star_cuts
-from training.promote import gate
+from training.promote import Comparison, gate
 from training.scorecard import OptBinningScorecard
 from training.snapshots import default_split, month_starts
+from training.yardsticks import Estimate
 
 
 def risky_scores(n=20000, seed=0):
@@ -42,25 +43,43 @@ def test_star_table_and_monotonicity():
     assert not stars_monotone(table)  # stars 3, 4 and 5 all have a bad rate of 0
 
 
+def _cmp(name, higher, new, old, low, high):
+    return Comparison(name, higher, new, old, Estimate(new - old, low, high))
+
+
+AUC_BETTER = _cmp("rating_auc", True, 0.82, 0.81, 0.002, 0.018)
+AUC_SAME = _cmp("rating_auc", True, 0.81, 0.81, -0.004, 0.004)
+AUC_WORSE = _cmp("rating_auc", True, 0.79, 0.81, -0.03, -0.01)
+LOSS_BETTER = _cmp("presale_loss_ratio_at_rule_volume", False, 0.4, 0.6, -0.3, -0.1)
+LOSS_NOISY_WORSE = _cmp("presale_loss_ratio_at_rule_volume", False, 0.65, 0.6, -0.05, 0.15)
+LOSS_WORSE = _cmp("presale_loss_ratio_at_rule_volume", False, 0.9, 0.6, 0.1, 0.5)
+
+
 @pytest.mark.parametrize(
-    "mode, new_auc, monotone, champ_auc, expected",
+    "mode, monotone, comparisons, expected",
     [
-        ("auto", 0.80, True, None, True),
-        ("auto", 0.80, True, 0.81, False),
-        ("auto", 0.82, True, 0.81, True),
-        ("auto", 0.90, False, 0.81, False),
-        ("never", 0.99, True, None, False),
-        ("force", 0.50, False, 0.90, True),
+        ("auto", True, None, True),  # no champion yet
+        ("auto", True, [AUC_BETTER, LOSS_BETTER], True),
+        ("auto", True, [AUC_SAME, LOSS_NOISY_WORSE], False),  # nothing better: an equal model stays out
+        ("auto", True, [AUC_BETTER, LOSS_NOISY_WORSE], True),  # worse only within the interval
+        ("auto", True, [AUC_BETTER, LOSS_WORSE], False),  # better AUC cannot buy a worse loss
+        ("auto", True, [AUC_WORSE, LOSS_BETTER], False),
+        ("auto", False, [AUC_BETTER, LOSS_BETTER], False),
+        ("never", True, None, False),
+        ("force", False, [AUC_WORSE, LOSS_WORSE], True),
     ],
 )
-def test_gate(mode, new_auc, monotone, champ_auc, expected):
-    assert gate(mode, new_auc, monotone, champ_auc).promote is expected
+def test_gate(mode, monotone, comparisons, expected):
+    assert gate(mode, monotone, comparisons).promote is expected
 
 
-def test_gate_keeps_an_incomparable_champion():
-    assert not gate("auto", 0.9, True, None, champion_comparable=False).promote
+def test_gate_names_what_is_worse_and_keeps_an_incomparable_champion():
+    verdict = gate("auto", True, [AUC_BETTER, LOSS_WORSE])
+    assert "presale_loss_ratio_at_rule_volume" in verdict.reason and "worse" in verdict.reason
+    assert not gate("auto", True, None, champion_comparable=False).promote
     with pytest.raises(ValueError, match="promote must be"):
-        gate("sometimes", 0.9, True, None)
+        gate("sometimes", True, None)
+    assert LOSS_WORSE.metrics()["gate_presale_loss_ratio_at_rule_volume_diff_ci_low"] == 0.1
 
 
 def test_scorecard_learns_a_signal_and_ignores_noise():
@@ -116,4 +135,8 @@ def test_snapshots_and_split():
         {"buyer_id": [1, 2], "registered_at": [start, pd.Timestamp("2024-04-01", tz="UTC")]}
     )
     spine = make_spine(buyers, dates[:2])
-    assert spine["buyer_id"].tolist() == [1, 1, 2]  # buyer 2 registers exactly at the first date: not yet a buyer
+    assert spine["buyer_id"].tolist() == [
+        1,
+        1,
+        2,
+    ]  # buyer 2 registers exactly at the first date: not yet a buyer

@@ -111,7 +111,12 @@ def test_first_run_is_logged_registered_and_becomes_champion(first_run, tracking
     assert 0 < m["rating_auc_ratio_to_oracle"] < 1.05
     assert m["test_presale_opportunities"] > 100 and m["test_refund_opportunities"] > 100
     params = run.data.params
-    assert params["train_as_of_last"] < params["valid_as_of_first"] <= params["valid_as_of_last"] < params["test_as_of_first"]
+    assert (
+        params["train_as_of_last"]
+        < params["valid_as_of_first"]
+        <= params["valid_as_of_last"]
+        < params["test_as_of_first"]
+    )
     gap = pd.Timestamp(params["valid_as_of_first"]) - pd.Timestamp(params["train_as_of_last"])
     assert gap >= pd.Timedelta(days=90)
     assert run.info.artifact_uri.startswith(tracking.rsplit("/", 1)[0].replace("sqlite:///", "file://"))
@@ -133,6 +138,8 @@ def test_pyfunc_of_the_registered_version_agrees_with_the_booster(first_run, mar
     rating = load_rating(f"models:/{NAME}@champion")
     model = rating.model
     assert rating.version == "1"
+    assert sorted(model.heads) == ["fast_refund", "presale_ship_before_balance"]
+    assert model.caps and all(c in model.signal_names for c in model.caps)
     rng = np.random.default_rng(0)
     X = rng.gamma(1.0, 2.0, size=(200, len(model.signal_names))).astype(np.float32)
     X[rng.random(X.shape) < 0.3] = np.nan
@@ -167,6 +174,10 @@ def test_an_equal_model_does_not_replace_the_champion(first_run, market):
     run = client.get_run(client.get_model_version(NAME, "2").run_id)
     assert run.data.tags["promoted"] == "False"
     assert "does not beat" in run.data.tags["promotion_reason"]
+    # the gate compared the rating and each service's expected loss on the same rows, and logged it
+    for name in ("rating_auc", "presale_loss_ratio_at_rule_volume", "refund_loss_ratio_at_rule_volume"):
+        assert run.data.metrics[f"gate_{name}_diff"] == pytest.approx(0.0, abs=1e-12), name
+        assert f"gate_{name}_diff_ci_low" in run.data.metrics
 
 
 def test_a_failed_run_registers_nothing_and_is_marked_failed(first_run, market, capsys):
