@@ -1,0 +1,84 @@
+"""The signal build on a LocalCluster(2): identical signals on an export whose devices
+cross shards, and never a partial output file."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features import build, cluster, io, registry
+from features.signals_devices import SHARED_DEVICES
+from tests.cluster.conftest import DEVICE_TABLES, killer, local_client
+
+AS_OF = "2023-07-01,2023-12-01"
+
+
+@pytest.fixture(scope="module")
+def in_process(cross_shard_export: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("signals") / "in_process.parquet"
+    args = argparse.Namespace(data=cross_shard_export, as_of=AS_OF, out=out, buyers_limit=None, cluster=None)
+    assert build.run(args) == 0
+    return out
+
+
+def test_the_export_has_devices_crossing_shards_that_change_signals(cross_shard_export, in_process):
+    parts = io.shard_parts(cross_shard_export)
+    assert len(parts) == 4
+    uses = pd.concat(
+        [
+            io.read_table(cross_shard_export, name, part=k)[["device_id"]].assign(part=k)
+            for name in DEVICE_TABLES
+            for k in parts
+        ]
+    ).dropna()
+    assert (uses.groupby("device_id")["part"].nunique() > 1).sum() >= 20
+    # without the cross-shard index (each shard alone) device signals come out different
+    alone = pd.concat(
+        [
+            build.build_signals(tables, build.make_spine(tables["buyers"], build.parse_dates(AS_OF)))
+            for tables in (io.load_tables(cross_shard_export, part=k) for k in parts)
+        ],
+        ignore_index=True,
+    )
+    whole = pd.read_parquet(in_process)
+    device = [s.name for s in registry.signals() if s.table == SHARED_DEVICES.name]
+    assert device
+    differs = ~np.isclose(alone[device].to_numpy(), whole[device].to_numpy(), equal_nan=True)
+    assert differs.any(axis=1).sum() >= 20
+
+
+def test_cluster_build_is_identical_to_the_in_process_build(cross_shard_export, in_process, tmp_path):
+    out = tmp_path / "cluster.parquet"
+    args = argparse.Namespace(
+        data=cross_shard_export, as_of=AS_OF, out=out, buyers_limit=None, cluster="local:2"
+    )
+    assert build.run(args) == 0
+    pd.testing.assert_frame_equal(pd.read_parquet(out), pd.read_parquet(in_process), check_exact=True)
+    assert out.read_bytes() == in_process.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cluster.parquet"]
+
+
+def test_a_worker_killed_mid_build_is_recovered_with_identical_signals(
+    cross_shard_export, in_process, tmp_path
+):
+    out = tmp_path / "cluster.parquet"
+    with local_client() as client:
+        client.register_plugin(killer(tmp_path / "killed", "signals-part-", once=True))
+        rows = build.write_signals(cross_shard_export, build.parse_dates(AS_OF), out, client=client)
+    assert (tmp_path / "killed").exists()
+    assert rows == len(pd.read_parquet(in_process))
+    assert out.read_bytes() == in_process.read_bytes()
+
+
+def test_workers_dying_every_time_fail_cleanly_without_output(cross_shard_export, tmp_path):
+    out = tmp_path / "cluster.parquet"
+    with local_client(allowed_failures=1) as client:
+        client.register_plugin(killer(tmp_path / "kills", "signals-part-", once=False))
+        with pytest.raises(cluster.WorkerLost, match="signals-part-"):
+            build.write_signals(cross_shard_export, build.parse_dates(AS_OF), out, client=client)
+    assert len((tmp_path / "kills").read_text().splitlines()) >= 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kills"]  # no output, no temp file, no parts
