@@ -76,4 +76,13 @@ def summary_text(rep: Report, target: str) -> str:
             f"volume at the rule's loss rate / rule's: {decider} {_estimate(m, f'{p}_volume_multiple_at_rule_loss_rate')}, "
             f"oracle {_estimate(m, f'oracle_{p}_volume_multiple_at_rule_loss_rate')}"
         )
+        if f"policy_{p}_volume_multiple" in m:
+            bands = ", ".join(
+                f"{k[-5:]} {v:.4%}" for k, v in sorted(m.items()) if k.startswith(f"policy_{p}_allowance_")
+            )
+            lines.append(
+                f"  proposed allowances (expected loss / order value: {bands}): on the test window they approve "
+                f"{m[f'policy_{p}_volume_multiple']:.2f}x the rule's money at {m[f'policy_{p}_loss_rate_ratio']:.2f}x its "
+                f"loss per unit (fitted on validation for 1.00x at {m[f'policy_{p}_valid_volume_multiple']:.2f}x its volume)"
+            )
     return "\n".join(lines)

@@ -16,6 +16,7 @@ from rating.artifact import RatingModel
 from training.evaluate import discrimination, psi, star_table, stars_monotone
 from training.heads import context_matrix
 from training.opportunities import FAST_REFUND, PRESALE, at_risk, legacy_decisions
+from training.policy_proposal import Proposal, approved
 from training.scorecard import OptBinningScorecard
 from training.yardsticks import Estimate, ServiceYardsticks, auc_comparison, compare_service, service_metrics
 
@@ -225,3 +226,43 @@ def build_report(
         }
     )
     return rep
+
+
+def order_value(service: str, rows: pd.DataFrame) -> np.ndarray:
+    """The order's value per opportunity (what an expected-loss allowance is a share of)."""
+    return rows["amount" if service == PRESALE else "order_amount"].to_numpy(np.float64)
+
+
+def proposal_inputs(model: RatingModel, service: str, rows: pd.DataFrame) -> dict[str, np.ndarray]:
+    """What an allowance policy reads per opportunity: head probability, money at risk, order value,
+    the buyer's star at the decision (caps applied) and the legacy rule's decision."""
+    return {
+        "p": decision_ranking(model, service, rows),
+        "at_risk": at_risk(service, rows),
+        "order_value": order_value(service, rows),
+        "star": model.score(rows[model.signal_names].to_numpy(np.float32)).star,
+        "rule": legacy_decisions(service, rows),
+    }
+
+
+def proposal_metrics(model: RatingModel, proposal: Proposal, opp: Opportunities) -> dict[str, float]:
+    """The proposed allowances on the test window, judged by the truth (realised outcomes without one):
+    approved money / the rule's, and expected loss per approved unit / the rule's."""
+    prefix = PREFIX[proposal.service]
+    x = proposal_inputs(model, proposal.service, opp.rows)
+    loss = x["at_risk"] * (opp.rows["bad"].to_numpy(np.float64) if opp.p_true is None else opp.p_true)
+    ok = approved(x["p"] * x["at_risk"] / np.maximum(x["order_value"], 1e-9), x["star"], proposal.allowances)
+    rule = x["rule"]
+    rule_volume, volume = x["at_risk"][rule].sum(), x["at_risk"][ok].sum()
+    rule_rate = loss[rule].sum() / rule_volume if rule_volume else float("nan")
+    rate = loss[ok].sum() / volume if volume else float("nan")
+    out = {f"policy_{prefix}_allowance_star{band}": value for band, value in proposal.allowances.items()}
+    out.update(
+        {
+            f"policy_{prefix}_valid_volume_multiple": proposal.volume_multiple,
+            f"policy_{prefix}_volume_multiple": volume / rule_volume if rule_volume else float("nan"),
+            f"policy_{prefix}_loss_rate_ratio": rate / rule_rate if rule_rate else float("nan"),
+            f"policy_{prefix}_approved_share": float(ok.mean()) if ok.size else float("nan"),
+        }
+    )
+    return out

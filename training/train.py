@@ -19,6 +19,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pandas as pd
+import yaml
 from mlflow import ActiveRun
 
 from features.catalog import render as render_catalog
@@ -37,14 +38,16 @@ from training.labels import TARGETS, usable_as_of
 from training.model import DEFAULT_PARAMS, Dataset, StarCutError, checked_monotone, fit_rating
 from training.opportunities import SERVICES
 from training.package import log_rating
+from training.policy_proposal import Proposal, candidate_policy, policy_bands, propose
 from training.presentation import figures, summary_text
-from training.report import PREFIX, Opportunities, Report, build_report
+from training.report import PREFIX, Opportunities, Report, build_report, proposal_inputs, proposal_metrics
 from training.scorecard import OptBinningScorecard
 from training.snapshots import TimeSplit, default_split, month_starts
 from training.tracking import configure_tracking, ensure_experiment
 from training.truth import opportunity_truth, risk_truth
 
 DEFAULT_DATA = Path("data/market")
+BASE_POLICY = Path(__file__).resolve().parent.parent / "serving" / "policy.yaml"  # the reviewed policy file
 PSI_SAMPLE = 200_000
 DEFAULT_MARKET = {"buyers": 50_000, "months": 30, "seed": 7}
 
@@ -175,6 +178,20 @@ def fit_scorers(
     return model, scorecard, monotone, dropped
 
 
+def propose_policy(
+    model: RatingModel, frames: dict[str, pd.DataFrame], split: TimeSplit
+) -> dict[str, Proposal]:
+    """Allowances per service from the validation window's opportunities (``training.policy_proposal``)."""
+    out = {}
+    for service in SERVICES:
+        rows = frames[service]
+        rows = rows[split.assign_instant(rows["as_of"]).to_numpy() == "valid"].reset_index(drop=True)
+        out[service] = propose(
+            service, **proposal_inputs(model, service, rows), bands=policy_bands(BASE_POLICY, service)
+        )
+    return out
+
+
 def window_opportunities(
     data: Path, frames: dict[str, pd.DataFrame], split: TimeSplit
 ) -> dict[str, Opportunities]:
@@ -280,11 +297,17 @@ def fit_and_log(
                 "max_buyers": args.max_buyers,
             }
         )
+        progress("proposing expected-loss allowances on the validation window ...")
+        proposals = propose_policy(model, frames, split)
+        candidate = candidate_policy(BASE_POLICY, proposals, f"candidate-{run.info.run_id[:8]}")
+        mlflow.log_text(yaml.safe_dump(candidate, sort_keys=False), "policy/candidate_policy.yaml")
         progress("evaluating on the test window (bootstrap intervals over buyers) ...")
         train_sample = train.sample(n=min(PSI_SAMPLE, len(train)), random_state=args.seed)
         report = build_report(
             model, scorecard, train_sample, test, args.target, oracle, opportunities, seed=args.seed
         )
+        for proposal in proposals.values():
+            report.metrics.update(proposal_metrics(model, proposal, opportunities[proposal.service]))
         mlflow.log_metrics(report.metrics)
         mlflow.log_dict(
             {"cuts": list(model.cuts), "scale": vars(model.scale), "calibration": vars(model.calibration)},

@@ -1,0 +1,67 @@
+"""Expected-loss allowances proposed by training."""
+
+import numpy as np
+import pytest
+import yaml
+
+from training.policy_proposal import approved, candidate_policy, policy_bands, propose
+from training.train import BASE_POLICY
+
+
+def test_allowances_approve_the_most_money_at_the_rules_loss_rate():
+    rng = np.random.default_rng(0)
+    n = 5000
+    p = rng.beta(1, 40, n)
+    value = rng.lognormal(6, 1, n)
+    at_risk = 0.9 * value
+    star = rng.integers(1, 6, n)
+    rule = (rng.random(n) < 0.05) & (star >= 4)
+    prop = propose("presale_ship_before_balance", p, at_risk, value, star, rule, bands=(3, 4, 5))
+    assert set(prop.allowances) == {3, 4, 5}
+    ok = approved(p * at_risk / value, star, prop.allowances)
+    assert not ok[star < 3].any()  # below min_stars nothing qualifies
+    loss = p * at_risk
+    assert loss[ok].sum() / at_risk[ok].sum() <= prop.rule_loss_rate * (1 + 1e-9)
+    assert prop.volume_multiple == pytest.approx(at_risk[ok].sum() / at_risk[rule].sum())
+    assert prop.volume_multiple > 2  # a random rule is easy to beat at its own loss rate
+    # a little more allowance anywhere breaks the loss rate or adds nothing
+    for band in (3, 4, 5):
+        more = {**prop.allowances, band: prop.allowances[band] * 1.5}
+        ok2 = approved(p * at_risk / value, star, more)
+        assert (
+            loss[ok2].sum() / at_risk[ok2].sum() > prop.rule_loss_rate
+            or at_risk[ok2].sum() <= at_risk[ok].sum()
+        )
+
+
+def test_a_rule_that_approves_nothing_cannot_be_matched():
+    with pytest.raises(ValueError, match="approves nothing"):
+        propose(
+            "fast_refund",
+            np.ones(3) * 0.1,
+            np.ones(3),
+            np.ones(3),
+            np.full(3, 5),
+            np.zeros(3, bool),
+            bands=(3, 4, 5),
+        )
+
+
+def test_candidate_policy_is_the_reviewed_file_plus_allowances():
+    prop = propose(
+        "fast_refund",
+        np.array([0.01, 0.2]),
+        np.ones(2),
+        np.ones(2),
+        np.array([5, 5]),
+        np.array([True, False]),
+        bands=policy_bands(BASE_POLICY, "fast_refund"),
+    )
+    policy = candidate_policy(BASE_POLICY, {"fast_refund": prop}, "candidate-x")
+    base = yaml.safe_load(BASE_POLICY.read_text())
+    assert policy["version"] == "candidate-x"
+    assert policy["services"]["fast_refund"]["expected_loss_allowance"] == {3: 0.01, 4: 0.01, 5: 0.01}
+    del policy["services"]["fast_refund"]["expected_loss_allowance"]
+    assert {k: v for k, v in policy.items() if k != "version"} == {
+        k: v for k, v in base.items() if k != "version"
+    }
