@@ -1,7 +1,8 @@
 """The signal build as Dask tasks: one task per buyer shard, the device index as a shuffle.
 
-The graph, for ``P`` shards and ``P`` device buckets (all tasks run on the workers; the
-client only submits them and appends finished parts to the output in shard order):
+The graph, for ``P`` shards and ``B = ceil(P / SHARDS_PER_BUCKET)`` device buckets (all
+tasks run on the workers; the client only submits them and appends finished parts to the
+output in shard order):
 
 1. ``device-first-use-k``: read shard k's device columns, index first uses and split
    them by device (:func:`features.signals_devices.split_by_device`);
@@ -12,9 +13,10 @@ client only submits them and appends finished parts to the output in shard order
    parquet part into the staging folder (temporary name, renamed when complete).
 
 Memory per worker is bounded by a shard: no task holds more than one shard's tables,
-and a bucket holds about one shard's share of the first-use index. The shuffle moves
-``P x P`` small pieces (one getitem task each), fine for hundreds of shards; past that,
-Dask's P2P shuffle (``dask.dataframe.shuffle``) is the same step with fewer tasks.
+and a bucket holds ``SHARDS_PER_BUCKET`` shards' worth of the first-use index (one row
+per buyer and device: a few MB per 25,000 buyers). The shuffle moves ``2 x P x B`` small
+pieces (one getitem task each), fine for hundreds of shards; past that, Dask's P2P
+shuffle (``dask.dataframe.shuffle``) is the same step with fewer tasks.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ from typing import Any
 import pandas as pd
 
 from features import cluster, signals_devices
+
+SHARDS_PER_BUCKET = 4
+"""Shards' worth of first-use rows per device bucket of the shuffle."""
 
 
 def build_parts(
@@ -57,7 +62,7 @@ def build_parts(
 
     parts = io.shard_parts(data_dir)
     token = uuid.uuid4().hex[:12]
-    n = len(parts)
+    n = -(-len(parts) // SHARDS_PER_BUCKET)
     first_use = [
         client.submit(_first_use_buckets, data_dir, k, n, key=f"device-first-use-{k:05d}-{token}")
         for k in parts

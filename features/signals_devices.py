@@ -119,7 +119,9 @@ def shared_devices(first_use: pd.DataFrame) -> pd.DataFrame:
     earliest = when[first_idx]
     second = when[np.minimum(first_idx + 1, len(device) - 1)]
     other = np.where(np.arange(len(device)) == first_idx, second, earliest)
-    out = uses.assign(ts=np.maximum(when, other))
+    out = uses.assign(
+        ts=pd.Series(np.maximum(when, other), index=uses.index, dtype=uses["first_used_at"].dtype)
+    )
     out = out[["buyer_id", "device_id", "ts", "first_used_at"]].sort_values(ORDER, kind="stable")
     return out.reset_index(drop=True)
 

@@ -46,9 +46,9 @@ def cross_shard_devices(export: Path) -> None:
 
 @pytest.fixture(scope="session")
 def cross_shard_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """800 buyers x 12 months in 4 parts of 200, with devices shared across parts."""
+    """800 buyers x 12 months in 8 parts of 100 (2 device buckets), with devices shared across parts."""
     out = tmp_path_factory.mktemp("cross_shard") / "export"
-    write_export(RunConfig(buyers=800, months=12, seed=3, shard_size=200), out)
+    write_export(RunConfig(buyers=800, months=12, seed=3, shard_size=100), out)
     cross_shard_devices(out)
     return out
 

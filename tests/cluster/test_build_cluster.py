@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features import build, cluster, io, registry
+from features import build, build_cluster, cluster, io, registry, signals_devices
 from features.signals_devices import SHARED_DEVICES
 from tests.cluster.conftest import DEVICE_TABLES, killer, local_client
 
@@ -27,7 +27,7 @@ def in_process(cross_shard_export: Path, tmp_path_factory: pytest.TempPathFactor
 
 def test_the_export_has_devices_crossing_shards_that_change_signals(cross_shard_export, in_process):
     parts = io.shard_parts(cross_shard_export)
-    assert len(parts) == 4
+    assert len(parts) == 8 and -(-len(parts) // build_cluster.SHARDS_PER_BUCKET) >= 2
     uses = pd.concat(
         [
             io.read_table(cross_shard_export, name, part=k)[["device_id"]].assign(part=k)
@@ -82,3 +82,25 @@ def test_workers_dying_every_time_fail_cleanly_without_output(cross_shard_export
             build.write_signals(cross_shard_export, build.parse_dates(AS_OF), out, client=client)
     assert len((tmp_path / "kills").read_text().splitlines()) >= 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kills"]  # no output, no temp file, no parts
+
+
+@pytest.mark.parametrize("buckets", [1, 3, 8])
+def test_device_shuffle_steps_equal_the_whole_index(cross_shard_export, buckets):
+    parts = io.shard_parts(cross_shard_export)
+    first_use = [
+        signals_devices.device_first_use(
+            {name: io.read_table(cross_shard_export, name, part=k) for name in DEVICE_TABLES}
+        ).assign(part=k)
+        for k in parts
+    ]
+    whole = signals_devices.shared_devices(pd.concat(first_use, ignore_index=True).drop(columns="part"))
+    mapped = [signals_devices.split_by_device(f, buckets) for f in first_use]
+    reduced = [
+        signals_devices.split_by_part(pd.concat([m[j] for m in mapped], ignore_index=True), parts)
+        for j in range(buckets)
+    ]
+    for i, k in enumerate(parts):
+        got = signals_devices.gather_shared([r[i] for r in reduced])
+        owned = whole[whole["buyer_id"].between(k * 100 + 1, (k + 1) * 100)].reset_index(drop=True)
+        assert len(owned) > 0
+        pd.testing.assert_frame_equal(got, owned, check_exact=True)
