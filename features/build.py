@@ -242,6 +242,7 @@ def write_signals(
         features.validate.ContractError: If the export breaks the contract.
         features.cluster.WorkerLost: If a cluster task was lost with its workers too often.
     """
+    import contextlib
     import shutil
     import uuid
 
@@ -261,14 +262,12 @@ def write_signals(
             from features import build_cluster
 
             staging.mkdir()
-            tables = (
-                pq.read_table(path)
-                for path in build_cluster.build_parts(client, data_dir, as_of, staging, log)
-            )
-        for table in tables:
-            writer = writer or pq.ParquetWriter(tmp, table.schema)
-            writer.write_table(table)
-            rows += table.num_rows
+            tables = build_cluster.build_parts(client, data_dir, as_of, staging, log)
+        with contextlib.closing(tables):  # on failure, stop (and cancel) the remaining parts now
+            for table in tables:
+                writer = writer or pq.ParquetWriter(tmp, table.schema)
+                writer.write_table(table)
+                rows += table.num_rows
         if writer is None:
             pq.write_table(to_arrow(build_signals({}, _empty_spine())), tmp)
         else:

@@ -21,6 +21,7 @@ shuffle (``dask.dataframe.shuffle``) is the same step with fewer tasks.
 
 from __future__ import annotations
 
+import contextlib
 import operator
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 
 from features import cluster, signals_devices
 
@@ -41,8 +43,8 @@ def build_parts(
     as_of: Sequence[pd.Timestamp],
     staging: Path,
     log: Callable[[str], None] | None = None,
-) -> Iterator[Path]:
-    """Build every shard's signals on the cluster; yield the parquet part files in shard order.
+) -> Iterator[pa.Table]:
+    """Build every shard's signals on the cluster; yield them as Arrow tables in shard order.
 
     Args:
         client: A ``distributed.Client``; its workers must see ``data_dir`` and ``staging``.
@@ -52,7 +54,8 @@ def build_parts(
         log: Optional callable taking a progress line.
 
     Yields:
-        The part files, in shard order, each as soon as it and all before it are complete.
+        Each shard's signals (:func:`features.build.to_arrow`), in shard order, as soon as it
+        and all before it are complete; its part file is removed once read.
 
     Raises:
         features.validate.ContractError: If a shard breaks the contract.
@@ -85,16 +88,21 @@ def build_parts(
             list(as_of),
             [client.submit(operator.getitem, b, i, key=f"shared-piece-{j:05d}-{k:05d}-{token}")
              for j, b in enumerate(buckets)],
-            staging / f"part-{k:05d}.parquet",
+            staging / f"part-{k:05d}.arrow",
             key=f"signals-part-{k:05d}-{token}",
         )
         for i, k in enumerate(parts)
     ]  # fmt: skip
     del first_use, buckets
-    for k, (path, rows, seconds) in zip(parts, cluster.results(client, builds), strict=True):
-        if log is not None:
-            log(f"part {k}: {rows} rows in {seconds:.1f}s")
-        yield path
+    results = cluster.results(client, builds)
+    with contextlib.closing(results):
+        for k, (path, rows, seconds) in zip(parts, results, strict=True):
+            if log is not None:
+                log(f"part {k}: {rows} rows in {seconds:.1f}s")
+            with pa.OSFile(str(path), "rb") as source:
+                table = pa.ipc.open_file(source).read_all()
+            path.unlink()
+            yield table
 
 
 def _first_use_buckets(data_dir: str | Path, part: int, buckets: int) -> list[pd.DataFrame]:
@@ -117,8 +125,6 @@ def _build_part(
     """Task: shard ``part``'s signals written to ``path``; returns ``(path, rows, seconds)``."""
     import time
 
-    import pyarrow.parquet as pq
-
     from features import build, io
 
     started = time.perf_counter()
@@ -127,7 +133,9 @@ def _build_part(
     shared = signals_devices.gather_shared(pieces)
     tables[signals_devices.SHARED_DEVICES.name] = shared[shared["buyer_id"].isin(spine["buyer_id"].unique())]
     frame = build.build_signals(tables, spine)
+    table = build.to_arrow(frame)
     tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(build.to_arrow(frame), tmp)
+    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
     tmp.rename(path)
     return path, len(frame), time.perf_counter() - started

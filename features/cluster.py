@@ -8,6 +8,11 @@ in-process and Dask is never imported. Dask and distributed are the optional ext
 
 The client and every worker must see the same filesystem: tasks read the export and write
 their parts under the output's folder.
+
+A local cluster's workers keep glibc's adaptive malloc trimming: Dask's default
+``MALLOC_TRIM_THRESHOLD_=65536`` (set in each worker process to give memory back to the OS
+sooner) made the signal build about 40% slower per shard here. A remote cluster's workers
+take their operator's Dask configuration (``distributed.nanny.pre-spawn-environ``).
 """
 
 from __future__ import annotations
@@ -85,11 +90,16 @@ def connect(spec: str | None) -> Iterator[Any]:
         from distributed import Client, LocalCluster
     except ImportError as err:
         raise ClusterError(f"--cluster needs Dask and distributed: {EXTRA} ({err})") from err
+    import dask
+
     with contextlib.ExitStack() as stack:
         if kind == LOCAL:
-            local = LocalCluster(
-                n_workers=int(value), threads_per_worker=1, processes=True, dashboard_address=None
-            )
+            environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ"))
+            environ.pop("MALLOC_TRIM_THRESHOLD_", None)
+            with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+                local = LocalCluster(
+                    n_workers=int(value), threads_per_worker=1, processes=True, dashboard_address=None
+                )
             stack.enter_context(local)
             address = local.scheduler_address
         else:

@@ -1,0 +1,218 @@
+"""Benchmark the simulator and the signal build past one process: in-process vs 1 and 2 local Dask workers.
+
+    python bench/bench_scale.py                                  # 125k, 250k, 500k, 1M buyers
+    python bench/bench_scale.py --sizes 125000,250000 --steps build
+
+For each size (at a fixed partition size, ``--shard-size``) and each mode, one child
+process runs the step and reports its wall time and peak RSS: in-process, the child's own
+peak; on a cluster, the peak of each worker process (``getrusage`` on the worker) and of
+the client. The cluster start-up is not in the wall time (printed apart). The signal build
+reads the export the in-process simulator wrote. The goals of issue 11 are printed after
+the table. The machine is shared: the load average at start is printed, and figures from a
+busy machine are not comparable with a quiet one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+STEPS = ("simulate", "build")
+GOAL_RSS_FLAT = 0.20
+GOAL_SPEEDUP_2W = 1.7
+GOAL_1W_VS_IN_PROCESS = 0.15
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line arguments."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="125000,250000,500000,1000000", help="buyers, comma-separated")
+    parser.add_argument("--workers", default="0,1,2", help="0 = in-process, N = N local workers")
+    parser.add_argument("--steps", default="simulate,build", help="simulate and/or build")
+    parser.add_argument("--shard-size", type=int, default=25_000, help="buyers per partition (default 25000)")
+    parser.add_argument("--months", type=int, default=24, help="simulated months (default 24)")
+    parser.add_argument("--as-of", default="2024-07-01,2024-12-01", help="snapshot dates of the build")
+    parser.add_argument(
+        "--tmp", type=Path, default=None, help="scratch folder (default: a temp dir, removed)"
+    )
+    parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # child mode: a JSON job
+    return parser.parse_args(argv)
+
+
+def run_one(job: dict) -> dict:
+    """Child process: run one step in one mode and return its figures."""
+    from features import build
+    from simulator.config import RunConfig
+    from simulator.write import write_export
+
+    def step(client) -> None:
+        if job["step"] == "simulate":
+            cfg = RunConfig(buyers=job["buyers"], months=job["months"], seed=7, shard_size=job["shard_size"])
+            write_export(cfg, Path(job["out"]), client=client)
+        else:
+            build.write_signals(job["data"], build.parse_dates(job["as_of"]), Path(job["out"]), client=client)
+
+    workers: list[float] = []
+    startup = 0.0
+    if job["workers"] == 0:
+        began = time.perf_counter()
+        step(None)
+        wall = time.perf_counter() - began
+    else:
+        from features import cluster
+
+        began = time.perf_counter()
+        with cluster.connect(f"local:{job['workers']}") as client:
+            client.wait_for_workers(job["workers"])
+            startup = time.perf_counter() - began
+            began = time.perf_counter()
+            step(client)
+            wall = time.perf_counter() - began
+            peaks = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+            workers = [kb / 1024 for kb in peaks.values()]
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {**job, "wall_s": wall, "startup_s": startup, "client_mib": own, "worker_mib": workers}
+
+
+def child(job: dict) -> dict:
+    """Run ``job`` in a fresh child process (so peaks are its own) and return its figures."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--one", json.dumps(job)], check=True, capture_output=True, text=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _peak(row: dict) -> float:
+    """Peak RSS per process doing the work: the worker maximum on a cluster, else the process."""
+    return max(row["worker_mib"]) if row["worker_mib"] else row["client_mib"]
+
+
+def print_table(rows: list[dict]) -> None:
+    """One line per (step, size, mode)."""
+    print(
+        f"{'step':<9} {'buyers':>9} {'parts':>5} {'mode':<11} {'wall s':>8} {'buyers/s':>9} "
+        f"{'peak RSS/worker MiB':>20} {'client MiB':>10} {'start s':>7}"
+    )
+    for r in rows:
+        mode = "in-process" if r["workers"] == 0 else f"{r['workers']} worker" + "s" * (r["workers"] > 1)
+        per_worker = (
+            "/".join(f"{m:.0f}" for m in r["worker_mib"]) if r["worker_mib"] else f"{r['client_mib']:.0f}"
+        )
+        print(
+            f"{r['step']:<9} {r['buyers']:>9,} {r['parts']:>5} {mode:<11} {r['wall_s']:>8.1f} "
+            f"{r['buyers'] / r['wall_s']:>9,.0f} {per_worker:>20} {r['client_mib']:>10.0f} {r['startup_s']:>7.1f}"
+        )
+
+
+def print_goals(rows: list[dict]) -> None:
+    """The goals of issue 11, each with the figures it is judged on (or why it was not measured)."""
+
+    def find(step: str, buyers: int, workers: int) -> dict | None:
+        return next(
+            (r for r in rows if (r["step"], r["buyers"], r["workers"]) == (step, buyers, workers)), None
+        )
+
+    sizes = sorted({r["buyers"] for r in rows})
+    print("goals:")
+    for step in STEPS:
+        for workers in (1, 2):
+            base, top = find(step, 250_000, workers), find(step, sizes[-1], workers) if sizes else None
+            if base is None or top is None or top is base:
+                print(
+                    f"  {step}: peak RSS per worker flat 250k -> largest ({workers}w): not measured (needs 250k and a larger size)"
+                )
+                continue
+            change = _peak(top) / _peak(base) - 1
+            verdict = "met" if abs(change) <= GOAL_RSS_FLAT else "MISSED"
+            print(
+                f"  {step}: peak RSS per worker 250k -> {top['buyers']:,} ({workers}w): "
+                f"{_peak(base):.0f} -> {_peak(top):.0f} MiB ({change:+.0%}; goal within {GOAL_RSS_FLAT:.0%}): {verdict}"
+            )
+    for buyers in sizes:
+        one, two, inproc = find("build", buyers, 1), find("build", buyers, 2), find("build", buyers, 0)
+        if one and two:
+            speedup = one["wall_s"] / two["wall_s"]
+            verdict = "met" if speedup >= GOAL_SPEEDUP_2W else "MISSED"
+            print(
+                f"  build {buyers:,}: 2 workers / 1 worker throughput {speedup:.2f}x "
+                f"(goal >= {GOAL_SPEEDUP_2W}x, {two['parts']} parts): {verdict}"
+            )
+        if one and inproc:
+            slower = one["wall_s"] / inproc["wall_s"] - 1
+            verdict = "met" if slower <= GOAL_1W_VS_IN_PROCESS else "MISSED"
+            print(
+                f"  build {buyers:,}: 1 worker vs in-process wall {slower:+.0%} "
+                f"(goal within {GOAL_1W_VS_IN_PROCESS:.0%}): {verdict}"
+            )
+
+
+def bench(args: argparse.Namespace, tmp: Path) -> None:
+    """Run every (size, step, mode) in turn, printing each line as it completes, then the table."""
+    load = os.getloadavg()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    modes = [int(w) for w in args.workers.split(",")]
+    steps = [s for s in args.steps.split(",") if s]
+    print(
+        f"load average at start (1/5/15 min): {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} "
+        f"on {os.cpu_count()} cores (shared machine)"
+    )
+    print(
+        f"sizes {sizes}, partition (shard) size {args.shard_size:,} buyers, {args.months} months, "
+        f"build as of {args.as_of}; modes {modes} (0 = in-process)",
+        flush=True,
+    )
+    rows = []
+    for buyers in sizes:
+        data = tmp / f"market_{buyers}"
+        parts = -(-buyers // args.shard_size)
+        common = {"buyers": buyers, "parts": parts, "months": args.months, "shard_size": args.shard_size}
+        # the in-process simulator writes the export the builds read, whether or not it is timed
+        sim_modes = modes if "simulate" in steps else []
+        for workers in sorted(set(sim_modes) | {0}, key=lambda w: w != 0):
+            out = data if workers == 0 else tmp / f"sim_{buyers}_{workers}"
+            row = child({**common, "step": "simulate", "workers": workers, "out": str(out)})
+            if workers in sim_modes:
+                rows.append(row)
+                print_table([row])
+            if out != data:
+                shutil.rmtree(out)
+        if "build" in steps:
+            for workers in modes:
+                out = tmp / f"signals_{buyers}_{workers}.parquet"
+                job = {**common, "step": "build", "workers": workers, "data": str(data), "out": str(out)}
+                row = child({**job, "as_of": args.as_of})
+                rows.append(row)
+                print_table([row])
+                out.unlink()
+        shutil.rmtree(data)
+        print(flush=True)
+    print(f"load average at end (1/5/15 min): {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print_table(rows)
+    print_goals(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark (or, with ``--one``, one job in this child process); exit code 0."""
+    args = parse_args(argv)
+    if args.one is not None:
+        print(json.dumps(run_one(json.loads(args.one))))
+        return 0
+    if args.tmp is not None:
+        args.tmp.mkdir(parents=True, exist_ok=True)
+        bench(args, args.tmp)
+        return 0
+    with tempfile.TemporaryDirectory(prefix="bench_scale_") as tmp:
+        bench(args, Path(tmp))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
