@@ -176,6 +176,13 @@ def service_yardsticks(
     rep.metrics.update(service_metrics(prefix, result, SCORECARD, scorer_prefix="scorecard_"))
     if ORACLE in rankings:
         rep.metrics.update(service_metrics(prefix, result, ORACLE, scorer_prefix="oracle_"))
+    if opp.p_true is not None and HEAD in rankings:
+        # the head must rank the opportunities history never approved, not only those it did
+        taken = rows["shipped" if service == PRESALE else "fast"].to_numpy(bool)
+        for name, mask in (("historically_declined", ~taken), ("historically_approved", taken)):
+            if mask.sum() > 2:
+                rho = pd.Series(rankings[HEAD][mask]).corr(pd.Series(opp.p_true[mask]), method="spearman")
+                rep.metrics[f"{prefix}_head_spearman_to_truth_{name}"] = float(rho)
     expected = value * p_true
     rep.curves[service] = {name: loss_curve(value, expected, p) for name, p in rankings.items()}
     total = value.sum()

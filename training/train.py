@@ -179,16 +179,19 @@ def fit_scorers(
 
 
 def propose_policy(
-    model: RatingModel, frames: dict[str, pd.DataFrame], split: TimeSplit
+    model: RatingModel, frames: dict[str, pd.DataFrame], split: TimeSplit, progress: Callable[[str], None]
 ) -> dict[str, Proposal]:
     """Allowances per service from the validation window's opportunities (``training.policy_proposal``)."""
     out = {}
     for service in SERVICES:
         rows = frames[service]
         rows = rows[split.assign_instant(rows["as_of"]).to_numpy() == "valid"].reset_index(drop=True)
-        out[service] = propose(
-            service, **proposal_inputs(model, service, rows), bands=policy_bands(BASE_POLICY, service)
-        )
+        try:
+            out[service] = propose(
+                service, **proposal_inputs(model, service, rows), bands=policy_bands(BASE_POLICY, service)
+            )
+        except ValueError as err:  # e.g. the rule approved nothing in a small validation window
+            progress(f"no allowance proposed for {service}: {err}")
     return out
 
 
@@ -298,7 +301,7 @@ def fit_and_log(
             }
         )
         progress("proposing expected-loss allowances on the validation window ...")
-        proposals = propose_policy(model, frames, split)
+        proposals = propose_policy(model, frames, split, progress)
         candidate = candidate_policy(BASE_POLICY, proposals, f"candidate-{run.info.run_id[:8]}")
         mlflow.log_text(yaml.safe_dump(candidate, sort_keys=False), "policy/candidate_policy.yaml")
         progress("evaluating on the test window (bootstrap intervals over buyers) ...")
