@@ -26,7 +26,16 @@ def empty_tables() -> dict[str, pd.DataFrame]:
     return {
         "presales": frame([], ["order_id", "buyer_id", "balance_due_at", "balance_paid_at"]),
         "refunds": frame(
-            [], ["refund_id", "buyer_id", "requested_at", "kind", "refunded_at", "return_shipped_at", "abuse_confirmed_at"]
+            [],
+            [
+                "refund_id",
+                "buyer_id",
+                "requested_at",
+                "kind",
+                "refunded_at",
+                "return_shipped_at",
+                "abuse_confirmed_at",
+            ],
         ),
         "disputes": frame([], ["buyer_id", "closed_at", "ruling"]),
         "violations": frame([], ["buyer_id", "ts", "kind", "severity"]),

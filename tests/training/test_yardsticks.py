@@ -22,7 +22,9 @@ def _case():
 def test_rule_volume_and_loss_rate_by_hand():
     value, p_true, bad, buyer, rule = _case()
     model = np.array([0.5, 0.2, 0.1, 0.9, 0.3])  # approves row 2 (200 > 150: no), so row 2 alone exceeds V
-    res = compare_service("s", value, p_true, bad, buyer, rule, {"model": model, "oracle": p_true}, replicates=20)
+    res = compare_service(
+        "s", value, p_true, bad, buyer, rule, {"model": model, "oracle": p_true}, replicates=20
+    )
     assert res.rule_value == 150 and res.rule_expected_loss == pytest.approx(35.0)
     # model order: 2 (200), 1, 4, 0, 3 -> the first row already exceeds V = 150: nothing approved
     assert res.at_rule_volume["model"].approved == 0
@@ -50,7 +52,11 @@ def test_trivial_policies_do_not_win():
     assert res.at_rule_volume["random"].loss_ratio.low < 1.0 < res.at_rule_volume["random"].loss_ratio.high
     assert res.at_rule_volume["oracle"].loss_ratio.high < 0.5
     # approving small orders first is no better on money: the volume constraint is money, not counts
-    assert res.at_rule_volume["small_first"].loss_ratio.low < 1.0 < res.at_rule_volume["small_first"].loss_ratio.high
+    assert (
+        res.at_rule_volume["small_first"].loss_ratio.low
+        < 1.0
+        < res.at_rule_volume["small_first"].loss_ratio.high
+    )
     assert res.loss_ratio_to_oracle["random"].low > 2.0
 
 
@@ -76,9 +82,24 @@ def test_weighted_auc_matches_sklearn_and_has_an_interval():
 def test_split_refuses_windows_closer_than_the_horizon():
     d = lambda s: pd.Timestamp(s, tz="UTC")  # noqa: E731
     with pytest.raises(ValueError, match="label horizon"):
-        TimeSplit(train_last=d("2024-03-01"), valid_first=d("2024-05-01"), valid_last=d("2024-07-01"), test_first=d("2024-10-01"))
+        TimeSplit(
+            train_last=d("2024-03-01"),
+            valid_first=d("2024-05-01"),
+            valid_last=d("2024-07-01"),
+            test_first=d("2024-10-01"),
+        )
     with pytest.raises(ValueError, match="label horizon"):
-        TimeSplit(train_last=d("2024-01-01"), valid_first=d("2024-05-01"), valid_last=d("2024-08-01"), test_first=d("2024-10-01"))
-    split = TimeSplit(train_last=d("2024-02-01"), valid_first=d("2024-05-01"), valid_last=d("2024-07-01"), test_first=d("2024-10-01"))
+        TimeSplit(
+            train_last=d("2024-01-01"),
+            valid_first=d("2024-05-01"),
+            valid_last=d("2024-08-01"),
+            test_first=d("2024-10-01"),
+        )
+    split = TimeSplit(
+        train_last=d("2024-02-01"),
+        valid_first=d("2024-05-01"),
+        valid_last=d("2024-07-01"),
+        test_first=d("2024-10-01"),
+    )
     when = pd.Series([d("2024-10-20T10:00"), d("2024-07-31T23:00"), d("2024-08-02"), d("2024-01-15")])
     assert split.assign_instant(when).tolist() == ["test", "valid", "gap", "train"]
