@@ -14,6 +14,8 @@ The CLI, ``python -m features build``, runs shard by shard (buyer-partitioned pa
 pass 1 indexes device first uses over all parts (devices shared across shards, see
 :mod:`features.signals_devices`), pass 2 loads and validates one part, builds its spine
 and signals and appends them to the output parquet, so memory is bounded by a shard.
+With ``--cluster`` each shard is a Dask task and the device index a shuffle
+(:mod:`features.build_cluster`); the output is the same.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time as clock
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -218,8 +221,8 @@ def write_signals(
     as_of: Sequence[pd.Timestamp],
     out: Path,
     limit: int | None = None,
-    log=None,
-    client=None,
+    log: Callable[[str], None] | None = None,
+    client: Any = None,
 ) -> int:
     """Build the signal matrix shard by shard and write it to ``out``; return the row count.
 
