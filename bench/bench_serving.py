@@ -367,6 +367,7 @@ def decision_bodies(buyers: np.ndarray, n: int, rng: np.random.Generator, run: s
                     "currency": "CNY",
                     "category": "beauty",
                     "deposit_amount": round(amount * 0.1, 2),
+                    "balance_due_at": "2030-11-11T00:00:00Z",
                 },
             }
         else:
@@ -381,6 +382,9 @@ def decision_bodies(buyers: np.ndarray, n: int, rng: np.random.Generator, run: s
                     "reason": "damaged",
                     "kind": "return_and_refund",
                     "evidence_photos": 1,
+                    "order_amount": 400.0,
+                    "category": "apparel",
+                    "ordered_at": "2025-06-01T00:00:00Z",
                 },
             }
         out.append(json.dumps(body).encode())

@@ -31,6 +31,21 @@ REFUND_CONTEXT = (
     "ctx_order_age_days",
 )
 CATEGORICAL = ("ctx_category", "ctx_reason")
+CONTEXT_TEXT = {
+    "ctx_amount_log": "Order or refund amount",
+    "ctx_balance_log": "Balance left to pay",
+    "ctx_deposit_ratio": "Deposit share of the price",
+    "ctx_due_in_days": "Time until the balance is due",
+    "ctx_category": "Product category",
+    "ctx_shipped_early": "Goods shipped before the balance",
+    "ctx_amount_ratio": "Share of the order refunded",
+    "ctx_is_return": "Return or refund only",
+    "ctx_reason": "Stated refund reason",
+    "ctx_photos": "Evidence photos",
+    "ctx_order_age_days": "Time since the order",
+}
+"""Buyer-facing text of each context column, when it is among a decision's reasons."""
+UPLIFT_REASON = ("moral_hazard", "Goods in hand before paying, for a buyer whose refunds have gone wrong")
 TREATMENT = "ctx_shipped_early"  # set to 1 when a presale head prices shipping before the balance
 
 

@@ -64,12 +64,8 @@ class ServiceHead:
         state["proxy"] = _booster_from(state["proxy"])
         self.__dict__.update(state)
 
-    def logit(self, signals: np.ndarray, context: np.ndarray) -> np.ndarray:
-        """Log-odds of a loss if approved, per row.
-
-        Args:
-            signals: ``rows x len(signal_names)`` (NaN: missing).
-            context: ``rows x len(context_names)``; the treatment column is overwritten with 1.
+    def inputs(self, signals: np.ndarray, context: np.ndarray) -> np.ndarray:
+        """The base model's input rows: signals then context, the treatment column set to 1.
 
         Raises:
             ValueError: A matrix has the wrong number of columns.
@@ -86,11 +82,29 @@ class ServiceHead:
             )
         if self.treatment is not None:
             context[:, self.context_names.index(self.treatment)] = 1.0
-        out = self.base.predict(np.hstack([signals, context]), raw_score=True, num_threads=1)
-        if self.proxy is not None:
-            a, b = self.uplift
-            out = out + a + b * self.proxy.predict(signals, raw_score=True, num_threads=1)
-        return out
+        return np.hstack([signals, context])
+
+    def uplift_logit(self, signals: np.ndarray) -> np.ndarray | None:
+        """The uplift ``a + b * proxy log-odds`` per row (None without a proxy)."""
+        if self.proxy is None:
+            return None
+        a, b = self.uplift
+        rows = np.atleast_2d(np.asarray(signals, np.float64))
+        return a + b * self.proxy.predict(rows, raw_score=True, num_threads=1)
+
+    def logit(self, signals: np.ndarray, context: np.ndarray) -> np.ndarray:
+        """Log-odds of a loss if approved, per row.
+
+        Args:
+            signals: ``rows x len(signal_names)`` (NaN: missing).
+            context: ``rows x len(context_names)``; the treatment column is overwritten with 1.
+
+        Raises:
+            ValueError: A matrix has the wrong number of columns.
+        """
+        out = self.base.predict(self.inputs(signals, context), raw_score=True, num_threads=1)
+        uplift = self.uplift_logit(signals)
+        return out if uplift is None else out + uplift
 
     def probability(self, signals: np.ndarray, context: np.ndarray) -> np.ndarray:
         """Probability of a loss if approved, per row."""

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
 from serving.money import fmt, from_minor
 from serving.policy import FAST_REFUND, PRESALE, Policy, SignalRule
@@ -30,6 +32,7 @@ REFUND_KIND_NOT_ELIGIBLE = "refund_kind_not_eligible"
 EVIDENCE_MISSING = "evidence_missing"
 QUOTA_COUNT_EXCEEDED = "quota_count_exceeded"
 QUOTA_AMOUNT_EXCEEDED = "quota_amount_exceeded"
+EXPECTED_LOSS_ABOVE_ALLOWANCE = "expected_loss_above_allowance"
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ class Order:
     currency: str
     category: str
     deposit_amount: int
+    balance_due_at: datetime
 
     @property
     def balance(self) -> int:
@@ -71,6 +75,9 @@ class Refund:
     reason: str
     kind: str
     evidence_photos: int
+    order_amount: int
+    category: str
+    ordered_at: datetime
 
 
 @dataclass(frozen=True)
@@ -93,6 +100,11 @@ class DecisionRequest:
         """What an approval holds in the ledger (minor units): the balance, or the refund amount."""
         return self.order.balance if self.order is not None else self.refund.amount
 
+    @property
+    def order_value(self) -> int:
+        """The order's value (minor units): what an expected-loss allowance is a share of."""
+        return self.order.amount if self.order is not None else self.refund.order_amount
+
 
 @dataclass(frozen=True)
 class BuyerRating:
@@ -105,6 +117,7 @@ class BuyerRating:
         reasons: The model's risk-raising reasons, largest first.
         signals: Values of the signals the policy's rules read (NaN when missing).
         as_of: When the signals were computed (ISO 8601), if known.
+        row: Every signal of the buyer in the model's order (numpy array), for the service head.
     """
 
     star: int
@@ -113,6 +126,22 @@ class BuyerRating:
     reasons: tuple[Finding, ...] = ()
     signals: Mapping[str, float] = field(default_factory=dict)
     as_of: str | None = None
+    row: Any = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class HeadRisk:
+    """What the service head says about this opportunity.
+
+    Attributes:
+        p_loss: Probability that the opportunity becomes a loss if approved.
+        expected_loss: ``p_loss`` x the money at risk, minor units (rounded half up).
+        reasons: The signals and context that raised this opportunity's risk most, largest first.
+    """
+
+    p_loss: float
+    expected_loss: int
+    reasons: tuple[Finding, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -276,7 +305,44 @@ def refund_checks(refund: Refund, star: int, policy: Policy, usage: Usage) -> tu
     return failed, limits
 
 
-def decide(request: DecisionRequest, rating: BuyerRating, policy: Policy, usage: Usage) -> Decision:
+def allowance_check(
+    request: DecisionRequest,
+    star: int,
+    allowance: tuple[float, ...] | None,
+    head: HeadRisk | None,
+    decimals: int,
+) -> tuple[list[Finding], dict]:
+    """The expected-loss check: the head's expected loss at most ``allowance[star] x order value``.
+
+    Returns:
+        The failed check (if any) and the figures (``p_loss``, ``expected_loss`` and the allowance).
+    """
+    if head is None:
+        return [], {}
+    limits = {"p_loss": round(head.p_loss, 6), "expected_loss": from_minor(head.expected_loss, decimals)}
+    if allowance is None:
+        return [], limits
+    share = allowance[star - 1]
+    # integers: expected_loss <= share x value, with the share in millionths (exact, rounded down)
+    allowed = round(share * RATIO_SCALE) * request.order_value // RATIO_SCALE
+    limits |= {
+        "expected_loss_allowance": from_minor(allowed, decimals),
+        "expected_loss_allowance_share": share,
+    }
+    if head.expected_loss > allowed:
+        return [
+            Finding(
+                EXPECTED_LOSS_ABOVE_ALLOWANCE,
+                f"Expected loss {fmt(head.expected_loss, decimals)} is above the {fmt(allowed, decimals)} "
+                f"allowed for {star} stars.",
+            )
+        ], limits
+    return [], limits
+
+
+def decide(
+    request: DecisionRequest, rating: BuyerRating, policy: Policy, usage: Usage, head: HeadRisk | None = None
+) -> Decision:
     """Decide one request for a rated buyer.
 
     Args:
@@ -284,24 +350,33 @@ def decide(request: DecisionRequest, rating: BuyerRating, policy: Policy, usage:
         rating: The buyer's star, score, reasons and rule signals.
         policy: The live policy.
         usage: The buyer's live usage, read in the decision's transaction.
+        head: The service head's view of this opportunity (None: the artifact has no head).
 
     Returns:
-        The decision; ``reserve`` is the amount the ledger must hold when approved.
+        The decision; ``reserve`` is the amount the ledger must hold when approved. Its reasons
+        are the head's (this opportunity's) when there is a head, else the rating's.
     """
     rules = policy.hard_declines
     if request.service == PRESALE:
         failed, limits = presale_checks(request.order, rating.star, policy, usage)
+        allowance = policy.presale.expected_loss_allowance
     elif request.service == FAST_REFUND:
         failed, limits = refund_checks(request.refund, rating.star, policy, usage)
+        allowance = policy.fast_refund.expected_loss_allowance
     else:
         raise ValueError(f"service: unknown service {request.service!r}")
-    declines = (*fired(rules, request.service, rating.signals), *failed)
+    if star_eligible(rating.star, limits["min_stars"]):
+        loss_failed, loss_limits = allowance_check(request, rating.star, allowance, head, policy.decimals)
+    else:
+        loss_failed, loss_limits = allowance_check(request, rating.star, None, head, policy.decimals)
+    declines = (*fired(rules, request.service, rating.signals), *failed, *loss_failed)
     approved = not declines
+    reasons = head.reasons if head is not None and head.reasons else rating.reasons
     return Decision(
         decision=APPROVE if approved else DECLINE,
         declines=declines,
-        limits=limits,
-        reasons=rating.reasons[: policy.max_reasons],
+        limits=limits | loss_limits,
+        reasons=reasons[: policy.max_reasons],
         flags=fired(policy.flags, request.service, rating.signals),
         reserve=request.at_risk if approved else 0,
     )

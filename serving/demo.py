@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from datetime import UTC, datetime, timedelta
 
 import pyarrow.parquet as pq
 
@@ -30,21 +31,32 @@ def example_buyer(snapshot: str) -> int:
 
 
 def example_calls(base: str, key: str, buyer_id: int) -> str:
-    """Shell lines a reader can paste to call the running service."""
-    order = (
-        '{"request_id": "demo-1", "service": "presale_ship_before_balance", '
-        f'"buyer_id": {buyer_id}, "order": {{"order_id": 9001, "amount": 800, "currency": "CNY", '
-        '"category": "beauty", "deposit_amount": 80}}'
-    )
+    """Shell lines a reader can paste to call the running service: the same buyer asks to ship a
+    small and a large presale before the balance (the head prices each), and a fast refund."""
+    now = datetime.now(UTC)
+    due = (now + timedelta(days=20)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    ordered = (now - timedelta(days=6)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def presale(n: int, order_id: int, amount: int) -> str:
+        return (
+            f'{{"request_id": "demo-{n}", "service": "presale_ship_before_balance", "buyer_id": {buyer_id}, '
+            f'"order": {{"order_id": {order_id}, "amount": {amount}, "currency": "CNY", "category": "electronics", '
+            f'"deposit_amount": {amount // 10}, "balance_due_at": "{due}"}}}}'
+        )
+
     refund = (
-        '{"request_id": "demo-2", "service": "fast_refund", '
+        '{"request_id": "demo-3", "service": "fast_refund", '
         f'"buyer_id": {buyer_id}, "refund": {{"refund_id": 5001, "order_id": 9001, "amount": 120, '
-        '"reason": "damaged", "kind": "return_and_refund", "evidence_photos": 2}}'
+        '"reason": "damaged", "kind": "return_and_refund", "evidence_photos": 2, '
+        f'"order_amount": 300, "category": "apparel", "ordered_at": "{ordered}"}}}}'
     )
+    order = presale(1, 9001, 300)
+    big_order = presale(2, 9002, 4900)
     header = f"-H 'X-API-Key: {key}' -H 'Content-Type: application/json'"
     return "\n".join(
         [
             f"curl -s -X POST {base}/v1/decisions {header} -d '{order}'",
+            f"curl -s -X POST {base}/v1/decisions {header} -d '{big_order}'",
             f"curl -s -X POST {base}/v1/decisions {header} -d '{refund}'",
             f"curl -s {base}/v1/buyers/{buyer_id}/rating -H 'X-API-Key: {key}'",
             f"curl -s {base}/readyz",

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from serving.config import ServingConfig
-from serving.decide import DEGRADED, BuyerRating, Decision, DecisionRequest, decide, decline_unrated
+from serving.decide import DEGRADED, BuyerRating, Decision, DecisionRequest, HeadRisk, decide, decline_unrated
 from serving.idempotency import Refusal, fingerprint, key_reused
 from serving.ledger import DuplicateRequest, Ledger, utcnow
 from serving.live import Live, Unrated
@@ -55,8 +55,13 @@ def respond(
     rating: BuyerRating | None,
     live: Live,
     decision_id: str | None,
+    head: HeadRisk | None = None,
 ) -> dict[str, Any]:
-    """The JSON body of a decision (also what the decision log stores as outputs)."""
+    """The JSON body of a decision (also what the decision log stores as outputs).
+
+    ``p_loss`` and ``expected_loss`` are the service head's view of this opportunity (null when the
+    buyer could not be rated or the model has no head for the service).
+    """
     return {
         "decision_id": decision_id,
         "request_id": request.request_id,
@@ -66,6 +71,8 @@ def respond(
         "star": None if rating is None else rating.star,
         "score": None if rating is None else rating.score,
         "p_bad": None if rating is None else round(rating.p_bad, 6),
+        "p_loss": None if head is None else round(head.p_loss, 6),
+        "expected_loss": None if head is None else from_minor(head.expected_loss, live.policy.decimals),
         "declines": _findings(decision.declines),
         "reasons": _findings(decision.reasons),
         "flags": _findings(decision.flags),
@@ -134,6 +141,13 @@ def handle_decision(
     request = parse_decision(body, config.max_amount, policy.currency, policy.decimals)
     print_ = fingerprint(request, leave_out=("request_id",))
     rating, unrated = _rate(live, request.buyer_id)
+    head = None
+    if rating is not None:
+        try:
+            head = live.head_risk(request, rating, utcnow().replace(tzinfo=None))
+        except Exception as exc:  # noqa: BLE001 - a scoring failure degrades, it never raises
+            log.exception("request %s: head scoring failed", request.request_id)
+            rating, unrated = None, Unrated(DEGRADED, f"head scoring failed: {type(exc).__name__}")
     if unrated is not None and unrated.code == DEGRADED:
         log.warning("request %s declined degraded: %s", request.request_id, unrated.text)
     inputs = json_text(body)  # everything that needs no lock happens before it
@@ -149,8 +163,8 @@ def handle_decision(
             if rating is None:
                 decision = decline_unrated(unrated.code, unrated.text)
             else:
-                decision = decide(request, rating, policy, usage)
-            out = respond(request, decision, rating, live, decision_id)
+                decision = decide(request, rating, policy, usage, head)
+            out = respond(request, decision, rating, live, decision_id, head)
             text = json.dumps(out, separators=(",", ":"))
             tx.record(
                 {

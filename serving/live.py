@@ -17,12 +17,15 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field, replace
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import numpy as np
 
+from rating.context import CONTEXT_TEXT, UPLIFT_REASON, presale_context, refund_context
 from serving.config import ServingConfig
-from serving.decide import DEGRADED, THIN_FILE, BuyerRating, Finding
+from serving.decide import DEGRADED, THIN_FILE, BuyerRating, DecisionRequest, Finding, HeadRisk
 from serving.policy import Policy, check_signals, load_policy
 from serving.reasons import lookup_reasons, model_identity
 from serving.snapshot import FileSnapshot, RedisSnapshot, SnapshotError, is_redis, load_snapshot
@@ -170,6 +173,7 @@ class Live:
                 else self._reasons(x),
                 signals=self._signals(x),
                 as_of=as_of,
+                row=x,
             )
         try:
             row = self.snapshot.row(buyer_id)
@@ -186,7 +190,69 @@ class Live:
             reasons=self._reasons(x),
             signals=self._signals(x),
             as_of=as_of,
+            row=x,
         )
+
+    def head_risk(self, request: DecisionRequest, rating: BuyerRating, now: datetime) -> HeadRisk | None:
+        """The service head's probability and expected loss for this opportunity (None: no head).
+
+        The context comes from the request (``rating.context``, the functions training uses); the
+        reasons are the hard facts capping the buyer, then the signals and context that raised the
+        head's log-odds most (exact TreeSHAP of one row), then the moral-hazard uplift if positive.
+        """
+        model = self.rating.model
+        head = model.heads.get(request.service)
+        if head is None or rating.row is None:
+            return None
+        x = np.asarray(rating.row, np.float64)[None, :]
+        ctx = request_context(request, now, self.policy.decimals)
+        p = float(head.probability(x, ctx)[0])
+        expected = int(Decimal(repr(p * request.at_risk)).to_integral_value(rounding=ROUND_HALF_UP))
+        return HeadRisk(p_loss=p, expected_loss=expected, reasons=self._head_reasons(head, x, ctx))
+
+    def _head_reasons(self, head: Any, x: np.ndarray, ctx: np.ndarray) -> tuple[Finding, ...]:
+        k = self.policy.max_reasons
+        if k == 0:
+            return ()
+        model = self.rating.model
+        out = [Finding(r.code, r.text, None) for r in model.cap_reasons(x[0])]
+        features = head.inputs(x, ctx)
+        contrib = head.base.predict(features, pred_contrib=True, num_threads=1)[0, :-1]
+        names = [*head.signal_names, *head.context_names]
+        texts = {**model.reason_text, **CONTEXT_TEXT}
+        candidates = [
+            (float(c), n) for c, n in zip(contrib, names, strict=True) if c > 0 and n != head.treatment
+        ]
+        uplift = head.uplift_logit(x)
+        if uplift is not None and uplift[0] > 0:
+            candidates.append((float(uplift[0]), UPLIFT_REASON[0]))
+            texts[UPLIFT_REASON[0]] = UPLIFT_REASON[1]
+        for value, name in sorted(candidates, reverse=True)[:k]:
+            out.append(Finding(name, texts.get(name, name), value))
+        return tuple(out[:k])
+
+
+def request_context(request: DecisionRequest, now: datetime, decimals: int) -> np.ndarray:
+    """The head's context columns of one request (``rating.context``), amounts in currency units.
+
+    Args:
+        request: The validated request (amounts in minor units, instants naive UTC).
+        now: The decision instant (naive UTC).
+        decimals: The currency's decimals.
+    """
+    unit = 10.0**decimals
+    day = 86400.0
+    if request.order is not None:
+        o = request.order
+        return presale_context(
+            [o.amount / unit], [o.deposit_amount / unit], [o.category],
+            [(o.balance_due_at - now).total_seconds() / day], [1.0],
+        )  # fmt: skip
+    r = request.refund
+    return refund_context(
+        [r.amount / unit], [r.order_amount / unit], [r.kind], [r.reason], [r.evidence_photos], [r.category],
+        [(now - r.ordered_at).total_seconds() / day],
+    )  # fmt: skip
 
 
 def load_model(config: ServingConfig) -> Any:

@@ -26,6 +26,7 @@ from serving.money import MoneyError, currency_decimals, to_minor
 PRESALE = "presale_ship_before_balance"
 FAST_REFUND = "fast_refund"
 SERVICES = (PRESALE, FAST_REFUND)
+ALLOWANCE = "expected_loss_allowance"
 STARS = (1, 2, 3, 4, 5)
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt,
@@ -78,12 +79,15 @@ class PresalePolicy:
         min_deposit_ratio: Smallest deposit / amount accepted (0-1).
         exposure_limit: Largest total outstanding balance shipped before payment, per star
             (minor units).
+        expected_loss_allowance: Largest expected loss (the head's probability x the balance) per
+            star, as a share of the order amount; None: no expected-loss check.
     """
 
     min_stars: int
     amount_cap: tuple[int, ...]
     min_deposit_ratio: float
     exposure_limit: tuple[int, ...]
+    expected_loss_allowance: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,7 @@ class FastRefundPolicy:
     photos_required_above: int
     min_photos: int
     kinds: tuple[str, ...]
+    expected_loss_allowance: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -207,23 +212,39 @@ def _per_star(
     return tuple(values)
 
 
+def _allowance(d: Mapping[str, Any], path: str, min_stars: int) -> tuple[float, ...] | None:
+    """The optional per-star expected-loss allowance (a share of the order value, 0-1)."""
+    if ALLOWANCE not in d:
+        return None
+    table = _per_star(d[ALLOWANCE], f"{path}.{ALLOWANCE}", min_stars)
+    if any(v > 1 for v in table):
+        raise PolicyError(f"{path}.{ALLOWANCE}: a share of the order value must be at most 1, got {table}")
+    return table
+
+
 def _min_stars(value: Any, path: str) -> int:
     return int(_number(value, path, lo=1, hi=5, integer=True))
 
 
 def _presale(raw: Any, path: str, decimals: int) -> PresalePolicy:
-    d = _keys(raw, path, ("min_stars", "amount_cap", "min_deposit_ratio", "exposure_limit"))
+    d = _keys(raw, path, ("min_stars", "amount_cap", "min_deposit_ratio", "exposure_limit"), (ALLOWANCE,))
     min_stars = _min_stars(d["min_stars"], f"{path}.min_stars")
     return PresalePolicy(
         min_stars=min_stars,
         amount_cap=_per_star(d["amount_cap"], f"{path}.amount_cap", min_stars, decimals=decimals),
         min_deposit_ratio=_number(d["min_deposit_ratio"], f"{path}.min_deposit_ratio", hi=1.0),
         exposure_limit=_per_star(d["exposure_limit"], f"{path}.exposure_limit", min_stars, decimals=decimals),
+        expected_loss_allowance=_allowance(d, path, min_stars),
     )
 
 
 def _fast_refund(raw: Any, path: str, decimals: int) -> FastRefundPolicy:
-    d = _keys(raw, path, ("min_stars", "amount_cap", "quota_count", "quota_amount", "evidence", "kinds"))
+    d = _keys(
+        raw,
+        path,
+        ("min_stars", "amount_cap", "quota_count", "quota_amount", "evidence", "kinds"),
+        (ALLOWANCE,),
+    )
     min_stars = _min_stars(d["min_stars"], f"{path}.min_stars")
     evidence = _keys(d["evidence"], f"{path}.evidence", ("photos_required_above", "min_photos"))
     kinds = d["kinds"]
@@ -244,6 +265,7 @@ def _fast_refund(raw: Any, path: str, decimals: int) -> FastRefundPolicy:
         ),
         min_photos=int(_number(evidence["min_photos"], f"{path}.evidence.min_photos", hi=100, integer=True)),
         kinds=tuple(kinds),
+        expected_loss_allowance=_allowance(d, path, min_stars),
     )
 
 

@@ -95,6 +95,9 @@ ORDER = Field(
         Field("currency", "string", "ISO currency code; must be the policy currency.", max_length=3),
         Field("category", "string", "Product category.", enum=CATEGORIES),
         _amount("deposit_amount", "Deposit paid, at most `amount`.", positive=False),
+        Field(
+            "balance_due_at", "datetime", "When the balance falls due, ISO 8601 (the head prices the wait)."
+        ),
     ),
 )
 REFUND = Field(
@@ -116,6 +119,9 @@ REFUND = Field(
         Field("reason", "string", "Buyer's stated reason.", enum=REFUND_REASONS),
         Field("kind", "string", "Refund only, or return and refund.", enum=REFUND_KINDS),
         Field("evidence_photos", "integer", "Photos uploaded as evidence.", minimum=0, maximum=100),
+        _amount("order_amount", "The refunded order's amount."),
+        Field("category", "string", "The refunded order's product category.", enum=CATEGORIES),
+        Field("ordered_at", "datetime", "When the refunded order was placed, ISO 8601."),
     ),
 )
 DECISION_BODY = Field(
@@ -283,7 +289,12 @@ def parse_decision(body: Any, max_amount: float, currency: str, decimals: int = 
         if o["deposit_amount"] > o["amount"]:
             raise RequestError("order.deposit_amount", "must not exceed order.amount")
         order = Order(
-            o["order_id"], o["amount"], _currency(o, "order", currency), o["category"], o["deposit_amount"]
+            o["order_id"],
+            o["amount"],
+            _currency(o, "order", currency),
+            o["category"],
+            o["deposit_amount"],
+            o["balance_due_at"],
         )
         return DecisionRequest(service, d["request_id"], d["buyer_id"], order=order)
     if service == FAST_REFUND:
@@ -296,6 +307,9 @@ def parse_decision(body: Any, max_amount: float, currency: str, decimals: int = 
             r["reason"],
             r["kind"],
             r["evidence_photos"],
+            r["order_amount"],
+            r["category"],
+            r["ordered_at"],
         )
         return DecisionRequest(service, d["request_id"], d["buyer_id"], refund=refund)
     raise RequestError("service", f"must be one of {', '.join(SERVICES)}")  # unreachable: enum checked

@@ -6,7 +6,8 @@ band: ``p * at_risk <= allowance[star] * order_value`` (stars below ``min_stars`
 On the validation window, with the head's own probabilities (real exports have no truth), the
 proposal takes the largest allowances whose approved opportunities lose no more per approved
 unit than the legacy rule does there: first one allowance for every band, then each band's
-allowance scaled up or down while that keeps the loss rate and adds approved money. The test
+allowance scaled up or down while that keeps the loss rate, adds approved money and keeps the
+allowances from falling as stars rise (the policy file requires it). The test
 window then measures the proposal against the rule with the truth (``docs/decisions.md``).
 """
 
@@ -87,6 +88,8 @@ def propose(
         for band in bands:
             for scale in SCALES:
                 trial = {**allowances, band: allowances[band] * scale}
+                if any(trial[b] < trial[a] for a, b in zip(bands, bands[1:], strict=False)):
+                    continue  # the policy file requires allowances that do not fall as stars rise
                 rate, volume = _outcome(loss, at_risk, approved(ratio, star, trial))
                 if rate <= rule_rate and volume > best[1]:
                     allowances, best = trial, (rate, volume)

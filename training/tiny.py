@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import lightgbm as lgb
 import numpy as np
 
 from rating.artifact import RatingModel
+from rating.context import PRESALE_CONTEXT, REFUND_CONTEXT, TREATMENT
+from rating.heads import ServiceHead
 from training.model import DEFAULT_PARAMS, Dataset, fit_rating
+from training.opportunities import FAST_REFUND, PRESALE
 from training.package import save_rating
 
 
@@ -34,8 +38,41 @@ def make_tiny_rating(signal_names: list[str], seed: int = 0, n: int = 20000) -> 
     return fit_rating(train, valid, signal_names, texts, monotone, params, seed=seed)
 
 
-def save_tiny_rating(path: Path, signal_names: list[str], seed: int = 0) -> str:
-    """Fit and save a tiny rating as an MLflow pyfunc directory; returns a URI ``load_rating`` accepts."""
+def tiny_heads(signal_names: list[str], seed: int = 0, n: int = 8000) -> dict[str, ServiceHead]:
+    """Real service heads on synthetic opportunities whose loss rises with the amount and the first
+    half of the signals (presale: with an uplift; refund: none)."""
+    heads = {}
+    rng = np.random.default_rng(seed)
+    for service, names in ((PRESALE, PRESALE_CONTEXT), (FAST_REFUND, REFUND_CONTEXT)):
+        X = synthetic_dataset(signal_names, n, seed).X.astype(np.float64)
+        ctx = rng.normal(size=(n, len(names)))
+        ctx[:, 0] = rng.uniform(np.log1p(10), np.log1p(30000), n)  # log amount
+        logit = 1.2 * (ctx[:, 0] - 7.0) + np.nan_to_num(X[:, 0], nan=1.0) - 3.0
+        y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+        base = lgb.train(
+            {"objective": "binary", "verbose": -1, "num_leaves": 7, "seed": seed, "num_threads": 1},
+            lgb.Dataset(np.hstack([X, ctx]), y), 40,
+        )  # fmt: skip
+        proxy = None
+        if service == PRESALE:
+            proxy = lgb.train(
+                {"objective": "binary", "verbose": -1, "num_leaves": 7, "seed": seed, "num_threads": 1},
+                lgb.Dataset(X, (rng.random(n) < 0.1).astype(int)), 10,
+            )  # fmt: skip
+        heads[service] = ServiceHead(
+            service, list(signal_names), list(names), base, TREATMENT if service == PRESALE else None, proxy,
+            (0.3, 0.5) if proxy is not None else (0.0, 0.0),
+        )  # fmt: skip
+    return heads
+
+
+def save_tiny_rating(path: Path, signal_names: list[str], seed: int = 0, heads: bool = False) -> str:
+    """Fit and save a tiny rating as an MLflow pyfunc directory; returns a URI ``load_rating`` accepts.
+
+    With ``heads`` the artifact also holds tiny service heads (``tiny_heads``).
+    """
     model = make_tiny_rating(signal_names, seed)
+    if heads:
+        model.set_heads(tiny_heads(signal_names, seed))
     example = synthetic_dataset(signal_names, 5, seed + 2).X
     return save_rating(model, Path(path), example)

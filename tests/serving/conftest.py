@@ -155,6 +155,7 @@ def _presale_body(buyer_id: int, amount: float = 500.0, deposit: float | None = 
         "currency": "CNY",
         "category": "beauty",
         "deposit_amount": amount * 0.1 if deposit is None else deposit,
+        "balance_due_at": over.pop("balance_due_at", "2030-11-11T00:00:00Z"),
     }
     body = {
         "request_id": over.pop("request_id", uuid.uuid4().hex),
@@ -175,6 +176,9 @@ def _refund_body(buyer_id: int, amount: float = 50.0, photos: int = 1, **over) -
         "reason": "damaged",
         "kind": over.pop("kind", "return_and_refund"),
         "evidence_photos": photos,
+        "order_amount": over.pop("order_amount", max(amount, 100.0)),
+        "category": over.pop("category", "apparel"),
+        "ordered_at": over.pop("ordered_at", "2025-06-01T00:00:00Z"),
     }
     body = {
         "request_id": over.pop("request_id", uuid.uuid4().hex),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from datetime import datetime
 from decimal import Decimal
 
 import pytest
@@ -67,6 +68,9 @@ POLICY = {
     ],
 }
 
+DUE = datetime(2030, 11, 11)
+ORDERED = datetime(2025, 6, 1)
+
 
 @pytest.fixture
 def policy():
@@ -90,12 +94,17 @@ def usage(exposure: float = 0, refund_count: int = 0, refund_amount: float = 0) 
 
 def presale(amount: float, deposit: float | None = None) -> DecisionRequest:
     deposit = minor(amount) // 10 if deposit is None else minor(deposit)
-    return DecisionRequest(PRESALE, "r", 7, order=Order(1, minor(amount), "CNY", "beauty", deposit))
+    return DecisionRequest(PRESALE, "r", 7, order=Order(1, minor(amount), "CNY", "beauty", deposit, DUE))
 
 
 def refund(amount: float, photos: int = 1, kind: str = "return_and_refund") -> DecisionRequest:
     return DecisionRequest(
-        FAST_REFUND, "r", 7, refund=Refund(1, 1, minor(amount), "CNY", "damaged", kind, photos)
+        FAST_REFUND,
+        "r",
+        7,
+        refund=Refund(
+            1, 1, minor(amount), "CNY", "damaged", kind, photos, minor(max(amount, 100)), "apparel", ORDERED
+        ),
     )
 
 

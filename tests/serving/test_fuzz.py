@@ -19,7 +19,7 @@ JSON = st.recursive(
     max_leaves=12,
 )
 FIELDS = ["request_id", "service", "buyer_id", "order", "refund"]
-ORDER_FIELDS = ["order_id", "amount", "currency", "category", "deposit_amount"]
+ORDER_FIELDS = ["order_id", "amount", "currency", "category", "deposit_amount", "balance_due_at"]
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
@@ -34,6 +34,7 @@ def _valid(buyer_id: int) -> dict:
             "currency": "CNY",
             "category": "beauty",
             "deposit_amount": 10.0,
+            "balance_due_at": "2030-11-11T00:00:00Z",
         },
     }
 

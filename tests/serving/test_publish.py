@@ -129,6 +129,9 @@ def test_published_snapshot_serves_decisions(make_app, export, registry_model, t
             "reason": "damaged",
             "kind": "refund_only",
             "evidence_photos": 0,
+            "order_amount": 40,
+            "category": "apparel",
+            "ordered_at": "2025-06-01T00:00:00Z",
         },
     }
     answer = client.post("/v1/decisions", json=body, headers=KEY).json

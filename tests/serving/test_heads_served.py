@@ -1,0 +1,108 @@
+"""The service head scored per request with the request's own context, and the expected-loss allowance."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from rating.context import presale_context, refund_context
+from serving.decide import DecisionRequest, Order, Refund
+from serving.live import request_context
+from tests.serving.conftest import API_KEY, SIGNALS
+from training.heads import context_matrix
+from training.tiny import save_tiny_rating
+
+ALLOWANCE = {3: 0.02, 4: 0.05, 5: 0.1}
+
+
+@pytest.fixture(scope="module")
+def heads_model_uri(tmp_path_factory) -> str:
+    return save_tiny_rating(tmp_path_factory.mktemp("heads") / "rating", SIGNALS, seed=0, heads=True)
+
+
+@pytest.fixture
+def heads_client(make_app, config, heads_model_uri, tmp_path):
+    policy = yaml.safe_load(Path(config["policy_path"]).read_text())
+    policy["services"]["presale_ship_before_balance"]["expected_loss_allowance"] = ALLOWANCE
+    path = tmp_path / "policy-allowance.yaml"
+    path.write_text(yaml.safe_dump(policy))
+    app = make_app({**config, "model_uri": heads_model_uri, "policy_path": str(path)})
+    client = app.test_client()
+    client.environ_base["HTTP_X_API_KEY"] = API_KEY
+    return client
+
+
+def test_same_buyer_small_presale_approved_large_declined_for_its_expected_loss(
+    heads_client, presale_body, buyer_with_star
+):
+    buyer = buyer_with_star(5)
+    small = heads_client.post("/v1/decisions", json=presale_body(buyer, 300, request_id="s", order_id=1)).json
+    large = heads_client.post(
+        "/v1/decisions", json=presale_body(buyer, 19000, request_id="l", order_id=2)
+    ).json
+    assert small["star"] == large["star"] == 5
+    assert 0 < small["p_loss"] < large["p_loss"] < 1
+    for answer, amount in ((small, 300), (large, 19000)):
+        balance = amount * 0.9
+        assert answer["expected_loss"] == pytest.approx(answer["p_loss"] * balance, abs=0.011)
+        allowed = answer["limits"]["expected_loss_allowance"]
+        assert allowed == pytest.approx(ALLOWANCE[5] * amount, abs=0.011)
+        over = answer["expected_loss"] > allowed
+        assert ("expected_loss_above_allowance" in [d["code"] for d in answer["declines"]]) is over
+    assert small["decision"] == "approve" and large["decision"] == "decline"
+    assert large["reasons"] and all("code" in r and "text" in r for r in large["reasons"])
+
+
+def test_a_missing_context_field_is_a_400_naming_it(heads_client, presale_body, refund_body, buyer_with_star):
+    body = presale_body(buyer_with_star(4), 300)
+    del body["order"]["balance_due_at"]
+    answer = heads_client.post("/v1/decisions", json=body)
+    assert answer.status_code == 400 and answer.json["field"] == "order.balance_due_at"
+    body = refund_body(buyer_with_star(4), 30)
+    del body["refund"]["ordered_at"]
+    answer = heads_client.post("/v1/decisions", json=body)
+    assert answer.status_code == 400 and answer.json["field"] == "refund.ordered_at"
+
+
+def test_refunds_are_priced_too_without_an_allowance(heads_client, refund_body, buyer_with_star):
+    answer = heads_client.post("/v1/decisions", json=refund_body(buyer_with_star(5), 30)).json
+    assert 0 < answer["p_loss"] < 1 and "expected_loss_allowance" not in answer["limits"]
+
+
+def test_request_context_equals_the_training_context():
+    now = pd.Timestamp("2025-06-01T00:00:00").to_pydatetime()
+    due = pd.Timestamp("2025-06-18T00:00:00").to_pydatetime()
+    ordered = pd.Timestamp("2025-05-20T12:00:00").to_pydatetime()
+    presale = DecisionRequest(
+        "presale_ship_before_balance", "r", 1, order=Order(7, 123456, "CNY", "electronics", 12345, due)
+    )
+    rows = pd.DataFrame(
+        {
+            "amount": [1234.56],
+            "deposit": [123.45],
+            "category": ["electronics"],
+            "due_in_days": [17.0],
+            "shipped": [True],
+        }
+    )
+    np.testing.assert_allclose(
+        request_context(presale, now, 2), context_matrix("presale_ship_before_balance", rows)
+    )
+    np.testing.assert_allclose(
+        request_context(presale, now, 2), presale_context([1234.56], [123.45], ["electronics"], [17.0], [1.0])
+    )
+    refund = DecisionRequest(
+        "fast_refund", "r", 1,
+        refund=Refund(8, 7, 5000, "CNY", "damaged", "return_and_refund", 2, 20000, "apparel", ordered),
+    )  # fmt: skip
+    rows = pd.DataFrame(
+        {"amount": [50.0], "order_amount": [200.0], "kind": ["return_and_refund"], "reason": ["damaged"],
+         "photos": [2.0], "category": ["apparel"], "order_age_days": [11.5]}
+    )  # fmt: skip
+    np.testing.assert_allclose(request_context(refund, now, 2), context_matrix("fast_refund", rows))
+    np.testing.assert_allclose(
+        request_context(refund, now, 2),
+        refund_context([50.0], [200.0], ["return_and_refund"], ["damaged"], [2], ["apparel"], [11.5]),
+    )
