@@ -147,6 +147,24 @@ def parse_dates(text: str) -> list[pd.Timestamp]:
     return [_utc(part.strip()) for part in text.split(",")]
 
 
+def export_shared_devices(data_dir: str | Path) -> pd.DataFrame:
+    """The cross-shard device index of a whole export (``signals_devices.shared_devices``).
+
+    Reads only the device columns of every part. Every in-process path that builds signals shard
+    by shard (``build_shards``, training's assembly) passes it as ``tables["shared_devices"]``, so
+    a buyer's device signals are the same in training and at publish.
+    """
+    from features import io
+
+    first_use = [
+        signals_devices.device_first_use(
+            {name: io.read_table(data_dir, name, part=k) for name in ("account_events", "orders")}
+        )
+        for k in io.shard_parts(data_dir)
+    ]
+    return signals_devices.shared_devices(pd.concat(first_use, ignore_index=True))
+
+
 def build_shards(
     data_dir: str | Path, as_of: Sequence[pd.Timestamp], limit: int | None = None, log=None
 ) -> Iterator[pd.DataFrame]:
@@ -165,13 +183,7 @@ def build_shards(
     from features import io
 
     parts = io.shard_parts(data_dir)
-    first_use = [
-        signals_devices.device_first_use(
-            {name: io.read_table(data_dir, name, part=k) for name in ("account_events", "orders")}
-        )
-        for k in parts
-    ]
-    shared = signals_devices.shared_devices(pd.concat(first_use, ignore_index=True))
+    shared = export_shared_devices(data_dir)
     left = limit
     for k in parts:
         if left is not None and left <= 0:

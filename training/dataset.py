@@ -12,9 +12,10 @@ import numpy as np
 import pandas as pd
 
 import features as features_pkg
-from features.build import build_signals, make_spine
+from features.build import build_signals, export_shared_devices, make_spine
 from features.io import load_tables, shard_parts
 from features.registry import signals
+from features.signals_devices import SHARED_DEVICES
 from training import labels as labels_module
 from training import opportunities as opportunities_module
 from training.labels import make_labels
@@ -61,6 +62,7 @@ def assemble(
         signals at the decision instant.
     """
     parts = shard_parts(data_dir)
+    shared = export_shared_devices(data_dir)  # devices cross shards: the same index publish uses
     total = None
     frames: dict[str, list[pd.DataFrame]] = {SNAPSHOTS: [], PRESALE: [], FAST_REFUND: []}
     for i, part in enumerate(parts):
@@ -69,6 +71,7 @@ def assemble(
             total = max(1, len(tables["buyers"]) * len(parts))
         fraction = 1.0 if max_buyers is None else max_buyers / total
         buyers = sample_buyers(tables["buyers"], fraction, seed + part)
+        tables[SHARED_DEVICES.name] = shared[shared["buyer_id"].isin(tables["buyers"]["buyer_id"])]
         spine = make_spine(buyers, dates)
         signals = build_signals(tables, spine)
         labels = make_labels(tables, spine)
