@@ -90,12 +90,36 @@ def fit_reason_table(X: np.ndarray, contrib: np.ndarray, n_bins: int = 16) -> Re
     return ReasonTable(edges=edges, values=values)
 
 
+def top_k(contributions: np.ndarray, k: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` largest positive contributions per row, largest first.
+
+    Args:
+        contributions: (n, n_signals) contributions.
+        k: How many to keep.
+
+    Returns:
+        ``(index, value)``, each (n, k): signal index (int16, -1 where fewer than ``k``
+        signals raise the risk) and contribution (float32, 0 there).
+    """
+    n, width = contributions.shape
+    k_eff = min(k, width)
+    index = np.full((n, k), -1, dtype=np.int16)
+    value = np.zeros((n, k), dtype=np.float32)
+    if n == 0 or k_eff == 0:
+        return index, value
+    top = np.argpartition(-contributions, k_eff - 1, axis=1)[:, :k_eff]
+    top_c = np.take_along_axis(contributions, top, axis=1)
+    order = np.argsort(-top_c, axis=1, kind="stable")
+    top, top_c = np.take_along_axis(top, order, axis=1), np.take_along_axis(top_c, order, axis=1)
+    index[:, :k_eff] = np.where(top_c > 0, top, -1)
+    value[:, :k_eff] = np.where(top_c > 0, top_c, 0.0)
+    return index, value
+
+
 def top_reasons(
     contributions: np.ndarray, names: list[str], texts: dict[str, str], k: int = 4
 ) -> list[Reason]:
     """The ``k`` signals that raised the risk most (positive contributions only), largest first."""
     c = np.asarray(contributions, dtype=np.float64).ravel()
-    k = min(k, c.size)
-    idx = np.argpartition(-c, k - 1)[:k] if k else np.array([], dtype=int)
-    idx = idx[np.argsort(-c[idx], kind="stable")]
-    return [Reason(names[i], texts.get(names[i], names[i]), float(c[i])) for i in idx if c[i] > 0]
+    index, value = top_k(c[None, :], k)
+    return [Reason(names[j], texts.get(names[j], names[j]), float(c[j])) for j in index[0].tolist() if j >= 0]

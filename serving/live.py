@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from rating.context import CONTEXT_TEXT, UPLIFT_REASON, presale_context, refund_context
+from rating.reasons import top_reasons
 from serving.config import ServingConfig
 from serving.decide import DEGRADED, THIN_FILE, BuyerRating, DecisionRequest, Finding, HeadRisk
 from serving.policy import Policy, check_signals, load_policy
@@ -215,21 +216,17 @@ class Live:
         if k == 0:
             return ()
         model = self.rating.model
-        out = [Finding(r.code, r.text, None) for r in model.cap_reasons(x[0])]
-        features = head.inputs(x, ctx)
-        contrib = head.base.predict(features, pred_contrib=True, num_threads=1)[0, :-1]
+        caps = [Finding(r.code, r.text, None) for r in model.cap_reasons(x[0])]
+        contrib = head.base.predict(head.inputs(x, ctx), pred_contrib=True, num_threads=1)[0, :-1]
         names = [*head.signal_names, *head.context_names]
-        texts = {**model.reason_text, **CONTEXT_TEXT}
-        candidates = [
-            (float(c), n) for c, n in zip(contrib, names, strict=True) if c > 0 and n != head.treatment
-        ]
+        if head.treatment is not None:  # always 1 when pricing an approval: not a reason
+            contrib[names.index(head.treatment)] = 0.0
         uplift = head.uplift_logit(x)
-        if uplift is not None and uplift[0] > 0:
-            candidates.append((float(uplift[0]), UPLIFT_REASON[0]))
-            texts[UPLIFT_REASON[0]] = UPLIFT_REASON[1]
-        for value, name in sorted(candidates, reverse=True)[:k]:
-            out.append(Finding(name, texts.get(name, name), value))
-        return tuple(out[:k])
+        if uplift is not None:
+            contrib, names = np.append(contrib, uplift[0]), [*names, UPLIFT_REASON[0]]
+        texts = {**model.reason_text, **CONTEXT_TEXT, UPLIFT_REASON[0]: UPLIFT_REASON[1]}
+        found = [Finding(r.code, r.text, r.contribution) for r in top_reasons(contrib, names, texts, k)]
+        return tuple((caps + found)[:k])
 
 
 def request_context(request: DecisionRequest, now: datetime, decimals: int) -> np.ndarray:

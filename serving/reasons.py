@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from rating.reasons import top_k
 from serving.snapshot import REASONS_K
 
 CHUNK = 4096
@@ -27,32 +28,6 @@ CHUNK = 4096
 def model_identity(rating: Any) -> str:
     """What identifies a loaded model's artifact: its MLflow run, else the URI it came from."""
     return f"run:{rating.run_id}" if rating.run_id else f"uri:{rating.uri}"
-
-
-def top_k(contributions: np.ndarray, k: int = REASONS_K) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` largest positive contributions per row, largest first.
-
-    Args:
-        contributions: (n, n_signals) contributions.
-        k: How many to keep.
-
-    Returns:
-        ``(index, value)``, each (n, k): signal index (int16, -1 where fewer than ``k``
-        signals raise the risk) and contribution (float32, 0 there).
-    """
-    n, width = contributions.shape
-    k_eff = min(k, width)
-    index = np.full((n, k), -1, dtype=np.int16)
-    value = np.zeros((n, k), dtype=np.float32)
-    if n == 0 or k_eff == 0:
-        return index, value
-    top = np.argpartition(-contributions, k_eff - 1, axis=1)[:, :k_eff]
-    top_c = np.take_along_axis(contributions, top, axis=1)
-    order = np.argsort(-top_c, axis=1, kind="stable")
-    top, top_c = np.take_along_axis(top, order, axis=1), np.take_along_axis(top_c, order, axis=1)
-    index[:, :k_eff] = np.where(top_c > 0, top, -1)
-    value[:, :k_eff] = np.where(top_c > 0, top_c, 0.0)
-    return index, value
 
 
 def lookup_reasons(
