@@ -74,6 +74,25 @@ def decision_ranking(model: RatingModel, service: str, rows: pd.DataFrame) -> np
     return model.score(X).p_bad
 
 
+def silence_metrics(test: pd.DataFrame, star: np.ndarray, capped: np.ndarray) -> dict[str, float]:
+    """Does the rating reward silence? Dormant buyers with a fraud history against active buyers who pay.
+
+    Dormant: no order in the past 180 days. Fraud history: confirmed fraud on record. Active payer:
+    an order in the past 90 days, no hard fact, and no late bill or balance in the past year.
+    """
+    orders_180 = test["orders_count_180d"].fillna(0).to_numpy()
+    dormant_fraud = (orders_180 == 0) & (test["violations_confirmed_fraud_count_all"].fillna(0).to_numpy() > 0)
+    late = test["bills_late_count_365d"].fillna(0).to_numpy() + test["balances_late_count_365d"].fillna(0).to_numpy()
+    payer = (test["orders_count_90d"].fillna(0).to_numpy() > 0) & ~capped & (late == 0)
+    out = {"test_dormant_fraud_rows": float(dormant_fraud.sum()), "test_active_payer_rows": float(payer.sum())}
+    if dormant_fraud.any() and payer.any():
+        top = int(star[dormant_fraud].max())
+        out["dormant_fraud_max_star"] = float(top)
+        out["active_payers_below_dormant_fraud_share"] = float((star[payer] < top).mean())
+        out["active_payer_mean_star"] = float(star[payer].mean())
+    return out
+
+
 def rating_metrics(
     model: RatingModel,
     scorecard: OptBinningScorecard,
@@ -111,6 +130,8 @@ def rating_metrics(
     rep.metrics["test_buyers"] = float(np.unique(buyer).size)
     rep.metrics["test_buyers_with_hard_fact"] = float(np.unique(buyer[capped]).size)
     rep.metrics["buyers_above_cap"] = float(np.unique(buyer[capped & (scored.star > CAPPED_MAX_STAR)]).size)
+
+    rep.metrics.update(silence_metrics(test, scored.star, capped))
 
     bad90 = test["bad_90d"].to_numpy()
     scores = {RATING: scored.p_bad, SCORECARD: p_card}
