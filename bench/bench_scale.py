@@ -6,7 +6,9 @@
 For each size (at a fixed partition size, ``--shard-size``) and each mode, one child
 process runs the step and reports its wall time and peak RSS: in-process, the child's own
 peak; on a cluster, the peak of each worker process (``getrusage`` on the worker) and of
-the client. The cluster start-up is not in the wall time (printed apart). The signal build
+the client, and the CPU time (user + system) of the client and the workers: on a busy shared
+machine the wall time of 2 workers says little, the CPU time says whether the work divides.
+The cluster start-up is not in the wall time (printed apart). The signal build
 reads the export the in-process simulator wrote. The goals of issue 11 are printed after
 the table. The machine is shared: the load average at start is printed, and figures from a
 busy machine are not comparable with a quiet one.
@@ -37,6 +39,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sizes", default="125000,250000,500000,1000000", help="buyers, comma-separated")
     parser.add_argument("--workers", default="0,1,2", help="0 = in-process, N = N local workers")
     parser.add_argument("--steps", default="simulate,build", help="simulate and/or build")
+    parser.add_argument(
+        "--simulate-workers", default=None, help="modes of the simulate step (default: --workers)"
+    )
     parser.add_argument("--shard-size", type=int, default=25_000, help="buyers per partition (default 25000)")
     parser.add_argument("--months", type=int, default=24, help="simulated months (default 24)")
     parser.add_argument("--as-of", default="2024-07-01,2024-12-01", help="snapshot dates of the build")
@@ -61,6 +66,7 @@ def run_one(job: dict) -> dict:
             build.write_signals(job["data"], build.parse_dates(job["as_of"]), Path(job["out"]), client=client)
 
     workers: list[float] = []
+    worker_cpu: list[float] = []
     startup = 0.0
     if job["workers"] == 0:
         began = time.perf_counter()
@@ -76,10 +82,25 @@ def run_one(job: dict) -> dict:
             began = time.perf_counter()
             step(client)
             wall = time.perf_counter() - began
-            peaks = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-            workers = [kb / 1024 for kb in peaks.values()]
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {**job, "wall_s": wall, "startup_s": startup, "client_mib": own, "worker_mib": workers}
+            usage = client.run(_usage)
+            workers = [u[0] for u in usage.values()]
+            worker_cpu = [u[1] for u in usage.values()]
+    own_mib, own_cpu = _usage()
+    return {
+        **job,
+        "wall_s": wall,
+        "startup_s": startup,
+        "client_mib": own_mib,
+        "worker_mib": workers,
+        "cpu_s": own_cpu + sum(worker_cpu),
+        "worker_cpu_s": worker_cpu,
+    }
+
+
+def _usage() -> tuple[float, float]:
+    """This process's peak RSS (MiB) and CPU time (user + system, s) so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
 def child(job: dict) -> dict:
@@ -99,16 +120,19 @@ def print_table(rows: list[dict]) -> None:
     """One line per (step, size, mode)."""
     print(
         f"{'step':<9} {'buyers':>9} {'parts':>5} {'mode':<11} {'wall s':>8} {'buyers/s':>9} "
-        f"{'peak RSS/worker MiB':>20} {'client MiB':>10} {'start s':>7}"
+        f"{'peak RSS/worker MiB':>20} {'client MiB':>10} {'CPU s (workers)':>18} {'start s':>7}"
     )
     for r in rows:
         mode = "in-process" if r["workers"] == 0 else f"{r['workers']} worker" + "s" * (r["workers"] > 1)
         per_worker = (
             "/".join(f"{m:.0f}" for m in r["worker_mib"]) if r["worker_mib"] else f"{r['client_mib']:.0f}"
         )
+        cpu = f"{r['cpu_s']:.0f}"
+        if r["worker_cpu_s"]:
+            cpu += " (" + "/".join(f"{c:.0f}" for c in r["worker_cpu_s"]) + ")"
         print(
             f"{r['step']:<9} {r['buyers']:>9,} {r['parts']:>5} {mode:<11} {r['wall_s']:>8.1f} "
-            f"{r['buyers'] / r['wall_s']:>9,.0f} {per_worker:>20} {r['client_mib']:>10.0f} {r['startup_s']:>7.1f}"
+            f"{r['buyers'] / r['wall_s']:>9,.0f} {per_worker:>20} {r['client_mib']:>10.0f} {cpu:>18} {r['startup_s']:>7.1f}"
         )
 
 
@@ -159,6 +183,7 @@ def bench(args: argparse.Namespace, tmp: Path) -> None:
     load = os.getloadavg()
     sizes = [int(s) for s in args.sizes.split(",")]
     modes = [int(w) for w in args.workers.split(",")]
+    sim_workers = [int(w) for w in (args.simulate_workers or args.workers).split(",")]
     steps = [s for s in args.steps.split(",") if s]
     print(
         f"load average at start (1/5/15 min): {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} "
@@ -166,7 +191,7 @@ def bench(args: argparse.Namespace, tmp: Path) -> None:
     )
     print(
         f"sizes {sizes}, partition (shard) size {args.shard_size:,} buyers, {args.months} months, "
-        f"build as of {args.as_of}; modes {modes} (0 = in-process)",
+        f"build as of {args.as_of}; modes {modes}, simulate {sim_workers} (0 = in-process)",
         flush=True,
     )
     rows = []
@@ -175,7 +200,7 @@ def bench(args: argparse.Namespace, tmp: Path) -> None:
         parts = -(-buyers // args.shard_size)
         common = {"buyers": buyers, "parts": parts, "months": args.months, "shard_size": args.shard_size}
         # the in-process simulator writes the export the builds read, whether or not it is timed
-        sim_modes = modes if "simulate" in steps else []
+        sim_modes = sim_workers if "simulate" in steps else []
         for workers in sorted(set(sim_modes) | {0}, key=lambda w: w != 0):
             out = data if workers == 0 else tmp / f"sim_{buyers}_{workers}"
             row = child({**common, "step": "simulate", "workers": workers, "out": str(out)})
