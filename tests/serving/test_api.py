@@ -43,7 +43,7 @@ def test_approve_presale(client, presale_body, buyer_with_star):
     assert d["limits"]["exposure_used"] == 0
     assert d["limits"]["exposure_requested"] == pytest.approx(450)
     assert len(d["reasons"]) <= 4 and all(r["contribution"] > 0 for r in d["reasons"])
-    assert d["model_version"] and d["policy_version"] == "2025.06.1"
+    assert d["model_version"] and d["policy_version"] == "2026.12.1"
     assert d["decision_id"] and d["signals_as_of"] == "2025-06-01T00:00:00+00:00"
 
 
@@ -124,7 +124,7 @@ def test_decision_row_holds_inputs_outputs_versions_latency(app, client, presale
     with app.extensions["buyer_trust"].ledger.engine.connect() as conn:
         row = conn.execute(select(DECISIONS).where(DECISIONS.c.request_id == body["request_id"])).one()
     assert row.inputs == body and row.outputs == out
-    assert row.policy_version == "2025.06.1" and row.model_version == out["model_version"]
+    assert row.policy_version == "2026.12.1" and row.model_version == out["model_version"]
     assert row.latency_ms > 0 and row.star == out["star"] and row.decision == out["decision"]
 
 
@@ -140,7 +140,7 @@ def test_buyer_rating_route(client, buyer_with_star, ids):
 def test_model_route_reports_versions(client, model_uri):
     d = client.get("/v1/model").json
     assert d["model"]["uri"] == model_uri and d["model"]["n_signals"] == 12 and d["model"]["error"] is None
-    assert d["policy"]["version"] == "2025.06.1"
+    assert d["policy"]["version"] == "2026.12.1"
     assert d["snapshot"]["kind"] == "file" and d["snapshot"]["n_buyers"] == 3000
 
 

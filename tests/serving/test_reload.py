@@ -23,7 +23,7 @@ def test_admin_reload_swaps_the_policy(client, policy_file, presale_body, buyer_
     doc = yaml.safe_load(policy_file.read_text())
     doc["version"] = "2025.06.2"
     doc["services"]["presale_ship_before_balance"]["min_stars"] = 4
-    for table in ("amount_cap", "exposure_limit"):
+    for table in ("amount_cap", "exposure_limit", "expected_loss_allowance"):
         del doc["services"]["presale_ship_before_balance"][table][3]
     policy_file.write_text(yaml.safe_dump(doc))
     response = client.post("/v1/admin/reload", json={"parts": ["policy"]})
@@ -38,7 +38,7 @@ def test_invalid_policy_on_reload_keeps_the_old_one(client, policy_file):
     response = client.post("/v1/admin/reload")
     assert response.status_code == 409
     assert response.json["code"] == "invalid_policy" and response.json["detail"].startswith("max_reasons:")
-    assert client.get("/v1/model").json["policy"]["version"] == "2025.06.1"
+    assert client.get("/v1/model").json["policy"]["version"] == "2026.12.1"
 
 
 def test_reload_parts_are_validated(client):
