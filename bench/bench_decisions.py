@@ -3,8 +3,9 @@
     python bench/bench_decisions.py                                  # the default marketplace (data/market)
     python bench/bench_decisions.py --data /tmp/market_200k --train-buyers 50000
 
-Builds the honest split (``training.snapshots``), trains the rating and the optbinning scorecard on
-the training window (on a random sample of ``--train-buyers`` buyers when given), then evaluates
+Builds the honest split (``training.snapshots``), trains the rating, the service heads and the
+optbinning scorecard on the training window (on a random sample of ``--train-buyers`` buyers when
+given; the heads on those buyers' opportunities), then evaluates
 on every buyer's test-window snapshots and opportunities: each service's expected loss (truth)
 at the legacy rule's volume and at its loss rate, realised losses beside them, AUCs, and the caps
 count, each with a 95% bootstrap interval over buyers. Prints the sizes, wall time and peak RSS.
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from features.registry import signals
 from training.dataset import SNAPSHOTS, assemble
+from training.heads import fit_heads
 from training.model import DEFAULT_PARAMS
 from training.report import PREFIX, build_report
 from training.snapshots import default_split
@@ -66,8 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     print("windows: " + ", ".join(f"{k} {v}" for k, v in split.params().items()))
     fit_dates = [d for d in dates if d <= split.valid_last]
     test_dates = [d for d in dates if d >= split.test_first]
-    fitting = assemble(args.data, fit_dates, args.train_buyers, args.seed, _progress)[SNAPSHOTS]
-    train, valid, _ = split_snapshots(fitting, split)
+    fitting = assemble(args.data, fit_dates, args.train_buyers, args.seed, _progress)
+    train, valid, _ = split_snapshots(fitting[SNAPSHOTS], split)
     evaluation = assemble(args.data, test_dates, None, args.seed, _progress)
     _, _, test = split_snapshots(evaluation[SNAPSHOTS], split)
     opportunities = window_opportunities(args.data, evaluation, split)
@@ -76,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     registry = signals()
     params = {**DEFAULT_PARAMS, "seed": args.seed}
     model, scorecard, _, _ = fit_scorers(train, valid, "bad_90d", registry, params, args.seed, _progress)
+    model.set_heads(fit_heads(fitting, split, [s.name for s in registry], args.seed, _progress))
     report = build_report(
         model, scorecard, train.sample(n=min(200_000, len(train)), random_state=args.seed), test, "bad_90d",
         risk_truth(args.data, test), opportunities, seed=args.seed,
