@@ -25,20 +25,10 @@ from features.registry import signals
 from training.dataset import SNAPSHOTS, assemble
 from training.heads import fit_heads
 from training.model import DEFAULT_PARAMS
-from training.report import PREFIX, build_report
+from training.report import FIXED_METRICS, PREFIX, build_report
 from training.snapshots import default_split
 from training.train import fit_scorers, snapshot_dates, split_snapshots, window_opportunities
 from training.truth import risk_truth
-
-FIXED = (
-    "presale_loss_ratio_at_rule_volume",
-    "presale_loss_ratio_to_oracle_at_rule_volume",
-    "presale_volume_multiple_at_rule_loss_rate",
-    "refund_loss_ratio_at_rule_volume",
-    "refund_loss_ratio_to_oracle_at_rule_volume",
-    "rating_auc_ratio_to_oracle",
-    "rating_auc_gain_over_scorecard",
-)
 
 
 def _progress(message: str) -> None:
@@ -53,8 +43,12 @@ def _ci(m: dict[str, float], name: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", type=Path, default=Path("data/market"), help="export with truth/ (default data/market)")
-    p.add_argument("--train-buyers", type=int, default=None, help="train on a random sample of about this many buyers")
+    p.add_argument(
+        "--data", type=Path, default=Path("data/market"), help="export with truth/ (default data/market)"
+    )
+    p.add_argument(
+        "--train-buyers", type=int, default=None, help="train on a random sample of about this many buyers"
+    )
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--json", type=Path, default=None, help="also write every metric here")
     args = p.parse_args(argv)
@@ -62,7 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     print(f"load average at start: {os.getloadavg()}  cores: {os.cpu_count()}")
     manifest = json.loads((args.data / "manifest.json").read_text())
-    print(f"marketplace {args.data}: {manifest['buyers']:,} buyers, {manifest['months']} months, seed {manifest['seed']}")
+    print(
+        f"marketplace {args.data}: {manifest['buyers']:,} buyers, {manifest['months']} months, seed {manifest['seed']}"
+    )
     dates = snapshot_dates(args.data)
     split = default_split(dates)
     print("windows: " + ", ".join(f"{k} {v}" for k, v in split.params().items()))
@@ -102,13 +98,23 @@ def main(argv: list[str] | None = None) -> int:
             mult = result.volume_multiple_at_rule_loss_rate[name]
             print(f"  {name:<18} {r.approved:>9,} {r.approved_value:>13,.0f} {r.expected_loss:>10,.0f} {r.realised_loss:>10,.0f}   "
                   f"{str(r.loss_ratio):<28} {str(to_oracle) if to_oracle else '-':<28} {mult}")  # fmt: skip
-        print(f"  fixed metrics: {prefix}_loss_ratio_at_rule_volume {_ci(m, f'{prefix}_loss_ratio_at_rule_volume')}")
+        print(
+            f"  fixed metrics: {prefix}_loss_ratio_at_rule_volume {_ci(m, f'{prefix}_loss_ratio_at_rule_volume')}"
+        )
     print("\nrating (bad_90d, test snapshots):")
-    for name in ("rating_auc", "oracle_auc", "rating_auc_ratio_to_oracle", "scorecard_auc_ratio_to_oracle", "rating_auc_gain_over_scorecard"):
+    for name in (
+        "rating_auc",
+        "oracle_auc",
+        "rating_auc_ratio_to_oracle",
+        "scorecard_auc_ratio_to_oracle",
+        "rating_auc_gain_over_scorecard",
+    ):
         print(f"  {name:<36} {_ci(m, name)}")
-    print(f"  buyers_above_cap {int(m['buyers_above_cap']):,} of {int(m['test_buyers_with_hard_fact']):,} test buyers with a hard fact")
+    print(
+        f"  buyers_above_cap {int(m['buyers_above_cap']):,} of {int(m['test_buyers_with_hard_fact']):,} test buyers with a hard fact"
+    )
     print("\nfixed metric names (value [95% CI]):")
-    for name in FIXED:
+    for name in FIXED_METRICS:
         print(f"  {name:<46} {_ci(m, name)}")
     for name in ("buyers_above_cap", "test_presale_opportunities", "test_refund_opportunities", "test_buyers",
                  "presale_rule_share_opportunities", "presale_rule_share_volume", "refund_rule_share_opportunities",

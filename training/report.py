@@ -23,6 +23,16 @@ from training.yardsticks import Estimate, ServiceYardsticks, auc_comparison, com
 # The fixed metric prefix of each service.
 PREFIX = {PRESALE: "presale", FAST_REFUND: "refund"}
 HEAD, RATING, SCORECARD, ORACLE = "head", "rating", "scorecard", "oracle"
+FIXED_METRICS = (
+    "presale_loss_ratio_at_rule_volume",
+    "presale_loss_ratio_to_oracle_at_rule_volume",
+    "presale_volume_multiple_at_rule_loss_rate",
+    "refund_loss_ratio_at_rule_volume",
+    "refund_loss_ratio_to_oracle_at_rule_volume",
+    "rating_auc_ratio_to_oracle",
+    "rating_auc_gain_over_scorecard",
+)
+"""The yardsticks' fixed names (``docs/evaluation.md``), each logged with ``_ci_low`` and ``_ci_high``."""
 CURVE_POINTS = 200
 
 
