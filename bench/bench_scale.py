@@ -207,6 +207,7 @@ def bench(args: argparse.Namespace, tmp: Path) -> None:
             if workers in sim_modes:
                 rows.append(row)
                 print_table([row])
+                sys.stdout.flush()
             if out != data:
                 shutil.rmtree(out)
         if "build" in steps:
@@ -216,6 +217,7 @@ def bench(args: argparse.Namespace, tmp: Path) -> None:
                 row = child({**job, "as_of": args.as_of})
                 rows.append(row)
                 print_table([row])
+                sys.stdout.flush()
                 out.unlink()
         shutil.rmtree(data)
         print(flush=True)

@@ -4,6 +4,7 @@ cross shards, and never a partial output file."""
 from __future__ import annotations
 
 import argparse
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -104,3 +105,16 @@ def test_device_shuffle_steps_equal_the_whole_index(cross_shard_export, buckets)
         owned = whole[whole["buyer_id"].between(k * 100 + 1, (k + 1) * 100)].reset_index(drop=True)
         assert len(owned) > 0
         pd.testing.assert_frame_equal(got, owned, check_exact=True)
+
+
+def test_a_shard_breaking_the_contract_fails_the_build_with_its_problems(
+    cross_shard_export, tmp_path, capsys
+):
+    data = tmp_path / "export"
+    shutil.copytree(cross_shard_export, data)
+    (data / "buyers" / "part-00002.parquet").unlink()
+    out = tmp_path / "signals.parquet"
+    args = argparse.Namespace(data=data, as_of=AS_OF, out=out, buyers_limit=None, cluster="local:2")
+    assert build.run(args) == 1
+    assert "raw data breaks the contract" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]
