@@ -55,3 +55,20 @@ def test_buyers_limit_is_refused_on_a_cluster(tmp_path, capsys):
     )
     assert build.run(args) == 2
     assert "--buyers-limit" in capsys.readouterr().err
+
+
+def test_a_running_scheduler_is_reached_by_its_address(tmp_path):
+    from simulator.config import RunConfig
+    from simulator.write import write_export
+    from tests.cluster.conftest import local_client
+
+    args = ["--buyers", "200", "--months", "3", "--seed", "2", "--shard-size", "100", "--quiet"]
+    write_export(RunConfig(buyers=200, months=3, seed=2, shard_size=100), tmp_path / "a")
+    with local_client() as client:
+        address = client.scheduler.address
+        assert simulator_cli.main([*args, "--out", str(tmp_path / "b"), "--cluster", address]) == 0
+        assert len(client.cluster.workers) == 2  # the command used this cluster and left it running
+    a, b = tmp_path / "a", tmp_path / "b"
+    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
