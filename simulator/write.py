@@ -128,7 +128,7 @@ def write_export_on_cluster(
         The manifest (also written to ``out/manifest.json``).
 
     Raises:
-        features.cluster.ClusterError: If a shard was lost with its workers too often.
+        features.cluster.WorkerLost: If a shard was lost with its workers too often.
     """
     from features import cluster
 
@@ -136,13 +136,13 @@ def write_export_on_cluster(
     out.mkdir(parents=True, exist_ok=True)
     token = uuid.uuid4().hex[:12]
     staging = out / f".staging-{token}"
-    futures = [
-        client.submit(_stage_shard, cfg, part, staging, key=f"simulate-shard-{part:05d}-{token}")
-        for part in range(cfg.shards)
-    ]
     writers: dict[str, pq.ParquetWriter] = {}
     try:
         (staging / TRUTH_DIR).mkdir(parents=True)
+        futures = [
+            client.submit(_stage_shard, cfg, part, staging, key=f"simulate-shard-{part:05d}-{token}")
+            for part in range(cfg.shards)
+        ]
         shards = []
         try:
             for part, entry in enumerate(cluster.results(client, futures)):
