@@ -156,13 +156,18 @@ def export_shared_devices(data_dir: str | Path) -> pd.DataFrame:
     """
     from features import io
 
-    first_use = [
-        signals_devices.device_first_use(
-            {name: io.read_table(data_dir, name, part=k) for name in ("account_events", "orders")}
-        )
-        for k in io.shard_parts(data_dir)
-    ]
+    first_use = [part_device_first_use(data_dir, k) for k in io.shard_parts(data_dir)]
     return signals_devices.shared_devices(pd.concat(first_use, ignore_index=True))
+
+
+def part_device_first_use(data_dir: str | Path, part: int) -> pd.DataFrame:
+    """Shard ``part``'s device first uses (:func:`features.signals_devices.device_first_use`),
+    reading only the device columns' tables of that part."""
+    from features import io
+
+    return signals_devices.device_first_use(
+        {name: io.read_table(data_dir, name, part=part) for name in ("account_events", "orders")}
+    )
 
 
 def build_shards(

@@ -107,10 +107,9 @@ def build_parts(
 
 def _first_use_buckets(data_dir: str | Path, part: int, buckets: int) -> list[pd.DataFrame]:
     """Task: shard ``part``'s device first uses, split into ``buckets`` by device."""
-    from features import io
+    from features import build
 
-    tables = {name: io.read_table(data_dir, name, part=part) for name in ("account_events", "orders")}
-    first_use = signals_devices.device_first_use(tables).assign(**{signals_devices.PART: part})
+    first_use = build.part_device_first_use(data_dir, part).assign(**{signals_devices.PART: part})
     return signals_devices.split_by_device(first_use, buckets)
 
 
