@@ -79,10 +79,6 @@ def _fit(
     )
 
 
-def _window(rows: pd.DataFrame, split: TimeSplit, window: str) -> pd.DataFrame:
-    return rows[split.assign_instant(rows["as_of"]).to_numpy() == window].reset_index(drop=True)
-
-
 def _design(service: str, rows: pd.DataFrame, signal_names: list[str]) -> np.ndarray:
     return np.hstack([rows[signal_names].to_numpy(np.float64), context_matrix(service, rows)])
 
@@ -141,7 +137,7 @@ def fit_heads(
     """Both service heads from the assembled opportunity frames (``training.dataset``)."""
     heads = {}
     windows = {
-        s: (_window(frames[s], split, "train"), _window(frames[s], split, "valid"))
+        s: (split.opportunities_in(frames[s], "train"), split.opportunities_in(frames[s], "valid"))
         for s in (PRESALE, FAST_REFUND)
     }
     for service in (FAST_REFUND, PRESALE):

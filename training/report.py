@@ -91,10 +91,18 @@ def silence_metrics(test: pd.DataFrame, star: np.ndarray, capped: np.ndarray) ->
     an order in the past 90 days, no hard fact, and no late bill or balance in the past year.
     """
     orders_180 = test["orders_count_180d"].fillna(0).to_numpy()
-    dormant_fraud = (orders_180 == 0) & (test["violations_confirmed_fraud_count_all"].fillna(0).to_numpy() > 0)
-    late = test["bills_late_count_365d"].fillna(0).to_numpy() + test["balances_late_count_365d"].fillna(0).to_numpy()
+    dormant_fraud = (orders_180 == 0) & (
+        test["violations_confirmed_fraud_count_all"].fillna(0).to_numpy() > 0
+    )
+    late = (
+        test["bills_late_count_365d"].fillna(0).to_numpy()
+        + test["balances_late_count_365d"].fillna(0).to_numpy()
+    )
     payer = (test["orders_count_90d"].fillna(0).to_numpy() > 0) & ~capped & (late == 0)
-    out = {"test_dormant_fraud_rows": float(dormant_fraud.sum()), "test_active_payer_rows": float(payer.sum())}
+    out = {
+        "test_dormant_fraud_rows": float(dormant_fraud.sum()),
+        "test_active_payer_rows": float(payer.sum()),
+    }
     if dormant_fraud.any() and payer.any():
         top = int(star[dormant_fraud].max())
         out["dormant_fraud_max_star"] = float(top)

@@ -74,6 +74,10 @@ class TimeSplit:
         """The window of a decision instant: a month's as-of date covers the month that follows it."""
         return self.assign(t.dt.floor("D").map(_month_start))
 
+    def opportunities_in(self, rows: pd.DataFrame, window: str) -> pd.DataFrame:
+        """The opportunity rows (decision instant in ``as_of``) decided in ``window``, reindexed."""
+        return rows[self.assign_instant(rows["as_of"]).to_numpy() == window].reset_index(drop=True)
+
     def params(self) -> dict[str, str]:
         """The window bounds as ISO dates (logged as MLflow params)."""
         return {

@@ -184,8 +184,7 @@ def propose_policy(
     """Allowances per service from the validation window's opportunities (``training.policy_proposal``)."""
     out = {}
     for service in SERVICES:
-        rows = frames[service]
-        rows = rows[split.assign_instant(rows["as_of"]).to_numpy() == "valid"].reset_index(drop=True)
+        rows = split.opportunities_in(frames[service], "valid")
         try:
             out[service] = propose(
                 service, **proposal_inputs(model, service, rows), bands=policy_bands(BASE_POLICY, service)
@@ -201,8 +200,7 @@ def window_opportunities(
     """Per service, the opportunities decided in the test window, with the truth's probabilities if any."""
     out = {}
     for service in SERVICES:
-        rows = frames[service]
-        rows = rows[split.assign_instant(rows["as_of"]).to_numpy() == "test"].reset_index(drop=True)
+        rows = split.opportunities_in(frames[service], "test")
         out[service] = Opportunities(rows, opportunity_truth(data, service, rows))
     return out
 
