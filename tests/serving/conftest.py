@@ -147,6 +147,27 @@ def pg_schema():
         conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger_app(request, make_app, config, pg_schema):
+    """``ledger_app(**overrides)`` -> an app on SQLite or the real PostgreSQL (each test runs on both),
+    its ledger pinged (fails loudly when the database is not there) and dropped afterwards."""
+    ledgers = []
+
+    def start(**overrides):
+        cfg = config | overrides
+        if request.param == "postgresql":
+            cfg = cfg | {"database_url": PG_URL, "database_schema": pg_schema}
+        app = make_app(cfg)
+        ledger = app.extensions["buyer_trust"].ledger
+        ledger.ping()
+        ledgers.append(ledger)
+        return app
+
+    yield start
+    for ledger in ledgers:
+        ledger.drop()
+
+
 def _presale_body(buyer_id: int, amount: float = 500.0, deposit: float | None = None, **over) -> dict:
     """A valid ship-before-balance request body."""
     order = {

@@ -18,25 +18,17 @@ import serving.handle
 from serving.auth import SCOPES, key_entry
 from serving.idempotency import InFlight, Refusal
 from serving.tables import DECISIONS, OUTCOMES
-from tests.serving.conftest import API_KEY, KEY_SECRET, PG_URL
+from tests.serving.conftest import API_KEY, KEY_SECRET
 
 OTHER_KEY = "another-caller-key"
-BACKENDS = ["sqlite", "postgresql"]
 
 
-@pytest.fixture(params=BACKENDS)
-def backend_app(request, make_app, config, pg_schema):
+@pytest.fixture
+def backend_app(ledger_app):
     """An app with two API keys, on SQLite or PostgreSQL; its tables dropped afterwards."""
-    config = config | {
-        "api_keys": [key_entry(API_KEY, KEY_SECRET, SCOPES), key_entry(OTHER_KEY, KEY_SECRET, SCOPES)]
-    }
-    if request.param == "postgresql":
-        config = config | {"database_url": PG_URL, "database_schema": pg_schema}
-    app = make_app(config)
-    ledger = app.extensions["buyer_trust"].ledger
-    ledger.ping()  # fails loudly when the database is not there
-    yield app
-    ledger.drop()
+    return ledger_app(
+        api_keys=[key_entry(API_KEY, KEY_SECRET, SCOPES), key_entry(OTHER_KEY, KEY_SECRET, SCOPES)]
+    )
 
 
 def _post(app, body, key=API_KEY, path="/v1/decisions"):

@@ -13,18 +13,13 @@ import pytest
 from sqlalchemy import select
 
 from serving.tables import OUTCOMES, RESERVATIONS
-from tests.serving.conftest import API_KEY, PG_URL
+from tests.serving.conftest import API_KEY
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def ledger_app(request, make_app, config, pg_schema):
-    if request.param == "postgresql":
-        config = config | {"database_url": PG_URL, "database_schema": pg_schema}
-    app = make_app(config)
-    ledger = app.extensions["buyer_trust"].ledger
-    ledger.ping()  # fails loudly when the database is not there
-    yield app
-    ledger.drop()
+@pytest.fixture
+def ledger_app(ledger_app):
+    """The shipped policy on SQLite or PostgreSQL (conftest's ``ledger_app``); tables dropped afterwards."""
+    return ledger_app()
 
 
 @pytest.fixture
