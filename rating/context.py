@@ -45,7 +45,7 @@ CONTEXT_TEXT = {
     "ctx_order_age_days": "Time since the order",
 }
 """Buyer-facing text of each context column, when it is among a decision's reasons."""
-UPLIFT_REASON = ("moral_hazard", "Goods in hand before paying, for a buyer whose refunds have gone wrong")
+UPLIFT_TEXT = "Goods in hand before paying, for a buyer whose refunds have gone wrong"
 TREATMENT = "ctx_shipped_early"  # set to 1 when a presale head prices shipping before the balance
 
 

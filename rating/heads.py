@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 import lightgbm as lgb
 import numpy as np
 
+UPLIFT = "moral_hazard"  # the uplift's name among a head's reasons
+
 
 def _booster_state(booster: lgb.Booster | None) -> str | None:
     return None if booster is None else booster.model_to_string(num_iteration=-1)
@@ -105,6 +107,26 @@ class ServiceHead:
         out = self.base.predict(self.inputs(signals, context), raw_score=True, num_threads=1)
         uplift = self.uplift_logit(signals)
         return out if uplift is None else out + uplift
+
+    def explain(self, signals: np.ndarray, context: np.ndarray) -> tuple[float, np.ndarray, list[str]]:
+        """One row's log-odds and what made it, from a single pass (exact TreeSHAP of the base).
+
+        Returns:
+            ``(logit, contributions, names)``: the log-odds (base + uplift, as ``logit``), and per
+            input the TreeSHAP contribution (the treatment column's set to 0: it is 1 for every
+            approval, not a reason), then the uplift as ``UPLIFT`` when there is one.
+        """
+        contrib = self.base.predict(self.inputs(signals, context)[:1], pred_contrib=True, num_threads=1)[0]
+        logit = float(contrib.sum())  # the contributions and the bias add up to the raw score
+        names = [*self.signal_names, *self.context_names]
+        contrib = contrib[:-1].copy()
+        if self.treatment is not None:
+            contrib[names.index(self.treatment)] = 0.0
+        uplift = self.uplift_logit(signals)
+        if uplift is not None:
+            logit += float(uplift[0])
+            contrib, names = np.append(contrib, uplift[0]), [*names, UPLIFT]
+        return logit, contrib, names
 
     def probability(self, signals: np.ndarray, context: np.ndarray) -> np.ndarray:
         """Probability of a loss if approved, per row."""

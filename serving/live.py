@@ -14,6 +14,7 @@ With Redis each request fetches the buyer's row and scores it.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass, field, replace
@@ -23,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from rating.context import CONTEXT_TEXT, UPLIFT_REASON, presale_context, refund_context
+from rating.context import CONTEXT_TEXT, UPLIFT_TEXT, presale_context, refund_context
+from rating.heads import UPLIFT
 from rating.reasons import top_reasons
 from serving.config import ServingConfig
 from serving.decide import DEGRADED, THIN_FILE, BuyerRating, DecisionRequest, Finding, HeadRisk
@@ -207,26 +209,19 @@ class Live:
             return None
         x = np.asarray(rating.row, np.float64)[None, :]
         ctx = request_context(request, now, self.policy.decimals)
-        p = float(head.probability(x, ctx)[0])
-        expected = int(Decimal(repr(p * request.at_risk)).to_integral_value(rounding=ROUND_HALF_UP))
-        return HeadRisk(p_loss=p, expected_loss=expected, reasons=self._head_reasons(head, x, ctx))
-
-    def _head_reasons(self, head: Any, x: np.ndarray, ctx: np.ndarray) -> tuple[Finding, ...]:
         k = self.policy.max_reasons
         if k == 0:
-            return ()
-        model = self.rating.model
-        caps = [Finding(r.code, r.text, None) for r in model.cap_reasons(x[0])]
-        contrib = head.base.predict(head.inputs(x, ctx), pred_contrib=True, num_threads=1)[0, :-1]
-        names = [*head.signal_names, *head.context_names]
-        if head.treatment is not None:  # always 1 when pricing an approval: not a reason
-            contrib[names.index(head.treatment)] = 0.0
-        uplift = head.uplift_logit(x)
-        if uplift is not None:
-            contrib, names = np.append(contrib, uplift[0]), [*names, UPLIFT_REASON[0]]
-        texts = {**model.reason_text, **CONTEXT_TEXT, UPLIFT_REASON[0]: UPLIFT_REASON[1]}
-        found = [Finding(r.code, r.text, r.contribution) for r in top_reasons(contrib, names, texts, k)]
-        return tuple((caps + found)[:k])
+            p, reasons = float(head.probability(x, ctx)[0]), ()
+        else:
+            logit, contrib, names = head.explain(x, ctx)
+            p = 1.0 / (1.0 + math.exp(-logit))
+            model = self.rating.model
+            texts = {**model.reason_text, **CONTEXT_TEXT, UPLIFT: UPLIFT_TEXT}
+            caps = [Finding(r.code, r.text, None) for r in model.cap_reasons(x[0])]
+            found = [Finding(r.code, r.text, r.contribution) for r in top_reasons(contrib, names, texts, k)]
+            reasons = tuple((caps + found)[:k])
+        expected = int(Decimal(repr(p * request.at_risk)).to_integral_value(rounding=ROUND_HALF_UP))
+        return HeadRisk(p_loss=p, expected_loss=expected, reasons=reasons)
 
 
 def request_context(request: DecisionRequest, now: datetime, decimals: int) -> np.ndarray:

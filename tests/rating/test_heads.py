@@ -112,3 +112,14 @@ def test_caps_and_heads_must_match_the_signals(rating):
         rating.head_probability(
             "fast_refund", np.zeros((1, len(SIGNALS))), np.zeros((1, len(REFUND_CONTEXT)))
         )
+
+
+def test_explain_adds_up_to_the_heads_log_odds_in_one_pass():
+    head = _presale_head()
+    rng = np.random.default_rng(6)
+    signals = rng.normal(size=(1, len(SIGNALS)))
+    ctx = rng.normal(size=(1, len(PRESALE_CONTEXT)))
+    logit, contrib, names = head.explain(signals, ctx)
+    assert logit == pytest.approx(head.logit(signals, ctx)[0], abs=1e-9)
+    assert names[-1] == "moral_hazard" and len(contrib) == len(names)
+    assert contrib[names.index(TREATMENT)] == 0.0  # the treatment is never a reason
