@@ -9,8 +9,12 @@ output in shard order):
 2. ``shared-devices-j``: gather bucket j from every shard, derive its shared pairs and
    split them by the buyer's shard (:func:`features.signals_devices.split_by_part`);
 3. ``signals-part-k``: load and validate shard k, gather its shared pairs from every
-   bucket, build its signals (:func:`features.build.build_signals`) and write them as a
-   parquet part into the staging folder (temporary name, renamed when complete).
+   bucket, build its signals (:func:`features.build.build_signals`) and write them as an
+   Arrow part into the staging folder (temporary name, renamed when complete).
+
+Steps 1-2 and the per-shard build are :func:`map_parts`; what a shard's task does with its
+signals is a parameter (:func:`build_parts` stages Arrow parts; ``serving.publish_cluster``
+writes the online snapshot's partition).
 
 Memory per worker is bounded by a shard: no task holds more than one shard's tables,
 and a bucket holds ``SHARDS_PER_BUCKET`` shards' worth of the first-use index (one row
@@ -61,6 +65,46 @@ def build_parts(
         features.validate.ContractError: If a shard breaks the contract.
         features.cluster.WorkerLost: If a task was lost with its workers too often.
     """
+    parts, builds = map_parts(client, data_dir, as_of, _write_arrow, (staging,))
+    results = cluster.results(client, builds)
+    with contextlib.closing(results):
+        for k, (path, rows, seconds) in zip(parts, results, strict=True):
+            if log is not None:
+                log(f"part {k}: {rows} rows in {seconds:.1f}s")
+            with pa.OSFile(str(path), "rb") as source:
+                table = pa.ipc.open_file(source).read_all()
+            path.unlink()
+            yield table
+
+
+def map_parts(
+    client: Any,
+    data_dir: str | Path,
+    as_of: Sequence[pd.Timestamp],
+    task: Callable[..., Any],
+    args: tuple = (),
+    name: str = "signals-part",
+) -> tuple[list[int], list[Any]]:
+    """Submit the device shuffle and one task per shard that builds its signals and hands them on.
+
+    The task of shard k (key ``{name}-{k:05d}-<token>``) loads and validates the shard, builds
+    its signals with the cross-shard device index and returns ``(task(frame, k, *args), rows,
+    seconds)``, where ``frame`` is :func:`features.build.build_signals`' output for the shard
+    and ``seconds`` covers the build and ``task``.
+
+    Args:
+        client: A ``distributed.Client``; its workers must see ``data_dir``.
+        data_dir: Raw export (buyer-partitioned parts).
+        as_of: Snapshot instants.
+        task: A picklable module-level callable run on the worker, ``task(frame, part, *args)``.
+        args: Extra arguments of ``task``; futures among them (e.g. scattered data) are
+            resolved on the worker.
+        name: Key prefix of the per-shard tasks (what progress, errors and tests see).
+
+    Returns:
+        The shard numbers and, in the same order, the futures of their tasks (collect them
+        with :func:`features.cluster.results`).
+    """
     from features import io
 
     parts = io.shard_parts(data_dir)
@@ -88,21 +132,13 @@ def build_parts(
             list(as_of),
             [client.submit(operator.getitem, b, i, key=f"shared-piece-{j:05d}-{k:05d}-{token}")
              for j, b in enumerate(buckets)],
-            staging / f"part-{k:05d}.arrow",
-            key=f"signals-part-{k:05d}-{token}",
+            task,
+            *args,
+            key=f"{name}-{k:05d}-{token}",
         )
         for i, k in enumerate(parts)
     ]  # fmt: skip
-    del first_use, buckets
-    results = cluster.results(client, builds)
-    with contextlib.closing(results):
-        for k, (path, rows, seconds) in zip(parts, results, strict=True):
-            if log is not None:
-                log(f"part {k}: {rows} rows in {seconds:.1f}s")
-            with pa.OSFile(str(path), "rb") as source:
-                table = pa.ipc.open_file(source).read_all()
-            path.unlink()
-            yield table
+    return parts, builds
 
 
 def _first_use_buckets(data_dir: str | Path, part: int, buckets: int) -> list[pd.DataFrame]:
@@ -119,9 +155,14 @@ def _shared_by_part(pieces: list[pd.DataFrame], parts: list[int]) -> list[pd.Dat
 
 
 def _build_part(
-    data_dir: str | Path, part: int, as_of: list[pd.Timestamp], pieces: list[pd.DataFrame], path: Path
-) -> tuple[Path, int, float]:
-    """Task: shard ``part``'s signals written to ``path``; returns ``(path, rows, seconds)``."""
+    data_dir: str | Path,
+    part: int,
+    as_of: list[pd.Timestamp],
+    pieces: list[pd.DataFrame],
+    task: Callable[..., Any],
+    *args: Any,
+) -> tuple[Any, int, float]:
+    """Task: shard ``part``'s signals handed to ``task``; returns ``(task's result, rows, seconds)``."""
     import time
 
     from features import build, io
@@ -132,9 +173,19 @@ def _build_part(
     shared = signals_devices.gather_shared(pieces)
     tables[signals_devices.SHARED_DEVICES.name] = shared[shared["buyer_id"].isin(spine["buyer_id"].unique())]
     frame = build.build_signals(tables, spine)
+    result = task(frame, part, *args)
+    return result, len(frame), time.perf_counter() - started
+
+
+def _write_arrow(frame: pd.DataFrame, part: int, staging: Path) -> Path:
+    """Shard ``part``'s signals as an uncompressed Arrow IPC file in ``staging`` (temporary name,
+    renamed when complete); returns its path."""
+    from features import build
+
     table = build.to_arrow(frame)
+    path = staging / f"part-{part:05d}.arrow"
     tmp = path.with_name(f".{path.name}.tmp")
     with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
         writer.write_table(table)
     tmp.rename(path)
-    return path, len(frame), time.perf_counter() - started
+    return path
