@@ -5,10 +5,13 @@ the feature builder, keeps the champion model's signals in its column order, and
 them to a parquet file (``--out``, with each buyer's exact TreeSHAP reasons by that model)
 or to Redis (``--redis``). The running service picks
 the new snapshot up on its own (watcher) or on ``POST /v1/admin/reload``.
+With ``--cluster`` each buyer shard is a Dask task that builds, explains and writes its
+partition (:mod:`serving.publish_cluster`); the snapshot is the same.
 
 Example::
 
     python -m serving.publish --data data/market --out data/online/snapshot.parquet
+    python -m serving.publish --data data/market --redis redis://127.0.0.1:6379/0 --cluster local:2
 """
 
 from __future__ import annotations
@@ -17,9 +20,12 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pandas as pd
 
+from features import cluster
 from serving.config import load_config
 from serving.reasons import exact_reasons, model_identity
 from serving.snapshot import SnapshotMeta, is_redis, open_writer
@@ -47,6 +53,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="do not store exact TreeSHAP reasons (the service then uses the model's lookup table)",
     )
     p.add_argument("--buyers-limit", type=int, default=None, help="only the first N buyers (smoke runs)")
+    cluster.add_argument(p)
     args = p.parse_args(argv)
     args.location = args.redis or args.out or defaults.snapshot
     return args
@@ -68,6 +75,25 @@ def load_signals_source(args: argparse.Namespace) -> tuple[list[str], str, objec
     return list(rating.model.signal_names), f"{args.model_uri} (version {rating.version})", rating
 
 
+def snapshot_rows(
+    frame: pd.DataFrame, names: list[str], model: Any = None
+) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+    """A shard's snapshot rows: buyer ids, the kept signals in order, and the exact reasons.
+
+    Args:
+        frame: The shard's signals (:func:`features.build.build_signals`, one as-of instant).
+        names: Signals to keep, in order.
+        model: The ``RatingModel`` whose exact TreeSHAP reasons to compute (None: none).
+
+    Returns:
+        ``(buyer_ids (n,) int64, matrix (n, len(names)) float32, reasons or None)``, as
+        ``FileWriter.append`` takes them.
+    """
+    matrix = frame[names].to_numpy(dtype=np.float32)
+    reasons = None if model is None else exact_reasons(model, matrix)
+    return frame["buyer_id"].to_numpy(np.int64), matrix, reasons
+
+
 def publish(
     data: Path,
     location: str,
@@ -77,8 +103,13 @@ def publish(
     limit: int | None = None,
     rating=None,
     log=None,
+    client: Any = None,
 ) -> SnapshotMeta:
     """Build the signals for all buyers as of ``as_of`` and write the snapshot.
+
+    The new snapshot is committed (the file renamed into place, Redis ``meta`` switched)
+    only after every shard was written; on any failure the writer is aborted (no temporary
+    file, no uncommitted Redis rows) and the previous snapshot stays live.
 
     Args:
         data: Raw export directory.
@@ -86,24 +117,43 @@ def publish(
         prefix: Redis key prefix.
         names: Signals to keep, in order.
         as_of: The instant (UTC ``pandas.Timestamp``).
-        limit: Only the first ``limit`` buyers.
+        limit: Only the first ``limit`` buyers (in-process only).
         rating: The loaded rating (``rating.artifact.LoadedRating``); when given and the
             location is a file, each buyer's exact TreeSHAP reasons are stored too.
         log: Optional callable taking a progress line.
+        client: A ``distributed.Client``: one task per buyer shard
+            (:mod:`serving.publish_cluster`); ``None``: in this process.
 
     Returns:
         The committed snapshot's metadata.
+
+    Raises:
+        ValueError: If ``limit`` is given with a ``client``.
     """
     from features.build import build_shards
 
+    if client is not None and limit is not None:
+        raise ValueError("limit: not supported on a cluster (the first N buyers are a sequential cut)")
     exact = rating is not None and not is_redis(location)
+    model = rating.model if exact else None
     writer = open_writer(
         location, prefix, names, as_of.isoformat(), model_identity(rating) if exact else None
     )
-    for frame in build_shards(data, [as_of], limit, log=log):
-        X = frame[names].to_numpy(dtype=np.float32)
-        reasons = exact_reasons(rating.model, X) if exact else None
-        writer.append(frame["buyer_id"].to_numpy(np.int64), X, reasons)
+    try:
+        if client is None:
+            for frame in build_shards(data, [as_of], limit, log=log):
+                writer.append(*snapshot_rows(frame, names, model))
+        else:
+            from serving.publish_cluster import publish_parts
+
+            publish_parts(client, data, as_of, writer, names, model, log)
+    except BaseException:
+        try:
+            writer.abort()
+        except Exception as exc:  # noqa: BLE001 - the failure that led here is the one to report
+            if log is not None:
+                log(f"could not remove the uncommitted snapshot {writer.version}: {exc}")
+        raise
     return writer.commit()
 
 
@@ -123,21 +173,34 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cannot read the signal list from {args.model_uri}: {exc}", file=sys.stderr)
         print("train and promote a model first, or pass --all-signals", file=sys.stderr)
         return 1
+    if args.cluster is not None and args.buyers_limit is not None:
+        print("--buyers-limit: not supported with --cluster", file=sys.stderr)
+        return 2
     started = time.perf_counter()
     try:
-        meta = publish(
-            args.data,
-            args.location,
-            args.prefix,
-            names,
-            as_of,
-            args.buyers_limit,
-            None if args.no_exact_reasons else rating,
-            log=lambda m: print(m, file=sys.stderr),
-        )
+        with cluster.connect(args.cluster) as client:
+            meta = publish(
+                args.data,
+                args.location,
+                args.prefix,
+                names,
+                as_of,
+                args.buyers_limit,
+                None if args.no_exact_reasons else rating,
+                log=lambda m: print(m, file=sys.stderr),
+                client=client,
+            )
     except ContractError as exc:
         print(exc, file=sys.stderr)
         return 1
+    except cluster.WorkerLost as exc:
+        print(
+            f"{exc}; nothing published to {args.location} (the previous snapshot stays live)", file=sys.stderr
+        )
+        return 1
+    except cluster.ClusterError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     print(
         f"published {meta.n_buyers} buyers x {len(names)} signals as of {meta.as_of} "
         f"(signals of {source}{', exact reasons' if meta.reasons_model else ''}) to {args.location}, "

@@ -7,8 +7,12 @@ file and renamed, so a reader never sees half a snapshot.
 
 Redis (for many workers on many hosts): ``{prefix}meta`` holds the same JSON plus
 ``n_buyers``; ``{prefix}{version}:{buyer_id}`` holds the buyer's row as packed float32
-bytes. A publish writes a new version's keys first and switches ``meta`` last; the
-previous version's keys expire after an hour, so workers still on it keep answering.
+bytes (the key names are :func:`meta_key`, :func:`rows_prefix` and :func:`abort_key`, and
+nothing else spells them). A publish writes a new version's keys first (:class:`RedisRows`,
+from one process or from every partition of a cluster publish) and switches ``meta`` last
+(:class:`RedisWriter`); the previous version's keys expire after an hour, so workers still
+on it keep answering. A publish that fails is aborted: its version is fenced off
+(``{prefix}aborted:{version}``, an hour) and its keys deleted, so no row lands afterwards.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import pyarrow.parquet as pq
 
 META_KEY = b"buyer_trust"
 OLD_VERSION_TTL_S = 3600
+ROW_DTYPE = np.float32  # a Redis row: the buyer's signals as packed float32 bytes
 REASONS_K = 10  # exact reasons stored per buyer (the most a policy may return)
 
 
@@ -189,7 +194,7 @@ class RedisSnapshot:
         self.client = client
         self.prefix = prefix
         self.meta = meta
-        self.row_prefix = f"{prefix}{meta.version}:".encode()
+        self.row_prefix = rows_prefix(prefix, meta.version).encode()
         self.width = len(meta.signal_names)
 
     @classmethod
@@ -199,11 +204,11 @@ class RedisSnapshot:
 
         client = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
         try:
-            raw = client.get(f"{prefix}meta")
+            raw = client.get(meta_key(prefix))
         except redis.RedisError as exc:
             raise SnapshotError(f"snapshot {url}: {exc}") from exc
         if raw is None:
-            raise SnapshotError(f"snapshot {url}: no {prefix}meta key (nothing published yet)")
+            raise SnapshotError(f"snapshot {url}: no {meta_key(prefix)} key (nothing published yet)")
         return cls(client, prefix, SnapshotMeta.from_json(raw))
 
     def row(self, buyer_id: int) -> np.ndarray | None:
@@ -216,7 +221,7 @@ class RedisSnapshot:
             raise SnapshotError(f"redis: {exc}") from exc
         if raw is None:
             return None
-        row = np.frombuffer(raw, dtype=np.float32)
+        row = np.frombuffer(raw, dtype=ROW_DTYPE)
         if row.size != self.width:
             raise SnapshotError(f"redis: buyer {buyer_id} row has {row.size} values, expected {self.width}")
         return row
@@ -224,7 +229,7 @@ class RedisSnapshot:
     def changed(self, location: str) -> bool:
         """Whether a newer version has been published (compares ``meta`` versions)."""
         try:
-            raw = self.client.get(f"{self.prefix}meta")
+            raw = self.client.get(meta_key(self.prefix))
         except Exception:  # noqa: BLE001 - an unreachable store is not a change
             return False
         return raw is not None and SnapshotMeta.from_json(raw).version != self.meta.version
@@ -304,6 +309,11 @@ class FileWriter:
         self.writer.write_table(pa.Table.from_arrays(columns, schema=self.schema))
         self.n += len(buyer_ids)
 
+    def abort(self) -> None:
+        """Discard the unfinished file: nothing is moved into place, the temporary file is removed."""
+        self.writer.close()
+        self.tmp.unlink(missing_ok=True)
+
     def commit(self) -> SnapshotMeta:
         """Finish the file and move it into place atomically; returns the metadata."""
         self.writer.close()
@@ -313,8 +323,95 @@ class FileWriter:
         )
 
 
+def meta_key(prefix: str) -> str:
+    """The Redis key holding the live version's metadata (the pointer a commit switches)."""
+    return f"{prefix}meta"
+
+
+def rows_prefix(prefix: str, version: str) -> str:
+    """What every buyer-row key of ``version`` starts with; the buyer id follows."""
+    return f"{prefix}{version}:"
+
+
+def abort_key(prefix: str, version: str) -> str:
+    """The marker that fences an aborted version off: no row is written to it once set."""
+    return f"{prefix}aborted:{version}"
+
+
+@dataclass(frozen=True)
+class RedisRows:
+    """The buyer rows of one uncommitted Redis snapshot version.
+
+    Picklable, so a cluster publish hands it to every partition's task, which writes its
+    buyers from the worker; :class:`RedisWriter` writes through it in one process and commits.
+
+    Attributes:
+        url: ``redis://`` URL.
+        prefix: Key prefix.
+        version: The version the rows belong to.
+        batch: Keys per round trip.
+    """
+
+    url: str
+    prefix: str
+    version: str
+    batch: int = 2000
+
+    def connect(self) -> Any:
+        """A ``redis.Redis`` client for ``url``."""
+        import redis
+
+        return redis.Redis.from_url(self.url)
+
+    def write(self, client: Any, buyer_ids: np.ndarray, matrix: np.ndarray) -> int:
+        """Set each buyer's row, ``batch`` keys per transaction; returns the number written.
+
+        Each batch is a MULTI/EXEC watching :func:`abort_key`, so once :meth:`abort` has
+        fenced the version off no batch lands (a partition still running when its publish
+        failed writes nothing more).
+
+        Args:
+            client: A ``redis.Redis`` client (:meth:`connect`).
+            buyer_ids: (n,) buyer ids.
+            matrix: (n, n_signals) signals, in the snapshot's column order.
+
+        Raises:
+            SnapshotError: If the version was aborted.
+        """
+        import redis
+
+        matrix = np.ascontiguousarray(matrix, dtype=ROW_DTYPE)
+        ids = np.asarray(buyer_ids, dtype=np.int64).tolist()
+        head, fence = rows_prefix(self.prefix, self.version), abort_key(self.prefix, self.version)
+        for start in range(0, len(ids), self.batch):
+            with client.pipeline(transaction=True) as pipe:
+                try:
+                    pipe.watch(fence)
+                    if pipe.exists(fence):
+                        raise redis.WatchError(fence)
+                    pipe.multi()
+                    for i in range(start, min(start + self.batch, len(ids))):
+                        pipe.set(f"{head}{ids[i]}", matrix[i].tobytes())
+                    pipe.execute()
+                except redis.WatchError as exc:
+                    raise SnapshotError(
+                        f"redis: snapshot version {self.version} was aborted; its rows are not written"
+                    ) from exc
+        return len(ids)
+
+    def abort(self, client: Any) -> None:
+        """Fence the version off (for ``OLD_VERSION_TTL_S``), then delete every row written to it."""
+        client.set(abort_key(self.prefix, self.version), b"1", ex=OLD_VERSION_TTL_S)
+        keys = list(client.scan_iter(match=f"{rows_prefix(self.prefix, self.version)}*", count=5000))
+        for start in range(0, len(keys), self.batch):
+            client.delete(*keys[start : start + self.batch])
+
+
 class RedisWriter:
     """Write a Redis snapshot shard by shard; ``commit`` switches readers to it.
+
+    Rows go through :class:`RedisRows` (``rows``), from this process (:meth:`append`) or
+    from a cluster's partitions (:meth:`count` records what they wrote).
 
     Args:
         url: ``redis://`` URL.
@@ -331,31 +428,32 @@ class RedisWriter:
         self.prefix = prefix
         self.names = list(signal_names)
         self.as_of = as_of
-        self.batch = batch
-        self.version = new_version()
+        self.rows = RedisRows(url, prefix, new_version(), batch)
+        self.version = self.rows.version
         self.n = 0
 
     def append(self, buyer_ids: np.ndarray, matrix: np.ndarray, reasons=None) -> None:
         """Add the rows of one shard (``matrix`` columns in ``signal_names`` order; ``reasons`` unused:
         with Redis the service computes reasons per request)."""
-        matrix = np.ascontiguousarray(matrix, dtype=np.float32)
-        ids = np.asarray(buyer_ids, dtype=np.int64).tolist()
-        for start in range(0, len(ids), self.batch):
-            pipe = self.client.pipeline(transaction=False)
-            for i in range(start, min(start + self.batch, len(ids))):
-                pipe.set(f"{self.prefix}{self.version}:{ids[i]}", matrix[i].tobytes())
-            pipe.execute()
-        self.n += len(ids)
+        self.n += self.rows.write(self.client, buyer_ids, matrix)
+
+    def count(self, n: int) -> None:
+        """Record ``n`` rows written to ``rows`` by another process (a partition's task)."""
+        self.n += n
+
+    def abort(self) -> None:
+        """Delete this uncommitted version's rows; ``meta`` (the live version) is not touched."""
+        self.rows.abort(self.client)
 
     def commit(self) -> SnapshotMeta:
         """Point ``meta`` at this version and let the previous version's keys expire."""
         meta = SnapshotMeta(self.version, self.as_of, tuple(self.names), self.n, published_at=now_iso())
-        old = self.client.get(f"{self.prefix}meta")
-        self.client.set(f"{self.prefix}meta", meta.to_json())
+        old = self.client.get(meta_key(self.prefix))
+        self.client.set(meta_key(self.prefix), meta.to_json())
         if old is not None:
             old_version = SnapshotMeta.from_json(old).version
             pipe = self.client.pipeline(transaction=False)
-            for key in self.client.scan_iter(match=f"{self.prefix}{old_version}:*", count=5000):
+            for key in self.client.scan_iter(match=f"{rows_prefix(self.prefix, old_version)}*", count=5000):
                 pipe.expire(key, OLD_VERSION_TTL_S)
             pipe.execute()
         return meta
