@@ -1,7 +1,8 @@
-"""Benchmark the simulator and the signal build past one process: in-process vs 1 and 2 local Dask workers.
+"""Benchmark the simulator, the signal build and the publish past one process: in-process vs 1 and 2 local Dask workers.
 
     python bench/bench_scale.py                                  # 125k, 250k, 500k, 1M buyers
     python bench/bench_scale.py --sizes 125000,250000 --steps build
+    python bench/bench_scale.py --sizes 125000,250000 --steps publish
 
 For each size (at a fixed partition size, ``--shard-size``) and each mode, one child
 process runs the step and reports its wall time and peak RSS: in-process, the child's own
@@ -9,7 +10,10 @@ peak; on a cluster, the peak of each worker process (``getrusage`` on the worker
 the client, and the CPU time (user + system) of the client and the workers: on a busy shared
 machine the wall time of 2 workers says little, the CPU time says whether the work divides.
 The cluster start-up is not in the wall time (printed apart). The signal build
-reads the export the in-process simulator wrote. The goals of issue 11 are printed after
+reads the export the in-process simulator wrote; so does the publish (``serving.publish``
+to a parquet snapshot as of the export time, with exact TreeSHAP reasons by a model sized
+like production: every registry signal, 300 trees, fit on synthetic rows as
+``bench_serving.py --synthetic`` does; loading it is in the wall time). The goals of issue 11 are printed after
 the table. The machine is shared: the load average at start is printed, and figures from a
 busy machine are not comparable with a quiet one.
 """
@@ -27,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-STEPS = ("simulate", "build")
+STEPS = ("simulate", "build", "publish")
 GOAL_RSS_FLAT = 0.20
 GOAL_SPEEDUP_2W = 1.7
 GOAL_1W_VS_IN_PROCESS = 0.15
@@ -38,7 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="125000,250000,500000,1000000", help="buyers, comma-separated")
     parser.add_argument("--workers", default="0,1,2", help="0 = in-process, N = N local workers")
-    parser.add_argument("--steps", default="simulate,build", help="simulate and/or build")
+    parser.add_argument("--steps", default="simulate,build", help="simulate, build and/or publish")
     parser.add_argument(
         "--simulate-workers", default=None, help="modes of the simulate step (default: --workers)"
     )
@@ -62,6 +66,8 @@ def run_one(job: dict) -> dict:
         if job["step"] == "simulate":
             cfg = RunConfig(buyers=job["buyers"], months=job["months"], seed=7, shard_size=job["shard_size"])
             write_export(cfg, Path(job["out"]), client=client)
+        elif job["step"] == "publish":
+            publish_step(job, client)
         else:
             build.write_signals(job["data"], build.parse_dates(job["as_of"]), Path(job["out"]), client=client)
 
@@ -95,6 +101,37 @@ def run_one(job: dict) -> dict:
         "cpu_s": own_cpu + sum(worker_cpu),
         "worker_cpu_s": worker_cpu,
     }
+
+
+def publish_step(job: dict, client) -> None:
+    """The publish step: ``job["data"]``'s snapshot as of its export time, with the exact reasons of
+    the model at ``job["model"]``, written to ``job["out"]`` (on ``client``, or in-process)."""
+    from features import io
+    from serving import publish
+
+    args = publish.parse_args(["--data", job["data"], "--model-uri", job["model"], "--out", job["out"]])
+    names, _, rating = publish.load_signals_source(args)
+    as_of = io.export_time(args.data, None)
+    publish.publish(args.data, job["out"], "", names, as_of, rating=rating, client=client)
+
+
+def bench_publish(common: dict, data: Path, tmp: Path, modes: list[int]) -> list[dict]:
+    """Time the publish of ``data`` in each mode (one child each), printing each line; returns the rows."""
+    model = str(tmp / "model" / "model")  # one production-sized model for every size and mode
+    if not Path(model).exists():
+        sys.path.insert(0, str(Path(__file__).parent))
+        from bench_serving import synthetic_setup
+
+        model = synthetic_setup(tmp / "model", 1)[0]
+    rows = []
+    for workers in modes:
+        out = tmp / f"snapshot_{common['buyers']}_{workers}.parquet"
+        job = {**common, "step": "publish", "workers": workers, "data": str(data), "out": str(out)}
+        rows.append(child({**job, "model": model}))
+        print_table(rows[-1:])
+        sys.stdout.flush()
+        out.unlink()
+    return rows
 
 
 def _usage() -> tuple[float, float]:
@@ -219,6 +256,8 @@ def bench(args: argparse.Namespace, tmp: Path) -> None:
                 print_table([row])
                 sys.stdout.flush()
                 out.unlink()
+        if "publish" in steps:
+            rows += bench_publish(common, data, tmp, modes)
         shutil.rmtree(data)
         print(flush=True)
     print(f"load average at end (1/5/15 min): {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
