@@ -159,6 +159,9 @@ def publish(
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.cluster is not None and args.buyers_limit is not None:
+        print("--buyers-limit: not supported with --cluster", file=sys.stderr)
+        return 2
     from features import io
     from features.validate import ContractError
 
@@ -173,9 +176,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cannot read the signal list from {args.model_uri}: {exc}", file=sys.stderr)
         print("train and promote a model first, or pass --all-signals", file=sys.stderr)
         return 1
-    if args.cluster is not None and args.buyers_limit is not None:
-        print("--buyers-limit: not supported with --cluster", file=sys.stderr)
-        return 2
     started = time.perf_counter()
     try:
         with cluster.connect(args.cluster) as client:

@@ -5,11 +5,11 @@ shuffle, then one task per buyer shard building its signals as of the instant) r
 publishing step at the end of each shard's task (``publish-part-k``), which keeps the
 model's signals in order and
 
-* for a parquet snapshot: computes each buyer's exact TreeSHAP reasons on the worker and stages the partition as an
-  uncompressed ``.npz`` in ``.SNAPSHOT.<version>.parts/`` next to the snapshot (temporary
-  name, renamed when complete); the client appends the parts in shard order through the
-  same :class:`serving.snapshot.FileWriter` as in-process, one at a time, so the file
-  holds the same rows, values, reasons and row groups;
+* for a parquet snapshot: computes each buyer's exact TreeSHAP reasons on the worker and
+  stages the partition as an uncompressed ``.npz`` in ``.SNAPSHOT.<version>.parts/`` next
+  to the snapshot (temporary name, renamed when complete); the client appends the parts in
+  shard order through the same :class:`serving.snapshot.FileWriter` as in-process, one at a
+  time, so the file holds the same rows, values, reasons and row groups;
 * for Redis: writes its buyers straight into the new, uncommitted version's keys
   (:class:`serving.snapshot.RedisRows`, pipelined transactions) and returns the count; the
   client holds no rows.

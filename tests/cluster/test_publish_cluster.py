@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +25,7 @@ from serving.snapshot import (
     rows_prefix,
 )
 from tests.cluster.conftest import killer, local_client
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
+from tests.serving.test_snapshot import REDIS_URL, redis_prefix  # noqa: F401 - the fixture (Redis must run)
 
 
 @pytest.fixture(scope="module")
@@ -49,18 +47,6 @@ def in_process(cross_shard_export: Path, model_uri: str, tmp_path_factory: pytes
         == 0
     )
     return out
-
-
-@pytest.fixture
-def prefix() -> str:
-    """A unique Redis key prefix, all of whose keys are deleted after the test."""
-    client = redis.Redis.from_url(REDIS_URL)
-    client.ping()  # fails loudly when Redis is not running
-    prefix = f"test-publish-cluster-{uuid.uuid4().hex[:8]}:"
-    yield prefix
-    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-    if keys:
-        client.delete(*keys)
 
 
 def _publish(export: Path, model_uri: str, location: str, client, prefix: str = "") -> SnapshotMeta:
@@ -116,15 +102,19 @@ def test_cluster_file_snapshot_equals_the_in_process_one(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["snapshot.parquet"]  # no part, no temp file
 
 
-def test_cluster_redis_publish_equals_the_in_process_one(cross_shard_export, model_uri, prefix):
+def test_cluster_redis_publish_equals_the_in_process_one(
+    cross_shard_export,
+    model_uri,
+    redis_prefix,  # noqa: F811 - the fixture
+):
     argv = ["--data", str(cross_shard_export), "--model-uri", model_uri, "--redis", REDIS_URL]
-    assert publish_cli.main([*argv, "--prefix", f"{prefix}a:"]) == 0
-    assert publish_cli.main([*argv, "--prefix", f"{prefix}b:", "--cluster", "local:2"]) == 0
-    (meta_a, rows_a), (meta_b, rows_b) = _rows(f"{prefix}a:"), _rows(f"{prefix}b:")
+    assert publish_cli.main([*argv, "--prefix", f"{redis_prefix}a:"]) == 0
+    assert publish_cli.main([*argv, "--prefix", f"{redis_prefix}b:", "--cluster", "local:2"]) == 0
+    (meta_a, rows_a), (meta_b, rows_b) = _rows(f"{redis_prefix}a:"), _rows(f"{redis_prefix}b:")
     assert meta_b.n_buyers == meta_a.n_buyers == len(rows_a) == 800
     assert (meta_b.signal_names, meta_b.as_of) == (meta_a.signal_names, meta_a.as_of)
     assert rows_b == rows_a  # the same buyers, the same bytes
-    snap = RedisSnapshot.connect(REDIS_URL, f"{prefix}b:")
+    snap = RedisSnapshot.connect(REDIS_URL, f"{redis_prefix}b:")
     assert snap.row(1) is not None and snap.row(1).size == len(meta_a.signal_names)
 
 
@@ -141,27 +131,33 @@ def test_a_worker_killed_mid_publish_is_recovered_with_the_same_file(
 
 
 def test_workers_dying_every_time_fail_without_a_file_or_a_committed_redis_version(
-    cross_shard_export, model_uri, in_process, tmp_path, prefix
+    cross_shard_export,
+    model_uri,
+    in_process,
+    tmp_path,
+    redis_prefix,  # noqa: F811 - the fixture
 ):
-    live = _live_version(prefix)
+    live = _live_version(redis_prefix)
     out = tmp_path / "snapshot.parquet"
     out.write_bytes(in_process.read_bytes())  # the previous snapshot, to be left as it is
     with local_client(allowed_failures=1) as client:
         client.register_plugin(killer(tmp_path / "kills", "publish-part-", once=False))
         for location in (str(out), REDIS_URL):
             with pytest.raises(cluster.WorkerLost, match="workers died while running task"):
-                _publish(cross_shard_export, model_uri, location, client, prefix)
+                _publish(cross_shard_export, model_uri, location, client, redis_prefix)
         time.sleep(1)  # a partition still running elsewhere when the publish failed writes nothing
     assert len((tmp_path / "kills").read_text().splitlines()) >= 4
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kills", "snapshot.parquet"]
     assert out.read_bytes() == in_process.read_bytes()
-    meta, rows = _rows(prefix)
+    meta, rows = _rows(redis_prefix)
     assert meta == live and sorted(rows) == [b"1", b"2"]  # the previous version, still live
     client = redis.Redis.from_url(REDIS_URL)
-    keys = {k.decode() for k in client.scan_iter(match=f"{prefix}*", count=1000)}
-    fences = {k for k in keys if k.startswith(abort_key(prefix, ""))}
+    keys = {k.decode() for k in client.scan_iter(match=f"{redis_prefix}*", count=1000)}
+    fences = {k for k in keys if k.startswith(abort_key(redis_prefix, ""))}
     assert len(fences) == 1  # the aborted version: fenced off, none of its rows left
-    assert keys - fences == {meta_key(prefix)} | {f"{rows_prefix(prefix, live.version)}{b}" for b in (1, 2)}
+    assert keys - fences == {meta_key(redis_prefix)} | {
+        f"{rows_prefix(redis_prefix, live.version)}{b}" for b in (1, 2)
+    }
 
 
 def test_without_cluster_dask_is_never_imported(cross_shard_export, tmp_path, monkeypatch):
