@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from features import pit, registry, signals_devices, signals_eval
+from features.memory import release_free_memory
 from features.registry import Signal
 
 
@@ -62,6 +63,11 @@ def make_spine(buyers: pd.DataFrame, as_of: Sequence[pd.Timestamp], limit: int |
     return spine.sort_values(["buyer_id", "as_of"], kind="stable").reset_index(drop=True)
 
 
+CHUNK_ROWS = 150_000
+"""Spine rows evaluated together: bounds the build's working memory (the located event sets and
+one float64 column per chunk) whatever the spine's length."""
+
+
 def build_signals(
     tables: dict[str, pd.DataFrame],
     spine: pd.DataFrame,
@@ -78,21 +84,23 @@ def build_signals(
 
     Returns:
         ``buyer_id``, ``as_of`` and one float32 column per signal, row-aligned with
-        ``spine`` (same index).
+        ``spine`` (same index). Rows are evaluated ``CHUNK_ROWS`` at a time (each row
+        depends on its own buyer and instant only, so chunks give the same values).
     """
     signals = registry.signals() if signals is None else tuple(signals)
     tables = _with_derived(tables, signals)
     buyer = spine["buyer_id"].to_numpy(dtype=np.int64)
     as_of = pit.micros(spine["as_of"])
     order = np.lexsort((as_of, buyer))
-    values = signals_eval.evaluate(tables, buyer[order], as_of[order], signals)
-    columns = {"buyer_id": spine["buyer_id"].to_numpy(dtype=np.int64), "as_of": spine["as_of"].to_numpy()}
-    unsort = np.empty_like(order)
-    unsort[order] = np.arange(len(order))
-    for signal in signals:
-        columns[signal.name] = values[signal.name].astype(np.float32)[unsort]
-    out = pd.DataFrame(columns, index=spine.index)
-    out["as_of"] = spine["as_of"].astype("datetime64[us, UTC]")
+    block = np.empty((len(order), len(signals)), dtype=np.float32, order="F")  # one column per signal
+    for start in range(0, len(order), CHUNK_ROWS):
+        rows = order[start : start + CHUNK_ROWS]
+        for j, (_, values) in enumerate(signals_eval.evaluate(tables, buyer[rows], as_of[rows], signals)):
+            block[rows, j] = values
+        release_free_memory()
+    out = pd.DataFrame(block, columns=[s.name for s in signals], index=spine.index, copy=False)
+    out.insert(0, "as_of", spine["as_of"].astype("datetime64[us, UTC]"))
+    out.insert(0, "buyer_id", buyer)
     return out
 
 

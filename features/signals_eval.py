@@ -15,7 +15,7 @@ which other buyers are present (shard builds equal the whole build bit for bit).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,8 +29,9 @@ from features.registry import Cond, Signal, Source
 
 def evaluate(
     tables: dict[str, pd.DataFrame], buyer: np.ndarray, as_of: np.ndarray, signals: Sequence[Signal]
-) -> dict[str, np.ndarray]:
-    """Signal values (float64) for spine rows sorted by (buyer, as_of).
+) -> Iterator[tuple[str, np.ndarray]]:
+    """Signal values (float64) for spine rows sorted by (buyer, as_of), one signal at a time
+    (the caller keeps what it needs: a build holds one float64 column at a time).
 
     Args:
         tables: Raw (and derived) tables by name; a missing table counts as empty.
@@ -38,11 +39,16 @@ def evaluate(
         as_of: Spine instants in microseconds, sorted within each buyer.
         signals: The signals to evaluate.
 
-    Returns:
-        Signal name -> values aligned with the spine.
+    Yields:
+        ``(signal name, values aligned with the spine)``, in the order of ``signals``.
     """
     context = _Context(tables, buyer, as_of, _windows_by_set(signals))
-    return {signal.name: _compute(context, signal) for signal in signals}
+    try:
+        for signal in signals:
+            yield signal.name, _compute(context, signal)
+    finally:  # event sets refer back to the context (its column cache): free them now, not at the next GC
+        context.sets.clear()
+        context.columns.clear()
 
 
 # --- event sets ------------------------------------------------------------------------

@@ -18,8 +18,10 @@ from features.registry import signals
 from features.signals_devices import SHARED_DEVICES
 from training import labels as labels_module
 from training import opportunities as opportunities_module
+from training import snapshots as snapshots_module
 from training.labels import make_labels
 from training.opportunities import FAST_REFUND, PRESALE, presale_rows, refund_rows
+from training.snapshots import TimeSplit
 
 SNAPSHOTS = "snapshots"
 
@@ -39,12 +41,28 @@ def _with_signals(tables: dict[str, pd.DataFrame], rows: pd.DataFrame) -> pd.Dat
     return pd.concat([rows, built.reset_index(drop=True)], axis=1)
 
 
+def assemble_part(
+    tables: dict[str, pd.DataFrame], buyers: pd.DataFrame, dates: list[pd.Timestamp], split: TimeSplit | None
+) -> dict[str, pd.DataFrame]:
+    """One shard's frames (see ``assemble``): ``tables`` are the shard's raw tables with
+    ``shared_devices`` of the whole export, ``buyers`` the shard's sampled buyers."""
+    spine = make_spine(buyers, dates)
+    if split is not None:
+        spine = spine[split.snapshot_rows(spine)].reset_index(drop=True)
+    out = {SNAPSHOTS: pd.concat([build_signals(tables, spine), make_labels(tables, spine)], axis=1)}
+    chosen = buyers["buyer_id"].to_numpy()
+    for service, rows in ((PRESALE, presale_rows(tables)), (FAST_REFUND, refund_rows(tables))):
+        out[service] = _with_signals(tables, rows[np.isin(rows["buyer_id"].to_numpy(), chosen)])
+    return out
+
+
 def assemble(
     data_dir: Path,
     dates: list[pd.Timestamp],
     max_buyers: int | None = None,
     seed: int = 7,
     progress: Callable[[str], None] = lambda _msg: None,
+    split: TimeSplit | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Signals and labels per (buyer, date), and signals per service opportunity at its decision.
 
@@ -54,6 +72,8 @@ def assemble(
         max_buyers: Use a random subset of about this many buyers (default all).
         seed: Seed of that subset.
         progress: Called with a line of text after each shard.
+        split: When given, only the snapshot rows the split uses (``TimeSplit.snapshot_rows``:
+            no gap rows, training rows thinned to one per buyer and label window); default every row.
 
     Returns:
         ``snapshots``: buyer_id, as_of, one float32 column per signal, then the label columns,
@@ -72,27 +92,25 @@ def assemble(
         fraction = 1.0 if max_buyers is None else max_buyers / total
         buyers = sample_buyers(tables["buyers"], fraction, seed + part)
         tables[SHARED_DEVICES.name] = shared[shared["buyer_id"].isin(tables["buyers"]["buyer_id"])]
-        spine = make_spine(buyers, dates)
-        signals = build_signals(tables, spine)
-        labels = make_labels(tables, spine)
-        frames[SNAPSHOTS].append(
-            pd.concat([signals.reset_index(drop=True), labels.reset_index(drop=True)], axis=1)
-        )
-        chosen = buyers["buyer_id"].to_numpy()
-        for service, rows in ((PRESALE, presale_rows(tables)), (FAST_REFUND, refund_rows(tables))):
-            frames[service].append(_with_signals(tables, rows[np.isin(rows["buyer_id"].to_numpy(), chosen)]))
+        for name, frame in assemble_part(tables, buyers, dates, split).items():
+            frames[name].append(frame)
         progress(
-            f"shard {i + 1}/{len(parts)}: {len(spine):,} snapshot rows, "
+            f"shard {i + 1}/{len(parts)}: {len(frames[SNAPSHOTS][-1]):,} snapshot rows, "
             f"{len(frames[PRESALE][-1]):,} presales, {len(frames[FAST_REFUND][-1]):,} refund requests"
         )
-    return {name: pd.concat(chunks, ignore_index=True) for name, chunks in frames.items()}
+    return {name: _concat(chunks) for name, chunks in frames.items()}
+
+
+def _concat(chunks: list[pd.DataFrame]) -> pd.DataFrame:
+    """The shards' frames as one, without copying a single shard's."""
+    return chunks[0] if len(chunks) == 1 else pd.concat(chunks, ignore_index=True)
 
 
 def _code_digest() -> bytes:
     """Every source file the assembled frames depend on: the features package and the label code."""
     files = (
         sorted(Path(features_pkg.__file__).parent.glob("*.py"))
-        + [Path(m.__file__) for m in (labels_module, opportunities_module)]
+        + [Path(m.__file__) for m in (labels_module, opportunities_module, snapshots_module)]
         + [Path(__file__)]
     )
     digest = hashlib.sha256()
@@ -102,7 +120,9 @@ def _code_digest() -> bytes:
     return digest.digest()
 
 
-def cache_key(data_dir: Path, dates: list[pd.Timestamp], max_buyers: int | None, seed: int) -> str:
+def cache_key(
+    data_dir: Path, dates: list[pd.Timestamp], max_buyers: int | None, seed: int, split: TimeSplit | None = None
+) -> str:
     """A digest of everything the assembled frames depend on: the export, the signal registry, every
     line of the signal, point-in-time, outcome and label code, and the sample."""
     manifest = (
@@ -113,7 +133,7 @@ def cache_key(data_dir: Path, dates: list[pd.Timestamp], max_buyers: int | None,
     digest = hashlib.sha256()
     for part in (_code_digest(), manifest, repr(signals()).encode(), str(Path(data_dir).resolve()).encode()):
         digest.update(part)
-    digest.update(json.dumps([str(d) for d in dates] + [max_buyers, seed]).encode())
+    digest.update(json.dumps([str(d) for d in dates] + [max_buyers, seed, split and split.params()]).encode())
     return digest.hexdigest()[:16]
 
 
@@ -124,16 +144,17 @@ def assemble_cached(
     max_buyers: int | None = None,
     seed: int = 7,
     progress: Callable[[str], None] = lambda _msg: None,
+    split: TimeSplit | None = None,
 ) -> dict[str, pd.DataFrame]:
     """``assemble``, reusing parquet copies in ``cache_dir`` when nothing it depends on has changed."""
     if cache_dir is None:
-        return assemble(data_dir, dates, max_buyers, seed, progress)
-    folder = Path(cache_dir) / f"assembled-{cache_key(data_dir, dates, max_buyers, seed)}"
+        return assemble(data_dir, dates, max_buyers, seed, progress, split)
+    folder = Path(cache_dir) / f"assembled-{cache_key(data_dir, dates, max_buyers, seed, split)}"
     paths = {name: folder / f"{name}.parquet" for name in (SNAPSHOTS, PRESALE, FAST_REFUND)}
     if all(p.is_file() for p in paths.values()):
         progress(f"reusing the assembled frames in {folder}")
         return {name: pd.read_parquet(p) for name, p in paths.items()}
-    frames = assemble(data_dir, dates, max_buyers, seed, progress)
+    frames = assemble(data_dir, dates, max_buyers, seed, progress, split)
     folder.mkdir(parents=True, exist_ok=True)
     for name, frame in frames.items():
         tmp = paths[name].with_suffix(".tmp")

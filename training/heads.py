@@ -30,6 +30,7 @@ from rating.context import (
     refund_context,
 )
 from rating.heads import ServiceHead
+from training.model import log_rounds
 from training.opportunities import FAST_REFUND, PRESALE
 from training.snapshots import TimeSplit
 
@@ -64,7 +65,14 @@ def context_matrix(service: str, rows: pd.DataFrame) -> np.ndarray:
 
 
 def _fit(
-    X: np.ndarray, y: np.ndarray, X_valid: np.ndarray, y_valid: np.ndarray, names: list[str], seed: int
+    X: np.ndarray,
+    y: np.ndarray,
+    X_valid: np.ndarray,
+    y_valid: np.ndarray,
+    names: list[str],
+    seed: int,
+    progress: Callable[[str], None],
+    what: str,
 ) -> lgb.Booster:
     categorical = [n for n in names if n in CATEGORICAL]
     params = {**HEAD_PARAMS, "seed": seed}
@@ -75,7 +83,7 @@ def _fit(
         train,
         MAX_ROUNDS,
         valid_sets=[valid],
-        callbacks=[lgb.early_stopping(EARLY_STOPPING, verbose=False)],
+        callbacks=[lgb.early_stopping(EARLY_STOPPING, verbose=False), log_rounds(progress, what)],
     )
 
 
@@ -84,13 +92,19 @@ def _design(service: str, rows: pd.DataFrame, signal_names: list[str]) -> np.nda
 
 
 def fit_base(
-    service: str, train: pd.DataFrame, valid: pd.DataFrame, signal_names: list[str], seed: int
+    service: str,
+    train: pd.DataFrame,
+    valid: pd.DataFrame,
+    signal_names: list[str],
+    seed: int,
+    progress: Callable[[str], None] = lambda _m: None,
 ) -> ServiceHead:
     """The head's base LightGBM, early stopping on the validation window; no uplift yet."""
     names = list(signal_names) + list(CONTEXT[service])
     booster = _fit(
         _design(service, train, signal_names), train["bad"].to_numpy(np.int64),
         _design(service, valid, signal_names), valid["bad"].to_numpy(np.int64), names, seed,
+        progress, f"{service} head",
     )  # fmt: skip
     return ServiceHead(
         service=service,
@@ -144,13 +158,13 @@ def fit_heads(
         train, valid = windows[service]
         progress(f"{service} head: {len(train):,} training opportunities ({int(train['bad'].sum()):,} losses), "
                  f"{len(valid):,} for early stopping ...")  # fmt: skip
-        heads[service] = fit_base(service, train, valid, signal_names, seed)
+        heads[service] = fit_base(service, train, valid, signal_names, seed, progress)
     refund_train, refund_valid = windows[FAST_REFUND]
     progress("presale uplift: opportunism proxy on refund requests, fitted on the exploration presales ...")
     proxy = _fit(
         refund_train[signal_names].to_numpy(np.float64), refund_train["bad"].to_numpy(np.int64),
         refund_valid[signal_names].to_numpy(np.float64), refund_valid["bad"].to_numpy(np.int64),
-        list(signal_names), seed,
+        list(signal_names), seed, progress, "opportunism proxy",
     )  # fmt: skip
     heads[PRESALE] = add_uplift(heads[PRESALE], proxy, windows[PRESALE][1])
     return heads

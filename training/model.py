@@ -4,6 +4,7 @@ star cut-points and the reason table, assembled into a ``RatingModel``."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import lightgbm as lgb
@@ -36,6 +37,9 @@ DEFAULT_PARAMS: dict = {
     "seed": 7,
 }
 
+EVAL_EVERY = 50
+"""Boosting rounds between two progress lines."""
+
 # Share of buyers in each star band, worst first, used to place the cut-points.
 STAR_SHARES: tuple[float, ...] = (0.05, 0.15, 0.30, 0.30, 0.20)
 MIN_BAND_ROWS = 100  # a band with fewer validation rows makes the cut-points unreliable
@@ -67,8 +71,26 @@ def split_params(params: dict) -> tuple[dict, int, int]:
     return p, rounds, patience
 
 
+def log_rounds(progress: Callable[[str], None], what: str, every: int = EVAL_EVERY) -> Callable:
+    """A LightGBM callback printing ``what``, the round and the validation loss every ``every`` rounds."""
+
+    def callback(env: lgb.callback.CallbackEnv) -> None:
+        done = env.iteration + 1
+        if done % every == 0 and env.evaluation_result_list:
+            _, metric, value, _ = env.evaluation_result_list[0][:4]
+            progress(f"{what}: round {done} (at most {env.end_iteration}), validation {metric} {value:.5f}")
+
+    callback.order = 30  # after early stopping has looked at the round
+    return callback
+
+
 def fit_booster(
-    train: Dataset, valid: Dataset, signal_names: list[str], monotone: list[int], params: dict
+    train: Dataset,
+    valid: Dataset,
+    signal_names: list[str],
+    monotone: list[int],
+    params: dict,
+    progress: Callable[[str], None] | None = None,
 ) -> lgb.Booster:
     """Train LightGBM on ``train`` with early stopping on ``valid``.
 
@@ -78,6 +100,7 @@ def fit_booster(
         signal_names: Feature names, in column order.
         monotone: One of -1/0/+1 per signal (LightGBM ``monotone_constraints``).
         params: ``DEFAULT_PARAMS`` merged with overrides.
+        progress: When given, called with a line every ``EVAL_EVERY`` rounds.
     """
     lgb_params, rounds, patience = split_params(params)
     lgb_params["monotone_constraints"] = list(monotone)
@@ -89,7 +112,8 @@ def fit_booster(
         num_boost_round=rounds,
         valid_sets=[dvalid],
         valid_names=["valid"],
-        callbacks=[lgb.early_stopping(patience, verbose=False)],
+        callbacks=[lgb.early_stopping(patience, verbose=False)]
+        + ([log_rounds(progress, "rating")] if progress else []),
     )
 
 
@@ -132,19 +156,21 @@ def fit_rating(
     reason_sample: int = 5000,
     seed: int = 7,
     timings: dict[str, float] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> RatingModel:
     """Train the booster, calibrate on ``valid``, cut stars on ``valid``, fit the reason table.
 
     Args:
         timings: When given, receives the seconds spent in ``lgb.train`` (``"lgb_train"``) and
             in everything after it (``"calibrate_and_reasons"``).
+        progress: When given, called with a line every ``EVAL_EVERY`` boosting rounds.
 
     Returns:
         A ``RatingModel`` holding the booster.
     """
     scale = scale or ScoreScale()
     started = time.perf_counter()
-    booster = fit_booster(train, valid, signal_names, monotone, params)
+    booster = fit_booster(train, valid, signal_names, monotone, params, progress)
     trained = time.perf_counter()
     raw_valid = booster.predict(valid.X, raw_score=True)
     calibration = fit_platt(raw_valid, valid.y)

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import mlflow
@@ -119,13 +121,30 @@ def utc(ts: pd.Timestamp) -> pd.Timestamp:
 
 
 class Progress:
-    """Prints a line with the elapsed time to stderr for each step."""
+    """Prints a line with the elapsed time and the peak memory so far to stderr, and times named steps
+    (``time_<step>_s``)."""
 
     def __init__(self) -> None:
         self.start = time.monotonic()
+        self.seconds: dict[str, float] = {}
 
     def __call__(self, message: str) -> None:
-        print(f"[{time.monotonic() - self.start:6.1f}s] {message}", file=sys.stderr, flush=True)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+        print(f"[{time.monotonic() - self.start:6.1f}s {peak:4.1f} GB] {message}", file=sys.stderr, flush=True)
+
+    @contextmanager
+    def step(self, name: str, message: str) -> Iterator[None]:
+        """Print ``message``, run the block and add its wall time to step ``name``."""
+        self(message)
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.monotonic() - started
+
+    def metrics(self) -> dict[str, float]:
+        """Each step's wall time as the MLflow metric ``time_<step>_s``."""
+        return {f"time_{name}_s": round(seconds, 2) for name, seconds in self.seconds.items()}
 
 
 def ensure_data(data: Path | None, progress: Progress) -> Path:
@@ -133,8 +152,8 @@ def ensure_data(data: Path | None, progress: Progress) -> Path:
     if data is not None:
         return data
     if not (DEFAULT_DATA / "manifest.json").is_file():
-        progress(f"no data given: simulating the default marketplace into {DEFAULT_DATA} ...")
-        write_export(RunConfig(**DEFAULT_MARKET), DEFAULT_DATA)
+        with progress.step("simulate", f"no data given: simulating the default marketplace into {DEFAULT_DATA} ..."):
+            write_export(RunConfig(**DEFAULT_MARKET), DEFAULT_DATA)
     return DEFAULT_DATA
 
 
@@ -160,7 +179,7 @@ def fit_scorers(
     registry: tuple[Signal, ...],
     params: dict,
     seed: int,
-    progress: Callable[[str], None],
+    progress: Progress,
 ) -> tuple[RatingModel, OptBinningScorecard, list[int], list[int]]:
     """Fit the rating (LightGBM, early stopping on validation) and the scorecard on the same training rows.
 
@@ -171,10 +190,12 @@ def fit_scorers(
     d_train = Dataset(train[names].to_numpy(np.float32), train[target].to_numpy())
     d_valid = Dataset(valid[names].to_numpy(np.float32), valid[target].to_numpy())
     monotone, dropped = checked_monotone(d_train.X, d_train.y, monotone_constraints(names), seed=seed)
-    progress(f"training LightGBM ({np.count_nonzero(monotone)} monotone constraints) ...")
-    model = fit_rating(d_train, d_valid, names, reasons(names), monotone, params, ScoreScale(), seed=seed)
-    progress(f"best iteration {model.booster.best_iteration}; fitting the optbinning scorecard ...")
-    scorecard = OptBinningScorecard(names, [s.risk_direction for s in registry]).fit(d_train.X, d_train.y)
+    with progress.step("rating", f"training the rating: LightGBM ({np.count_nonzero(monotone)} monotone constraints) ..."):
+        model = fit_rating(
+            d_train, d_valid, names, reasons(names), monotone, params, ScoreScale(), seed=seed, progress=progress
+        )
+    with progress.step("scorecard", f"best iteration {model.booster.best_iteration}; fitting the optbinning scorecard ..."):
+        scorecard = OptBinningScorecard(names, [s.risk_direction for s in registry]).fit(d_train.X, d_train.y)
     return model, scorecard, monotone, dropped
 
 
@@ -223,10 +244,10 @@ def main(argv: list[str] | None = None) -> int:
             f"windows: train as-of <= {split.train_last.date()}, valid {split.valid_first.date()}..{split.valid_last.date()}, "
             f"test >= {split.test_first.date()}"
         )
-        progress(
-            f"building {len(names)} signals for {len(dates)} monthly snapshots and every opportunity from {data} ..."
-        )
-        frames = assemble_cached(data, dates, args.cache_dir, args.max_buyers, args.seed, progress)
+        with progress.step(
+            "assemble", f"building {len(names)} signals for {len(dates)} monthly snapshots and every opportunity from {data} ..."
+        ):
+            frames = assemble_cached(data, dates, args.cache_dir, args.max_buyers, args.seed, progress, split)
         frame = frames[SNAPSHOTS]
         train, valid, test = split_snapshots(frame, split)
         opportunities = window_opportunities(data, frames, split)
@@ -275,7 +296,8 @@ def fit_and_log(
     with mlflow.start_run() as run:
         fitted = fit_scorers(train, valid, args.target, registry, params, args.seed, progress)
         model, scorecard, monotone, dropped = fitted
-        model.set_heads(fit_heads(frames, split, names, args.seed, progress))
+        with progress.step("heads", "fitting the service heads ..."):
+            model.set_heads(fit_heads(frames, split, names, args.seed, progress))
         for service, head in model.heads.items():
             mlflow.log_metrics({f"head_{PREFIX[service]}_{k}": v for k, v in head.metrics.items()})
         mlflow.log_dict(
@@ -298,23 +320,23 @@ def fit_and_log(
                 "max_buyers": args.max_buyers,
             }
         )
-        progress("proposing expected-loss allowances on the validation window ...")
-        proposals = propose_policy(model, frames, split, progress)
+        with progress.step("propose_policy", "proposing expected-loss allowances on the validation window ..."):
+            proposals = propose_policy(model, frames, split, progress)
         candidate = candidate_policy(BASE_POLICY, proposals, f"candidate-{run.info.run_id[:8]}")
         mlflow.log_text(yaml.safe_dump(candidate, sort_keys=False), "policy/candidate_policy.yaml")
-        progress("evaluating on the test window (bootstrap intervals over buyers) ...")
-        train_sample = train.sample(n=min(PSI_SAMPLE, len(train)), random_state=args.seed)
-        report = build_report(
-            model, scorecard, train_sample, test, args.target, oracle, opportunities, seed=args.seed
-        )
-        for proposal in proposals.values():
-            report.metrics.update(proposal_metrics(model, proposal, opportunities[proposal.service]))
+        with progress.step("evaluate", "evaluating on the test window (bootstrap intervals over buyers) ..."):
+            train_sample = train.sample(n=min(PSI_SAMPLE, len(train)), random_state=args.seed)
+            report = build_report(
+                model, scorecard, train_sample, test, args.target, oracle, opportunities, seed=args.seed
+            )
+            for proposal in proposals.values():
+                report.metrics.update(proposal_metrics(model, proposal, opportunities[proposal.service]))
         mlflow.log_metrics(report.metrics)
         mlflow.log_dict(
             {"cuts": list(model.cuts), "scale": vars(model.scale), "calibration": vars(model.calibration)},
             "rating.json",
         )
-        with tempfile.TemporaryDirectory() as tmp:
+        with progress.step("figures", "drawing the evaluation figures ..."), tempfile.TemporaryDirectory() as tmp:
             for fname, fig in figures(report, model).items():
                 fig.savefig(Path(tmp) / fname, dpi=110, bbox_inches="tight")
             for fname, table in report.tables.items():
@@ -326,18 +348,18 @@ def fit_and_log(
         champion = promote.champion_version(client, args.register_name)
         comparisons, can_compare = None, True
         if champion is not None:
-            progress(f"comparing with the champion (version {champion}) on the same test rows ...")
-            champion_model = load_rating(f"models:/{args.register_name}@{promote.CHAMPION}").model
-            can_compare = comparable(champion_model, test)
-            if can_compare:
-                comparisons = challenge(model, champion_model, test, opportunities, seed=args.seed)
-                for c in comparisons:
-                    mlflow.log_metrics(c.metrics())
+            with progress.step("challenge", f"comparing with the champion (version {champion}) on the same test rows ..."):
+                champion_model = load_rating(f"models:/{args.register_name}@{promote.CHAMPION}").model
+                can_compare = comparable(champion_model, test)
+                if can_compare:
+                    comparisons = challenge(model, champion_model, test, opportunities, seed=args.seed)
+                    for c in comparisons:
+                        mlflow.log_metrics(c.metrics())
         verdict = promote.gate(args.promote, bool(report.metrics["stars_monotone"]), comparisons, can_compare)
-        progress("logging and registering the rating artifact ...")
-        info = log_rating(
-            model, valid[names].to_numpy(np.float32)[:5], registered_model_name=args.register_name
-        )
+        with progress.step("register", "logging and registering the rating artifact ..."):
+            info = log_rating(
+                model, valid[names].to_numpy(np.float32)[:5], registered_model_name=args.register_name
+            )
         version = str(info.registered_model_version)
         promote.set_aliases(client, args.register_name, version, verdict.promote)
         mlflow.set_tags(
@@ -347,6 +369,7 @@ def fit_and_log(
                 "champion_before": champion or "none",
             }
         )
+        mlflow.log_metrics(progress.metrics())
 
     return run, report, version, verdict
 
