@@ -93,10 +93,11 @@ def build_signals(
     as_of = pit.micros(spine["as_of"])
     order = np.lexsort((as_of, buyer))
     block = np.empty((len(order), len(signals)), dtype=np.float32, order="F")  # one column per signal
+    column = {s.name: j for j, s in enumerate(signals)}
     for start in range(0, len(order), CHUNK_ROWS):
         rows = order[start : start + CHUNK_ROWS]
-        for j, (_, values) in enumerate(signals_eval.evaluate(tables, buyer[rows], as_of[rows], signals)):
-            block[rows, j] = values
+        for name, values in signals_eval.evaluate(tables, buyer[rows], as_of[rows], signals):
+            block[rows, column[name]] = values
         release_free_memory()
     out = pd.DataFrame(block, columns=[s.name for s in signals], index=spine.index, copy=False)
     out.insert(0, "as_of", spine["as_of"].astype("datetime64[us, UTC]"))

@@ -40,12 +40,23 @@ def evaluate(
         signals: The signals to evaluate.
 
     Yields:
-        ``(signal name, values aligned with the spine)``, in the order of ``signals``.
+        ``(signal name, values aligned with the spine)``, in the order of ``signals``; each event
+        set's cached arrays (sized by its table, not the spine) are freed after its last signal.
     """
     context = _Context(tables, buyer, as_of, _windows_by_set(signals))
+    keys = [sorted({_set_key(source) for source, _ in _sources(signal)}) for signal in signals]
+    last = {key: i for i, signal_keys in enumerate(keys) for key in signal_keys}
+    tables_last: dict[str, int] = {}
+    for key, i in last.items():
+        tables_last[key[0]] = max(i, tables_last.get(key[0], i))
     try:
-        for signal in signals:
+        for i, signal in enumerate(signals):
             yield signal.name, _compute(context, signal)
+            for key in keys[i]:  # an event set's cached arrays (sized by its table) go after their last signal
+                if last[key] == i:
+                    context.sets.pop(key, None)
+                    if tables_last[key[0]] == i:
+                        context.drop_columns(key[0])
     finally:  # event sets refer back to the context (its column cache): free them now, not at the next GC
         context.sets.clear()
         context.columns.clear()
@@ -149,6 +160,11 @@ class _Context:
                 }
             )
         return frame
+
+    def drop_columns(self, table: str) -> None:
+        """Forget ``table``'s encoded columns (no event set of it is needed any more)."""
+        for key in [k for k in self.columns if k[0] == table]:
+            del self.columns[key]
 
     def encoded(self, table: str, column: str) -> np.ndarray:
         if (table, column) not in self.columns:

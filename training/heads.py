@@ -36,7 +36,7 @@ from training.snapshots import TimeSplit
 
 HEAD_PARAMS = {
     "objective": "binary",
-    "learning_rate": 0.03,
+    "learning_rate": 0.06,  # 0.03 gave 533 refund trees for the same test loss (within the interval), 3x the serving cost
     "num_leaves": 15,
     "min_data_in_leaf": 100,
     "feature_fraction": 0.5,

@@ -18,6 +18,7 @@ from sklearn.linear_model import LogisticRegression
 
 # direction +1 (riskier as the signal grows) -> the bad rate ascends; -1 -> it descends
 TRENDS = {1: "ascending", -1: "descending", 0: "auto"}
+PREDICT_ROWS = 50_000
 
 
 @contextmanager
@@ -72,7 +73,7 @@ class OptBinningScorecard:
     def _frame(self, X: np.ndarray) -> pd.DataFrame:
         if X.shape[1] != len(self.names):
             raise ValueError(f"X has {X.shape[1]} columns, expected {len(self.names)} (names)")
-        return pd.DataFrame(np.asarray(X, np.float64), columns=list(self.names))
+        return pd.DataFrame(X, columns=list(self.names), copy=False)  # optbinning casts the columns it bins
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> OptBinningScorecard:
         """Bin, select and fit on ``X`` (rows x signals) and 0/1 ``y``."""
@@ -100,6 +101,14 @@ class OptBinningScorecard:
         return self
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """Probability of the bad class per row."""
+        """Probability of the bad class per row, ``PREDICT_ROWS`` rows at a time (optbinning
+        transforms a float64 copy of every variable it keeps)."""
+        frame = self._frame(X)
         with _quiet():
-            return self.card_.predict_proba(self._frame(X))[:, 1]
+            return np.concatenate(
+                [np.empty(0)]
+                + [
+                    self.card_.predict_proba(frame.iloc[start : start + PREDICT_ROWS])[:, 1]
+                    for start in range(0, len(frame), PREDICT_ROWS)
+                ]
+            )
