@@ -14,7 +14,9 @@ output in shard order):
 
 Steps 1-2 and the per-shard build are :func:`map_parts`; what a shard's task does with its
 signals is a parameter (:func:`build_parts` stages Arrow parts; ``serving.publish_cluster``
-writes the online snapshot's partition).
+writes the online snapshot's partition). :func:`map_shards` is steps 1-2 with a per-shard task that
+loads its shard itself (``training.on_cluster``: training's assembly samples buyers and builds
+its own spine).
 
 Memory per worker is bounded by a shard: no task holds more than one shard's tables,
 and a bucket holds ``SHARDS_PER_BUCKET`` shards' worth of the first-use index (one row
@@ -109,6 +111,50 @@ def map_parts(
 
     parts = io.shard_parts(data_dir)
     token = uuid.uuid4().hex[:12]
+    builds = [
+        client.submit(
+            _build_part, data_dir, k, list(as_of), pieces, task, *args, key=f"{name}-{k:05d}-{token}"
+        )
+        for k, pieces in zip(parts, _device_pieces(client, data_dir, parts, token), strict=True)
+    ]
+    return parts, builds
+
+
+def map_shards(
+    client: Any, data_dir: str | Path, task: Callable[..., Any], args: tuple = (), name: str = "shard"
+) -> tuple[list[int], list[Any]]:
+    """Submit the device shuffle and one task per shard given its rows of the cross-shard device index.
+
+    The task of shard k (key ``{name}-{k:05d}-<token>``) returns ``task(data_dir, k, shared,
+    *args)``, where ``shared`` is the shard's buyers' rows of the whole export's
+    :func:`features.signals_devices.shared_devices` (what ``features.build.export_shared_devices``
+    gives in-process, filtered to the shard). Unlike :func:`map_parts`, the task loads the shard
+    and chooses its rows itself (training's assembly samples buyers and builds its own spine).
+
+    Args:
+        client: A ``distributed.Client``; its workers must see ``data_dir``.
+        data_dir: Raw export (buyer-partitioned parts).
+        task: A picklable module-level callable run on the worker.
+        args: Extra arguments of ``task``.
+        name: Key prefix of the per-shard tasks.
+
+    Returns:
+        The shard numbers and, in the same order, the futures of their tasks.
+    """
+    from features import io
+
+    parts = io.shard_parts(data_dir)
+    token = uuid.uuid4().hex[:12]
+    futures = [
+        client.submit(_with_shared, data_dir, k, pieces, task, *args, key=f"{name}-{k:05d}-{token}")
+        for k, pieces in zip(parts, _device_pieces(client, data_dir, parts, token), strict=True)
+    ]
+    return parts, futures
+
+
+def _device_pieces(client: Any, data_dir: str | Path, parts: list[int], token: str) -> list[list[Any]]:
+    """Submit the device first-use shuffle (steps 1-2); per shard, the futures of its piece of
+    every bucket (gather them with :func:`features.signals_devices.gather_shared`)."""
     n = -(-len(parts) // SHARDS_PER_BUCKET)
     first_use = [
         client.submit(_first_use_buckets, data_dir, k, n, key=f"device-first-use-{k:05d}-{token}")
@@ -124,21 +170,18 @@ def map_parts(
         )
         for j in range(n)
     ]  # fmt: skip
-    builds = [
-        client.submit(
-            _build_part,
-            data_dir,
-            k,
-            list(as_of),
-            [client.submit(operator.getitem, b, i, key=f"shared-piece-{j:05d}-{k:05d}-{token}")
-             for j, b in enumerate(buckets)],
-            task,
-            *args,
-            key=f"{name}-{k:05d}-{token}",
-        )
+    return [
+        [client.submit(operator.getitem, b, i, key=f"shared-piece-{j:05d}-{k:05d}-{token}")
+         for j, b in enumerate(buckets)]
         for i, k in enumerate(parts)
     ]  # fmt: skip
-    return parts, builds
+
+
+def _with_shared(
+    data_dir: str | Path, part: int, pieces: list[pd.DataFrame], task: Callable[..., Any], *args: Any
+) -> Any:
+    """Task: ``task(data_dir, part, shared, *args)`` with the shard's gathered shared-device rows."""
+    return task(data_dir, part, signals_devices.gather_shared(pieces), *args)
 
 
 def _first_use_buckets(data_dir: str | Path, part: int, buckets: int) -> list[pd.DataFrame]:

@@ -26,6 +26,9 @@ EXTRA = 'pip install -e ".[dask]"'
 LOCAL = "local"
 DEFAULT_LOCAL_WORKERS = 2
 CONNECT_TIMEOUT_S = 10
+QUIET_HTTP = {"dashboard_address": "127.0.0.1:0"}
+"""A local scheduler's HTTP endpoints (metrics, health) on a free port: by default they take 8787, and
+when another scheduler on the machine holds it Dask warns and leaks the socket it tried."""
 
 
 class ClusterError(RuntimeError):
@@ -98,7 +101,11 @@ def connect(spec: str | None) -> Iterator[Any]:
             environ.pop("MALLOC_TRIM_THRESHOLD_", None)
             with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
                 local = LocalCluster(
-                    n_workers=int(value), threads_per_worker=1, processes=True, dashboard_address=None
+                    n_workers=int(value),
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=None,
+                    scheduler_kwargs=QUIET_HTTP,
                 )
             stack.enter_context(local)
             address = local.scheduler_address

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +13,8 @@ import pandas as pd
 
 import features as features_pkg
 from features.build import build_signals, export_shared_devices, make_spine
-from features.io import load_tables, shard_parts
+from features.io import load_tables, read_table, shard_parts
+from features.memory import release_free_memory
 from features.registry import signals
 from features.signals_devices import SHARED_DEVICES
 from training import labels as labels_module
@@ -83,19 +84,53 @@ def assemble(
     """
     parts = shard_parts(data_dir)
     shared = export_shared_devices(data_dir)  # devices cross shards: the same index publish uses
-    total = None
+    fraction = sample_fraction(data_dir, parts, max_buyers)
+
+    def shards() -> Iterator[dict[str, pd.DataFrame]]:
+        for part in parts:
+            yield shard_frames(data_dir, part, shared, dates, fraction, seed, split)
+            release_free_memory()  # the shard's tables are gone
+
+    return collect(shards(), len(parts), progress)
+
+
+def sample_fraction(data_dir: Path, parts: list[int], max_buyers: int | None) -> float:
+    """The share of each shard's buyers kept for about ``max_buyers`` in all (1 for all of them),
+    taking every shard to hold as many buyers as the first."""
+    if max_buyers is None:
+        return 1.0
+    return max_buyers / max(1, len(read_table(data_dir, "buyers", part=parts[0])) * len(parts))
+
+
+def shard_frames(
+    data_dir: Path,
+    part: int,
+    shared: pd.DataFrame,
+    dates: list[pd.Timestamp],
+    fraction: float,
+    seed: int,
+    split: TimeSplit | None,
+) -> dict[str, pd.DataFrame]:
+    """Shard ``part``'s frames (``assemble_part``), in-process and on a cluster alike: load and
+    validate the shard, sample ``fraction`` of its buyers (seed ``seed + part``) and give it its
+    buyers' rows of ``shared``, the whole export's cross-shard device index."""
+    tables = load_tables(data_dir, part=part)
+    buyers = sample_buyers(tables["buyers"], fraction, seed + part)
+    tables[SHARED_DEVICES.name] = shared[shared["buyer_id"].isin(tables["buyers"]["buyer_id"])]
+    return assemble_part(tables, buyers, dates, split)
+
+
+def collect(
+    shards: Iterable[dict[str, pd.DataFrame]], count: int, progress: Callable[[str], None]
+) -> dict[str, pd.DataFrame]:
+    """The shards' frames (``shard_frames``, in shard order) as one frame per name, with a
+    progress line after each of the ``count`` shards."""
     frames: dict[str, list[pd.DataFrame]] = {SNAPSHOTS: [], PRESALE: [], FAST_REFUND: []}
-    for i, part in enumerate(parts):
-        tables = load_tables(data_dir, part=part)
-        if total is None:
-            total = max(1, len(tables["buyers"]) * len(parts))
-        fraction = 1.0 if max_buyers is None else max_buyers / total
-        buyers = sample_buyers(tables["buyers"], fraction, seed + part)
-        tables[SHARED_DEVICES.name] = shared[shared["buyer_id"].isin(tables["buyers"]["buyer_id"])]
-        for name, frame in assemble_part(tables, buyers, dates, split).items():
+    for i, shard in enumerate(shards):
+        for name, frame in shard.items():
             frames[name].append(frame)
         progress(
-            f"shard {i + 1}/{len(parts)}: {len(frames[SNAPSHOTS][-1]):,} snapshot rows, "
+            f"shard {i + 1}/{count}: {len(frames[SNAPSHOTS][-1]):,} snapshot rows, "
             f"{len(frames[PRESALE][-1]):,} presales, {len(frames[FAST_REFUND][-1]):,} refund requests"
         )
     return {name: _concat(chunks) for name, chunks in frames.items()}

@@ -157,6 +157,7 @@ def fit_rating(
     seed: int = 7,
     timings: dict[str, float] | None = None,
     progress: Callable[[str], None] | None = None,
+    booster_fit: Callable[..., lgb.Booster] = fit_booster,
 ) -> RatingModel:
     """Train the booster, calibrate on ``valid``, cut stars on ``valid``, fit the reason table.
 
@@ -164,13 +165,15 @@ def fit_rating(
         timings: When given, receives the seconds spent in ``lgb.train`` (``"lgb_train"``) and
             in everything after it (``"calibrate_and_reasons"``).
         progress: When given, called with a line every ``EVAL_EVERY`` boosting rounds.
+        booster_fit: What trains the booster, called as ``fit_booster`` is (the default; on a
+            cluster ``training.on_cluster.fit_booster``); everything after it is the same.
 
     Returns:
         A ``RatingModel`` holding the booster.
     """
     scale = scale or ScoreScale()
     started = time.perf_counter()
-    booster = fit_booster(train, valid, signal_names, monotone, params, progress)
+    booster = booster_fit(train, valid, signal_names, monotone, params, progress)
     trained = time.perf_counter()
     raw_valid = booster.predict(valid.X, raw_score=True)
     calibration = fit_platt(raw_valid, valid.y)

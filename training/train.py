@@ -17,13 +17,16 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import lightgbm as lgb
 import mlflow
 import numpy as np
 import pandas as pd
 import yaml
 from mlflow import ActiveRun
 
+from features import cluster
 from features.catalog import render as render_catalog
 from features.io import export_time, read_manifest
 from features.registry import Signal, monotone_constraints, reasons, signals
@@ -32,12 +35,12 @@ from rating.artifact import RatingModel, load_rating
 from rating.scale import ScoreScale
 from simulator.config import RunConfig
 from simulator.write import write_export
-from training import promote
+from training import on_cluster, promote
 from training.challenge import challenge, comparable
 from training.dataset import SNAPSHOTS, assemble_cached
 from training.heads import fit_heads
 from training.labels import TARGETS, usable_as_of
-from training.model import DEFAULT_PARAMS, Dataset, StarCutError, checked_monotone, fit_rating
+from training.model import DEFAULT_PARAMS, Dataset, StarCutError, checked_monotone, fit_booster, fit_rating
 from training.opportunities import SERVICES
 from training.package import log_rating
 from training.policy_proposal import Proposal, candidate_policy, policy_bands, propose
@@ -108,6 +111,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--max-buyers", type=int, default=None, help="train on a random subset of about this many buyers"
     )
+    cluster.add_argument(p)  # assembly per shard and the rating's booster on Dask; --cache-dir is not used
     args = p.parse_args(argv)
     unknown = set(args.params) - set(DEFAULT_PARAMS) - {"monotone_constraints"}
     if unknown:
@@ -180,6 +184,7 @@ def fit_scorers(
     params: dict,
     seed: int,
     progress: Progress,
+    booster_fit: Callable[..., lgb.Booster] = fit_booster,
 ) -> tuple[RatingModel, OptBinningScorecard, list[int], list[int]]:
     """Fit the rating (LightGBM, early stopping on validation) and the scorecard on the same training rows.
 
@@ -192,8 +197,9 @@ def fit_scorers(
     monotone, dropped = checked_monotone(d_train.X, d_train.y, monotone_constraints(names), seed=seed)
     with progress.step("rating", f"training the rating: LightGBM ({np.count_nonzero(monotone)} monotone constraints) ..."):
         model = fit_rating(
-            d_train, d_valid, names, reasons(names), monotone, params, ScoreScale(), seed=seed, progress=progress
-        )
+            d_train, d_valid, names, reasons(names), monotone, params, ScoreScale(), seed=seed,
+            progress=progress, booster_fit=booster_fit
+        )  # fmt: skip
     with progress.step("scorecard", f"best iteration {model.booster.best_iteration}; fitting the optbinning scorecard ..."):
         scorecard = OptBinningScorecard(names, [s.risk_direction for s in registry]).fit(d_train.X, d_train.y)
     return model, scorecard, monotone, dropped
@@ -228,6 +234,19 @@ def window_opportunities(
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    try:
+        with cluster.connect(args.cluster) as client:
+            return train_and_register(args, client)
+    except cluster.WorkerLost as err:
+        print(f"{err}; nothing registered", file=sys.stderr)
+        return 1
+    except cluster.ClusterError as err:
+        print(err, file=sys.stderr)
+        return 2
+
+
+def train_and_register(args: argparse.Namespace, client: Any) -> int:
+    """Train, evaluate, log and register; in-process, or on the Dask ``client`` (``--cluster``)."""
     progress = Progress()
     params = {**DEFAULT_PARAMS, "seed": args.seed, **args.params}
     registry = signals()
@@ -247,7 +266,13 @@ def main(argv: list[str] | None = None) -> int:
         with progress.step(
             "assemble", f"building {len(names)} signals for {len(dates)} monthly snapshots and every opportunity from {data} ..."
         ):
-            frames = assemble_cached(data, dates, args.cache_dir, args.max_buyers, args.seed, progress, split)
+            if client is None:
+                frames = assemble_cached(data, dates, args.cache_dir, args.max_buyers, args.seed, progress, split)
+                booster_fit = fit_booster
+            else:
+                frames, booster_fit = on_cluster.assemble(
+                    client, data, dates, args.max_buyers, args.seed, progress, split, names, args.target
+                )
         frame = frames[SNAPSHOTS]
         train, valid, test = split_snapshots(frame, split)
         opportunities = window_opportunities(data, frames, split)
@@ -264,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     mlflow.set_experiment(experiment_id=ensure_experiment(args.experiment))
     try:
         run, report, version, verdict = fit_and_log(
-            args, params, registry, data, split, train, valid, test, oracle, opportunities, frames, progress
+            args, params, registry, data, split, train, valid, test, oracle, opportunities, frames, progress, booster_fit
         )
     except StarCutError as err:
         print(f"training failed, nothing registered (run marked FAILED): {err}", file=sys.stderr)
@@ -290,11 +315,12 @@ def fit_and_log(
     opportunities: dict[str, Opportunities],
     frames: dict[str, pd.DataFrame],
     progress: Progress,
+    booster_fit: Callable[..., lgb.Booster] = fit_booster,
 ) -> tuple[ActiveRun, Report, str, promote.GateResult]:
     """Inside one MLflow run: fit, evaluate, log, register and apply the gate; an exception marks the run FAILED."""
     names = [s.name for s in registry]
     with mlflow.start_run() as run:
-        fitted = fit_scorers(train, valid, args.target, registry, params, args.seed, progress)
+        fitted = fit_scorers(train, valid, args.target, registry, params, args.seed, progress, booster_fit)
         model, scorecard, monotone, dropped = fitted
         with progress.step("heads", "fitting the service heads ..."):
             model.set_heads(fit_heads(frames, split, names, args.seed, progress))
@@ -318,6 +344,7 @@ def fit_and_log(
                 "monotone_signals": int(np.count_nonzero(monotone)),
                 "monotone_dropped": ",".join(names[j] for j in dropped)[:500] or "none",
                 "max_buyers": args.max_buyers,
+                "cluster": args.cluster or "in-process",
             }
         )
         with progress.step("propose_policy", "proposing expected-loss allowances on the validation window ..."):

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from features.cluster import QUIET_HTTP
 from simulator.config import ID_STRIDE, RunConfig
 from simulator.write import write_export
 
@@ -62,7 +63,13 @@ def local_client(allowed_failures: int | None = None) -> Iterator:
     config = {} if allowed_failures is None else {"distributed.scheduler.allowed-failures": allowed_failures}
     with (
         dask.config.set(config),
-        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            scheduler_kwargs=QUIET_HTTP,
+        ) as cluster,
         Client(cluster) as client,
     ):
         yield client

@@ -1,0 +1,262 @@
+"""Training on Dask (``python training/train.py --cluster``): the assembly as one task per buyer
+shard, and the rating's booster trained by ``lightgbm.dask`` on the shards' training rows.
+
+Assembly (:func:`assemble`). The device first-use shuffle of the signal build
+(:func:`features.build_cluster.map_shards`) gives each shard its buyers' rows of the whole
+export's shared-device index; then one task per shard (``assemble-part-k``) runs
+:func:`training.dataset.shard_frames`, the function the in-process loop runs. The client
+gathers the shards' frames in shard order through :func:`training.dataset.collect`, as
+in-process, so the assembled frames are the same, row for row. Each shard's training rows
+(the split's training window: the registry's signals as float32 and the target) are cut on
+its worker (``rating-rows-k``) and stay there: they are the partitions of the Dask arrays the
+booster is trained on; the workers drop the rest of the shard's frames once gathered.
+
+Booster (:func:`fit_booster`, passed to :func:`training.model.fit_rating` in place of the
+in-process ``fit_booster``; calibration, star cuts and reasons are the same code).
+``lightgbm.dask.DaskLGBMClassifier`` with the same parameters and monotone constraints, with
+what LightGBM 4.x imposes on distributed training:
+
+* no early stopping: ``lightgbm.dask`` trains every round of ``num_boost_round`` (its eval
+  sets are evaluated per worker on the parts that worker holds, and an early-stopping callback
+  that stops one worker before the others hangs the rest). So the client computes the
+  validation log-loss of every round on the whole validation window in one pass (each row's
+  leaf in each tree) and applies ``lgb.early_stopping``'s rule to that curve
+  (:func:`early_stopping_round`): the round kept is the one early stopping would have kept on
+  the same curve, and the booster is cut to it. The price is the rounds after it;
+* ``monotone_constraints_method`` becomes ``basic`` (LightGBM's distributed learners support
+  no other; the model file's parameters say so): the constraints hold, a little more tightly;
+* ``num_threads`` is each worker's Dask thread count, and the histogram bins are found across
+  the workers' rows, so the booster is close to, not bit-identical with, the in-process one.
+
+Memory. The client holds what it holds in-process once the frames are assembled (the frames,
+the windows and the training matrix the scorecard, the monotone check and the reason sample
+read), not the shards' raw tables. Each worker holds one shard's tables while assembling it,
+then its shards' training rows (float32) until the booster is trained, plus LightGBM's copy
+of them and its binned dataset during training.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+import uuid
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from features import build_cluster, cluster
+from features.io import shard_parts
+from training import dataset
+from training.model import EVAL_EVERY, Dataset, split_params
+from training.snapshots import TimeSplit
+
+ASSEMBLE_TASK = "assemble-part"
+"""Key prefix of the per-shard assembly tasks."""
+ROWS_TASK = "rating-rows"
+"""Key prefix of the per-shard training-row tasks."""
+LEAF_CHUNK = 8192
+"""Validation rows per pass when computing the per-round validation loss."""
+
+
+@dataclass(frozen=True)
+class ClusterRows:
+    """The rating's training rows, left on the cluster.
+
+    Attributes:
+        client: The ``distributed.Client`` they live on.
+        X: Dask array (rows, signals) float32, one chunk per shard with training rows, in the
+            order of the client's training frame.
+        y: Dask array (rows,) of the target, chunked like ``X``.
+    """
+
+    client: Any
+    X: Any
+    y: Any
+
+
+def assemble(
+    client: Any,
+    data_dir: Path,
+    dates: list[pd.Timestamp],
+    max_buyers: int | None,
+    seed: int,
+    progress: Callable[[str], None],
+    split: TimeSplit,
+    names: list[str],
+    target: str,
+) -> tuple[dict[str, pd.DataFrame], Callable[..., lgb.Booster]]:
+    """``training.dataset.assemble`` on the cluster, leaving each shard's training rows there.
+
+    Args:
+        client: A ``distributed.Client``; its workers must see ``data_dir``.
+        data_dir, dates, max_buyers, seed, progress, split: As ``training.dataset.assemble``.
+        names: The signals the booster is trained on, in column order.
+        target: The label column.
+
+    Returns:
+        The assembled frames (equal to the in-process ones), and the booster fitter to pass to
+        ``training.model.fit_rating`` (:func:`fit_booster` on those rows).
+
+    Raises:
+        features.validate.ContractError: If a shard breaks the contract.
+        features.cluster.WorkerLost: If a task was lost with its workers too often.
+        ValueError: If no shard has a training row.
+    """
+    fraction = dataset.sample_fraction(data_dir, shard_parts(data_dir), max_buyers)
+    parts, shards = build_cluster.map_shards(
+        client, data_dir, dataset.shard_frames, (list(dates), fraction, seed, split), ASSEMBLE_TASK
+    )
+    token = uuid.uuid4().hex[:12]
+    rows = [
+        client.submit(training_rows, f, split, names, target, key=f"{ROWS_TASK}-{k:05d}-{token}")
+        for k, f in zip(parts, shards, strict=True)
+    ]
+    counts: list[int] = []
+
+    def gathered() -> Iterator[dict[str, pd.DataFrame]]:
+        for shard in cluster.results(client, shards):
+            counts.append(int(in_training(shard[dataset.SNAPSHOTS], split).sum()))
+            yield shard
+
+    try:
+        frames = dataset.collect(gathered(), len(parts), progress)
+    except BaseException:
+        client.cancel(rows)
+        raise
+    shards.clear()  # the workers keep the training rows only
+    label = frames[dataset.SNAPSHOTS][target].dtype
+    return frames, functools.partial(fit_booster, _arrays(client, rows, counts, len(names), label))
+
+
+def in_training(snapshots: pd.DataFrame, split: TimeSplit) -> np.ndarray:
+    """Which snapshot rows are in the split's training window (as ``train.split_snapshots`` cuts)."""
+    return (split.assign(snapshots["as_of"]) == "train").to_numpy()
+
+
+def training_rows(
+    frames: dict[str, pd.DataFrame], split: TimeSplit, names: list[str], target: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Task: a shard's training rows as the booster reads them, ``(X float32, y)``."""
+    train = frames[dataset.SNAPSHOTS][in_training(frames[dataset.SNAPSHOTS], split)]
+    return train[names].to_numpy(np.float32), train[target].to_numpy()
+
+
+def _arrays(client: Any, rows: list[Any], counts: list[int], width: int, label: np.dtype) -> ClusterRows:
+    """The per-shard ``(X, y)`` futures as two Dask arrays (shards without training rows left out).
+
+    Partition ``j`` is placed on worker ``j % W`` of the ``W`` workers sorted by address (where
+    the assembly ran is up to the scheduler): LightGBM's distributed learner depends on which
+    rows each worker holds, so the same export, seed and worker count give the same booster.
+    """
+    import dask
+    import dask.array as da
+
+    kept = [(f, n) for f, n in zip(rows, counts, strict=True) if n]
+    if not kept:
+        raise ValueError("no training rows in any shard: the training window holds no snapshot")
+    slots = sorted(client.ncores())
+
+    def column(i: int, shape: Callable[[int], tuple], dtype: Any) -> Any:
+        return da.concatenate(
+            [da.from_delayed(
+                dask.delayed(client.submit(operator.getitem, f, i, key=f"{f.key}-{i}",
+                                           workers=[slots[j % len(slots)]], allow_other_workers=True)),
+                shape(n), dtype)
+             for j, (f, n) in enumerate(kept)]
+        )  # fmt: skip
+
+    return ClusterRows(client, column(0, lambda n: (n, width), np.float32), column(1, lambda n: (n,), label))
+
+
+def fit_booster(
+    rows: ClusterRows,
+    train: Dataset,
+    valid: Dataset,
+    signal_names: list[str],
+    monotone: list[int],
+    params: dict,
+    progress: Callable[[str], None] | None = None,
+) -> lgb.Booster:
+    """Train the booster with ``lightgbm.dask`` on ``rows`` and keep the round early stopping would.
+
+    Called as ``training.model.fit_booster`` is (``train`` is the client's copy of ``rows``,
+    unused here). Trains ``num_boost_round`` rounds, computes the loss of every round on
+    ``valid`` and cuts the booster at :func:`early_stopping_round` (``best_iteration`` set).
+
+    Raises:
+        features.cluster.WorkerLost: If a training task was lost with its worker too often.
+    """
+    from distributed import KilledWorker
+    from lightgbm.dask import DaskLGBMClassifier
+
+    lgb_params, rounds, patience = split_params(params)
+    lgb_params.pop("num_threads", None)  # lightgbm.dask uses each worker's thread count
+    estimator = DaskLGBMClassifier(
+        client=rows.client, n_estimators=rounds, **lgb_params, monotone_constraints=list(monotone)
+    )
+    if progress is not None:
+        progress(
+            f"rating: {rounds} rounds with lightgbm.dask (no early stopping on Dask; the round is chosen after)"
+        )
+    with warnings.catch_warnings():
+        # the sklearn estimator always carries n_jobs, which lightgbm.dask replaces (see above)
+        warnings.filterwarnings("ignore", message=r"Parameter n_jobs will be ignored", category=UserWarning)
+        try:
+            estimator.fit(rows.X, rows.y, feature_name=list(signal_names))
+        except KilledWorker as err:
+            raise cluster.WorkerLost(f"workers died while training the rating ({err.task!r})") from err
+    booster = estimator.booster_
+    losses = validation_losses(booster, valid)
+    best = early_stopping_round(losses, patience)
+    if progress is not None:
+        for done in range(EVAL_EVERY, len(losses) + 1, EVAL_EVERY):
+            progress(
+                f"rating: round {done} (at most {rounds}), validation binary_logloss {losses[done - 1]:.5f}"
+            )
+        progress(
+            f"rating: round {best} kept, validation binary_logloss {losses[best - 1]:.5f} (patience {patience})"
+        )
+    cut = lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
+    cut.best_iteration = best
+    return cut
+
+
+def validation_losses(booster: lgb.Booster, valid: Dataset, chunk: int = LEAF_CHUNK) -> np.ndarray:
+    """The mean binary log-loss on ``valid`` after each boosting round (LightGBM's ``binary_logloss``).
+
+    One pass over the rows: each row's leaf in every tree (``pred_leaf``), whose outputs summed
+    round by round are the raw scores after each round.
+    """
+    trees = booster.num_trees()
+    shape = booster.dump_model(num_iteration=trees)["tree_info"]
+    outputs = np.zeros((trees, max(t["num_leaves"] for t in shape)))
+    for t, tree in enumerate(shape):
+        outputs[t, : tree["num_leaves"]] = [
+            booster.get_leaf_output(t, leaf) for leaf in range(tree["num_leaves"])
+        ]
+    total = np.zeros(trees)
+    y = np.asarray(valid.y, dtype=np.float64)[:, None]
+    for start in range(0, len(valid.y), chunk):
+        leaves = booster.predict(valid.X[start : start + chunk], pred_leaf=True, num_iteration=trees)
+        raw = np.cumsum(outputs[np.arange(trees), leaves], axis=1)
+        yc = y[start : start + chunk]
+        total += (yc * np.logaddexp(0, -raw) + (1 - yc) * np.logaddexp(0, raw)).sum(axis=0)
+    return total / len(valid.y)
+
+
+def early_stopping_round(losses: np.ndarray, patience: int) -> int:
+    """The round (1-based) ``lgb.early_stopping(patience)`` keeps on this validation-loss curve:
+    the best so far when ``patience`` rounds have not improved on it, or at the last round."""
+    best, best_at = np.inf, 0
+    for i, loss in enumerate(losses):
+        if loss < best:
+            best, best_at = loss, i
+        elif i - best_at >= patience:
+            break
+    return best_at + 1
