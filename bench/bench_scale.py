@@ -1,8 +1,9 @@
-"""Benchmark the simulator, the signal build and the publish past one process: in-process vs 1 and 2 local Dask workers.
+"""Benchmark the simulator, the signal build, the publish and training past one process: in-process vs 1 and 2 local Dask workers.
 
     python bench/bench_scale.py                                  # 125k, 250k, 500k, 1M buyers
     python bench/bench_scale.py --sizes 125000,250000 --steps build
     python bench/bench_scale.py --sizes 125000,250000 --steps publish
+    python bench/bench_scale.py --sizes 125000,250000 --steps train
 
 For each size (at a fixed partition size, ``--shard-size``) and each mode, one child
 process runs the step and reports its wall time and peak RSS: in-process, the child's own
@@ -13,7 +14,10 @@ The cluster start-up is not in the wall time (printed apart). The signal build
 reads the export the in-process simulator wrote; so does the publish (``serving.publish``
 to a parquet snapshot as of the export time, with exact TreeSHAP reasons by a model sized
 like production: every registry signal, 300 trees, fit on synthetic rows as
-``bench_serving.py --synthetic`` does; loading it is in the wall time). The goals of issue 11 are printed after
+``bench_serving.py --synthetic`` does; loading it is in the wall time); so does training (the whole of
+``python training/train.py``, default parameters, no assembly cache, MLflow in a SQLite store in the
+scratch folder; with ``--cluster`` the assembly and the rating's booster run on the workers, the rest
+in the client). The goals of issue 11 are printed after
 the table. The machine is shared: the load average at start is printed, and figures from a
 busy machine are not comparable with a quiet one.
 """
@@ -31,7 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-STEPS = ("simulate", "build", "publish")
+STEPS = ("simulate", "build", "publish", "train")
 GOAL_RSS_FLAT = 0.20
 GOAL_SPEEDUP_2W = 1.7
 GOAL_1W_VS_IN_PROCESS = 0.15
@@ -42,7 +46,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="125000,250000,500000,1000000", help="buyers, comma-separated")
     parser.add_argument("--workers", default="0,1,2", help="0 = in-process, N = N local workers")
-    parser.add_argument("--steps", default="simulate,build", help="simulate, build and/or publish")
+    parser.add_argument("--steps", default="simulate,build", help="simulate, build, publish and/or train")
     parser.add_argument(
         "--simulate-workers", default=None, help="modes of the simulate step (default: --workers)"
     )
@@ -68,6 +72,8 @@ def run_one(job: dict) -> dict:
             write_export(cfg, Path(job["out"]), client=client)
         elif job["step"] == "publish":
             publish_step(job, client)
+        elif job["step"] == "train":
+            train_step(job, client)
         else:
             build.write_signals(job["data"], build.parse_dates(job["as_of"]), Path(job["out"]), client=client)
 
@@ -113,6 +119,21 @@ def publish_step(job: dict, client) -> None:
     names, _, rating = publish.load_signals_source(args)
     as_of = io.export_time(args.data, None)
     publish.publish(args.data, job["out"], "", names, as_of, rating=rating, client=client)
+
+
+def train_step(job: dict, client) -> None:
+    """The train step: ``python training/train.py`` on ``job["data"]`` (on ``client``'s cluster, or
+    in-process), its MLflow store a SQLite file in the folder ``job["out"]``."""
+    from training import train
+
+    store = Path(job["out"])
+    store.mkdir(parents=True, exist_ok=True)
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store / 'mlflow.db'}"  # this child process only
+    argv = ["--data", job["data"], "--cache-dir", "", "--register-name", "bench", "--experiment", "bench"]
+    if client is not None:
+        argv += ["--cluster", client.scheduler.address]
+    if train.main(argv) != 0:
+        raise RuntimeError(f"train.py failed on {job['data']} (workers {job['workers']})")
 
 
 def bench_publish(common: dict, data: Path, tmp: Path, modes: list[int]) -> list[dict]:
@@ -258,6 +279,15 @@ def bench(args: argparse.Namespace, tmp: Path) -> None:
                 out.unlink()
         if "publish" in steps:
             rows += bench_publish(common, data, tmp, modes)
+        if "train" in steps:
+            for workers in modes:
+                out = tmp / f"train_{buyers}_{workers}"
+                rows.append(
+                    child({**common, "step": "train", "workers": workers, "data": str(data), "out": str(out)})
+                )
+                print_table(rows[-1:])
+                sys.stdout.flush()
+                shutil.rmtree(out)
         shutil.rmtree(data)
         print(flush=True)
     print(f"load average at end (1/5/15 min): {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
