@@ -47,13 +47,14 @@ def assemble_part(
 ) -> dict[str, pd.DataFrame]:
     """One shard's frames (see ``assemble``): ``tables`` are the shard's raw tables with
     ``shared_devices`` of the whole export, ``buyers`` the shard's sampled buyers."""
-    spine = make_spine(buyers, dates)
-    if split is not None:
-        spine = spine[split.snapshot_rows(spine)].reset_index(drop=True)
-    out = {SNAPSHOTS: pd.concat([build_signals(tables, spine), make_labels(tables, spine)], axis=1)}
     chosen = buyers["buyer_id"].to_numpy()
+    out = {}
     for service, rows in ((PRESALE, presale_rows(tables)), (FAST_REFUND, refund_rows(tables))):
         out[service] = _with_signals(tables, rows[np.isin(rows["buyer_id"].to_numpy(), chosen)])
+    spine = make_spine(buyers, dates)  # the snapshots last: their frame is the largest
+    if split is not None:
+        spine = spine.iloc[split.snapshot_rows(spine)].reset_index(drop=True)
+    out[SNAPSHOTS] = pd.concat([build_signals(tables, spine), make_labels(tables, spine)], axis=1)
     return out
 
 

@@ -74,14 +74,17 @@ class TimeSplit:
         return pd.Series(part, index=as_of.index)
 
     def snapshot_rows(self, spine: pd.DataFrame, every: int = TRAIN_SNAPSHOT_EVERY) -> np.ndarray:
-        """Which spine rows (``buyer_id``, ``as_of``) to build: every validation and test row, and at
-        training dates one row per buyer every ``every`` months, the buyer's phase set by its id.
-        Rows in the gaps between windows are never used."""
+        """Positions of the spine rows (``buyer_id``, ``as_of``) to build, window by window (train,
+        valid, test; spine order within each): every validation and test row, and at training
+        dates one row per buyer every ``every`` months, the buyer's phase set by its id. Rows in
+        the gaps between windows are never used. Window by window, a frame of these rows is
+        split into windows by slicing, without copying (``train.split_snapshots``)."""
         window = self.assign(spine["as_of"]).to_numpy()
         months = spine["as_of"].dt.year.to_numpy(np.int64) * 12 + spine["as_of"].dt.month.to_numpy(np.int64)
         ids = spine["buyer_id"].to_numpy(np.int64).astype(np.uint64)
         phase = (ids * np.uint64(2_654_435_761) % np.uint64(2**32) % np.uint64(every)).astype(np.int64)  # Knuth's hash
-        return ((window == "valid") | (window == "test")) | ((window == "train") & ((months + phase) % every == 0))
+        train = np.flatnonzero((window == "train") & ((months + phase) % every == 0))
+        return np.concatenate([train, np.flatnonzero(window == "valid"), np.flatnonzero(window == "test")])
 
     def assign_instant(self, t: pd.Series) -> pd.Series:
         """The window of a decision instant: a month's as-of date covers the month that follows it."""

@@ -29,6 +29,7 @@ from mlflow import ActiveRun
 from features import cluster
 from features.catalog import render as render_catalog
 from features.io import export_time, read_manifest
+from features.memory import release_free_memory
 from features.registry import Signal, monotone_constraints, reasons, signals
 from features.validate import ContractError
 from rating.artifact import RatingModel, load_rating
@@ -145,6 +146,7 @@ class Progress:
             yield
         finally:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.monotonic() - started
+            release_free_memory()  # what the step freed goes back to the OS before the next one
 
     def metrics(self) -> dict[str, float]:
         """Each step's wall time as the MLflow metric ``time_<step>_s``."""
@@ -171,9 +173,15 @@ def snapshot_dates(data: Path) -> list[pd.Timestamp]:
 
 
 def split_snapshots(frame: pd.DataFrame, split: TimeSplit) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """The train, validation and test snapshot rows (rows in the gaps are dropped)."""
-    parts = split.assign(frame["as_of"])
-    return tuple(frame[parts == k] for k in ("train", "valid", "test"))
+    """The train, validation and test snapshot rows (rows in the gaps are dropped). A window whose
+    rows are contiguous (``TimeSplit.snapshot_rows`` builds them so) is a slice, not a copy."""
+    parts = split.assign(frame["as_of"]).to_numpy()
+    out = []
+    for window in ("train", "valid", "test"):
+        rows = np.flatnonzero(parts == window)
+        contiguous = len(rows) == 0 or rows[-1] - rows[0] + 1 == len(rows)
+        out.append(frame.iloc[rows[0] : rows[-1] + 1] if contiguous and len(rows) else frame.iloc[rows])
+    return tuple(out)
 
 
 def fit_scorers(
@@ -273,8 +281,11 @@ def train_and_register(args: argparse.Namespace, client: Any) -> int:
                 frames, booster_fit = on_cluster.assemble(
                     client, data, dates, args.max_buyers, args.seed, progress, split, names, args.target
                 )
-        frame = frames[SNAPSHOTS]
+        frame = frames.pop(SNAPSHOTS)
         train, valid, test = split_snapshots(frame, split)
+        rate = frame[args.target].mean()
+        del frame  # windows that were copied (an export of several shards) are not held twice
+        release_free_memory()
         opportunities = window_opportunities(data, frames, split)
         oracle = risk_truth(data, test)
     except (ContractError, ValueError) as err:
@@ -282,7 +293,7 @@ def train_and_register(args: argparse.Namespace, client: Any) -> int:
         return 2
 
     progress(
-        f"rows: train {len(train):,}, valid {len(valid):,}, test {len(test):,}; {args.target} rate {frame[args.target].mean():.2%}; "
+        f"rows: train {len(train):,}, valid {len(valid):,}, test {len(test):,}; {args.target} rate {rate:.2%}; "
         + ", ".join(f"test {k} opportunities {len(o.rows):,}" for k, o in opportunities.items())
     )
     configure_tracking()
