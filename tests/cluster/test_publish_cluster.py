@@ -140,13 +140,13 @@ def test_workers_dying_every_time_fail_without_a_file_or_a_committed_redis_versi
     live = _live_version(redis_prefix)
     out = tmp_path / "snapshot.parquet"
     out.write_bytes(in_process.read_bytes())  # the previous snapshot, to be left as it is
-    with local_client(allowed_failures=1) as client:
+    with local_client(allowed_failures=0) as client:  # the first worker lost fails the publish
         client.register_plugin(killer(tmp_path / "kills", "publish-part-", once=False))
         for location in (str(out), REDIS_URL):
             with pytest.raises(cluster.WorkerLost, match="workers died while running task"):
                 _publish(cross_shard_export, model_uri, location, client, redis_prefix)
         time.sleep(1)  # a partition still running elsewhere when the publish failed writes nothing
-    assert len((tmp_path / "kills").read_text().splitlines()) >= 4
+    assert len((tmp_path / "kills").read_text().splitlines()) >= 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kills", "snapshot.parquet"]
     assert out.read_bytes() == in_process.read_bytes()
     meta, rows = _rows(redis_prefix)
