@@ -173,3 +173,16 @@ def test_buyers_limit_is_refused_on_a_cluster(cross_shard_export, tmp_path, caps
     assert publish_cli.main([*argv, "--buyers-limit", "5", "--cluster", "local:1"]) == 2
     assert "--buyers-limit" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_no_row_lands_in_an_aborted_redis_version(redis_prefix):  # noqa: F811 - the fixture
+    from serving.snapshot import RedisRows, SnapshotError
+
+    rows = RedisRows(REDIS_URL, redis_prefix, "v1", batch=2)
+    client = rows.connect()
+    assert rows.write(client, np.arange(3), np.ones((3, 2), np.float32)) == 3
+    rows.abort(client)  # what a failed publish does while a partition may still be running
+    with pytest.raises(SnapshotError, match="v1 was aborted"):
+        rows.write(client, np.arange(5), np.ones((5, 2), np.float32))
+    assert list(client.scan_iter(match=f"{rows_prefix(redis_prefix, 'v1')}*")) == []
+    assert 0 < client.ttl(abort_key(redis_prefix, "v1")) <= 3600
