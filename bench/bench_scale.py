@@ -4,6 +4,7 @@
     python bench/bench_scale.py --sizes 125000,250000 --steps build
     python bench/bench_scale.py --sizes 125000,250000 --steps publish
     python bench/bench_scale.py --sizes 125000,250000 --steps train
+    python bench/bench_scale.py --sizes '' --steps demo          # the README demo: train + publish, then the first answer
 
 For each size (at a fixed partition size, ``--shard-size``) and each mode, one child
 process runs the step and reports its wall time and peak RSS: in-process, the child's own
@@ -36,6 +37,8 @@ import time
 from pathlib import Path
 
 STEPS = ("simulate", "build", "publish", "train")
+DEMO_GOAL_S = 90  # train + publish on a quiet 2-core machine
+DEMO_GOAL_MIB = 2048  # peak RSS of each
 GOAL_RSS_FLAT = 0.20
 GOAL_SPEEDUP_2W = 1.7
 GOAL_1W_VS_IN_PROCESS = 0.15
@@ -46,7 +49,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="125000,250000,500000,1000000", help="buyers, comma-separated")
     parser.add_argument("--workers", default="0,1,2", help="0 = in-process, N = N local workers")
-    parser.add_argument("--steps", default="simulate,build", help="simulate, build, publish and/or train")
+    parser.add_argument("--steps", default="simulate,build", help="simulate, build, publish, train and/or demo")
     parser.add_argument(
         "--simulate-workers", default=None, help="modes of the simulate step (default: --workers)"
     )
@@ -134,6 +137,64 @@ def train_step(job: dict, client) -> None:
         argv += ["--cluster", client.scheduler.address]
     if train.main(argv) != 0:
         raise RuntimeError(f"train.py failed on {job['data']} (workers {job['workers']})")
+
+
+def bench_demo(tmp: Path) -> dict:
+    """The README's demo commands in an empty folder, as a new user runs them after ``pip install``:
+    ``python training/train.py`` (simulates the default marketplace), ``python -m serving.publish
+    --data data/market``, then ``python -m serving.demo`` until its first example decision is
+    answered. Returns each command's wall time and peak RSS (its own, from ``wait4``) and the
+    seconds from the demo server's start to that answer."""
+    folder = tmp / "demo"
+    folder.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "SERVING_API_KEYS")}
+    repo = Path(__file__).resolve().parent.parent
+    figures: dict = {"step": "demo"}
+    commands = {
+        "train": [sys.executable, str(repo / "training" / "train.py")],
+        "publish": [sys.executable, "-m", "serving.publish", "--data", "data/market"],
+    }
+    for name, command in commands.items():
+        with open(folder / f"{name}.log", "w") as log:
+            started = time.monotonic()
+            proc = subprocess.Popen(command, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
+            _, status, usage = os.wait4(proc.pid, 0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise RuntimeError(f"{' '.join(command)} failed; see {folder / f'{name}.log'}")
+        figures[f"{name}_s"] = time.monotonic() - started
+        figures[f"{name}_mib"] = usage.ru_maxrss / 1024
+        print(f"demo {name}: {figures[f'{name}_s']:.1f} s, peak RSS {figures[f'{name}_mib']:.0f} MiB", flush=True)
+    started = time.monotonic()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "serving.demo", "--port", "8799"],
+        cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        call = next(line for line in server.stdout if line.startswith("curl -s -X POST"))
+        while True:  # the server prints its calls before it listens
+            answer = subprocess.run(["bash", "-c", call], capture_output=True, text=True, check=False)
+            if '"decision"' in answer.stdout or time.monotonic() - started > 60:
+                break
+            time.sleep(0.1)
+    finally:
+        server.terminate()
+        server.wait(10)
+    figures["first_answer_s"] = time.monotonic() - started
+    print(f"demo serve: first decision answered {figures['first_answer_s']:.1f} s after start: {answer.stdout[:160]}")
+    return figures
+
+
+def print_demo_goal(demo: dict) -> None:
+    """The demo goal: train + publish within ``DEMO_GOAL_S`` seconds, each within ``DEMO_GOAL_MIB``."""
+    total = demo["train_s"] + demo["publish_s"]
+    fast = "met" if total <= DEMO_GOAL_S else "MISSED"
+    print(
+        f"  demo: train {demo['train_s']:.1f} s + publish {demo['publish_s']:.1f} s = {total:.1f} s "
+        f"(goal <= {DEMO_GOAL_S} s on a quiet machine): {fast}; first answer {demo['first_answer_s']:.1f} s after the server starts"
+    )
+    for name in ("train", "publish"):
+        lean = "met" if demo[f"{name}_mib"] <= DEMO_GOAL_MIB else "MISSED"
+        print(f"  demo: {name} peak RSS {demo[f'{name}_mib']:.0f} MiB (goal <= {DEMO_GOAL_MIB}): {lean}")
 
 
 def bench_publish(common: dict, data: Path, tmp: Path, modes: list[int]) -> list[dict]:
@@ -239,7 +300,7 @@ def print_goals(rows: list[dict]) -> None:
 def bench(args: argparse.Namespace, tmp: Path) -> None:
     """Run every (size, step, mode) in turn, printing each line as it completes, then the table."""
     load = os.getloadavg()
-    sizes = [int(s) for s in args.sizes.split(",")]
+    sizes = [int(s) for s in args.sizes.split(",") if s]
     modes = [int(w) for w in args.workers.split(",")]
     sim_workers = [int(w) for w in (args.simulate_workers or args.workers).split(",")]
     steps = [s for s in args.steps.split(",") if s]
@@ -253,6 +314,7 @@ def bench(args: argparse.Namespace, tmp: Path) -> None:
         flush=True,
     )
     rows = []
+    demo = bench_demo(tmp) if "demo" in steps else None
     for buyers in sizes:
         data = tmp / f"market_{buyers}"
         parts = -(-buyers // args.shard_size)
@@ -293,6 +355,8 @@ def bench(args: argparse.Namespace, tmp: Path) -> None:
     print(f"load average at end (1/5/15 min): {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print_table(rows)
     print_goals(rows)
+    if demo is not None:
+        print_demo_goal(demo)
 
 
 def main(argv: list[str] | None = None) -> int:
