@@ -113,23 +113,24 @@ def assemble(
         client, data_dir, dataset.shard_frames, (list(dates), fraction, seed, split), ASSEMBLE_TASK
     )
     token = uuid.uuid4().hex[:12]
-    rows = [
-        client.submit(training_rows, f, split, names, target, key=f"{ROWS_TASK}-{k:05d}-{token}")
+    rows = [  # as soon as its shard is assembled (before the next shard), so its frames can go
+        client.submit(training_rows, f, split, names, target, key=f"{ROWS_TASK}-{k:05d}-{token}", priority=1)
         for k, f in zip(parts, shards, strict=True)
     ]
     counts: list[int] = []
 
     def gathered() -> Iterator[dict[str, pd.DataFrame]]:
-        for shard in cluster.results(client, shards):
+        for i in range(len(shards)):
+            shard = next(cluster.results(client, shards[i : i + 1]))
+            shards[i] = None  # gathered: the worker drops the shard's frames, keeps its training rows
             counts.append(int(in_training(shard[dataset.SNAPSHOTS], split).sum()))
             yield shard
 
     try:
         frames = dataset.collect(gathered(), len(parts), progress)
     except BaseException:
-        client.cancel(rows)
+        client.cancel([f for f in shards + rows if f is not None])
         raise
-    shards.clear()  # the workers keep the training rows only
     label = frames[dataset.SNAPSHOTS][target].dtype
     return frames, functools.partial(fit_booster, _arrays(client, rows, counts, len(names), label))
 
