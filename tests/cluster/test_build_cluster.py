@@ -79,7 +79,9 @@ def test_workers_dying_every_time_fail_cleanly_without_output(cross_shard_export
     out = tmp_path / "cluster.parquet"
     with local_client(allowed_failures=1) as client:
         client.register_plugin(killer(tmp_path / "kills", "signals-part-", once=False))
-        with pytest.raises(cluster.WorkerLost, match="signals-part-"):
+        # the scheduler blames the tasks it had placed on the dying worker: the build task, or a
+        # piece of the shuffle queued there beside it
+        with pytest.raises(cluster.WorkerLost, match="task '(signals-part|shared-piece|device-piece)-"):
             build.write_signals(cross_shard_export, build.parse_dates(AS_OF), out, client=client)
     assert len((tmp_path / "kills").read_text().splitlines()) >= 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kills"]  # no output, no temp file, no parts
