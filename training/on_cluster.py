@@ -187,8 +187,8 @@ def fit_booster(
     """Train the booster with ``lightgbm.dask`` on ``rows`` and keep the round early stopping would.
 
     Called as ``training.model.fit_booster`` is (``train`` is the client's copy of ``rows``,
-    unused here). Trains ``num_boost_round`` rounds, computes the loss of every round on
-    ``valid`` and cuts the booster at :func:`early_stopping_round` (``best_iteration`` set).
+    unused here). Trains ``num_boost_round`` rounds, then scores them on ``valid`` and cuts the
+    booster at the round early stopping keeps (:func:`kept_round`; ``best_iteration`` set).
 
     Raises:
         features.cluster.WorkerLost: If a training task was lost with its worker too often.
@@ -213,13 +213,8 @@ def fit_booster(
         except KilledWorker as err:
             raise cluster.WorkerLost(f"workers died while training the rating ({err.task!r})") from err
     booster = estimator.booster_
-    losses = validation_losses(booster, valid)
-    best = early_stopping_round(losses, patience)
+    best, losses = kept_round(booster, valid, patience, progress)
     if progress is not None:
-        for done in range(EVAL_EVERY, len(losses) + 1, EVAL_EVERY):
-            progress(
-                f"rating: round {done} (at most {rounds}), validation binary_logloss {losses[done - 1]:.5f}"
-            )
         progress(
             f"rating: round {best} kept, validation binary_logloss {losses[best - 1]:.5f} (patience {patience})"
         )
@@ -228,27 +223,67 @@ def fit_booster(
     return cut
 
 
-def validation_losses(booster: lgb.Booster, valid: Dataset, chunk: int = LEAF_CHUNK) -> np.ndarray:
-    """The mean binary log-loss on ``valid`` after each boosting round (LightGBM's ``binary_logloss``).
+def kept_round(
+    booster: lgb.Booster,
+    valid: Dataset,
+    patience: int,
+    progress: Callable[[str], None] | None = None,
+    rounds_per_pass: int = EVAL_EVERY,
+) -> tuple[int, np.ndarray]:
+    """The round ``lgb.early_stopping(patience)`` would have kept had it watched ``valid``.
 
-    One pass over the rows: each row's leaf in every tree (``pred_leaf``), whose outputs summed
-    round by round are the raw scores after each round.
+    The rounds are scored ``rounds_per_pass`` at a time, and no further than the round where
+    early stopping would have ended training.
+
+    Returns:
+        The round (1-based) and the validation losses of the rounds scored.
     """
     trees = booster.num_trees()
-    shape = booster.dump_model(num_iteration=trees)["tree_info"]
-    outputs = np.zeros((trees, max(t["num_leaves"] for t in shape)))
+    raw = np.zeros(len(valid.y))
+    losses = np.zeros(0)
+    for start in range(0, trees, rounds_per_pass):
+        count = min(rounds_per_pass, trees - start)
+        losses = np.concatenate([losses, validation_losses(booster, valid, raw, start, count)])
+        if progress is not None:
+            progress(
+                f"rating: round {len(losses)} (at most {trees}), validation binary_logloss {losses[-1]:.5f}"
+            )
+        best = early_stopping_round(losses, patience)
+        if len(losses) - best >= patience:
+            break
+    return best, losses
+
+
+def validation_losses(
+    booster: lgb.Booster,
+    valid: Dataset,
+    raw: np.ndarray,
+    start: int = 0,
+    count: int | None = None,
+    chunk: int = LEAF_CHUNK,
+) -> np.ndarray:
+    """The mean binary log-loss on ``valid`` (LightGBM's ``binary_logloss``) after each of the
+    ``count`` rounds (default all) that follow round ``start``.
+
+    Each row's leaf in each of those trees (``pred_leaf``), whose outputs added round by round to
+    ``raw`` (each row's raw score after round ``start``; updated in place) are the raw scores.
+    """
+    count = booster.num_trees() - start if count is None else count
+    shape = booster.dump_model(start_iteration=start, num_iteration=count)["tree_info"]
+    outputs = np.zeros((count, max(t["num_leaves"] for t in shape)))
     for t, tree in enumerate(shape):
         outputs[t, : tree["num_leaves"]] = [
-            booster.get_leaf_output(t, leaf) for leaf in range(tree["num_leaves"])
+            booster.get_leaf_output(start + t, leaf) for leaf in range(tree["num_leaves"])
         ]
-    total = np.zeros(trees)
-    y = np.asarray(valid.y, dtype=np.float64)[:, None]
-    for start in range(0, len(valid.y), chunk):
-        leaves = booster.predict(valid.X[start : start + chunk], pred_leaf=True, num_iteration=trees)
-        raw = np.cumsum(outputs[np.arange(trees), leaves], axis=1)
-        yc = y[start : start + chunk]
-        total += (yc * np.logaddexp(0, -raw) + (1 - yc) * np.logaddexp(0, raw)).sum(axis=0)
-    return total / len(valid.y)
+    total = np.zeros(count)
+    y = np.asarray(valid.y, dtype=np.float64)
+    for first in range(0, len(y), chunk):
+        rows = slice(first, first + chunk)
+        leaves = booster.predict(valid.X[rows], pred_leaf=True, start_iteration=start, num_iteration=count)
+        scores = raw[rows, None] + np.cumsum(outputs[np.arange(count), leaves], axis=1)
+        total += (np.logaddexp(0, scores) - y[rows, None] * scores).sum(axis=0)  # -log p(y)
+        raw[rows] = scores[:, -1]
+    return total / len(y)
 
 
 def early_stopping_round(losses: np.ndarray, patience: int) -> int:

@@ -107,8 +107,11 @@ def test_the_round_kept_is_the_one_early_stopping_keeps():
     stopped = lgb.train(
         lgb_params, dtrain, 200, valid_sets=[dvalid], callbacks=[lgb.early_stopping(patience, verbose=False)]
     )
-    losses = on_cluster.validation_losses(every, valid, chunk=700)
+    losses = on_cluster.validation_losses(every, valid, np.zeros(len(valid.y)), chunk=700)
     np.testing.assert_allclose(losses, curve["valid_0"]["binary_logloss"], rtol=1e-9)
     assert 20 < stopped.best_iteration < 180  # it did stop early
     assert on_cluster.early_stopping_round(losses, patience) == stopped.best_iteration
+    best, scored = on_cluster.kept_round(every, valid, patience, rounds_per_pass=7)
+    assert best == stopped.best_iteration and len(scored) < 200  # scored no further than needed
+    np.testing.assert_allclose(scored, losses[: len(scored)], rtol=1e-9)
     assert on_cluster.early_stopping_round(np.array([3.0, 2.0, 1.0]), 5) == 3  # never stopped: the best
