@@ -52,7 +52,9 @@ def evaluate(
     try:
         for i, signal in enumerate(signals):
             yield signal.name, _compute(context, signal)
-            for key in keys[i]:  # an event set's cached arrays (sized by its table) go after their last signal
+            for key in keys[
+                i
+            ]:  # an event set's cached arrays (sized by its table) go after their last signal
                 if last[key] == i:
                     context.sets.pop(key, None)
                     if tables_last[key[0]] == i:

@@ -82,7 +82,9 @@ class TimeSplit:
         window = self.assign(spine["as_of"]).to_numpy()
         months = spine["as_of"].dt.year.to_numpy(np.int64) * 12 + spine["as_of"].dt.month.to_numpy(np.int64)
         ids = spine["buyer_id"].to_numpy(np.int64).astype(np.uint64)
-        phase = (ids * np.uint64(2_654_435_761) % np.uint64(2**32) % np.uint64(every)).astype(np.int64)  # Knuth's hash
+        phase = (ids * np.uint64(2_654_435_761) % np.uint64(2**32) % np.uint64(every)).astype(
+            np.int64
+        )  # Knuth's hash
         train = np.flatnonzero((window == "train") & ((months + phase) % every == 0))
         return np.concatenate([train, np.flatnonzero(window == "valid"), np.flatnonzero(window == "test")])
 
