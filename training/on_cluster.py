@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import functools
 import operator
+import threading
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
@@ -62,6 +63,8 @@ ROWS_TASK = "rating-rows"
 """Key prefix of the per-shard training-row tasks."""
 LEAF_CHUNK = 8192
 """Validation rows per pass when computing the per-round validation loss."""
+WATCH_S = 2.0
+"""Seconds between two checks that the workers training the booster are still there."""
 
 
 @dataclass(frozen=True)
@@ -73,11 +76,13 @@ class ClusterRows:
         X: Dask array (rows, signals) float32, one chunk per shard with training rows, in the
             order of the client's training frame.
         y: Dask array (rows,) of the target, chunked like ``X``.
+        parts: The futures of ``X``'s chunks (where they are is where LightGBM trains).
     """
 
     client: Any
     X: Any
     y: Any
+    parts: list
 
 
 def assemble(
@@ -152,8 +157,7 @@ def _arrays(client: Any, rows: list[Any], counts: list[int], width: int, label: 
     """The per-shard ``(X, y)`` futures as two Dask arrays (shards without training rows left out).
 
     Partition ``j`` is placed on worker ``j % W`` of the ``W`` workers sorted by address (where
-    the assembly ran is up to the scheduler): LightGBM's distributed learner depends on which
-    rows each worker holds, so the same export, seed and worker count give the same booster.
+    the assembly ran is up to the scheduler), so that each worker trains on its share.
     """
     import dask
     import dask.array as da
@@ -162,17 +166,22 @@ def _arrays(client: Any, rows: list[Any], counts: list[int], width: int, label: 
     if not kept:
         raise ValueError("no training rows in any shard: the training window holds no snapshot")
     slots = sorted(client.ncores())
-
-    def column(i: int, shape: Callable[[int], tuple], dtype: Any) -> Any:
-        return da.concatenate(
-            [da.from_delayed(
-                dask.delayed(client.submit(operator.getitem, f, i, key=f"{f.key}-{i}",
-                                           workers=[slots[j % len(slots)]], allow_other_workers=True)),
-                shape(n), dtype)
-             for j, (f, n) in enumerate(kept)]
-        )  # fmt: skip
-
-    return ClusterRows(client, column(0, lambda n: (n, width), np.float32), column(1, lambda n: (n,), label))
+    parts = {
+        i: [client.submit(operator.getitem, f, i, key=f"{f.key}-{i}", workers=[slots[j % len(slots)]],
+                          allow_other_workers=True)
+            for j, (f, _) in enumerate(kept)]
+        for i in (0, 1)
+    }  # fmt: skip
+    X = da.concatenate(
+        [
+            da.from_delayed(dask.delayed(x), (n, width), np.float32)
+            for x, (_, n) in zip(parts[0], kept, strict=True)
+        ]
+    )
+    y = da.concatenate(
+        [da.from_delayed(dask.delayed(v), (n,), label) for v, (_, n) in zip(parts[1], kept, strict=True)]
+    )
+    return ClusterRows(client, X, y, parts[0])
 
 
 def fit_booster(
@@ -209,7 +218,7 @@ def fit_booster(
         # the sklearn estimator always carries n_jobs, which lightgbm.dask replaces (see above)
         warnings.filterwarnings("ignore", message=r"Parameter n_jobs will be ignored", category=UserWarning)
         try:
-            estimator.fit(rows.X, rows.y, feature_name=list(signal_names))
+            _watched(rows, lambda: estimator.fit(rows.X, rows.y, feature_name=list(signal_names)))
         except KilledWorker as err:
             raise cluster.WorkerLost(f"workers died while training the rating ({err.task!r})") from err
     booster = estimator.booster_
@@ -221,6 +230,39 @@ def fit_booster(
     cut = lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
     cut.best_iteration = best
     return cut
+
+
+def _watched(rows: ClusterRows, fit: Callable[[], Any]) -> None:
+    """Run ``fit`` (``lightgbm.dask`` training), failing as soon as a worker holding training rows leaves.
+
+    ``lightgbm.dask`` pins each worker's training task to that worker, so a task whose worker
+    died can run nowhere else and the run would wait for it for ever (seen: a worker killed
+    while boosting). The fit runs in a daemon thread; every ``WATCH_S`` seconds the client
+    checks that the workers holding training rows are still there.
+
+    Raises:
+        features.cluster.WorkerLost: If one of them left before the fit ended.
+    """
+    holders = {w for workers in rows.client.who_has(rows.parts).values() for w in workers}
+    outcome: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            fit()
+        except BaseException as err:  # handed to the waiting thread below
+            outcome.append(err)
+
+    thread = threading.Thread(target=run, name="lightgbm-dask-fit", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(WATCH_S)
+        gone = holders - set(rows.client.ncores())
+        if gone and thread.is_alive():
+            raise cluster.WorkerLost(
+                f"worker(s) {sorted(gone)} left while training the rating; lightgbm.dask cannot move their training"
+            )
+    if outcome:
+        raise outcome[0]
 
 
 def kept_round(

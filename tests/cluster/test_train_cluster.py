@@ -1,8 +1,9 @@
 """``python training/train.py --cluster`` on a LocalCluster(2): the assembled frames are the
 in-process ones on an export whose devices cross shards, the booster's training partitions are
 the shards' training rows, and a model trained with ``--cluster local:2`` registers with a test
-AUC within 0.01 of the in-process rating on the same data; the round kept after training on Dask
-is the one in-process early stopping keeps."""
+AUC within 0.01 of the in-process rating on the same data; a worker lost while boosting fails the
+run (exit 1, nothing registered) instead of leaving it waiting; the round kept after training on
+Dask is the one in-process early stopping keeps."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from features.registry import monotone_constraints, reasons, signals
 from rating.scale import ScoreScale
 from simulator.config import RunConfig
 from simulator.write import write_export
-from tests.cluster.conftest import cross_shard_devices
+from tests.cluster.conftest import cross_shard_devices, killer, local_client
 from training import dataset, on_cluster, train
 from training.evaluate import discrimination
 from training.model import DEFAULT_PARAMS, Dataset, checked_monotone, fit_rating, split_params
@@ -90,6 +91,19 @@ def test_training_on_the_cluster_assembles_the_same_frames_and_registers_as_good
     )
     in_process = discrimination(test[TARGET].to_numpy(), model.score(test[NAMES].to_numpy(np.float32)).p_bad)
     assert abs(run.data.metrics["test_auc"] - in_process["auc"]) < 0.01
+
+
+def test_a_worker_lost_while_boosting_fails_the_run_instead_of_hanging(market, tmp_path, monkeypatch, capsys):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    argv = ["--data", str(market), "--register-name", NAME, "--experiment", "lost", "--cache-dir", ""]
+    with local_client() as client:
+        # lightgbm.dask pins each worker's training task to it: without the watch this waits for ever
+        client.register_plugin(killer(tmp_path / "killed", "_train_part", once=True))
+        code = train.main([*argv, "--params", ROUNDS, "--cluster", client.scheduler.address])
+    assert code == 1 and (tmp_path / "killed").exists()
+    assert "left while training the rating" in capsys.readouterr().err
+    assert not MlflowClient(uri).search_model_versions(f"name='{NAME}'")
 
 
 def test_the_round_kept_is_the_one_early_stopping_keeps():
