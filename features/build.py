@@ -337,11 +337,7 @@ def run(args: argparse.Namespace) -> int:
     except ContractError as err:
         print(err, file=sys.stderr)
         return 1
-    except cluster.WorkerLost as err:
-        print(f"{err}; {args.out} not written", file=sys.stderr)
-        return 1
     except cluster.ClusterError as err:
-        print(err, file=sys.stderr)
-        return 2
+        return cluster.failed(err, f"{args.out} not written")
     print(f"wrote {rows} rows x {len(registry.signals())} signals to {args.out}")
     return 0

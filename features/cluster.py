@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -37,6 +38,25 @@ class ClusterError(RuntimeError):
 
 class WorkerLost(ClusterError):
     """A task was lost with the workers running it more often than the scheduler allows."""
+
+
+def failed(err: ClusterError, unwritten: str, prefix: str = "") -> int:
+    """Report a cluster failure on stderr; the command's exit code.
+
+    Args:
+        err: What went wrong.
+        unwritten: What the command did not write (``"nothing registered"``), said after a lost worker.
+        prefix: Put before the message (``"simulator: "``).
+
+    Returns:
+        1 when workers were lost mid-run (the command left nothing half-written), 2 when the cluster
+        could not be used at all (a usage error, like a bad argument).
+    """
+    if isinstance(err, WorkerLost):
+        print(f"{prefix}{err}; {unwritten}", file=sys.stderr)
+        return 1
+    print(f"{prefix}{err}", file=sys.stderr)
+    return 2
 
 
 def add_argument(parser: argparse.ArgumentParser) -> None:

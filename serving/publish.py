@@ -193,14 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     except ContractError as exc:
         print(exc, file=sys.stderr)
         return 1
-    except cluster.WorkerLost as exc:
-        print(
-            f"{exc}; nothing published to {args.location} (the previous snapshot stays live)", file=sys.stderr
-        )
-        return 1
     except cluster.ClusterError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+        return cluster.failed(exc, f"nothing published to {args.location} (the previous snapshot stays live)")
     print(
         f"published {meta.n_buyers} buyers x {len(names)} signals as of {meta.as_of} "
         f"(signals of {source}{', exact reasons' if meta.reasons_model else ''}) to {args.location}, "

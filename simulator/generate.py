@@ -48,12 +48,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         with cluster.connect(args.cluster) as client:
             manifest = write_export(cfg, args.out, progress, client)
-    except cluster.WorkerLost as exc:
-        print(f"simulator: {exc}; nothing written to {args.out}", file=sys.stderr)
-        return 1
     except cluster.ClusterError as exc:
-        print(f"simulator: {exc}", file=sys.stderr)
-        return 2
+        return cluster.failed(exc, f"nothing written to {args.out}", prefix="simulator: ")
     if not args.quiet:
         print(
             f"wrote {args.out} ({manifest['buyers']} buyers, exported_at {manifest['exported_at']})",

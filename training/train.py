@@ -245,12 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with cluster.connect(args.cluster) as client:
             return train_and_register(args, client)
-    except cluster.WorkerLost as err:
-        print(f"{err}; nothing registered", file=sys.stderr)
-        return 1
     except cluster.ClusterError as err:
-        print(err, file=sys.stderr)
-        return 2
+        return cluster.failed(err, "nothing registered")
 
 
 def train_and_register(args: argparse.Namespace, client: Any) -> int:
