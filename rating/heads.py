@@ -11,6 +11,9 @@
   were shipped early at random (``docs/decisions.md``). Refund heads have no uplift.
 
 Boosters travel inside the pickle as LightGBM model text, so the head needs no extra artifact.
+One row at a time (``explain``, ``row_logit``: a decision) goes through LightGBM's single-row
+fast path (``rating.single_row``), set up on first use and never pickled; many rows through
+``Booster.predict``.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from dataclasses import dataclass, field
 
 import lightgbm as lgb
 import numpy as np
+
+from rating.single_row import SingleRowPredictor
 
 UPLIFT = "moral_hazard"  # the uplift's name among a head's reasons
 
@@ -56,6 +61,7 @@ class ServiceHead:
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
+        state.pop("_one_row", None)  # C predictors of this process, rebuilt on first use
         state["base"] = _booster_state(self.base)
         state["proxy"] = _booster_state(self.proxy)
         return state
@@ -86,6 +92,45 @@ class ServiceHead:
             context[:, self.context_names.index(self.treatment)] = 1.0
         return np.hstack([signals, context])
 
+    def _predictors(self) -> dict[str, SingleRowPredictor | tuple[str, ...] | int | None]:
+        """The single-row predictors (base raw, base contributions, proxy raw) and the input names,
+        made on first use."""
+        cached = self.__dict__.get("_one_row")
+        if cached is None or cached["base"] is not self.base or cached["proxy_booster"] is not self.proxy:
+            names = (*self.signal_names, *self.context_names)
+            cached = {
+                "base": self.base,
+                "proxy_booster": self.proxy,
+                "raw": SingleRowPredictor(self.base, "raw"),
+                "contrib": SingleRowPredictor(self.base, "contrib"),
+                "proxy": None if self.proxy is None else SingleRowPredictor(self.proxy, "raw"),
+                "names": names,
+                "treatment": None if self.treatment is None else names.index(self.treatment),
+            }
+            self.__dict__["_one_row"] = cached
+        return cached
+
+    def _row_uplift(self, signals: np.ndarray, predictors: dict) -> float | None:
+        if predictors["proxy"] is None:
+            return None
+        a, b = self.uplift
+        return a + b * float(predictors["proxy"](signals)[0])
+
+    def row_logit(self, signals: np.ndarray, context: np.ndarray) -> float:
+        """``logit`` of one row, through the single-row fast path.
+
+        Args:
+            signals: ``len(signal_names)`` values, or one row of them (NaN: missing).
+            context: ``len(context_names)`` values, or one row; the treatment column is overwritten with 1.
+
+        Raises:
+            ValueError: A row has the wrong number of values.
+        """
+        predictors = self._predictors()
+        logit = float(predictors["raw"](self.inputs(signals, context)[0])[0])
+        uplift = self._row_uplift(np.asarray(signals, np.float64).ravel(), predictors)
+        return logit if uplift is None else logit + uplift
+
     def uplift_logit(self, signals: np.ndarray) -> np.ndarray | None:
         """The uplift ``a + b * proxy log-odds`` per row (None without a proxy)."""
         if self.proxy is None:
@@ -109,23 +154,25 @@ class ServiceHead:
         return out if uplift is None else out + uplift
 
     def explain(self, signals: np.ndarray, context: np.ndarray) -> tuple[float, np.ndarray, list[str]]:
-        """One row's log-odds and what made it, from a single pass (exact TreeSHAP of the base).
+        """One row's log-odds and what made it, from a single pass (exact TreeSHAP of the base,
+        through the single-row fast path; only the first row is explained).
 
         Returns:
             ``(logit, contributions, names)``: the log-odds (base + uplift, as ``logit``), and per
             input the TreeSHAP contribution (the treatment column's set to 0: it is 1 for every
             approval, not a reason), then the uplift as ``UPLIFT`` when there is one.
         """
-        contrib = self.base.predict(self.inputs(signals, context)[:1], pred_contrib=True, num_threads=1)[0]
+        predictors = self._predictors()
+        contrib = predictors["contrib"](self.inputs(signals, context)[0])
         logit = float(contrib.sum())  # the contributions and the bias add up to the raw score
-        names = [*self.signal_names, *self.context_names]
-        contrib = contrib[:-1].copy()
-        if self.treatment is not None:
-            contrib[names.index(self.treatment)] = 0.0
-        uplift = self.uplift_logit(signals)
+        names = list(predictors["names"])
+        contrib = contrib[:-1]
+        if predictors["treatment"] is not None:
+            contrib[predictors["treatment"]] = 0.0
+        uplift = self._row_uplift(np.atleast_2d(np.asarray(signals, np.float64))[0], predictors)
         if uplift is not None:
-            logit += float(uplift[0])
-            contrib, names = np.append(contrib, uplift[0]), [*names, UPLIFT]
+            logit += uplift
+            contrib, names = np.append(contrib, uplift), [*names, UPLIFT]
         return logit, contrib, names
 
     def probability(self, signals: np.ndarray, context: np.ndarray) -> np.ndarray:

@@ -118,6 +118,7 @@ class BuyerRating:
         signals: Values of the signals the policy's rules read (NaN when missing).
         as_of: When the signals were computed (ISO 8601), if known.
         row: Every signal of the buyer in the model's order (numpy array), for the service head.
+        caps: The hard facts capping the star (first among ``reasons`` too), for the head's reasons.
     """
 
     star: int
@@ -127,6 +128,7 @@ class BuyerRating:
     signals: Mapping[str, float] = field(default_factory=dict)
     as_of: str | None = None
     row: Any = field(default=None, compare=False, repr=False)
+    caps: tuple[Finding, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -55,7 +55,8 @@ class Scored:
     """Per-buyer scores and reasons precomputed for a file snapshot, rows aligned with it.
 
     ``reason_index`` holds up to ``REASONS_K`` signal indices per buyer, largest
-    risk-raising contribution first (-1 pads), and ``reason_value`` their contributions.
+    risk-raising contribution first (-1 pads), and ``reason_value`` their contributions;
+    ``capped`` whether a hard fact caps the buyer's star (``RatingModel.capped``).
     """
 
     matrix: np.ndarray
@@ -64,6 +65,7 @@ class Scored:
     star: np.ndarray
     reason_index: np.ndarray | None = None
     reason_value: np.ndarray | None = None
+    capped: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,8 @@ class Live:
         max_snapshot_age_s: Oldest snapshot decided on, seconds since it was published
             (0: no limit); past it every decision declines ``risk_service_degraded``.
         snapshot_published: The snapshot's publish time (Unix seconds), None when unknown.
+        head_texts: Buyer-facing text of every input of the model's heads (signals, context,
+            uplift), for their reasons.
     """
 
     policy: Policy
@@ -98,6 +102,7 @@ class Live:
     rule_columns: dict[str, int] = field(default_factory=dict)
     max_snapshot_age_s: float = 0.0
     snapshot_published: float | None = None
+    head_texts: dict[str, str] = field(default_factory=dict)
 
     def stale(self, now: float | None = None) -> str | None:
         """Why the snapshot is too old to decide on, or None when it is fresh enough (or no limit)."""
@@ -132,11 +137,14 @@ class Live:
             return ()
         return tuple(Finding(r.code, r.text, r.contribution) for r in self.rating.model.reasons(x, k=k))
 
-    def _stored_reasons(self, pos: int) -> tuple[Finding, ...]:
+    def _caps(self, x: np.ndarray) -> tuple[Finding, ...]:
+        """The hard facts capping this buyer's star, as reasons (contribution: infinite)."""
+        return tuple(Finding(r.code, r.text, r.contribution) for r in self.rating.model.cap_reasons(x))
+
+    def _stored_reasons(self, pos: int, caps: tuple[Finding, ...]) -> tuple[Finding, ...]:
         model = self.rating.model
         names, texts = model.signal_names, model.reason_text
-        # a hard fact that caps the star comes first (as in RatingModel.reasons)
-        out = [Finding(r.code, r.text, r.contribution) for r in model.cap_reasons(self.scored.matrix[pos])]
+        out = list(caps)  # a hard fact that caps the star comes first (as in RatingModel.reasons)
         for j, value in zip(
             self.scored.reason_index[pos, : self.policy.max_reasons].tolist(),
             self.scored.reason_value[pos, : self.policy.max_reasons].tolist(),
@@ -167,16 +175,18 @@ class Live:
             if pos is None:
                 raise Unrated(THIN_FILE, "no signals for this buyer (new or inactive account)")
             x = self.scored.matrix[pos]
+            caps = self._caps(x) if self.scored.capped[pos] else ()
             return BuyerRating(
                 star=int(self.scored.star[pos]),
                 score=int(self.scored.score[pos]),
                 p_bad=float(self.scored.p_bad[pos]),
-                reasons=self._stored_reasons(pos)
+                reasons=self._stored_reasons(pos, caps)
                 if self.scored.reason_index is not None
                 else self._reasons(x),
                 signals=self._signals(x),
                 as_of=as_of,
                 row=x,
+                caps=caps,
             )
         try:
             row = self.snapshot.row(buyer_id)
@@ -194,6 +204,7 @@ class Live:
             signals=self._signals(x),
             as_of=as_of,
             row=x,
+            caps=self._caps(x),
         )
 
     def head_risk(self, request: DecisionRequest, rating: BuyerRating, now: datetime) -> HeadRisk | None:
@@ -203,22 +214,22 @@ class Live:
         reasons are the hard facts capping the buyer, then the signals and context that raised the
         head's log-odds most (exact TreeSHAP of one row), then the moral-hazard uplift if positive.
         """
-        model = self.rating.model
-        head = model.heads.get(request.service)
+        head = self.rating.model.heads.get(request.service)
         if head is None or rating.row is None:
             return None
-        x = np.asarray(rating.row, np.float64)[None, :]
+        x = np.asarray(rating.row, np.float64)
         ctx = request_context(request, now, self.policy.decimals)
         k = self.policy.max_reasons
         if k == 0:
-            p, reasons = float(head.probability(x, ctx)[0]), ()
+            p, reasons = 1.0 / (1.0 + math.exp(-head.row_logit(x, ctx))), ()
         else:
-            logit, contrib, names = head.explain(x, ctx)
+            logit, contrib, names = head.explain(x, ctx)  # one pass of exact TreeSHAP
             p = 1.0 / (1.0 + math.exp(-logit))
-            model = self.rating.model
-            texts = {**model.reason_text, **CONTEXT_TEXT, UPLIFT: UPLIFT_TEXT}
-            caps = [Finding(r.code, r.text, None) for r in model.cap_reasons(x[0])]
-            found = [Finding(r.code, r.text, r.contribution) for r in top_reasons(contrib, names, texts, k)]
+            found = [
+                Finding(r.code, r.text, r.contribution)
+                for r in top_reasons(contrib, names, self.head_texts, k)
+            ]
+            caps = [Finding(f.code, f.text, None) for f in rating.caps]
             reasons = tuple((caps + found)[:k])
         expected = int(Decimal(repr(p * request.at_risk)).to_integral_value(rounding=ROUND_HALF_UP))
         return HeadRisk(p_loss=p, expected_loss=expected, reasons=reasons)
@@ -272,6 +283,9 @@ def _score_all(model: Any, matrix: np.ndarray, reasons: tuple[np.ndarray, np.nda
     """Scores of every row, with ``reasons`` (exact, from the snapshot) or the lookup table's."""
     parts = [model.score(matrix[i : i + SCORE_CHUNK]) for i in range(0, len(matrix), SCORE_CHUNK)]
     reasons = reasons if reasons is not None else lookup_reasons(model, matrix)
+    capped = [
+        model.capped(matrix[i : i + SCORE_CHUNK]).any(axis=1) for i in range(0, len(matrix), SCORE_CHUNK)
+    ]
     return Scored(
         matrix=matrix,
         p_bad=np.concatenate([p.p_bad for p in parts]) if parts else np.empty(0),
@@ -279,6 +293,7 @@ def _score_all(model: Any, matrix: np.ndarray, reasons: tuple[np.ndarray, np.nda
         star=np.concatenate([p.star for p in parts]).astype(np.int8) if parts else np.empty(0, np.int8),
         reason_index=None if reasons is None else reasons[0],
         reason_value=None if reasons is None else reasons[1],
+        capped=np.concatenate(capped) if capped else np.empty(0, bool),
     )
 
 
@@ -287,7 +302,7 @@ def _align(live: Live, previous: Live | None = None) -> Live:
 
     Scores are reused from ``previous`` when neither the model nor the snapshot changed.
     """
-    live = replace(live, columns=None, scored=None, rule_columns={}, snapshot_published=None)
+    live = replace(live, columns=None, scored=None, rule_columns={}, snapshot_published=None, head_texts={})
     if live.snapshot is not None:
         try:
             published = live.snapshot.meta.published_epoch()
@@ -299,7 +314,8 @@ def _align(live: Live, previous: Live | None = None) -> Live:
     names = live.rating.model.signal_names
     check_signals(live.policy, names)
     rule_columns = {n: names.index(n) for n in sorted(live.policy.signals())}
-    live = replace(live, rule_columns=rule_columns)
+    texts = {**live.rating.model.reason_text, **CONTEXT_TEXT, UPLIFT: UPLIFT_TEXT}
+    live = replace(live, rule_columns=rule_columns, head_texts=texts)
     if live.snapshot is None:
         return live
     position = {n: j for j, n in enumerate(live.snapshot.meta.signal_names)}
