@@ -19,9 +19,10 @@ from features.outcomes import HORIZON
 MIN_HISTORY = pd.DateOffset(months=3)
 PRESALE_FESTIVALS = ((6, 18), (11, 11))  # (month, day): the two presale seasons of the marketplace
 MONTH = pd.DateOffset(months=1)
-TRAIN_SNAPSHOT_EVERY = 3
-"""Months between one buyer's training snapshots: one per label window (90 days), so a buyer's
-training rows do not share outcomes; each month still holds a third of the buyers (phase per buyer)."""
+SNAPSHOT_EVERY = 3
+"""Months between one buyer's snapshots in every window: one per label window (90 days), so a buyer's
+rows do not share outcomes; each month still holds a third of the buyers (phase per buyer), and every
+buyer of a window of at least three months appears in it."""
 
 
 def month_starts(start: pd.Timestamp, exported_at: pd.Timestamp) -> list[pd.Timestamp]:
@@ -73,20 +74,20 @@ class TimeSplit:
         )
         return pd.Series(part, index=as_of.index)
 
-    def snapshot_rows(self, spine: pd.DataFrame, every: int = TRAIN_SNAPSHOT_EVERY) -> np.ndarray:
+    def snapshot_rows(self, spine: pd.DataFrame, every: int = SNAPSHOT_EVERY) -> np.ndarray:
         """Positions of the spine rows (``buyer_id``, ``as_of``) to build, window by window (train,
-        valid, test; spine order within each): every validation and test row, and at training
-        dates one row per buyer every ``every`` months, the buyer's phase set by its id. Rows in
-        the gaps between windows are never used. Window by window, a frame of these rows is
-        split into windows by slicing, without copying (``train.split_snapshots``)."""
+        valid, test; spine order within each): in each window one row per buyer every ``every``
+        months, the buyer's phase set by its id (the same phase in every window). Rows in the gaps
+        between windows are never used. Window by window, a frame of these rows is split into
+        windows by slicing, without copying (``train.split_snapshots``)."""
         window = self.assign(spine["as_of"]).to_numpy()
         months = spine["as_of"].dt.year.to_numpy(np.int64) * 12 + spine["as_of"].dt.month.to_numpy(np.int64)
         ids = spine["buyer_id"].to_numpy(np.int64).astype(np.uint64)
         phase = (ids * np.uint64(2_654_435_761) % np.uint64(2**32) % np.uint64(every)).astype(
             np.int64
         )  # Knuth's hash
-        train = np.flatnonzero((window == "train") & ((months + phase) % every == 0))
-        return np.concatenate([train, np.flatnonzero(window == "valid"), np.flatnonzero(window == "test")])
+        kept = (months + phase) % every == 0
+        return np.concatenate([np.flatnonzero((window == name) & kept) for name in ("train", "valid", "test")])
 
     def assign_instant(self, t: pd.Series) -> pd.Series:
         """The window of a decision instant: a month's as-of date covers the month that follows it."""
