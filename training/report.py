@@ -75,13 +75,21 @@ def loss_curve(
     )
 
 
+HEAD_ROWS = 20_000
+"""Opportunities scored by a head at once (its inputs are float64: 20,000 rows take 56 MB)."""
+
+
 def decision_ranking(model: RatingModel, service: str, rows: pd.DataFrame) -> np.ndarray:
     """What ``model`` decides ``service`` by, per opportunity row: its head's probability of a loss
     if approved, or, for an artifact without that head, the rating's p_bad."""
-    X = rows[model.signal_names].to_numpy(np.float32)
-    if service in model.heads:
-        return model.head_probability(service, X, context_matrix(service, rows))
-    return model.score(X).p_bad
+    if service not in model.heads:
+        return model.score(rows[model.signal_names].to_numpy(np.float32)).p_bad
+    out = []
+    for first in range(0, len(rows), HEAD_ROWS):  # the head's float64 inputs, a block at a time
+        block = rows.iloc[first : first + HEAD_ROWS]
+        X = block[model.signal_names].to_numpy(np.float32)
+        out.append(model.head_probability(service, X, context_matrix(service, block)))
+    return np.concatenate(out) if out else np.empty(0)
 
 
 def silence_metrics(test: pd.DataFrame, star: np.ndarray, capped: np.ndarray) -> dict[str, float]:

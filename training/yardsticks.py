@@ -17,7 +17,7 @@ per buyer, so all of a buyer's rows move together); rankings are fixed, the rows
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,11 +27,24 @@ BOOTSTRAP_REPLICATES = 200
 INTERVAL = (2.5, 97.5)
 
 
-def buyer_weights(buyer: np.ndarray, replicates: int, seed: int) -> np.ndarray:
-    """``(replicates + 1) x rows`` weights: row 0 all ones, then Poisson(1) weights drawn per buyer."""
+REPLICATE_BLOCK = 25
+"""Bootstrap replicates expanded to rows at a time: bounds the working memory (a few arrays of
+``block x opportunities``) whatever the number of replicates."""
+
+
+def buyer_weight_blocks(
+    buyer: np.ndarray, replicates: int, seed: int, block: int = REPLICATE_BLOCK
+) -> Iterator[np.ndarray]:
+    """``(replicates + 1) x rows`` weights, ``block`` rows at a time: row 0 all ones, then Poisson(1)
+    weights drawn per buyer (the same draws whatever the block)."""
     _, index = np.unique(buyer, return_inverse=True)
     draws = np.random.default_rng(seed).poisson(1.0, size=(replicates, index.max() + 1 if index.size else 0))
-    return np.vstack([np.ones((1, buyer.size)), draws[:, index]]).astype(np.float64)
+    for first in range(0, replicates + 1, block):
+        rows = [
+            np.ones(buyer.size) if r == 0 else draws[r - 1][index].astype(np.float64)
+            for r in range(first, min(first + block, replicates + 1))
+        ]
+        yield np.vstack(rows)
 
 
 def _prefix_at_volume(cum_value: np.ndarray, volume: np.ndarray) -> np.ndarray:
@@ -178,27 +191,37 @@ def compare_service(
     expected = value * np.asarray(p_true, np.float64)
     realised = value * np.asarray(bad, np.float64)
     rule = np.asarray(rule, bool)
-    w = buyer_weights(np.asarray(buyer), replicates, seed)
-    rule_value = (w * (value * rule)).sum(axis=1)
-    rule_loss = (w * (expected * rule)).sum(axis=1)
-    rate = np.divide(rule_loss, rule_value, out=np.full_like(rule_loss, np.nan), where=rule_value > 0)
+    orders = {name: np.argsort(np.asarray(p, np.float64), kind="stable") for name, p in rankings.items()}
+    rule_value, rule_loss = [], []
+    k_volume: dict[str, list] = {name: [] for name in rankings}
+    loss_volume: dict[str, list] = {name: [] for name in rankings}
+    volume_rate: dict[str, list] = {name: [] for name in rankings}
+    for w in buyer_weight_blocks(np.asarray(buyer), replicates, seed):
+        rv, rl = (w * (value * rule)).sum(axis=1), (w * (expected * rule)).sum(axis=1)
+        rate = np.divide(rl, rv, out=np.full_like(rl, np.nan), where=rv > 0)
+        rule_value.append(rv)
+        rule_loss.append(rl)
+        for name, order in orders.items():
+            cum_value = np.cumsum(w[:, order] * value[order], axis=1)
+            cum_loss = np.cumsum(w[:, order] * expected[order], axis=1)
+            k = _prefix_at_volume(cum_value, rv)
+            k_volume[name].append(k)
+            loss_volume[name].append(_take(cum_loss, k))
+            volume_rate[name].append(_take(cum_value, _longest_prefix_within(cum_loss, cum_value, rate)))
+    rule_value, rule_loss = np.concatenate(rule_value), np.concatenate(rule_loss)
 
     at_volume: dict[str, PolicyResult] = {}
     multiple: dict[str, Estimate] = {}
     model_loss: dict[str, np.ndarray] = {}
     ratios: dict[str, np.ndarray] = {}
-    for name, p in rankings.items():
-        order = np.argsort(np.asarray(p, np.float64), kind="stable")
-        cum_value = np.cumsum(w[:, order] * value[order], axis=1)
-        cum_loss = np.cumsum(w[:, order] * expected[order], axis=1)
-        k = _prefix_at_volume(cum_value, rule_value)
-        loss = _take(cum_loss, k)
+    for name, order in orders.items():
+        loss = np.concatenate(loss_volume[name])
         model_loss[name] = loss
-        approved = order[: k[0]]
+        approved = order[: int(k_volume[name][0][0])]
         ratios[name] = np.divide(loss, rule_loss, out=np.full_like(loss, np.nan), where=rule_loss > 0)
         at_volume[name] = PolicyResult(
             name=name,
-            approved=int(k[0]),
+            approved=approved.size,
             approved_value=float(value[approved].sum()),
             expected_loss=float(expected[approved].sum()),
             realised_loss=float(realised[approved].sum()),
@@ -207,8 +230,7 @@ def compare_service(
             if realised[rule].sum()
             else float("nan"),
         )
-        k_rate = _longest_prefix_within(cum_loss, cum_value, rate)
-        vol = _take(cum_value, k_rate)
+        vol = np.concatenate(volume_rate[name])
         multiple[name] = Estimate.of(
             np.divide(vol, rule_value, out=np.full_like(vol, np.nan), where=rule_value > 0)
         )
@@ -254,21 +276,19 @@ def auc_comparison(
 ) -> dict[str, np.ndarray]:
     """Bootstrap AUC replicates (index 0 the full sample) of each score, on the same resampled buyers.
 
-    Ties count one half. Weights are drawn per buyer and expanded one replicate at a time, so
-    memory stays at a few rows' worth whatever the number of replicates.
+    Ties count one half. Weights are drawn per buyer and expanded a block of replicates at a time
+    (``buyer_weight_blocks``), so memory stays bounded whatever the number of replicates.
     """
     y = np.asarray(y, bool)
-    _, index = np.unique(np.asarray(buyer), return_inverse=True)
-    draws = np.random.default_rng(seed).poisson(1.0, size=(replicates, index.max() + 1 if index.size else 0))
     groups = {
         name: np.unique(np.asarray(s, np.float64), return_inverse=True)[1] for name, s in scores.items()
     }
-    out = {name: np.empty(replicates + 1) for name in scores}
-    for r in range(replicates + 1):
-        w = np.ones(y.size) if r == 0 else draws[r - 1][index].astype(np.float64)
-        for name, group in groups.items():
-            out[name][r] = _weighted_auc(group, y, w)
-    return out
+    out: dict[str, list[float]] = {name: [] for name in scores}
+    for block in buyer_weight_blocks(np.asarray(buyer), replicates, seed):
+        for w in block:
+            for name, group in groups.items():
+                out[name].append(_weighted_auc(group, y, w))
+    return {name: np.array(values) for name, values in out.items()}
 
 
 def service_metrics(
