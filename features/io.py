@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features import contract
+from features.memory import release_free_memory
 from features.validate import ContractError, Problem, example_keys, validate
 
 _TIMESTAMP = pd.DatetimeTZDtype("us", "UTC")
@@ -348,6 +349,7 @@ def load_tables(
     bounds = None if part is None else _shard_range(read_manifest(data_dir), part)
     if bounds is not None:
         found += _outside_shard(frames, bounds)
+    release_free_memory()  # the parquet buffers and the validation's temporaries
     if found:
         raise ContractError(found)
     return frames
