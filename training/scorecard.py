@@ -19,6 +19,10 @@ from sklearn.linear_model import LogisticRegression
 # direction +1 (riskier as the signal grows) -> the bad rate ascends; -1 -> it descends
 TRENDS = {1: "ascending", -1: "descending", 0: "auto"}
 PREDICT_ROWS = 50_000
+PREBINNING = "quantile"
+"""Pre-bins before the optimal merge: quantiles. optbinning's default, a decision tree per signal, took
+19 of the scorecard's 22 s on the default run (half of it sorting) and gave a weaker baseline: test
+AUC 0.785 against 0.794 with quantiles (same training rows, 13 s)."""
 
 
 @contextmanager
@@ -31,6 +35,10 @@ def _quiet() -> Iterator[None]:
             getattr(pd.errors, "Pandas4Warning", FutureWarning),
         ):
             warnings.simplefilter("ignore", category)
+        # quantile pre-bins of a signal with few distinct values coincide (or it is constant on
+        # these rows); scikit-learn merges them and says so
+        for message in ("Bins whose width are too small", "Feature .* is constant"):
+            warnings.filterwarnings("ignore", message=message, category=UserWarning)
         yield
 
 
@@ -82,7 +90,11 @@ class OptBinningScorecard:
         process = BinningProcess(
             variable_names=names,
             binning_fit_params={
-                n: {"monotonic_trend": TRENDS[d]} for n, d in zip(names, self.directions, strict=True)
+                n: {
+                    "monotonic_trend": TRENDS[d],
+                    "prebinning_method": PREBINNING,
+                }
+                for n, d in zip(names, self.directions, strict=True)
             },
             selection_criteria={"iv": {"min": self.min_iv, "top": self.max_signals}},
         )
