@@ -5,6 +5,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib.metadata import version
 from pathlib import Path
 
 import mlflow
@@ -15,6 +16,16 @@ from mlflow.models import infer_signature
 import features
 import rating
 from rating.artifact import BOOSTER_ARTIFACT, RatingModel, save_booster
+
+MODEL_REQUIREMENTS = ("mlflow", "cloudpickle", "lightgbm", "numpy", "pandas", "pyarrow")
+"""What loading and scoring the pyfunc imports (``rating`` and ``features`` travel as code paths).
+Declared, not inferred: MLflow's inference loaded the model in a subprocess (3 s of every run) and
+listed ``buyer-trust`` (this project, on no index), rich and psutil, but not lightgbm."""
+
+
+def model_requirements() -> list[str]:
+    """``MODEL_REQUIREMENTS`` pinned to the versions installed here (those the model was trained with)."""
+    return [f"{name}=={version(name)}" for name in MODEL_REQUIREMENTS]
 
 
 @contextmanager
@@ -34,6 +45,7 @@ def pyfunc_kwargs(model: RatingModel, example: np.ndarray) -> Iterator[dict]:
             "code_paths": [str(Path(rating.__file__).parent), str(Path(features.__file__).parent)],
             "signature": infer_signature(frame, output),
             "input_example": frame,
+            "pip_requirements": model_requirements(),
         }
 
 

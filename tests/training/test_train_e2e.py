@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import lightgbm as lgb
 import mlflow
@@ -143,6 +144,9 @@ def test_pyfunc_of_the_registered_version_agrees_with_the_booster(first_run, mar
     raw = lgb.Booster(model_file=str(tmp_path / "b.txt")).predict(X, raw_score=True)
     np.testing.assert_allclose(served["p_bad"].to_numpy(), model.calibration.apply(raw), rtol=1e-9)
     assert served["star"].between(1, 5).all() and served["score"].between(350, 950).all()
+    requirements = Path(mlflow.pyfunc.get_model_dependencies(f"models:/{NAME}/1")).read_text().split()
+    assert f"lightgbm=={lgb.__version__}" in requirements  # declared: the model cannot load without it
+    assert not any(r.startswith("buyer-trust") for r in requirements)  # this project travels as code
 
 
 def test_more_unpaid_balances_or_unreturned_goods_never_raise_the_star(first_run):
