@@ -91,7 +91,9 @@ class TimeSplit:
 
     def assign_instant(self, t: pd.Series) -> pd.Series:
         """The window of a decision instant: a month's as-of date covers the month that follows it."""
-        return self.assign(t.dt.floor("D").map(_month_start))
+        utc = t.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("datetime64[us]")
+        month = pd.DatetimeIndex(utc.astype("datetime64[M]").astype("datetime64[us]")).tz_localize("UTC")
+        return self.assign(pd.Series(month, index=t.index))
 
     def opportunities_in(self, rows: pd.DataFrame, window: str) -> pd.DataFrame:
         """The opportunity rows (decision instant in ``as_of``) decided in ``window``, reindexed."""
@@ -105,10 +107,6 @@ class TimeSplit:
             "valid_as_of_last": self.valid_last.date().isoformat(),
             "test_as_of_first": self.test_first.date().isoformat(),
         }
-
-
-def _month_start(t: pd.Timestamp) -> pd.Timestamp:
-    return pd.Timestamp(year=t.year, month=t.month, day=1, tz="UTC")
 
 
 def season_start(dates: list[pd.Timestamp], last: pd.Timestamp) -> pd.Timestamp | None:
