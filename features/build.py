@@ -21,8 +21,11 @@ With ``--cluster`` each shard is a Dask task and the device index a shuffle
 from __future__ import annotations
 
 import argparse
+import mmap
+import os
 import sys
 import time as clock
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -66,12 +69,24 @@ def make_spine(buyers: pd.DataFrame, as_of: Sequence[pd.Timestamp], limit: int |
 CHUNK_ROWS = 150_000
 """Spine rows evaluated together: bounds the build's working memory (the located event sets and
 one float64 column per chunk) whatever the spine's length."""
+MAX_PROCESSES = 4
+"""At most this many processes share one in-process build: each holds the event sets of its own
+signals (a few hundred MB at the default marketplace), all of them the tables (shared, forked)."""
+
+
+def local_processes() -> int:
+    """Processes an in-process build splits its signals over: the cores this process may use, at
+    most ``MAX_PROCESSES``; 1 where processes cannot be forked."""
+    if not hasattr(os, "fork") or not hasattr(os, "sched_getaffinity"):
+        return 1
+    return max(1, min(MAX_PROCESSES, len(os.sched_getaffinity(0))))
 
 
 def build_signals(
     tables: dict[str, pd.DataFrame],
     spine: pd.DataFrame,
     signals: Sequence[Signal] | None = None,
+    processes: int = 1,
 ) -> pd.DataFrame:
     """Signal values for each spine row, from events known strictly before its ``as_of``.
 
@@ -81,28 +96,85 @@ def build_signals(
             export; otherwise it is derived from these tables alone.
         spine: Columns ``buyer_id`` and ``as_of`` (UTC instants); any order, repeats allowed.
         signals: Signals to build (default: the whole registry, in registry order).
+        processes: Split the signals over this many processes (this one and forked children
+            writing their columns into shared memory; ``local_processes()``). Each signal is
+            computed by one process from the same tables, so the values do not depend on it.
 
     Returns:
         ``buyer_id``, ``as_of`` and one float32 column per signal, row-aligned with
         ``spine`` (same index). Rows are evaluated ``CHUNK_ROWS`` at a time (each row
         depends on its own buyer and instant only, so chunks give the same values).
+
+    Raises:
+        RuntimeError: A forked process failed (its traceback went to stderr).
     """
     signals = registry.signals() if signals is None else tuple(signals)
     tables = _with_derived(tables, signals)
     buyer = spine["buyer_id"].to_numpy(dtype=np.int64)
     as_of = pit.micros(spine["as_of"])
     order = np.lexsort((as_of, buyer))
-    block = np.empty((len(order), len(signals)), dtype=np.float32, order="F")  # one column per signal
+    groups = _signal_groups(tables, signals, processes if len(order) and signals else 1)
+    block = _column_block(len(order), len(signals), shared=len(groups) > 1)
     column = {s.name: j for j, s in enumerate(signals)}
-    for start in range(0, len(order), CHUNK_ROWS):
-        rows = order[start : start + CHUNK_ROWS]
-        for name, values in signals_eval.evaluate(tables, buyer[rows], as_of[rows], signals):
-            block[rows, column[name]] = values
-        release_free_memory()
+
+    def fill(group: Sequence[Signal]) -> None:
+        for start in range(0, len(order), CHUNK_ROWS):
+            rows = order[start : start + CHUNK_ROWS]
+            for name, values in signals_eval.evaluate(tables, buyer[rows], as_of[rows], group):
+                block[rows, column[name]] = values
+            release_free_memory()
+
+    children = [_forked(fill, group) for group in groups[1:]]
+    try:
+        fill(groups[0])
+    finally:
+        failed = [pid for pid in children if os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) != 0]
+    if failed:
+        raise RuntimeError(f"signal build: {len(failed)} of {len(groups)} processes failed; nothing was built")
     out = pd.DataFrame(block, columns=[s.name for s in signals], index=spine.index, copy=False)
     out.insert(0, "as_of", spine["as_of"].astype("datetime64[us, UTC]"))
     out.insert(0, "buyer_id", buyer)
     return out
+
+
+def _signal_groups(
+    tables: dict[str, pd.DataFrame], signals: Sequence[Signal], processes: int
+) -> list[list[Signal]]:
+    """``signals`` in evaluation order, cut into at most ``processes`` runs of about equal work (a
+    signal's work taken as its table's rows), so that each event set is mostly made by one process."""
+    ordered = signals_eval.evaluation_order(signals)
+    if processes <= 1 or len(ordered) < 2:
+        return [list(ordered)]
+    weight = np.array([len(tables.get(s.table, ())) + 1 for s in ordered], dtype=np.float64)
+    ends = np.cumsum(weight) / weight.sum()
+    cuts = np.searchsorted(ends, np.arange(1, processes) / processes, side="left") + 1
+    bounds = [0, *sorted(set(cuts.tolist())), len(ordered)]
+    return [list(ordered[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
+
+
+def _column_block(rows: int, columns: int, shared: bool) -> np.ndarray:
+    """A float32 ``rows x columns`` block, column-major; ``shared``: in anonymous shared memory, so
+    forked processes write into it."""
+    if not shared or rows * columns == 0:
+        return np.empty((rows, columns), dtype=np.float32, order="F")
+    memory = mmap.mmap(-1, rows * columns * 4)  # MAP_SHARED | MAP_ANONYMOUS: children write into it
+    return np.ndarray((rows, columns), dtype=np.float32, buffer=memory, order="F")
+
+
+def _forked(work: Callable[[Sequence[Signal]], None], group: Sequence[Signal]) -> int:
+    """Run ``work(group)`` in a forked child; its pid. The child exits 0 when done, 1 on any error."""
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        work(group)
+        code = 0
+    except BaseException:  # noqa: BLE001 - the parent reports the failure; the child only says why
+        traceback.print_exc()
+    finally:
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def build_buyer(tables: dict[str, pd.DataFrame], buyer_id: int, as_of: pd.Timestamp) -> np.ndarray:
@@ -210,7 +282,7 @@ def build_shards(
         tables[signals_devices.SHARED_DEVICES.name] = shared[
             shared["buyer_id"].isin(spine["buyer_id"].unique())
         ]
-        frame = build_signals(tables, spine)
+        frame = build_signals(tables, spine, processes=local_processes())
         if log is not None:
             log(f"part {k}: {len(frame)} rows in {clock.perf_counter() - started:.1f}s")
         yield frame

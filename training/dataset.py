@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 import features as features_pkg
-from features.build import build_signals, export_shared_devices, make_spine
+from features.build import build_signals, export_shared_devices, local_processes, make_spine
 from features.io import load_tables, read_table, shard_parts
 from features.memory import release_free_memory
 from features.registry import signals
@@ -35,26 +35,33 @@ def sample_buyers(buyers: pd.DataFrame, fraction: float, seed: int) -> pd.DataFr
     return buyers.loc[keep]
 
 
-def _with_signals(tables: dict[str, pd.DataFrame], rows: pd.DataFrame) -> pd.DataFrame:
+def _with_signals(tables: dict[str, pd.DataFrame], rows: pd.DataFrame, processes: int) -> pd.DataFrame:
     """``rows`` (with buyer_id and as_of) followed by the buyer's signals at each row's as_of."""
     rows = rows.reset_index(drop=True)
-    built = build_signals(tables, rows[["buyer_id", "as_of"]]).drop(columns=["buyer_id", "as_of"])
+    built = build_signals(tables, rows[["buyer_id", "as_of"]], processes=processes)
+    built = built.drop(columns=["buyer_id", "as_of"])
     return pd.concat([rows, built.reset_index(drop=True)], axis=1)
 
 
 def assemble_part(
-    tables: dict[str, pd.DataFrame], buyers: pd.DataFrame, dates: list[pd.Timestamp], split: TimeSplit | None
+    tables: dict[str, pd.DataFrame],
+    buyers: pd.DataFrame,
+    dates: list[pd.Timestamp],
+    split: TimeSplit | None,
+    processes: int = 1,
 ) -> dict[str, pd.DataFrame]:
     """One shard's frames (see ``assemble``): ``tables`` are the shard's raw tables with
-    ``shared_devices`` of the whole export, ``buyers`` the shard's sampled buyers."""
+    ``shared_devices`` of the whole export, ``buyers`` the shard's sampled buyers; the signals
+    are split over ``processes`` (``features.build.build_signals``)."""
     chosen = buyers["buyer_id"].to_numpy()
     out = {}
     for service, rows in ((PRESALE, presale_rows(tables)), (FAST_REFUND, refund_rows(tables))):
-        out[service] = _with_signals(tables, rows[np.isin(rows["buyer_id"].to_numpy(), chosen)])
+        out[service] = _with_signals(tables, rows[np.isin(rows["buyer_id"].to_numpy(), chosen)], processes)
     spine = make_spine(buyers, dates)  # the snapshots last: their frame is the largest
     if split is not None:
         spine = spine.iloc[split.snapshot_rows(spine)].reset_index(drop=True)
-    out[SNAPSHOTS] = pd.concat([build_signals(tables, spine), make_labels(tables, spine)], axis=1)
+    signals = build_signals(tables, spine, processes=processes)
+    out[SNAPSHOTS] = pd.concat([signals, make_labels(tables, spine)], axis=1)
     return out
 
 
@@ -89,7 +96,7 @@ def assemble(
 
     def shards() -> Iterator[dict[str, pd.DataFrame]]:
         for part in parts:
-            yield shard_frames(data_dir, part, shared, dates, fraction, seed, split)
+            yield shard_frames(data_dir, part, shared, dates, fraction, seed, split, local_processes())
             release_free_memory()  # the shard's tables are gone
 
     return collect(shards(), len(parts), progress)
@@ -111,14 +118,16 @@ def shard_frames(
     fraction: float,
     seed: int,
     split: TimeSplit | None,
+    processes: int = 1,
 ) -> dict[str, pd.DataFrame]:
     """Shard ``part``'s frames (``assemble_part``), in-process and on a cluster alike: load and
     validate the shard, sample ``fraction`` of its buyers (seed ``seed + part``) and give it its
-    buyers' rows of ``shared``, the whole export's cross-shard device index."""
+    buyers' rows of ``shared``, the whole export's cross-shard device index. ``processes``: see
+    ``assemble_part`` (in-process: the machine's cores; a cluster worker builds in its own process)."""
     tables = load_tables(data_dir, part=part)
     buyers = sample_buyers(tables["buyers"], fraction, seed + part)
     tables[SHARED_DEVICES.name] = shared[shared["buyer_id"].isin(tables["buyers"]["buyer_id"])]
-    return assemble_part(tables, buyers, dates, split)
+    return assemble_part(tables, buyers, dates, split, processes)
 
 
 def collect(

@@ -289,6 +289,33 @@ def test_shard_builds_concatenate_to_the_whole_build():
     pd.testing.assert_frame_equal(got, expected.reset_index(drop=True), check_exact=True)
 
 
+@pytest.mark.parametrize("processes", [2, 3])
+def test_a_build_split_over_forked_processes_equals_the_single_process_build(processes):
+    tables = concat_tables(*_shards())
+    spine = build.make_spine(tables["buyers"], DATES).sample(frac=1.0, random_state=0)  # unsorted
+    one = build.build_signals(tables, spine)
+    split = build.build_signals(tables, spine, processes=processes)
+    pd.testing.assert_frame_equal(split, one, check_exact=True)
+    groups = build._signal_groups(tables, registry.signals(), processes)
+    assert len(groups) == processes and sum(map(len, groups)) == len(registry.signals())
+
+
+def test_a_failed_build_process_fails_the_build(monkeypatch):
+    tables = concat_tables(*_shards())
+    spine = build.make_spine(tables["buyers"], DATES)
+    last = build._signal_groups(tables, registry.signals(), 2)[1][-1].name
+    evaluate = build.signals_eval.evaluate
+
+    def broken(tables, buyer, as_of, signals):  # fails in the forked child only: it has the last group
+        if any(s.name == last for s in signals):
+            raise MemoryError("killed")
+        return evaluate(tables, buyer, as_of, signals)
+
+    monkeypatch.setattr(build.signals_eval, "evaluate", broken)
+    with pytest.raises(RuntimeError, match="1 of 2 processes failed; nothing was built"):
+        build.build_signals(tables, spine, processes=2)
+
+
 def test_single_buyer_path_equals_batch():
     tables = concat_tables(*_shards())
     spine = build.make_spine(tables["buyers"], DATES)
