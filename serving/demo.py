@@ -2,12 +2,15 @@
 
 The last step of the README demo. Uses the configured API keys when ``SERVING_API_KEYS`` is
 set; otherwise makes a random server secret and a random key with every scope for this
-process, prints the key, and prints ``curl`` calls for a buyer that is in the published snapshot. Production runs gunicorn (see docs/serving.md).
+process, prints the key, and prints ``curl`` calls for a buyer of the published snapshot whose
+small presale the served model and policy approve and whose large one they decline (found
+without writing to the ledger). Production runs gunicorn (see docs/serving.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from datetime import UTC, datetime, timedelta
@@ -17,41 +20,89 @@ import pyarrow.parquet as pq
 from serving.app import create_app
 from serving.auth import SCOPES, demo_keys
 from serving.config import load_config
+from serving.context import EXTENSION
+from serving.decide import EXPECTED_LOSS_ABOVE_ALLOWANCE, Usage, decide
+from serving.live import Live, Unrated
+from serving.schema import parse_decision
+
+SMALL, LARGE = 300, 4900
+"""The demo presale's two amounts (CNY): the same buyer, the same electronics order, due in 20 days."""
+CANDIDATES = 2000
+"""Snapshot rows searched for a buyer whose two presales get different answers."""
 
 
-def example_buyer(snapshot: str) -> int:
-    """A buyer id from the file snapshot (the first row), or 1 when the snapshot is not a file."""
+def snapshot_buyers(snapshot: str, limit: int = CANDIDATES) -> list[int]:
+    """The first ``limit`` buyer ids of a file snapshot (none when it is Redis or unreadable)."""
     if snapshot.startswith("redis://"):
-        return 1
+        return []
     try:
         column = pq.read_table(snapshot, columns=["buyer_id"]).column("buyer_id")
     except (OSError, KeyError):
-        return 1
-    return int(column[min(16, len(column) - 1)].as_py()) if len(column) else 1
+        return []
+    return [int(b) for b in column.slice(0, limit).to_pylist()]
 
 
-def example_calls(base: str, key: str, buyer_id: int) -> str:
+def presale_body(n: int, buyer_id: int, order_id: int, amount: int, due: str) -> dict:
+    """A demo presale request: an electronics order with a 10% deposit."""
+    return {
+        "request_id": f"demo-{n}",
+        "service": "presale_ship_before_balance",
+        "buyer_id": buyer_id,
+        "order": {
+            "order_id": order_id, "amount": amount, "currency": "CNY", "category": "electronics",
+            "deposit_amount": amount // 10, "balance_due_at": due,
+        },
+    }  # fmt: skip
+
+
+def example_buyer(live: Live | None, buyer_ids: list[int], max_amount: float, now: datetime) -> int:
+    """The first of ``buyer_ids`` whose small demo presale the policy approves and whose large one it
+    declines on the head's expected loss (a buyer with nothing outstanding: the head prices the two
+    amounts); else one whose large presale is declined for another limit (an amount cap); else the
+    first rated one; else 1. Nothing is written: the policy runs on the served model, not the ledger."""
+    if live is None or not buyer_ids:
+        return buyer_ids[0] if buyer_ids else 1
+    due = _stamp(now + timedelta(days=20))
+    rated = contrast = None
+    for buyer_id in buyer_ids:
+        try:
+            rating = live.rate(buyer_id)
+        except Unrated:
+            continue
+        rated = buyer_id if rated is None else rated
+        small, large = (
+            decide(request, rating, live.policy, Usage(), live.head_risk(request, rating, now.replace(tzinfo=None)))
+            for request in (
+                parse_decision(presale_body(0, buyer_id, 1, amount, due), max_amount, live.policy.currency,
+                               live.policy.decimals)
+                for amount in (SMALL, LARGE)
+            )
+        )  # fmt: skip
+        if small.decision == "approve" and large.decision == "decline":
+            if any(d.code == EXPECTED_LOSS_ABOVE_ALLOWANCE for d in large.declines):
+                return buyer_id
+            contrast = buyer_id if contrast is None else contrast
+    return next(b for b in (contrast, rated, buyer_ids[0]) if b is not None)
+
+
+def _stamp(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def example_calls(base: str, key: str, buyer_id: int, now: datetime | None = None) -> str:
     """Shell lines a reader can paste to call the running service: the same buyer asks to ship a
     small and a large presale before the balance (the head prices each), and a fast refund."""
-    now = datetime.now(UTC)
-    due = (now + timedelta(days=20)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    ordered = (now - timedelta(days=6)).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-    def presale(n: int, order_id: int, amount: int) -> str:
-        return (
-            f'{{"request_id": "demo-{n}", "service": "presale_ship_before_balance", "buyer_id": {buyer_id}, '
-            f'"order": {{"order_id": {order_id}, "amount": {amount}, "currency": "CNY", "category": "electronics", '
-            f'"deposit_amount": {amount // 10}, "balance_due_at": "{due}"}}}}'
-        )
-
+    now = now or datetime.now(UTC)
+    due = _stamp(now + timedelta(days=20))
+    ordered = _stamp(now - timedelta(days=6))
     refund = (
         '{"request_id": "demo-3", "service": "fast_refund", '
         f'"buyer_id": {buyer_id}, "refund": {{"refund_id": 5001, "order_id": 9001, "amount": 120, '
         '"reason": "damaged", "kind": "return_and_refund", "evidence_photos": 2, '
         f'"order_amount": 300, "category": "apparel", "ordered_at": "{ordered}"}}}}'
     )
-    order = presale(1, 9001, 300)
-    big_order = presale(2, 9002, 4900)
+    order = json.dumps(presale_body(1, buyer_id, 9001, SMALL, due))
+    big_order = json.dumps(presale_body(2, buyer_id, 9002, LARGE, due))
     header = f"-H 'X-API-Key: {key}' -H 'Content-Type: application/json'"
     return "\n".join(
         [
@@ -76,11 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     config = load_config(overrides)
     app = create_app(config)
     base = f"http://{args.host}:{args.port}"
+    now = datetime.now(UTC)
+    live = app.extensions[EXTENSION].runtime.live
+    buyer = example_buyer(live, snapshot_buyers(config.snapshot), config.max_amount, now)
     print(f"\nDecision service on {base} (model {config.model_uri}, snapshot {config.snapshot}).", flush=True)
-    print(
-        f"Demo API key for this run: {key}\nTry:\n{example_calls(base, key, example_buyer(config.snapshot))}\n",
-        flush=True,
-    )
+    print(f"Demo API key for this run: {key}\nTry:\n{example_calls(base, key, buyer, now)}\n", flush=True)
     app.run(host=args.host, port=args.port, debug=False, use_reloader=False)
     return 0
 
