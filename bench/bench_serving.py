@@ -315,7 +315,7 @@ async def open_loop_stalled(
 # ---------------------------------------------------------------- inputs
 
 
-HEAD_TREES = {"presale_ship_before_balance": 75, "fast_refund": 180}  # the champion's heads (Dec 2026)
+HEAD_TREES = {"presale_ship_before_balance": 75, "fast_refund": 83}  # the default run b94db0f3 (Dec 2026)
 PROXY_TREES = 118
 
 
