@@ -68,12 +68,22 @@ def test_every_scrape_counts_all_workers(gunicorn_server, presale_body, buyer_wi
     def decide(i: int) -> dict:
         return _post(url, presale_body(buyer, 100, request_id=uuid.uuid4().hex, order_id=i))
 
-    # Concurrent bursts on new connections until both workers have decided some (the kernel
-    # hands a connection to whichever worker accepts first, so one burst may go to one).
+    # Concurrent bursts on new connections until both workers have decided some. The kernel hands
+    # a connection to whichever worker accepts first, and on a busy machine one worker may take
+    # every burst (seen: 300 of 300): a worker that alone decided so far is stopped for the next
+    # burst, so the other one accepts it.
     decisions: list[dict] = []
+    per_worker: dict[str, float] = {}
     with ThreadPoolExecutor(8) as pool:
         for _ in range(MAX_BURSTS):
-            decisions += pool.map(decide, range(len(decisions), len(decisions) + BURST))
+            paused = list(per_worker) if len(per_worker) == 1 else []
+            for pid in paused:
+                os.kill(int(pid), signal.SIGSTOP)
+            try:
+                decisions += pool.map(decide, range(len(decisions), len(decisions) + BURST))
+            finally:
+                for pid in paused:
+                    os.kill(int(pid), signal.SIGCONT)
             per_worker = _decisions_per_worker(url.metrics_dir)
             if len(per_worker) == 2 and min(per_worker.values()) > 0:
                 break
