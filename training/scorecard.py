@@ -7,14 +7,9 @@ and ``optbinning.Scorecard`` fits a logistic regression on their weights of evid
 
 from __future__ import annotations
 
-import pickle
-import subprocess
-import sys
-import time
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -129,71 +124,3 @@ class OptBinningScorecard:
                     for start in range(0, len(frame), PREDICT_ROWS)
                 ]
             )
-
-
-class ScorecardProcess:
-    """An ``OptBinningScorecard`` fitted in a separate Python process (``python -m training.scorecard``)
-    while this one does other work: optbinning is single-threaded Python and the rating's LightGBM
-    runs in C, so on two cores they overlap. The inputs go through a file in ``folder``.
-
-    Args:
-        X, y, names, directions: As ``OptBinningScorecard(names, directions).fit(X, y)``.
-        folder: A private temporary folder (the inputs, the fitted scorecard and the child's stderr).
-    """
-
-    def __init__(
-        self, X: np.ndarray, y: np.ndarray, names: Sequence[str], directions: Sequence[int], folder: Path
-    ) -> None:
-        self.inputs, self.output, self.log = (
-            folder / "inputs.npz",
-            folder / "scorecard.pkl",
-            folder / "stderr.txt",
-        )
-        np.savez(
-            self.inputs,
-            X=X,
-            y=np.asarray(y),
-            names=np.asarray(list(names)),
-            directions=np.asarray(directions),
-        )
-        with open(self.log, "w") as log:
-            command = [sys.executable, "-m", "training.scorecard", str(self.inputs), str(self.output)]
-            self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
-
-    def result(self) -> tuple[OptBinningScorecard, float]:
-        """Wait for the fit: the scorecard and the seconds the child spent fitting it.
-
-        Raises:
-            RuntimeError: The child failed (the end of its stderr is in the message).
-        """
-        code = self.process.wait()
-        if code != 0:
-            stderr = self.log.read_text().strip()
-            last = stderr.splitlines()[-1] if stderr else "no output"
-            raise RuntimeError(f"the scorecard process failed (exit {code}): {last}\n{stderr[-2000:]}")
-        with open(self.output, "rb") as f:
-            return pickle.load(f)
-
-    def close(self) -> None:
-        """Stop the child if it still runs (this process failed before asking for the result)."""
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m training.scorecard INPUTS.npz OUTPUT.pkl``: the child of ``ScorecardProcess``."""
-    inputs, output = (sys.argv[1:] if argv is None else argv)[:2]
-    data = np.load(inputs)
-    started = time.monotonic()
-    from training import scorecard  # not __main__'s copy of the class: the parent unpickles this one
-
-    card = scorecard.OptBinningScorecard(list(data["names"]), [int(d) for d in data["directions"]])
-    card.fit(data["X"], data["y"])
-    with open(output, "wb") as f:
-        pickle.dump((card, time.monotonic() - started), f)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

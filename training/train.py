@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import sys
 import tempfile
@@ -48,7 +47,7 @@ from training.package import log_rating
 from training.policy_proposal import Proposal, candidate_policy, policy_bands, propose
 from training.presentation import figures, summary_text
 from training.report import PREFIX, Opportunities, Report, build_report, proposal_inputs, proposal_metrics
-from training.scorecard import OptBinningScorecard, ScorecardProcess
+from training.scorecard import OptBinningScorecard
 from training.snapshots import TimeSplit, default_split, month_starts
 from training.tracking import configure_tracking, ensure_experiment
 from training.truth import opportunity_truth, risk_truth
@@ -203,26 +202,14 @@ def fit_scorers(
     names = [s.name for s in registry]
     d_train = Dataset(train[names].to_numpy(np.float32), train[target].to_numpy())
     d_valid = Dataset(valid[names].to_numpy(np.float32), valid[target].to_numpy())
-    with tempfile.TemporaryDirectory() as tmp:
-        # the scorecard in its own process beside the rating (before this process's first LightGBM)
-        card = ScorecardProcess(d_train.X, d_train.y, names, [s.risk_direction for s in registry], Path(tmp))
-        try:
-            monotone, dropped = checked_monotone(d_train.X, d_train.y, monotone_constraints(names), seed=seed)
-            if booster_fit is fit_booster:  # a core for the scorecard: "deterministic" boosting gives the
-                params = {**params, "num_threads": max(1, (os.cpu_count() or 2) - 1)}  # same trees on fewer threads
-            with progress.step("rating", f"training the rating: LightGBM ({np.count_nonzero(monotone)} monotone "
-                               "constraints), the optbinning scorecard beside it ..."):  # fmt: skip
-                model = fit_rating(
-                    d_train, d_valid, names, reasons(names), monotone, params, ScoreScale(), seed=seed,
-                    progress=progress, booster_fit=booster_fit
-                )  # fmt: skip
-            progress(f"rating: best iteration {model.booster.best_iteration}; waiting for the scorecard ...")
-            waited = time.monotonic()
-            scorecard, seconds = card.result()
-        finally:
-            card.close()
-    progress.seconds["scorecard"] = seconds  # the child's own fitting time
-    progress.seconds["scorecard_wait"] = time.monotonic() - waited
+    monotone, dropped = checked_monotone(d_train.X, d_train.y, monotone_constraints(names), seed=seed)
+    with progress.step("rating", f"training the rating: LightGBM ({np.count_nonzero(monotone)} monotone constraints) ..."):
+        model = fit_rating(
+            d_train, d_valid, names, reasons(names), monotone, params, ScoreScale(), seed=seed,
+            progress=progress, booster_fit=booster_fit
+        )  # fmt: skip
+    with progress.step("scorecard", f"best iteration {model.booster.best_iteration}; fitting the optbinning scorecard ..."):
+        scorecard = OptBinningScorecard(names, [s.risk_direction for s in registry]).fit(d_train.X, d_train.y)
     return model, scorecard, monotone, dropped
 
 

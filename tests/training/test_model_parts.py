@@ -8,7 +8,7 @@ from features.build import make_spine
 from training.evaluate import ks_statistic, psi, star_table, stars_monotone
 from training.model import StarCutError, checked_monotone, star_cuts
 from training.promote import Comparison, gate
-from training.scorecard import OptBinningScorecard, ScorecardProcess
+from training.scorecard import OptBinningScorecard
 from training.snapshots import default_split, month_starts
 from training.yardsticks import Estimate
 
@@ -140,19 +140,3 @@ def test_snapshots_and_split():
         1,
         2,
     ]  # buyer 2 registers exactly at the first date: not yet a buyer
-
-
-def test_the_scorecard_fitted_in_its_own_process_equals_the_one_fitted_here(tmp_path):
-    rng = np.random.default_rng(3)
-    X = rng.normal(size=(6000, 4)).astype(np.float32)
-    y = (rng.random(6000) < 1 / (1 + np.exp(-(1.5 * X[:, 0] - 2)))).astype(int)
-    names, directions = [f"s{i}" for i in range(4)], [1, 0, 0, 0]
-    (tmp_path / "a").mkdir()
-    beside, seconds = ScorecardProcess(X, y, names, directions, tmp_path / "a").result()
-    here = OptBinningScorecard(names, directions).fit(X, y)
-    assert seconds > 0 and list(beside.selected_) == list(here.selected_)
-    np.testing.assert_allclose(beside.predict_proba(X), here.predict_proba(X))
-    (tmp_path / "b").mkdir()
-    broken = ScorecardProcess(X, y, names, [2, 0, 0, 0], tmp_path / "b")
-    with pytest.raises(RuntimeError, match="scorecard process failed .*directions must be -1, 0 or"):
-        broken.result()
