@@ -26,6 +26,7 @@ busy machine are not comparable with a quiet one.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -38,7 +39,8 @@ from pathlib import Path
 
 STEPS = ("simulate", "build", "publish", "train")
 DEMO_GOAL_S = 90  # train + publish on a quiet 2-core machine
-DEMO_GOAL_MIB = 2048  # peak RSS of each
+DEMO_GOAL_MIB = 2048  # peak memory of each (its process tree)
+TREE_SAMPLE_S = 0.2
 GOAL_RSS_FLAT = 0.20
 GOAL_SPEEDUP_2W = 1.7
 GOAL_1W_VS_IN_PROCESS = 0.15
@@ -143,7 +145,8 @@ def bench_demo(tmp: Path) -> dict:
     """The README's demo commands in an empty folder, as a new user runs them after ``pip install``:
     ``python training/train.py`` (simulates the default marketplace), ``python -m serving.publish
     --data data/market``, then ``python -m serving.demo`` until its first example decision is
-    answered. Returns each command's wall time and peak RSS (its own, from ``wait4``) and the
+    answered. Returns each command's wall time and peak memory (its process tree's, see
+    ``_tree_peak_mib``, or its largest process's RSS from ``wait4`` if higher) and the
     seconds from the demo server's start to that answer."""
     folder = tmp / "demo"
     folder.mkdir()
@@ -158,12 +161,18 @@ def bench_demo(tmp: Path) -> dict:
         with open(folder / f"{name}.log", "w") as log:
             started = time.monotonic()
             proc = subprocess.Popen(command, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
+            tree_mib = _tree_peak_mib(proc)
             _, status, usage = os.wait4(proc.pid, 0)
         if os.waitstatus_to_exitcode(status) != 0:
             raise RuntimeError(f"{' '.join(command)} failed; see {folder / f'{name}.log'}")
         figures[f"{name}_s"] = time.monotonic() - started
-        figures[f"{name}_mib"] = usage.ru_maxrss / 1024
-        print(f"demo {name}: {figures[f'{name}_s']:.1f} s, peak RSS {figures[f'{name}_mib']:.0f} MiB", flush=True)
+        figures[f"{name}_mib"] = max(tree_mib, usage.ru_maxrss / 1024)
+        print(
+            f"demo {name}: {figures[f'{name}_s']:.1f} s, peak memory {figures[f'{name}_mib']:.0f} MiB "
+            f"(process tree PSS, sampled every {TREE_SAMPLE_S} s: {tree_mib:.0f}; largest process RSS: "
+            f"{usage.ru_maxrss / 1024:.0f})",
+            flush=True,
+        )
     started = time.monotonic()
     server = subprocess.Popen(
         [sys.executable, "-m", "serving.demo", "--port", "8799"],
@@ -184,6 +193,24 @@ def bench_demo(tmp: Path) -> dict:
     return figures
 
 
+def _tree_peak_mib(proc: subprocess.Popen) -> float:
+    """The highest sum of PSS over ``proc`` and its descendants (forked build children, any helper
+    process), sampled every ``TREE_SAMPLE_S`` seconds until ``proc`` exits (left for ``wait4`` to
+    reap). ``wait4``'s ``ru_maxrss`` is the largest single process, not the machine's total;
+    PSS shares copy-on-write pages between the forks instead of counting them in each."""
+    import psutil
+
+    root, peak = psutil.Process(proc.pid), 0
+    while root.status() != psutil.STATUS_ZOMBIE:
+        total = 0
+        for p in [root, *root.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):  # a child that ended between the listing and the read
+                total += p.memory_full_info().pss
+        peak = max(peak, total)
+        time.sleep(TREE_SAMPLE_S)
+    return peak / 2**20
+
+
 def print_demo_goal(demo: dict) -> None:
     """The demo goal: train + publish within ``DEMO_GOAL_S`` seconds, each within ``DEMO_GOAL_MIB``."""
     total = demo["train_s"] + demo["publish_s"]
@@ -194,7 +221,7 @@ def print_demo_goal(demo: dict) -> None:
     )
     for name in ("train", "publish"):
         lean = "met" if demo[f"{name}_mib"] <= DEMO_GOAL_MIB else "MISSED"
-        print(f"  demo: {name} peak RSS {demo[f'{name}_mib']:.0f} MiB (goal <= {DEMO_GOAL_MIB}): {lean}")
+        print(f"  demo: {name} peak memory {demo[f'{name}_mib']:.0f} MiB (goal <= {DEMO_GOAL_MIB}): {lean}")
 
 
 def bench_publish(common: dict, data: Path, tmp: Path, modes: list[int]) -> list[dict]:
