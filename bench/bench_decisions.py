@@ -6,7 +6,8 @@
 Builds the honest split (``training.snapshots``), trains the rating, the service heads and the
 optbinning scorecard on the training window (on a random sample of ``--train-buyers`` buyers when
 given; the heads on those buyers' opportunities), then evaluates
-on every buyer's test-window snapshots and opportunities: each service's expected loss (truth)
+on every buyer's test-window snapshots (the rows ``train.py`` evaluates: one per buyer and label
+window) and opportunities: each service's expected loss (truth)
 at the legacy rule's volume and at its loss rate, realised losses beside them, AUCs, and the caps
 count, each with a 95% bootstrap interval over buyers. Prints the sizes, wall time and peak RSS.
 """
@@ -27,12 +28,15 @@ from training.heads import fit_heads
 from training.model import DEFAULT_PARAMS
 from training.report import FIXED_METRICS, PREFIX, build_report
 from training.snapshots import default_split
-from training.train import fit_scorers, snapshot_dates, split_snapshots, window_opportunities
+from training.train import (
+    PSI_SAMPLE,
+    Progress,
+    fit_scorers,
+    snapshot_dates,
+    split_snapshots,
+    window_opportunities,
+)
 from training.truth import risk_truth
-
-
-def _progress(message: str) -> None:
-    print(f"  .. {message}", file=sys.stderr, flush=True)
 
 
 def _ci(m: dict[str, float], name: str) -> str:
@@ -64,19 +68,21 @@ def main(argv: list[str] | None = None) -> int:
     print("windows: " + ", ".join(f"{k} {v}" for k, v in split.params().items()))
     fit_dates = [d for d in dates if d <= split.valid_last]
     test_dates = [d for d in dates if d >= split.test_first]
-    fitting = assemble(args.data, fit_dates, args.train_buyers, args.seed, _progress)
+    progress = Progress()
+    # the rows train.py uses (split: one snapshot per buyer and label window, no gap months)
+    fitting = assemble(args.data, fit_dates, args.train_buyers, args.seed, progress, split)
     train, valid, _ = split_snapshots(fitting[SNAPSHOTS], split)
-    evaluation = assemble(args.data, test_dates, None, args.seed, _progress)
+    evaluation = assemble(args.data, test_dates, None, args.seed, progress, split)
     _, _, test = split_snapshots(evaluation[SNAPSHOTS], split)
     opportunities = window_opportunities(args.data, evaluation, split)
     t_build = time.perf_counter() - t0
 
     registry = signals()
     params = {**DEFAULT_PARAMS, "seed": args.seed}
-    model, scorecard, _, _ = fit_scorers(train, valid, "bad_90d", registry, params, args.seed, _progress)
-    model.set_heads(fit_heads(fitting, split, [s.name for s in registry], args.seed, _progress))
+    model, scorecard, _, _ = fit_scorers(train, valid, "bad_90d", registry, params, args.seed, progress)
+    model.set_heads(fit_heads(fitting, split, [s.name for s in registry], args.seed, progress))
     report = build_report(
-        model, scorecard, train.sample(n=min(200_000, len(train)), random_state=args.seed), test, "bad_90d",
+        model, scorecard, train.sample(n=min(PSI_SAMPLE, len(train)), random_state=args.seed), test, "bad_90d",
         risk_truth(args.data, test), opportunities, seed=args.seed,
     )  # fmt: skip
     m = report.metrics

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import runpy
 from pathlib import Path
 
 import lightgbm as lgb
@@ -204,3 +205,15 @@ def test_bad_data_stops_with_the_validator_message(tmp_path, capsys):
     assert train.main(["--data", str(tmp_path), "--cache-dir", ""]) == 2
     err = capsys.readouterr().err
     assert "orders" in err and "amount" in err
+
+
+def test_the_decisions_bench_measures_the_rows_train_py_measures(first_run, market, tmp_path, capsys):
+    bench = runpy.run_path(str(Path(__file__).parents[2] / "bench" / "bench_decisions.py"), run_name="bench")
+    assert bench["main"](["--data", str(market), "--json", str(tmp_path / "m.json")]) == 0
+    printed = capsys.readouterr().out
+    assert all(name in printed for name in FIXED_METRICS)
+    measured = json.loads((tmp_path / "m.json").read_text())
+    logged = first_run.get_run(first_run.get_model_version_by_alias(NAME, "champion").run_id).data.metrics
+    same_rows = ["test_buyers", "test_presale_opportunities", "test_refund_opportunities", "oracle_auc",
+                 "presale_rule_share_volume", "refund_rule_share_volume", "test_buyers_with_hard_fact"]  # fmt: skip
+    assert {k: measured[k] for k in same_rows} == pytest.approx({k: logged[k] for k in same_rows})
