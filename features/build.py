@@ -130,7 +130,9 @@ def build_signals(
     finally:
         failed = [pid for pid in children if os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) != 0]
     if failed:
-        raise RuntimeError(f"signal build: {len(failed)} of {len(groups)} processes failed; nothing was built")
+        raise RuntimeError(
+            f"signal build: {len(failed)} of {len(groups)} processes failed; nothing was built"
+        )
     out = pd.DataFrame(block, columns=[s.name for s in signals], index=spine.index, copy=False)
     out.insert(0, "as_of", spine["as_of"].astype("datetime64[us, UTC]"))
     out.insert(0, "buyer_id", buyer)
@@ -252,7 +254,11 @@ def part_device_first_use(data_dir: str | Path, part: int) -> pd.DataFrame:
 
 
 def build_shards(
-    data_dir: str | Path, as_of: Sequence[pd.Timestamp], limit: int | None = None, log=None
+    data_dir: str | Path,
+    as_of: Sequence[pd.Timestamp],
+    limit: int | None = None,
+    log=None,
+    processes: int | None = None,
 ) -> Iterator[pd.DataFrame]:
     """Signals for all buyers registered before each date, one frame per buyer shard.
 
@@ -265,9 +271,11 @@ def build_shards(
         as_of: Snapshot instants.
         limit: Only the first ``limit`` buyers (by shard, then id).
         log: Optional callable taking a progress line.
+        processes: Processes each shard's signals are split over (default ``local_processes()``).
     """
     from features import io
 
+    processes = local_processes() if processes is None else processes
     parts = io.shard_parts(data_dir)
     shared = export_shared_devices(data_dir)
     left = limit
@@ -282,7 +290,7 @@ def build_shards(
         tables[signals_devices.SHARED_DEVICES.name] = shared[
             shared["buyer_id"].isin(spine["buyer_id"].unique())
         ]
-        frame = build_signals(tables, spine, processes=local_processes())
+        frame = build_signals(tables, spine, processes=processes)
         if log is not None:
             log(f"part {k}: {len(frame)} rows in {clock.perf_counter() - started:.1f}s")
         yield frame
@@ -321,6 +329,7 @@ def write_signals(
     limit: int | None = None,
     log: Callable[[str], None] | None = None,
     client: Any = None,
+    processes: int | None = None,
 ) -> int:
     """Build the signal matrix shard by shard and write it to ``out``; return the row count.
 
@@ -337,6 +346,7 @@ def write_signals(
         limit: Only the first ``limit`` buyers (in-process only).
         log: Optional callable taking a progress line.
         client: A ``distributed.Client`` (``None``: in-process).
+        processes: In-process only: processes each shard is split over (default ``local_processes()``).
 
     Raises:
         ValueError: If ``limit`` is given with a ``client``.
@@ -358,7 +368,7 @@ def write_signals(
     writer, rows = None, 0
     try:
         if client is None:
-            tables = (to_arrow(frame) for frame in build_shards(data_dir, as_of, limit, log=log))
+            tables = (to_arrow(frame) for frame in build_shards(data_dir, as_of, limit, log, processes))
         else:
             from features import build_cluster
 
