@@ -96,7 +96,8 @@ def _fit(
     )
 
 
-def _design(service: str, rows: pd.DataFrame, signal_names: list[str]) -> np.ndarray:
+def design(service: str, rows: pd.DataFrame, signal_names: list[str]) -> np.ndarray:
+    """A head's input rows: the buyer's signals, then the opportunity's context."""
     return np.hstack([rows[signal_names].to_numpy(np.float64), context_matrix(service, rows)])
 
 
@@ -111,8 +112,8 @@ def fit_base(
     """The head's base LightGBM, early stopping on the validation window; no uplift yet."""
     names = list(signal_names) + list(CONTEXT[service])
     booster = _fit(
-        _design(service, train, signal_names), train["bad"].to_numpy(np.int64),
-        _design(service, valid, signal_names), valid["bad"].to_numpy(np.int64), names, seed,
+        design(service, train, signal_names), train["bad"].to_numpy(np.int64),
+        design(service, valid, signal_names), valid["bad"].to_numpy(np.int64), names, seed,
         progress, service,
     )  # fmt: skip
     return ServiceHead(

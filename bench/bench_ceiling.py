@@ -1,0 +1,209 @@
+"""How close can a model of the product's inputs get to the oracle? The decision goals against a ceiling.
+
+    python bench/bench_ceiling.py                                    # the default marketplace (data/market)
+    python bench/bench_ceiling.py --data /tmp/market_200k --train-buyers 50000
+
+The oracle ranks by the simulator's truth, which knows each buyer's latent traits and stress
+state; the product sees only the point-in-time signals and the opportunity's context. This bench
+fits, on the rows ``train.py`` trains on (same windows, same inputs, the presale's treatment set
+to "shipped early"), LightGBM models whose *labels are the truth's own probabilities*
+(cross-entropy on p in [0, 1]): no label noise, no selection by history, the counterfactual "if
+approved" on every row. Two capacities: the heads' parameters, and a roomier one (more leaves,
+fewer rows per leaf, less regularisation). For the services a third model learns from 0/1
+outcomes drawn from those probabilities: a history that had approved every opportunity. What they reach on the test window estimates what a
+model learnt from these inputs at this training size can reach at best; what separates them
+from the oracle is information the inputs do not carry. Printed beside the product's heads and
+rating (and, for the rating, the optbinning scorecard) on the same test rows with the same yardsticks
+and 95% bootstrap intervals over buyers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from features.registry import signals
+from training.dataset import SNAPSHOTS, assemble
+from training.heads import HEAD_PARAMS, LEARNING_RATE, MAX_ROUNDS, design, fit_heads
+from training.model import DEFAULT_PARAMS, Dataset, fit_booster
+from training.opportunities import PRESALE, SERVICES, at_risk, legacy_decisions
+from training.report import PREFIX
+from training.scorecard import OptBinningScorecard
+from training.snapshots import default_split
+from training.train import Progress, snapshot_dates, split_snapshots
+from training.truth import opportunity_truth, risk_truth
+from training.yardsticks import Estimate, auc_comparison, compare_service
+
+HEAD, ORACLE, SCORECARD = "product head", "oracle (truth)", "optbinning scorecard"
+CEILINGS = {
+    "truth-trained": {},
+    "truth-trained, roomy": {
+        "num_leaves": 63,
+        "min_data_in_leaf": 20,
+        "feature_fraction": 0.8,
+        "lambda_l2": 1.0,
+    },
+}
+"""Parameter changes over the heads' (``training.heads.HEAD_PARAMS``) of each ceiling model."""
+DRAWN = "outcomes, all approved"
+"""A service model with the heads' parameters on 0/1 outcomes drawn from the truth's probability if
+approved, for every training opportunity: what a history that had approved every opportunity
+(full exploration) would teach, label noise included."""
+
+
+def fit_on_truth(
+    X: np.ndarray, p: np.ndarray, X_valid: np.ndarray, p_valid: np.ndarray, names: list[str], params: dict
+) -> lgb.Booster:
+    """LightGBM with the truth's probabilities as labels (cross-entropy), early stopping on validation."""
+    train = lgb.Dataset(X, p, feature_name=names, free_raw_data=True)
+    valid = lgb.Dataset(X_valid, p_valid, reference=train)
+    return lgb.train(
+        {**params, "objective": "cross_entropy"}, train, MAX_ROUNDS, valid_sets=[valid],
+        callbacks=[lgb.early_stopping(50, verbose=False)],
+    )  # fmt: skip
+
+
+def approval_design(service: str, rows: pd.DataFrame, names: list[str]) -> np.ndarray:
+    """Signals and context as the head sees them when it prices an approval (a presale shipped early)."""
+    if service == PRESALE:
+        rows = rows.assign(shipped=True)
+    return design(service, rows, names)
+
+
+def service_ceiling(
+    data: Path, service: str, windows: dict[str, pd.DataFrame], head, names: list[str], seed: int
+) -> None:
+    """Fit the ceilings of one service and print the yardsticks of the head, the ceilings and the oracle."""
+    truth = {w: opportunity_truth(data, service, rows) for w, rows in windows.items()}
+    test = windows["test"]
+    rankings = {HEAD: head.probability(test[names].to_numpy(np.float64), approval_design(service, test, []))}
+    rng = np.random.default_rng(seed)
+    drawn = {w: (rng.random(p.size) < p).astype(np.float64) for w, p in truth.items() if w != "test"}
+    fits = {**{label: (change, truth) for label, change in CEILINGS.items()}, DRAWN: ({}, drawn)}
+    for label, (change, labels) in fits.items():
+        t = time.perf_counter()
+        params = {**HEAD_PARAMS, "learning_rate": LEARNING_RATE[service], "seed": seed, **change}
+        booster = fit_on_truth(
+            approval_design(service, windows["train"], names), labels["train"],
+            approval_design(service, windows["valid"], names), labels["valid"],
+            names + list(head.context_names), params,
+        )  # fmt: skip
+        rankings[label] = booster.predict(approval_design(service, test, names), num_threads=2)
+        print(f"  {label}: {booster.best_iteration} trees in {time.perf_counter() - t:.1f} s")
+    rankings[ORACLE] = truth["test"]
+    result = compare_service(
+        service, at_risk(service, test), truth["test"], test["bad"].to_numpy(np.float64),
+        test["buyer_id"].to_numpy(), legacy_decisions(service, test), rankings, oracle=ORACLE, seed=seed,
+    )  # fmt: skip
+    prefix = PREFIX[service]
+    print(
+        f"{service}: train {len(windows['train']):,} opportunities, test {result.opportunities:,} "
+        f"of {result.buyers:,} buyers; the rule approves {result.rule_share_opportunities:.1%}"
+    )
+    print(f"  {'ranking':<24} {prefix + '_loss_ratio_at_rule_volume':<36} {'..._to_oracle_at_rule_volume':<30} "
+          "volume multiple at the rule's loss rate")  # fmt: skip
+    for name, r in result.at_rule_volume.items():
+        to_oracle = result.loss_ratio_to_oracle.get(name)
+        print(f"  {name:<24} {r.loss_ratio!s:<36} {str(to_oracle) if to_oracle else '-':<30} "
+              f"{result.volume_multiple_at_rule_loss_rate[name]}")  # fmt: skip
+    for name in rankings:
+        if name != ORACLE:
+            rho = pd.Series(rankings[name]).corr(pd.Series(truth["test"]), method="spearman")
+            print(f"  Spearman to the truth, {name}: {rho:.3f}")
+
+
+def rating_ceiling(data: Path, windows: dict[str, pd.DataFrame], names: list[str], seed: int) -> None:
+    """The rating's learner on ``bad_90d`` against the same learner fitted to the truth's ``p_bad_90d``."""
+    p = {w: risk_truth(data, rows) for w, rows in windows.items()}
+    X = {w: rows[names].to_numpy(np.float32) for w, rows in windows.items()}
+    none = [0] * len(names)
+    fits = {
+        "rating's learner on bad_90d": (
+            DEFAULT_PARAMS,
+            {w: rows["bad_90d"].to_numpy() for w, rows in windows.items()},
+        ),
+        **{
+            label: ({**DEFAULT_PARAMS, **change, "objective": "cross_entropy"}, p)
+            for label, change in CEILINGS.items()
+        },
+    }
+    scores = {}
+    t = time.perf_counter()
+    directions = [s.risk_direction for s in signals()]
+    card = OptBinningScorecard(names, directions).fit(X["train"], windows["train"]["bad_90d"].to_numpy())
+    scores[SCORECARD] = card.predict_proba(X["test"])
+    print(f"  {SCORECARD}: fitted in {time.perf_counter() - t:.1f} s")
+    for label, (params, y) in fits.items():
+        t = time.perf_counter()
+        booster = fit_booster(
+            Dataset(X["train"], y["train"]),
+            Dataset(X["valid"], y["valid"]),
+            names,
+            none,
+            {**params, "seed": seed},
+        )
+        scores[label] = booster.predict(X["test"], num_threads=2)
+        print(f"  {label}: {booster.best_iteration} trees in {time.perf_counter() - t:.1f} s")
+    test = windows["test"]
+    scores[ORACLE] = p["test"]
+    aucs = auc_comparison(test["bad_90d"].to_numpy(), test["buyer_id"].to_numpy(), scores, seed=seed)
+    print(
+        f"rating: train {len(windows['train']):,} snapshots, test {len(test):,} of {test['buyer_id'].nunique():,} buyers"
+    )
+    for name, a in aucs.items():
+        versus = "" if name == ORACLE else f"   ratio to the oracle {Estimate.of(a / aucs[ORACLE])}"
+        if name not in (ORACLE, SCORECARD):
+            versus += f"   gain over the scorecard {Estimate.of(a - aucs[SCORECARD])}"
+        print(f"  {name:<30} AUC {Estimate.of(a)}{versus}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument(
+        "--data", type=Path, default=Path("data/market"), help="export with truth/ (default data/market)"
+    )
+    p.add_argument(
+        "--train-buyers", type=int, default=None, help="train on a random sample of about this many buyers"
+    )
+    p.add_argument("--seed", type=int, default=7)
+    args = p.parse_args(argv)
+    t0 = time.perf_counter()
+    print(f"load average at start: {os.getloadavg()}  cores: {os.cpu_count()}")
+    manifest = json.loads((args.data / "manifest.json").read_text())
+    print(
+        f"marketplace {args.data}: {manifest['buyers']:,} buyers, {manifest['months']} months, seed {manifest['seed']}"
+    )
+    dates = snapshot_dates(args.data)
+    split = default_split(dates)
+    progress = Progress()
+    fitting = assemble(
+        args.data, [d for d in dates if d <= split.valid_last], args.train_buyers, args.seed, progress, split
+    )
+    evaluation = assemble(
+        args.data, [d for d in dates if d >= split.test_first], None, args.seed, progress, split
+    )
+    names = [s.name for s in signals()]
+    heads = fit_heads(fitting, split, names, args.seed, progress)
+    for service in SERVICES:
+        windows = {w: split.opportunities_in(fitting[service], w) for w in ("train", "valid")}
+        windows["test"] = split.opportunities_in(evaluation[service], "test")
+        service_ceiling(args.data, service, windows, heads[service], names, args.seed)
+    train, valid, _ = split_snapshots(fitting[SNAPSHOTS], split)
+    test = split_snapshots(evaluation[SNAPSHOTS], split)[2]
+    rating_ceiling(args.data, {"train": train, "valid": valid, "test": test}, names, args.seed)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"\nwall {time.perf_counter() - t0:.0f} s, peak RSS {peak:,.0f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
