@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import sys
 import time
@@ -32,14 +31,14 @@ import numpy as np
 import pandas as pd
 
 from features.registry import signals
-from training.dataset import SNAPSHOTS, assemble
+from training.benchmark import bench_rows, describe
+from training.dataset import SNAPSHOTS
 from training.heads import HEAD_PARAMS, LEARNING_RATE, MAX_ROUNDS, design, fit_heads
 from training.model import DEFAULT_PARAMS, Dataset, fit_booster
 from training.opportunities import PRESALE, SERVICES, at_risk, legacy_decisions
 from training.report import PREFIX
 from training.scorecard import OptBinningScorecard
-from training.snapshots import default_split
-from training.train import Progress, snapshot_dates, split_snapshots
+from training.train import Progress, split_snapshots
 from training.truth import opportunity_truth, risk_truth
 from training.yardsticks import Estimate, auc_comparison, compare_service
 
@@ -81,8 +80,13 @@ def approval_design(service: str, rows: pd.DataFrame, names: list[str]) -> np.nd
 
 def service_ceiling(
     data: Path, service: str, windows: dict[str, pd.DataFrame], head, names: list[str], seed: int
-) -> None:
-    """Fit the ceilings of one service and print the yardsticks of the head, the ceilings and the oracle."""
+) -> dict[str, float]:
+    """Fit the ceilings of one service and print the yardsticks of the head, the ceilings and the oracle.
+
+    Returns:
+        Per ranking, its loss ratio to the oracle at the rule's volume (``<name> / oracle``) and
+        its Spearman correlation with the truth (``<name> spearman``), on the test window.
+    """
     truth = {w: opportunity_truth(data, service, rows) for w, rows in windows.items()}
     test = windows["test"]
     rankings = {HEAD: head.probability(test[names].to_numpy(np.float64), approval_design(service, test, []))}
@@ -115,14 +119,23 @@ def service_ceiling(
         to_oracle = result.loss_ratio_to_oracle.get(name)
         print(f"  {name:<24} {r.loss_ratio!s:<36} {str(to_oracle) if to_oracle else '-':<30} "
               f"{result.volume_multiple_at_rule_loss_rate[name]}")  # fmt: skip
+    figures = {f"{name} / oracle": e.value for name, e in result.loss_ratio_to_oracle.items()}
     for name in rankings:
         if name != ORACLE:
             rho = pd.Series(rankings[name]).corr(pd.Series(truth["test"]), method="spearman")
             print(f"  Spearman to the truth, {name}: {rho:.3f}")
+            figures[f"{name} spearman"] = float(rho)
+    return figures
 
 
-def rating_ceiling(data: Path, windows: dict[str, pd.DataFrame], names: list[str], seed: int) -> None:
-    """The rating's learner on ``bad_90d`` against the same learner fitted to the truth's ``p_bad_90d``."""
+def rating_ceiling(
+    data: Path, windows: dict[str, pd.DataFrame], names: list[str], seed: int
+) -> dict[str, float]:
+    """The rating's learner on ``bad_90d`` against the same learner fitted to the truth's ``p_bad_90d``.
+
+    Returns:
+        Each score's test AUC on ``bad_90d`` (the full sample), by name.
+    """
     p = {w: risk_truth(data, rows) for w, rows in windows.items()}
     X = {w: rows[names].to_numpy(np.float32) for w, rows in windows.items()}
     none = [0] * len(names)
@@ -164,6 +177,7 @@ def rating_ceiling(data: Path, windows: dict[str, pd.DataFrame], names: list[str
         if name not in (ORACLE, SCORECARD):
             versus += f"   gain over the scorecard {Estimate.of(a - aucs[SCORECARD])}"
         print(f"  {name:<30} AUC {Estimate.of(a)}{versus}")
+    return {name: float(a[0]) for name, a in aucs.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -175,33 +189,28 @@ def main(argv: list[str] | None = None) -> int:
         "--train-buyers", type=int, default=None, help="train on a random sample of about this many buyers"
     )
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = p.parse_args(argv)
     t0 = time.perf_counter()
-    print(f"load average at start: {os.getloadavg()}  cores: {os.cpu_count()}")
-    manifest = json.loads((args.data / "manifest.json").read_text())
-    print(
-        f"marketplace {args.data}: {manifest['buyers']:,} buyers, {manifest['months']} months, seed {manifest['seed']}"
-    )
-    dates = snapshot_dates(args.data)
-    split = default_split(dates)
-    progress = Progress()
-    fitting = assemble(
-        args.data, [d for d in dates if d <= split.valid_last], args.train_buyers, args.seed, progress, split
-    )
-    evaluation = assemble(
-        args.data, [d for d in dates if d >= split.test_first], None, args.seed, progress, split
-    )
+    print(describe(args.data))
+    rows = bench_rows(args.data, args.train_buyers, args.seed, Progress())
+    split, fitting, evaluation = rows.split, rows.fitting, rows.evaluation
     names = [s.name for s in signals()]
-    heads = fit_heads(fitting, split, names, args.seed, progress)
+    heads = fit_heads(fitting, split, names, args.seed, Progress())
+    figures: dict[str, dict[str, float]] = {}
     for service in SERVICES:
         windows = {w: split.opportunities_in(fitting[service], w) for w in ("train", "valid")}
         windows["test"] = split.opportunities_in(evaluation[service], "test")
-        service_ceiling(args.data, service, windows, heads[service], names, args.seed)
+        figures[service] = service_ceiling(args.data, service, windows, heads[service], names, args.seed)
     train, valid, _ = split_snapshots(fitting[SNAPSHOTS], split)
     test = split_snapshots(evaluation[SNAPSHOTS], split)[2]
-    rating_ceiling(args.data, {"train": train, "valid": valid, "test": test}, names, args.seed)
+    figures["rating_auc"] = rating_ceiling(
+        args.data, {"train": train, "valid": valid, "test": test}, names, args.seed
+    )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\nwall {time.perf_counter() - t0:.0f} s, peak RSS {peak:,.0f} MB")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1))
     return 0
 
 

@@ -16,23 +16,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import sys
 import time
 from pathlib import Path
 
 from features.registry import signals
-from training.dataset import SNAPSHOTS, assemble
+from training.benchmark import bench_rows, describe
+from training.dataset import SNAPSHOTS
 from training.heads import fit_heads
 from training.model import DEFAULT_PARAMS
 from training.report import FIXED_METRICS, PREFIX, build_report
-from training.snapshots import default_split
 from training.train import (
     PSI_SAMPLE,
     Progress,
     fit_scorers,
-    snapshot_dates,
     split_snapshots,
     window_opportunities,
 )
@@ -58,21 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     t0 = time.perf_counter()
-    print(f"load average at start: {os.getloadavg()}  cores: {os.cpu_count()}")
-    manifest = json.loads((args.data / "manifest.json").read_text())
-    print(
-        f"marketplace {args.data}: {manifest['buyers']:,} buyers, {manifest['months']} months, seed {manifest['seed']}"
-    )
-    dates = snapshot_dates(args.data)
-    split = default_split(dates)
-    print("windows: " + ", ".join(f"{k} {v}" for k, v in split.params().items()))
-    fit_dates = [d for d in dates if d <= split.valid_last]
-    test_dates = [d for d in dates if d >= split.test_first]
+    print(describe(args.data))
     progress = Progress()
-    # the rows train.py uses (split: one snapshot per buyer and label window, no gap months)
-    fitting = assemble(args.data, fit_dates, args.train_buyers, args.seed, progress, split)
+    rows = bench_rows(args.data, args.train_buyers, args.seed, progress)
+    split, fitting, evaluation = rows.split, rows.fitting, rows.evaluation
     train, valid, _ = split_snapshots(fitting[SNAPSHOTS], split)
-    evaluation = assemble(args.data, test_dates, None, args.seed, progress, split)
     _, _, test = split_snapshots(evaluation[SNAPSHOTS], split)
     opportunities = window_opportunities(args.data, evaluation, split)
     t_build = time.perf_counter() - t0

@@ -217,3 +217,17 @@ def test_the_decisions_bench_measures_the_rows_train_py_measures(first_run, mark
     same_rows = ["test_buyers", "test_presale_opportunities", "test_refund_opportunities", "oracle_auc",
                  "presale_rule_share_volume", "refund_rule_share_volume", "test_buyers_with_hard_fact"]  # fmt: skip
     assert {k: measured[k] for k in same_rows} == pytest.approx({k: logged[k] for k in same_rows})
+
+
+def test_the_ceiling_bench_learns_the_truth_it_is_given(market, tmp_path, capsys):
+    bench = runpy.run_path(str(Path(__file__).parents[2] / "bench" / "bench_ceiling.py"), run_name="bench")
+    assert bench["main"](["--data", str(market), "--json", str(tmp_path / "c.json")]) == 0
+    figures = json.loads((tmp_path / "c.json").read_text())
+    for service in ("presale_ship_before_balance", "fast_refund"):
+        # trained on the truth of the same rows: ranks the test rows like the truth (a row
+        # misaligned with its truth would give about 0)
+        assert figures[service]["truth-trained spearman"] > 0.5, figures[service]
+        assert np.isfinite(figures[service]["truth-trained / oracle"])
+    auc = figures["rating_auc"]
+    assert auc["oracle (truth)"] >= max(auc["truth-trained"], auc["optbinning scorecard"]) > 0.6, auc
+    assert "product head" in capsys.readouterr().out

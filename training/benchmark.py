@@ -1,0 +1,50 @@
+"""The rows the decision benchmarks fit and evaluate on (``bench/bench_decisions.py``, ``bench/bench_ceiling.py``).
+
+The rows ``train.py`` uses (the default split, one snapshot per buyer and label window), built
+in two parts so that a large marketplace can be trained on a sample of its buyers and still be
+evaluated on every buyer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from training.dataset import assemble
+from training.snapshots import TimeSplit, default_split
+from training.train import snapshot_dates
+
+
+@dataclass(frozen=True)
+class BenchRows:
+    """The split, the frames through its validation window and the frames of its test window."""
+
+    split: TimeSplit
+    fitting: dict[str, pd.DataFrame]
+    evaluation: dict[str, pd.DataFrame]
+
+
+def describe(data: Path) -> str:
+    """The machine's load and cores, and the marketplace's size (the header of a benchmark's output)."""
+    manifest = json.loads((Path(data) / "manifest.json").read_text())
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return (
+        f"load average at start (1/5/15 min): {load}; cores: {os.cpu_count()}\n"
+        f"marketplace {data}: {manifest['buyers']:,} buyers, {manifest['months']} months, seed {manifest['seed']}"
+    )
+
+
+def bench_rows(data: Path, train_buyers: int | None, seed: int, progress: Callable[[str], None]) -> BenchRows:
+    """Frames through the validation window (of a random sample of about ``train_buyers`` buyers
+    when given) and frames of the test window (every buyer), on the default split of ``data``."""
+    dates = snapshot_dates(data)
+    split = default_split(dates)
+    progress("windows: " + ", ".join(f"{k} {v}" for k, v in split.params().items()))
+    fitting = assemble(data, [d for d in dates if d <= split.valid_last], train_buyers, seed, progress, split)
+    evaluation = assemble(data, [d for d in dates if d >= split.test_first], None, seed, progress, split)
+    return BenchRows(split, fitting, evaluation)
