@@ -19,7 +19,6 @@ and 95% bootstrap intervals over buyers.
 
 from __future__ import annotations
 
-import argparse
 import json
 import resource
 import sys
@@ -31,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from features.registry import signals
-from training.benchmark import bench_rows, describe
+from training.benchmark import bench_parser, bench_rows, describe
 from training.dataset import SNAPSHOTS
 from training.heads import HEAD_PARAMS, LEARNING_RATE, MAX_ROUNDS, design, fit_heads
 from training.model import DEFAULT_PARAMS, Dataset, fit_booster
@@ -181,16 +180,7 @@ def rating_ceiling(
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument(
-        "--data", type=Path, default=Path("data/market"), help="export with truth/ (default data/market)"
-    )
-    p.add_argument(
-        "--train-buyers", type=int, default=None, help="train on a random sample of about this many buyers"
-    )
-    p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--json", type=Path, default=None, help="also write the figures here")
-    args = p.parse_args(argv)
+    args = bench_parser(__doc__.splitlines()[0]).parse_args(argv)
     t0 = time.perf_counter()
     print(describe(args.data))
     rows = bench_rows(args.data, args.train_buyers, args.seed, Progress())

@@ -14,15 +14,13 @@ count, each with a 95% bootstrap interval over buyers. Prints the sizes, wall ti
 
 from __future__ import annotations
 
-import argparse
 import json
 import resource
 import sys
 import time
-from pathlib import Path
 
 from features.registry import signals
-from training.benchmark import bench_rows, describe
+from training.benchmark import bench_parser, bench_rows, describe
 from training.dataset import SNAPSHOTS
 from training.heads import fit_heads
 from training.model import DEFAULT_PARAMS
@@ -44,16 +42,7 @@ def _ci(m: dict[str, float], name: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument(
-        "--data", type=Path, default=Path("data/market"), help="export with truth/ (default data/market)"
-    )
-    p.add_argument(
-        "--train-buyers", type=int, default=None, help="train on a random sample of about this many buyers"
-    )
-    p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--json", type=Path, default=None, help="also write every metric here")
-    args = p.parse_args(argv)
+    args = bench_parser(__doc__.splitlines()[0]).parse_args(argv)
 
     t0 = time.perf_counter()
     print(describe(args.data))

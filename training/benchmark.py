@@ -7,6 +7,7 @@ evaluated on every buyer.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 from collections.abc import Callable
@@ -27,6 +28,20 @@ class BenchRows:
     split: TimeSplit
     fitting: dict[str, pd.DataFrame]
     evaluation: dict[str, pd.DataFrame]
+
+
+def bench_parser(description: str) -> argparse.ArgumentParser:
+    """The options both decision benchmarks take: the export, the training sample, the seed, a JSON file."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument(
+        "--data", type=Path, default=Path("data/market"), help="export with truth/ (default data/market)"
+    )
+    p.add_argument(
+        "--train-buyers", type=int, default=None, help="train on a random sample of about this many buyers"
+    )
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    return p
 
 
 def describe(data: Path) -> str:
