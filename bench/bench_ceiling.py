@@ -10,15 +10,18 @@ to "shipped early"), LightGBM models whose *labels are the truth's own probabili
 (cross-entropy on p in [0, 1]): no label noise, no selection by history, the counterfactual "if
 approved" on every row. Two capacities: the heads' parameters, and a roomier one (more leaves,
 fewer rows per leaf, less regularisation). For the services a third model learns from 0/1
-outcomes drawn from those probabilities: a history that had approved every opportunity. What they reach on the test window estimates what a
-model learnt from these inputs at this training size can reach at best; what separates them
-from the oracle is information the inputs do not carry. Printed beside the product's heads and
-rating (and, for the rating, the optbinning scorecard) on the same test rows with the same yardsticks
-and 95% bootstrap intervals over buyers.
+outcomes drawn from those probabilities: a history that had approved every opportunity. What
+they reach on the test window estimates what a model learnt from these inputs at this training
+size can reach at best; what separates them from the oracle is information the inputs do not
+carry. The presale head is also refitted with other parameters (``HEAD_VARIANTS``) and scored
+without its uplift: what tuning and the uplift are worth beside the ceiling. Printed beside the
+product's heads and rating (and, for the rating, the optbinning scorecard) on the same test
+rows with the same yardsticks and 95% bootstrap intervals over buyers.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import resource
 import sys
@@ -32,7 +35,7 @@ import pandas as pd
 from features.registry import signals
 from training.benchmark import bench_parser, bench_rows, describe
 from training.dataset import SNAPSHOTS
-from training.heads import HEAD_PARAMS, LEARNING_RATE, MAX_ROUNDS, design, fit_heads
+from training.heads import HEAD_PARAMS, LEARNING_RATE, MAX_ROUNDS, add_uplift, design, fit_base, fit_heads
 from training.model import DEFAULT_PARAMS, Dataset, fit_booster
 from training.opportunities import PRESALE, SERVICES, at_risk, legacy_decisions
 from training.report import PREFIX
@@ -52,6 +55,15 @@ CEILINGS = {
     },
 }
 """Parameter changes over the heads' (``training.heads.HEAD_PARAMS``) of each ceiling model."""
+HEAD_VARIANTS = {
+    "learning rate 0.03": {"learning_rate": 0.03},
+    "31 leaves, 50 rows a leaf": {"num_leaves": 31, "min_data_in_leaf": 50},
+    "400 rows a leaf": {"min_data_in_leaf": 400},
+    "1,000 rows a leaf, l2 30": {"min_data_in_leaf": 1000, "lambda_l2": 30.0},
+    "feature fraction 0.2": {"feature_fraction": 0.2},
+}
+"""Changes to the presale head's base parameters, refitted with the same uplift procedure: does tuning
+close the gap to the ceiling?"""
 DRAWN = "outcomes, all approved"
 """A service model with the heads' parameters on 0/1 outcomes drawn from the truth's probability if
 approved, for every training opportunity: what a history that had approved every opportunity
@@ -88,7 +100,16 @@ def service_ceiling(
     """
     truth = {w: opportunity_truth(data, service, rows) for w, rows in windows.items()}
     test = windows["test"]
-    rankings = {HEAD: head.probability(test[names].to_numpy(np.float64), approval_design(service, test, []))}
+    signals_test, context_test = test[names].to_numpy(np.float64), approval_design(service, test, [])
+    rankings = {HEAD: head.probability(signals_test, context_test)}
+    if head.proxy is not None:  # the presale head's own design with other parameters, and without its uplift
+        for label, change in HEAD_VARIANTS.items():
+            base = fit_base(service, windows["train"], windows["valid"], names, seed, overrides=change)
+            rankings[f"head, {label}"] = add_uplift(base, head.proxy, windows["valid"]).probability(
+                signals_test, context_test
+            )
+        no_uplift = dataclasses.replace(head, proxy=None, uplift=(0.0, 0.0))
+        rankings["head without its uplift"] = no_uplift.probability(signals_test, context_test)
     rng = np.random.default_rng(seed)
     drawn = {w: (rng.random(p.size) < p).astype(np.float64) for w, p in truth.items() if w != "test"}
     fits = {**{label: (change, truth) for label, change in CEILINGS.items()}, DRAWN: ({}, drawn)}
@@ -112,17 +133,24 @@ def service_ceiling(
         f"{service}: train {len(windows['train']):,} opportunities, test {result.opportunities:,} "
         f"of {result.buyers:,} buyers; the rule approves {result.rule_share_opportunities:.1%}"
     )
-    print(f"  {'ranking':<24} {prefix + '_loss_ratio_at_rule_volume':<36} {'..._to_oracle_at_rule_volume':<30} "
+    print(f"  {'ranking':<34} {prefix + '_loss_ratio_at_rule_volume':<36} {'..._to_oracle_at_rule_volume':<30} "
           "volume multiple at the rule's loss rate")  # fmt: skip
     for name, r in result.at_rule_volume.items():
         to_oracle = result.loss_ratio_to_oracle.get(name)
-        print(f"  {name:<24} {r.loss_ratio!s:<36} {str(to_oracle) if to_oracle else '-':<30} "
+        print(f"  {name:<34} {r.loss_ratio!s:<36} {str(to_oracle) if to_oracle else '-':<30} "
               f"{result.volume_multiple_at_rule_loss_rate[name]}")  # fmt: skip
     figures = {f"{name} / oracle": e.value for name, e in result.loss_ratio_to_oracle.items()}
     for name in rankings:
         if name != ORACLE:
-            rho = pd.Series(rankings[name]).corr(pd.Series(truth["test"]), method="spearman")
-            print(f"  Spearman to the truth, {name}: {rho:.3f}")
+            constant = np.unique(rankings[name]).size < 2  # no split found (a tiny export): no ranking
+            rho = (
+                np.nan
+                if constant
+                else pd.Series(rankings[name]).corr(pd.Series(truth["test"]), method="spearman")
+            )
+            print(
+                f"  Spearman to the truth, {name}: {'undefined (a constant ranking)' if constant else f'{rho:.3f}'}"
+            )
             figures[f"{name} spearman"] = float(rho)
     return figures
 

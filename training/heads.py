@@ -78,10 +78,12 @@ def _fit(
     seed: int,
     progress: Callable[[str], None],
     what: str,
+    overrides: dict | None = None,
 ) -> lgb.Booster:
-    """One model of ``LEARNING_RATE[what]`` (a service or ``PROXY``), early stopping on the validation rows."""
+    """One model of ``LEARNING_RATE[what]`` (a service or ``PROXY``), early stopping on the validation rows;
+    ``overrides`` replace any of the parameters (``bench/bench_ceiling.py`` tries variants)."""
     categorical = [n for n in names if n in CATEGORICAL]
-    params = {**HEAD_PARAMS, "learning_rate": LEARNING_RATE[what], "seed": seed}
+    params = {**HEAD_PARAMS, "learning_rate": LEARNING_RATE[what], "seed": seed, **(overrides or {})}
     train = lgb.Dataset(X, y, feature_name=names, categorical_feature=categorical, free_raw_data=True)
     valid = lgb.Dataset(X_valid, y_valid, reference=train)
     return lgb.train(
@@ -108,13 +110,15 @@ def fit_base(
     signal_names: list[str],
     seed: int,
     progress: Callable[[str], None] = lambda _m: None,
+    overrides: dict | None = None,
 ) -> ServiceHead:
-    """The head's base LightGBM, early stopping on the validation window; no uplift yet."""
+    """The head's base LightGBM, early stopping on the validation window; no uplift yet.
+    ``overrides`` replace any of its LightGBM parameters (the learning rate included)."""
     names = list(signal_names) + list(CONTEXT[service])
     booster = _fit(
         design(service, train, signal_names), train["bad"].to_numpy(np.int64),
         design(service, valid, signal_names), valid["bad"].to_numpy(np.int64), names, seed,
-        progress, service,
+        progress, service, overrides,
     )  # fmt: skip
     return ServiceHead(
         service=service,
