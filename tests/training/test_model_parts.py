@@ -140,3 +140,16 @@ def test_snapshots_and_split():
         1,
         2,
     ]  # buyer 2 registers exactly at the first date: not yet a buyer
+
+
+def test_scorecard_fits_the_same_bins_twice_on_more_rows_than_the_quantile_subsample():
+    # scikit-learn's quantile pre-binning draws an unseeded 200,000-row subsample above that size
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(210_000, 2))
+    y = (rng.random(210_000) < 1 / (1 + np.exp(-(X[:, 0] - 2)))).astype(int)
+    np.random.seed(5)
+    before = np.random.random()
+    np.random.seed(5)
+    first, second = (OptBinningScorecard(["a", "b"], [1, 0]).fit(X, y) for _ in range(2))
+    assert np.array_equal(first.predict_proba(X[:5000]), second.predict_proba(X[:5000]))
+    assert np.random.random() == before  # the caller's global generator is left as it was
