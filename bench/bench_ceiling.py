@@ -35,7 +35,16 @@ import pandas as pd
 from features.registry import signals
 from training.benchmark import bench_parser, bench_rows, describe
 from training.dataset import SNAPSHOTS
-from training.heads import HEAD_PARAMS, LEARNING_RATE, MAX_ROUNDS, add_uplift, design, fit_base, fit_heads
+from training.heads import (
+    HEAD_PARAMS,
+    LEARNING_RATE,
+    MAX_ROUNDS,
+    add_uplift,
+    context_matrix,
+    design,
+    fit_base,
+    fit_heads,
+)
 from training.model import DEFAULT_PARAMS, Dataset, fit_booster
 from training.opportunities import PRESALE, SERVICES, at_risk, legacy_decisions
 from training.report import PREFIX
@@ -100,7 +109,7 @@ def service_ceiling(
     """
     truth = {w: opportunity_truth(data, service, rows) for w, rows in windows.items()}
     test = windows["test"]
-    signals_test, context_test = test[names].to_numpy(np.float64), approval_design(service, test, [])
+    signals_test, context_test = test[names].to_numpy(np.float64), context_matrix(service, test)
     rankings = {HEAD: head.probability(signals_test, context_test)}
     if head.proxy is not None:  # the presale head's own design with other parameters, and without its uplift
         for label, change in HEAD_VARIANTS.items():
@@ -113,15 +122,14 @@ def service_ceiling(
     rng = np.random.default_rng(seed)
     drawn = {w: (rng.random(p.size) < p).astype(np.float64) for w, p in truth.items() if w != "test"}
     fits = {**{label: (change, truth) for label, change in CEILINGS.items()}, DRAWN: ({}, drawn)}
+    X = {w: approval_design(service, rows, names) for w, rows in windows.items()}  # once for every fit
     for label, (change, labels) in fits.items():
         t = time.perf_counter()
         params = {**HEAD_PARAMS, "learning_rate": LEARNING_RATE[service], "seed": seed, **change}
         booster = fit_on_truth(
-            approval_design(service, windows["train"], names), labels["train"],
-            approval_design(service, windows["valid"], names), labels["valid"],
-            names + list(head.context_names), params,
-        )  # fmt: skip
-        rankings[label] = booster.predict(approval_design(service, test, names), num_threads=2)
+            X["train"], labels["train"], X["valid"], labels["valid"], names + list(head.context_names), params
+        )
+        rankings[label] = booster.predict(X["test"], num_threads=2)
         print(f"  {label}: {booster.best_iteration} trees in {time.perf_counter() - t:.1f} s")
     rankings[ORACLE] = truth["test"]
     result = compare_service(
