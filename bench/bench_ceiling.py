@@ -28,7 +28,6 @@ import sys
 import time
 from pathlib import Path
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
@@ -36,14 +35,12 @@ from features.registry import signals
 from training.benchmark import bench_parser, bench_rows, describe
 from training.dataset import SNAPSHOTS
 from training.heads import (
-    HEAD_PARAMS,
-    LEARNING_RATE,
-    MAX_ROUNDS,
     add_uplift,
     context_matrix,
     design,
     fit_base,
     fit_heads,
+    fit_model,
 )
 from training.model import DEFAULT_PARAMS, Dataset, fit_booster
 from training.opportunities import PRESALE, SERVICES, at_risk, legacy_decisions
@@ -63,7 +60,8 @@ CEILINGS = {
         "lambda_l2": 1.0,
     },
 }
-"""Parameter changes over the heads' (``training.heads.HEAD_PARAMS``) of each ceiling model."""
+"""Parameter changes over the heads' (``training.heads.HEAD_PARAMS``) of each ceiling model, fitted by the
+heads' own ``fit_model`` (categorical context, early stopping) with a cross-entropy objective."""
 HEAD_VARIANTS = {
     "learning rate 0.03": {"learning_rate": 0.03},
     "31 leaves, 50 rows a leaf": {"num_leaves": 31, "min_data_in_leaf": 50},
@@ -77,18 +75,6 @@ DRAWN = "outcomes, all approved"
 """A service model with the heads' parameters on 0/1 outcomes drawn from the truth's probability if
 approved, for every training opportunity: what a history that had approved every opportunity
 (full exploration) would teach, label noise included."""
-
-
-def fit_on_truth(
-    X: np.ndarray, p: np.ndarray, X_valid: np.ndarray, p_valid: np.ndarray, names: list[str], params: dict
-) -> lgb.Booster:
-    """LightGBM with the truth's probabilities as labels (cross-entropy), early stopping on validation."""
-    train = lgb.Dataset(X, p, feature_name=names, free_raw_data=True)
-    valid = lgb.Dataset(X_valid, p_valid, reference=train)
-    return lgb.train(
-        {**params, "objective": "cross_entropy"}, train, MAX_ROUNDS, valid_sets=[valid],
-        callbacks=[lgb.early_stopping(50, verbose=False)],
-    )  # fmt: skip
 
 
 def approval_design(service: str, rows: pd.DataFrame, names: list[str]) -> np.ndarray:
@@ -125,10 +111,10 @@ def service_ceiling(
     X = {w: approval_design(service, rows, names) for w, rows in windows.items()}  # once for every fit
     for label, (change, labels) in fits.items():
         t = time.perf_counter()
-        params = {**HEAD_PARAMS, "learning_rate": LEARNING_RATE[service], "seed": seed, **change}
-        booster = fit_on_truth(
-            X["train"], labels["train"], X["valid"], labels["valid"], names + list(head.context_names), params
-        )
+        booster = fit_model(
+            X["train"], labels["train"], X["valid"], labels["valid"], names + list(head.context_names), seed,
+            lambda _m: None, service, {**change, "objective": "cross_entropy"},
+        )  # fmt: skip
         rankings[label] = booster.predict(X["test"], num_threads=2)
         print(f"  {label}: {booster.best_iteration} trees in {time.perf_counter() - t:.1f} s")
     rankings[ORACLE] = truth["test"]

@@ -69,7 +69,7 @@ def context_matrix(service: str, rows: pd.DataFrame) -> np.ndarray:
     )  # fmt: skip
 
 
-def _fit(
+def fit_model(
     X: np.ndarray,
     y: np.ndarray,
     X_valid: np.ndarray,
@@ -81,7 +81,8 @@ def _fit(
     overrides: dict | None = None,
 ) -> lgb.Booster:
     """One model of ``LEARNING_RATE[what]`` (a service or ``PROXY``), early stopping on the validation rows;
-    ``overrides`` replace any of the parameters (``bench/bench_ceiling.py`` tries variants)."""
+    ``overrides`` replace any of the parameters (``bench/bench_ceiling.py`` tries variants and
+    fits the truth's probabilities with ``objective="cross_entropy"``)."""
     categorical = [n for n in names if n in CATEGORICAL]
     params = {**HEAD_PARAMS, "learning_rate": LEARNING_RATE[what], "seed": seed, **(overrides or {})}
     train = lgb.Dataset(X, y, feature_name=names, categorical_feature=categorical, free_raw_data=True)
@@ -115,7 +116,7 @@ def fit_base(
     """The head's base LightGBM, early stopping on the validation window; no uplift yet.
     ``overrides`` replace any of its LightGBM parameters (the learning rate included)."""
     names = list(signal_names) + list(CONTEXT[service])
-    booster = _fit(
+    booster = fit_model(
         design(service, train, signal_names), train["bad"].to_numpy(np.int64),
         design(service, valid, signal_names), valid["bad"].to_numpy(np.int64), names, seed,
         progress, service, overrides,
@@ -175,7 +176,7 @@ def fit_heads(
         heads[service] = fit_base(service, train, valid, signal_names, seed, progress)
     refund_train, refund_valid = windows[FAST_REFUND]
     progress("presale uplift: opportunism proxy on refund requests, fitted on the exploration presales ...")
-    proxy = _fit(
+    proxy = fit_model(
         refund_train[signal_names].to_numpy(np.float64), refund_train["bad"].to_numpy(np.int64),
         refund_valid[signal_names].to_numpy(np.float64), refund_valid["bad"].to_numpy(np.int64),
         list(signal_names), seed, progress, PROXY,
