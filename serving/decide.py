@@ -17,6 +17,7 @@ from typing import Any
 
 from serving.money import fmt, from_minor
 from serving.policy import FAST_REFUND, PRESALE, Policy, SignalRule
+from serving.positions import Position, closed_text, to_hold
 
 APPROVE = "approve"
 DECLINE = "decline"
@@ -33,6 +34,7 @@ EVIDENCE_MISSING = "evidence_missing"
 QUOTA_COUNT_EXCEEDED = "quota_count_exceeded"
 QUOTA_AMOUNT_EXCEEDED = "quota_amount_exceeded"
 EXPECTED_LOSS_ABOVE_ALLOWANCE = "expected_loss_above_allowance"
+ALREADY_SETTLED = "already_settled"
 
 
 @dataclass(frozen=True)
@@ -151,14 +153,17 @@ class Usage:
     """The buyer's live state from the ledger.
 
     Attributes:
-        exposure: Outstanding ship-before-balance balances (minor units).
-        refund_count: Fast refunds granted in the quota window.
-        refund_amount: Fast-refunded amount in the quota window (minor units).
+        exposure: Outstanding ship-before-balance balances of the buyer's other orders (minor units).
+        refund_count: The buyer's other fast refunds granted in the quota window.
+        refund_amount: Their amount (minor units).
+        position: The ledger's position of the order or refund being decided (None: none yet):
+            a repeat decision holds only the balance still unpaid, and a settled one declines.
     """
 
     exposure: int = 0
     refund_count: int = 0
     refund_amount: int = 0
+    position: Position | None = None
 
 
 @dataclass(frozen=True)
@@ -201,10 +206,12 @@ def presale_checks(order: Order, star: int, policy: Policy, usage: Usage) -> tup
     """Caps, deposit ratio and exposure for a ship-before-balance order.
 
     Returns:
-        The failed checks and the limits (``exposure_remaining`` is what is left after this
-        order if it is approved, otherwise what is left now).
+        The failed checks and the limits (``exposure_requested`` is the balance still unpaid,
+        ``exposure_remaining`` is what is left after this order if it is approved, otherwise
+        what is left now).
     """
     rules = policy.presale
+    hold = to_hold(PRESALE, usage.position, order.balance)
     d = policy.decimals
     cap = rules.amount_cap[star - 1]
     limit = rules.exposure_limit[star - 1]
@@ -224,14 +231,14 @@ def presale_checks(order: Order, star: int, policy: Policy, usage: Usage) -> tup
                 DEPOSIT_BELOW_MINIMUM, f"Deposit is below {rules.min_deposit_ratio:.0%} of the order amount."
             )
         )
-    if star_eligible(star, rules.min_stars) and usage.exposure + order.balance > limit:
+    if star_eligible(star, rules.min_stars) and usage.exposure + hold > limit:
         failed.append(
             Finding(
                 EXPOSURE_LIMIT_EXCEEDED,
                 f"Outstanding balances would exceed the {fmt(limit, d)} limit for {star} stars.",
             )
         )
-    after = usage.exposure + (order.balance if not failed else 0)
+    after = usage.exposure + (hold if not failed else 0)
     limits = {
         "min_stars": rules.min_stars,
         "amount_cap": from_minor(cap, d),
@@ -239,7 +246,7 @@ def presale_checks(order: Order, star: int, policy: Policy, usage: Usage) -> tup
         "deposit_ratio": round(order.deposit_amount / order.amount, 6) if order.amount > 0 else 0.0,
         "exposure_limit": from_minor(limit, d),
         "exposure_used": from_minor(usage.exposure, d),
-        "exposure_requested": from_minor(order.balance, d),
+        "exposure_requested": from_minor(hold, d),
         "exposure_remaining": from_minor(max(limit - after, 0), d),
     }
     return failed, limits
@@ -355,10 +362,12 @@ def decide(
         head: The service head's view of this opportunity (None: the artifact has no head).
 
     Returns:
-        The decision; ``reserve`` is the amount the ledger must hold when approved. Its reasons
-        are the head's (this opportunity's) when there is a head, else the rating's.
+        The decision; ``reserve`` is the amount the ledger must hold when approved (the balance
+        still unpaid, or the refund amount). Its reasons are the head's (this opportunity's)
+        when there is a head, else the rating's.
     """
     rules = policy.hard_declines
+    settled = closed_text(request.service, usage.position, request.at_risk)
     if request.service == PRESALE:
         failed, limits = presale_checks(request.order, rating.star, policy, usage)
         allowance = policy.presale.expected_loss_allowance
@@ -371,7 +380,12 @@ def decide(
         loss_failed, loss_limits = allowance_check(request, rating.star, allowance, head, policy.decimals)
     else:
         loss_failed, loss_limits = allowance_check(request, rating.star, None, head, policy.decimals)
-    declines = (*fired(rules, request.service, rating.signals), *failed, *loss_failed)
+    declines = (
+        *((Finding(ALREADY_SETTLED, settled),) if settled else ()),
+        *fired(rules, request.service, rating.signals),
+        *failed,
+        *loss_failed,
+    )
     approved = not declines
     reasons = head.reasons if head is not None and head.reasons else rating.reasons
     return Decision(
@@ -380,7 +394,7 @@ def decide(
         limits=limits | loss_limits,
         reasons=reasons[: policy.max_reasons],
         flags=fired(policy.flags, request.service, rating.signals),
-        reserve=request.at_risk if approved else 0,
+        reserve=to_hold(request.service, usage.position, request.at_risk) if approved else 0,
     )
 
 

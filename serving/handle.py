@@ -13,6 +13,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 from serving.config import ServingConfig
@@ -116,6 +117,7 @@ def handle_decision(
     metrics: Metrics,
     started: float,
     key_id: str = "",
+    now: datetime | None = None,
 ) -> Answer:
     """Decide one ``POST /v1/decisions`` body.
 
@@ -127,6 +129,7 @@ def handle_decision(
         metrics: Where to count decisions.
         started: ``time.perf_counter()`` when the request arrived (for the logged latency).
         key_id: The calling API key's id (``serving.idempotency.key_id``): request ids are scoped to it.
+        now: The decision's time (naive UTC; default: the clock). The backtest replays history with it.
 
     Returns:
         The answer; a repeated ``request_id`` with the same request returns the stored body
@@ -140,11 +143,12 @@ def handle_decision(
     policy = live.policy
     request = parse_decision(body, config.max_amount, policy.currency, policy.decimals)
     print_ = fingerprint(request, leave_out=("request_id",))
+    created = now or utcnow()
     rating, unrated = _rate(live, request.buyer_id)
     head = None
     if rating is not None:
         try:
-            head = live.head_risk(request, rating, utcnow().replace(tzinfo=None))
+            head = live.head_risk(request, rating, created)
         except Exception as exc:  # noqa: BLE001 - a scoring failure degrades, it never raises
             log.exception("request %s: head scoring failed", request.request_id)
             rating, unrated = None, Unrated(DEGRADED, f"head scoring failed: {type(exc).__name__}")
@@ -152,11 +156,10 @@ def handle_decision(
         log.warning("request %s declined degraded: %s", request.request_id, unrated.text)
     inputs = json_text(body)  # everything that needs no lock happens before it
     decision_id = ledger.new_decision_id()
-    created = utcnow()
     try:
         with ledger.locked(request.buyer_id, key_id, request.request_id) as tx:
             stored, stored_print, usage = tx.read(
-                request.request_id, policy.quota_window_days, request.service, request.ref_id, key_id
+                request.request_id, policy.quota_window_days, request.service, request.ref_id, key_id, created
             )
             if stored is not None:
                 return _replay(stored, stored_print, print_)
@@ -212,7 +215,12 @@ def handle_decision(
 
 
 def handle_outcome(
-    body: Any, live: Live, ledger: Ledger, config: ServingConfig, key_id: str = ""
+    body: Any,
+    live: Live,
+    ledger: Ledger,
+    config: ServingConfig,
+    key_id: str = "",
+    now: datetime | None = None,
 ) -> dict[str, Any]:
     """Record one ``POST /v1/outcomes`` body, checked against the ledger.
 
@@ -222,6 +230,7 @@ def handle_outcome(
         ledger: The ledger.
         config: The service configuration (amount limit).
         key_id: The calling API key's id: outcome ids are scoped to it.
+        now: When it is recorded (naive UTC; default: the clock).
 
     Returns:
         ``{"outcome_id", "kind", "released", "replayed"}`` (``released`` in currency units).
@@ -237,7 +246,7 @@ def handle_outcome(
     outcome = parse_outcome(body, config.max_amount, decimals)
     print_ = fingerprint(outcome, leave_out=("outcome_id", "payload"))
     outcome = replace(outcome, payload=json.loads(json_text(body)))
-    result = ledger.record_outcome(outcome, key_id, print_)
+    result = ledger.record_outcome(outcome, key_id, print_, now)
     released = result.pop("released_minor")
     return {
         "outcome_id": result["outcome_id"],

@@ -38,7 +38,15 @@ from serving.decide import Usage
 from serving.engine import DURABILITY_OPTION, begin_immediate, make_engine
 from serving.idempotency import InFlight, Refusal, claim_number, in_flight, key_reused
 from serving.policy import FAST_REFUND, PRESALE
-from serving.tables import BUYER_LOCKS, DECISIONS, METADATA, OUTCOME_KINDS, OUTCOMES, RESERVATIONS, utcnow
+from serving.positions import (
+    OPEN,
+    OUTCOME_KINDS,
+    RELEASED_STATES,
+    Outcome,
+    Position,
+    apply_outcome,
+)
+from serving.tables import BUYER_LOCKS, DECISIONS, METADATA, OUTCOMES, RESERVATIONS, utcnow
 
 log = logging.getLogger(__name__)
 __all__ = ["DuplicateRequest", "Ledger", "Outcome", "Refusal", "make_engine", "utcnow"]
@@ -46,9 +54,6 @@ __all__ = ["DuplicateRequest", "Ledger", "Outcome", "Refusal", "make_engine", "u
 ORDER_UNKNOWN = "outcome_order_unknown"
 REFUND_UNKNOWN = "outcome_refund_unknown"
 OTHER_BUYER = "outcome_buyer_mismatch"
-EXCEEDS_BALANCE = "outcome_exceeds_balance"
-EXCEEDS_REFUND = "outcome_exceeds_refund"
-ORDER_CLOSED = "outcome_order_closed"
 
 
 class LedgerSchemaError(RuntimeError):
@@ -77,29 +82,6 @@ class DecisionIds:
 
 
 @dataclass(frozen=True)
-class Outcome:
-    """A validated outcome posted to ``POST /v1/outcomes``.
-
-    Attributes:
-        outcome_id: Caller's idempotency key.
-        kind: One of ``OUTCOME_KINDS``.
-        buyer_id: The buyer.
-        ref_id: The order id (presale kinds) or refund id (fast-refund kinds).
-        amount: Amount concerned in minor units, if given (``balance_paid``: what was paid).
-        occurred_at: When it happened (naive UTC), as sent (None: not sent).
-        payload: The request body as received (JSON-ready).
-    """
-
-    outcome_id: str
-    kind: str
-    buyer_id: int
-    ref_id: int
-    amount: int | None
-    occurred_at: datetime | None
-    payload: Mapping[str, Any]
-
-
-@dataclass(frozen=True)
 class _Sql:
     """One statement compiled for a dialect: its text, parameter order (positional styles)
     and the constants SQLAlchemy bound while compiling."""
@@ -125,9 +107,13 @@ class HotPath:
         self.dialect = engine.dialect.name
         self.integrity_error = engine.dialect.loaded_dbapi.IntegrityError
         r, d = RESERVATIONS.c, DECISIONS.c
-        is_presale = and_(r.service == PRESALE, r.released_at.is_(None))
-        is_refund = and_(r.service == FAST_REFUND, r.created_at >= bindparam("since"))
+        is_presale = r.service == PRESALE
+        # positions.counts_in_quota
+        is_refund = and_(r.service == FAST_REFUND, r.amount_minor > 0, r.created_at >= bindparam("since"))
         same_request = and_(d.key_id == bindparam("key_id"), d.request_id == bindparam("request_id"))
+        this_ref = and_(
+            r.buyer_id == bindparam("b"), r.service == bindparam("s"), r.ref_id == bindparam("ref")
+        )
         insert = pg_insert if self.dialect == "postgresql" else sqlite_insert
         reserve = insert(RESERVATIONS).values(
             buyer_id=bindparam("buyer_id"),
@@ -136,17 +122,19 @@ class HotPath:
             decision_id=bindparam("decision_id"),
             amount_minor=bindparam("amount"),
             released_minor=0,
+            paid_minor=0,
+            state=OPEN,
             created_at=bindparam("created_at"),
         )
-        reserve = reserve.on_conflict_do_update(
+        reserve = reserve.on_conflict_do_update(  # a repeat approval replaces the hold (positions.approve)
             index_elements=["buyer_id", "service", "ref_id"],
-            index_where=text("released_at IS NULL"),
             set_={
                 "amount_minor": reserve.excluded.amount_minor,
                 "released_minor": 0,
                 "decision_id": reserve.excluded.decision_id,
             },
         )
+        own = select(r.amount_minor, r.released_minor, r.paid_minor, r.state, r.created_at).where(this_ref)
         statements = {
             "lock_row": insert(BUYER_LOCKS).values(buyer_id=bindparam("buyer_id")).on_conflict_do_nothing(),
             "lock": select(BUYER_LOCKS.c.buyer_id)
@@ -162,6 +150,7 @@ class HotPath:
                 r.buyer_id == bindparam("b"),
                 ~and_(r.service == bindparam("s"), r.ref_id == bindparam("ref")),
             ),
+            "own": own,
             "decision": DECISIONS.insert().values({c.name: bindparam(c.name) for c in DECISIONS.c}),
             "reserve": reserve,
         }
@@ -384,20 +373,20 @@ class Ledger:
             ).first()
         return (None, None) if row is None else (row.outputs, row.fingerprint)
 
-    def record_outcome(self, outcome: Outcome, key_id: str, fingerprint: str) -> dict:
+    def record_outcome(
+        self, outcome: Outcome, key_id: str, fingerprint: str, now: datetime | None = None
+    ) -> dict:
         """Check an outcome against the ledger, store it and release what it closes.
 
         Under the buyer's lock: the order or refund must have been decided for this buyer;
-        ``balance_paid`` releases what was paid (all that is left when no amount is given)
-        and may not pay more than the balance; ``order_canceled`` releases what is left;
-        ``balance_defaulted``, ``goods_not_returned`` and ``refund_abuse`` mark the hold and
-        release nothing; ``goods_returned`` releases the fast refund's hold. No balance
-        outcome is accepted once the order is paid in full or canceled.
+        the position then moves as ``serving.positions.apply_outcome`` says (what is released,
+        what is refused with 409).
 
         Args:
             outcome: The validated outcome (amount in minor units).
             key_id: The calling key's id (scopes ``outcome_id``).
             fingerprint: The canonical request's fingerprint.
+            now: When it is recorded (naive UTC; default: now).
 
         Returns:
             ``{"outcome_id", "kind", "released_minor", "replayed"}``; a repeated
@@ -408,9 +397,10 @@ class Ledger:
             Refusal: 404 unknown order or refund, 409 another buyer's order, a payment beyond
                 the balance, a closed order or an id in flight, 422 an id reused with another request.
         """
-        service, releases = OUTCOME_KINDS[outcome.kind]
+        service, _ = OUTCOME_KINDS[outcome.kind]
         result = {"outcome_id": outcome.outcome_id, "kind": outcome.kind, "replayed": False}
         o, r = OUTCOMES.c, RESERVATIONS.c
+        now = now or utcnow()
         with self._locked_core(outcome.buyer_id, key_id, outcome.outcome_id) as conn:
             stored = conn.execute(
                 select(o.kind, o.released_minor, o.fingerprint).where(
@@ -426,34 +416,33 @@ class Ledger:
                     "replayed": True,
                 }
             at_risk = self._decided(conn, outcome, service)
-            hold = conn.execute(
-                select(r.reservation_id, r.amount_minor, r.released_minor).where(
-                    r.buyer_id == outcome.buyer_id,
-                    r.service == service,
-                    r.ref_id == outcome.ref_id,
-                    r.released_at.is_(None),
-                )
+            this = and_(r.buyer_id == outcome.buyer_id, r.service == service, r.ref_id == outcome.ref_id)
+            row = conn.execute(
+                select(r.amount_minor, r.released_minor, r.paid_minor, r.state, r.created_at).where(this)
             ).first()
-            held = 0 if hold is None else hold.amount_minor - hold.released_minor
-            amount, release = outcome.amount, 0
-            if service == PRESALE:
-                amount, release = self._balance_move(conn, outcome, at_risk, held)
-            elif amount is not None and amount > at_risk:
-                raise Refusal(409, EXCEEDS_REFUND, "amount is more than the fast refund's amount")
-            elif releases:
-                release = held
-            now = utcnow()
-            if hold is not None:
-                closed = release == held and (releases or outcome.kind == "balance_paid")
+            before = None if row is None else _position(row)
+            after, amount, release = apply_outcome(before, outcome.kind, outcome.amount, at_risk, now)
+            values = {
+                "released_minor": after.released,
+                "paid_minor": after.paid,
+                "state": after.state,
+                "outcome": outcome.kind,
+                "released_at": now if after.state in RELEASED_STATES else None,
+            }
+            if row is None:  # an outcome on an order or refund that was never held
                 conn.execute(
-                    RESERVATIONS.update()
-                    .where(r.reservation_id == hold.reservation_id)
-                    .values(
-                        released_minor=hold.released_minor + release,
-                        released_at=now if closed and release > 0 else None,
-                        outcome=outcome.kind,
+                    RESERVATIONS.insert().values(
+                        buyer_id=outcome.buyer_id,
+                        service=service,
+                        ref_id=outcome.ref_id,
+                        decision_id="",
+                        amount_minor=after.amount,
+                        created_at=now,
+                        **values,
                     )
                 )
+            else:
+                conn.execute(RESERVATIONS.update().where(this).values(**values))
             conn.execute(
                 OUTCOMES.insert().values(
                     key_id=key_id,
@@ -491,30 +480,6 @@ class Ledger:
             404, ORDER_UNKNOWN if service == PRESALE else REFUND_UNKNOWN, f"no decision on this {what}"
         )
 
-    @staticmethod
-    def _balance_move(conn: Any, outcome: Outcome, balance: int, held: int) -> tuple[int, int]:
-        """``(amount recorded, amount released)`` of a presale outcome; 409 when it cannot apply."""
-        o = OUTCOMES.c
-        before = conn.execute(
-            select(o.kind, o.amount_minor).where(
-                o.buyer_id == outcome.buyer_id, o.service == PRESALE, o.ref_id == outcome.ref_id
-            )
-        ).all()
-        paid = sum(row.amount_minor or 0 for row in before if row.kind == "balance_paid")
-        left = balance - paid
-        if any(row.kind == "order_canceled" for row in before):
-            raise Refusal(409, ORDER_CLOSED, "the order was canceled")
-        if outcome.kind == "balance_paid":
-            amount = left if outcome.amount is None else outcome.amount
-            if left <= 0 or amount > left:
-                raise Refusal(409, EXCEEDS_BALANCE, "payment is more than the balance left to pay")
-            return amount, min(amount, held)
-        if left <= 0:
-            raise Refusal(409, ORDER_CLOSED, "the balance is paid in full")
-        if outcome.kind == "order_canceled":
-            return outcome.amount, held
-        return outcome.amount, 0  # balance_defaulted: the hold stays counted against the buyer
-
 
 class DecisionTransaction:
     """Reads and writes inside ``Ledger.locked``, on the raw DBAPI connection.
@@ -544,23 +509,25 @@ class DecisionTransaction:
         service: str | None = None,
         ref_id: int | None = None,
         key_id: str = "",
+        now: datetime | None = None,
     ) -> tuple[dict | None, str | None, Usage]:
-        """The stored response and fingerprint for ``request_id`` and the buyer's live usage, in one query.
+        """The stored response and fingerprint for ``request_id`` and the buyer's live usage.
 
         Args:
             request_id: The caller's idempotency key.
             window_days: Fast-refund quota window, in days.
-            service: With ``ref_id``, the decision being made: an earlier reservation for
-                the same order or refund is left out (it will be replaced, not added to).
+            service: With ``ref_id``, the decision being made: its own position is read apart
+                (a repeat approval replaces its hold, it does not add to it).
             ref_id: The order or refund id being decided.
             key_id: The calling key's id (scopes ``request_id``).
+            now: The decision's time (naive UTC; default: now), for the quota window.
 
         Returns:
             ``(stored outputs or None, stored fingerprint or None, usage)``: usage is the
-            outstanding presale balances, and the count and amount of fast refunds granted
-            in the window (minor units).
+            outstanding presale balances of the buyer's other orders, the count and amount of
+            other fast refunds granted in the window (minor units) and the position decided.
         """
-        since = self.hot.stamp(utcnow() - timedelta(days=window_days))
+        since = self.hot.stamp((now or utcnow()) - timedelta(days=window_days))
         values = {
             "key_id": key_id,
             "request_id": request_id,
@@ -573,11 +540,14 @@ class DecisionTransaction:
         stored = row[0]
         if isinstance(stored, str | bytes):
             stored = json.loads(stored)
-        return (
-            stored,
-            row[1],
-            Usage(exposure=int(row[2]), refund_count=int(row[3]), refund_amount=int(row[4])),
+        own = self.run("own", values).fetchone() if ref_id is not None else None
+        usage = Usage(
+            exposure=int(row[2]),
+            refund_count=int(row[3]),
+            refund_amount=int(row[4]),
+            position=None if own is None else _position(own),
         )
+        return stored, row[1], usage
 
     def record(self, row: Mapping[str, Any], reserve: int) -> None:
         """Insert the decision row and, when ``reserve`` > 0, hold it in the ledger.
@@ -585,8 +555,8 @@ class DecisionTransaction:
         Args:
             row: A value for every ``decisions`` column (``created_at`` a naive UTC datetime,
                 ``inputs``/``outputs`` JSON-ready values or their JSON text).
-            reserve: Amount to hold (minor units); an open reservation for the same order or
-                refund is replaced rather than added to.
+            reserve: Amount to hold (minor units); the hold of an earlier approval of the same
+                order or refund is replaced rather than added to (``serving.positions.approve``).
         """
         created = self.hot.stamp(row["created_at"])
         values = dict(row) | {
@@ -610,3 +580,17 @@ class DecisionTransaction:
                     "created_at": created,
                 },
             )
+
+
+def _position(row: Any) -> Position:
+    """A ``reservations`` row (amount, released, paid, state, created_at) as a position."""
+    amount, released, paid, state, created = tuple(row)
+    if isinstance(created, str):
+        created = datetime.fromisoformat(created)
+    return Position(
+        amount=int(amount),
+        released=int(released),
+        paid=int(paid),
+        state=state,
+        opened_at=created,
+    )

@@ -15,10 +15,9 @@ from typing import Any
 
 from features.contract import CATEGORIES, REFUND_KINDS, REFUND_REASONS
 from serving.decide import DecisionRequest, Order, Refund
-from serving.ledger import Outcome
 from serving.money import MoneyError, to_minor
 from serving.policy import FAST_REFUND, PRESALE, SERVICES
-from serving.tables import OUTCOME_KINDS
+from serving.positions import OUTCOME_KINDS, Outcome
 
 MAX_ID = 2**63 - 1
 AMOUNT = "amount"  # marker: a money amount (number or decimal string); the maximum is max_amount

@@ -2,11 +2,12 @@
 
     decisions      one row per decision: inputs, outputs, model and policy versions, latency;
                    unique per (calling key, request_id), with the request's fingerprint.
-    reservations   what an approval holds: a ship-before-balance balance (open until the
-                   balance is paid or the order canceled; a partial payment releases its
-                   part) or a fast refund (counts against the quota window; open until the
-                   goods come back). At most one open reservation per buyer, service and
-                   order or refund.
+    reservations   one row per buyer, service and order or refund that was approved or had an
+                   outcome: its position (``serving.positions``): what the latest approval
+                   holds (a ship-before-balance balance still unpaid, or a fast refund's
+                   amount), what outcomes released of it, the balance paid so far and the
+                   state (open, paid, canceled, defaulted, returned, ...). A fast refund
+                   counts against the quota window from its first approval (``created_at``).
     outcomes       what happened afterwards, posted by the platform (idempotent on
                    (calling key, outcome_id), with the request's fingerprint).
     buyer_locks    one row per buyer: the row a PostgreSQL decision locks (``FOR UPDATE``).
@@ -35,8 +36,6 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-
-from serving.policy import FAST_REFUND, PRESALE
 
 # Integer primary keys are rowids on SQLite, BIGSERIAL on PostgreSQL.
 _ID = BigInteger().with_variant(Integer, "sqlite")
@@ -78,19 +77,13 @@ RESERVATIONS = Table(
     Column("decision_id", String(36), nullable=False),
     Column("amount_minor", BigInteger, nullable=False),
     Column("released_minor", BigInteger, nullable=False, server_default=text("0")),
+    Column("paid_minor", BigInteger, nullable=False, server_default=text("0")),
+    Column("state", String(20), nullable=False, server_default=text("'open'")),
     Column("created_at", DateTime, nullable=False),
     Column("released_at", DateTime),
     Column("outcome", String(40)),
     Index("ix_reservations_buyer", "buyer_id", "service", "created_at"),
-    Index(
-        "ux_reservations_open",
-        "buyer_id",
-        "service",
-        "ref_id",
-        unique=True,
-        sqlite_where=text("released_at IS NULL"),
-        postgresql_where=text("released_at IS NULL"),
-    ),
+    UniqueConstraint("buyer_id", "service", "ref_id", name="ux_reservations_ref"),
 )
 OUTCOMES = Table(
     "outcomes",
@@ -114,16 +107,6 @@ BUYER_LOCKS = Table(
     METADATA,
     Column("buyer_id", BigInteger, primary_key=True),
 )
-
-# Outcome kind -> (service, whether it releases the reservation).
-OUTCOME_KINDS: dict[str, tuple[str, bool]] = {
-    "balance_paid": (PRESALE, True),
-    "order_canceled": (PRESALE, True),
-    "balance_defaulted": (PRESALE, False),
-    "goods_returned": (FAST_REFUND, True),
-    "goods_not_returned": (FAST_REFUND, False),
-    "refund_abuse": (FAST_REFUND, False),
-}
 
 
 def utcnow() -> datetime:

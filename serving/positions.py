@@ -1,0 +1,185 @@
+"""What the ledger holds for one order or refund, and how decisions and outcomes move it.
+
+A *position* is the ledger's state of one buyer's presale order (ship before balance) or
+refund (fast refund). Every ledger (the service's SQL ledger, ``serving.ledger``, and the
+backtest's in-memory one, ``serving.memory_ledger``) changes positions only through the pure
+functions here, so the same sequence of decisions and outcomes gives the same sums in all of
+them. ``docs/serving.md`` ("What a repeated decision means") states the same rules for people:
+
+- An approved presale holds the balance *still unpaid* (its balance less what was paid on the
+  order so far). Deciding the same order again (a retry with a new request id, a re-price)
+  replaces the hold when approved and leaves an earlier approval's hold when declined (the
+  goods may have shipped on it). An order paid in full, canceled or defaulted is never
+  approved again.
+- ``balance_paid`` releases what was paid, up to the hold; paying the balance in full releases
+  everything and closes the order; ``order_canceled`` releases everything and closes it;
+  ``balance_defaulted`` releases nothing and the hold stays counted against the buyer.
+- An approved fast refund holds the refund amount and counts against the quota from its first
+  approval; ``goods_returned`` releases it; ``goods_not_returned`` and ``refund_abuse`` release
+  nothing. A refund with any of these outcomes is never approved again.
+
+Amounts are integer minor units.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from serving.idempotency import Refusal
+from serving.policy import FAST_REFUND, PRESALE
+
+OPEN = "open"
+PAID = "paid"  # the balance is paid in full
+# Outcome kind -> (service, state it puts the position in; None: the state does not change).
+OUTCOME_KINDS: dict[str, tuple[str, str | None]] = {
+    "balance_paid": (PRESALE, None),
+    "order_canceled": (PRESALE, "canceled"),
+    "balance_defaulted": (PRESALE, "defaulted"),
+    "goods_returned": (FAST_REFUND, "returned"),
+    "goods_not_returned": (FAST_REFUND, "not_returned"),
+    "refund_abuse": (FAST_REFUND, "abuse"),
+}
+RELEASED_STATES = frozenset({PAID, "canceled", "returned"})  # nothing stays held
+CLOSED_STATES = frozenset({PAID, "canceled", "defaulted", "returned", "not_returned", "abuse"})
+
+ORDER_CLOSED = "outcome_order_closed"
+EXCEEDS_BALANCE = "outcome_exceeds_balance"
+EXCEEDS_REFUND = "outcome_exceeds_refund"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A validated outcome posted to ``POST /v1/outcomes``.
+
+    Attributes:
+        outcome_id: Caller's idempotency key.
+        kind: One of ``OUTCOME_KINDS``.
+        buyer_id: The buyer.
+        ref_id: The order id (presale kinds) or refund id (fast-refund kinds).
+        amount: Amount concerned in minor units, if given (``balance_paid``: what was paid).
+        occurred_at: When it happened (naive UTC), as sent (None: not sent).
+        payload: The request body as received (JSON-ready).
+    """
+
+    outcome_id: str
+    kind: str
+    buyer_id: int
+    ref_id: int
+    amount: int | None
+    occurred_at: datetime | None
+    payload: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Position:
+    """One order's or refund's state in the ledger (minor units).
+
+    Attributes:
+        amount: Held at the latest approval (the unpaid balance, or the refund amount); 0 when
+            never approved.
+        released: Released by outcomes since the latest approval.
+        paid: Presale: the balance paid on the order so far.
+        state: ``open`` or the state an outcome closed it in (``CLOSED_STATES``).
+        opened_at: When the ledger first recorded it (its first approval, or the outcome on an
+            order or refund never held); an approved fast refund counts in the quota window
+            from then.
+    """
+
+    amount: int = 0
+    released: int = 0
+    paid: int = 0
+    state: str = OPEN
+    opened_at: datetime | None = None
+
+    @property
+    def held(self) -> int:
+        """What the position counts against the buyer now."""
+        return self.amount - self.released
+
+
+def closed_text(service: str, position: Position | None, at_risk: int) -> str | None:
+    """Why the order or refund can no longer be approved (None: it can be).
+
+    Args:
+        service: ``PRESALE`` or ``FAST_REFUND``.
+        position: Its position (None: the ledger has none).
+        at_risk: The balance or refund amount the request names.
+    """
+    if position is None:
+        return None
+    if position.state in CLOSED_STATES:
+        what = "order" if service == PRESALE else "refund"
+        return f"This {what} is already settled ({position.state}); it cannot be approved again."
+    if service == PRESALE and at_risk - position.paid <= 0:
+        return "This order's balance is already paid."
+    return None
+
+
+def to_hold(service: str, position: Position | None, at_risk: int) -> int:
+    """What an approval holds: the balance still unpaid, or the refund amount."""
+    paid = position.paid if position is not None and service == PRESALE else 0
+    return max(at_risk - paid, 0)
+
+
+def counts_in_quota(position: Position, since: datetime) -> bool:
+    """Whether a fast refund's position counts against the quota window starting at ``since``."""
+    return position.amount > 0 and position.opened_at is not None and position.opened_at >= since
+
+
+def approve(position: Position | None, hold: int, now: datetime) -> Position:
+    """The position after an approval holding ``hold`` (replacing any earlier hold)."""
+    if position is None:
+        return Position(amount=hold, opened_at=now)
+    return replace(position, amount=hold, released=0)
+
+
+def apply_outcome(
+    position: Position | None, kind: str, amount: int | None, at_risk: int, now: datetime
+) -> tuple[Position, int | None, int]:
+    """Apply one outcome to a position.
+
+    Args:
+        position: The order's or refund's position (None: decided but never held).
+        kind: One of ``OUTCOME_KINDS``.
+        amount: The amount the outcome names (``balance_paid``: what was paid; None: not given,
+            for a payment the balance left).
+        at_risk: The balance or refund amount of the latest decision on it.
+        now: When the outcome is recorded (opens a position the ledger did not have).
+
+    Returns:
+        ``(position after, amount recorded, amount released)``.
+
+    Raises:
+        Refusal: 409 when the outcome cannot apply: a balance outcome on an order paid in full
+            or canceled, a payment beyond the balance left, a refund outcome above the refund.
+    """
+    service, state = OUTCOME_KINDS[kind]
+    position = position or Position(opened_at=now)
+    if service == FAST_REFUND:
+        if amount is not None and amount > at_risk:
+            raise Refusal(409, EXCEEDS_REFUND, "amount is more than the fast refund's amount")
+        release = position.held if state in RELEASED_STATES else 0
+        return replace(position, released=position.released + release, state=state), amount, release
+    left = at_risk - position.paid
+    if position.state == "canceled":
+        raise Refusal(409, ORDER_CLOSED, "the order was canceled")
+    if kind == "balance_paid":
+        paid = left if amount is None else amount
+        if left <= 0 or paid > left:
+            raise Refusal(409, EXCEEDS_BALANCE, "payment is more than the balance left to pay")
+        in_full = paid == left
+        release = position.held if in_full else min(paid, position.held)
+        after = replace(
+            position,
+            paid=position.paid + paid,
+            released=position.released + release,
+            state=PAID if in_full else position.state,
+        )
+        return after, paid, release
+    if position.state == PAID or left <= 0:
+        raise Refusal(409, ORDER_CLOSED, "the balance is paid in full")
+    release = position.held if state in RELEASED_STATES else 0
+    return replace(position, released=position.released + release, state=state), amount, release
