@@ -760,6 +760,8 @@ def _ledger_only(ledger, i: int) -> None:
                 "model_version": "m",
                 "policy_version": "p",
                 "latency_ms": 1.0,
+                "propensity": 1.0,
+                "explored_minor": 0,
                 "inputs": "{}",
                 "outputs": "{}",
             },

@@ -4,6 +4,7 @@
     python -m serving new-key --scopes decide,outcomes  # a fresh key and its SERVING_API_KEYS entry
     python -m serving hash-key KEY --scopes admin       # the entry of an existing key
     python -m serving retention --older-than-days 400 --out DIR  # export old decisions/outcomes, delete them
+    python -m serving backtest --data DIR --from 2025-10-20 --to 2025-11-19 [--policy FILE]  # replay a window
 
 Both key commands read the server secret from ``SERVING_API_KEY_SECRET``. Production runs
 gunicorn instead::
@@ -33,12 +34,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     key.add_argument("--scopes", default="decide", help=scopes_help)
     new = sub.add_parser("new-key", help="print a new random key, then its SERVING_API_KEYS entry")
     new.add_argument("--scopes", default="decide", help=scopes_help)
-    from serving.retention import add_arguments
+    from serving import backtest, retention
 
-    add_arguments(
+    retention.add_arguments(
         sub.add_parser(
             "retention", help="export decisions and outcomes older than N days to parquet, delete them"
         )
+    )
+    backtest.add_arguments(
+        sub.add_parser("backtest", help="replay a window of opportunities through the decision path")
     )
     return parser.parse_args(argv)
 
@@ -49,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
         from serving.retention import main as retention
 
         return retention(args)
+    if args.command == "backtest":
+        from serving.backtest import run
+
+        return run(args)
     if args.command in ("hash-key", "new-key"):
         secret = os.environ.get("SERVING_API_KEY_SECRET", "")
         if len(secret) < MIN_SECRET_CHARS:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
@@ -74,13 +76,24 @@ def _refused(exc: Refusal):
     return error_response(exc.status, exc.code, exc.message)
 
 
+def _now(s) -> datetime | None:
+    """The replay clock's instant (naive UTC) when one is configured, else None (the system clock)."""
+    if s.config.replay_clock_file is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(Path(s.config.replay_clock_file).read_text().strip())
+    except (OSError, ValueError) as exc:
+        raise Problem(503, "replay_clock_unreadable", f"replay clock: {exc}") from None
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+
+
 @api.post("/decisions")
 @requires("decide")
 def decisions():
     """Approve or decline a trust service for one order or refund."""
     s = services()
     answer = handle_decision(
-        _body(), s.runtime.live, s.ledger, s.config, s.metrics, g.started, key_id(g.key_digest)
+        _body(), s.runtime.live, s.ledger, s.config, s.metrics, g.started, key_id(g.key_digest), _now(s)
     )
     response = Response(answer.text, mimetype="application/json") if answer.text else jsonify(answer.body)
     if answer.replayed:
@@ -95,7 +108,7 @@ def outcomes():
     s = services()
     body = _body()
     try:
-        result = handle_outcome(body, s.runtime.live, s.ledger, s.config, key_id(g.key_digest))
+        result = handle_outcome(body, s.runtime.live, s.ledger, s.config, key_id(g.key_digest), _now(s))
     except (RequestError, Refusal):
         raise
     except Exception:  # noqa: BLE001 - nothing was recorded; the caller retries

@@ -62,6 +62,10 @@ class ServingConfig:
         max_snapshot_age_s: Oldest online snapshot the service decides on, in seconds since
             it was published (default 36 h; 0: no limit). Past it ``/readyz`` fails and
             decisions decline with ``risk_service_degraded``.
+        replay_clock_file: For replays and their tests only (never in production): a file
+            holding the ISO 8601 UTC instant the service takes as now for each decision and
+            outcome, so a replayed history is decided at the instants it happened. None (the
+            default): the system clock.
         checkpoint_interval_s: Seconds between background SQLite WAL checkpoints (0: leave
             them to SQLite's automatic checkpoint every 20,000 pages).
     """
@@ -84,6 +88,7 @@ class ServingConfig:
     sqlite_synchronous: str = "FULL"
     checkpoint_interval_s: float = 1.0
     max_snapshot_age_s: float = 36 * 3600.0
+    replay_clock_file: str | None = None
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

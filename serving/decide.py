@@ -10,6 +10,7 @@ amount to reserve in the ledger. Amounts are integer minor units of the policy c
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -35,6 +36,8 @@ QUOTA_COUNT_EXCEEDED = "quota_count_exceeded"
 QUOTA_AMOUNT_EXCEEDED = "quota_amount_exceeded"
 EXPECTED_LOSS_ABOVE_ALLOWANCE = "expected_loss_above_allowance"
 ALREADY_SETTLED = "already_settled"
+# Declines an exploration may override: the model's judgement, never a hard fact, a cap, a limit or a quota.
+EXPLORABLE = frozenset({EXPECTED_LOSS_ABOVE_ALLOWANCE, STARS_BELOW_MINIMUM})
 
 
 @dataclass(frozen=True)
@@ -158,12 +161,15 @@ class Usage:
         refund_amount: Their amount (minor units).
         position: The ledger's position of the order or refund being decided (None: none yet):
             a repeat decision holds only the balance still unpaid, and a settled one declines.
+        explored_loss: Expected loss of the service's explored approvals this calendar month
+            (minor units), against the exploration budget.
     """
 
     exposure: int = 0
     refund_count: int = 0
     refund_amount: int = 0
     position: Position | None = None
+    explored_loss: int = 0
 
 
 @dataclass(frozen=True)
@@ -178,6 +184,9 @@ class Decision:
         flags: Policy flags that hold for this buyer.
         reserve: Amount to reserve in the ledger, minor units (the balance or refund amount
             when approved, else 0).
+        propensity: Probability that this decision was the one made (1 unless exploration drew).
+        explored: The declines an exploration approved over (empty: not explored).
+        explored_loss: The expected loss an explored approval charges to the budget (minor units).
     """
 
     decision: str
@@ -186,6 +195,9 @@ class Decision:
     reasons: tuple[Finding, ...] = ()
     flags: tuple[Finding, ...] = ()
     reserve: int = 0
+    propensity: float = 1.0
+    explored: tuple[Finding, ...] = ()
+    explored_loss: int = 0
 
 
 def star_eligible(star: int, min_stars: int) -> bool:
@@ -349,6 +361,43 @@ def allowance_check(
     return [], limits
 
 
+def exploration_draw(seed: int, service: str, ref_id: int) -> float:
+    """A uniform draw in [0, 1) fixed by the seed and the opportunity.
+
+    Drawn from the order or refund, not the request id, so a retry under a new request id cannot
+    draw again; a replay with the same seed draws the same.
+    """
+    digest = hashlib.blake2b(f"{seed}:{service}:{ref_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def explore(
+    request: DecisionRequest, declines: Sequence[Finding], policy: Policy, usage: Usage, head: HeadRisk | None
+) -> tuple[bool, float]:
+    """Whether an exploration approves this would-be decline, and the propensity of what is decided.
+
+    Only declines that are all ``EXPLORABLE`` and priced by the head are eligible, within the
+    service's monthly loss budget; an eligible one is approved with probability ``share``.
+
+    Returns:
+        ``(explored, propensity)``: propensity is ``share`` when explored, ``1 - share`` when an
+        eligible decline stands, 1 otherwise.
+    """
+    rules = policy.presale if request.service == PRESALE else policy.fast_refund
+    exploration = rules.exploration
+    if (
+        not declines
+        or exploration is None
+        or head is None
+        or any(f.code not in EXPLORABLE for f in declines)
+        or usage.explored_loss + head.expected_loss > exploration.monthly_loss_budget
+    ):
+        return False, 1.0
+    if exploration_draw(exploration.seed, request.service, request.ref_id) < exploration.share:
+        return True, exploration.share
+    return False, 1.0 - exploration.share
+
+
 def decide(
     request: DecisionRequest, rating: BuyerRating, policy: Policy, usage: Usage, head: HeadRisk | None = None
 ) -> Decision:
@@ -386,15 +435,19 @@ def decide(
         *failed,
         *loss_failed,
     )
-    approved = not declines
+    explored, propensity = explore(request, declines, policy, usage, head)
+    approved = explored or not declines
     reasons = head.reasons if head is not None and head.reasons else rating.reasons
     return Decision(
         decision=APPROVE if approved else DECLINE,
-        declines=declines,
+        declines=() if explored else declines,
         limits=limits | loss_limits,
         reasons=reasons[: policy.max_reasons],
         flags=fired(policy.flags, request.service, rating.signals),
         reserve=to_hold(request.service, usage.position, request.at_risk) if approved else 0,
+        propensity=propensity,
+        explored=declines if explored else (),
+        explored_loss=head.expected_loss if explored else 0,
     )
 
 

@@ -81,6 +81,10 @@ def respond(
         "model_version": live.model_version,
         "policy_version": live.policy.version,
         "signals_as_of": None if rating is None else rating.as_of,
+        "exploration": {
+            "propensity": round(decision.propensity, 6),
+            "explored_over": _findings(decision.explored),
+        },
         "replayed": False,
     }
 
@@ -188,6 +192,8 @@ def handle_decision(
                     "model_version": live.model_version,
                     "policy_version": policy.version,
                     "latency_ms": round((time.perf_counter() - started) * 1000, 3),
+                    "propensity": decision.propensity,
+                    "explored_minor": decision.explored_loss,
                     "inputs": inputs,
                     "outputs": text,
                 },

@@ -46,7 +46,15 @@ from serving.positions import (
     Position,
     apply_outcome,
 )
-from serving.tables import BUYER_LOCKS, DECISIONS, METADATA, OUTCOMES, RESERVATIONS, utcnow
+from serving.tables import (
+    BUYER_LOCKS,
+    DECISIONS,
+    EXPLORATION_SPEND,
+    METADATA,
+    OUTCOMES,
+    RESERVATIONS,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 __all__ = ["DuplicateRequest", "Ledger", "Outcome", "Refusal", "make_engine", "utcnow"]
@@ -135,6 +143,14 @@ class HotPath:
             },
         )
         own = select(r.amount_minor, r.released_minor, r.paid_minor, r.state, r.created_at).where(this_ref)
+        e = EXPLORATION_SPEND.c
+        spend = insert(EXPLORATION_SPEND).values(
+            service=bindparam("service"), month=bindparam("month"), spent_minor=bindparam("amount")
+        )
+        spend = spend.on_conflict_do_update(
+            index_elements=["service", "month"],
+            set_={"spent_minor": e.spent_minor + spend.excluded.spent_minor},
+        )
         statements = {
             "lock_row": insert(BUYER_LOCKS).values(buyer_id=bindparam("buyer_id")).on_conflict_do_nothing(),
             "lock": select(BUYER_LOCKS.c.buyer_id)
@@ -146,6 +162,9 @@ class HotPath:
                 func.coalesce(func.sum(case((is_presale, r.amount_minor - r.released_minor), else_=0)), 0),
                 func.coalesce(func.sum(case((is_refund, 1), else_=0)), 0),
                 func.coalesce(func.sum(case((is_refund, r.amount_minor), else_=0)), 0),
+                select(e.spent_minor)
+                .where(e.service == bindparam("s"), e.month == bindparam("month"))
+                .scalar_subquery(),
             ).where(
                 r.buyer_id == bindparam("b"),
                 ~and_(r.service == bindparam("s"), r.ref_id == bindparam("ref")),
@@ -153,6 +172,7 @@ class HotPath:
             "own": own,
             "decision": DECISIONS.insert().values({c.name: bindparam(c.name) for c in DECISIONS.c}),
             "reserve": reserve,
+            "spend": spend,
         }
         if self.dialect == "postgresql":
             statements["claim"] = select(func.pg_try_advisory_xact_lock(bindparam("claim")))
@@ -527,8 +547,10 @@ class DecisionTransaction:
             outstanding presale balances of the buyer's other orders, the count and amount of
             other fast refunds granted in the window (minor units) and the position decided.
         """
-        since = self.hot.stamp((now or utcnow()) - timedelta(days=window_days))
+        now = now or utcnow()
+        since = self.hot.stamp(now - timedelta(days=window_days))
         values = {
+            "month": month_of(now),
             "key_id": key_id,
             "request_id": request_id,
             "b": self.buyer_id,
@@ -546,6 +568,7 @@ class DecisionTransaction:
             refund_count=int(row[3]),
             refund_amount=int(row[4]),
             position=None if own is None else _position(own),
+            explored_loss=int(row[5] or 0),
         )
         return stored, row[1], usage
 
@@ -568,6 +591,13 @@ class DecisionTransaction:
             self.run("decision", values)
         except self.hot.integrity_error as exc:
             raise DuplicateRequest(row["request_id"]) from exc
+        if row["explored_minor"] > 0:
+            spent = {
+                "service": row["service"],
+                "month": month_of(row["created_at"]),
+                "amount": row["explored_minor"],
+            }
+            self.run("spend", spent)
         if reserve > 0:
             self.run(
                 "reserve",
@@ -594,3 +624,8 @@ def _position(row: Any) -> Position:
         state=state,
         opened_at=created,
     )
+
+
+def month_of(moment: datetime) -> str:
+    """The calendar month (UTC) of an instant, ``YYYY-MM``: the exploration budget's period."""
+    return f"{moment.year:04d}-{moment.month:02d}"

@@ -343,6 +343,11 @@ def _align(live: Live, previous: Live | None = None) -> Live:
     return live
 
 
+def live_for_snapshot(policy: Policy, rating: Any, snapshot: FileSnapshot) -> Live:
+    """A ``Live`` of a loaded model and policy on an in-memory snapshot (no age limit): the backtest's."""
+    return _align(Live(policy=policy, rating=rating, model_error=None, snapshot=snapshot))
+
+
 def load_live(
     config: ServingConfig, previous: Live | None = None, parts: frozenset[str] | None = None
 ) -> Live:

@@ -12,13 +12,13 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from serving.decide import Usage
 from serving.idempotency import Refusal, key_reused
-from serving.ledger import ORDER_UNKNOWN, OTHER_BUYER, REFUND_UNKNOWN, DuplicateRequest
+from serving.ledger import ORDER_UNKNOWN, OTHER_BUYER, REFUND_UNKNOWN, DuplicateRequest, month_of
 from serving.policy import FAST_REFUND, PRESALE
 from serving.positions import (
     OUTCOME_KINDS,
@@ -56,6 +56,7 @@ class MemoryLedger:
         # (service, ref) -> buyer -> the amount at risk of the buyer's latest decision on it
         self._latest: dict[tuple[str, int], dict[int, int]] = {}
         self._ids = itertools.count(1)
+        self.explored: dict[tuple[str, str], int] = {}  # (service, month) -> expected loss explored
 
     def new_decision_id(self) -> str:
         """Sequential ids (``m-1``, ``m-2``, ...): a replay is reproducible."""
@@ -145,8 +146,10 @@ class MemoryTransaction:
     ) -> tuple[dict | None, str | None, Usage]:
         """As ``serving.ledger.DecisionTransaction.read``."""
         outputs, fingerprint = self.ledger.find_outputs(key_id, request_id)
-        since = (now or utcnow()) - timedelta(days=window_days)
+        now = now or utcnow()
+        since = now - timedelta(days=window_days)
         usage = self.ledger.usage(self.buyer_id, service or "", -1 if ref_id is None else ref_id, since)
+        usage = replace(usage, explored_loss=self.ledger.explored.get((service or "", month_of(now)), 0))
         return outputs, fingerprint, usage
 
     def record(self, row: Mapping[str, Any], reserve: int) -> None:
@@ -164,6 +167,9 @@ class MemoryTransaction:
             )
             ref = (row["service"], row["ref_id"])
             ledger._latest.setdefault(ref, {})[row["buyer_id"]] = row["requested_minor"]
+            if row["explored_minor"] > 0:
+                month = (row["service"], month_of(row["created_at"]))
+                ledger.explored[month] = ledger.explored.get(month, 0) + row["explored_minor"]
             if reserve > 0:
                 book = ledger.positions.setdefault(self.buyer_id, {})
                 book[ref] = approve(book.get(ref), reserve, row["created_at"])

@@ -76,6 +76,15 @@ _DECISION = {
         "model_version": {"type": ["string", "null"]},
         "policy_version": {"type": "string"},
         "signals_as_of": {"type": ["string", "null"]},
+        "exploration": {
+            "type": "object",
+            "description": "The policy's budgeted exploration: the probability that this decision was "
+            "the one made (1 unless an exploration drew), and the declines an explored approval overrode.",
+            "properties": {
+                "propensity": {"type": "number", "minimum": 0, "maximum": 1},
+                "explored_over": {"type": "array", "items": _FINDING},
+            },
+        },
         "replayed": {
             "type": "boolean",
             "description": "True when this is the stored answer to a repeated request_id.",

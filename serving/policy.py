@@ -27,6 +27,7 @@ PRESALE = "presale_ship_before_balance"
 FAST_REFUND = "fast_refund"
 SERVICES = (PRESALE, FAST_REFUND)
 ALLOWANCE = "expected_loss_allowance"
+EXPLORATION = "exploration"
 STARS = (1, 2, 3, 4, 5)
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt,
@@ -70,6 +71,22 @@ class SignalRule:
 
 
 @dataclass(frozen=True)
+class Exploration:
+    """A budgeted share of would-be declines approved at random (``serving.decide.explore``).
+
+    Attributes:
+        share: Probability (0-1) that an eligible would-be decline is approved.
+        monthly_loss_budget: Most expected loss (the head's, minor units) explored approvals may
+            add per calendar month (UTC) and service; past it nothing is explored.
+        seed: Seed of the draw (a replay with the same seed draws the same).
+    """
+
+    share: float
+    monthly_loss_budget: int
+    seed: int
+
+
+@dataclass(frozen=True)
 class PresalePolicy:
     """Ship-before-balance presale rules. Per-star tuples are indexed by ``star - 1``.
 
@@ -81,6 +98,7 @@ class PresalePolicy:
             (minor units).
         expected_loss_allowance: Largest expected loss (the head's probability x the balance) per
             star, as a share of the order amount; None: no expected-loss check.
+        exploration: The exploration share and its budget; None: no exploration.
     """
 
     min_stars: int
@@ -88,6 +106,7 @@ class PresalePolicy:
     min_deposit_ratio: float
     exposure_limit: tuple[int, ...]
     expected_loss_allowance: tuple[float, ...] | None = None
+    exploration: Exploration | None = None
 
 
 @dataclass(frozen=True)
@@ -102,6 +121,7 @@ class FastRefundPolicy:
         photos_required_above: Refunds above this amount (minor units) need ``min_photos`` photos.
         min_photos: Evidence photos required above ``photos_required_above``.
         kinds: Refund kinds eligible for a fast refund.
+        exploration: The exploration share and its budget; None: no exploration.
     """
 
     min_stars: int
@@ -112,6 +132,7 @@ class FastRefundPolicy:
     min_photos: int
     kinds: tuple[str, ...]
     expected_loss_allowance: tuple[float, ...] | None = None
+    exploration: Exploration | None = None
 
 
 @dataclass(frozen=True)
@@ -222,12 +243,30 @@ def _allowance(d: Mapping[str, Any], path: str, min_stars: int) -> tuple[float, 
     return table
 
 
+def _exploration(d: Mapping[str, Any], path: str, decimals: int) -> Exploration | None:
+    """The optional ``exploration: {share, monthly_loss_budget, seed}`` of a service."""
+    if EXPLORATION not in d:
+        return None
+    path = f"{path}.{EXPLORATION}"
+    e = _keys(d[EXPLORATION], path, ("share", "monthly_loss_budget", "seed"))
+    return Exploration(
+        share=_number(e["share"], f"{path}.share", hi=0.5),
+        monthly_loss_budget=_money(e["monthly_loss_budget"], f"{path}.monthly_loss_budget", decimals),
+        seed=int(_number(e["seed"], f"{path}.seed", hi=2**63 - 1, integer=True)),
+    )
+
+
 def _min_stars(value: Any, path: str) -> int:
     return int(_number(value, path, lo=1, hi=5, integer=True))
 
 
 def _presale(raw: Any, path: str, decimals: int) -> PresalePolicy:
-    d = _keys(raw, path, ("min_stars", "amount_cap", "min_deposit_ratio", "exposure_limit"), (ALLOWANCE,))
+    d = _keys(
+        raw,
+        path,
+        ("min_stars", "amount_cap", "min_deposit_ratio", "exposure_limit"),
+        (ALLOWANCE, EXPLORATION),
+    )
     min_stars = _min_stars(d["min_stars"], f"{path}.min_stars")
     return PresalePolicy(
         min_stars=min_stars,
@@ -235,6 +274,7 @@ def _presale(raw: Any, path: str, decimals: int) -> PresalePolicy:
         min_deposit_ratio=_number(d["min_deposit_ratio"], f"{path}.min_deposit_ratio", hi=1.0),
         exposure_limit=_per_star(d["exposure_limit"], f"{path}.exposure_limit", min_stars, decimals=decimals),
         expected_loss_allowance=_allowance(d, path, min_stars),
+        exploration=_exploration(d, path, decimals),
     )
 
 
@@ -243,7 +283,7 @@ def _fast_refund(raw: Any, path: str, decimals: int) -> FastRefundPolicy:
         raw,
         path,
         ("min_stars", "amount_cap", "quota_count", "quota_amount", "evidence", "kinds"),
-        (ALLOWANCE,),
+        (ALLOWANCE, EXPLORATION),
     )
     min_stars = _min_stars(d["min_stars"], f"{path}.min_stars")
     evidence = _keys(d["evidence"], f"{path}.evidence", ("photos_required_above", "min_photos"))
@@ -266,6 +306,7 @@ def _fast_refund(raw: Any, path: str, decimals: int) -> FastRefundPolicy:
         min_photos=int(_number(evidence["min_photos"], f"{path}.evidence.min_photos", hi=100, integer=True)),
         kinds=tuple(kinds),
         expected_loss_allowance=_allowance(d, path, min_stars),
+        exploration=_exploration(d, path, decimals),
     )
 
 

@@ -1,7 +1,8 @@
 """The ledger's tables (SQLAlchemy Core), declared once for SQLite and PostgreSQL.
 
-    decisions      one row per decision: inputs, outputs, model and policy versions, latency;
-                   unique per (calling key, request_id), with the request's fingerprint.
+    decisions      one row per decision: inputs, outputs, model and policy versions, latency,
+                   the propensity of the decision made and the expected loss an exploration
+                   spent; unique per (calling key, request_id), with the request's fingerprint.
     reservations   one row per buyer, service and order or refund that was approved or had an
                    outcome: its position (``serving.positions``): what the latest approval
                    holds (a ship-before-balance balance still unpaid, or a fast refund's
@@ -10,6 +11,8 @@
                    counts against the quota window from its first approval (``created_at``).
     outcomes       what happened afterwards, posted by the platform (idempotent on
                    (calling key, outcome_id), with the request's fingerprint).
+    exploration_spend  per service and calendar month: the expected loss explored approvals
+                   added (``serving.decide.explore``), against the policy's monthly budget.
     buyer_locks    one row per buyer: the row a PostgreSQL decision locks (``FOR UPDATE``).
 
 Money columns (``*_minor``) are integers in minor units of the policy currency (cents for
@@ -62,6 +65,8 @@ DECISIONS = Table(
     Column("model_version", String(200)),
     Column("policy_version", String(100), nullable=False),
     Column("latency_ms", Float, nullable=False),
+    Column("propensity", Float, nullable=False, server_default=text("1")),
+    Column("explored_minor", BigInteger, nullable=False, server_default=text("0")),
     Column("inputs", _JSON, nullable=False),
     Column("outputs", _JSON, nullable=False),
     UniqueConstraint("key_id", "request_id", name="ux_decisions_request"),
@@ -101,6 +106,13 @@ OUTCOMES = Table(
     Column("released_minor", BigInteger, nullable=False),
     Column("payload", _JSON, nullable=False),
     Index("ix_outcomes_ref", "buyer_id", "service", "ref_id"),
+)
+EXPLORATION_SPEND = Table(
+    "exploration_spend",
+    METADATA,
+    Column("service", String(40), primary_key=True),
+    Column("month", String(7), primary_key=True),  # YYYY-MM, UTC
+    Column("spent_minor", BigInteger, nullable=False),
 )
 BUYER_LOCKS = Table(
     "buyer_locks",

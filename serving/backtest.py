@@ -1,0 +1,447 @@
+"""Replay a window of opportunities through the service's own decision path, offline.
+
+Every presale deposit and refund request of the window becomes the body checkout would have
+sent, in time order; each is decided by ``serving.handle.handle_decision`` (the service's
+handler: parse, rate, price with the head, decide, record) against the in-memory ledger
+(``serving.memory_ledger``, the same position rules as the SQL ledger), at the instant it
+happened, with the buyer's signals from the snapshot the service would have had (published
+daily, as of the previous UTC midnight). Payments, cancellations, defaults, returns and
+confirmed abuse are posted as outcomes at the instant each became a fact
+(``features.outcomes``), so exposure and quotas are held and released as they were.
+
+Nothing here re-states a policy rule or a ledger rule: a change to either changes the backtest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from features.build import build_signals
+from features.outcomes import RETURN_KIND, presale_outcomes, refund_outcomes
+from features.registry import get as get_signal
+from serving.config import ServingConfig, load_config
+from serving.decide import DEGRADED
+from serving.handle import handle_decision, handle_outcome
+from serving.idempotency import Refusal
+from serving.live import Live, live_for_snapshot
+from serving.memory_ledger import MemoryLedger
+from serving.metrics import Metrics
+from serving.policy import FAST_REFUND, PRESALE, Policy
+from serving.snapshot import FileSnapshot, SnapshotMeta
+
+KEY = "backtest"
+DAY = pd.Timedelta(days=1)
+LEGACY_SIGNALS = ("vip_last", "credit_score_last")  # what features.legacy reads at the decision
+TABLES = ("buyers", "orders", "presales", "refunds")
+
+
+@dataclass(frozen=True)
+class Event:
+    """One call the replay makes: a decision body or an outcome body, at ``t`` (naive UTC)."""
+
+    t: pd.Timestamp
+    order: int  # ties at one instant: decisions before outcomes, then by id
+    kind: str  # "decide" or "outcome"
+    body: dict
+
+
+def _money(x: float, decimals: int) -> float:
+    return round(float(x), decimals)
+
+
+def _iso(t: pd.Timestamp) -> str:
+    return t.tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def window_events(
+    tables: dict[str, pd.DataFrame], start: pd.Timestamp, end: pd.Timestamp, currency: str, decimals: int
+) -> list[Event]:
+    """The decisions and outcomes of ``[start, end)`` as checkout and the platform would send them.
+
+    Args:
+        tables: Raw tables (presales, refunds, orders).
+        start: First instant of the window (UTC).
+        end: End of the window (UTC, exclusive).
+        currency: The policy currency.
+        decimals: Its decimals (amounts are rounded to them).
+
+    Returns:
+        Events in time order. Outcomes are those of the window's own opportunities that became
+        facts inside the window.
+    """
+    orders = tables["orders"].set_index("order_id")
+    events: list[Event] = []
+    pre = tables["presales"]
+    pre = pre[(pre["deposit_paid_at"] >= start) & (pre["deposit_paid_at"] < end)]
+    bad = presale_outcomes(pre)
+    for row, outcome in zip(pre.itertuples(index=False), bad.itertuples(index=False), strict=True):
+        order = orders.loc[row.order_id]
+        oid = int(row.order_id)
+        body = {
+            "request_id": f"{PRESALE}-{oid}",
+            "service": PRESALE,
+            "buyer_id": int(row.buyer_id),
+            "order": {
+                "order_id": oid,
+                "amount": _money(order["amount"], decimals),
+                "currency": currency,
+                "category": str(order["category"]),
+                "deposit_amount": _money(row.deposit_amount, decimals),
+                "balance_due_at": _iso(row.balance_due_at),
+            },
+        }
+        events.append(Event(row.deposit_paid_at, 0, "decide", body))
+        facts = [
+            ("balance_paid", row.balance_paid_at),
+            ("order_canceled", order["canceled_at"]),
+            ("balance_defaulted", outcome.t if outcome.bad else pd.NaT),
+        ]
+        for kind, t in facts:
+            if pd.notna(t) and row.deposit_paid_at <= t < end:
+                events.append(Event(t, 1, "outcome", _outcome(kind, row.buyer_id, "order_id", oid, t)))
+    ref = tables["refunds"]
+    ref = ref[(ref["requested_at"] >= start) & (ref["requested_at"] < end)]
+    loss = refund_outcomes(ref)
+    for row, outcome in zip(ref.itertuples(index=False), loss.itertuples(index=False), strict=True):
+        order = orders.loc[row.order_id]
+        rid = int(row.refund_id)
+        body = {
+            "request_id": f"{FAST_REFUND}-{rid}",
+            "service": FAST_REFUND,
+            "buyer_id": int(row.buyer_id),
+            "refund": {
+                "refund_id": rid,
+                "order_id": int(row.order_id),
+                "amount": _money(row.amount, decimals),
+                "reason": str(row.reason),
+                "kind": str(row.kind),
+                "evidence_photos": int(row.evidence_photos),
+                "order_amount": _money(order["amount"], decimals),
+                "category": str(order["category"]),
+                "ordered_at": _iso(order["created_at"]),
+            },
+        }
+        events.append(Event(row.requested_at, 0, "decide", body))
+        unreturned = outcome.t if outcome.bad and row.kind == RETURN_KIND else pd.NaT
+        facts = [
+            ("goods_returned", row.return_received_at),
+            ("goods_not_returned", unreturned if pd.isna(row.abuse_confirmed_at) else pd.NaT),
+            ("refund_abuse", row.abuse_confirmed_at),
+        ]
+        for kind, t in facts:
+            if pd.notna(t) and row.requested_at <= t < end:
+                events.append(Event(t, 1, "outcome", _outcome(kind, row.buyer_id, "refund_id", rid, t)))
+    events.sort(key=lambda e: (e.t, e.order, e.body.get("request_id") or e.body["outcome_id"]))
+    return events
+
+
+def _outcome(kind: str, buyer: int, key: str, ref: int, t: pd.Timestamp) -> dict:
+    return {
+        "outcome_id": f"{kind}-{ref}",
+        "kind": kind,
+        "buyer_id": int(buyer),
+        key: ref,
+        "occurred_at": _iso(t),
+    }
+
+
+def daily_signals(tables: dict[str, pd.DataFrame], events: list[Event], names: list[str]) -> pd.DataFrame:
+    """Each deciding buyer's signals as of the UTC midnight before each decision (the daily publish).
+
+    Returns:
+        ``buyer_id``, ``as_of`` and the signals ``names`` (plus the legacy rules' inputs).
+    """
+    spine = pd.DataFrame(
+        {
+            "buyer_id": [e.body["buyer_id"] for e in events if e.kind == "decide"],
+            "as_of": [e.t.floor("D") for e in events if e.kind == "decide"],
+        }
+    ).drop_duplicates(ignore_index=True)
+    wanted = list(dict.fromkeys([*names, *LEGACY_SIGNALS]))
+    return build_signals(tables, spine, [get_signal(n) for n in wanted])
+
+
+def day_lives(
+    signals: pd.DataFrame, names: list[str], rating, policy: Policy
+) -> Iterator[tuple[pd.Timestamp, Live]]:
+    """The service's ``Live`` for each day: its model and policy on that day's published snapshot."""
+    for day, rows in signals.groupby("as_of", sort=True):
+        meta = SnapshotMeta(
+            version=f"backtest-{day:%Y%m%d}",
+            as_of=day.isoformat(),
+            signal_names=tuple(names),
+            n_buyers=len(rows),
+        )
+        snapshot = FileSnapshot(
+            meta, rows["buyer_id"].to_numpy(np.int64), rows[names].to_numpy(np.float32, copy=True)
+        )
+        yield day, live_for_snapshot(policy, rating, snapshot)
+
+
+def decision_row(event: Event, answer: dict) -> dict:
+    """One decision of a replay as a row: what was asked, at risk (currency units), and answered."""
+    body = event.body
+    if "order" in body:
+        ref, at_risk = body["order"]["order_id"], body["order"]["amount"] - body["order"]["deposit_amount"]
+    else:
+        ref, at_risk = body["refund"]["refund_id"], body["refund"]["amount"]
+    declines = answer["declines"]
+    return {
+        "service": body["service"],
+        "ref_id": ref,
+        "buyer_id": body["buyer_id"],
+        "t": event.t,
+        "decision": answer["decision"],
+        "star": answer["star"],
+        "p_loss": answer["p_loss"],
+        "expected_loss": answer["expected_loss"],
+        "at_risk": at_risk,
+        "first_decline": declines[0]["code"] if declines else None,
+    }
+
+
+def replay(
+    events: list[Event],
+    lives: dict[pd.Timestamp, Live],
+    ledger: MemoryLedger | None = None,
+    config: ServingConfig | None = None,
+) -> pd.DataFrame:
+    """Send every event through the decision path in time order.
+
+    Args:
+        events: From ``window_events``.
+        lives: Day (UTC midnight) -> the ``Live`` the service had that day.
+        ledger: The ledger (default: a new ``MemoryLedger``).
+        config: The service configuration (default: ``ServingConfig()``).
+
+    Returns:
+        One row per decision: service, ref_id, buyer_id, t, decision, star, p_loss,
+        expected_loss, at_risk (currency units) and the first decline code.
+    """
+    ledger = MemoryLedger() if ledger is None else ledger
+    config = ServingConfig(watch_interval_s=0) if config is None else config
+    metrics = Metrics()
+
+    rows = []
+    any_live = next(iter(lives.values()))
+    for event in events:
+        t = event.t.tz_convert("UTC").tz_localize(None)
+        if event.kind == "outcome":
+            with contextlib.suppress(Refusal):  # e.g. a payment after a cancel: refused as the service would
+                handle_outcome(event.body, any_live, ledger, config, KEY, t)
+            continue
+        live = lives[event.t.floor("D")]
+        answer = handle_decision(event.body, live, ledger, config, metrics, 0.0, KEY, t).body
+        rows.append(decision_row(event, answer))
+    frame = pd.DataFrame(rows)
+    if not frame.empty and (frame["first_decline"] == DEGRADED).any():
+        n = int((frame["first_decline"] == DEGRADED).sum())
+        raise RuntimeError(f"backtest: {n} decisions degraded (the model or snapshot failed); see the log")
+    return frame
+
+
+def served_replay(
+    url: str,
+    api_key: str,
+    events: list[Event],
+    signals: pd.DataFrame,
+    names: list[str],
+    snapshot: Path,
+    clock: Path,
+) -> list[dict]:
+    """The same replay against a running service over HTTP: the service's answers, in order.
+
+    The service must read its snapshot from ``snapshot`` and its time from ``clock``
+    (``SERVING_REPLAY_CLOCK_FILE``), with one worker (``POST /v1/admin/reload`` reloads the
+    worker that answers it). Each day the snapshot is republished as of its midnight and
+    reloaded; before each call the clock is set to the event's instant.
+
+    Raises:
+        RuntimeError: The service answered a decision with anything but 200.
+    """
+    from serving.snapshot import FileWriter
+
+    def call(path: str, body: dict) -> tuple[int, dict]:
+        request = urllib.request.Request(
+            f"{url}{path}",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json", "X-API-Key": api_key},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"{}")
+
+    answers, day = [], None
+    for event in events:
+        if event.kind == "decide" and event.t.floor("D") != day:
+            day = event.t.floor("D")
+            rows = signals[signals["as_of"] == day]
+            writer = FileWriter(snapshot, names, day.isoformat())
+            writer.append(rows["buyer_id"].to_numpy(np.int64), rows[names].to_numpy(np.float32))
+            writer.commit()
+            status, body = call("/v1/admin/reload", {"parts": ["snapshot"]})
+            if status != 200:
+                raise RuntimeError(f"reload answered {status}: {body}")
+        clock.write_text(event.t.isoformat())
+        status, body = call("/v1/decisions" if event.kind == "decide" else "/v1/outcomes", event.body)
+        if event.kind == "decide":
+            if status != 200:
+                raise RuntimeError(f"decision {event.body['request_id']} answered {status}: {body}")
+            answers.append(body)
+    return answers
+
+
+def judged(decisions: pd.DataFrame, tables: dict[str, pd.DataFrame], data: Path) -> pd.DataFrame:
+    """The decisions with the truth's loss probability of approving (``p_true``) and the outcome (``bad``)."""
+    from serving.backtest_report import realised_bad, truth_of
+
+    out = decisions.copy()
+    out["p_true"] = np.nan
+    out["bad"] = False
+    for service in (PRESALE, FAST_REFUND):
+        mask = (out["service"] == service).to_numpy()
+        if not mask.any():
+            continue
+        refs = out.loc[mask, "ref_id"]
+        p = truth_of(data, service, refs)
+        if p is not None:
+            out.loc[mask, "p_true"] = p
+        out.loc[mask, "bad"] = realised_bad(tables, service, refs)
+    return out
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``python -m serving backtest`` options."""
+    defaults = load_config({"watch_interval_s": 0})
+    parser.add_argument("--data", type=Path, required=True, help="raw export directory")
+    parser.add_argument("--from", dest="start", required=True, help="first day of the window (UTC date)")
+    parser.add_argument("--to", dest="end", required=True, help="day after the window (UTC date, exclusive)")
+    parser.add_argument(
+        "--policy",
+        type=Path,
+        default=None,
+        help="candidate policy to judge beside the one in force (what-if)",
+    )
+    parser.add_argument(
+        "--policy-in-force",
+        type=Path,
+        default=Path(defaults.policy_path),
+        help=f"the policy in force (default {defaults.policy_path})",
+    )
+    parser.add_argument(
+        "--model-uri", default=defaults.model_uri, help=f"model (default {defaults.model_uri})"
+    )
+    parser.add_argument(
+        "--tracking-uri", default=defaults.mlflow_tracking_uri, help="MLflow tracking/registry URI"
+    )
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
+    parser.add_argument(
+        "--decisions", type=Path, default=None, help="write every decision to this parquet file"
+    )
+
+
+def backtest(
+    data: Path,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    rating,
+    policies: dict[str, Policy],
+    progress: Callable[[str], None] = print,
+) -> tuple[dict[str, pd.DataFrame], dict]:
+    """Replay ``[start, end)`` of the export under each policy; return the decisions and the report.
+
+    Args:
+        data: Raw export directory.
+        start: First instant of the window (UTC).
+        end: End of the window (UTC, exclusive).
+        rating: The loaded rating artifact (``serving.live.load_model``).
+        policies: Name -> policy to replay under (each on its own ledger).
+        progress: Where progress lines go.
+
+    Returns:
+        ``(name -> judged decisions, name -> report)``; each report has the legacy rule beside it.
+    """
+    from features.io import load_tables
+    from serving.backtest_report import legacy, report
+
+    began = time.perf_counter()
+    tables = load_tables(data)
+    first = next(iter(policies.values()))
+    events = window_events(tables, start, end, first.currency, first.decimals)
+    decides = sum(e.kind == "decide" for e in events)
+    progress(
+        f"{decides:,} decisions and {len(events) - decides:,} outcomes in the window ({time.perf_counter() - began:.1f} s)"
+    )
+    names = list(rating.model.signal_names)
+    signals = daily_signals(tables, events, names)
+    progress(f"signals of {len(signals):,} buyer-days built ({time.perf_counter() - began:.1f} s)")
+    decisions, reports = {}, {}
+    for name, policy in policies.items():
+        lives = dict(day_lives(signals, names, rating, policy))
+        made = judged(replay(events, lives), tables, data)
+        decisions[name] = made
+        reports[name] = report(made, legacy(made, signals, tables))
+        progress(f"replayed under {name} (version {policy.version}) ({time.perf_counter() - began:.1f} s)")
+    return decisions, reports
+
+
+def run(args: argparse.Namespace) -> int:
+    """``python -m serving backtest``: print the report (and write it with ``--json``)."""
+    from features.contract import ContractError
+    from serving.backtest_report import render
+    from serving.live import load_model
+    from serving.policy import PolicyError, load_policy
+
+    try:
+        start = pd.Timestamp(args.start, tz="UTC")
+        end = pd.Timestamp(args.end, tz="UTC")
+    except ValueError as exc:
+        print(f"backtest: --from/--to: {exc}", file=sys.stderr)
+        return 2
+    if end <= start:
+        print(f"backtest: --to {args.end} is not after --from {args.start}", file=sys.stderr)
+        return 2
+    config = load_config(
+        {"model_uri": args.model_uri, "mlflow_tracking_uri": args.tracking_uri, "watch_interval_s": 0}
+    )
+    rating = load_model(config)
+    names = list(rating.model.signal_names)
+    try:
+        policies = {"policy in force": load_policy(args.policy_in_force, names)}
+        if args.policy is not None:
+            policies["candidate"] = load_policy(args.policy, names)
+    except (PolicyError, OSError) as exc:
+        print(f"backtest: {exc}", file=sys.stderr)
+        return 2
+    try:
+        decisions, reports = backtest(args.data, start, end, rating, policies)
+    except ContractError as exc:
+        print(f"backtest: {exc}", file=sys.stderr)
+        return 2
+    for name, result in reports.items():
+        print()
+        print(
+            render(
+                result,
+                f"{name} ({policies[name].version}), {args.start} to {args.end}, model {config.model_uri}",
+            )
+        )
+    if args.json is not None:
+        args.json.write_text(json.dumps(reports, indent=2))
+    if args.decisions is not None:
+        pd.concat([d.assign(policy=n) for n, d in decisions.items()]).to_parquet(args.decisions)
+    return 0
