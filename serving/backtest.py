@@ -209,6 +209,7 @@ def decision_row(event: Event, answer: dict) -> dict:
         "expected_loss": answer["expected_loss"],
         "at_risk": at_risk,
         "first_decline": declines[0]["code"] if declines else None,
+        "propensity": (answer.get("exploration") or {}).get("propensity", 1.0),
     }
 
 
@@ -327,9 +328,20 @@ def judged(decisions: pd.DataFrame, tables: dict[str, pd.DataFrame], data: Path)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``python -m serving backtest`` options."""
     defaults = load_config({"watch_interval_s": 0})
-    parser.add_argument("--data", type=Path, required=True, help="raw export directory")
-    parser.add_argument("--from", dest="start", required=True, help="first day of the window (UTC date)")
-    parser.add_argument("--to", dest="end", required=True, help="day after the window (UTC date, exclusive)")
+    parser.add_argument("--data", type=Path, default=None, help="raw export directory (a replay)")
+    parser.add_argument("--from", dest="start", default=None, help="first day of the window (UTC date)")
+    parser.add_argument("--to", dest="end", default=None, help="day after the window (UTC date, exclusive)")
+    parser.add_argument(
+        "--log",
+        action="store_true",
+        help="instead of a replay, estimate --policy from the decision log and its outcomes (IPS, SNIPS, DR)",
+    )
+    parser.add_argument(
+        "--database-url",
+        default=defaults.database_url,
+        help=f"the decision log (default {defaults.database_url})",
+    )
+    parser.add_argument("--database-schema", default=defaults.database_schema, help="its PostgreSQL schema")
     parser.add_argument(
         "--policy",
         type=Path,
@@ -401,11 +413,16 @@ def backtest(
 
 def run(args: argparse.Namespace) -> int:
     """``python -m serving backtest``: print the report (and write it with ``--json``)."""
-    from features.contract import ContractError
+    from features.validate import ContractError
     from serving.backtest_report import render
     from serving.live import load_model
     from serving.policy import PolicyError, load_policy
 
+    if args.log:
+        return run_log(args)
+    if args.data is None or args.start is None or args.end is None:
+        print("backtest: a replay needs --data, --from and --to (or --log)", file=sys.stderr)
+        return 2
     try:
         start = pd.Timestamp(args.start, tz="UTC")
         end = pd.Timestamp(args.end, tz="UTC")
@@ -444,4 +461,55 @@ def run(args: argparse.Namespace) -> int:
         args.json.write_text(json.dumps(reports, indent=2))
     if args.decisions is not None:
         pd.concat([d.assign(policy=n) for n, d in decisions.items()]).to_parquet(args.decisions)
+    return 0
+
+
+def run_log(args: argparse.Namespace) -> int:
+    """``python -m serving backtest --log --policy FILE``: off-policy estimates from the decision log."""
+    from serving.ledger import Ledger, make_engine
+    from serving.ope import estimate, read_log, redecide
+    from serving.policy import PolicyError, load_policy
+
+    if args.policy is None:
+        print("backtest --log: --policy (the candidate to estimate) is required", file=sys.stderr)
+        return 2
+    try:
+        policy = load_policy(args.policy)
+    except (PolicyError, OSError) as exc:
+        print(f"backtest: {exc}", file=sys.stderr)
+        return 2
+    start = None if args.start is None else pd.Timestamp(args.start).tz_localize(None)
+    end = None if args.end is None else pd.Timestamp(args.end).tz_localize(None)
+    ledger = Ledger(make_engine(args.database_url, args.database_schema), args.database_schema)
+    results = {}
+    try:
+        for service in (PRESALE, FAST_REFUND):
+            log = read_log(ledger.engine, service, policy.decimals, start, end)
+            if log.empty:
+                continue
+            candidate = np.array([redecide(row, policy) for row in log.to_dict("records")])
+            results[service] = estimate(log, candidate) | {
+                "logged_approvals": int(log["approved"].sum()),
+                "logged_money": float(log.loc[log["approved"], "at_risk"].sum()),
+                "logged_loss": float(log["loss"].sum()),
+            }
+    finally:
+        ledger.close()
+    for service, r in results.items():
+        print(
+            f"\n{service}: {r['decisions']:,} logged decisions, {r['logged_approvals']:,} approved, "
+            f"money {r['logged_money']:,.0f}, realised loss {r['logged_loss']:,.0f}"
+        )
+        print(
+            f"  candidate {policy.version}: {r['approvals']:,} approvals, money {r['money']:,.0f} "
+            f"({r['unsupported']:,} approvals the log could never have made)"
+        )
+        for name in ("ips", "snips", "dr"):
+            lo, hi = r[f"{name}_ci"]
+            print(f"  loss {name.upper():5}: {r[name]:>12,.0f}  [{lo:,.0f}, {hi:,.0f}]")
+    if not results:
+        print("backtest --log: the decision log holds no decisions in that window", file=sys.stderr)
+        return 1
+    if args.json is not None:
+        args.json.write_text(json.dumps(results, indent=2))
     return 0
