@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -225,6 +226,24 @@ class LedgerMachine(RuleBasedStateMachine):
         assert answers[0] == answers[1] == answers[2], answers
         return answers[0]
 
+    def _concurrent(self, body: dict) -> None:
+        """The body twice at once (two request ids) on each SQL ledger, one after the other in memory."""
+        self._tick()
+        twins = [dict(body, request_id=f"{body['request_id']}-{i}") for i in range(2)]
+        answers = []
+        for ledger in self.backends.all():
+            if isinstance(ledger, MemoryLedger):
+                got = [self._decide_on(ledger, twin) for twin in twins]
+            else:
+                with ThreadPoolExecutor(2) as pool:
+                    got = list(pool.map(lambda twin, ledger=ledger: self._decide_on(ledger, twin), twins))
+            answers.append(sorted(a["decision"] for a in got))
+        assert answers[0] == answers[1] == answers[2], answers
+        assert len(set(answers[0])) == 1, "a retry of the same order at the same amount decides the same"
+
+    def _decide_on(self, ledger, body: dict) -> dict:
+        return handle_decision(body, self.live, ledger, self.config, self.metrics, 0.0, "k", self.now).body
+
     def _outcome(self, body: dict) -> tuple[int, str | None, int]:
         self._tick()
         results = []
@@ -241,6 +260,14 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @rule(slot=st.sampled_from(list(STARS)), order=st.integers(0, 1), amount=st.sampled_from(AMOUNTS))
     def presale(self, slot: int, order: int, amount: int) -> None:
+        self._presale(slot, order, amount, concurrent=False)
+
+    @rule(slot=st.sampled_from(list(STARS)), order=st.integers(0, 1), amount=st.sampled_from(AMOUNTS))
+    def concurrent_retries(self, slot: int, order: int, amount: int) -> None:
+        """Two checkouts send the same order at once under different request ids."""
+        self._presale(slot, order, amount, concurrent=True)
+
+    def _presale(self, slot: int, order: int, amount: int, concurrent: bool) -> None:
         buyer = self.buyers[slot]
         model = self.models[buyer]
         body = {
@@ -258,6 +285,8 @@ class LedgerMachine(RuleBasedStateMachine):
         }
         balance = _minor(amount - amount // 10)
         o = model.orders.setdefault(order, OrderModel())
+        if concurrent:
+            self._concurrent(body)
         settled = o.state != "open" or balance - o.paid <= 0
         hold = max(balance - o.paid, 0)
         fits = _minor(amount) <= _minor(CAP[model.star]) and model.exposure(but=order) + hold <= _minor(
