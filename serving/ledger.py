@@ -45,6 +45,7 @@ from serving.positions import (
     Outcome,
     Position,
     apply_outcome,
+    decided_at_risk,
 )
 from serving.tables import (
     BUYER_LOCKS,
@@ -58,10 +59,6 @@ from serving.tables import (
 
 log = logging.getLogger(__name__)
 __all__ = ["DuplicateRequest", "Ledger", "Outcome", "Refusal", "make_engine", "utcnow"]
-
-ORDER_UNKNOWN = "outcome_order_unknown"
-REFUND_UNKNOWN = "outcome_refund_unknown"
-OTHER_BUYER = "outcome_buyer_mismatch"
 
 
 class LedgerSchemaError(RuntimeError):
@@ -488,17 +485,10 @@ class Ledger:
         rows = conn.execute(
             select(d.buyer_id, d.requested_minor)
             .where(d.service == service, d.ref_id == outcome.ref_id)
-            .order_by(d.created_at.desc())
+            .order_by(d.created_at)
         ).all()
-        mine = [row.requested_minor for row in rows if row.buyer_id == outcome.buyer_id]
-        if mine:
-            return mine[0]
-        what = "order" if service == PRESALE else "refund"
-        if rows:
-            raise Refusal(409, OTHER_BUYER, f"this {what} was decided for another buyer")
-        raise Refusal(
-            404, ORDER_UNKNOWN if service == PRESALE else REFUND_UNKNOWN, f"no decision on this {what}"
-        )
+        latest = {int(row.buyer_id): int(row.requested_minor) for row in rows}  # the last one wins
+        return decided_at_risk(service, outcome.buyer_id, latest)
 
 
 class DecisionTransaction:

@@ -17,8 +17,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from serving.decide import Usage
-from serving.idempotency import Refusal, key_reused
-from serving.ledger import ORDER_UNKNOWN, OTHER_BUYER, REFUND_UNKNOWN, DuplicateRequest, month_of
+from serving.idempotency import key_reused
+from serving.ledger import DuplicateRequest, month_of
 from serving.policy import FAST_REFUND, PRESALE
 from serving.positions import (
     OUTCOME_KINDS,
@@ -27,6 +27,7 @@ from serving.positions import (
     apply_outcome,
     approve,
     counts_in_quota,
+    decided_at_risk,
 )
 from serving.tables import utcnow
 
@@ -91,15 +92,7 @@ class MemoryLedger:
             if stored[0] != fingerprint:
                 raise key_reused("outcome_id")
             return result | {"kind": stored[1], "released_minor": stored[2], "replayed": True}
-        decided = self._latest.get((service, outcome.ref_id), {})
-        what = "order" if service == PRESALE else "refund"
-        if outcome.buyer_id not in decided:
-            if decided:
-                raise Refusal(409, OTHER_BUYER, f"this {what} was decided for another buyer")
-            raise Refusal(
-                404, ORDER_UNKNOWN if service == PRESALE else REFUND_UNKNOWN, f"no decision on this {what}"
-            )
-        at_risk = decided[outcome.buyer_id]
+        at_risk = decided_at_risk(service, outcome.buyer_id, self._latest.get((service, outcome.ref_id), {}))
         book = self.positions.setdefault(outcome.buyer_id, {})
         before = book.get((service, outcome.ref_id))
         after, _, release = apply_outcome(before, outcome.kind, outcome.amount, at_risk, now or utcnow())

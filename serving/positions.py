@@ -45,6 +45,9 @@ OUTCOME_KINDS: dict[str, tuple[str, str | None]] = {
 RELEASED_STATES = frozenset({PAID, "canceled", "returned"})  # nothing stays held
 CLOSED_STATES = frozenset({PAID, "canceled", "defaulted", "returned", "not_returned", "abuse"})
 
+ORDER_UNKNOWN = "outcome_order_unknown"
+REFUND_UNKNOWN = "outcome_refund_unknown"
+OTHER_BUYER = "outcome_buyer_mismatch"
 ORDER_CLOSED = "outcome_order_closed"
 EXCEEDS_BALANCE = "outcome_exceeds_balance"
 EXCEEDS_REFUND = "outcome_exceeds_refund"
@@ -98,6 +101,25 @@ class Position:
     def held(self) -> int:
         """What the position counts against the buyer now."""
         return self.amount - self.released
+
+
+def decided_at_risk(service: str, buyer_id: int, latest: Mapping[int, int]) -> int:
+    """The amount at risk an outcome is checked against: the buyer's latest decision on the ref.
+
+    Args:
+        service: ``PRESALE`` or ``FAST_REFUND``.
+        buyer_id: The buyer the outcome names.
+        latest: Buyer -> the amount at risk of that buyer's latest decision on the order or refund.
+
+    Raises:
+        Refusal: 404 when nobody's decision is on record, 409 when only another buyer's is.
+    """
+    if buyer_id in latest:
+        return latest[buyer_id]
+    what = "order" if service == PRESALE else "refund"
+    if latest:
+        raise Refusal(409, OTHER_BUYER, f"this {what} was decided for another buyer")
+    raise Refusal(404, ORDER_UNKNOWN if service == PRESALE else REFUND_UNKNOWN, f"no decision on this {what}")
 
 
 def closed_text(service: str, position: Position | None, at_risk: int) -> str | None:
