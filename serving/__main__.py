@@ -5,6 +5,7 @@
     python -m serving hash-key KEY --scopes admin       # the entry of an existing key
     python -m serving retention --older-than-days 400 --out DIR  # export old decisions/outcomes, delete them
     python -m serving backtest --data DIR --from 2025-10-20 --to 2025-11-19 [--policy FILE]  # replay a window
+    python -m serving propose --data DIR --from 2024-05-01 --to 2024-07-01 --out candidate.yaml  # search a policy
 
 Both key commands read the server secret from ``SERVING_API_KEY_SECRET``. Production runs
 gunicorn instead::
@@ -34,7 +35,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     key.add_argument("--scopes", default="decide", help=scopes_help)
     new = sub.add_parser("new-key", help="print a new random key, then its SERVING_API_KEYS entry")
     new.add_argument("--scopes", default="decide", help=scopes_help)
-    from serving import backtest, retention
+    from serving import backtest, policy_search, retention
 
     retention.add_arguments(
         sub.add_parser(
@@ -43,6 +44,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     backtest.add_arguments(
         sub.add_parser("backtest", help="replay a window of opportunities through the decision path")
+    )
+    policy_search.add_arguments(
+        sub.add_parser("propose", help="propose a whole policy by backtest on a validation window")
     )
     return parser.parse_args(argv)
 
@@ -55,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
         return retention(args)
     if args.command == "backtest":
         from serving.backtest import run
+
+        return run(args)
+    if args.command == "propose":
+        from serving.policy_search import run
 
         return run(args)
     if args.command in ("hash-key", "new-key"):

@@ -22,7 +22,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,13 +32,14 @@ from features.build import build_signals
 from features.outcomes import RETURN_KIND, presale_outcomes, refund_outcomes
 from features.registry import get as get_signal
 from serving.config import ServingConfig, load_config
-from serving.decide import DEGRADED
+from serving.decide import DEGRADED, BuyerRating, DecisionRequest, HeadRisk, decide, decline_unrated
 from serving.handle import handle_decision, handle_outcome
 from serving.idempotency import Refusal
-from serving.live import Live, live_for_snapshot
+from serving.live import Live, Unrated, live_for_snapshot
 from serving.memory_ledger import MemoryLedger
 from serving.metrics import Metrics
 from serving.policy import FAST_REFUND, PRESALE, Policy
+from serving.schema import parse_decision
 from serving.snapshot import FileSnapshot, SnapshotMeta
 
 KEY = "backtest"
@@ -251,6 +252,108 @@ def replay(
         n = int((frame["first_decline"] == DEGRADED).sum())
         raise RuntimeError(f"backtest: {n} decisions degraded (the model or snapshot failed); see the log")
     return frame
+
+
+@dataclass(frozen=True)
+class Priced:
+    """A decision event rated and priced once (what no policy changes): the input of ``decide_priced``."""
+
+    request: DecisionRequest
+    rating: BuyerRating | None
+    unrated: Unrated | None
+    head: HeadRisk | None
+
+
+def price(
+    events: list[Event], lives: dict[pd.Timestamp, Live], config: ServingConfig | None = None
+) -> list[Priced]:
+    """Rate and price every decision event as ``handle_decision`` does, without reasons (no TreeSHAP).
+
+    The buyer's rating and the head's probability depend on the model, the snapshot and the
+    request, never on the policy, so a policy search prices a window once.
+    """
+    config = ServingConfig(watch_interval_s=0) if config is None else config
+    out = []
+    for event in events:
+        if event.kind != "decide":
+            continue
+        live = lives[event.t.floor("D")]
+        live = replace(live, policy=replace(live.policy, max_reasons=0))
+        policy = live.policy
+        request = parse_decision(event.body, config.max_amount, policy.currency, policy.decimals)
+        try:
+            rating = live.rate(request.buyer_id)
+        except Unrated as exc:
+            out.append(Priced(request, None, exc, None))
+            continue
+        t = event.t.tz_convert("UTC").tz_localize(None)
+        out.append(Priced(request, rating, None, live.head_risk(request, rating, t)))
+    return out
+
+
+def decide_priced(
+    events: list[Event], priced: list[Priced], policy: Policy, config: ServingConfig | None = None
+) -> pd.DataFrame:
+    """The window decided under ``policy`` from its priced events: ``serving.decide`` and the ledger's rules.
+
+    The same decisions as ``replay`` with a ``Live`` of this policy (tested), without building
+    answers: what a policy search runs for each candidate.
+
+    Returns:
+        service, ref_id, buyer_id, decision, star, p_loss, expected_loss and at_risk (currency
+        units), propensity, one row per decision event.
+    """
+    config = ServingConfig(watch_interval_s=0) if config is None else config
+    ledger = MemoryLedger()
+    unit = 10.0**policy.decimals
+    rows, k = [], 0
+    any_live = Live(policy=policy)
+    for event in events:
+        t = event.t.tz_convert("UTC").tz_localize(None)
+        if event.kind == "outcome":
+            with contextlib.suppress(Refusal):
+                handle_outcome(event.body, any_live, ledger, config, KEY, t)
+            continue
+        p = priced[k]
+        k += 1
+        request = p.request
+        with ledger.locked(request.buyer_id) as tx:
+            _, _, usage = tx.read(
+                request.request_id, policy.quota_window_days, request.service, request.ref_id, KEY, t
+            )
+            if p.rating is None:
+                made = decline_unrated(p.unrated.code, p.unrated.text)
+            else:
+                made = decide(request, p.rating, policy, usage, p.head)
+            tx.record(
+                {
+                    "key_id": KEY,
+                    "request_id": request.request_id,
+                    "outputs": None,
+                    "fingerprint": "",
+                    "service": request.service,
+                    "ref_id": request.ref_id,
+                    "buyer_id": request.buyer_id,
+                    "requested_minor": request.at_risk,
+                    "created_at": t,
+                    "explored_minor": made.explored_loss,
+                },
+                made.reserve,
+            )
+        rows.append(
+            {
+                "service": request.service,
+                "ref_id": request.ref_id,
+                "buyer_id": request.buyer_id,
+                "decision": made.decision,
+                "star": None if p.rating is None else p.rating.star,
+                "p_loss": None if p.head is None else p.head.p_loss,
+                "expected_loss": None if p.head is None else p.head.expected_loss / unit,
+                "at_risk": request.at_risk / unit,
+                "propensity": made.propensity,
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def served_replay(

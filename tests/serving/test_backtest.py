@@ -221,3 +221,51 @@ def test_backtest_log_estimates_a_candidate_from_the_service_ledger(
     presale = made[made["service"] == "presale_ship_before_balance"]
     assert f"presale_ship_before_balance: {len(presale):,} logged decisions" in printed
     assert "loss DR" in printed and "loss SNIPS" in printed
+
+
+def test_a_priced_window_decides_as_the_replay(market, trained, window):
+    """What a policy search runs per candidate equals the handler's replay, decision by decision."""
+    from features.io import load_tables
+    from serving.backtest import day_lives, decide_priced, price, replay
+
+    _, _, rating = trained
+    names = list(rating.model.signal_names)
+    policy = load_policy(SHIPPED_POLICY, names)
+    tables = load_tables(market)
+    events = window_events(tables, *window, policy.currency, policy.decimals)
+    lives = dict(day_lives(daily_signals(tables, events, names), names, rating, policy))
+    slow = replay(events, lives)
+    fast = decide_priced(events, price(events, lives), policy)
+    assert (fast["decision"].to_numpy() == slow["decision"].to_numpy()).all()
+    assert (fast["ref_id"].to_numpy() == slow["ref_id"].to_numpy()).all()
+
+
+def test_the_proposed_policy_keeps_its_target_and_the_service_reads_it(market, trained, window, tmp_path):
+    import yaml
+
+    from serving.__main__ import main
+
+    model_uri, tracking, rating = trained
+    out, curve = tmp_path / "candidate.yaml", tmp_path / "curve.csv"
+    start, end = (f"{t:%Y-%m-%d}" for t in window)
+    args = ["propose", "--data", str(market), "--from", start, "--to", end, "--out", str(out)]
+    args += [
+        "--model-uri",
+        model_uri,
+        "--tracking-uri",
+        tracking,
+        "--curve",
+        str(curve),
+        "--target-presale",
+        "0.02",
+    ]
+    assert main([*args, "--target-refund", "0.05", "--version", "proposed-1"]) == 0
+    proposed = load_policy(out, rating.model.signal_names)  # the service's own parser
+    assert proposed.version == "proposed-1"
+    tried = pd.read_csv(curve)
+    chosen = yaml.safe_load(out.read_text())["services"]["presale_ship_before_balance"]
+    presale = tried[tried["service"] == "presale_ship_before_balance"]
+    feasible = presale[presale["feasible"]]
+    assert (feasible["upper"] <= 0.02).all() and not feasible.empty
+    best = feasible.loc[feasible["money"].idxmax()]
+    assert chosen["expected_loss_allowance"][5] == pytest.approx(best["allowance_5"], rel=1e-5)

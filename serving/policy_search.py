@@ -1,0 +1,270 @@
+"""Propose a whole policy by backtest: the most money approved with the loss per unit's upper bound on target.
+
+For each service, the expected-loss allowance and the amount cap of every star band are
+searched together (coordinate ascent over multiplicative steps) by deciding the window under
+each candidate with the service's own decision code and ledger rules
+(``serving.backtest.decide_priced``: minimum stars, caps, deposit, exposure limits, quotas,
+evidence, hard declines, all of it). A candidate is feasible when the upper end of the 95%
+buyer-bootstrap interval of its loss per unit approved (the head's expected loss: a real export
+has no truth) is at or below the service's target; among feasible candidates the one approving
+the most money wins. The default target is the legacy rule's loss per unit on the same window
+for presales and half of it for fast refunds (the legacy rule, measured by the same head).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from serving.backtest import Event, Priced, decide_priced
+from serving.policy import FAST_REFUND, PRESALE, parse_policy
+
+SCALES = (0.5, 0.8, 1.25, 2.0)
+PASSES = 2
+REPLICATES = 200
+TARGET_SHARE = {PRESALE: 1.0, FAST_REFUND: 0.5}  # of the legacy rule's loss per unit
+
+
+@dataclass(frozen=True)
+class Tried:
+    """One candidate's figures on the window (currency units)."""
+
+    service: str
+    allowance: dict[int, float]
+    cap: dict[int, float]
+    approvals: int
+    money: float
+    loss_per_unit: float
+    upper: float
+    feasible: bool
+
+
+def upper_bound(frame: pd.DataFrame, approved: np.ndarray, seed: int = 0) -> tuple[float, float, float]:
+    """``(money approved, loss per unit, its 95% upper bound)`` by the head's expected loss, buyer bootstrap."""
+    money = np.where(approved, frame["at_risk"].to_numpy(np.float64), 0.0)
+    loss = np.where(approved, frame["expected_loss"].fillna(0.0).to_numpy(np.float64), 0.0)
+    if money.sum() == 0:
+        return 0.0, 0.0, 0.0
+    ids, inverse = np.unique(frame["buyer_id"].to_numpy(), return_inverse=True)
+    sums = np.stack([np.bincount(inverse, weights=x, minlength=len(ids)) for x in (money, loss)])
+    weights = np.random.default_rng(seed).poisson(1.0, size=(REPLICATES, len(ids))).astype(np.float64)
+    reps = weights @ sums.T
+    rate = np.divide(reps[:, 1], reps[:, 0], out=np.zeros(REPLICATES), where=reps[:, 0] > 0)
+    return float(money.sum()), float(loss.sum() / money.sum()), float(np.percentile(rate, 97.5))
+
+
+def with_settings(raw: dict, service: str, allowance: dict[int, float], cap: dict[int, float]) -> dict:
+    """A copy of the policy document with the service's allowance and caps per star set."""
+    doc = copy.deepcopy(raw)
+    rules = doc["services"][service]
+    rules["expected_loss_allowance"] = {star: float(f"{v:.6g}") for star, v in allowance.items()}
+    rules["amount_cap"] = {star: round(v, 2) for star, v in cap.items()}
+    return doc
+
+
+def _monotone(table: dict[int, float]) -> bool:
+    values = [table[s] for s in sorted(table)]
+    return all(b >= a for a, b in zip(values, values[1:], strict=False))
+
+
+def search(
+    events: list[Event],
+    priced: list[Priced],
+    raw: dict,
+    targets: dict[str, float],
+    progress: Callable[[str], None] = print,
+) -> tuple[dict, list[Tried]]:
+    """The proposed policy document and every candidate tried.
+
+    Args:
+        events: The validation window's events (``serving.backtest.window_events``).
+        priced: Its decision events priced by the model (``serving.backtest.price``).
+        raw: The reviewed policy document (as read from YAML) the search starts from.
+        targets: Service -> the largest upper bound of the loss per unit accepted.
+        progress: Where progress lines go.
+
+    Returns:
+        ``(policy document, tried)``; a service whose starting point is infeasible keeps its
+        allowance and caps, and ``tried`` says so.
+    """
+    doc = copy.deepcopy(raw)
+    tried: list[Tried] = []
+    for service in (PRESALE, FAST_REFUND):
+        own_events = [e for e in events if e.kind == "outcome" or e.body["service"] == service]
+        own_priced = [p for p in priced if p.request.service == service]
+
+        def evaluate(
+            allowance: dict,
+            cap: dict,
+            service: str = service,
+            doc: dict = doc,
+            own_events=own_events,
+            own_priced=own_priced,
+        ) -> Tried:
+            policy = parse_policy(with_settings(doc, service, allowance, cap))
+            made = decide_priced(own_events, own_priced, policy)
+            approved = made["decision"].eq("approve").to_numpy()
+            money, rate, upper = upper_bound(made, approved)
+            feasible = upper <= targets[service]
+            result = Tried(
+                service, dict(allowance), dict(cap), int(approved.sum()), money, rate, upper, feasible
+            )
+            tried.append(result)
+            return result
+
+        best = _climb(doc["services"][service], evaluate, service, targets[service], progress)
+        if best is not None:
+            doc = with_settings(doc, service, best.allowance, best.cap)
+    return doc, tried
+
+
+def _climb(
+    rules: dict,
+    evaluate: Callable[[dict, dict], Tried],
+    service: str,
+    target: float,
+    progress: Callable[[str], None],
+) -> Tried | None:
+    """Coordinate ascent over each star's allowance and cap; None when nothing feasible was found."""
+    stars = sorted(int(s) for s in rules["amount_cap"])
+    allowance = {s: float(rules.get("expected_loss_allowance", {}).get(s, 0.01)) for s in stars}
+    cap = {s: float(rules["amount_cap"][s]) for s in stars}
+    best = evaluate(allowance, cap)
+    progress(
+        f"{service}: start {best.money:,.0f} approved at {best.loss_per_unit:.4%} "
+        f"(upper {best.upper:.4%}, target {target:.4%})"
+    )
+    for _ in range(8):  # an infeasible start: shrink every allowance until it is feasible
+        if best.feasible:
+            break
+        best = evaluate({s: v * 0.5 for s, v in best.allowance.items()}, cap)
+    if not best.feasible:
+        progress(f"{service}: no feasible allowance found; kept as reviewed")
+        return None
+    for _ in range(PASSES):
+        for star in stars:
+            for knob in ("allowance", "cap"):
+                for scale in SCALES:
+                    a, c = dict(best.allowance), dict(best.cap)
+                    (a if knob == "allowance" else c)[star] *= scale
+                    if a[star] > 1 or not (_monotone(a) and _monotone(c)):
+                        continue
+                    trial = evaluate(a, c)
+                    if trial.feasible and trial.money > best.money:
+                        best = trial
+        progress(
+            f"{service}: {best.money:,.0f} approved at {best.loss_per_unit:.4%} (upper {best.upper:.4%})"
+        )
+    return best
+
+
+def curve(tried: list[Tried]) -> pd.DataFrame:
+    """Every candidate as a row: the approvals/loss curve the run logs."""
+    return pd.DataFrame(
+        [
+            {
+                "service": t.service,
+                "approvals": t.approvals,
+                "money": t.money,
+                "loss_per_unit": t.loss_per_unit,
+                "upper": t.upper,
+                "feasible": t.feasible,
+                **{f"allowance_{s}": v for s, v in t.allowance.items()},
+                **{f"cap_{s}": v for s, v in t.cap.items()},
+            }
+            for t in tried
+        ]
+    )
+
+
+def legacy_targets(decisions: pd.DataFrame, legacy_approved: np.ndarray) -> dict[str, float]:
+    """Default targets: the legacy rule's loss per unit by the same head (presales), half of it (refunds)."""
+    out: dict[str, Any] = {}
+    for service in (PRESALE, FAST_REFUND):
+        mask = (decisions["service"] == service).to_numpy()
+        _, rate, _ = upper_bound(decisions[mask], legacy_approved[mask])
+        out[service] = rate * TARGET_SHARE[service]
+    return out
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``python -m serving propose`` options."""
+    from serving.config import load_config
+
+    defaults = load_config({"watch_interval_s": 0})
+    parser.add_argument("--data", type=Path, required=True, help="raw export directory")
+    parser.add_argument(
+        "--from", dest="start", required=True, help="first day of the validation window (UTC)"
+    )
+    parser.add_argument("--to", dest="end", required=True, help="day after it (UTC, exclusive)")
+    parser.add_argument(
+        "--policy", type=Path, default=Path(defaults.policy_path), help="the reviewed policy to start from"
+    )
+    parser.add_argument("--model-uri", default=defaults.model_uri)
+    parser.add_argument("--tracking-uri", default=defaults.mlflow_tracking_uri)
+    parser.add_argument(
+        "--target-presale", type=float, default=None, help="loss per unit (default: the legacy rule's)"
+    )
+    parser.add_argument(
+        "--target-refund", type=float, default=None, help="loss per unit (default: half the legacy rule's)"
+    )
+    parser.add_argument(
+        "--version", default=None, help="version of the proposed policy (default: candidate-<date>)"
+    )
+    parser.add_argument("--out", type=Path, required=True, help="where to write the proposed policy (YAML)")
+    parser.add_argument("--curve", type=Path, default=None, help="write every candidate tried (CSV)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """``python -m serving propose``: search the validation window, write the proposed policy."""
+    import yaml
+
+    from features.io import load_tables
+    from serving.backtest import daily_signals, day_lives, price, window_events
+    from serving.backtest_report import legacy
+    from serving.config import load_config
+    from serving.live import load_model
+    from serving.policy import PolicyError
+
+    start, end = pd.Timestamp(args.start, tz="UTC"), pd.Timestamp(args.end, tz="UTC")
+    if end <= start:
+        print(f"propose: --to {args.end} is not after --from {args.start}", file=sys.stderr)
+        return 2
+    try:
+        raw = yaml.safe_load(args.policy.read_text())
+        base = parse_policy(raw)
+    except (PolicyError, OSError, yaml.YAMLError) as exc:
+        print(f"propose: {exc}", file=sys.stderr)
+        return 2
+    config = load_config(
+        {"model_uri": args.model_uri, "mlflow_tracking_uri": args.tracking_uri, "watch_interval_s": 0}
+    )
+    rating = load_model(config)
+    names = list(rating.model.signal_names)
+    tables = load_tables(args.data)
+    events = window_events(tables, start, end, base.currency, base.decimals)
+    signals = daily_signals(tables, events, names)
+    priced = price(events, dict(day_lives(signals, names, rating, base)))
+    made = decide_priced(events, priced, base)
+    made["t"] = [e.t for e in events if e.kind == "decide"]
+    targets = legacy_targets(made, legacy(made, signals, tables))
+    targets |= {
+        k: v for k, v in ((PRESALE, args.target_presale), (FAST_REFUND, args.target_refund)) if v is not None
+    }
+    print(f"targets (loss per unit approved, upper 95% bound): {targets}")
+    doc, tried = search(events, priced, raw, targets)
+    doc["version"] = args.version or f"candidate-{pd.Timestamp.now(tz='UTC'):%Y%m%d}"
+    parse_policy(doc, names)  # what the service will read
+    args.out.write_text(yaml.safe_dump(doc, sort_keys=False))
+    if args.curve is not None:
+        curve(tried).to_csv(args.curve, index=False)
+    print(f"wrote {args.out} ({len(tried)} candidates tried)")
+    return 0
