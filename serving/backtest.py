@@ -300,8 +300,10 @@ def decide_priced(
     answers: what a policy search runs for each candidate.
 
     Returns:
-        service, ref_id, buyer_id, decision, star, p_loss, expected_loss and at_risk (currency
-        units), propensity, one row per decision event.
+        The columns of ``decision_row``, one row per decision event.
+
+    Raises:
+        RuntimeError: A decision degraded (the model or the snapshot failed).
     """
     config = ServingConfig(watch_interval_s=0) if config is None else config
     ledger = MemoryLedger()
@@ -340,16 +342,20 @@ def decide_priced(
                 },
                 made.reserve,
             )
+        if made.declines and made.declines[0].code == DEGRADED:
+            raise RuntimeError(f"backtest: decision {request.request_id} degraded: {made.declines[0].text}")
         rows.append(
             {
                 "service": request.service,
                 "ref_id": request.ref_id,
                 "buyer_id": request.buyer_id,
+                "t": event.t,
                 "decision": made.decision,
                 "star": None if p.rating is None else p.rating.star,
                 "p_loss": None if p.head is None else p.head.p_loss,
                 "expected_loss": None if p.head is None else p.head.expected_loss / unit,
                 "at_risk": request.at_risk / unit,
+                "first_decline": made.declines[0].code if made.declines else None,
                 "propensity": made.propensity,
             }
         )
@@ -504,10 +510,11 @@ def backtest(
     names = list(rating.model.signal_names)
     signals = daily_signals(tables, events, names)
     progress(f"signals of {len(signals):,} buyer-days built ({time.perf_counter() - began:.1f} s)")
+    priced = price(events, dict(day_lives(signals, names, rating, first)))
+    progress(f"rated and priced ({time.perf_counter() - began:.1f} s)")
     decisions, reports = {}, {}
     for name, policy in policies.items():
-        lives = dict(day_lives(signals, names, rating, policy))
-        made = judged(replay(events, lives), tables, data)
+        made = judged(decide_priced(events, priced, policy), tables, data)
         decisions[name] = made
         reports[name] = report(made, legacy(made, signals, tables))
         progress(f"replayed under {name} (version {policy.version}) ({time.perf_counter() - began:.1f} s)")

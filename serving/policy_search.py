@@ -254,7 +254,6 @@ def run(args: argparse.Namespace) -> int:
     signals = daily_signals(tables, events, names)
     priced = price(events, dict(day_lives(signals, names, rating, base)))
     made = decide_priced(events, priced, base)
-    made["t"] = [e.t for e in events if e.kind == "decide"]
     targets = legacy_targets(made, legacy(made, signals, tables))
     targets |= {
         k: v for k, v in ((PRESALE, args.target_presale), (FAST_REFUND, args.target_refund)) if v is not None
