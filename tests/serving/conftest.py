@@ -27,12 +27,16 @@ N_BUYERS = 3000
 # Buyers with a policy signal set (all others have every policy signal at 0).
 UNPAID_BUYER, FRAUD_BUYER, REVIEWER_BUYER = 0, 1, 2
 UNKNOWN_BUYER = 10**9
+TEST_POLICY = Path(__file__).with_name("policy.yaml")  # the tests' own policy, not the shipped one
+TEST_POLICY_VERSION = "test-policy-1"  # its version (tests/serving/policy.yaml)
 
 
 @pytest.fixture(scope="session")
 def model_uri(tmp_path_factory) -> str:
-    """A real ``RatingModel`` saved as a pyfunc directory (fit once per session, a few seconds)."""
-    return save_tiny_rating(tmp_path_factory.mktemp("model") / "rating", SIGNALS, seed=0)
+    """A real ``RatingModel`` with both service heads, saved as a pyfunc directory (fit once per
+    session, a few seconds): every decision of the service tests is priced by a head and held to
+    the test policy's expected-loss allowance, as in production."""
+    return save_tiny_rating(tmp_path_factory.mktemp("model") / "rating", SIGNALS, seed=0, heads=True)
 
 
 @pytest.fixture(scope="session")
@@ -87,9 +91,9 @@ def buyer_with_star(stars):
 
 @pytest.fixture
 def policy_file(tmp_path) -> Path:
-    """A per-test copy of the shipped policy (tests may rewrite it)."""
+    """A per-test copy of the tests' own policy, ``tests/serving/policy.yaml`` (tests may rewrite it)."""
     path = tmp_path / "policy.yaml"
-    shutil.copy(Path(__file__).parents[2] / "serving" / "policy.yaml", path)
+    shutil.copy(TEST_POLICY, path)
     return path
 
 
