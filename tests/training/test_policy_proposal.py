@@ -71,7 +71,8 @@ def test_candidate_policy_is_the_reviewed_file_plus_allowances():
 
 def test_the_candidate_training_writes_is_read_by_the_service_parser():
     """What ``train.py`` logs (``candidate_policy`` from the reviewed file, dumped as YAML) is a
-    policy the service loads, with the proposed allowances exactly."""
+    policy the service loads, with the proposed allowances (to the 6 significant digits written),
+    even where the rule's loss rate is high enough that the proposal approves almost every order."""
     from features.registry import signal_names
     from serving.policy import parse_policy
     from training.train import BASE_POLICY as REVIEWED
@@ -80,15 +81,13 @@ def test_the_candidate_training_writes_is_read_by_the_service_parser():
     n = 400
     proposals = {}
     for service in ("presale_ship_before_balance", "fast_refund"):
+        order_value = rng.uniform(100, 1000, n)
+        at_risk = order_value * (0.9 if service == "presale_ship_before_balance" else 1.0)
+        p = rng.uniform(0.001, 0.99, n)
         proposals[service] = propose(
-            service,
-            rng.uniform(0.001, 0.3, n),
-            rng.uniform(10, 900, n),
-            rng.uniform(100, 1000, n),
-            rng.integers(1, 6, n),
-            rng.random(n) < 0.3,
+            service, p, at_risk, order_value, rng.integers(1, 6, n), p > 0.5,
             bands=policy_bands(REVIEWED, service),
-        )
+        )  # fmt: skip
     text = yaml.safe_dump(candidate_policy(REVIEWED, proposals, "candidate-0123abcd"), sort_keys=False)
     policy = parse_policy(yaml.safe_load(text), signal_names())
     assert policy.version == "candidate-0123abcd"
