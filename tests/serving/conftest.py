@@ -137,6 +137,24 @@ def client(app):
     return client
 
 
+def held_exposure(app, buyer_id: int) -> int:
+    """The ledger's own sum (minor units) of what the buyer's open presale holds still hold, read
+    from the reservations table over every hold of the buyer (no order left out)."""
+    from sqlalchemy import func, select
+
+    from serving.tables import RESERVATIONS
+
+    r = RESERVATIONS.c
+    query = select(func.coalesce(func.sum(r.amount_minor - r.released_minor), 0)).where(
+        r.buyer_id == buyer_id, r.service == "presale_ship_before_balance", r.released_at.is_(None)
+    )
+    ledger = app.extensions["buyer_trust"].ledger
+    with ledger.engine.connect() as conn:
+        if ledger.schema:
+            conn = conn.execution_options(schema_translate_map={None: ledger.schema})
+        return int(conn.execute(query).scalar_one())
+
+
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 

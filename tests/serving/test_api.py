@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from .conftest import TEST_POLICY_VERSION
+from .conftest import TEST_POLICY_VERSION, held_exposure
 
 
 def test_health_routes_are_open(app):
@@ -95,12 +95,13 @@ def test_exposure_reserved_and_released_by_outcome(client, presale_body, buyer_w
     assert third["decision"] == "approve", third
 
 
-def test_redeciding_the_same_order_replaces_its_reservation(client, presale_body, buyer_with_star):
+def test_redeciding_the_same_order_replaces_its_reservation(app, client, presale_body, buyer_with_star):
     buyer = buyer_with_star(3, nth=1)
     for _ in range(3):  # new request ids, same order: the order's balance is held once
         d = client.post("/v1/decisions", json=presale_body(buyer, 1000, order_id=21)).json
         assert d["decision"] == "approve", d
-        assert d["limits"]["exposure_used"] == 0
+        assert d["limits"]["exposure_used"] == 0  # what the buyer holds besides this order
+        assert held_exposure(app, buyer) == 900_00, "the ledger holds the order's balance once"
 
 
 def test_fast_refund_quota(client, refund_body, buyer_with_star):
