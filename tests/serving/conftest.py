@@ -258,10 +258,12 @@ def ids() -> dict[str, int]:
 
 @pytest.fixture
 def gunicorn_server(tmp_path, config):
-    """``gunicorn_server(workers=2, **settings)`` -> base URL of a real gunicorn running the
+    """``gunicorn_server(workers=2, args=(), **settings)`` -> base URL of a real gunicorn running the
     service with the production settings (``serving/gunicorn_conf.py``) on 127.0.0.1.
 
-    ``settings`` override the test config (as ``SERVING_*`` variables); the process group is
+    ``args`` are extra gunicorn options (they override the production settings: a test that shows
+    what those settings prevent); ``settings`` override the test config (as ``SERVING_*``
+    variables); the process group is
     stopped after the test. ``server.metrics_dir`` and ``server.proc`` are exposed on the
     returned object.
     """
@@ -281,7 +283,7 @@ def gunicorn_server(tmp_path, config):
         metrics_dir: Path
         log: Path
 
-    def start(workers: int = 2, **settings) -> Server:
+    def start(workers: int = 2, args: tuple[str, ...] = (), **settings) -> Server:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
@@ -295,7 +297,7 @@ def gunicorn_server(tmp_path, config):
         env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
         log = tmp_path / f"gunicorn-{port}.log"
         cmd = [sys.executable, "-m", "gunicorn", "-c", "python:serving.gunicorn_conf"]
-        cmd += ["-b", f"127.0.0.1:{port}", "-w", str(workers), "--log-level", "warning"]
+        cmd += ["-b", f"127.0.0.1:{port}", "-w", str(workers), "--log-level", "warning", *args]
         with open(log, "w") as out:
             proc = subprocess.Popen(
                 [*cmd, "serving.app:create_app()"],
