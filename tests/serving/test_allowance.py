@@ -34,7 +34,7 @@ def check(request, star: int, shares: tuple[float, ...], expected_loss: int):
         (0.05, 1000, 50_00),  # 5% of 1,000.00
         (0.05, 1000.01, 50_00),  # 5000.05 minor units: rounded down to a whole minor unit
         (0.123456, 999.99, 123_45),  # 0.123456 x 99,999 minor = 12,345.48 -> 12,345
-        (0.713782, 20000, 14275_64),  # six decimals, as the shipped refund allowance
+        (0.713782, 20000, 14275_64),  # six decimals: a share training writes for a refund
         (1.0, 20000, 20000_00),  # the whole order value
         (0.0, 500, 0),  # no expected loss at all is accepted
     ],
@@ -85,15 +85,15 @@ def test_below_min_stars_only_the_stars_decline():
 @pytest.mark.xfail(
     strict=True,
     reason="allowance_check rounds the share to millionths (round(share * RATIO_SCALE)) before "
-    "multiplying, but training writes shares to 6 significant digits (0.0113143 in the shipped "
-    "policy has 7 decimals): the service applies 0.011314, and rounds 0.0000019 up to 0.000002. Fix in "
+    "multiplying, but training writes shares to 6 significant digits (0.0113143, a presale allowance of "
+    "the default run, has 7 decimals): the service applies 0.011314, and rounds 0.0000019 up to 0.000002. Fix in "
     "serving/decide.py: allowed = int((Decimal(repr(share)) * request.order_value).to_integral_value("
     "rounding=ROUND_FLOOR)) (or hold the policy's shares as Decimal), then remove this mark",
 )
 @pytest.mark.parametrize(
     ("share", "amount"),
     [
-        (0.0113143, 100000),  # the shipped presale allowance's precision: 113143 allowed, not 113140
+        (0.0113143, 100000),  # 6 significant digits, 7 decimals: 113143 allowed, not 113140
         (0.0000019, 10000),  # 1.9 minor units: 1 allowed, not 2 (rounded up past the share)
     ],
 )
