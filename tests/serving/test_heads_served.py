@@ -10,16 +10,15 @@ import yaml
 from rating.context import presale_context, refund_context
 from serving.decide import DecisionRequest, Order, Refund
 from serving.live import request_context
-from tests.serving.conftest import API_KEY, SIGNALS
+from tests.serving.conftest import API_KEY
 from training.heads import context_matrix
-from training.tiny import save_tiny_rating
 
 ALLOWANCE = {3: 0.02, 4: 0.05, 5: 0.1}
 
 
 @pytest.fixture(scope="module")
-def heads_model_uri(tmp_path_factory) -> str:
-    return save_tiny_rating(tmp_path_factory.mktemp("heads") / "rating", SIGNALS, seed=0, heads=True)
+def heads_model_uri(model_uri) -> str:
+    return model_uri  # the service tests' model has both heads (conftest.py)
 
 
 @pytest.fixture
