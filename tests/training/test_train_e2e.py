@@ -23,6 +23,9 @@ from simulator.write import write_export
 from training import train
 from training.report import FIXED_METRICS
 
+# A hang guard, not a speed limit: a training run here takes 1-5 minutes, the suite's 300 s
+# per test is not enough on a loaded 2-core machine.
+pytestmark = pytest.mark.timeout(1800)
 NAME = "trust-test"
 FAST = json.dumps({"num_boost_round": 80, "learning_rate": 0.1, "min_data_in_leaf": 50})
 # Signals that record a buyer failing to pay or to return goods: more of them may never raise the star.
