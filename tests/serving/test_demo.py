@@ -26,7 +26,9 @@ def test_example_calls_carry_the_key_and_both_services():
     calls = example_calls("http://127.0.0.1:8000", "k3y", 42)
     assert calls.count("X-API-Key: k3y") == 4
     # the same buyer asks to ship a small and a large presale early, then for a fast refund
-    assert calls.count('"service": "presale_ship_before_balance"') == 2 and '"service": "fast_refund"' in calls
+    assert (
+        calls.count('"service": "presale_ship_before_balance"') == 2 and '"service": "fast_refund"' in calls
+    )
     assert f'"amount": {SMALL}' in calls and f'"amount": {LARGE}' in calls and "balance_due_at" in calls
     assert "/v1/buyers/42/rating" in calls
 
