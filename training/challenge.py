@@ -1,13 +1,18 @@
-"""The new version against the champion on the same test rows: the comparisons the gate reads."""
+"""The new version against the champion on the same test rows: the comparisons the gate reads, and
+the gate's verdict on them (``judge``: what ``train.py`` runs before registering)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
+from mlflow import MlflowClient
 
-from rating.artifact import RatingModel
+from rating.artifact import RatingModel, load_rating
 from training.opportunities import at_risk, legacy_decisions
-from training.promote import Comparison
+from training.promote import CHAMPION as CHAMPION_ALIAS
+from training.promote import Comparison, GateResult, champion_version, gate
 from training.report import PREFIX, Opportunities, decision_ranking
 from training.yardsticks import Estimate, auc_comparison, compare_service
 
@@ -67,3 +72,50 @@ def challenge(
             )
         )
     return out
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """The gate's verdict on a new version, with what it compared.
+
+    Attributes:
+        verdict: Promote or not, and why.
+        champion: The champion's version before (None: there was none).
+        comparisons: The yardsticks against the champion (None: no champion, or not comparable).
+    """
+
+    verdict: GateResult
+    champion: str | None
+    comparisons: list[Comparison] | None
+
+
+def judge(
+    client: MlflowClient,
+    name: str,
+    model: RatingModel,
+    test: pd.DataFrame,
+    opportunities: dict[str, Opportunities],
+    mode: str,
+    monotone: bool,
+    seed: int = 7,
+) -> Judgement:
+    """Compare ``model`` with the registered model ``name``'s champion on the test rows and apply the gate.
+
+    Args:
+        client: The registry.
+        name: The registered model.
+        model: The new version (not registered yet).
+        test: The test window's snapshot rows (``buyer_id``, ``bad_90d`` and the signals).
+        opportunities: Per service, the test window's opportunities.
+        mode: ``auto``, ``never`` or ``force`` (``training.promote.gate``).
+        monotone: Whether the new version's star bad rates strictly fall on the test window.
+        seed: Seed of the paired bootstrap.
+    """
+    champion = champion_version(client, name)
+    comparisons, can_compare = None, True
+    if champion is not None:
+        champion_model = load_rating(f"models:/{name}@{CHAMPION_ALIAS}").model
+        can_compare = comparable(champion_model, test)
+        if can_compare:
+            comparisons = challenge(model, champion_model, test, opportunities, seed=seed)
+    return Judgement(gate(mode, monotone, comparisons, can_compare), champion, comparisons)

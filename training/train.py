@@ -32,12 +32,12 @@ from features.io import export_time, read_manifest
 from features.memory import release_free_memory
 from features.registry import Signal, monotone_constraints, reasons, signals
 from features.validate import ContractError
-from rating.artifact import RatingModel, load_rating
+from rating.artifact import RatingModel
 from rating.scale import ScoreScale
 from simulator.config import RunConfig
 from simulator.write import write_export
 from training import on_cluster, promote
-from training.challenge import challenge, comparable
+from training.challenge import judge
 from training.dataset import SNAPSHOTS, assemble_cached
 from training.heads import fit_heads
 from training.labels import TARGETS, usable_as_of
@@ -215,18 +215,42 @@ def fit_scorers(
 
 def propose_policy(
     model: RatingModel, frames: dict[str, pd.DataFrame], split: TimeSplit, progress: Callable[[str], None]
-) -> dict[str, Proposal]:
-    """Allowances per service from the validation window's opportunities (``training.policy_proposal``)."""
-    out = {}
+) -> tuple[dict[str, Proposal], dict[str, str]]:
+    """Allowances per service from the validation window's opportunities (``training.policy_proposal``).
+
+    Returns:
+        The proposals, and for each service without one why (for example the legacy rule approved
+        nothing in a small validation window). The run goes on without it: the rating and the heads
+        do not depend on the proposal, and a risk team reviews a candidate policy before it is used;
+        ``proposal_outcome`` records the failure where a data scientist looks.
+    """
+    out, failed = {}, {}
     for service in SERVICES:
         rows = split.opportunities_in(frames[service], "valid")
         try:
             out[service] = propose(
                 service, **proposal_inputs(model, service, rows), bands=policy_bands(BASE_POLICY, service)
             )
-        except ValueError as err:  # e.g. the rule approved nothing in a small validation window
-            progress(f"no allowance proposed for {service}: {err}")
-    return out
+        except ValueError as err:
+            failed[service] = str(err)
+            progress(f"WARNING: no allowance proposed for {service}: {err}")
+    return out, failed
+
+
+def proposal_outcome(failed: dict[str, str]) -> tuple[dict[str, float], dict[str, str], str]:
+    """What the run records about the proposal: a fixed metric per service (``policy_<prefix>_proposed``,
+    1 or 0, so runs can be filtered on it), a tag with the reason, and a header for the candidate
+    policy naming each service whose allowance is the reviewed file's, not a proposal."""
+    metrics = {f"policy_{PREFIX[s]}_proposed": float(s not in failed) for s in SERVICES}
+    tags = {
+        f"policy_proposal_{PREFIX[s]}": (f"failed: {failed[s]}" if s in failed else "proposed")[:5000]
+        for s in SERVICES
+    }
+    header = "".join(
+        f"# NOT PROPOSED: {service} keeps the reviewed policy's allowance ({reason})\n"
+        for service, reason in failed.items()
+    )
+    return metrics, tags, header
 
 
 def window_opportunities(
@@ -295,7 +319,7 @@ def train_and_register(args: argparse.Namespace, client: Any) -> int:
     configure_tracking()
     mlflow.set_experiment(experiment_id=ensure_experiment(args.experiment))
     try:
-        run, report, version, verdict = fit_and_log(
+        run, report, version, verdict, unproposed = fit_and_log(
             args, params, registry, data, split, train, valid, test, oracle, opportunities, frames, progress, booster_fit
         )
     except StarCutError as err:
@@ -306,6 +330,12 @@ def train_and_register(args: argparse.Namespace, client: Any) -> int:
         f"MLflow run {run.info.run_id} (experiment {args.experiment}); registered {args.register_name} version {version}; "
         f"{'promoted to champion' if verdict.promote else 'not promoted'}: {verdict.reason}"
     )
+    for service, reason in unproposed.items():
+        print(
+            f"WARNING: no expected-loss allowance proposed for {service} ({reason}); the candidate policy "
+            f"keeps the reviewed file's for it (metric policy_{PREFIX[service]}_proposed = 0)",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -323,8 +353,13 @@ def fit_and_log(
     frames: dict[str, pd.DataFrame],
     progress: Progress,
     booster_fit: Callable[..., lgb.Booster] = fit_booster,
-) -> tuple[ActiveRun, Report, str, promote.GateResult]:
-    """Inside one MLflow run: fit, evaluate, log, register and apply the gate; an exception marks the run FAILED."""
+) -> tuple[ActiveRun, Report, str, promote.GateResult, dict[str, str]]:
+    """Inside one MLflow run: fit, evaluate, log, register and apply the gate; an exception marks the run FAILED.
+
+    Returns:
+        The run, the report, the registered version, the gate's verdict and, per service without
+        a proposed allowance, why.
+    """
     names = [s.name for s in registry]
     with mlflow.start_run() as run:
         fitted = fit_scorers(train, valid, args.target, registry, params, args.seed, progress, booster_fit)
@@ -355,9 +390,12 @@ def fit_and_log(
             }
         )
         with progress.step("propose_policy", "proposing expected-loss allowances on the validation window ..."):
-            proposals = propose_policy(model, frames, split, progress)
+            proposals, unproposed = propose_policy(model, frames, split, progress)
         candidate = candidate_policy(BASE_POLICY, proposals, f"candidate-{run.info.run_id[:8]}")
-        mlflow.log_text(yaml.safe_dump(candidate, sort_keys=False), "policy/candidate_policy.yaml")
+        proposed_metrics, proposed_tags, header = proposal_outcome(unproposed)
+        mlflow.log_metrics(proposed_metrics)
+        mlflow.set_tags(proposed_tags)
+        mlflow.log_text(header + yaml.safe_dump(candidate, sort_keys=False), "policy/candidate_policy.yaml")
         with progress.step("evaluate", "evaluating on the test window (bootstrap intervals over buyers) ..."):
             train_sample = train.sample(n=min(PSI_SAMPLE, len(train)), random_state=args.seed)
             report = build_report(
@@ -379,17 +417,14 @@ def fit_and_log(
         mlflow.log_text(render_catalog(registry), "signals.md")
 
         client = mlflow.MlflowClient()
-        champion = promote.champion_version(client, args.register_name)
-        comparisons, can_compare = None, True
-        if champion is not None:
-            with progress.step("challenge", f"comparing with the champion (version {champion}) on the same test rows ..."):
-                champion_model = load_rating(f"models:/{args.register_name}@{promote.CHAMPION}").model
-                can_compare = comparable(champion_model, test)
-                if can_compare:
-                    comparisons = challenge(model, champion_model, test, opportunities, seed=args.seed)
-                    for c in comparisons:
-                        mlflow.log_metrics(c.metrics())
-        verdict = promote.gate(args.promote, bool(report.metrics["stars_monotone"]), comparisons, can_compare)
+        with progress.step("challenge", "comparing with the champion, if any, on the same test rows ..."):
+            monotone = bool(report.metrics["stars_monotone"])
+            judged = judge(
+                client, args.register_name, model, test, opportunities, args.promote, monotone, args.seed
+            )
+        for c in judged.comparisons or []:
+            mlflow.log_metrics(c.metrics())
+        verdict, champion = judged.verdict, judged.champion
         with progress.step("register", "logging and registering the rating artifact ..."):
             info = log_rating(
                 model, valid[names].to_numpy(np.float32)[:5], registered_model_name=args.register_name
@@ -405,7 +440,7 @@ def fit_and_log(
         )
         mlflow.log_metrics(progress.metrics())
 
-    return run, report, version, verdict
+    return run, report, version, verdict, unproposed
 
 
 if __name__ == "__main__":

@@ -27,12 +27,16 @@ N_BUYERS = 3000
 # Buyers with a policy signal set (all others have every policy signal at 0).
 UNPAID_BUYER, FRAUD_BUYER, REVIEWER_BUYER = 0, 1, 2
 UNKNOWN_BUYER = 10**9
+TEST_POLICY = Path(__file__).with_name("policy.yaml")  # the tests' own policy, not the shipped one
+TEST_POLICY_VERSION = "test-policy-1"  # its version (tests/serving/policy.yaml)
 
 
 @pytest.fixture(scope="session")
 def model_uri(tmp_path_factory) -> str:
-    """A real ``RatingModel`` saved as a pyfunc directory (fit once per session, a few seconds)."""
-    return save_tiny_rating(tmp_path_factory.mktemp("model") / "rating", SIGNALS, seed=0)
+    """A real ``RatingModel`` with both service heads, saved as a pyfunc directory (fit once per
+    session, a few seconds): every decision of the service tests is priced by a head and held to
+    the test policy's expected-loss allowance, as in production."""
+    return save_tiny_rating(tmp_path_factory.mktemp("model") / "rating", SIGNALS, seed=0, heads=True)
 
 
 @pytest.fixture(scope="session")
@@ -87,9 +91,9 @@ def buyer_with_star(stars):
 
 @pytest.fixture
 def policy_file(tmp_path) -> Path:
-    """A per-test copy of the shipped policy (tests may rewrite it)."""
+    """A per-test copy of the tests' own policy, ``tests/serving/policy.yaml`` (tests may rewrite it)."""
     path = tmp_path / "policy.yaml"
-    shutil.copy(Path(__file__).parents[2] / "serving" / "policy.yaml", path)
+    shutil.copy(TEST_POLICY, path)
     return path
 
 
@@ -131,6 +135,24 @@ def client(app):
     client = app.test_client()
     client.environ_base["HTTP_X_API_KEY"] = API_KEY
     return client
+
+
+def held_exposure(app, buyer_id: int) -> int:
+    """The ledger's own sum (minor units) of what the buyer's open presale holds still hold, read
+    from the reservations table over every hold of the buyer (no order left out)."""
+    from sqlalchemy import func, select
+
+    from serving.tables import RESERVATIONS
+
+    r = RESERVATIONS.c
+    query = select(func.coalesce(func.sum(r.amount_minor - r.released_minor), 0)).where(
+        r.buyer_id == buyer_id, r.service == "presale_ship_before_balance", r.released_at.is_(None)
+    )
+    ledger = app.extensions["buyer_trust"].ledger
+    with ledger.engine.connect() as conn:
+        if ledger.schema:
+            conn = conn.execution_options(schema_translate_map={None: ledger.schema})
+        return int(conn.execute(query).scalar_one())
 
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -236,10 +258,12 @@ def ids() -> dict[str, int]:
 
 @pytest.fixture
 def gunicorn_server(tmp_path, config):
-    """``gunicorn_server(workers=2, **settings)`` -> base URL of a real gunicorn running the
+    """``gunicorn_server(workers=2, args=(), **settings)`` -> base URL of a real gunicorn running the
     service with the production settings (``serving/gunicorn_conf.py``) on 127.0.0.1.
 
-    ``settings`` override the test config (as ``SERVING_*`` variables); the process group is
+    ``args`` are extra gunicorn options (they override the production settings: a test that shows
+    what those settings prevent); ``settings`` override the test config (as ``SERVING_*``
+    variables); the process group is
     stopped after the test. ``server.metrics_dir`` and ``server.proc`` are exposed on the
     returned object.
     """
@@ -259,7 +283,7 @@ def gunicorn_server(tmp_path, config):
         metrics_dir: Path
         log: Path
 
-    def start(workers: int = 2, **settings) -> Server:
+    def start(workers: int = 2, args: tuple[str, ...] = (), **settings) -> Server:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
@@ -273,7 +297,7 @@ def gunicorn_server(tmp_path, config):
         env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
         log = tmp_path / f"gunicorn-{port}.log"
         cmd = [sys.executable, "-m", "gunicorn", "-c", "python:serving.gunicorn_conf"]
-        cmd += ["-b", f"127.0.0.1:{port}", "-w", str(workers), "--log-level", "warning"]
+        cmd += ["-b", f"127.0.0.1:{port}", "-w", str(workers), "--log-level", "warning", *args]
         with open(log, "w") as out:
             proc = subprocess.Popen(
                 [*cmd, "serving.app:create_app()"],

@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from .conftest import TEST_POLICY_VERSION, held_exposure
+
 
 def test_health_routes_are_open(app):
     bare = app.test_client()
@@ -43,7 +45,7 @@ def test_approve_presale(client, presale_body, buyer_with_star):
     assert d["limits"]["exposure_used"] == 0
     assert d["limits"]["exposure_requested"] == pytest.approx(450)
     assert len(d["reasons"]) <= 4 and all(r["contribution"] > 0 for r in d["reasons"])
-    assert d["model_version"] and d["policy_version"] == "2026.12.1"
+    assert d["model_version"] and d["policy_version"] == TEST_POLICY_VERSION
     assert d["decision_id"] and d["signals_as_of"] == "2025-06-01T00:00:00+00:00"
 
 
@@ -73,7 +75,7 @@ def test_unknown_buyer_is_a_thin_file_decline(client, presale_body, ids):
 
 
 def test_exposure_reserved_and_released_by_outcome(client, presale_body, buyer_with_star):
-    buyer = buyer_with_star(3)  # exposure limit 1500 at 3 stars in the shipped policy
+    buyer = buyer_with_star(3)  # exposure limit 1500 at 3 stars (tests/serving/policy.yaml)
     first = client.post("/v1/decisions", json=presale_body(buyer, 1000, order_id=11)).json
     assert first["decision"] == "approve", first
     second = client.post("/v1/decisions", json=presale_body(buyer, 1000, order_id=12)).json
@@ -93,12 +95,13 @@ def test_exposure_reserved_and_released_by_outcome(client, presale_body, buyer_w
     assert third["decision"] == "approve", third
 
 
-def test_redeciding_the_same_order_replaces_its_reservation(client, presale_body, buyer_with_star):
+def test_redeciding_the_same_order_replaces_its_reservation(app, client, presale_body, buyer_with_star):
     buyer = buyer_with_star(3, nth=1)
     for _ in range(3):  # new request ids, same order: the order's balance is held once
         d = client.post("/v1/decisions", json=presale_body(buyer, 1000, order_id=21)).json
         assert d["decision"] == "approve", d
-        assert d["limits"]["exposure_used"] == 0
+        assert d["limits"]["exposure_used"] == 0  # what the buyer holds besides this order
+        assert held_exposure(app, buyer) == 900_00, "the ledger holds the order's balance once"
 
 
 def test_fast_refund_quota(client, refund_body, buyer_with_star):
@@ -124,7 +127,7 @@ def test_decision_row_holds_inputs_outputs_versions_latency(app, client, presale
     with app.extensions["buyer_trust"].ledger.engine.connect() as conn:
         row = conn.execute(select(DECISIONS).where(DECISIONS.c.request_id == body["request_id"])).one()
     assert row.inputs == body and row.outputs == out
-    assert row.policy_version == "2026.12.1" and row.model_version == out["model_version"]
+    assert row.policy_version == TEST_POLICY_VERSION and row.model_version == out["model_version"]
     assert row.latency_ms > 0 and row.star == out["star"] and row.decision == out["decision"]
 
 
@@ -140,7 +143,7 @@ def test_buyer_rating_route(client, buyer_with_star, ids):
 def test_model_route_reports_versions(client, model_uri):
     d = client.get("/v1/model").json
     assert d["model"]["uri"] == model_uri and d["model"]["n_signals"] == 12 and d["model"]["error"] is None
-    assert d["policy"]["version"] == "2026.12.1"
+    assert d["policy"]["version"] == TEST_POLICY_VERSION
     assert d["snapshot"]["kind"] == "file" and d["snapshot"]["n_buyers"] == 3000
 
 

@@ -49,7 +49,7 @@ def test_parallel_presales_never_overshoot_exposure(
     app = _app(make_app, config, backend, pg_schema)
     ledger = app.extensions["buyer_trust"].ledger
     try:
-        buyer = buyer_with_star(5)  # exposure limit 30000 in the shipped policy; each balance is 4500
+        buyer = buyer_with_star(5)  # exposure limit 30000 in the test policy; each balance is 4500
         bodies = [presale_body(buyer, 5000, 500, order_id=1000 + i) for i in range(N_REQUESTS)]
         answers = _parallel(app, bodies)
         approved = [a for a in answers if a["decision"] == "approve"]

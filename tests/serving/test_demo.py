@@ -10,8 +10,7 @@ import yaml
 
 from serving.context import EXTENSION
 from serving.demo import LARGE, SMALL, example_buyer, example_calls, presale_body, snapshot_buyers
-from tests.serving.conftest import API_KEY, SIGNALS
-from training.tiny import save_tiny_rating
+from tests.serving.conftest import API_KEY
 
 
 def test_snapshot_buyers_come_from_the_snapshot(tmp_path):
@@ -27,14 +26,16 @@ def test_example_calls_carry_the_key_and_both_services():
     calls = example_calls("http://127.0.0.1:8000", "k3y", 42)
     assert calls.count("X-API-Key: k3y") == 4
     # the same buyer asks to ship a small and a large presale early, then for a fast refund
-    assert calls.count('"service": "presale_ship_before_balance"') == 2 and '"service": "fast_refund"' in calls
+    assert (
+        calls.count('"service": "presale_ship_before_balance"') == 2 and '"service": "fast_refund"' in calls
+    )
     assert f'"amount": {SMALL}' in calls and f'"amount": {LARGE}' in calls and "balance_due_at" in calls
     assert "/v1/buyers/42/rating" in calls
 
 
 @pytest.fixture(scope="module")
-def heads_model_uri(tmp_path_factory) -> str:
-    return save_tiny_rating(tmp_path_factory.mktemp("heads") / "rating", SIGNALS, seed=0, heads=True)
+def heads_model_uri(model_uri) -> str:
+    return model_uri  # the service tests' model has both heads (conftest.py)
 
 
 def test_the_example_buyer_is_approved_the_small_presale_and_declined_the_large(

@@ -10,16 +10,15 @@ import yaml
 from rating.context import presale_context, refund_context
 from serving.decide import DecisionRequest, Order, Refund
 from serving.live import request_context
-from tests.serving.conftest import API_KEY, SIGNALS
+from tests.serving.conftest import API_KEY
 from training.heads import context_matrix
-from training.tiny import save_tiny_rating
 
 ALLOWANCE = {3: 0.02, 4: 0.05, 5: 0.1}
 
 
 @pytest.fixture(scope="module")
-def heads_model_uri(tmp_path_factory) -> str:
-    return save_tiny_rating(tmp_path_factory.mktemp("heads") / "rating", SIGNALS, seed=0, heads=True)
+def heads_model_uri(model_uri) -> str:
+    return model_uri  # the service tests' model has both heads (conftest.py)
 
 
 @pytest.fixture
@@ -66,13 +65,13 @@ def test_a_missing_context_field_is_a_400_naming_it(heads_client, presale_body, 
     assert answer.status_code == 400 and answer.json["field"] == "refund.ordered_at"
 
 
-def test_refunds_are_priced_and_held_to_the_shipped_allowance(heads_client, refund_body, buyer_with_star):
+def test_refunds_are_priced_and_held_to_the_policy_allowance(heads_client, refund_body, buyer_with_star):
     answer = heads_client.post("/v1/decisions", json=refund_body(buyer_with_star(5), 30)).json
     limits = answer["limits"]
     assert 0 < answer["p_loss"] < 1 and answer["expected_loss"] == pytest.approx(
         answer["p_loss"] * 30, abs=0.011
     )
-    share = limits["expected_loss_allowance_share"]  # the shipped policy's fast-refund allowance
+    share = limits["expected_loss_allowance_share"]  # the test policy's fast-refund allowance
     assert limits["expected_loss_allowance"] == pytest.approx(share * 100, abs=0.011)  # order_amount 100
     over = answer["expected_loss"] > limits["expected_loss_allowance"]
     assert ("expected_loss_above_allowance" in [d["code"] for d in answer["declines"]]) is over

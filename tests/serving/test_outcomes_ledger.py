@@ -1,6 +1,7 @@
 """``POST /v1/outcomes`` checked against the ledger, on SQLite and the real PostgreSQL.
 
-Shipped policy, 3 stars: exposure limit 1500; an order of 1000 with a 100 deposit holds 900.
+The test policy (tests/serving/policy.yaml), 3 stars: exposure limit 1500; an order of 1000 with a 100
+deposit holds 900.
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ import pytest
 from sqlalchemy import select
 
 from serving.tables import OUTCOMES, RESERVATIONS
-from tests.serving.conftest import API_KEY
+from tests.serving.conftest import API_KEY, held_exposure
 
 
 @pytest.fixture
 def ledger_app(ledger_app):
-    """The shipped policy on SQLite or PostgreSQL (conftest's ``ledger_app``); tables dropped afterwards."""
+    """The test policy on SQLite or PostgreSQL (conftest's ``ledger_app``); tables dropped afterwards."""
     return ledger_app()
 
 
@@ -187,3 +188,29 @@ def test_a_ledger_from_an_earlier_version_is_refused_with_a_clear_error(tmp_path
 def test_occurred_at_out_of_range_is_400(post, moment):
     response = post("/v1/outcomes", outcome("balance_paid", 1, 1, 1, occurred_at=moment))
     assert response.status_code == 400 and response.json["field"] == "occurred_at"
+
+
+def test_an_allowance_decline_holds_nothing_and_replays(
+    ledger_app, policy_file, presale_body, buyer_with_star
+):
+    """The head prices every decision here; with the allowance tightened, a decline for the expected
+    loss reserves nothing, replays as it was, and leaves the buyer's other hold as it was."""
+    import yaml
+
+    client = ledger_app.test_client()
+    client.environ_base["HTTP_X_API_KEY"] = API_KEY
+    buyer = buyer_with_star(5, nth=3)
+    small = client.post("/v1/decisions", json=presale_body(buyer, 100, order_id=1)).json
+    assert small["decision"] == "approve" and 0 < small["p_loss"] < 1, small
+    doc = yaml.safe_load(policy_file.read_text())
+    doc["services"]["presale_ship_before_balance"]["expected_loss_allowance"] = {3: 0.001, 4: 0.001, 5: 0.001}
+    policy_file.write_text(yaml.safe_dump(doc))
+    assert client.post("/v1/admin/reload", json={"parts": ["policy"]}).status_code == 200
+    body = presale_body(buyer, 5000, order_id=2)
+    large = client.post("/v1/decisions", json=body).json
+    assert [d["code"] for d in large["declines"]] == ["expected_loss_above_allowance"], large
+    assert large["expected_loss"] > large["limits"]["expected_loss_allowance"] == pytest.approx(5.0)
+    assert held_exposure(ledger_app, buyer) == 90_00, "only the small order's balance is held"
+    again = client.post("/v1/decisions", json=body).json
+    assert again["replayed"] is True and again["decision_id"] == large["decision_id"]
+    assert held_exposure(ledger_app, buyer) == 90_00

@@ -1,4 +1,5 @@
-"""Policy validation: the shipped file is valid; every kind of mistake is an error naming its key."""
+"""Policy validation: the shipped file is valid and is what training proposes; every kind of
+mistake is an error naming its key (checked on the tests' own policy, ``tests/serving/policy.yaml``)."""
 
 from __future__ import annotations
 
@@ -10,15 +11,24 @@ import yaml
 
 from serving.config import default_policy_path
 from serving.policy import PolicyError, load_policy, parse_policy
+from training.opportunities import SERVICES
+from training.policy_proposal import Proposal, candidate_policy, policy_bands
+
+from .conftest import TEST_POLICY
 
 SHIPPED = Path(default_policy_path())
 
 
-def shipped() -> dict:
-    return yaml.safe_load(SHIPPED.read_text())
+def base() -> dict:
+    return yaml.safe_load(TEST_POLICY.read_text())
 
 
-def test_shipped_policy_is_valid_against_the_signal_registry():
+def test_the_shipped_policy_is_valid_and_is_a_policy_training_proposes():
+    """The one test that reads the shipped ``serving/policy.yaml``: it parses with the serving parser
+    against the signal registry, and it is what ``training.policy_proposal.candidate_policy`` writes
+    from itself: an allowance for every service over the bands training proposes for, at the
+    precision training writes, the reviewed rest unchanged (so a hand edit of an allowance, or a
+    service left without one, shows here)."""
     from features.registry import signal_names
 
     policy = load_policy(SHIPPED, signal_names())
@@ -26,10 +36,27 @@ def test_shipped_policy_is_valid_against_the_signal_registry():
     assert {r.code for r in policy.hard_declines} >= {"unpaid_balance_365d", "confirmed_fraud"}
     assert "suspected_malicious_reviewer" in {f.code for f in policy.flags}
     assert policy.presale.amount_cap[policy.presale.min_stars - 2] == 0  # below min_stars: nothing
+    raw = yaml.safe_load(SHIPPED.read_text())
+    proposals = {}
+    for service in SERVICES:
+        allowances = raw["services"][service].get("expected_loss_allowance")
+        assert allowances is not None, f"{service}: the shipped policy has no expected-loss allowance"
+        assert tuple(allowances) == policy_bands(SHIPPED, service), service
+        proposals[service] = Proposal(service, dict(allowances), 0.0, 0.0, 1.0)
+    assert candidate_policy(SHIPPED, proposals, raw["version"]) == raw
+    for rules in (policy.presale, policy.fast_refund):
+        assert all(0 < share <= 1 for share in rules.expected_loss_allowance[rules.min_stars - 1 :])
+
+
+def test_the_test_policy_is_valid_against_the_signal_registry():
+    from features.registry import signal_names
+
+    policy = load_policy(TEST_POLICY, signal_names())
+    assert policy.presale.amount_cap[policy.presale.min_stars - 2] == 0  # below min_stars: nothing
 
 
 def mutate(path: list, value) -> dict:
-    doc = copy.deepcopy(shipped())
+    doc = copy.deepcopy(base())
     node = doc
     for key in path[:-1]:
         node = node[key]
@@ -94,7 +121,7 @@ def test_rule_signal_must_be_a_model_signal():
     with pytest.raises(
         PolicyError, match=r"hard_declines\[0\].signal: 'balances_unpaid_7d_count_365d' is not one"
     ):
-        parse_policy(shipped(), ["something_else"])
+        parse_policy(base(), ["something_else"])
 
 
 def test_unreadable_and_non_yaml_files(tmp_path):

@@ -121,6 +121,11 @@ def _left(ledger, table, key) -> set:
         return set(conn.execute(select(table.c[key])).scalars())
 
 
+def _count(ledger) -> int:
+    with ledger.engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(DECISIONS)).scalar_one()
+
+
 def _check_exactly_once(ledger, filled, out: Path) -> None:
     for name, table, key in (("decisions", DECISIONS, "decision_id"), ("outcomes", OUTCOMES, "outcome_id")):
         exported = _exported(out, name, key)
@@ -188,10 +193,9 @@ def test_the_command_survives_kill_9(tmp_path):
     env |= {"SERVING_DATABASE_URL": f"sqlite:///{db}"}
     cmd = [sys.executable, "-m", "serving", "retention", "--older-than-days", "30", "--out", str(out)]
     proc = subprocess.Popen([*cmd, "--batch-size", "20"], env=env, cwd=tmp_path, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while not list((out / "decisions").glob("*.parquet")) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    time.sleep(0.05)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and _count(ledger) == 3000:
+        time.sleep(0.01)  # until its first batches are exported and deleted, however slow the machine
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
     assert 0 < len(_left(ledger, DECISIONS, "decision_id")) < 3000, "killed mid-run"

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import http.client
 import json
+import math
 import socket
 import time
 import uuid
 
-import numpy as np
-
 from .conftest import API_KEY
 
 STALLED = 20
-BODY_TIMEOUT_S = 1.5
+BODY_TIMEOUT_S = 3.0  # long enough that a loaded machine decides several times meanwhile
 
 
 def _stall(port: int, body: bytes) -> socket.socket:
@@ -46,45 +45,81 @@ def _answer(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
     return int(lines[0].split()[1]), headers, rest
 
 
-def test_stalled_clients_get_408_and_do_not_slow_others(gunicorn_server, presale_body, buyer_with_star):
-    url = gunicorn_server(workers=2, body_timeout_s=BODY_TIMEOUT_S)
+def _decide_while_stalled(
+    url: str, body_timeout_s: float, presale_body, buyer: int
+) -> tuple[list[float], list]:
+    """Stall ``STALLED`` clients half-way through their bodies, then decide one presale after another
+    on a connection of its own until the stalled clients are about to time out.
+
+    Returns:
+        Each decision's seconds (``inf`` when it got no answer in ``body_timeout_s``), and the
+        stalled sockets (still open).
+    """
     port = int(url.rsplit(":", 1)[1])
-    buyer = buyer_with_star(4)
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     headers = {"X-API-Key": API_KEY, "Content-Type": "application/json"}
 
-    def decide() -> float:
+    def decide(conn: http.client.HTTPConnection) -> float:
         body = json.dumps(presale_body(buyer, 100, request_id=uuid.uuid4().hex, order_id=7))
         t = time.perf_counter()
-        conn.request("POST", "/v1/decisions", body=body, headers=headers)
-        response = conn.getresponse()
-        payload = response.read()
-        elapsed = time.perf_counter() - t
+        try:
+            conn.request("POST", "/v1/decisions", body=body, headers=headers)
+            response = conn.getresponse()
+            payload = response.read()
+        except OSError:
+            return math.inf
         assert response.status == 200, payload
-        return elapsed
+        return time.perf_counter() - t
 
-    for _ in range(30):  # warm up the code paths
-        decide()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=body_timeout_s)
+    for _ in range(5):  # warm up the code paths
+        assert decide(conn) < math.inf
     opened = time.monotonic()
     stalled = [_stall(port, json.dumps(presale_body(buyer, 100)).encode()) for _ in range(STALLED)]
     latencies = []
-    while time.monotonic() - opened < BODY_TIMEOUT_S * 0.8:  # all 20 are stalled meanwhile
-        latencies.append(decide())
-    p99 = float(np.percentile(latencies, 99)) * 1000
-    assert len(latencies) >= 50, latencies
-    print(f"p99 {p99:.2f} ms over {len(latencies)} decisions with {STALLED} stalled clients")
-    assert p99 <= 20, f"p99 {p99:.1f} ms with {STALLED} stalled clients ({len(latencies)} requests)"
+    while time.monotonic() - opened < body_timeout_s * 0.6:  # all of them are stalled meanwhile
+        latencies.append(decide(conn))
+        if latencies[-1] == math.inf:
+            break
+    conn.close()
+    return latencies, stalled
 
+
+def _unaffected(latencies: list[float], body_timeout_s: float) -> bool:
+    """Decisions went on while the clients stalled: several answered, none waited for a stalled
+    client's timeout (a third of it is a margin a loaded 2-core machine keeps; the speed itself
+    is bench/bench_serving.py's, p99 with 20 stalled clients)."""
+    return len(latencies) >= 5 and max(latencies) < body_timeout_s / 3
+
+
+def test_stalled_clients_get_408_and_do_not_slow_others(gunicorn_server, presale_body, buyer_with_star):
+    url = gunicorn_server(workers=2, body_timeout_s=BODY_TIMEOUT_S)
+    opened = time.monotonic()
+    latencies, stalled = _decide_while_stalled(url, BODY_TIMEOUT_S, presale_body, buyer_with_star(4))
+    assert _unaffected(latencies, BODY_TIMEOUT_S), (
+        f"{len(latencies)} decisions, slowest {max(latencies):.3f} s"
+    )
     for sock in stalled:
         status, head, body = _answer(sock)
         waited = time.monotonic() - opened
         assert status == 408, (status, body)
         assert head["content-type"] == "application/problem+json"
         assert json.loads(body)["code"] == "request_timeout"
-        assert waited < BODY_TIMEOUT_S + 3
+        assert waited < BODY_TIMEOUT_S + 10  # cut off at the deadline, not left hanging
         sock.close()
-    assert decide() < 1.0  # the service is still answering
-    conn.close()
+
+
+def test_the_check_fails_when_stalled_clients_hold_the_workers(
+    gunicorn_server, presale_body, buyer_with_star
+):
+    """The same check against workers a stalled client does hold (gunicorn's sync workers, one
+    connection at a time): it fails, so it tests the behaviour and not the machine's speed."""
+    url = gunicorn_server(
+        workers=2, args=("-k", "sync", "--graceful-timeout", "1"), body_timeout_s=BODY_TIMEOUT_S
+    )
+    latencies, stalled = _decide_while_stalled(url, BODY_TIMEOUT_S, presale_body, buyer_with_star(4))
+    for sock in stalled:
+        sock.close()
+    assert not _unaffected(latencies, BODY_TIMEOUT_S), latencies
 
 
 def test_trickling_client_is_cut_off_at_the_deadline(gunicorn_server, presale_body, buyer_with_star):
@@ -103,5 +138,5 @@ def test_trickling_client_is_cut_off_at_the_deadline(gunicorn_server, presale_bo
             sock.sendall(body[sent : sent + 1])
             sent += 1
     assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
-    assert time.monotonic() - started < 2.5
+    assert time.monotonic() - started < 4.5  # an absolute deadline: the trickle never extends it
     sock.close()

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import yaml
 
+from tests.serving.conftest import TEST_POLICY as BASE_POLICY  # the reviewed file: any valid policy
 from training.policy_proposal import approved, candidate_policy, policy_bands, propose
-from training.train import BASE_POLICY
 
 
 def test_allowances_approve_the_most_money_at_the_rules_loss_rate():
@@ -67,3 +67,35 @@ def test_candidate_policy_is_the_reviewed_file_plus_allowances():
     assert {k: v for k, v in policy.items() if k != "version"} == {
         k: v for k, v in base.items() if k != "version"
     }
+
+
+def test_the_candidate_training_writes_is_read_by_the_service_parser():
+    """What ``train.py`` logs (``candidate_policy`` from the reviewed file, dumped as YAML) is a
+    policy the service loads, with the proposed allowances (to the 6 significant digits written),
+    even where the rule's loss rate is high enough that the proposal approves almost every order."""
+    from features.registry import signal_names
+    from serving.policy import parse_policy
+    from training.train import BASE_POLICY as REVIEWED
+
+    rng = np.random.default_rng(3)
+    n = 400
+    proposals = {}
+    for service in ("presale_ship_before_balance", "fast_refund"):
+        order_value = rng.uniform(100, 1000, n)
+        at_risk = order_value * (0.9 if service == "presale_ship_before_balance" else 1.0)
+        p = rng.uniform(0.001, 0.99, n)
+        proposals[service] = propose(
+            service, p, at_risk, order_value, rng.integers(1, 6, n), p > 0.5,
+            bands=policy_bands(REVIEWED, service),
+        )  # fmt: skip
+    text = yaml.safe_dump(candidate_policy(REVIEWED, proposals, "candidate-0123abcd"), sort_keys=False)
+    policy = parse_policy(yaml.safe_load(text), signal_names())
+    assert policy.version == "candidate-0123abcd"
+    for rules, service in (
+        (policy.presale, "presale_ship_before_balance"),
+        (policy.fast_refund, "fast_refund"),
+    ):
+        proposed = proposals[service].allowances
+        assert {s: rules.expected_loss_allowance[s - 1] for s in proposed} == pytest.approx(
+            proposed, rel=1e-5
+        )

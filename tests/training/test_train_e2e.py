@@ -13,6 +13,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
 from mlflow import MlflowClient
 
 from features.registry import signals
@@ -22,6 +23,9 @@ from simulator.write import write_export
 from training import train
 from training.report import FIXED_METRICS
 
+# A hang guard, not a speed limit: a training run here takes 1-5 minutes, the suite's 300 s
+# per test is not enough on a loaded 2-core machine.
+pytestmark = pytest.mark.timeout(1800)
 NAME = "trust-test"
 FAST = json.dumps({"num_boost_round": 80, "learning_rate": 0.1, "min_data_in_leaf": 50})
 # Signals that record a buyer failing to pay or to return goods: more of them may never raise the star.
@@ -231,3 +235,45 @@ def test_the_ceiling_bench_learns_the_truth_it_is_given(market, tmp_path, capsys
     auc = figures["rating_auc"]
     assert auc["oracle (truth)"] >= max(auc["truth-trained"], auc["optbinning scorecard"]) > 0.6, auc
     assert "product head" in capsys.readouterr().out
+
+
+def test_the_logged_candidate_policy_is_read_by_the_service(first_run):
+    from features.registry import signal_names
+    from serving.policy import parse_policy
+
+    run = first_run.get_run(first_run.get_model_version_by_alias(NAME, "champion").run_id)
+    text = mlflow.artifacts.load_text(f"{run.info.artifact_uri}/policy/candidate_policy.yaml")
+    policy = parse_policy(yaml.safe_load(text), signal_names())
+    assert policy.version == f"candidate-{run.info.run_id[:8]}"
+    for prefix, rules in (("presale", policy.presale), ("refund", policy.fast_refund)):
+        assert run.data.metrics[f"policy_{prefix}_proposed"] == 1.0
+        assert run.data.tags[f"policy_proposal_{prefix}"] == "proposed"
+        for star in range(rules.min_stars, 6):
+            logged = run.data.metrics[f"policy_{prefix}_allowance_star{star}"]
+            assert rules.expected_loss_allowance[star - 1] == pytest.approx(logged, rel=1e-5)
+
+
+def test_a_failed_proposal_is_recorded_and_announced(first_run, market, monkeypatch, capsys):
+    """A service without a proposal does not stop the run (the rating and heads stand without it)
+    but cannot be missed: metric policy_<prefix>_proposed = 0, a tag with the reason, a header in
+    the candidate policy and a warning at the end of the output."""
+    real = train.propose
+
+    def refund_fails(service, **kwargs):
+        if service == "fast_refund":
+            raise ValueError("fast_refund: the legacy rule approves nothing on this window")
+        return real(service, **kwargs)
+
+    monkeypatch.setattr(train, "propose", refund_fails)
+    assert run_train(market, "--promote", "never") == 0
+    err = capsys.readouterr().err
+    assert "WARNING: no expected-loss allowance proposed for fast_refund" in err
+    client = first_run
+    latest = max(client.search_model_versions(f"name='{NAME}'"), key=lambda v: int(v.version))
+    run = client.get_run(latest.run_id)
+    assert run.data.metrics["policy_refund_proposed"] == 0.0
+    assert run.data.metrics["policy_presale_proposed"] == 1.0
+    assert run.data.tags["policy_proposal_refund"].startswith("failed: fast_refund: the legacy rule")
+    text = mlflow.artifacts.load_text(f"{run.info.artifact_uri}/policy/candidate_policy.yaml")
+    assert text.startswith("# NOT PROPOSED: fast_refund keeps the reviewed policy's allowance")
+    assert "policy_refund_allowance_star5" not in run.data.metrics
