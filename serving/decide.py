@@ -14,6 +14,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
 from serving.money import fmt, from_minor
@@ -344,8 +345,8 @@ def allowance_check(
     if allowance is None:
         return [], limits
     share = allowance[star - 1]
-    # integers: expected_loss <= share x value, with the share in millionths (exact, rounded down)
-    allowed = round(share * RATIO_SCALE) * request.order_value // RATIO_SCALE
+    # exact: the share as written in the policy (its shortest decimal text) x the value, rounded down
+    allowed = int((Decimal(repr(share)) * request.order_value).to_integral_value(rounding=ROUND_FLOOR))
     limits |= {
         "expected_loss_allowance": from_minor(allowed, decimals),
         "expected_loss_allowance_share": share,

@@ -155,7 +155,10 @@ def handle_decision(
             head = live.head_risk(request, rating, created)
         except Exception as exc:  # noqa: BLE001 - a scoring failure degrades, it never raises
             log.exception("request %s: head scoring failed", request.request_id)
-            rating, unrated = None, Unrated(DEGRADED, f"head scoring failed: {type(exc).__name__}")
+            rating, unrated = (
+                None,
+                Unrated(DEGRADED, f"head scoring failed: {type(exc).__name__}", cause="head"),
+            )
     if unrated is not None and unrated.code == DEGRADED:
         log.warning("request %s declined degraded: %s", request.request_id, unrated.text)
     inputs = json_text(body)  # everything that needs no lock happens before it

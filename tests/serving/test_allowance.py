@@ -82,15 +82,6 @@ def test_below_min_stars_only_the_stars_decline():
     assert [f.code for f in high.declines] == [EXPECTED_LOSS_ABOVE_ALLOWANCE] and high.reserve == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="allowance_check rounds the share to millionths (round(share * RATIO_SCALE)) before "
-    "multiplying, but training writes shares to 6 significant digits (0.0113143, a presale allowance "
-    "of the default run, has 7 decimals): the service applies 0.011314, and rounds 0.0000019 up to "
-    "0.000002. Fix in "
-    "serving/decide.py: allowed = int((Decimal(repr(share)) * request.order_value).to_integral_value("
-    "rounding=ROUND_FLOOR)) (or hold the policy's shares as Decimal), then remove this mark",
-)
 @pytest.mark.parametrize(
     ("share", "amount"),
     [

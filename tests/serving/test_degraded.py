@@ -129,12 +129,6 @@ def test_head_scoring_failure_declines_degraded(
     assert rating.status_code == 200 and rating.json["rated"] is True, "the rating does not need the head"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="serving/handle.py counts a head-scoring failure under cause='signals' (Unrated without a "
-    "cause, and live.rating is set), which sends an operator to the snapshot; fix: "
-    "Unrated(DEGRADED, f'head scoring failed: ...', cause='head') in handle_decision, then remove this mark",
-)
 def test_a_head_scoring_failure_is_counted_as_the_heads(client, presale_body, buyer_with_star, monkeypatch):
     from rating.heads import ServiceHead
 
