@@ -20,7 +20,10 @@ from rating.artifact import load_rating
 from simulator.config import RunConfig
 from simulator.write import write_export
 from training import train
+from training.opportunities import PRESALE
 from training.report import FIXED_METRICS
+from training.skew import SKEW_GOAL, busiest_days, measure, opportunity_rows, trained_probability
+from training.snapshots import default_split
 
 NAME = "trust-test"
 FAST = json.dumps({"num_boost_round": 80, "learning_rate": 0.1, "min_data_in_leaf": 50})
@@ -80,7 +83,7 @@ def test_first_run_is_logged_registered_and_becomes_champion(first_run, tracking
     run = client.get_run(champion.run_id)
     assert run.info.status == "FINISHED"
     with_intervals = list(FIXED_METRICS)
-    assert len(with_intervals) == 7 and "presale_loss_ratio_at_rule_volume" in with_intervals
+    assert len(with_intervals) == 8 and "presale_loss_ratio_at_rule_volume" in with_intervals
     for metric in (
         "test_auc",
         "test_ks",
@@ -97,6 +100,9 @@ def test_first_run_is_logged_registered_and_becomes_champion(first_run, tracking
         "presale_rule_share_volume",
         "refund_rule_share_opportunities",
         "refund_rule_share_volume",
+        "refund_high_risk_loss_share_at_rule_volume",
+        "refund_rule_high_risk_loss_share",
+        "reason_only_refund_loss_ratio_at_rule_volume",
         *with_intervals,
         *(f"{m}_ci_{side}" for m in with_intervals for side in ("low", "high")),
     ):
@@ -231,3 +237,25 @@ def test_the_ceiling_bench_learns_the_truth_it_is_given(market, tmp_path, capsys
     auc = figures["rating_auc"]
     assert auc["oracle (truth)"] >= max(auc["truth-trained"], auc["optbinning scorecard"]) > 0.6, auc
     assert "product head" in capsys.readouterr().out
+
+
+def test_the_heads_price_what_the_service_prices(first_run, market, tracking):
+    """Training's head rows and the service (the day's snapshot published, loaded and scored per request)
+    give each opportunity the same probability; the signals of the decision instant would not."""
+    rows = opportunity_rows(market)
+    split = default_split(train.snapshot_dates(market))
+    both = pd.concat([r[["signals_as_of"]] for r in rows.values()], ignore_index=True)
+    days = busiest_days(both, split.test_first, both["signals_as_of"].max(), 2)
+    policy = Path(train.__file__).resolve().parent.parent / "serving" / "policy.yaml"
+    skew, priced = measure(market, rows, days, f"models:/{NAME}@champion", tracking, policy)
+    for service, result in skew.items():
+        assert result.rows >= 20, service
+        assert result.median <= SKEW_GOAL and result.p90 <= SKEW_GOAL, result
+    model = load_rating(f"models:/{NAME}@champion").model
+    instant = {s: r.assign(signals_as_of=r["as_of"]) for s, r in priced.items()}  # the decision instant
+    p_instant = trained_probability(market, model, instant)[PRESALE]
+    presales = priced[PRESALE]
+    served = presales["p_served"].to_numpy()
+    ok = np.isfinite(served)
+    moved = np.abs(np.log(p_instant[ok] / served[ok]))
+    assert np.median(moved) > SKEW_GOAL  # the presale's own order, placed seconds before, moves the head
