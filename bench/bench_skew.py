@@ -8,7 +8,8 @@ default split's test window, prices each with the head as training does (signals
 snapshot, ``training.skew.trained_probability``) and as the service does (that day's snapshot
 published by ``serving.publish``, loaded by ``serving.live``, one request at a time), and prints
 per service the median, the 90th percentile of ``|log(p_served / p_trained)|`` and the share moved by
-more than 20%, beside the goal (``training.skew.SKEW_GOAL``).
+more than 20%, beside the goal (``training.skew.SKEW_GOAL``); then the same against the head priced on
+the signals of the decision instant (how head rows were built before they took the day's snapshot).
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from pathlib import Path
 import pandas as pd
 
 from serving.config import load_config
+from serving.live import load_model
 from training.benchmark import describe
-from training.skew import SKEW_GOAL, busiest_days, measure, opportunity_rows
+from training.skew import SKEW_GOAL, busiest_days, measure, opportunity_rows, summarise, trained_probability
 from training.snapshots import default_split
 from training.train import snapshot_dates
 
@@ -57,13 +59,22 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"test window from {split.test_first.date()}; snapshot days {', '.join(str(d.date()) for d in days)}"
     )
-    skew, _ = measure(
+    skew, priced = measure(
         args.data, rows, days, args.model_uri, args.tracking_uri, args.policy,
         progress=lambda m: print(m, file=sys.stderr, flush=True),
     )  # fmt: skip
     for result in skew.values():
         verdict = "met" if result.median <= SKEW_GOAL else "MISSED"
         print(f"  {result}  (goal median <= {SKEW_GOAL}: {verdict})")
+    print(
+        "the same opportunities with the signals of the decision instant (head rows before the daily snapshot):"
+    )
+    model = load_model(
+        load_config({"model_uri": args.model_uri, "mlflow_tracking_uri": args.tracking_uri})
+    ).model
+    instant = {s: r.assign(signals_as_of=r["as_of"]) for s, r in priced.items()}
+    for service, p in trained_probability(args.data, model, instant).items():
+        print(f"  {summarise(service, p, priced[service]['p_served'].to_numpy())}")
     print(f"wall {time.perf_counter() - started:.0f} s")
     return 0
 

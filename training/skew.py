@@ -25,7 +25,7 @@ from features.io import load_tables, shard_parts
 from features.signals_devices import SHARED_DEVICES
 from serving.config import load_config
 from serving.decide import DecisionRequest, Order, Refund
-from serving.live import Live, Unrated, load_live
+from serving.live import Live, Unrated, load_live, load_model
 from serving.publish import publish
 from training.dataset import with_signals
 from training.opportunities import FAST_REFUND, PRESALE, presale_rows, refund_rows
@@ -171,10 +171,8 @@ def measure(
     """
     settings = {"model_uri": model_uri, "mlflow_tracking_uri": tracking_uri, "policy_path": str(policy_path),
                 "watch_interval_s": 0, "max_snapshot_age_s": 0}  # fmt: skip
-    live = load_live(load_config({**settings, "snapshot": str(Path(data) / "no-snapshot-yet.parquet")}))
-    if live.rating is None:
-        raise ValueError(f"model_uri: cannot load {model_uri}: {live.model_error}")
-    model = live.rating.model
+    model = load_model(load_config(settings)).model  # its signals, to publish; the service loads its own
+    live = None
     chosen = {s: r[r["signals_as_of"].isin(days)].reset_index(drop=True) for s, r in rows.items()}
     trained = trained_probability(data, model, chosen)
     served = {s: np.full(len(r), np.nan) for s, r in chosen.items()}
@@ -182,7 +180,10 @@ def measure(
         for day in days:
             path = Path(tmp) / f"snapshot-{day.date()}.parquet"
             publish(data, str(path), "skew", list(model.signal_names), day)
-            live = load_live(load_config({**settings, "snapshot": str(path)}), live, frozenset({"snapshot"}))
+            config = load_config({**settings, "snapshot": str(path)})
+            live = load_live(config) if live is None else load_live(config, live, frozenset({"snapshot"}))
+            if live.rating is None:
+                raise ValueError(f"model_uri: the service cannot load {model_uri}: {live.model_error}")
             for s, r in chosen.items():
                 on_day = np.flatnonzero((r["signals_as_of"] == day).to_numpy())
                 served[s][on_day] = served_probability(live, s, r.iloc[on_day])
