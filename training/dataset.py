@@ -168,11 +168,7 @@ def _code_digest() -> bytes:
 
 
 def cache_key(
-    data_dir: Path,
-    dates: list[pd.Timestamp],
-    max_buyers: int | None,
-    seed: int,
-    split: TimeSplit | None = None,
+    data_dir: Path, dates: list[pd.Timestamp], max_buyers: int | None, seed: int, split: TimeSplit | None = None
 ) -> str:
     """A digest of everything the assembled frames depend on: the export, the signal registry, every
     line of the signal, point-in-time, outcome and label code, and the sample."""

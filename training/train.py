@@ -144,9 +144,7 @@ class Progress:
 
     def __call__(self, message: str) -> None:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
-        print(
-            f"[{time.monotonic() - self.start:6.1f}s {peak:4.1f} GB] {message}", file=sys.stderr, flush=True
-        )
+        print(f"[{time.monotonic() - self.start:6.1f}s {peak:4.1f} GB] {message}", file=sys.stderr, flush=True)
 
     @contextmanager
     def step(self, name: str, message: str) -> Iterator[None]:
@@ -169,9 +167,7 @@ def ensure_data(data: Path | None, progress: Progress) -> Path:
     if data is not None:
         return data
     if not (DEFAULT_DATA / "manifest.json").is_file():
-        with progress.step(
-            "simulate", f"no data given: simulating the default marketplace into {DEFAULT_DATA} ..."
-        ):
+        with progress.step("simulate", f"no data given: simulating the default marketplace into {DEFAULT_DATA} ..."):
             write_export(RunConfig(**DEFAULT_MARKET), DEFAULT_DATA)
     return DEFAULT_DATA
 
@@ -216,16 +212,12 @@ def fit_scorers(
     d_train = Dataset(train[names].to_numpy(np.float32), train[target].to_numpy())
     d_valid = Dataset(valid[names].to_numpy(np.float32), valid[target].to_numpy())
     monotone, dropped = checked_monotone(d_train.X, d_train.y, monotone_constraints(names), seed=seed)
-    with progress.step(
-        "rating", f"training the rating: LightGBM ({np.count_nonzero(monotone)} monotone constraints) ..."
-    ):
+    with progress.step("rating", f"training the rating: LightGBM ({np.count_nonzero(monotone)} monotone constraints) ..."):
         model = fit_rating(
             d_train, d_valid, names, reasons(names), monotone, params, ScoreScale(), seed=seed,
             progress=progress, booster_fit=booster_fit
         )  # fmt: skip
-    with progress.step(
-        "scorecard", f"best iteration {model.booster.best_iteration}; fitting the optbinning scorecard ..."
-    ):
+    with progress.step("scorecard", f"best iteration {model.booster.best_iteration}; fitting the optbinning scorecard ..."):
         scorecard = OptBinningScorecard(names, [s.risk_direction for s in registry]).fit(d_train.X, d_train.y)
     return model, scorecard, monotone, dropped
 
@@ -296,13 +288,10 @@ def train_and_register(args: argparse.Namespace, client: Any) -> int:
             f"test >= {split.test_first.date()}"
         )
         with progress.step(
-            "assemble",
-            f"building {len(names)} signals for {len(dates)} monthly snapshots and every opportunity from {data} ...",
+            "assemble", f"building {len(names)} signals for {len(dates)} monthly snapshots and every opportunity from {data} ..."
         ):
             if client is None:
-                frames = assemble_cached(
-                    data, dates, args.cache_dir, args.max_buyers, args.seed, progress, split
-                )
+                frames = assemble_cached(data, dates, args.cache_dir, args.max_buyers, args.seed, progress, split)
                 booster_fit = fit_booster
             else:
                 frames, booster_fit = on_cluster.assemble(
@@ -327,19 +316,7 @@ def train_and_register(args: argparse.Namespace, client: Any) -> int:
     mlflow.set_experiment(experiment_id=ensure_experiment(args.experiment))
     try:
         run, report, version, verdict = fit_and_log(
-            args,
-            params,
-            registry,
-            data,
-            split,
-            train,
-            valid,
-            test,
-            oracle,
-            opportunities,
-            frames,
-            progress,
-            booster_fit,
+            args, params, registry, data, split, train, valid, test, oracle, opportunities, frames, progress, booster_fit
         )
     except StarCutError as err:
         print(f"training failed, nothing registered (run marked FAILED): {err}", file=sys.stderr)
@@ -397,9 +374,7 @@ def fit_and_log(
                 "cluster": args.cluster or "in-process",
             }
         )
-        with progress.step(
-            "propose_policy", "proposing expected-loss allowances on the validation window ..."
-        ):
+        with progress.step("propose_policy", "proposing expected-loss allowances on the validation window ..."):
             proposals = propose_policy(model, frames, split, progress)
         candidate = candidate_policy(BASE_POLICY, proposals, f"candidate-{run.info.run_id[:8]}")
         mlflow.log_text(yaml.safe_dump(candidate, sort_keys=False), "policy/candidate_policy.yaml")
@@ -415,10 +390,7 @@ def fit_and_log(
             {"cuts": list(model.cuts), "scale": vars(model.scale), "calibration": vars(model.calibration)},
             "rating.json",
         )
-        with (
-            progress.step("figures", "drawing the evaluation figures ..."),
-            tempfile.TemporaryDirectory() as tmp,
-        ):
+        with progress.step("figures", "drawing the evaluation figures ..."), tempfile.TemporaryDirectory() as tmp:
             for fname, fig in figures(report, model).items():
                 fig.savefig(Path(tmp) / fname, dpi=110, bbox_inches="tight")
             for fname, table in report.tables.items():
@@ -430,9 +402,7 @@ def fit_and_log(
         champion = promote.champion_version(client, args.register_name)
         comparisons, can_compare = None, True
         if champion is not None:
-            with progress.step(
-                "challenge", f"comparing with the champion (version {champion}) on the same test rows ..."
-            ):
+            with progress.step("challenge", f"comparing with the champion (version {champion}) on the same test rows ..."):
                 champion_model = load_rating(f"models:/{args.register_name}@{promote.CHAMPION}").model
                 can_compare = comparable(champion_model, test)
                 if can_compare:
