@@ -5,10 +5,11 @@
 
 The oracle ranks by the simulator's truth, which knows each buyer's latent traits and stress
 state; the product sees only the point-in-time signals and the opportunity's context. This bench
-fits, on the rows ``train.py`` trains on (same windows, same inputs, the presale's treatment set
-to "shipped early"), LightGBM models whose *labels are the truth's own probabilities*
-(cross-entropy on p in [0, 1]): no label noise, no selection by history, the counterfactual "if
-approved" on every row. Two capacities: the heads' parameters, and a roomier one (more leaves,
+fits, on the rows ``train.py`` trains on (same windows, same inputs, the treatment set to the
+approval: shipped early, paid fast), LightGBM models whose *labels are the truth's own probabilities*
+of the loss an approval adds (cross-entropy on p in [0, 1]; a refund's ``p_loss_if_fast -
+p_loss_if_normal``): no label noise, no selection by history, the counterfactual "if approved" on
+every row. Two capacities: the heads' parameters, and a roomier one (more leaves,
 fewer rows per leaf, less regularisation). For the services a third model learns from 0/1
 outcomes drawn from those probabilities: a history that had approved every opportunity. What
 they reach on the test window estimates what a model learnt from these inputs at this training
@@ -78,9 +79,9 @@ approved, for every training opportunity: what a history that had approved every
 
 
 def approval_design(service: str, rows: pd.DataFrame, names: list[str]) -> np.ndarray:
-    """Signals and context as the head sees them when it prices an approval (a presale shipped early)."""
-    if service == PRESALE:
-        rows = rows.assign(shipped=True)
+    """Signals and context as the head sees them when it prices an approval (a presale shipped early,
+    a refund paid fast)."""
+    rows = rows.assign(shipped=True) if service == PRESALE else rows.assign(fast=True)
     return design(service, rows, names)
 
 

@@ -7,9 +7,11 @@ Builds the honest split (``training.snapshots``), trains the rating, the service
 optbinning scorecard on the training window (on a random sample of ``--train-buyers`` buyers when
 given; the heads on those buyers' opportunities), then evaluates
 on every buyer's test-window snapshots (the rows ``train.py`` evaluates: one per buyer and label
-window) and opportunities: each service's expected loss (truth)
-at the legacy rule's volume and at its loss rate, realised losses beside them, AUCs, and the caps
-count, each with a 95% bootstrap interval over buyers. Prints the sizes, wall time and peak RSS.
+window) and opportunities: each service's expected loss (truth; for a fast refund the loss paying
+fast adds) at the legacy rule's volume and at its loss rate, realised losses beside them, AUCs,
+and the caps count, each with a 95% bootstrap interval over buyers; for refunds also the head
+against the reason-only ranking and the share of the approved expected loss on requests whose true
+loss probability is above ``HIGH_RISK_P``. Prints the sizes, wall time and peak RSS.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from training.train import (
     window_opportunities,
 )
 from training.truth import risk_truth
+from training.yardsticks import HIGH_RISK_P
 
 
 def _ci(m: dict[str, float], name: str) -> str:
@@ -84,6 +87,17 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"  fixed metrics: {prefix}_loss_ratio_at_rule_volume {_ci(m, f'{prefix}_loss_ratio_at_rule_volume')}"
         )
+        for name in (
+            f"{prefix}_loss_ratio_to_reason_only_at_rule_volume",
+            f"reason_only_{prefix}_loss_ratio_at_rule_volume",
+        ):
+            if name in m:
+                print(f"  {name} {_ci(m, name)}")
+        for name in (f"{prefix}_high_risk_loss_share_at_rule_volume", f"{prefix}_rule_high_risk_loss_share"):
+            if name in m:
+                print(
+                    f"  {name} (true p_loss_if_fast > {HIGH_RISK_P}: share of approved expected loss) {m[name]:.3f}"
+                )
     print("\nrating (bad_90d, test snapshots):")
     for name in (
         "rating_auc",

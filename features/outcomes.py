@@ -16,9 +16,11 @@ bill_delinquent    pay-later bill not paid 30 days after its due date          d
 =================  ==========================================================  ==========================
 
 A refund loss does not depend on whether the refund was paid fast: the buyer's behaviour
-(no return, abuse) is the outcome; what it costs the merchant depends on the decision, and
-the per-opportunity truth says so (``p_loss_if_fast``). A buyer's 90-day label is whether any
-fact falls in ``(as_of, as_of + 90 days]``.
+(no return, abuse) is the outcome; what it costs the merchant depends on the decision: the
+money is lost only when the refund was paid (``refund_paid``: at once when fast,
+after normal handling otherwise), and the per-opportunity truth gives both arms
+(``p_loss_if_fast``, ``p_loss_if_normal``; paying fast adds their difference). A buyer's 90-day
+label is whether any fact falls in ``(as_of, as_of + 90 days]``.
 """
 
 from __future__ import annotations
@@ -68,6 +70,12 @@ def refund_outcomes(refunds: pd.DataFrame) -> pd.DataFrame:
             "t": t.astype(refunds["requested_at"].dtype),
         }
     )
+
+
+def refund_paid(refunds: pd.DataFrame) -> pd.Series:
+    """Per refund request, whether the money was paid (``refunded_at`` set): at once when fast, after
+    normal handling otherwise. A refund loss costs the merchant the refund only when it was paid."""
+    return refunds["refunded_at"].notna()
 
 
 def _events(buyer: pd.Series, t: pd.Series, mask: pd.Series, kind: str) -> pd.DataFrame:

@@ -15,6 +15,12 @@ Two rules, both here and nowhere else:
    inclusive, the end exclusive, so an event exactly at ``as_of`` is never seen and
    one exactly ``w`` days earlier is.
 
+A third rule says which as-of instant a *decision* is scored at (:func:`published_as_of`):
+the service decides on the online snapshot, published daily as of the last UTC midnight, so
+a decision at ``t`` sees the buyer's signals as of ``t`` floored to the day, never the events
+of the same day (the order being decided included). Training's opportunity rows and the
+service's backtest both derive it from here.
+
 All times are UTC instants handled as int64 microseconds since the epoch
 (:data:`NAT` for null).
 """
@@ -47,6 +53,23 @@ timestamps (due dates) and all other columns are known with the row's event time
 """
 
 _MAX_KEY = 2**62
+
+PUBLISH_EVERY = "1D"
+"""How often the online snapshot is published (a pandas frequency): daily, as of UTC midnight."""
+
+
+def published_as_of(decided_at: pd.Series) -> pd.Series:
+    """The as-of instant of the snapshot the service scores a decision with: the decision's UTC
+    instant floored to ``PUBLISH_EVERY`` (the last daily publish at or before it).
+
+    Args:
+        decided_at: Decision instants (tz-aware, any zone; naive are taken as UTC).
+
+    Returns:
+        UTC instants, same index, dtype ``datetime64[us, UTC]``.
+    """
+    t = pd.to_datetime(decided_at, utc=True)
+    return t.dt.floor(PUBLISH_EVERY).astype("datetime64[us, UTC]")
 
 
 def micros(values: pd.Series | np.ndarray | Sequence) -> np.ndarray:

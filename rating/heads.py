@@ -10,6 +10,12 @@
   turns into a loss: opportunism), and ``a``, ``b`` are fitted on the exploration presales that
   were shipped early at random (``docs/decisions.md``). Refund heads have no uplift.
 
+A refund head prices what paying fast *adds*: paid fast, every bad request is a loss
+(``sigmoid(base)``); handled normally, the money goes out only if normal handling approves it
+anyway. ``normal`` is a LightGBM on the request's context for ``P(normal handling pays | the
+request is bad)``, and ``p = sigmoid(base) * (1 - sigmoid(normal(context)))``; the head's log-odds
+are that increment's, so ``sigmoid(logit)`` is its probability everywhere.
+
 Boosters travel inside the pickle as LightGBM model text, so the head needs no extra artifact.
 One row at a time (``explain``, ``row_logit``: a decision) goes through LightGBM's single-row
 fast path (``rating.single_row``), set up on first use and never pickled; many rows through
@@ -48,6 +54,9 @@ class ServiceHead:
         treatment: Context column set to 1 when pricing an approval (None: no treatment).
         proxy: Buyer-level LightGBM on ``signal_names`` whose log-odds drive the uplift (or None).
         uplift: ``(a, b)`` of the uplift ``a + b * proxy log-odds``.
+        normal: LightGBM on ``context_names`` whose probability is the share of bad opportunities the
+            service's normal handling pays anyway; when set the head prices the increment (None: no
+            normal arm, the loss if approved is all the decision's).
     """
 
     service: str
@@ -58,18 +67,21 @@ class ServiceHead:
     proxy: lgb.Booster | None = None
     uplift: tuple[float, float] = (0.0, 0.0)
     metrics: dict[str, float] = field(default_factory=dict)
+    normal: lgb.Booster | None = None
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state.pop("_one_row", None)  # C predictors of this process, rebuilt on first use
         state["base"] = _booster_state(self.base)
         state["proxy"] = _booster_state(self.proxy)
+        state["normal"] = _booster_state(self.normal)
         return state
 
     def __setstate__(self, state: dict) -> None:
         state = dict(state)
         state["base"] = _booster_from(state["base"])
         state["proxy"] = _booster_from(state["proxy"])
+        state["normal"] = _booster_from(state.get("normal"))  # heads saved before the normal arm have none
         self.__dict__.update(state)
 
     def inputs(self, signals: np.ndarray, context: np.ndarray) -> np.ndarray:
@@ -96,14 +108,21 @@ class ServiceHead:
         """The single-row predictors (base raw, base contributions, proxy raw) and the input names,
         made on first use."""
         cached = self.__dict__.get("_one_row")
-        if cached is None or cached["base"] is not self.base or cached["proxy_booster"] is not self.proxy:
+        if (
+            cached is None
+            or cached["base"] is not self.base
+            or cached["proxy_booster"] is not self.proxy
+            or cached["normal_booster"] is not self.normal
+        ):
             names = (*self.signal_names, *self.context_names)
             cached = {
                 "base": self.base,
                 "proxy_booster": self.proxy,
+                "normal_booster": self.normal,
                 "raw": SingleRowPredictor(self.base, "raw"),
                 "contrib": SingleRowPredictor(self.base, "contrib"),
                 "proxy": None if self.proxy is None else SingleRowPredictor(self.proxy, "raw"),
+                "normal": None if self.normal is None else SingleRowPredictor(self.normal, "raw"),
                 "names": names,
                 "treatment": None if self.treatment is None else names.index(self.treatment),
             }
@@ -116,6 +135,13 @@ class ServiceHead:
         a, b = self.uplift
         return a + b * float(predictors["proxy"](signals)[0])
 
+    def _less_normal(self, logit: np.ndarray, normal_logit: np.ndarray) -> np.ndarray:
+        """Log-odds of ``sigmoid(logit) * (1 - sigmoid(normal_logit))``: the loss if approved less what
+        normal handling would have paid anyway (computed in log space, exact for any magnitude)."""
+        log_p = -np.logaddexp(0.0, -np.asarray(logit, np.float64))  # log sigmoid(logit)
+        log_q = log_p - np.logaddexp(0.0, np.asarray(normal_logit, np.float64))  # x (1 - sigmoid(n))
+        return log_q - np.log(-np.expm1(np.minimum(log_q, -1e-300)))
+
     def row_logit(self, signals: np.ndarray, context: np.ndarray) -> float:
         """``logit`` of one row, through the single-row fast path.
 
@@ -127,9 +153,14 @@ class ServiceHead:
             ValueError: A row has the wrong number of values.
         """
         predictors = self._predictors()
-        logit = float(predictors["raw"](self.inputs(signals, context)[0])[0])
+        x = self.inputs(signals, context)[0]
+        logit = float(predictors["raw"](x)[0])
         uplift = self._row_uplift(np.asarray(signals, np.float64).ravel(), predictors)
-        return logit if uplift is None else logit + uplift
+        logit = logit if uplift is None else logit + uplift
+        if predictors["normal"] is not None:
+            normal = float(predictors["normal"](x[len(self.signal_names) :])[0])
+            logit = float(self._less_normal(logit, normal))
+        return logit
 
     def uplift_logit(self, signals: np.ndarray) -> np.ndarray | None:
         """The uplift ``a + b * proxy log-odds`` per row (None without a proxy)."""
@@ -149,21 +180,29 @@ class ServiceHead:
         Raises:
             ValueError: A matrix has the wrong number of columns.
         """
-        out = self.base.predict(self.inputs(signals, context), raw_score=True, num_threads=1)
+        x = self.inputs(signals, context)
+        out = self.base.predict(x, raw_score=True, num_threads=1)
         uplift = self.uplift_logit(signals)
-        return out if uplift is None else out + uplift
+        out = out if uplift is None else out + uplift
+        if self.normal is not None:
+            normal = self.normal.predict(x[:, len(self.signal_names) :], raw_score=True, num_threads=1)
+            out = self._less_normal(out, normal)
+        return out
 
     def explain(self, signals: np.ndarray, context: np.ndarray) -> tuple[float, np.ndarray, list[str]]:
         """One row's log-odds and what made it, from a single pass (exact TreeSHAP of the base,
         through the single-row fast path; only the first row is explained).
 
         Returns:
-            ``(logit, contributions, names)``: the log-odds (base + uplift, as ``logit``), and per
-            input the TreeSHAP contribution (the treatment column's set to 0: it is 1 for every
-            approval, not a reason), then the uplift as ``UPLIFT`` when there is one.
+            ``(logit, contributions, names)``: the log-odds (as ``logit``), and per input the
+            TreeSHAP contribution of the base (the treatment column's set to 0: it is 1 for every
+            approval, not a reason), then the uplift as ``UPLIFT`` when there is one. With a normal
+            arm the log-odds are the increment's and the contributions still the base's (what
+            raised the loss if approved).
         """
         predictors = self._predictors()
-        contrib = predictors["contrib"](self.inputs(signals, context)[0])
+        x = self.inputs(signals, context)[0]
+        contrib = predictors["contrib"](x)
         logit = float(contrib.sum())  # the contributions and the bias add up to the raw score
         names = list(predictors["names"])
         contrib = contrib[:-1]
@@ -173,6 +212,9 @@ class ServiceHead:
         if uplift is not None:
             logit += uplift
             contrib, names = np.append(contrib, uplift), [*names, UPLIFT]
+        if predictors["normal"] is not None:
+            normal = float(predictors["normal"](x[len(self.signal_names) :])[0])
+            logit = float(self._less_normal(logit, normal))
         return logit, contrib, names
 
     def probability(self, signals: np.ndarray, context: np.ndarray) -> np.ndarray:

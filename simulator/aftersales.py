@@ -18,6 +18,10 @@ RETURN_DEADLINE_DAYS = RETURN_GRACE.days  # a return not shipped this long after
 NO_RETURN_SHARE = 0.6  # of bad returns, the goods never ship back (the rest ship and are found abusive)
 NO_RETURN_ABUSE_SHARE = 0.4  # of never-shipped bad returns, also confirmed abusive
 RETURN_KIND_SHARE = 0.72  # requests that are return_and_refund (else refund_only)
+# Normal handling (not fast): the share of requests of each kind (refund_only, return_and_refund) that
+# end approved (paid), rejected, withdrawn, the rest escalated; cumulative, drawn independently of badness.
+# A return is decided once the goods are received (an unreturned one is closed as withdrawn).
+NORMAL_OUTCOME_CUTS = ((0.85, 0.95, 0.98), (0.93, 0.98))
 # lognormal lags (median days, sigma): request after delivery, return shipping, transit, abuse finding
 REQUEST_LAG = (2.0, 0.8)
 RETURN_SHIP_LAG = (1.5, 0.7)
@@ -33,7 +37,10 @@ def refunds(
     """Refund requests of regular orders: opportunism drives the rate, traits and stress the abuse.
 
     Returns:
-        Columns of the refunds table (``o`` is the local order index) plus ``bad`` (truth flag).
+        Columns of the refunds table (``o`` is the local order index) plus ``bad`` (truth flag),
+        ``legacy``, ``explored`` and the truth of both arms: ``p_loss_if_fast`` (paid at once: a
+        loss whenever the request is bad) and ``p_loss_if_normal`` (paid only if normal handling
+        approves it: ``paid_if_normal``).
     """
     regular = (orders["kind"] == 0) & (orders["canceled_at"] == NEVER)
     lost = np.flatnonzero(regular & orders["lost"])
@@ -58,6 +65,7 @@ def refunds(
     amount = np.where(
         kind == 1, orders["amount"][o], np.round(orders["amount"][o] * rng.uniform(0.2, 1.0, n), 2)
     )
+    posterior = hazards.refund_loss_posterior(prior, reason, photos)
     legacy = legacy_fast_refund(standing.vip_at(cal, vip, b, requested), kind == 1, amount, photos)
     explored = ~legacy & (rng.random(n) < params.fast_refund_explore_share)
     fast = legacy | explored
@@ -73,10 +81,11 @@ def refunds(
 
     u = rng.random(n)
     # approved, rejected, withdrawn, escalated; a shipped return is not withdrawn
+    only, ret = NORMAL_OUTCOME_CUTS
     outcome = np.where(
         kind == 1,
-        np.select([u < 0.93, u < 0.98], [0, 1], 3),
-        np.select([u < 0.85, u < 0.95, u < 0.98], [0, 1, 2], 3),
+        np.select([u < ret[0], u < ret[1]], [0, 1], 3),
+        np.select([u < only[0], u < only[1], u < only[2]], [0, 1, 2], 3),
     )
     decided = np.where(kind == 1, received + lag_days(rng, n, 1.0), requested + lag_days(rng, n, 1.5))
     closed_unreturned = (kind == 1) & (received == NEVER)
@@ -110,10 +119,21 @@ def refunds(
         "bad": np.concatenate([bad, np.zeros(nl, dtype=bool)]),
         "legacy": np.concatenate([legacy, np.zeros(nl, dtype=bool)]),
         "explored": np.concatenate([explored, np.zeros(nl, dtype=bool)]),
-        "p_loss_if_fast": np.concatenate(
-            [hazards.refund_loss_posterior(prior, reason, photos), np.zeros(nl)]
-        ),
+        "p_loss_if_fast": np.concatenate([posterior, np.zeros(nl)]),
+        "p_loss_if_normal": np.concatenate([posterior * paid_if_normal(kind), np.zeros(nl)]),
     }
+
+
+def paid_if_normal(kind: np.ndarray) -> np.ndarray:
+    """P(a bad request is paid under normal handling), by kind (1 return_and_refund, 0 refund_only).
+
+    A bad return's goods never ship in ``NO_RETURN_SHARE`` of cases (closed unpaid after the
+    deadline); otherwise they arrive and the request is approved like any other. A refund-only
+    claim is approved with its kind's share. The outcome draw is independent of badness, so
+    ``P(loss if normal) = P(bad) x paid_if_normal(kind)`` exactly (docs/simulator.md).
+    """
+    only, ret = NORMAL_OUTCOME_CUTS
+    return np.where(np.asarray(kind) == 1, (1.0 - NO_RETURN_SHARE) * ret[0], only[0])
 
 
 def unconfirm_returned(orders: Columns, refund: Columns) -> np.ndarray:

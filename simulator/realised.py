@@ -83,13 +83,15 @@ def refund_results(
         exported_at: The export instant.
 
     Returns:
-        The settled rows of ``opportunities`` plus ``loss`` (``features.outcomes`` refund loss).
+        The settled rows of ``opportunities`` plus ``loss`` (``features.outcomes`` refund loss) and
+        ``paid_loss`` (a loss that was paid: what history's decision cost, fast or normal).
     """
     done = outcomes.refund_outcomes(refunds)
+    done = done.assign(paid_loss=done["bad"] & outcomes.refund_paid(refunds))
     done = done[(refunds["requested_at"] + REFUND_SETTLE <= exported_at).to_numpy()]
-    return opportunities.merge(done[["refund_id", "bad"]], on="refund_id", validate="one_to_one").rename(
-        columns={"bad": "loss"}
-    )
+    return opportunities.merge(
+        done[["refund_id", "bad", "paid_loss"]], on="refund_id", validate="one_to_one"
+    ).rename(columns={"bad": "loss"})
 
 
 def expected_vs_realised(p: np.ndarray, realised: np.ndarray) -> tuple[float, float, int]:

@@ -18,7 +18,7 @@ COLUMNS = {
     "presales": ["order_id", "buyer_id", "balance_amount", "balance_due_at", "balance_paid_at",
                  "shipped_before_balance"],
     "refunds": ["refund_id", "buyer_id", "requested_at", "amount", "kind", "fast_refund", "return_shipped_at",
-                "abuse_confirmed_at"],
+                "refunded_at", "abuse_confirmed_at"],
     "disputes": ["buyer_id", "closed_at", "ruling"],
     "violations": ["buyer_id", "ts", "kind", "severity"],
     "credit_bills": ["buyer_id", "due_at", "paid_at"],
@@ -96,6 +96,14 @@ def opportunity_lines(out: Path, tables: dict[str, pd.DataFrame], exported_at: p
     lines.append(f"  loss rate (n={len(done):,} settled): {_counts(done['p_loss_if_fast'], done['loss'])}")
     fast = done[done["fast"]]
     lines.append(f"  loss rate of fast refunds: {_counts(fast['p_loss_if_fast'], fast['loss'])}")
+    normal = done[~done["fast"]]
+    lines.append(
+        f"  paid loss rate of normally handled refunds: {_counts(normal['p_loss_if_normal'], normal['paid_loss'])}"
+    )
+    lines.append(
+        f"  truth: paying every request fast loses {ref['p_loss_if_fast'].mean():.2%} of requests, "
+        f"normal handling {ref['p_loss_if_normal'].mean():.2%}"
+    )
     return lines
 
 

@@ -1,5 +1,5 @@
 """Assemble the training frames, shard by shard: point-in-time signals and labels for monthly snapshots,
-and signals for every service opportunity at its decision instant."""
+and for every service opportunity the signals of the snapshot the service would have scored it with."""
 
 from __future__ import annotations
 
@@ -35,10 +35,12 @@ def sample_buyers(buyers: pd.DataFrame, fraction: float, seed: int) -> pd.DataFr
     return buyers.loc[keep]
 
 
-def _with_signals(tables: dict[str, pd.DataFrame], rows: pd.DataFrame, processes: int) -> pd.DataFrame:
-    """``rows`` (with buyer_id and as_of) followed by the buyer's signals at each row's as_of."""
+def with_signals(tables: dict[str, pd.DataFrame], rows: pd.DataFrame, processes: int) -> pd.DataFrame:
+    """``rows`` (with buyer_id and signals_as_of) followed by the buyer's signals as of each row's
+    ``signals_as_of`` (``training.opportunities``: the published snapshot, not the decision instant)."""
     rows = rows.reset_index(drop=True)
-    built = build_signals(tables, rows[["buyer_id", "as_of"]], processes=processes)
+    spine = rows[["buyer_id", "signals_as_of"]].rename(columns={"signals_as_of": "as_of"})
+    built = build_signals(tables, spine, processes=processes)
     built = built.drop(columns=["buyer_id", "as_of"])
     return pd.concat([rows, built.reset_index(drop=True)], axis=1)
 
@@ -56,7 +58,7 @@ def assemble_part(
     chosen = buyers["buyer_id"].to_numpy()
     out = {}
     for service, rows in ((PRESALE, presale_rows(tables)), (FAST_REFUND, refund_rows(tables))):
-        out[service] = _with_signals(tables, rows[np.isin(rows["buyer_id"].to_numpy(), chosen)], processes)
+        out[service] = with_signals(tables, rows[np.isin(rows["buyer_id"].to_numpy(), chosen)], processes)
     spine = make_spine(buyers, dates)  # the snapshots last: their frame is the largest
     if split is not None:
         spine = spine.iloc[split.snapshot_rows(spine)].reset_index(drop=True)
@@ -88,7 +90,7 @@ def assemble(
         ``snapshots``: buyer_id, as_of, one float32 column per signal, then the label columns,
         for every buyer registered before each date; and per service (``SERVICES``) one row
         per opportunity of the sampled buyers (``training.opportunities``) with the buyer's
-        signals at the decision instant.
+        signals as of the snapshot the service would have scored it with (``signals_as_of``).
     """
     parts = shard_parts(data_dir)
     shared = export_shared_devices(data_dir)  # devices cross shards: the same index publish uses

@@ -9,7 +9,11 @@ request of this buyer turn into a loss) trained on the training window's refund 
 and ``logit = base(shipped=1) + a + b * proxy`` with ``a``, ``b`` fitted by logistic regression
 on the validation window's presales that were shipped early, where both models are out of
 time. Refund head: LightGBM on signals and the request's context over every refund request
-(a refund's loss does not depend on paying it fast). ``docs/decisions.md`` has the figures.
+(whether a request goes bad does not depend on paying it fast: the buyer's behaviour is the
+outcome), and its *normal arm*: LightGBM on the context of the training window's bad requests that
+history handled normally, for the share of them normal handling paid anyway (``paid``); the head
+prices what paying fast adds, ``P(bad) x (1 - P(paid normally | bad))`` (``rating.heads``).
+``docs/decisions.md`` has the figures.
 """
 
 from __future__ import annotations
@@ -46,7 +50,8 @@ HEAD_PARAMS = {
     "num_threads": 2,
 }
 PROXY = "opportunism proxy"
-LEARNING_RATE = {FAST_REFUND: 0.1, PRESALE: 0.06, PROXY: 0.06}
+NORMAL = "normal handling"  # the refund head's normal arm
+LEARNING_RATE = {FAST_REFUND: 0.1, PRESALE: 0.06, PROXY: 0.06, NORMAL: 0.06}
 """Per model. The refund head at 0.1 stops at 83 trees, at 0.06 at 180 and at 0.03 at 533, for the same
 test loss (within the interval): exact reasons cost the service time per tree. The presale head and
 the proxy behind its uplift stay at 0.06: at 0.1 the presale head stopped at 30 trees and its loss
@@ -94,7 +99,7 @@ def fit_model(
         valid_sets=[valid],
         callbacks=[
             lgb.early_stopping(EARLY_STOPPING, verbose=False),
-            log_rounds(progress, what if what == PROXY else f"{what} head"),
+            log_rounds(progress, what if what in (PROXY, NORMAL) else f"{what} head"),
         ],
     )
 
@@ -156,6 +161,39 @@ def add_uplift(head: ServiceHead, proxy: lgb.Booster, valid: pd.DataFrame) -> Se
     return head
 
 
+def add_normal_arm(
+    head: ServiceHead,
+    train: pd.DataFrame,
+    valid: pd.DataFrame,
+    seed: int,
+    progress: Callable[[str], None] = lambda _m: None,
+) -> ServiceHead:
+    """Fit the refund head's normal arm: on the bad requests history handled normally (not fast), does
+    normal handling pay them (``paid``), from the request's context; early stopping on the validation
+    window's. Without both outcomes among them the head keeps no normal arm (it then prices the whole
+    loss if paid fast; ``metrics["normal_rows"]`` says how many there were)."""
+    rows = {
+        w: r[r["bad"].to_numpy(bool) & ~r["fast"].to_numpy(bool)]
+        for w, r in (("train", train), ("valid", valid))
+    }
+    y = {w: r["paid"].to_numpy(np.int64) for w, r in rows.items()}
+    head.metrics.update(
+        {
+            "normal_rows": float(len(y["train"])),
+            "normal_paid_share": float(y["train"].mean()) if len(y["train"]) else 0.0,
+        }
+    )
+    if any(len(np.unique(v)) < 2 for v in y.values()):
+        return head
+    names = list(CONTEXT[head.service])
+    head.normal = fit_model(
+        context_matrix(head.service, rows["train"]), y["train"],
+        context_matrix(head.service, rows["valid"]), y["valid"], names, seed, progress, NORMAL,
+    )  # fmt: skip
+    head.metrics["normal_best_iteration"] = float(head.normal.best_iteration)
+    return head
+
+
 def fit_heads(
     frames: dict[str, pd.DataFrame],
     split: TimeSplit,
@@ -175,6 +213,8 @@ def fit_heads(
                  f"{len(valid):,} for early stopping ...")  # fmt: skip
         heads[service] = fit_base(service, train, valid, signal_names, seed, progress)
     refund_train, refund_valid = windows[FAST_REFUND]
+    progress("refund head's normal arm: what normal handling pays of the bad requests ...")
+    heads[FAST_REFUND] = add_normal_arm(heads[FAST_REFUND], refund_train, refund_valid, seed, progress)
     progress("presale uplift: opportunism proxy on refund requests, fitted on the exploration presales ...")
     proxy = fit_model(
         refund_train[signal_names].to_numpy(np.float64), refund_train["bad"].to_numpy(np.int64),

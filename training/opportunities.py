@@ -1,9 +1,13 @@
 """One row per service opportunity at the instant it was decided, with its context and outcome.
 
 A presale is decided at its deposit (``deposit_paid_at``); a refund at its request
-(``requested_at``). The row's ``as_of`` is that instant, so the buyer's point-in-time signals
-are built at it (events strictly before); the outcome comes from ``features.outcomes``. The
-legacy rules (``features.legacy``) are evaluated on the signals known at the decision.
+(``requested_at``). The row's ``as_of`` is that instant (its window, its context: days to the
+due date, the order's age); the buyer's point-in-time signals are built at ``signals_as_of``,
+the as-of instant of the snapshot the service would have scored it with
+(``features.pit.published_as_of``: the last daily publish, UTC midnight), so a head is trained
+on what the service sees and never on the same day's events (the presale's own order). The
+outcome comes from ``features.outcomes``. The legacy rules (``features.legacy``) are evaluated
+on those same snapshot signals.
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ import numpy as np
 import pandas as pd
 
 from features.legacy import legacy_fast_refund, legacy_presale
-from features.outcomes import RETURN_KIND, presale_outcomes, refund_outcomes
+from features.outcomes import RETURN_KIND, presale_outcomes, refund_outcomes, refund_paid
+from features.pit import published_as_of
 
 PRESALE = "presale_ship_before_balance"
 FAST_REFUND = "fast_refund"
@@ -31,7 +36,7 @@ def presale_rows(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """Presale opportunities: ids, ``as_of`` (the deposit), context, history's decision and outcome.
 
     Returns:
-        order_id, buyer_id, as_of, amount (order price), deposit, balance (the amount at risk),
+        order_id, buyer_id, as_of, signals_as_of (the snapshot scored), amount (order price), deposit, balance (the amount at risk),
         deposit_ratio, category, due_in_days, shipped (history's decision), bad (balance default)
         and outcome_at (the instant the default became a fact).
     """
@@ -44,6 +49,7 @@ def presale_rows(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
             "order_id": pre["order_id"].to_numpy(np.int64),
             "buyer_id": pre["buyer_id"].to_numpy(np.int64),
             "as_of": _utc_us(pre["deposit_paid_at"]).to_numpy(),
+            "signals_as_of": published_as_of(pre["deposit_paid_at"]).to_numpy(),
             "amount": amount,
             "deposit": pre["deposit_amount"].to_numpy(np.float64),
             "balance": pre["balance_amount"].to_numpy(np.float64),
@@ -63,9 +69,11 @@ def refund_rows(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """Refund opportunities: ids, ``as_of`` (the request), context, history's decision and outcome.
 
     Returns:
-        refund_id, order_id, buyer_id, as_of, amount (the refund, the amount at risk), kind,
+        refund_id, order_id, buyer_id, as_of, signals_as_of, amount (the refund, the amount at risk), kind,
         is_return, reason, photos, order_amount, amount_ratio, category, order_age_days,
-        fast (history's decision), bad (a refund loss) and outcome_at (NaT when good).
+        fast (history's decision), bad (a refund loss: the buyer's behaviour, whatever the decision),
+        paid (the money went out: always when fast, when normal handling approved it otherwise)
+        and outcome_at (NaT when good).
     """
     ref, orders = tables["refunds"], tables["orders"]
     merged = ref.merge(
@@ -85,6 +93,7 @@ def refund_rows(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
             "order_id": ref["order_id"].to_numpy(np.int64),
             "buyer_id": ref["buyer_id"].to_numpy(np.int64),
             "as_of": _utc_us(ref["requested_at"]).to_numpy(),
+            "signals_as_of": published_as_of(ref["requested_at"]).to_numpy(),
             "amount": amount,
             "kind": ref["kind"].to_numpy(),
             "is_return": ref["kind"].eq(RETURN_KIND).to_numpy(),
@@ -98,6 +107,7 @@ def refund_rows(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
             ).to_numpy(),
             "fast": ref["fast_refund"].to_numpy(bool),
             "bad": outcome["bad"].to_numpy(bool),
+            "paid": refund_paid(ref).to_numpy(bool),
             "outcome_at": _utc_us(outcome["t"]).to_numpy(),
         }
     )

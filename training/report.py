@@ -18,17 +18,27 @@ from training.heads import context_matrix
 from training.opportunities import FAST_REFUND, PRESALE, at_risk, legacy_decisions
 from training.policy_proposal import Proposal, approved
 from training.scorecard import OptBinningScorecard
-from training.yardsticks import Estimate, ServiceYardsticks, auc_comparison, compare_service, service_metrics
+from training.yardsticks import (
+    HIGH_RISK_P,
+    Estimate,
+    ServiceYardsticks,
+    auc_comparison,
+    compare_service,
+    high_risk_loss_share,
+    service_metrics,
+)
 
 # The fixed metric prefix of each service.
 PREFIX = {PRESALE: "presale", FAST_REFUND: "refund"}
 HEAD, RATING, SCORECARD, ORACLE = "head", "rating", "scorecard", "oracle"
+REASON_ONLY = "reason only"  # refunds ranked by their stated reason's loss rate in the training window
 FIXED_METRICS = (
     "presale_loss_ratio_at_rule_volume",
     "presale_loss_ratio_to_oracle_at_rule_volume",
     "presale_volume_multiple_at_rule_loss_rate",
     "refund_loss_ratio_at_rule_volume",
     "refund_loss_ratio_to_oracle_at_rule_volume",
+    "refund_loss_ratio_to_reason_only_at_rule_volume",
     "rating_auc_ratio_to_oracle",
     "rating_auc_gain_over_scorecard",
 )
@@ -42,6 +52,11 @@ class Opportunities:
 
     rows: pd.DataFrame
     p_true: np.ndarray | None
+    p_if_approved: np.ndarray | None = None
+    """The truth's probability that the opportunity goes bad if approved, where it differs from the
+    loss the approval adds (``p_true``): a refund's ``p_loss_if_fast``; for the high-risk share."""
+    baselines: dict[str, np.ndarray] = field(default_factory=dict)
+    """Further rankings per row (``REASON_ONLY`` for refunds), judged beside the head."""
 
 
 @dataclass
@@ -90,6 +105,14 @@ def decision_ranking(model: RatingModel, service: str, rows: pd.DataFrame) -> np
         X = block[model.signal_names].to_numpy(np.float32)
         out.append(model.head_probability(service, X, context_matrix(service, block)))
     return np.concatenate(out) if out else np.empty(0)
+
+
+def reason_only_ranking(history: pd.DataFrame, rows: pd.DataFrame) -> np.ndarray:
+    """The reason-only baseline: each refund request ranked by its stated reason's loss rate (``bad``)
+    among the ``history`` requests (the training window); a reason never seen there gets the overall rate."""
+    rates = history.groupby("reason")["bad"].mean()
+    overall = float(history["bad"].mean()) if len(history) else 0.0
+    return rows["reason"].map(rates).fillna(overall).to_numpy(np.float64)
 
 
 def silence_metrics(test: pd.DataFrame, star: np.ndarray, capped: np.ndarray) -> dict[str, float]:
@@ -196,6 +219,7 @@ def service_yardsticks(
     p_true = bad if opp.p_true is None else opp.p_true
     if opp.p_true is not None:
         rankings[ORACLE] = opp.p_true
+    rankings.update(opp.baselines)
     value = at_risk(service, rows)
     rule = legacy_decisions(service, rows)
     result = compare_service(
@@ -208,6 +232,7 @@ def service_yardsticks(
         rankings,
         oracle=ORACLE if opp.p_true is not None else None,
         seed=seed,
+        high_risk=None if opp.p_if_approved is None else opp.p_if_approved > HIGH_RISK_P,
     )
     rep.services[service] = result
     rep.metrics[f"test_{prefix}_opportunities"] = float(result.opportunities)
@@ -223,6 +248,19 @@ def service_yardsticks(
     rep.metrics.update(service_metrics(prefix, result, SCORECARD, scorer_prefix="scorecard_"))
     if ORACLE in rankings:
         rep.metrics.update(service_metrics(prefix, result, ORACLE, scorer_prefix="oracle_"))
+    if REASON_ONLY in rankings:
+        rep.metrics.update(service_metrics(prefix, result, REASON_ONLY, scorer_prefix="reason_only_"))
+        ours, theirs = result.loss_ratio_replicates[decider], result.loss_ratio_replicates[REASON_ONLY]
+        rep.metrics.update(
+            Estimate.of(np.divide(ours, theirs, out=np.full_like(ours, np.nan), where=theirs > 0)).metrics(
+                f"{prefix}_loss_ratio_to_reason_only_at_rule_volume"
+            )
+        )
+    if opp.p_if_approved is not None:
+        rep.metrics[f"{prefix}_high_risk_loss_share_at_rule_volume"] = result.at_rule_volume[
+            decider
+        ].high_risk_loss_share
+        rep.metrics[f"{prefix}_rule_high_risk_loss_share"] = result.rule_high_risk_loss_share
     if opp.p_true is not None and HEAD in rankings:
         # the head must rank the opportunities history never approved, not only those it did
         taken = rows["shipped" if service == PRESALE else "fast"].to_numpy(bool)
@@ -311,6 +349,10 @@ def proposal_metrics(model: RatingModel, proposal: Proposal, opp: Opportunities)
     rule_rate = loss[rule].sum() / rule_volume if rule_volume else float("nan")
     rate = loss[ok].sum() / volume if volume else float("nan")
     out = {f"policy_{prefix}_allowance_star{band}": value for band, value in proposal.allowances.items()}
+    if opp.p_if_approved is not None:
+        out[f"policy_{prefix}_high_risk_loss_share"] = high_risk_loss_share(
+            loss, ok, opp.p_if_approved > HIGH_RISK_P
+        )
     out.update(
         {
             f"policy_{prefix}_valid_volume_multiple": proposal.volume_multiple,

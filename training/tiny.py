@@ -40,7 +40,7 @@ def make_tiny_rating(signal_names: list[str], seed: int = 0, n: int = 20000) -> 
 
 def tiny_heads(signal_names: list[str], seed: int = 0, n: int = 8000) -> dict[str, ServiceHead]:
     """Real service heads on synthetic opportunities whose loss rises with the amount and the first
-    half of the signals (presale: with an uplift; refund: none)."""
+    half of the signals (presale: with an uplift; refund: with a normal arm, what normal handling pays)."""
     heads = {}
     rng = np.random.default_rng(seed)
     for service, names in ((PRESALE, PRESALE_CONTEXT), (FAST_REFUND, REFUND_CONTEXT)):
@@ -59,9 +59,16 @@ def tiny_heads(signal_names: list[str], seed: int = 0, n: int = 8000) -> dict[st
                 {"objective": "binary", "verbose": -1, "num_leaves": 7, "seed": seed, "num_threads": 1},
                 lgb.Dataset(X, (rng.random(n) < 0.1).astype(int)), 10,
             )  # fmt: skip
+        normal = None
+        if service == FAST_REFUND:  # normal handling pays most refund-only claims, few returns
+            paid = rng.random(n) < np.where(ctx[:, names.index("ctx_is_return")] > 0, 0.4, 0.85)
+            normal = lgb.train(
+                {"objective": "binary", "verbose": -1, "num_leaves": 3, "seed": seed, "num_threads": 1},
+                lgb.Dataset(ctx, paid.astype(int)), 10,
+            )  # fmt: skip
         heads[service] = ServiceHead(
             service, list(signal_names), list(names), base, TREATMENT if service == PRESALE else None, proxy,
-            (0.3, 0.5) if proxy is not None else (0.0, 0.0),
+            (0.3, 0.5) if proxy is not None else (0.0, 0.0), normal=normal,
         )  # fmt: skip
     return heads
 

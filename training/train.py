@@ -42,15 +42,24 @@ from training.dataset import SNAPSHOTS, assemble_cached
 from training.heads import fit_heads
 from training.labels import TARGETS, usable_as_of
 from training.model import DEFAULT_PARAMS, Dataset, StarCutError, checked_monotone, fit_booster, fit_rating
-from training.opportunities import SERVICES
+from training.opportunities import FAST_REFUND, SERVICES
 from training.package import log_rating
 from training.policy_proposal import Proposal, candidate_policy, policy_bands, propose
 from training.presentation import figures, summary_text
-from training.report import PREFIX, Opportunities, Report, build_report, proposal_inputs, proposal_metrics
+from training.report import (
+    PREFIX,
+    REASON_ONLY,
+    Opportunities,
+    Report,
+    build_report,
+    proposal_inputs,
+    proposal_metrics,
+    reason_only_ranking,
+)
 from training.scorecard import OptBinningScorecard
 from training.snapshots import TimeSplit, default_split, month_starts
 from training.tracking import configure_tracking, ensure_experiment
-from training.truth import opportunity_truth, risk_truth
+from training.truth import opportunity_truth, risk_truth, truth_columns
 
 DEFAULT_DATA = Path("data/market")
 BASE_POLICY = Path(__file__).resolve().parent.parent / "serving" / "policy.yaml"  # the reviewed policy file
@@ -256,11 +265,22 @@ def proposal_outcome(failed: dict[str, str]) -> tuple[dict[str, float], dict[str
 def window_opportunities(
     data: Path, frames: dict[str, pd.DataFrame], split: TimeSplit
 ) -> dict[str, Opportunities]:
-    """Per service, the opportunities decided in the test window, with the truth's probabilities if any."""
+    """Per service, the opportunities decided in the test window, with the truth's probabilities if any;
+    refunds also with the truth's ``p_loss_if_fast`` (the high-risk share) and the reason-only
+    baseline ranking (reason loss rates of the training window)."""
     out = {}
     for service in SERVICES:
         rows = split.opportunities_in(frames[service], "test")
         out[service] = Opportunities(rows, opportunity_truth(data, service, rows))
+    refunds = out[FAST_REFUND]
+    fast = truth_columns(data, FAST_REFUND, refunds.rows, ("p_loss_if_fast",))
+    history = split.opportunities_in(frames[FAST_REFUND], "train")
+    out[FAST_REFUND] = Opportunities(
+        refunds.rows,
+        refunds.p_true,
+        p_if_approved=None if fast is None else fast[:, 0],
+        baselines={REASON_ONLY: reason_only_ranking(history, refunds.rows)},
+    )
     return out
 
 

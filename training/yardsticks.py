@@ -2,8 +2,9 @@
 
 For one service on one window, every distinct opportunity is a row with the money at risk
 ``value`` (a presale's balance, a refund's amount), the truth's probability that it becomes a
-loss if approved (``p_true``: ``p_default_if_shipped`` or ``p_loss_if_fast``; on real data,
-where there is no truth, the realised outcome stands in) and the realised outcome. With
+loss the approval adds (``p_true``: ``p_default_if_shipped``, or ``p_loss_if_fast -
+p_loss_if_normal`` for a refund paid fast; on real data, where there is no truth, the realised
+outcome stands in) and the realised outcome (a refund's: the loss if paid fast). With
 ``V`` the rule's approved value and ``L`` the truth's expected loss on it:
 
 * a ranking *at the rule's volume* approves in ascending order of its predicted probability
@@ -25,6 +26,9 @@ import pandas as pd
 
 BOOTSTRAP_REPLICATES = 200
 INTERVAL = (2.5, 97.5)
+HIGH_RISK_P = 0.3
+"""An approval is high-risk when the truth's probability that it goes bad if approved (a refund's
+``p_loss_if_fast``) is above this; ``high_risk_loss_share`` is their share of the approved expected loss."""
 
 
 REPLICATE_BLOCK = 25
@@ -103,6 +107,7 @@ class PolicyResult:
     realised_loss: float
     loss_ratio: Estimate  # expected loss / the rule's expected loss
     realised_loss_ratio: float
+    high_risk_loss_share: float = float("nan")  # of the approved expected loss, on high-risk approvals
 
 
 @dataclass(frozen=True)
@@ -121,6 +126,7 @@ class ServiceYardsticks:
     volume_multiple_at_rule_loss_rate: dict[str, Estimate]
     loss_ratio_to_oracle: dict[str, Estimate]
     loss_ratio_replicates: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    rule_high_risk_loss_share: float = float("nan")
 
     @property
     def rule_share_opportunities(self) -> float:
@@ -172,6 +178,7 @@ def compare_service(
     oracle: str | None = "oracle",
     replicates: int = BOOTSTRAP_REPLICATES,
     seed: int = 7,
+    high_risk: np.ndarray | None = None,
 ) -> ServiceYardsticks:
     """Compare the legacy rule with each ranking by the truth's expected loss, on the same rows.
 
@@ -186,6 +193,8 @@ def compare_service(
         oracle: The ranking in ``rankings`` that is the truth itself (for the ratios to it), or None.
         replicates: Bootstrap replicates.
         seed: Bootstrap seed.
+        high_risk: Per opportunity, whether it is high-risk (``HIGH_RISK_P``); when given, each
+            policy's ``high_risk_loss_share`` on the full sample.
     """
     value = np.asarray(value, np.float64)
     expected = value * np.asarray(p_true, np.float64)
@@ -229,6 +238,7 @@ def compare_service(
             realised_loss_ratio=float(realised[approved].sum() / realised[rule].sum())
             if realised[rule].sum()
             else float("nan"),
+            high_risk_loss_share=high_risk_loss_share(expected, approved, high_risk),
         )
         vol = np.concatenate(volume_rate[name])
         multiple[name] = Estimate.of(
@@ -255,7 +265,24 @@ def compare_service(
         volume_multiple_at_rule_loss_rate=multiple,
         loss_ratio_to_oracle=to_oracle,
         loss_ratio_replicates=ratios,
+        rule_high_risk_loss_share=high_risk_loss_share(expected, np.flatnonzero(rule), high_risk),
     )
+
+
+def high_risk_loss_share(expected: np.ndarray, approved: np.ndarray, high_risk: np.ndarray | None) -> float:
+    """The share of the approved rows' expected loss carried by the high-risk ones (NaN without
+    ``high_risk`` or without expected loss).
+
+    Args:
+        expected: Expected loss per row.
+        approved: Indices (or a boolean mask) of the approved rows.
+        high_risk: Per row, whether it is high-risk, or None.
+    """
+    if high_risk is None:
+        return float("nan")
+    loss = np.asarray(expected, np.float64)[approved]
+    total = loss.sum()
+    return float(loss[np.asarray(high_risk, bool)[approved]].sum() / total) if total > 0 else float("nan")
 
 
 def _weighted_auc(group: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:

@@ -142,3 +142,23 @@ def test_events_at_or_after_as_of_are_never_seen(events, future):
     after = pit.locate(more_buyer, more_time, spine_buyer, spine_time, (7,))
     for window in (None, 7):
         assert _seen(before, window) == _seen(after, window)
+
+
+def test_a_decision_is_scored_on_the_snapshot_of_its_day():
+    decided = pd.Series(
+        pd.to_datetime(
+            [
+                "2024-06-01 00:00:00",
+                "2024-06-01 23:59:59.999999",
+                "2024-06-02 00:00:01",
+                "2024-06-01 07:30+08:00",
+            ],
+            utc=True,
+            format="ISO8601",
+        )
+    )
+    got = pit.published_as_of(decided)
+    want = pd.to_datetime(["2024-06-01", "2024-06-01", "2024-06-02", "2024-05-31"], utc=True)
+    assert list(got) == list(want)  # midnight itself is that day's snapshot; other zones are converted to UTC
+    assert str(got.dtype) == "datetime64[us, UTC]"
+    assert (got <= decided).all() and ((decided - got) < pd.Timedelta(days=1)).all()

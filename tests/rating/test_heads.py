@@ -123,3 +123,39 @@ def test_explain_adds_up_to_the_heads_log_odds_in_one_pass():
     assert logit == pytest.approx(head.logit(signals, ctx)[0], abs=1e-9)
     assert names[-1] == "moral_hazard" and len(contrib) == len(names)
     assert contrib[names.index(TREATMENT)] == 0.0  # the treatment is never a reason
+
+
+def test_a_refund_head_prices_what_paying_fast_adds_over_normal_handling():
+    rng = np.random.default_rng(8)
+    n = 3000
+    ctx = refund_context(
+        rng.uniform(10, 500, n), np.full(n, 600.0), rng.choice(["return_and_refund", "refund_only"], n),
+        rng.choice(["damaged", "quality"], n), rng.integers(0, 3, n), ["apparel"] * n, np.full(n, 5.0),
+    )  # fmt: skip
+    is_return = ctx[:, REFUND_CONTEXT.index("ctx_is_return")] > 0
+    paid = rng.random(n) < np.where(is_return, 0.37, 0.85)
+    normal = lgb.train(
+        {"objective": "binary", "verbose": -1, "num_leaves": 3}, lgb.Dataset(ctx, paid.astype(int)), 20
+    )
+    base = _booster(len(SIGNALS) + len(REFUND_CONTEXT), seed=2)
+    head = ServiceHead("fast_refund", list(SIGNALS), list(REFUND_CONTEXT), base, normal=normal)
+    signals = rng.normal(size=(n, len(SIGNALS)))
+    if_fast = 1 / (1 + np.exp(-base.predict(np.hstack([signals, ctx]), raw_score=True)))
+    paid_share = 1 / (1 + np.exp(-normal.predict(ctx, raw_score=True)))
+    p = head.probability(signals, ctx)
+    np.testing.assert_allclose(p, if_fast * (1 - paid_share), rtol=1e-9)
+    assert (
+        p[is_return].mean() / if_fast[is_return].mean()
+        > 2 * p[~is_return].mean() / if_fast[~is_return].mean()
+    )
+    for i in range(3):  # one row at a time (the service) as many rows (training)
+        assert head.row_logit(signals[i], ctx[i]) == pytest.approx(head.logit(signals, ctx)[i], abs=1e-9)
+        logit, contrib, names = head.explain(signals[i], ctx[i])
+        assert logit == pytest.approx(head.logit(signals, ctx)[i], abs=1e-9) and len(contrib) == len(names)
+    again = pickle.loads(pickle.dumps(head))
+    np.testing.assert_allclose(again.probability(signals, ctx), p)
+    state = head.__getstate__()
+    del state["normal"]  # a head pickled before the normal arm existed prices the whole loss if paid fast
+    old = ServiceHead.__new__(ServiceHead)
+    old.__setstate__(state)
+    np.testing.assert_allclose(old.probability(signals, ctx), if_fast, rtol=1e-9)

@@ -84,6 +84,25 @@ def test_refund_losses_match_the_truth(
     _within_3sd(rows["p_loss_if_fast"], rows["loss"], 100)
 
 
+@pytest.mark.parametrize("kind", ["all", "return_and_refund", "refund_only"])
+def test_refund_losses_under_normal_handling_match_the_truth(
+    settled: dict[str, pd.DataFrame], calibration_export: Path, kind: str
+) -> None:
+    """Requests history handled normally: the losses it paid (bad and refunded) match ``p_loss_if_normal``."""
+    rows = settled["refund"][~settled["refund"]["fast"]]
+    if kind != "all":
+        kinds = pd.read_parquet(calibration_export / "refunds", columns=["refund_id", "kind"])
+        rows = rows.merge(kinds, on="refund_id")
+        rows = rows[rows["kind"] == kind]
+    _within_3sd(rows["p_loss_if_normal"], rows["paid_loss"], 40)
+
+
+def test_fast_refunds_pay_every_loss(settled: dict[str, pd.DataFrame]) -> None:
+    """The fast arm's loss is the request's loss: a fast refund is always paid."""
+    fast = settled["refund"][settled["refund"]["fast"]]
+    assert len(fast) and (fast["paid_loss"] == fast["loss"]).all()
+
+
 def test_refund_truth_reads_the_request_like_a_model_would(settled: dict[str, pd.DataFrame],
                                                             calibration_export: Path) -> None:  # fmt: skip
     """Within each stated reason and photo count, the posterior stays calibrated (no reason beats it)."""

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from features import outcomes
-from simulator import hazards, realised, truth
+from simulator import aftersales, hazards, realised, truth
 from simulator.calendar import build_calendar
 from simulator.config import Params
 from simulator.population import draw_population
@@ -129,7 +129,25 @@ def test_opportunity_files_have_one_row_per_exported_opportunity(export_dir: Pat
         assert presales[col].between(0, 1).all() and presales[col].notna().all()
     refunds = pd.read_parquet(truth_dir / "refund_opportunities.parquet")
     assert refunds["p_loss_if_fast"].between(0, 1).all()
+    assert (refunds["p_loss_if_normal"] >= 0).all()
+    assert (refunds["p_loss_if_normal"] <= refunds["p_loss_if_fast"]).all()  # paying fast never saves a loss
     merged = refunds.merge(tables["refunds"][["refund_id", "requested_at", "amount"]], on="refund_id")
     assert (merged["requested_at_x"] == merged["requested_at_y"]).all() and (
         merged["amount_x"] == merged["amount_y"]
     ).all()
+
+
+def test_refund_normal_arm_is_the_fast_arm_times_what_normal_handling_pays(
+    export_dir: Path, tables: dict
+) -> None:
+    """Normal handling pays a bad return only when its goods come back and it is approved, a bad
+    refund-only claim when it is approved: the two arms differ by that factor, by kind alone."""
+    refunds = pd.read_parquet(export_dir / "truth" / "refund_opportunities.parquet")
+    rows = refunds.merge(tables["refunds"][["refund_id", "kind", "reason"]], on="refund_id")
+    asked = rows[rows["reason"] != "not_received"]
+    ratio = asked["p_loss_if_normal"] / asked["p_loss_if_fast"]
+    returns = asked["kind"].eq("return_and_refund").to_numpy()
+    np.testing.assert_allclose(ratio[returns], (1 - aftersales.NO_RETURN_SHARE) * 0.93)
+    np.testing.assert_allclose(ratio[~returns], 0.85)
+    lost = rows[rows["reason"] == "not_received"]
+    assert len(lost) and (lost["p_loss_if_fast"] == 0).all() and (lost["p_loss_if_normal"] == 0).all()

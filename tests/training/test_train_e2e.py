@@ -21,7 +21,10 @@ from rating.artifact import load_rating
 from simulator.config import RunConfig
 from simulator.write import write_export
 from training import train
+from training.opportunities import PRESALE
 from training.report import FIXED_METRICS
+from training.skew import SKEW_GOAL, busiest_days, measure, opportunity_rows, trained_probability
+from training.snapshots import default_split
 
 # A hang guard, not a speed limit: a training run here takes 1-5 minutes, the suite's 300 s
 # per test is not enough on a loaded 2-core machine.
@@ -84,7 +87,7 @@ def test_first_run_is_logged_registered_and_becomes_champion(first_run, tracking
     run = client.get_run(champion.run_id)
     assert run.info.status == "FINISHED"
     with_intervals = list(FIXED_METRICS)
-    assert len(with_intervals) == 7 and "presale_loss_ratio_at_rule_volume" in with_intervals
+    assert len(with_intervals) == 8 and "presale_loss_ratio_at_rule_volume" in with_intervals
     for metric in (
         "test_auc",
         "test_ks",
@@ -101,6 +104,9 @@ def test_first_run_is_logged_registered_and_becomes_champion(first_run, tracking
         "presale_rule_share_volume",
         "refund_rule_share_opportunities",
         "refund_rule_share_volume",
+        "refund_high_risk_loss_share_at_rule_volume",
+        "refund_rule_high_risk_loss_share",
+        "reason_only_refund_loss_ratio_at_rule_volume",
         *with_intervals,
         *(f"{m}_ci_{side}" for m in with_intervals for side in ("low", "high")),
     ):
@@ -277,3 +283,25 @@ def test_a_failed_proposal_is_recorded_and_announced(first_run, market, monkeypa
     text = mlflow.artifacts.load_text(f"{run.info.artifact_uri}/policy/candidate_policy.yaml")
     assert text.startswith("# NOT PROPOSED: fast_refund keeps the reviewed policy's allowance")
     assert "policy_refund_allowance_star5" not in run.data.metrics
+
+
+def test_the_heads_price_what_the_service_prices(first_run, market, tracking):
+    """Training's head rows and the service (the day's snapshot published, loaded and scored per request)
+    give each opportunity the same probability; the signals of the decision instant would not."""
+    rows = opportunity_rows(market)
+    split = default_split(train.snapshot_dates(market))
+    both = pd.concat([r[["signals_as_of"]] for r in rows.values()], ignore_index=True)
+    days = busiest_days(both, split.test_first, both["signals_as_of"].max(), 2)
+    policy = Path(train.__file__).resolve().parent.parent / "serving" / "policy.yaml"
+    skew, priced = measure(market, rows, days, f"models:/{NAME}@champion", tracking, policy)
+    for service, result in skew.items():
+        assert result.rows >= 20, service
+        assert result.median <= SKEW_GOAL and result.p90 <= SKEW_GOAL, result
+    model = load_rating(f"models:/{NAME}@champion").model
+    instant = {s: r.assign(signals_as_of=r["as_of"]) for s, r in priced.items()}  # the decision instant
+    p_instant = trained_probability(market, model, instant)[PRESALE]
+    presales = priced[PRESALE]
+    served = presales["p_served"].to_numpy()
+    ok = np.isfinite(served)
+    moved = np.abs(np.log(p_instant[ok] / served[ok]))
+    assert np.median(moved) > SKEW_GOAL  # the presale's own order, placed seconds before, moves the head

@@ -5,8 +5,9 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from training.report import reason_only_ranking
 from training.snapshots import TimeSplit
-from training.yardsticks import Estimate, auc_comparison, compare_service
+from training.yardsticks import Estimate, auc_comparison, compare_service, high_risk_loss_share
 
 
 def _case():
@@ -103,3 +104,25 @@ def test_split_refuses_windows_closer_than_the_horizon():
     )
     when = pd.Series([d("2024-10-20T10:00"), d("2024-07-31T23:00"), d("2024-08-02"), d("2024-01-15")])
     assert split.assign_instant(when).tolist() == ["test", "valid", "gap", "train"]
+
+
+def test_high_risk_share_is_the_approved_expected_loss_on_high_risk_rows():
+    expected = np.array([1.0, 3.0, 6.0, 10.0])
+    high = np.array([False, True, False, True])
+    assert high_risk_loss_share(expected, np.array([0, 1, 2]), high) == pytest.approx(0.3)
+    assert high_risk_loss_share(expected, np.array([True, False, True, False]), high) == 0.0
+    assert np.isnan(high_risk_loss_share(expected, np.array([0]), None))
+    result = compare_service(
+        "fast_refund", np.ones(4), expected / 20, np.zeros(4), np.arange(4), np.array([1, 1, 0, 0], bool),
+        {"model": np.array([0.1, 0.4, 0.2, 0.3])}, oracle=None, replicates=5, high_risk=high,
+    )  # fmt: skip
+    assert result.rule_high_risk_loss_share == pytest.approx(0.75)
+    assert result.at_rule_volume["model"].high_risk_loss_share == pytest.approx(0.0)  # approves rows 0 and 2
+
+
+def test_the_reason_only_baseline_ranks_by_the_reasons_past_loss_rate():
+    history = pd.DataFrame(
+        {"reason": ["damaged"] * 4 + ["changed_mind"] * 4, "bad": [1, 1, 0, 0, 0, 0, 0, 1]}
+    )
+    rows = pd.DataFrame({"reason": ["changed_mind", "damaged", "never_seen"]})
+    np.testing.assert_allclose(reason_only_ranking(history, rows), [0.25, 0.5, 0.375])
