@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         snapshot, clock = work / "snapshot.parquet", work / "clock"
-        day = events[0].t.floor("D")
+        day = events[0].snapshot_day
         rows = signals[signals["as_of"] == day]
         writer = FileWriter(snapshot, names, day.isoformat())
         writer.append(rows["buyer_id"].to_numpy(np.int64), rows[names].to_numpy(np.float32))

@@ -69,7 +69,9 @@ def main() -> None:
     t2 = time.perf_counter()
     registry = signals()
     scorecard = OptBinningScorecard(names, [s.risk_direction for s in registry]).fit(d_train.X, d_train.y)
-    build_report(model, scorecard, train.sample(n=min(200_000, len(train)), random_state=7), test, "bad_90d", None, {})
+    build_report(
+        model, scorecard, train.sample(n=min(200_000, len(train)), random_state=7), test, "bad_90d", None, {}
+    )
     t_eval = time.perf_counter() - t2
     total = t_fit + t_eval
     print(

@@ -5,7 +5,7 @@ sent, in time order; each is decided by ``serving.handle.handle_decision`` (the 
 handler: parse, rate, price with the head, decide, record) against the in-memory ledger
 (``serving.memory_ledger``, the same position rules as the SQL ledger), at the instant it
 happened, with the buyer's signals from the snapshot the service would have had (published
-daily, as of the previous UTC midnight). Payments, cancellations, defaults, returns and
+daily: ``features.pit.published_as_of``). Payments, cancellations, defaults, returns and
 confirmed abuse are posted as outcomes at the instant each became a fact
 (``features.outcomes``), so exposure and quotas are held and released as they were.
 
@@ -30,6 +30,7 @@ import pandas as pd
 
 from features.build import build_signals
 from features.outcomes import RETURN_KIND, presale_outcomes, refund_outcomes
+from features.pit import published_as_of
 from features.registry import get as get_signal
 from serving.config import ServingConfig, load_config
 from serving.decide import DEGRADED, BuyerRating, DecisionRequest, HeadRisk, decide, decline_unrated
@@ -56,6 +57,7 @@ class Event:
     order: int  # ties at one instant: decisions before outcomes, then by id
     kind: str  # "decide" or "outcome"
     body: dict
+    snapshot_day: pd.Timestamp | None = None  # the as-of of the snapshot it is decided on (features.pit)
 
 
 def _money(x: float, decimals: int) -> float:
@@ -145,7 +147,8 @@ def window_events(
             if pd.notna(t) and row.requested_at <= t < end:
                 events.append(Event(t, 1, "outcome", _outcome(kind, row.buyer_id, "refund_id", rid, t)))
     events.sort(key=lambda e: (e.t, e.order, e.body.get("request_id") or e.body["outcome_id"]))
-    return events
+    days = published_as_of(pd.Series([e.t for e in events], dtype="datetime64[us, UTC]"))
+    return [replace(e, snapshot_day=day) for e, day in zip(events, days, strict=True)]
 
 
 def _outcome(kind: str, buyer: int, key: str, ref: int, t: pd.Timestamp) -> dict:
@@ -167,7 +170,7 @@ def daily_signals(tables: dict[str, pd.DataFrame], events: list[Event], names: l
     spine = pd.DataFrame(
         {
             "buyer_id": [e.body["buyer_id"] for e in events if e.kind == "decide"],
-            "as_of": [e.t.floor("D") for e in events if e.kind == "decide"],
+            "as_of": [e.snapshot_day for e in events if e.kind == "decide"],
         }
     ).drop_duplicates(ignore_index=True)
     wanted = list(dict.fromkeys([*names, *LEGACY_SIGNALS]))
@@ -244,7 +247,7 @@ def replay(
             with contextlib.suppress(Refusal):  # e.g. a payment after a cancel: refused as the service would
                 handle_outcome(event.body, any_live, ledger, config, KEY, t)
             continue
-        live = lives[event.t.floor("D")]
+        live = lives[event.snapshot_day]
         answer = handle_decision(event.body, live, ledger, config, metrics, 0.0, KEY, t).body
         rows.append(decision_row(event, answer))
     frame = pd.DataFrame(rows)
@@ -277,7 +280,7 @@ def price(
     for event in events:
         if event.kind != "decide":
             continue
-        live = lives[event.t.floor("D")]
+        live = lives[event.snapshot_day]
         live = replace(live, policy=replace(live.policy, max_reasons=0))
         policy = live.policy
         request = parse_decision(event.body, config.max_amount, policy.currency, policy.decimals)
@@ -397,8 +400,8 @@ def served_replay(
 
     answers, day = [], None
     for event in events:
-        if event.kind == "decide" and event.t.floor("D") != day:
-            day = event.t.floor("D")
+        if event.kind == "decide" and event.snapshot_day != day:
+            day = event.snapshot_day
             rows = signals[signals["as_of"] == day]
             writer = FileWriter(snapshot, names, day.isoformat())
             writer.append(rows["buyer_id"].to_numpy(np.int64), rows[names].to_numpy(np.float32))

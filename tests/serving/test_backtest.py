@@ -126,7 +126,7 @@ def test_the_service_decides_as_the_backtest(market, trained, window, tmp_path, 
 
 def served_replay_first_day(snapshot: Path, signals: pd.DataFrame, names: list[str], events) -> None:
     """A snapshot for the server to start on (the replay republishes it each day)."""
-    day = events[0].t.floor("D")
+    day = events[0].snapshot_day
     rows = signals[signals["as_of"] == day]
     writer = FileWriter(snapshot, names, day.isoformat())
     writer.append(rows["buyer_id"].to_numpy(), rows[names].to_numpy("float32"))
