@@ -32,7 +32,7 @@ UNKNOWN_BUYER = 10**9
 @pytest.fixture(scope="session")
 def model_uri(tmp_path_factory) -> str:
     """A real ``RatingModel`` saved as a pyfunc directory (fit once per session, a few seconds)."""
-    return save_tiny_rating(tmp_path_factory.mktemp("model") / "rating", SIGNALS, seed=0)
+    return save_tiny_rating(tmp_path_factory.mktemp("model") / "rating", SIGNALS, seed=0, review=True)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,320 @@
+"""The review head: is a review malicious, at the moment it is posted (``rating.review``).
+
+Rows: one per review posted with at most ``SCREENED_RATING`` stars (the negative reviews a merchant
+asks about), plus every review a seller reported, at ``as_of`` = the review's posting floored to
+UTC midnight (the service scores the daily snapshot published as of the previous midnight), with
+the buyer's signals at that as_of and the review's context.
+
+Label and selection. Moderation removes a review as malicious only after a seller reports it, so
+an unreported malicious review looks honest in the data and the removals are a selected label. The
+head is fitted on the *reported* reviews, with the removal as label: it estimates
+``P(removed | reported, x)``, moderation's verdict, where the label is complete. Reporting depends on
+the review (a seller reports most malicious reviews and a fifth of honest low ratings), so this
+probability is higher than ``P(malicious | x)``, but as long as a seller's decision to report
+depends on ``x`` only through what makes the review malicious, it ranks every review (reported or
+not) as ``P(malicious | x)`` does; the yardsticks check that ranking against the simulator's truth
+on all negative reviews of the test window, reported or not. ``docs/decisions.md`` has the figures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+import yaml
+
+from rating.context import CATEGORICAL
+from rating.heads import ServiceHead
+from rating.review import REVIEW, REVIEW_CONTEXT, review_context
+from training.heads import EARLY_STOPPING, HEAD_PARAMS, MAX_ROUNDS
+from training.model import log_rounds
+from training.review_rows import SCREENED_RATING
+from training.snapshots import TimeSplit
+from training.yardsticks import BOOTSTRAP_REPLICATES, INTERVAL, buyer_weight_blocks
+
+QUEUE_SHARE = 0.10  # the issue's second queue: 10% of the screened reviews
+FLAG = "suspected_malicious_reviewer"  # the policy flag the head is measured against
+LEARNING_RATE = 0.05
+"""The head shares the service heads' LightGBM parameters (``training.heads.HEAD_PARAMS``) and early stopping."""
+
+
+def context_of(rows: pd.DataFrame) -> np.ndarray:
+    """The review context columns of review rows, via ``rating.review``."""
+    return review_context(
+        rows["rating"], rows["text_length"], rows["has_photos"], rows["days_after_delivery"],
+        rows["order_amount"], rows["category"],
+    )  # fmt: skip
+
+
+def design(rows: pd.DataFrame, signal_names: list[str]) -> np.ndarray:
+    """The head's input rows: the buyer's signals, then the review's context."""
+    return np.hstack([rows[signal_names].to_numpy(np.float64), context_of(rows)])
+
+
+def fit_review_head(
+    train: pd.DataFrame,
+    valid: pd.DataFrame,
+    signal_names: list[str],
+    seed: int,
+    progress: Callable[[str], None] = lambda _m: None,
+) -> ServiceHead:
+    """LightGBM on the reported reviews of ``train``, early stopping on those of ``valid``.
+
+    Raises:
+        ValueError: A window has no reported review that was removed (nothing to learn from).
+    """
+    fit_rows, stop_rows = train[train["reported"]], valid[valid["reported"]]
+    for name, rows in (("training", fit_rows), ("validation", stop_rows)):
+        if not rows["bad"].any():
+            raise ValueError(f"review head: no reported review of the {name} window was removed as malicious")
+    progress(
+        f"review head: {len(fit_rows):,} reported reviews ({int(fit_rows['bad'].sum()):,} removed), "
+        f"{len(stop_rows):,} for early stopping ..."
+    )
+    names = list(signal_names) + list(REVIEW_CONTEXT)
+    params = {**HEAD_PARAMS, "learning_rate": LEARNING_RATE, "seed": seed}
+    train_set = lgb.Dataset(
+        design(fit_rows, signal_names), fit_rows["bad"].to_numpy(np.int64), feature_name=names,
+        categorical_feature=[n for n in names if n in CATEGORICAL], free_raw_data=True,
+    )  # fmt: skip
+    valid_set = lgb.Dataset(
+        design(stop_rows, signal_names), stop_rows["bad"].to_numpy(np.int64), reference=train_set
+    )
+    booster = lgb.train(
+        params,
+        train_set,
+        MAX_ROUNDS,
+        valid_sets=[valid_set],
+        callbacks=[lgb.early_stopping(EARLY_STOPPING, verbose=False), log_rounds(progress, "review head")],
+    )
+    return ServiceHead(
+        service=REVIEW,
+        signal_names=list(signal_names),
+        context_names=list(REVIEW_CONTEXT),
+        base=booster,
+        metrics={
+            "best_iteration": float(booster.best_iteration),
+            "train_rows": float(len(fit_rows)),
+            "train_removed": float(fit_rows["bad"].sum()),
+        },
+    )
+
+
+def flag_rule(policy_path: Path) -> tuple[str, str, float]:
+    """``(signal, op, value)`` of the ``FLAG`` rule in a policy file.
+
+    Raises:
+        ValueError: The policy has no such flag, or it is not a ``>=`` or ``>`` threshold.
+    """
+    flags = yaml.safe_load(Path(policy_path).read_text()).get("flags") or []
+    for rule in flags:
+        if rule.get("code") == FLAG and rule.get("op") in (">=", ">"):
+            return rule["signal"], rule["op"], float(rule["value"])
+    raise ValueError(f"{policy_path}: flags has no {FLAG!r} threshold rule (op >= or >)")
+
+
+def flagged(rows: pd.DataFrame, rule: tuple[str, str, float]) -> np.ndarray:
+    """Whether the flag names each row's writer from the row's signals (a missing value never fires)."""
+    signal, op, value = rule
+    x = rows[signal].to_numpy(np.float64)
+    return np.nan_to_num(x, nan=-np.inf) >= value if op == ">=" else np.nan_to_num(x, nan=-np.inf) > value
+
+
+def hold_threshold(p: np.ndarray, capacity: float) -> float:
+    """The smallest probability held when moderation can hold a ``capacity`` share of ``p``'s reviews.
+
+    Raises:
+        ValueError: ``capacity`` is outside (0, 1] or there is no review.
+    """
+    if not 0 < capacity <= 1 or len(p) == 0:
+        raise ValueError(
+            f"capacity must be in (0, 1] with reviews to hold; got {capacity} and {len(p)} reviews"
+        )
+    k = max(1, int(np.floor(capacity * len(p))))
+    return float(np.sort(np.asarray(p, np.float64))[::-1][k - 1])
+
+
+@dataclass(frozen=True)
+class Queues:
+    """The screened reviews of one window and what each ranking would hold.
+
+    Attributes:
+        buyer: Writer of each review (the bootstrap resamples writers).
+        p_malicious: The truth's probability that each review is malicious.
+        queues: Name -> boolean mask of the reviews held.
+    """
+
+    buyer: np.ndarray
+    p_malicious: np.ndarray
+    queues: dict[str, np.ndarray]
+
+
+def top(score: np.ndarray, k: int) -> np.ndarray:
+    """Mask of the ``k`` highest scores (ties broken by position, reproducibly)."""
+    held = np.zeros(len(score), dtype=bool)
+    held[np.argsort(-np.asarray(score, np.float64), kind="stable")[:k]] = True
+    return held
+
+
+def queues(rows: pd.DataFrame, p_head: np.ndarray, p_true: np.ndarray, flag: np.ndarray,
+           hold_above: float | None) -> Queues:  # fmt: skip
+    """The yardsticks' queues over screened review rows.
+
+    ``flag_*``: as many reviews as the flag names (the flag's own, the head's and the truth's top);
+    ``q10_*``: ``QUEUE_SHARE`` of the reviews by the head and by the truth; ``policy``: the reviews
+    whose head probability reaches ``hold_above`` (the proposed threshold), when given.
+    """
+    k_flag = int(flag.sum())
+    k_share = max(1, int(np.floor(QUEUE_SHARE * len(rows))))
+    out = {
+        "flag": np.asarray(flag, bool),
+        "head_at_flag": top(p_head, k_flag),
+        "truth_at_flag": top(p_true, k_flag),
+        "head_at_q10": top(p_head, k_share),
+        "truth_at_q10": top(p_true, k_share),
+    }
+    if hold_above is not None:
+        out["policy"] = np.asarray(p_head) >= hold_above
+    return Queues(rows["buyer_id"].to_numpy(np.int64), np.asarray(p_true, np.float64), out)
+
+
+def yardsticks(q: Queues, seed: int, replicates: int = BOOTSTRAP_REPLICATES) -> dict[str, float]:
+    """Fixed-name metrics with 95% bootstrap intervals (``_ci_low``, ``_ci_high``) over writers.
+
+    ``review_<queue>_caught``: the truth-expected share of malicious reviews the queue holds;
+    ``review_<queue>_honest_held``: the expected share of honest reviews it holds; ``_size`` its
+    reviews; ``review_head_vs_flag_at_flag`` and ``review_head_vs_truth_at_flag`` the ratios of
+    what the head catches to what the flag and the truth catch with the flag's queue size.
+    """
+    p = q.p_malicious
+    names = list(q.queues)
+    values: dict[str, list[np.ndarray]] = {}
+    for w in buyer_weight_blocks(q.buyer, replicates, seed):
+        mal, honest = w @ p, w @ (1 - p)
+        for name in names:
+            held = q.queues[name]
+            values.setdefault(f"review_{name}_caught", []).append((w[:, held] @ p[held]) / mal)
+            values.setdefault(f"review_{name}_honest_held", []).append((w[:, held] @ (1 - p[held])) / honest)
+    stacked = {k: np.concatenate(v) for k, v in values.items()}
+    stacked["review_head_vs_flag_at_flag"] = (
+        stacked["review_head_at_flag_caught"] / stacked["review_flag_caught"]
+    )
+    stacked["review_head_vs_truth_at_flag"] = (
+        stacked["review_head_at_flag_caught"] / stacked["review_truth_at_flag_caught"]
+    )
+    out = {}
+    for name, v in stacked.items():
+        low, high = np.nanpercentile(v[1:], INTERVAL) if len(v) > 1 else (np.nan, np.nan)
+        out.update({name: float(v[0]), f"{name}_ci_low": float(low), f"{name}_ci_high": float(high)})
+    for name in names:
+        out[f"review_{name}_size"] = float(q.queues[name].sum())
+    out["review_screened"] = float(len(p))
+    out["review_expected_malicious"] = float(p.sum())
+    return out
+
+
+def calibration(
+    p_head: np.ndarray, rows: pd.DataFrame, p_true_if_reported: np.ndarray | None
+) -> dict[str, float]:
+    """The head's probability against realised removals (and the truth's, when given) on reported reviews."""
+    reported = rows["reported"].to_numpy(bool)
+    out = {
+        "review_reported": float(reported.sum()),
+        "review_removed": float(rows["bad"].to_numpy(bool)[reported].sum()),
+        "review_head_expected_removed": float(np.asarray(p_head)[reported].sum()),
+    }
+    if p_true_if_reported is not None:
+        out["review_truth_expected_removed"] = float(np.asarray(p_true_if_reported)[reported].sum())
+    return out
+
+
+def truth_of(data: Path, rows: pd.DataFrame) -> np.ndarray | None:
+    """The truth's ``p_malicious`` of each review row, or None when the export has no truth.
+
+    Raises:
+        ValueError: The truth lacks some of the rows (the message counts them).
+    """
+    path = Path(data) / "truth" / "review_opportunities.parquet"
+    if not path.exists():
+        return None
+    truth = pd.read_parquet(path, columns=["review_id", "p_malicious"])
+    p = rows[["review_id"]].merge(truth, on="review_id", how="left", validate="1:1")["p_malicious"].to_numpy()
+    if np.isnan(p).any():
+        raise ValueError(f"{path}: no p_malicious for {int(np.isnan(p).sum()):,} of {len(p):,} review rows")
+    return p
+
+
+@dataclass(frozen=True)
+class ReviewEvaluation:
+    """The review head judged on the test window.
+
+    Attributes:
+        hold_above: The hold threshold proposed on the validation window for the capacity.
+        capacity: The declared moderation capacity (a share of the screened reviews).
+        metrics: Fixed-name metrics (``yardsticks``, ``calibration``) with intervals.
+    """
+
+    hold_above: float
+    capacity: float
+    metrics: dict[str, float]
+
+
+def moderation_capacity(policy_path: Path) -> float:
+    """The declared moderation capacity of a policy file (``reviews.moderation_capacity``).
+
+    Raises:
+        ValueError: The policy declares none.
+    """
+    reviews = yaml.safe_load(Path(policy_path).read_text()).get("reviews") or {}
+    if "moderation_capacity" not in reviews:
+        raise ValueError(f"{policy_path}: reviews.moderation_capacity is not declared")
+    return float(reviews["moderation_capacity"])
+
+
+def evaluate_review_head(
+    head: ServiceHead,
+    frame: pd.DataFrame,
+    split: TimeSplit,
+    data: Path,
+    policy_path: Path,
+    seed: int,
+) -> ReviewEvaluation:
+    """Propose the hold threshold on the validation window's screened reviews for the policy's
+    capacity, and measure the head, the flag and the truth on the test window's.
+
+    Args:
+        head: The fitted review head.
+        frame: Review rows with signals (``review_rows`` plus the signals).
+        split: The time split (a review belongs to the window of its as_of).
+        data: The export (its ``truth/`` gives ``p_malicious``; without truth only calibration).
+        policy_path: The reviewed policy file (the flag and the moderation capacity).
+        seed: Bootstrap seed.
+    """
+    from simulator.reviews import removal_prob_if_reported  # the truth's removal, for the check only
+
+    capacity = moderation_capacity(policy_path)
+    valid, test = (split.opportunities_in(frame, w) for w in ("valid", "test"))
+    screened_valid = valid[valid["rating"] <= SCREENED_RATING]
+    hold_above = hold_threshold(_probability(head, screened_valid), capacity)
+    p_test = _probability(head, test)
+    p_true = truth_of(data, test)
+    metrics = calibration(
+        p_test, test, None if p_true is None else removal_prob_if_reported(p_true, test["rating"].to_numpy())
+    )
+    screened = (test["rating"] <= SCREENED_RATING).to_numpy()
+    if p_true is not None:
+        rows = test[screened]
+        q = queues(
+            rows, p_test[screened], p_true[screened], flagged(rows, flag_rule(policy_path)), hold_above
+        )
+        metrics.update(yardsticks(q, seed))
+    metrics.update({"review_hold_above": hold_above, "review_moderation_capacity": capacity})
+    return ReviewEvaluation(hold_above=hold_above, capacity=capacity, metrics=metrics)
+
+
+def _probability(head: ServiceHead, rows: pd.DataFrame) -> np.ndarray:
+    return head.probability(rows[head.signal_names].to_numpy(np.float64), context_of(rows))
