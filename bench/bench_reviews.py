@@ -3,7 +3,7 @@
     python bench/bench_reviews.py                     # the default marketplace (data/market)
     python bench/bench_reviews.py --data /tmp/market --json /tmp/reviews.json
 
-Fits the review head (``training.review_head``) as ``train.py`` does (reported reviews of the
+Fits the review head (``training.review_head``) as ``train.py`` does (the review rows of the
 training window, early stopping on the validation window's), proposes the hold threshold for the
 policy's moderation capacity on the validation window, and measures on the test window's one- and
 two-star reviews, with the truth's ``p_malicious``: the share of truly malicious reviews caught and
@@ -65,8 +65,9 @@ def render(m: dict[str, float]) -> str:
         f"head / truth at the flag's size: {_cell(m, 'review_head_vs_truth_at_flag')}",
         f"hold_above {m['review_hold_above']:.4f} (moderation capacity {m['review_moderation_capacity']:.0%} "
         "of the validation window's one/two-star reviews)",
-        f"reported test reviews {m['review_reported']:,.0f}: removed {m['review_removed']:,.0f}, "
-        f"head expects {m['review_head_expected_removed']:,.1f}, truth {m['review_truth_expected_removed']:,.1f}",
+        f"test review rows {m['review_rows']:,.0f} (negative or reported): removed as malicious "
+        f"{m['review_removed']:,.0f}, the head expects {m['review_head_expected_removed']:,.1f}, "
+        f"the truth {m['review_truth_expected_removed']:,.1f}",
     ]
     return "\n".join(lines)
 
@@ -82,7 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     train, valid = (split.opportunities_in(frame, w) for w in ("train", "valid"))
     head = fit_review_head(train, valid, names, args.seed, progress)
     result = evaluate_review_head(head, frame, split, args.data, BASE_POLICY, args.seed)
-    print(f"review head: {head.metrics['best_iteration']:.0f} trees on {head.metrics['train_rows']:,.0f} reported reviews")
+    print(
+        f"review head: {head.metrics['best_iteration']:.0f} trees on {head.metrics['train_rows']:,.0f} reviews"
+    )
     print(render(result.metrics))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\nwall {time.perf_counter() - t0:.0f} s, peak RSS {peak:,.0f} MB")

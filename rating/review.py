@@ -2,8 +2,9 @@
 and at the moment the service assesses it.
 
 The review head is a ``rating.heads.ServiceHead`` (service ``REVIEW``) over the buyer's signals and
-these columns; its probability is that moderation removes the review as malicious *if a seller
-reports it* (``docs/decisions.md`` says why that, and not removal itself, is the target). Training
+these columns; its probability is that the review is removed as malicious (a seller reports it and
+moderation confirms: the label history has; ``training.review_head`` and ``docs/decisions.md`` say
+why that and not malice itself is the target). Training
 computes the columns from the raw tables (``training.review_head``), the service from the request;
 both call ``review_context``.
 """

@@ -146,10 +146,10 @@ _ASSESSMENT = {
         "request_id": {"type": "string"},
         "buyer_id": {"type": "integer"},
         "review_id": {"type": "integer"},
-        "p_malicious": {
+        "p_removed": {
             "type": ["number", "null"],
-            "description": "The review head's probability that moderation removes this review as malicious "
-            "if a seller reports it; null when the review could not be scored (`unscored` says why).",
+            "description": "The review head's probability that the review is removed as malicious (a seller "
+            "reports it and moderation confirms); null when it could not be scored (`unscored` says why).",
         },
         "action": {"type": "string", "enum": list(REVIEW_ACTIONS)},
         "hold_above": {"type": ["number", "null"], "description": "The policy's hold threshold."},
@@ -176,7 +176,7 @@ _ASSESSMENT = {
         "signals_as_of": {"type": ["string", "null"]},
         "replayed": {"type": "boolean"},
     },
-    "required": ["assessment_id", "request_id", "buyer_id", "review_id", "p_malicious", "action", "reasons"],
+    "required": ["assessment_id", "request_id", "buyer_id", "review_id", "p_removed", "action", "reasons"],
 }
 
 

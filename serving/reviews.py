@@ -4,8 +4,8 @@
 category and delivery) and its writer, scores the artifact's review head (``rating.review``) on the
 writer's snapshot signals and the review's context, and recommends ``publish`` or
 ``hold_for_moderation`` by the policy's ``reviews`` thresholds, with up to ``max_reasons`` reasons.
-The probability is the head's: that moderation removes the review as malicious if a seller reports
-it (``docs/decisions.md``). A writer who cannot be rated, a model without a review head or a policy
+The probability is the head's: that the review is removed as malicious (a seller reports it and
+moderation confirms; ``docs/decisions.md`` says why that and not malice itself). A writer who cannot be rated, a model without a review head or a policy
 without a ``reviews`` section is answered ``publish`` with no probability and the reason: screening
 never silences a review it cannot judge. Every answer is logged in ``review_assessments`` with its
 inputs and versions, idempotent on ``(calling key, request_id)`` as decisions are
@@ -151,7 +151,7 @@ class ReviewOutcome:
 class Assessment:
     """The head's view of one review: the probability (None: not scored), the action and why."""
 
-    p_malicious: float | None
+    p_removed: float | None
     action: str
     reasons: tuple[dict[str, Any], ...]
     unscored: dict[str, str] | None = None
@@ -278,7 +278,7 @@ def respond(request: ReviewRequest, assessment: Assessment, live: Live, assessme
         "request_id": request.request_id,
         "buyer_id": request.buyer_id,
         "review_id": request.review_id,
-        "p_malicious": None if assessment.p_malicious is None else round(assessment.p_malicious, 6),
+        "p_removed": None if assessment.p_removed is None else round(assessment.p_removed, 6),
         "action": assessment.action,
         "hold_above": None if policy is None else policy.hold_above,
         "reasons": list(assessment.reasons),
@@ -341,7 +341,7 @@ def handle_assessment(
     print_ = fingerprint(request, leave_out=("request_id",))
     now = utcnow()
     assessment = assess(request, live, now)
-    as_of = None if live.snapshot is None or assessment.p_malicious is None else live.snapshot.meta.as_of
+    as_of = None if live.snapshot is None or assessment.p_removed is None else live.snapshot.meta.as_of
     assessment_id = ledger.new_decision_id()
     out = respond(request, assessment, live, assessment_id, as_of)
     with _transaction(ledger, key_id, request.request_id, "request_id") as conn:
@@ -358,7 +358,7 @@ def handle_assessment(
                 buyer_id=request.buyer_id,
                 review_id=request.review_id,
                 rating=request.rating,
-                p_malicious=out["p_malicious"],
+                p_removed=out["p_removed"],
                 action=assessment.action,
                 model_version=live.model_version,
                 policy_version=policy.version,

@@ -143,7 +143,7 @@ REVIEW_ASSESSMENTS = Table(
     Column("buyer_id", BigInteger, nullable=False, index=True),
     Column("review_id", BigInteger, nullable=False, index=True),
     Column("rating", SmallInteger, nullable=False),
-    Column("p_malicious", Float),
+    Column("p_removed", Float),
     Column("action", String(24), nullable=False),
     Column("model_version", String(200)),
     Column("policy_version", String(100), nullable=False),

@@ -6,14 +6,19 @@ UTC midnight (the service scores the daily snapshot published as of the previous
 the buyer's signals at that as_of and the review's context.
 
 Label and selection. Moderation removes a review as malicious only after a seller reports it, so
-an unreported malicious review looks honest in the data and the removals are a selected label. The
-head is fitted on the *reported* reviews, with the removal as label: it estimates
-``P(removed | reported, x)``, moderation's verdict, where the label is complete. Reporting depends on
-the review (a seller reports most malicious reviews and a fifth of honest low ratings), so this
-probability is higher than ``P(malicious | x)``, but as long as a seller's decision to report
-depends on ``x`` only through what makes the review malicious, it ranks every review (reported or
-not) as ``P(malicious | x)`` does; the yardsticks check that ranking against the simulator's truth
-on all negative reviews of the test window, reported or not. ``docs/decisions.md`` has the figures.
+the removals are a selected, delayed label: an unreported malicious review, or one moderation did
+not confirm, looks honest in the data. The head does not pretend otherwise: it estimates
+``P(removed as malicious | x)`` on every row of the window (screened reviews and reported ones), the
+report step included, not ``P(malicious | x)``. Where sellers report and moderation removes by what
+makes a review malicious (and its rating), as here, both probabilities order the reviews alike
+(removal = report x confirmation, each a function of malice and rating), so a queue of the head's
+top reviews is the queue ``P(malicious | x)`` would fill; its scale is lower (a malicious review is
+removed about two times in three), which is why the policy's hold threshold is set on the head's own
+scale for a declared moderation capacity. Training on the reported reviews alone (moderation's
+verdict, ``P(removed | reported, x)``, equally ordered) was tried and catches less: a third of
+the rows for the same removals (``docs/decisions.md``). The yardsticks check the ranking against the
+simulator's truth on every negative review of the test window, reported or not, and the scale
+against the truth's removal probability.
 """
 
 from __future__ import annotations
@@ -62,17 +67,17 @@ def fit_review_head(
     seed: int,
     progress: Callable[[str], None] = lambda _m: None,
 ) -> ServiceHead:
-    """LightGBM on the reported reviews of ``train``, early stopping on those of ``valid``.
+    """LightGBM on the review rows of ``train`` (label: removed as malicious), early stopping on ``valid``'s.
 
     Raises:
-        ValueError: A window has no reported review that was removed (nothing to learn from).
+        ValueError: A window has no review removed as malicious (nothing to learn from).
     """
-    fit_rows, stop_rows = train[train["reported"]], valid[valid["reported"]]
+    fit_rows, stop_rows = train, valid
     for name, rows in (("training", fit_rows), ("validation", stop_rows)):
         if not rows["bad"].any():
-            raise ValueError(f"review head: no reported review of the {name} window was removed as malicious")
+            raise ValueError(f"review head: no review of the {name} window was removed as malicious")
     progress(
-        f"review head: {len(fit_rows):,} reported reviews ({int(fit_rows['bad'].sum()):,} removed), "
+        f"review head: {len(fit_rows):,} reviews ({int(fit_rows['bad'].sum()):,} removed as malicious), "
         f"{len(stop_rows):,} for early stopping ..."
     )
     names = list(signal_names) + list(REVIEW_CONTEXT)
@@ -193,22 +198,26 @@ def yardsticks(q: Queues, seed: int, replicates: int = BOOTSTRAP_REPLICATES) -> 
     p = q.p_malicious
     names = list(q.queues)
     values: dict[str, list[np.ndarray]] = {}
-    for w in buyer_weight_blocks(q.buyer, replicates, seed):
-        mal, honest = w @ p, w @ (1 - p)
-        for name in names:
-            held = q.queues[name]
-            values.setdefault(f"review_{name}_caught", []).append((w[:, held] @ p[held]) / mal)
-            values.setdefault(f"review_{name}_honest_held", []).append((w[:, held] @ (1 - p[held])) / honest)
-    stacked = {k: np.concatenate(v) for k, v in values.items()}
-    stacked["review_head_vs_flag_at_flag"] = (
-        stacked["review_head_at_flag_caught"] / stacked["review_flag_caught"]
-    )
-    stacked["review_head_vs_truth_at_flag"] = (
-        stacked["review_head_at_flag_caught"] / stacked["review_truth_at_flag_caught"]
-    )
+    with np.errstate(divide="ignore", invalid="ignore"):  # a replicate may draw none of a queue's writers
+        for w in buyer_weight_blocks(q.buyer, replicates, seed):
+            mal, honest = w @ p, w @ (1 - p)
+            for name in names:
+                held = q.queues[name]
+                values.setdefault(f"review_{name}_caught", []).append((w[:, held] @ p[held]) / mal)
+                values.setdefault(f"review_{name}_honest_held", []).append(
+                    (w[:, held] @ (1 - p[held])) / honest
+                )
+        stacked = {k: np.concatenate(v) for k, v in values.items()}
+        stacked["review_head_vs_flag_at_flag"] = (
+            stacked["review_head_at_flag_caught"] / stacked["review_flag_caught"]
+        )
+        stacked["review_head_vs_truth_at_flag"] = (
+            stacked["review_head_at_flag_caught"] / stacked["review_truth_at_flag_caught"]
+        )
     out = {}
     for name, v in stacked.items():
-        low, high = np.nanpercentile(v[1:], INTERVAL) if len(v) > 1 else (np.nan, np.nan)
+        finite = v[1:][np.isfinite(v[1:])]
+        low, high = np.percentile(finite, INTERVAL) if len(finite) else (np.nan, np.nan)
         out.update({name: float(v[0]), f"{name}_ci_low": float(low), f"{name}_ci_high": float(high)})
     for name in names:
         out[f"review_{name}_size"] = float(q.queues[name].sum())
@@ -218,17 +227,16 @@ def yardsticks(q: Queues, seed: int, replicates: int = BOOTSTRAP_REPLICATES) -> 
 
 
 def calibration(
-    p_head: np.ndarray, rows: pd.DataFrame, p_true_if_reported: np.ndarray | None
+    p_head: np.ndarray, rows: pd.DataFrame, p_true_removed: np.ndarray | None
 ) -> dict[str, float]:
-    """The head's probability against realised removals (and the truth's, when given) on reported reviews."""
-    reported = rows["reported"].to_numpy(bool)
+    """Removals the head expects on review rows, against the realised ones (and the truth's, when given)."""
     out = {
-        "review_reported": float(reported.sum()),
-        "review_removed": float(rows["bad"].to_numpy(bool)[reported].sum()),
-        "review_head_expected_removed": float(np.asarray(p_head)[reported].sum()),
+        "review_rows": float(len(rows)),
+        "review_removed": float(rows["bad"].to_numpy(bool).sum()),
+        "review_head_expected_removed": float(np.asarray(p_head).sum()),
     }
-    if p_true_if_reported is not None:
-        out["review_truth_expected_removed"] = float(np.asarray(p_true_if_reported)[reported].sum())
+    if p_true_removed is not None:
+        out["review_truth_expected_removed"] = float(np.asarray(p_true_removed).sum())
     return out
 
 
@@ -294,7 +302,7 @@ def evaluate_review_head(
         policy_path: The reviewed policy file (the flag and the moderation capacity).
         seed: Bootstrap seed.
     """
-    from simulator.reviews import removal_prob_if_reported  # the truth's removal, for the check only
+    from simulator.reviews import removal_prob  # the truth's removal probability, for the check only
 
     capacity = moderation_capacity(policy_path)
     valid, test = (split.opportunities_in(frame, w) for w in ("valid", "test"))
@@ -303,7 +311,7 @@ def evaluate_review_head(
     p_test = _probability(head, test)
     p_true = truth_of(data, test)
     metrics = calibration(
-        p_test, test, None if p_true is None else removal_prob_if_reported(p_true, test["rating"].to_numpy())
+        p_test, test, None if p_true is None else removal_prob(p_true, test["rating"].to_numpy())
     )
     screened = (test["rating"] <= SCREENED_RATING).to_numpy()
     if p_true is not None:

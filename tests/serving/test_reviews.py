@@ -70,15 +70,15 @@ def test_assessment_scores_recommends_explains_and_logs(app, client, policy_file
     response = client.post("/v1/reviews/assess", json=body)
     assert response.status_code == 200, response.json
     d = response.json
-    assert 0 < d["p_malicious"] < 1 and d["action"] in (PUBLISH, HOLD) and d["unscored"] is None
-    assert d["action"] == (HOLD if d["p_malicious"] >= d["hold_above"] else PUBLISH)
+    assert 0 < d["p_removed"] < 1 and d["action"] in (PUBLISH, HOLD) and d["unscored"] is None
+    assert d["action"] == (HOLD if d["p_removed"] >= d["hold_above"] else PUBLISH)
     assert 1 <= len(d["reasons"]) <= 4 and all(r["contribution"] > 0 for r in d["reasons"])
     assert d["model_version"] and d["policy_version"] and d["signals_as_of"]
     ledger = app.extensions["buyer_trust"].ledger
     with ledger.engine.connect() as conn:
         row = conn.execute(select(REVIEW_ASSESSMENTS)).one()
     assert row.review_id == body["review"]["review_id"] and row.action == d["action"]
-    assert row.p_malicious == d["p_malicious"] and row.policy_version == d["policy_version"]
+    assert row.p_removed == d["p_removed"] and row.policy_version == d["policy_version"]
     assert (json.loads(row.inputs) if isinstance(row.inputs, str) else row.inputs) == body
     assert row.latency_ms > 0
 
@@ -86,7 +86,7 @@ def test_assessment_scores_recommends_explains_and_logs(app, client, policy_file
 def test_the_review_itself_moves_the_probability(client) -> None:
     long_with_photos = client.post("/v1/reviews/assess", json=_review_body(7, 1, 400, 2)).json
     short_bare = client.post("/v1/reviews/assess", json=_review_body(7, 1, 5, 0)).json
-    assert long_with_photos["p_malicious"] > short_bare["p_malicious"]
+    assert long_with_photos["p_removed"] > short_bare["p_removed"]
 
 
 def test_threshold_from_the_policy_decides_the_action(client, policy_file) -> None:
@@ -102,7 +102,7 @@ def test_threshold_from_the_policy_decides_the_action(client, policy_file) -> No
 
 def test_unknown_writer_is_published_unscored(client) -> None:
     d = client.post("/v1/reviews/assess", json=_review_body(UNKNOWN_BUYER)).json
-    assert d["p_malicious"] is None and d["action"] == PUBLISH and d["unscored"]["code"] == "thin_file"
+    assert d["p_removed"] is None and d["action"] == PUBLISH and d["unscored"]["code"] == "thin_file"
 
 
 def test_repeated_request_id_replays_or_refuses(client) -> None:
@@ -182,7 +182,7 @@ def test_assessment_and_outcome_on_both_databases(ledger_app) -> None:
     client.environ_base["HTTP_X_API_KEY"] = API_KEY
     body = _review_body(9)
     first = client.post("/v1/reviews/assess", json=body)
-    assert first.status_code == 200 and first.json["p_malicious"] is not None
+    assert first.status_code == 200 and first.json["p_removed"] is not None
     assert client.post("/v1/reviews/assess", json=body).json["replayed"] is True
     outcome = {
         "outcome_id": "o-db",
