@@ -9,7 +9,9 @@ policy's moderation capacity on the validation window, and measures on the test 
 two-star reviews, with the truth's ``p_malicious``: the share of truly malicious reviews caught and
 of honest ones held, by a queue as large as the reviews the policy flag
 ``suspected_malicious_reviewer`` names (the flag's own, the head's top and the truth's top), by a
-queue of 10% of the reviews (the head's and the truth's top) and by the proposed threshold. 95%
+queue of 10% of the reviews (the head's and the truth's top) and by the proposed threshold. The
+flag names writers, so its queue holds every review of a named writer; the same comparison at the
+size of the flag's one/two-star reviews alone is printed too. 95%
 bootstrap intervals over writers.
 """
 
@@ -28,10 +30,13 @@ from training.snapshots import default_split
 from training.train import BASE_POLICY, Progress, snapshot_dates
 
 ROWS = (
-    ("queue the size of the flag's", None),
+    ("queue the size of the flag's (every review of a named writer)", None),
     ("  flag (suspected_malicious_reviewer)", "flag"),
     ("  review head, same size", "head_at_flag"),
     ("  truth's ranking, same size", "truth_at_flag"),
+    ("queue the size of the flag's one/two-star reviews", None),
+    ("  review head, same size", "head_at_flag_neg"),
+    ("  truth's ranking, same size", "truth_at_flag_neg"),
     ("queue of 10% of one/two-star reviews", None),
     ("  review head", "head_at_q10"),
     ("  truth's ranking", "truth_at_q10"),
@@ -61,8 +66,11 @@ def render(m: dict[str, float]) -> str:
             f"{_cell(m, f'review_{key}_honest_held'):>24s}"
         )
     lines += [
-        f"head / flag at the flag's size:  {_cell(m, 'review_head_vs_flag_at_flag')}",
-        f"head / truth at the flag's size: {_cell(m, 'review_head_vs_truth_at_flag')}",
+        f"the flag's queue: {m['review_flag_size']:,.0f} reviews, {m['review_flag_screened_size']:,.0f} of one/two stars",
+        f"head / flag at the flag's size:  {_cell(m, 'review_head_vs_flag_at_flag')}; "
+        f"at its one/two-star size {_cell(m, 'review_head_vs_flag_at_flag_neg')}",
+        f"head / truth at the flag's size: {_cell(m, 'review_head_vs_truth_at_flag')}; "
+        f"at its one/two-star size {_cell(m, 'review_head_vs_truth_at_flag_neg')}",
         f"hold_above {m['review_hold_above']:.4f} (moderation capacity {m['review_moderation_capacity']:.0%} "
         "of the validation window's one/two-star reviews)",
         f"test review rows {m['review_rows']:,.0f} (negative or reported): removed as malicious "

@@ -32,6 +32,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from features.build import build_signals
+from features.io import read_table
+from features.registry import signals
 from rating.context import CATEGORICAL
 from rating.heads import ServiceHead
 from rating.review import REVIEW, REVIEW_CONTEXT, review_context
@@ -129,6 +132,32 @@ def flagged(rows: pd.DataFrame, rule: tuple[str, str, float]) -> np.ndarray:
     return np.nan_to_num(x, nan=-np.inf) >= value if op == ">=" else np.nan_to_num(x, nan=-np.inf) > value
 
 
+def flag_of_reviews(data: Path, split: TimeSplit, window: str, rule: tuple[str, str, float]) -> pd.DataFrame:
+    """Every review posted in ``window`` (any rating) and whether the flag named its writer then.
+
+    The flag's signal is built by ``features.build`` at the review's as_of (its posting floored to
+    UTC midnight), as for the head's rows; only that signal and only the tables it reads.
+
+    Returns:
+        review_id, buyer_id, rating, flagged.
+    """
+    (signal,) = [s for s in signals() if s.name == rule[0]]
+    table = read_table(data, "reviews")
+    created = pd.to_datetime(table["created_at"], utc=True).astype("datetime64[us, UTC]")
+    spine = pd.DataFrame({"buyer_id": table["buyer_id"].to_numpy(np.int64), "as_of": created.dt.floor("D")})
+    keep = (split.assign_instant(spine["as_of"]) == window).to_numpy()
+    spine, reviews = spine[keep].reset_index(drop=True), table[keep].reset_index(drop=True)
+    built = build_signals({"reviews": table}, spine, [signal])
+    return pd.DataFrame(
+        {
+            "review_id": reviews["review_id"].to_numpy(np.int64),
+            "buyer_id": spine["buyer_id"].to_numpy(np.int64),
+            "rating": reviews["rating"].to_numpy(np.int64),
+            "flagged": flagged(built, rule),
+        }
+    )
+
+
 def hold_threshold(p: np.ndarray, capacity: float) -> float:
     """The smallest probability held when moderation can hold a ``capacity`` share of ``p``'s reviews.
 
@@ -151,11 +180,13 @@ class Queues:
         buyer: Writer of each review (the bootstrap resamples writers).
         p_malicious: The truth's probability that each review is malicious.
         queues: Name -> boolean mask of the reviews held.
+        flag_size: Reviews in the flag's queue, every rating counted (``queues``).
     """
 
     buyer: np.ndarray
     p_malicious: np.ndarray
     queues: dict[str, np.ndarray]
+    flag_size: int = 0
 
 
 def top(score: np.ndarray, k: int) -> np.ndarray:
@@ -165,35 +196,48 @@ def top(score: np.ndarray, k: int) -> np.ndarray:
     return held
 
 
-def queues(rows: pd.DataFrame, p_head: np.ndarray, p_true: np.ndarray, flag: np.ndarray,
-           hold_above: float | None) -> Queues:  # fmt: skip
+def queues(
+    rows: pd.DataFrame,
+    p_head: np.ndarray,
+    p_true: np.ndarray,
+    flag: np.ndarray,
+    flag_size: int,
+    hold_above: float | None,
+) -> Queues:
     """The yardsticks' queues over screened review rows.
 
-    ``flag_*``: as many reviews as the flag names (the flag's own, the head's and the truth's top);
-    ``q10_*``: ``QUEUE_SHARE`` of the reviews by the head and by the truth; ``policy``: the reviews
-    whose head probability reaches ``hold_above`` (the proposed threshold), when given.
+    The flag names writers, so its queue holds every review of a named writer, whatever the rating:
+    ``flag_size`` reviews, of which the screened ones are ``flag`` (reviews of more stars are never
+    malicious and hold no fair criticism, so they count only in the size). ``*_at_flag``: the head's
+    and the truth's top ``flag_size`` screened reviews; ``*_at_flag_neg``: their top as many as the
+    flag names among screened reviews (the stricter comparison); ``*_at_q10``: ``QUEUE_SHARE`` of the
+    screened reviews; ``policy``: those whose head probability reaches ``hold_above``, when given.
     """
-    k_flag = int(flag.sum())
+    k_neg = int(np.asarray(flag, bool).sum())
     k_share = max(1, int(np.floor(QUEUE_SHARE * len(rows))))
     out = {
         "flag": np.asarray(flag, bool),
-        "head_at_flag": top(p_head, k_flag),
-        "truth_at_flag": top(p_true, k_flag),
+        "head_at_flag": top(p_head, flag_size),
+        "truth_at_flag": top(p_true, flag_size),
+        "head_at_flag_neg": top(p_head, k_neg),
+        "truth_at_flag_neg": top(p_true, k_neg),
         "head_at_q10": top(p_head, k_share),
         "truth_at_q10": top(p_true, k_share),
     }
     if hold_above is not None:
         out["policy"] = np.asarray(p_head) >= hold_above
-    return Queues(rows["buyer_id"].to_numpy(np.int64), np.asarray(p_true, np.float64), out)
+    return Queues(rows["buyer_id"].to_numpy(np.int64), np.asarray(p_true, np.float64), out, int(flag_size))
 
 
 def yardsticks(q: Queues, seed: int, replicates: int = BOOTSTRAP_REPLICATES) -> dict[str, float]:
     """Fixed-name metrics with 95% bootstrap intervals (``_ci_low``, ``_ci_high``) over writers.
 
     ``review_<queue>_caught``: the truth-expected share of malicious reviews the queue holds;
-    ``review_<queue>_honest_held``: the expected share of honest reviews it holds; ``_size`` its
-    reviews; ``review_head_vs_flag_at_flag`` and ``review_head_vs_truth_at_flag`` the ratios of
-    what the head catches to what the flag and the truth catch with the flag's queue size.
+    ``review_<queue>_honest_held``: the expected share of honest screened reviews it holds; ``_size``
+    its reviews (the flag's: every rating; ``review_flag_screened_size`` its screened ones);
+    ``review_head_vs_flag_at_flag(_neg)`` and ``review_head_vs_truth_at_flag(_neg)`` the ratios of
+    what the head catches to what the flag and the truth catch at the flag's queue size (``_neg``:
+    counting only the screened reviews the flag names).
     """
     p = q.p_malicious
     names = list(q.queues)
@@ -214,6 +258,12 @@ def yardsticks(q: Queues, seed: int, replicates: int = BOOTSTRAP_REPLICATES) -> 
         stacked["review_head_vs_truth_at_flag"] = (
             stacked["review_head_at_flag_caught"] / stacked["review_truth_at_flag_caught"]
         )
+        stacked["review_head_vs_flag_at_flag_neg"] = (
+            stacked["review_head_at_flag_neg_caught"] / stacked["review_flag_caught"]
+        )
+        stacked["review_head_vs_truth_at_flag_neg"] = (
+            stacked["review_head_at_flag_neg_caught"] / stacked["review_truth_at_flag_neg_caught"]
+        )
     out = {}
     for name, v in stacked.items():
         finite = v[1:][np.isfinite(v[1:])]
@@ -221,6 +271,8 @@ def yardsticks(q: Queues, seed: int, replicates: int = BOOTSTRAP_REPLICATES) -> 
         out.update({name: float(v[0]), f"{name}_ci_low": float(low), f"{name}_ci_high": float(high)})
     for name in names:
         out[f"review_{name}_size"] = float(q.queues[name].sum())
+    out["review_flag_screened_size"] = out["review_flag_size"]
+    out["review_flag_size"] = float(q.flag_size)  # every review of a named writer, whatever its rating
     out["review_screened"] = float(len(p))
     out["review_expected_malicious"] = float(p.sum())
     return out
@@ -315,10 +367,11 @@ def evaluate_review_head(
     )
     screened = (test["rating"] <= SCREENED_RATING).to_numpy()
     if p_true is not None:
-        rows = test[screened]
-        q = queues(
-            rows, p_test[screened], p_true[screened], flagged(rows, flag_rule(policy_path)), hold_above
-        )
+        rows = test[screened].reset_index(drop=True)
+        named = flag_of_reviews(data, split, "test", flag_rule(policy_path))
+        flag = rows[["review_id"]].merge(named, on="review_id", how="left", validate="1:1")["flagged"]
+        q = queues(rows, p_test[screened], p_true[screened], flag.fillna(False).to_numpy(bool),
+                   int(named["flagged"].sum()), hold_above)  # fmt: skip
         metrics.update(yardsticks(q, seed))
     metrics.update({"review_hold_above": hold_above, "review_moderation_capacity": capacity})
     return ReviewEvaluation(hold_above=hold_above, capacity=capacity, metrics=metrics)

@@ -75,14 +75,18 @@ def test_queues_and_yardsticks_count_truth_expected_catches() -> None:
     p_head = np.r_[0.2, 0.1, 0.9, 0.8, np.full(16, 0.05)]
     flag = flagged(rows, ("flag_signal", ">=", 2.0))
     assert flag.tolist() == [True, True] + [False] * 18  # NaN never fires
-    q = queues(rows, p_head, p_true, flag, hold_above=0.5)
-    assert isinstance(q, Queues) and q.queues["head_at_flag"].tolist()[:4] == [False, False, True, True]
+    q = queues(rows, p_head, p_true, flag, flag_size=3, hold_above=0.5)  # the flag also holds a 5-star review
+    assert isinstance(q, Queues) and q.queues["head_at_flag_neg"].tolist()[:4] == [False, False, True, True]
+    assert q.queues["head_at_flag"].tolist()[:4] == [True, False, True, True]
     m = yardsticks(q, seed=0, replicates=50)
     total = p_true.sum()
     assert m["review_flag_caught"] == pytest.approx(1.0 / total)
-    assert m["review_head_at_flag_caught"] == pytest.approx(1.5 / total)
-    assert m["review_truth_at_flag_caught"] == pytest.approx(1.7 / total)
-    assert m["review_head_vs_flag_at_flag"] == pytest.approx(1.5)
+    assert m["review_head_at_flag_neg_caught"] == pytest.approx(1.5 / total)
+    assert m["review_truth_at_flag_neg_caught"] == pytest.approx(1.7 / total)
+    assert m["review_head_vs_flag_at_flag_neg"] == pytest.approx(1.5)
+    assert m["review_head_at_flag_caught"] == pytest.approx(2.4 / total)
+    assert m["review_head_vs_truth_at_flag"] == pytest.approx(1.0)
+    assert m["review_flag_size"] == 3 and m["review_flag_screened_size"] == 2
     assert m["review_flag_honest_held"] == pytest.approx(1.0 / (20 - total))
     assert m["review_policy_size"] == 2 and m["review_head_at_q10_size"] == 2
     assert m["review_head_at_flag_caught_ci_low"] <= m["review_head_at_flag_caught_ci_high"]
