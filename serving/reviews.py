@@ -5,9 +5,10 @@ category and delivery) and its writer, scores the artifact's review head (``rati
 writer's snapshot signals and the review's context, and recommends ``publish`` or
 ``hold_for_moderation`` by the policy's ``reviews`` thresholds, with up to ``max_reasons`` reasons.
 The probability is the head's: that the review is removed as malicious (a seller reports it and
-moderation confirms; ``docs/decisions.md`` says why that and not malice itself). A writer who cannot be rated, a model without a review head or a policy
-without a ``reviews`` section is answered ``publish`` with no probability and the reason: screening
-never silences a review it cannot judge. Every answer is logged in ``review_assessments`` with its
+moderation confirms; ``docs/decisions.md`` says why that and not malice itself). A writer who
+cannot be rated, a scoring failure, a model without a review head or a policy without a
+``reviews`` section is answered ``publish`` (no probability in the first three) with the reason:
+screening never silences a review it cannot judge. Every answer is logged in ``review_assessments`` with its
 inputs and versions, idempotent on ``(calling key, request_id)`` as decisions are
 (``serving.idempotency``); ``POST /v1/reviews/outcomes`` records what moderation found
 (``removed_as_malicious`` or ``review_upheld``) about an assessed review, for the next training.
@@ -31,6 +32,7 @@ from sqlalchemy import func, select
 from features.contract import CATEGORIES
 from rating.reasons import top_reasons
 from rating.review import REVIEW_CONTEXT_TEXT, reference_context, review_context
+from serving.decide import DEGRADED
 from serving.idempotency import Refusal, claim_number, fingerprint, in_flight, key_reused
 from serving.live import Live, Unrated
 from serving.money import json_text
@@ -231,14 +233,18 @@ def assess(request: ReviewRequest, live: Live, now: datetime) -> Assessment:
     head = None if live.rating is None else live.rating.model.review_head
     try:
         rating = live.rate(request.buyer_id)
+        if head is None or rating.row is None:
+            text = "The model in force has no review head; the review is published unscreened."
+            return Assessment(None, PUBLISH, (), {"code": NO_REVIEW_HEAD, "text": text})
+        x = np.asarray(rating.row, np.float64)
+        logit, contrib, names = head.explain(x, review_inputs(request, now, policy.decimals))
     except Unrated as exc:
         return Assessment(None, PUBLISH, (), {"code": exc.code, "text": exc.text})
-    if head is None or rating.row is None:
-        text = "The model in force has no review head; the review is published unscreened."
-        return Assessment(None, PUBLISH, (), {"code": NO_REVIEW_HEAD, "text": text})
-    x = np.asarray(rating.row, np.float64)
-    ctx = review_inputs(request, now, policy.decimals)
-    logit, contrib, names = head.explain(x, ctx)
+    except Exception as exc:  # noqa: BLE001 - a scoring failure publishes unscreened, it never raises
+        log.exception("review %s: scoring failed", request.review_id)
+        return Assessment(
+            None, PUBLISH, (), {"code": DEGRADED, "text": f"scoring failed: {type(exc).__name__}"}
+        )
     p = 1.0 / (1.0 + math.exp(-logit))
     texts = {**live.head_texts, **REVIEW_CONTEXT_TEXT}
     reasons = tuple(

@@ -191,3 +191,20 @@ def test_assessment_and_outcome_on_both_databases(ledger_app) -> None:
         "review_id": body["review"]["review_id"],
     }
     assert client.post("/v1/reviews/outcomes", json=outcome).status_code == 200
+
+
+def test_scoring_failure_publishes_unscored_and_is_logged(app, client, monkeypatch) -> None:
+    head = app.extensions["buyer_trust"].runtime.live.rating.model.review_head
+
+    def fail(*_args):
+        raise RuntimeError("booster gone")
+
+    monkeypatch.setattr(head, "explain", fail)
+    response = client.post("/v1/reviews/assess", json=_review_body(7))
+    assert response.status_code == 200
+    d = response.json
+    assert (
+        d["p_removed"] is None and d["action"] == PUBLISH and d["unscored"]["code"] == "risk_service_degraded"
+    )
+    with app.extensions["buyer_trust"].ledger.engine.connect() as conn:
+        assert conn.execute(select(REVIEW_ASSESSMENTS.c.action)).scalar_one() == PUBLISH
