@@ -84,6 +84,7 @@ class RatingModel(mlflow.pyfunc.PythonModel):
         self.capped_max_star = int(capped_max_star)
         self.heads: dict[str, ServiceHead] = {}
         self.set_heads(heads or {})
+        self.review_head: ServiceHead | None = None  # rating.review: is a posted review malicious
 
     def set_heads(self, heads: dict[str, ServiceHead]) -> None:
         """Attach service heads; each must read exactly the rating's signals, in order.
@@ -96,6 +97,16 @@ class RatingModel(mlflow.pyfunc.PythonModel):
                 raise ValueError(f"heads[{service}]: its signals differ from the rating's")
         self.heads = dict(heads)
 
+    def set_review_head(self, head: ServiceHead | None) -> None:
+        """Attach the review head (``rating.review``); it must read exactly the rating's signals, in order.
+
+        Raises:
+            ValueError: The head reads other signals.
+        """
+        if head is not None and list(head.signal_names) != self.signal_names:
+            raise ValueError("review_head: its signals differ from the rating's")
+        self.review_head = head
+
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["booster"] = None  # the booster travels as a text artifact, not in the pickle
@@ -103,7 +114,8 @@ class RatingModel(mlflow.pyfunc.PythonModel):
 
     def __setstate__(self, state: dict) -> None:
         # artifacts logged before caps and heads existed load with none
-        self.__dict__.update({"caps": (), "capped_max_star": CAPPED_MAX_STAR, "heads": {}, **state})
+        defaults = {"caps": (), "capped_max_star": CAPPED_MAX_STAR, "heads": {}, "review_head": None}
+        self.__dict__.update({**defaults, **state})
 
     def load_context(self, context) -> None:
         """Read the booster from the model's artifacts (MLflow calls this on load)."""

@@ -20,6 +20,7 @@ from serving.context import Problem, error_response, services
 from serving.handle import buyer_rating, handle_decision, handle_outcome
 from serving.idempotency import Refusal, key_id
 from serving.policy import PolicyError
+from serving.reviews import handle_assessment, handle_review_outcome, reviewer_risk
 from serving.runtime import ALL_PARTS
 from serving.schema import RequestError
 
@@ -123,7 +124,49 @@ def outcomes():
 @requires("decide")
 def rating(buyer_id: int):
     """Stars, score and top reasons for a buyer-facing page."""
-    return jsonify(buyer_rating(services().runtime.live, buyer_id))
+    live = services().runtime.live
+    return jsonify(buyer_rating(live, buyer_id) | {"reviewer_risk": reviewer_risk(live, buyer_id)})
+
+
+@api.post("/reviews/assess")
+@requires("decide")
+def reviews_assess():
+    """Screen a review as it is posted: publish, or hold it for moderation."""
+    s = services()
+    body = _body()
+    try:
+        answer, replayed = handle_assessment(
+            body, s.runtime.live, s.ledger, s.config.max_amount, g.started, key_id(g.key_digest)
+        )
+    except (RequestError, Refusal):
+        raise
+    except Exception:  # noqa: BLE001 - nothing was logged; the caller retries or publishes
+        log.exception("review assessment %s: log unavailable", body.get("request_id"))
+        raise Problem(
+            503, "ledger_unavailable", "review not assessed; retry later", headers={"Retry-After": "5"}
+        ) from None
+    response = jsonify(answer)
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+@api.post("/reviews/outcomes")
+@requires("outcomes")
+def reviews_outcomes():
+    """Record what moderation found about an assessed review."""
+    s = services()
+    body = _body()
+    try:
+        result = handle_review_outcome(body, s.ledger, s.config.max_amount, key_id(g.key_digest))
+    except (RequestError, Refusal):
+        raise
+    except Exception:  # noqa: BLE001 - nothing was recorded; the caller retries
+        log.exception("review outcome %s: log unavailable", body.get("outcome_id"))
+        raise Problem(
+            503, "ledger_unavailable", "outcome not recorded; retry later", headers={"Retry-After": "5"}
+        ) from None
+    return jsonify(result)
 
 
 @api.get("/model")

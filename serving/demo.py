@@ -91,7 +91,8 @@ def _stamp(t: datetime) -> str:
 
 def example_calls(base: str, key: str, buyer_id: int, now: datetime | None = None) -> str:
     """Shell lines a reader can paste to call the running service: the same buyer asks to ship a
-    small and a large presale before the balance (the head prices each), and a fast refund."""
+    small and a large presale before the balance (the head prices each), a fast refund, and a one-star
+    review the buyer posts (screened by the review head)."""
     now = now or datetime.now(UTC)
     due = _stamp(now + timedelta(days=20))
     ordered = _stamp(now - timedelta(days=6))
@@ -103,12 +104,18 @@ def example_calls(base: str, key: str, buyer_id: int, now: datetime | None = Non
     )
     order = json.dumps(presale_body(1, buyer_id, 9001, SMALL, due))
     big_order = json.dumps(presale_body(2, buyer_id, 9002, LARGE, due))
+    review = (
+        f'{{"request_id": "demo-review-1", "buyer_id": {buyer_id}, "review": {{"review_id": 7001, '
+        '"order_id": 9001, "rating": 1, "text_length": 240, "photos": 2, "order_amount": 300, '
+        f'"category": "apparel", "delivered_at": "{_stamp(now - timedelta(days=2))}"}}}}'
+    )
     header = f"-H 'X-API-Key: {key}' -H 'Content-Type: application/json'"
     return "\n".join(
         [
             f"curl -s -X POST {base}/v1/decisions {header} -d '{order}'",
             f"curl -s -X POST {base}/v1/decisions {header} -d '{big_order}'",
             f"curl -s -X POST {base}/v1/decisions {header} -d '{refund}'",
+            f"curl -s -X POST {base}/v1/reviews/assess {header} -d '{review}'",
             f"curl -s {base}/v1/buyers/{buyer_id}/rating -H 'X-API-Key: {key}'",
             f"curl -s {base}/readyz",
         ]

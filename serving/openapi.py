@@ -6,6 +6,9 @@ from typing import Any
 
 from serving.auth import HEADER
 from serving.context import PROBLEM_MEDIA_TYPE
+from serving.reviews import ACTIONS as REVIEW_ACTIONS
+from serving.reviews import ASSESS_BODY as REVIEW_ASSESS_BODY
+from serving.reviews import OUTCOME_BODY as REVIEW_OUTCOME_BODY
 from serving.runtime import ALL_PARTS
 from serving.schema import AMOUNT, DECISION_BODY, MAX_ID, OUTCOME_BODY, Field
 
@@ -145,6 +148,97 @@ _BODY = {
 }
 
 
+_ASSESSMENT = {
+    "type": "object",
+    "properties": {
+        "assessment_id": {"type": "string"},
+        "request_id": {"type": "string"},
+        "buyer_id": {"type": "integer"},
+        "review_id": {"type": "integer"},
+        "p_removed": {
+            "type": ["number", "null"],
+            "description": "The review head's probability that the review is removed as malicious (a seller "
+            "reports it and moderation confirms); null when it could not be scored (`unscored` says why).",
+        },
+        "action": {"type": "string", "enum": list(REVIEW_ACTIONS)},
+        "hold_above": {"type": ["number", "null"], "description": "The policy's hold threshold."},
+        "reasons": {
+            "type": "array",
+            "maxItems": 10,
+            "items": {
+                "type": "object",
+                "properties": {
+                    "code": {"type": "string"},
+                    "text": {"type": "string"},
+                    "contribution": {"type": "number"},
+                },
+                "required": ["code", "text"],
+            },
+            "description": "What raised the probability most: the writer's signals and the review's context.",
+        },
+        "unscored": {
+            "type": ["object", "null"],
+            "description": "Why the review was not scored or not screened (`code`, `text`), else null.",
+        },
+        "model_version": {"type": ["string", "null"]},
+        "policy_version": {"type": "string"},
+        "signals_as_of": {"type": ["string", "null"]},
+        "replayed": {"type": "boolean"},
+    },
+    "required": ["assessment_id", "request_id", "buyer_id", "review_id", "p_removed", "action", "reasons"],
+}
+
+
+def _review_paths(max_amount: float | None) -> dict[str, Any]:
+    """The review routes (``serving.reviews``)."""
+    secured = [{"apiKey": []}]
+    return {
+        "/v1/reviews/assess": {
+            "post": {
+                "summary": "Screen a review as it is posted: publish, or hold it for moderation",
+                "security": secured,
+                "requestBody": {"required": True, **_json(field_schema(REVIEW_ASSESS_BODY, max_amount))},
+                "responses": {
+                    "200": {
+                        "description": "The assessment (header Idempotent-Replayed on a repeated request_id).",
+                        **_json(_ASSESSMENT),
+                    },
+                    **_problems(
+                        **_BODY,
+                        **_AUTH,
+                        **{
+                            "409": "The first request with this request_id is still in flight; retry.",
+                            "422": "This request_id was used with a different request.",
+                            "503": "Review log unavailable; nothing assessed, retry (Retry-After).",
+                        },
+                    ),
+                },
+            }
+        },
+        "/v1/reviews/outcomes": {
+            "post": {
+                "summary": "Record what moderation found about an assessed review",
+                "security": secured,
+                "requestBody": {"required": True, **_json(field_schema(REVIEW_OUTCOME_BODY, max_amount))},
+                "responses": {
+                    "200": {"description": "Recorded (or replayed).", **_json({"type": "object"})},
+                    **_problems(
+                        **_BODY,
+                        **_AUTH,
+                        **{
+                            "404": "No assessment of this review.",
+                            "409": "The review was assessed for another buyer, or the first request with "
+                            "this outcome_id is still in flight.",
+                            "422": "This outcome_id was used with a different outcome.",
+                            "503": "Review log unavailable; nothing recorded, retry (Retry-After).",
+                        },
+                    ),
+                },
+            }
+        },
+    }
+
+
 def openapi_document(policy_version: str, max_amount: float | None = None) -> dict[str, Any]:
     """The OpenAPI 3.1 document (``info.version`` carries the live policy version).
 
@@ -207,6 +301,7 @@ def openapi_document(policy_version: str, max_amount: float | None = None) -> di
                     },
                 }
             },
+            **_review_paths(max_amount),
             "/v1/buyers/{buyer_id}/rating": {
                 "get": {
                     "summary": "Stars, score and top reasons of one buyer",
@@ -221,7 +316,9 @@ def openapi_document(policy_version: str, max_amount: float | None = None) -> di
                     ],
                     "responses": {
                         "200": {
-                            "description": "`rated` false with a `reason` when there is no rating.",
+                            "description": "`rated` false with a `reason` when there is no rating; "
+                            "`reviewer_risk`: the review head's probability for a plain one-star review "
+                            "by this buyer (null without a rating or a review head).",
                             **_json({"type": "object"}),
                         },
                         **_problems(**_AUTH, **{"404": "Not a buyer id (a non-negative integer)."}),

@@ -136,6 +136,22 @@ class FastRefundPolicy:
 
 
 @dataclass(frozen=True)
+class ReviewPolicy:
+    """Review screening (``POST /v1/reviews/assess``).
+
+    Attributes:
+        screened_max_rating: Reviews of at most this many stars are screened; others are published.
+        moderation_capacity: Share of the screened reviews moderation can hold (declared; training
+            proposes ``hold_above`` for it).
+        hold_above: A screened review whose review-head probability reaches this is held for moderation.
+    """
+
+    screened_max_rating: int
+    moderation_capacity: float
+    hold_above: float
+
+
+@dataclass(frozen=True)
 class Policy:
     """The whole decision policy.
 
@@ -149,6 +165,8 @@ class Policy:
         fast_refund: Fast-refund rules.
         hard_declines: Signal rules that decline regardless of stars.
         flags: Signal rules reported as flags (they do not decline).
+        reviews: Review screening; None when the file has no ``reviews`` section (every review is
+            published).
     """
 
     version: str
@@ -160,6 +178,7 @@ class Policy:
     fast_refund: FastRefundPolicy
     hard_declines: tuple[SignalRule, ...]
     flags: tuple[SignalRule, ...]
+    reviews: ReviewPolicy | None = None
 
     def signals(self) -> set[str]:
         """Names of every signal the policy reads."""
@@ -310,6 +329,18 @@ def _fast_refund(raw: Any, path: str, decimals: int) -> FastRefundPolicy:
     )
 
 
+def _reviews(raw: Any, path: str) -> ReviewPolicy:
+    d = _keys(raw, path, ("screened_max_rating", "moderation_capacity", "hold_above"))
+    capacity = _number(d["moderation_capacity"], f"{path}.moderation_capacity", hi=1.0)
+    if capacity <= 0:
+        raise PolicyError(f"{path}.moderation_capacity: must be > 0, got {capacity!r}")
+    return ReviewPolicy(
+        screened_max_rating=int(_number(d["screened_max_rating"], f"{path}.screened_max_rating", 1, 5, True)),
+        moderation_capacity=capacity,
+        hold_above=_number(d["hold_above"], f"{path}.hold_above", hi=1.0),
+    )
+
+
 def _rules(raw: Any, path: str) -> tuple[SignalRule, ...]:
     if raw is None:
         return ()
@@ -358,7 +389,7 @@ def parse_policy(raw: Any, signal_names: Iterable[str] | None = None) -> Policy:
         PolicyError: Naming the first offending key.
     """
     top = ("version", "currency", "quota_window_days", "max_reasons", "services", "hard_declines", "flags")
-    d = _keys(raw, "policy", top)
+    d = _keys(raw, "policy", top, ("reviews",))
     version = d["version"]
     if isinstance(version, bool) or not isinstance(version, str | int | float):
         raise PolicyError(f"version: expected a string, got {version!r}")
@@ -379,6 +410,7 @@ def parse_policy(raw: Any, signal_names: Iterable[str] | None = None) -> Policy:
         fast_refund=_fast_refund(services[FAST_REFUND], f"services.{FAST_REFUND}", decimals),
         hard_declines=_rules(d["hard_declines"], "hard_declines"),
         flags=_rules(d["flags"], "flags"),
+        reviews=_reviews(d["reviews"], "reviews") if "reviews" in d else None,
     )
     if signal_names is not None:
         check_signals(policy, signal_names)

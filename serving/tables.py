@@ -124,3 +124,41 @@ BUYER_LOCKS = Table(
 def utcnow() -> datetime:
     """Now in UTC, naive (how the ledger stores every timestamp)."""
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+# Review screening (``serving.reviews``): its own log, apart from the decisions and their ledger.
+REVIEW_ASSESSMENTS = Table(
+    "review_assessments",
+    METADATA,
+    Column("assessment_id", String(36), primary_key=True),
+    Column("key_id", String(64), nullable=False),
+    Column("request_id", String(128), nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    Column("created_at", DateTime, nullable=False, index=True),
+    Column("buyer_id", BigInteger, nullable=False, index=True),
+    Column("review_id", BigInteger, nullable=False, index=True),
+    Column("rating", SmallInteger, nullable=False),
+    Column("p_removed", Float),
+    Column("action", String(24), nullable=False),
+    Column("model_version", String(200)),
+    Column("policy_version", String(100), nullable=False),
+    Column("latency_ms", Float, nullable=False),
+    Column("inputs", _JSON, nullable=False),
+    Column("outputs", _JSON, nullable=False),
+    UniqueConstraint("key_id", "request_id", name="ux_review_assessments_request"),
+)
+REVIEW_OUTCOMES = Table(
+    "review_outcomes",
+    METADATA,
+    Column("key_id", String(64), primary_key=True),
+    Column("outcome_id", String(128), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("kind", String(40), nullable=False),
+    Column("buyer_id", BigInteger, nullable=False, index=True),
+    Column("review_id", BigInteger, nullable=False, index=True),
+    Column("occurred_at", DateTime, nullable=False),
+    Column("recorded_at", DateTime, nullable=False, index=True),
+    Column("payload", _JSON, nullable=False),
+)
+REVIEW_OUTCOME_KINDS = ("removed_as_malicious", "review_upheld")
+"""What moderation found about an assessed review: removed as malicious, or kept (upheld)."""

@@ -7,6 +7,7 @@ import numpy as np
 from features.legacy import legacy_fast_refund
 from features.outcomes import RETURN_GRACE
 from simulator import hazards, standing
+from simulator import reviews as rv
 from simulator.calendar import DAY, HOUR, NEVER, Calendar, lag_days
 from simulator.config import Params
 from simulator.population import Population
@@ -148,7 +149,10 @@ def unconfirm_returned(orders: Columns, refund: Columns) -> np.ndarray:
 def reviews(
     rng: np.random.Generator, pop: Population, orders: Columns, confirmed: np.ndarray, params: Params
 ) -> Columns:
-    """Reviews of delivered orders: hostile buyers write malicious 1-star reviews that sellers report."""
+    """Reviews of delivered orders: hostile buyers write malicious 1-star reviews that sellers report.
+
+    The constants are ``simulator.reviews``'s, which also derives the truth ``p_malicious`` (returned).
+    """
     delivered = (orders["delivered_at"] < NEVER) & (orders["canceled_at"] == NEVER)
     b_all = orders["b"]
     fake = orders["kind"] == 2
@@ -158,26 +162,34 @@ def reviews(
     n = o.size
     after = np.where(confirmed[o] < NEVER, confirmed[o], orders["delivered_at"][o])
     created = after + lag_days(rng, n, 2.0, 0.9)
-    malicious = ~fake[o] & (rng.random(n) < hazards.sigmoid(-7.0 + 12.0 * pop.hostility[b]))
-    rating = rng.choice(np.arange(1, 6), n, p=[0.03, 0.03, 0.07, 0.17, 0.70])
+    malicious = ~fake[o] & (rng.random(n) < rv.malice_prior(pop.hostility[b]))
+    rating = rng.choice(np.arange(1, 6), n, p=rv.HONEST_RATINGS)
     rating = np.where(malicious, 1, np.where(fake[o], 5, rating))
+    (m_median, m_sigma), (h_median, h_sigma) = rv.TEXT_MALICIOUS, rv.TEXT_HONEST
     text = np.where(
-        malicious, 120 * np.exp(0.5 * rng.standard_normal(n)), 25 * np.exp(1.0 * rng.standard_normal(n))
+        malicious,
+        m_median * np.exp(m_sigma * rng.standard_normal(n)),
+        h_median * np.exp(h_sigma * rng.standard_normal(n)),
     )
-    text = np.where(fake[o], rng.integers(0, 12, n), np.where(rng.random(n) < 0.15, 0, text))
-    report_p = np.where(malicious, 0.85, np.where(rating <= 2, 0.2, 0.005))
+    text = np.where(
+        fake[o], rng.integers(0, rv.FAKE_TEXT_MAX, n), np.where(rng.random(n) < rv.NO_TEXT_P, 0, text)
+    )
+    text_length = np.round(text).astype(np.int64)
+    report_p = np.where(malicious, rv.REPORT_P[0], rv.honest_report_prob(rating))
     reported = rng.random(n) < report_p
-    reported_at = np.where(reported, created + lag_days(rng, n, 1.0, 0.8), NEVER)
-    removed = reported & (rng.random(n) < np.where(malicious, 0.75, 0.03))
+    reported_at = np.where(reported, created + lag_days(rng, n, *rv.REPORT_LAG), NEVER)
+    removed = reported & (rng.random(n) < np.where(malicious, *rv.REMOVE_P))
+    photos = ~fake[o] & (rng.random(n) < np.where(malicious, *rv.PHOTOS_P))
     return {
         "o": o,
         "b": b,
         "created_at": created,
         "rating": rating.astype(np.int64),
-        "text_length": np.round(text).astype(np.int64),
-        "has_photos": ~fake[o] & (rng.random(n) < np.where(malicious, 0.5, 0.2)),
+        "text_length": text_length,
+        "has_photos": photos,
         "reported_by_seller_at": reported_at,
-        "removed_as_malicious_at": np.where(removed, reported_at + lag_days(rng, n, 7.0, 0.6), NEVER),
+        "removed_as_malicious_at": np.where(removed, reported_at + lag_days(rng, n, *rv.REMOVAL_LAG), NEVER),
+        "p_malicious": rv.malicious_posterior(pop.hostility[b], rating, text_length, photos, fake[o]),
     }
 
 

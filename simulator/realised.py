@@ -108,3 +108,36 @@ def auc(score: np.ndarray, label: np.ndarray) -> float:
         return float("nan")
     ranks = pd.Series(np.asarray(score)).rank().to_numpy()
     return float((ranks[label].sum() - pos * (pos + 1) / 2) / (pos * neg))
+
+
+REVIEW_SETTLE = pd.Timedelta(days=90)
+"""A review this old at the export has its report and removal if it will ever have them (report ~1 day
+and removal ~7 days later, lognormal; a removal later than 90 days has probability below 1e-9)."""
+
+
+def review_results(
+    reviews: pd.DataFrame, opportunities: pd.DataFrame, exported_at: pd.Timestamp
+) -> pd.DataFrame:
+    """Reviews posted at least ``REVIEW_SETTLE`` before the export, with what happened to them.
+
+    Args:
+        reviews: The raw reviews table.
+        opportunities: ``truth/review_opportunities.parquet``.
+        exported_at: The export instant.
+
+    Returns:
+        The settled rows of ``opportunities`` plus rating, text_length, has_photos and the
+        realised ``reported`` and ``removed`` (as malicious).
+    """
+    done = reviews[reviews["created_at"] + REVIEW_SETTLE <= exported_at]
+    facts = pd.DataFrame(
+        {
+            "review_id": done["review_id"],
+            "rating": done["rating"],
+            "text_length": done["text_length"],
+            "has_photos": done["has_photos"],
+            "reported": done["reported_by_seller_at"].notna(),
+            "removed": done["removed_as_malicious_at"].notna(),
+        }
+    )
+    return opportunities.merge(facts, on="review_id", validate="one_to_one")

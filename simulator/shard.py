@@ -93,7 +93,7 @@ def simulate_shard(
 
     Returns:
         ``(raw, truth)``: the eleven contract tables, and the truth tables ``traits``, ``risk``,
-        ``presale_opportunities`` and ``refund_opportunities``.
+        ``presale_opportunities``, ``refund_opportunities`` and ``review_opportunities``.
     """
     p = cfg.params
     rng = np.random.default_rng((cfg.seed, part))
@@ -148,7 +148,8 @@ def _timestamps(seconds: np.ndarray) -> pa.Array:
 
 
 def _opportunity_tables(tables: dict[str, Columns], export_at: int) -> dict[str, pa.Table]:
-    """Per-opportunity truth: every exported presale at its deposit, every refund request at its request."""
+    """Per-opportunity truth: every exported presale at its deposit, refund request at its request and
+    review at its posting."""
     pre = tables["presales"]
     keep = pre["deposit_paid_at"] <= export_at
     presales = pa.table(
@@ -180,7 +181,24 @@ def _opportunity_tables(tables: dict[str, Columns], export_at: int) -> dict[str,
             "explored": ref["explored"][keep],
         }
     )
-    return {"presale_opportunities": presales, "refund_opportunities": refunds}
+    return {
+        "presale_opportunities": presales,
+        "refund_opportunities": refunds,
+        "review_opportunities": _review_table(tables["reviews"], export_at),
+    }
+
+
+def _review_table(rev: Columns, export_at: int) -> pa.Table:
+    """Per-review truth: every exported review at its posting, with P(malicious) (``simulator.reviews``)."""
+    keep = rev["created_at"] <= export_at
+    return pa.table(
+        {
+            "review_id": rev["review_id"][keep],
+            "buyer_id": rev["buyer_id"][keep],
+            "created_at": _timestamps(rev["created_at"][keep]),
+            "p_malicious": rev["p_malicious"][keep],
+        }
+    )
 
 
 def _identified(pop: Population, part: int, facts: dict[str, Columns]) -> dict[str, Columns]:

@@ -19,7 +19,7 @@ from simulator.config import RunConfig, params_dict
 from simulator.shard import simulate_shard
 
 TRUTH_DIR = "truth"
-TRUTH_FILES = ("traits", "risk", "presale_opportunities", "refund_opportunities")
+TRUTH_FILES = ("traits", "risk", "presale_opportunities", "refund_opportunities", "review_opportunities")
 
 
 def part_name(part: int) -> str:

@@ -19,12 +19,15 @@ from features.registry import signals
 from features.signals_devices import SHARED_DEVICES
 from training import labels as labels_module
 from training import opportunities as opportunities_module
+from training import review_rows as review_module
 from training import snapshots as snapshots_module
 from training.labels import make_labels
 from training.opportunities import FAST_REFUND, PRESALE, presale_rows, refund_rows
+from training.review_rows import review_rows
 from training.snapshots import TimeSplit
 
 SNAPSHOTS = "snapshots"
+REVIEWS = "reviews"  # the review head's rows (``training.review_head.review_rows``) with their signals
 
 
 def sample_buyers(buyers: pd.DataFrame, fraction: float, seed: int) -> pd.DataFrame:
@@ -59,6 +62,8 @@ def assemble_part(
     out = {}
     for service, rows in ((PRESALE, presale_rows(tables)), (FAST_REFUND, refund_rows(tables))):
         out[service] = with_signals(tables, rows[np.isin(rows["buyer_id"].to_numpy(), chosen)], processes)
+    reviews = review_rows(tables)
+    out[REVIEWS] = with_signals(tables, reviews[np.isin(reviews["buyer_id"].to_numpy(), chosen)], processes)
     spine = make_spine(buyers, dates)  # the snapshots last: their frame is the largest
     if split is not None:
         spine = spine.iloc[split.snapshot_rows(spine)].reset_index(drop=True)
@@ -104,6 +109,22 @@ def assemble(
     return collect(shards(), len(parts), progress)
 
 
+def review_frame(data_dir: Path, progress: Callable[[str], None] = lambda _msg: None) -> pd.DataFrame:
+    """The review head's rows (``training.review_head.review_rows``) of every buyer with their signals at
+    each row's as_of, shard by shard (``assemble`` builds the same rows with everything else)."""
+    shared = export_shared_devices(data_dir)
+    parts = shard_parts(data_dir)
+    chunks = []
+    for i, part in enumerate(parts):
+        tables = load_tables(data_dir, part=part)
+        tables[SHARED_DEVICES.name] = shared[shared["buyer_id"].isin(tables["buyers"]["buyer_id"])]
+        chunks.append(with_signals(tables, review_rows(tables), local_processes()))
+        progress(f"shard {i + 1}/{len(parts)}: {len(chunks[-1]):,} review rows")
+        del tables
+        release_free_memory()
+    return _concat(chunks)
+
+
 def sample_fraction(data_dir: Path, parts: list[int], max_buyers: int | None) -> float:
     """The share of each shard's buyers kept for about ``max_buyers`` in all (1 for all of them),
     taking every shard to hold as many buyers as the first."""
@@ -137,7 +158,7 @@ def collect(
 ) -> dict[str, pd.DataFrame]:
     """The shards' frames (``shard_frames``, in shard order) as one frame per name, with a
     progress line after each of the ``count`` shards."""
-    frames: dict[str, list[pd.DataFrame]] = {SNAPSHOTS: [], PRESALE: [], FAST_REFUND: []}
+    frames: dict[str, list[pd.DataFrame]] = {SNAPSHOTS: [], PRESALE: [], FAST_REFUND: [], REVIEWS: []}
     for i, shard in enumerate(shards):
         for name, frame in shard.items():
             frames[name].append(frame)
@@ -157,7 +178,7 @@ def _code_digest() -> bytes:
     """Every source file the assembled frames depend on: the features package and the label code."""
     files = (
         sorted(Path(features_pkg.__file__).parent.glob("*.py"))
-        + [Path(m.__file__) for m in (labels_module, opportunities_module, snapshots_module)]
+        + [Path(m.__file__) for m in (labels_module, opportunities_module, snapshots_module, review_module)]
         + [Path(__file__)]
     )
     digest = hashlib.sha256()
@@ -168,7 +189,11 @@ def _code_digest() -> bytes:
 
 
 def cache_key(
-    data_dir: Path, dates: list[pd.Timestamp], max_buyers: int | None, seed: int, split: TimeSplit | None = None
+    data_dir: Path,
+    dates: list[pd.Timestamp],
+    max_buyers: int | None,
+    seed: int,
+    split: TimeSplit | None = None,
 ) -> str:
     """A digest of everything the assembled frames depend on: the export, the signal registry, every
     line of the signal, point-in-time, outcome and label code, and the sample."""
@@ -197,7 +222,7 @@ def assemble_cached(
     if cache_dir is None:
         return assemble(data_dir, dates, max_buyers, seed, progress, split)
     folder = Path(cache_dir) / f"assembled-{cache_key(data_dir, dates, max_buyers, seed, split)}"
-    paths = {name: folder / f"{name}.parquet" for name in (SNAPSHOTS, PRESALE, FAST_REFUND)}
+    paths = {name: folder / f"{name}.parquet" for name in (SNAPSHOTS, PRESALE, FAST_REFUND, REVIEWS)}
     if all(p.is_file() for p in paths.values()):
         progress(f"reusing the assembled frames in {folder}")
         return {name: pd.read_parquet(p) for name, p in paths.items()}

@@ -10,6 +10,7 @@ import numpy as np
 from rating.artifact import RatingModel
 from rating.context import PRESALE_CONTEXT, REFUND_CONTEXT, TREATMENT
 from rating.heads import ServiceHead
+from rating.review import REVIEW, REVIEW_CONTEXT
 from training.model import DEFAULT_PARAMS, Dataset, fit_rating
 from training.opportunities import FAST_REFUND, PRESALE
 from training.package import save_rating
@@ -73,13 +74,39 @@ def tiny_heads(signal_names: list[str], seed: int = 0, n: int = 8000) -> dict[st
     return heads
 
 
-def save_tiny_rating(path: Path, signal_names: list[str], seed: int = 0, heads: bool = False) -> str:
+def tiny_review_head(signal_names: list[str], seed: int = 0, n: int = 8000) -> ServiceHead:
+    """A real review head on synthetic reviews: removal is likelier for one-star reviews with long text
+    and photos, and rises with the first signal."""
+    rng = np.random.default_rng(seed + 5)
+    X = synthetic_dataset(signal_names, n, seed).X.astype(np.float64)
+    rating = rng.choice([1, 2], n, p=[0.6, 0.4])
+    ctx = np.column_stack(
+        [rating, rng.uniform(0, 6, n), rng.random(n) < 0.85, rng.random(n) < 0.3, rng.uniform(0, 10, n),
+         rng.uniform(2, 8, n), rng.integers(0, 10, n)]
+    ).astype(np.float64)  # fmt: skip
+    logit = (
+        1.5 * (rating == 1) + 0.6 * (ctx[:, 1] - 3) + 0.8 * ctx[:, 3] + np.nan_to_num(X[:, 0], nan=1.0) - 4
+    )
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    base = lgb.train(
+        {"objective": "binary", "verbose": -1, "num_leaves": 7, "seed": seed, "num_threads": 1},
+        lgb.Dataset(np.hstack([X, ctx]), y), 40,
+    )  # fmt: skip
+    return ServiceHead(REVIEW, list(signal_names), list(REVIEW_CONTEXT), base)
+
+
+def save_tiny_rating(
+    path: Path, signal_names: list[str], seed: int = 0, heads: bool = False, review: bool = False
+) -> str:
     """Fit and save a tiny rating as an MLflow pyfunc directory; returns a URI ``load_rating`` accepts.
 
-    With ``heads`` the artifact also holds tiny service heads (``tiny_heads``).
+    With ``heads`` the artifact also holds tiny service heads (``tiny_heads``), with ``review`` a tiny
+    review head (``tiny_review_head``).
     """
     model = make_tiny_rating(signal_names, seed)
     if heads:
         model.set_heads(tiny_heads(signal_names, seed))
+    if review:
+        model.set_review_head(tiny_review_head(signal_names, seed))
     example = synthetic_dataset(signal_names, 5, seed + 2).X
     return save_rating(model, Path(path), example)

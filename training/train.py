@@ -38,7 +38,7 @@ from simulator.config import RunConfig
 from simulator.write import write_export
 from training import on_cluster, promote
 from training.challenge import judge
-from training.dataset import SNAPSHOTS, assemble_cached
+from training.dataset import REVIEWS, SNAPSHOTS, assemble_cached
 from training.heads import fit_heads
 from training.labels import TARGETS, usable_as_of
 from training.model import DEFAULT_PARAMS, Dataset, StarCutError, checked_monotone, fit_booster, fit_rating
@@ -56,6 +56,7 @@ from training.report import (
     proposal_metrics,
     reason_only_ranking,
 )
+from training.review_head import ReviewEvaluation, evaluate_review_head, fit_review_head
 from training.scorecard import OptBinningScorecard
 from training.snapshots import TimeSplit, default_split, month_starts
 from training.tracking import configure_tracking, ensure_experiment
@@ -262,6 +263,32 @@ def proposal_outcome(failed: dict[str, str]) -> tuple[dict[str, float], dict[str
     return metrics, tags, header
 
 
+def review_head_step(
+    model: RatingModel,
+    frame: pd.DataFrame | None,
+    split: TimeSplit,
+    data: Path,
+    seed: int,
+    progress: Callable[[str], None],
+) -> ReviewEvaluation | None:
+    """Fit the review head on its rows (``training.review_head``), attach it to the rating and judge it
+    on the test window; None (and a progress line) when the rows cannot train one."""
+    if frame is None:
+        progress("no review rows assembled: the artifact has no review head")
+        return None
+    try:
+        head = fit_review_head(
+            split.opportunities_in(frame, "train"), split.opportunities_in(frame, "valid"), model.signal_names,
+            seed, progress,
+        )  # fmt: skip
+        evaluation = evaluate_review_head(head, frame, split, data, BASE_POLICY, seed)
+    except ValueError as err:  # e.g. no removed review in a small marketplace's window
+        progress(f"no review head: {err}")
+        return None
+    model.set_review_head(head)
+    return evaluation
+
+
 def window_opportunities(
     data: Path, frames: dict[str, pd.DataFrame], split: TimeSplit
 ) -> dict[str, Opportunities]:
@@ -392,6 +419,11 @@ def fit_and_log(
             {s: {"uplift": list(h.uplift), "context": h.context_names} for s, h in model.heads.items()},
             "heads.json",
         )
+        with progress.step("review_head", "fitting and judging the review head ..."):
+            review = review_head_step(model, frames.get(REVIEWS), split, data, args.seed, progress)
+        if review is not None:
+            mlflow.log_metrics({f"head_review_{k}": v for k, v in model.review_head.metrics.items()})
+            mlflow.log_metrics(review.metrics)
         mlflow.log_metric("best_iteration", model.booster.best_iteration)
         mlflow.log_params({k: v for k, v in params.items() if k != "monotone_constraints"})
         mlflow.log_params(
@@ -412,6 +444,8 @@ def fit_and_log(
         with progress.step("propose_policy", "proposing expected-loss allowances on the validation window ..."):
             proposals, unproposed = propose_policy(model, frames, split, progress)
         candidate = candidate_policy(BASE_POLICY, proposals, f"candidate-{run.info.run_id[:8]}")
+        if review is not None and "reviews" in candidate:
+            candidate["reviews"]["hold_above"] = float(f"{review.hold_above:.6g}")
         proposed_metrics, proposed_tags, header = proposal_outcome(unproposed)
         mlflow.log_metrics(proposed_metrics)
         mlflow.set_tags(proposed_tags)

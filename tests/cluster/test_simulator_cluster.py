@@ -31,7 +31,7 @@ def test_cluster_run_writes_the_same_bytes(tmp_path, in_process):
     out = tmp_path / "cluster"
     assert simulator_cli.main([*ARGS, "--out", str(out), "--cluster", "local:2"]) == 0
     got = _files(out)
-    assert len(got) == 11 * 4 + 4 + 1  # 11 tables x 4 parts, 4 truth files, the manifest
+    assert len(got) == 11 * 4 + 5 + 1  # 11 tables x 4 parts, 5 truth files, the manifest
     assert got.keys() == in_process.keys()
     assert [name for name in got if got[name] != in_process[name]] == []
 

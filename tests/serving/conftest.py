@@ -33,10 +33,10 @@ TEST_POLICY_VERSION = "test-policy-1"  # its version (tests/serving/policy.yaml)
 
 @pytest.fixture(scope="session")
 def model_uri(tmp_path_factory) -> str:
-    """A real ``RatingModel`` with both service heads, saved as a pyfunc directory (fit once per
-    session, a few seconds): every decision of the service tests is priced by a head and held to
-    the test policy's expected-loss allowance, as in production."""
-    return save_tiny_rating(tmp_path_factory.mktemp("model") / "rating", SIGNALS, seed=0, heads=True)
+    """A real ``RatingModel`` with both service heads and the review head, saved as a pyfunc directory
+    (fit once per session, a few seconds): every decision of the service tests is priced by a head and
+    held to the test policy's expected-loss allowance, as in production."""
+    return save_tiny_rating(tmp_path_factory.mktemp("model") / "rating", SIGNALS, seed=0, heads=True, review=True)
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
 """The README demo's last step: example calls for a buyer of the snapshot whose two presales differ."""
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,13 +25,15 @@ def test_snapshot_buyers_come_from_the_snapshot(tmp_path):
 
 def test_example_calls_carry_the_key_and_both_services():
     calls = example_calls("http://127.0.0.1:8000", "k3y", 42)
-    assert calls.count("X-API-Key: k3y") == 4
+    assert calls.count("X-API-Key: k3y") == 5
     # the same buyer asks to ship a small and a large presale early, then for a fast refund
     assert (
         calls.count('"service": "presale_ship_before_balance"') == 2 and '"service": "fast_refund"' in calls
     )
     assert f'"amount": {SMALL}' in calls and f'"amount": {LARGE}' in calls and "balance_due_at" in calls
     assert "/v1/buyers/42/rating" in calls
+    review = next(line for line in calls.splitlines() if "/v1/reviews/assess" in line)
+    assert json.loads(review.split("-d '", 1)[1].rstrip("'"))["review"]["rating"] == 1
 
 
 @pytest.fixture(scope="module")

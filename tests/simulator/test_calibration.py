@@ -183,3 +183,41 @@ def test_risk_truth_reads_pending_follow_ups(
     rows = labelled[flag]
     assert rows["p_bad_90d"].mean() > 2 * labelled["p_bad_90d"].mean()  # the truth sees it
     _within_3sd(rows["p_bad_90d"], rows["bad_90d"], 30)
+
+
+@pytest.fixture(scope="module")
+def reviews(calibration_export: Path) -> pd.DataFrame:
+    exported_at = pd.Timestamp(json.loads((calibration_export / "manifest.json").read_text())["exported_at"])
+    truth = pd.read_parquet(calibration_export / "truth" / "review_opportunities.parquet")
+    return realised.review_results(pd.read_parquet(calibration_export / "reviews"), truth, exported_at)
+
+
+def test_review_removals_match_the_truth(reviews: pd.DataFrame) -> None:
+    """Removals are drawn from malice and rating alone, so ``p_malicious`` predicts them exactly."""
+    from simulator.reviews import removal_prob
+
+    p = pd.Series(removal_prob(reviews["p_malicious"], reviews["rating"]), index=reviews.index)
+    _within_3sd(p, reviews["removed"], 300)
+    negative = reviews["rating"] <= 2
+    for stars in (1, 2):
+        rows = reviews["rating"] == stars
+        _within_3sd(p[rows], reviews.loc[rows, "removed"], 20)
+    band = pd.qcut(reviews.loc[negative, "p_malicious"].rank(method="first"), 4, labels=False)
+    for k in range(4):
+        rows = band.index[band == k]
+        _within_3sd(p[rows], reviews.loc[rows, "removed"], 10)
+
+
+def test_review_truth_reads_the_review_like_a_model_would(reviews: pd.DataFrame) -> None:
+    """Within text-length bands x photos of one-star reviews, and among reported reviews, the truth holds."""
+    from simulator.reviews import removal_prob, removal_prob_if_reported
+
+    one_star = reviews[reviews["rating"] == 1]
+    p = removal_prob(one_star["p_malicious"], one_star["rating"])
+    bands = pd.cut(one_star["text_length"], [-1, 0, 30, 80, 160, 10**9])
+    for _, idx in one_star.groupby([bands, "has_photos"], observed=True).indices.items():
+        expected, sd, real = realised.expected_vs_realised(p[idx], one_star["removed"].to_numpy()[idx])
+        assert abs(real - expected) <= 3 * sd + 1, (real, expected, sd)
+    reported = reviews[reviews["reported"]]
+    q = pd.Series(removal_prob_if_reported(reported["p_malicious"], reported["rating"]), index=reported.index)
+    _within_3sd(q, reported["removed"], 300)

@@ -17,7 +17,7 @@ def test_same_seed_writes_identical_bytes(tmp_path: Path) -> None:
     write_export(cfg, tmp_path / "a")
     write_export(cfg, tmp_path / "b")
     a, b = _files(tmp_path / "a"), _files(tmp_path / "b")
-    assert len(a) == 11 * 3 + 4 + 1  # 11 tables x 3 parts, 4 truth files, the manifest
+    assert len(a) == 11 * 3 + 5 + 1  # 11 tables x 3 parts, 5 truth files, the manifest
     assert a == b
 
 

@@ -151,3 +151,41 @@ def test_refund_normal_arm_is_the_fast_arm_times_what_normal_handling_pays(
     np.testing.assert_allclose(ratio[~returns], 0.85)
     lost = rows[rows["reason"] == "not_received"]
     assert len(lost) and (lost["p_loss_if_fast"] == 0).all() and (lost["p_loss_if_normal"] == 0).all()
+
+
+def test_review_truth_has_one_row_per_review_and_is_zero_where_malice_is_impossible(
+    export_dir: Path, tables: dict
+) -> None:
+    opp = pd.read_parquet(export_dir / "truth" / "review_opportunities.parquet")
+    reviews = tables["reviews"].set_index("review_id")
+    assert sorted(opp["review_id"]) == sorted(reviews.index)
+    rows = reviews.loc[opp["review_id"]]
+    assert (opp["buyer_id"].to_numpy() == rows["buyer_id"].to_numpy()).all()
+    assert (opp["created_at"].to_numpy() == rows["created_at"].to_numpy()).all()
+    assert opp["p_malicious"].between(0, 1).all() and opp["p_malicious"].notna().all()
+    assert (opp["p_malicious"].to_numpy()[rows["rating"].to_numpy() > 1] == 0).all()  # malicious: 1 star
+
+
+def test_review_posterior_reads_hostility_text_and_photos_the_right_way() -> None:
+    from simulator import reviews as rv
+
+    one = np.ones(5, dtype=np.int64)
+    grid = np.linspace(0.0, 0.8, 5)
+    by_hostility = rv.malicious_posterior(grid, one, np.full(5, 120), np.zeros(5, bool), np.zeros(5, bool))
+    assert (np.diff(by_hostility) > 0).all()
+    h = np.full(4, 0.4)
+    text = rv.malicious_posterior(
+        h, one[:4], np.array([0, 10, 120, 300]), np.zeros(4, bool), np.zeros(4, bool)
+    )
+    assert text[2] > text[1] and text[2] > text[0] and text[3] > text[1]
+    photos = rv.malicious_posterior(
+        h[:2], one[:2], np.full(2, 60), np.array([True, False]), np.zeros(2, bool)
+    )
+    assert photos[0] > photos[1]
+    assert (
+        rv.malicious_posterior(h[:1], one[:1], np.full(1, 120), np.zeros(1, bool), np.ones(1, bool))[0] == 0
+    )
+    # the text-length likelihood is a distribution over whole characters (no text included)
+    k = np.arange(0, 20_000)
+    for median, sigma in (rv.TEXT_MALICIOUS, rv.TEXT_HONEST):
+        assert abs(np.exp(rv._log_text_likelihood(k, median, sigma)).sum() - 1) < 1e-6

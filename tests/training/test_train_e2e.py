@@ -138,6 +138,18 @@ def test_first_run_is_logged_registered_and_becomes_champion(first_run, tracking
         "evaluation/yardsticks_fast_refund.csv",
     } <= artifacts
     assert "signals.md" in {a.path for a in client.list_artifacts(run.info.run_id)}
+    for name in ("review_head_at_flag_caught", "review_head_at_q10_caught", "review_head_at_q10_honest_held",
+                 "review_head_vs_truth_at_flag", "review_hold_above", "head_review_best_iteration"):  # fmt: skip
+        assert name in m, name
+    assert 0 <= m["review_head_at_q10_caught_ci_low"] <= m["review_head_at_q10_caught"] <= 1
+    candidate = yaml.safe_load(
+        Path(
+            mlflow.artifacts.download_artifacts(
+                run_id=run.info.run_id, artifact_path="policy/candidate_policy.yaml"
+            )
+        ).read_text()
+    )
+    assert candidate["reviews"]["hold_above"] == pytest.approx(m["review_hold_above"], rel=1e-5)
 
 
 def test_pyfunc_of_the_registered_version_agrees_with_the_booster(first_run, market, tmp_path):
@@ -145,6 +157,7 @@ def test_pyfunc_of_the_registered_version_agrees_with_the_booster(first_run, mar
     model = rating.model
     assert rating.version == "1"
     assert sorted(model.heads) == ["fast_refund", "presale_ship_before_balance"]
+    assert model.review_head is not None and model.review_head.signal_names == model.signal_names
     assert model.caps and all(c in model.signal_names for c in model.caps)
     rng = np.random.default_rng(0)
     X = rng.gamma(1.0, 2.0, size=(200, len(model.signal_names))).astype(np.float32)
