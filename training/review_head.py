@@ -34,6 +34,7 @@ import yaml
 
 from features.build import build_signals
 from features.io import read_table
+from features.pit import published_as_of
 from features.registry import signals
 from rating.context import CATEGORICAL
 from rating.heads import ServiceHead
@@ -144,7 +145,9 @@ def flag_of_reviews(data: Path, split: TimeSplit, window: str, rule: tuple[str, 
     (signal,) = [s for s in signals() if s.name == rule[0]]
     table = read_table(data, "reviews")
     created = pd.to_datetime(table["created_at"], utc=True).astype("datetime64[us, UTC]")
-    spine = pd.DataFrame({"buyer_id": table["buyer_id"].to_numpy(np.int64), "as_of": created.dt.floor("D")})
+    spine = pd.DataFrame(
+        {"buyer_id": table["buyer_id"].to_numpy(np.int64), "as_of": published_as_of(created)}
+    )
     keep = (split.assign_instant(spine["as_of"]) == window).to_numpy()
     spine, reviews = spine[keep].reset_index(drop=True), table[keep].reset_index(drop=True)
     built = build_signals({"reviews": table}, spine, [signal])

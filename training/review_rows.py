@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from features.pit import published_as_of
+
 SCREENED_RATING = 2  # reviews with at most this many stars are screened (and the yardsticks' population)
 
 
@@ -22,7 +24,8 @@ def review_rows(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """Screened and reported reviews with their context and what happened to them.
 
     Returns:
-        review_id, order_id, buyer_id, created_at, as_of (created_at floored to UTC midnight),
+        review_id, order_id, buyer_id, created_at, as_of and signals_as_of (the snapshot the
+        service scores the posting on: ``features.pit.published_as_of``),
         rating, text_length, has_photos, days_after_delivery, order_amount, category,
         reported (by a seller, ever) and bad (removed as malicious, ever).
     """
@@ -40,7 +43,8 @@ def review_rows(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
             "order_id": rev["order_id"].to_numpy(np.int64),
             "buyer_id": rev["buyer_id"].to_numpy(np.int64),
             "created_at": created.to_numpy(),
-            "as_of": created.dt.floor("D").to_numpy(),
+            "as_of": published_as_of(created).to_numpy(),
+            "signals_as_of": published_as_of(created).to_numpy(),
             "rating": rev["rating"].to_numpy(np.int64),
             "text_length": rev["text_length"].to_numpy(np.float64),
             "has_photos": rev["has_photos"].to_numpy(bool),

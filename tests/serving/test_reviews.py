@@ -47,7 +47,7 @@ def test_recommendation_follows_the_policy_thresholds() -> None:
     assert recommend(None, 1, policy) == PUBLISH and recommend(0.9, 1, None) == PUBLISH
 
 
-def test_shipped_policy_declares_review_screening(policy_file) -> None:
+def test_the_policy_declares_review_screening(policy_file) -> None:
     reviews = load_policy(policy_file).reviews
     assert reviews is not None and 0 < reviews.moderation_capacity <= 1 and 0 <= reviews.hold_above <= 1
 
