@@ -166,6 +166,11 @@ class Signal:
         baseline_days: Baseline window of a ``trend`` (longer than ``window_days``).
         end: For ``open``: column from whose instant a row stops counting.
         group: Catalog section (account, shopping, presales, ...).
+        activity: The signal measures the volume of what the buyer does (logins, orders, spend,
+            contacts...): more of it can never lower the rating (its direction is -1, a monotone
+            constraint the rating keeps whatever the data say) and it is never a reason.
+        reason_code: The entry of the reason catalogue the signal speaks for (its family; see
+            :func:`reason_catalogue`); empty for activity signals, which are never reasons.
     """
 
     name: str
@@ -179,6 +184,8 @@ class Signal:
     baseline_days: int | None = None
     end: str | None = None
     group: str = ""
+    activity: bool = False
+    reason_code: str = ""
 
     def __post_init__(self) -> None:
         if self.aggregation not in AGGREGATIONS:
@@ -197,6 +204,8 @@ class Signal:
             raise ValueError(f"{self.name}: open is a state as of the date; it takes no window")
         if self.window_days is not None and self.window_days <= 0:
             raise ValueError(f"{self.name}: window_days must be positive or None")
+        if self.activity and (self.risk_direction != -1 or self.reason_code):
+            raise ValueError(f"{self.name}: an activity signal has direction -1 and no reason code")
 
     @property
     def table(self) -> str:
@@ -274,6 +283,34 @@ def monotone_constraints(names: list[str] | None = None) -> list[int]:
     if missing:
         raise KeyError(f"not signals: {missing[:5]}")
     return [by_name[n] for n in names]
+
+
+def activity_signals(names: list[str] | None = None) -> list[bool]:
+    """Per name (default: all signals), whether it measures the volume of activity (``Signal.activity``)."""
+    by_name = {s.name: s.activity for s in signals()}
+    return list(by_name.values()) if names is None else [by_name[n] for n in names]
+
+
+def reason_catalogue(names: list[str] | None = None) -> dict[str, str]:
+    """The fixed reason catalogue: code -> buyer-facing text, in registry order.
+
+    One entry per reason code of the signals ``names`` (default all): the text of the code's first
+    signal without its window ("Presale balances paid late"), so a buyer reads one reason per family
+    of signals however many of them moved. Activity signals have no code and are not in it.
+    """
+    chosen = signals() if names is None else [get(n) for n in names]
+    out: dict[str, str] = {}
+    for s in chosen:
+        if s.reason_code and s.reason_code not in out:
+            words = f" {s.window_text}"
+            out[s.reason_code] = s.reason[: -len(words)] if s.reason.endswith(words) else s.reason
+    return out
+
+
+def reason_codes(names: list[str] | None = None) -> list[str]:
+    """Per name (default: all signals), its reason code ('' for a signal that is never a reason)."""
+    by_name = {s.name: s.reason_code for s in signals()}
+    return list(by_name.values()) if names is None else [by_name[n] for n in names]
 
 
 def reasons(names: list[str] | None = None) -> dict[str, str]:

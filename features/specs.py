@@ -54,6 +54,7 @@ def _family(
     per: Source | None = None,
     baseline: int | None = None,
     end: str | None = None,
+    activity: bool = False,
 ) -> list[Signal]:
     """Signals for every (aggregation, window) of one source.
 
@@ -70,6 +71,8 @@ def _family(
         per: Denominator of ``ratio``.
         baseline: Baseline window of ``trend``.
         end: End column of ``open``.
+        activity: The family measures the volume of activity (``Signal.activity``): its direction
+            is -1 whatever ``direction`` says, and it has no reason code.
     """
     out = []
     for aggregation in aggregations:
@@ -91,13 +94,15 @@ def _family(
                     source=source,
                     aggregation=aggregation,
                     window_days=window,
-                    risk_direction=direction,
+                    risk_direction=-1 if activity else direction,
                     description=text,
                     reason=reason.format(window=words if not timeless else "").strip(),
                     per=per,
                     baseline_days=baseline,
                     end=end,
                     group=group,
+                    activity=activity,
+                    reason_code="" if activity else stem,
                 )
             )
     return out
@@ -131,7 +136,7 @@ def _account() -> list[Signal]:
         *_family("real_name_verified", real_name, ["days_since_first"], [ALL], -1, "real-name verification", "Real name verified only recently", g),
         *_family("phone_verified", phone, ["count"], [ALL], -1, "phone verifications (0 or 1)", "Phone not verified", g),
         *_family("phone_verified", phone, ["days_since_first"], [ALL], -1, "phone verification", "Phone verified only recently", g),
-        *_family("logins", login, ["count"], STANDARD, 0, "logins", "Login activity {window}", g),
+        *_family("logins", login, ["count"], STANDARD, 0, "logins", "Login activity {window}", g, activity=True),
         *_family("logins", login, ["days_since_last"], [ALL], 0, "login", "Time since the last login", g),
         *_family("logins", login, ["trend"], [30], 0, "logins", "Change in login activity", g, baseline=90),
         *_family("vip", vip, ["last"], [ALL], -1, "VIP status (1 member, 0 left, NaN never)", "Not a VIP member", g),
@@ -160,35 +165,35 @@ def _shopping() -> list[Signal]:
     spend = Source("orders", "created_at", measure="amount")
     unpaid = Source("orders", "created_at", _missed("paid_at", "created_at", 1), lag_days=1)
     out = [
-        *_family("orders", orders, ["count"], (7, 30, 90, 180, 365, ALL), -1, "orders placed", "Little shopping history {window}", g),
+        *_family("orders", orders, ["count"], (7, 30, 90, 180, 365, ALL), -1, "orders placed", "Little shopping history {window}", g, activity=True),
         *_family("orders", orders, ["days_since_last"], [ALL], 0, "order", "Time since the last order", g),
         *_family("orders", orders, ["days_since_first"], [ALL], -1, "order", "Short shopping history", g),
         *_family("orders", orders, ["trend"], [30], 0, "orders", "Sudden change in orders", g, baseline=90),
-        *_family("spend", spend, ["sum"], (30, 90, 180, 365, ALL), -1, "order value", "Low spend {window}", g),
+        *_family("spend", spend, ["sum"], (30, 90, 180, 365, ALL), -1, "order value", "Low spend {window}", g, activity=True),
         *_family("order_amount", spend, ["mean"], LONG, 0, "order value", "Order size {window}", g),
         *_family("order_amount", spend, ["max"], LONG, 1, "order value", "Unusually large orders {window}", g),
         *_family("spend", spend, ["trend"], [30], 1, "spend", "Spend rising sharply", g, baseline=90),
         *_family("high_value_orders", Source("orders", "created_at", (Cond("amount", ">=", 2000.0),)), ["count"], (30, 90, 365), 1, "orders of 2000 or more", "Several high-value orders {window}", g),
-        *_family("categories", Source("orders", "created_at", measure="category"), ["distinct"], LONG, -1, "categories bought", "Narrow shopping pattern {window}", g),
-        *_family("sellers", Source("orders", "created_at", (Cond("seller_id", "first"),)), ["count"], STANDARD, 0, "sellers bought from for the first time", "Many new sellers {window}", g),
+        *_family("categories", Source("orders", "created_at", measure="category"), ["distinct"], LONG, -1, "categories bought", "Narrow shopping pattern {window}", g, activity=True),
+        *_family("sellers", Source("orders", "created_at", (Cond("seller_id", "first"),)), ["count"], STANDARD, 0, "sellers bought from for the first time", "Many new sellers {window}", g, activity=True),
         *_family("order_devices", Source("orders", "created_at", (Cond("device_id", "first"),)), ["count"], (30, 90, ALL), 1, "devices first used to order", "Orders from new devices {window}", g),
         *_family("canceled_orders", canceled, ["count"], STANDARD, 1, "orders canceled", "Orders canceled {window}", g),
         *_family("cancel_rate", canceled, ["ratio"], LONG, 1, "share of orders canceled (canceled / placed)", "High share of canceled orders {window}", g, per=orders),
-        *_family("confirmed_orders", Source("orders", "confirmed_at"), ["count"], (90, 365), -1, "orders whose receipt the buyer confirmed", "Few confirmed receipts {window}", g),
+        *_family("confirmed_orders", Source("orders", "confirmed_at"), ["count"], (90, 365), -1, "orders whose receipt the buyer confirmed", "Few confirmed receipts {window}", g, activity=True),
         *_family("unpaid_orders", unpaid, ["count"], (90, 365), 1, "orders not paid within a day", "Orders left unpaid {window}", g),
         *_family("confirm_delay", Source("orders", "confirmed_at", measure="confirmed_at - delivered_at"), ["mean"], [365], 0, "days from delivery to confirmed receipt", "Slow receipt confirmation", g),
     ]
     for category in c.CATEGORIES:
         src = Source("orders", "created_at", _eq("category", category), "amount")
-        out += _family(f"orders_{category}", src, ["count"], [365], 0, f"{category} orders", f"{category} orders {{window}}", g)
-        out += _family(f"spend_{category}", src, ["sum"], [365], 0, f"{category} order value", f"{category} spend {{window}}", g)
+        out += _family(f"orders_{category}", src, ["count"], [365], 0, f"{category} orders", f"{category} orders {{window}}", g, activity=True)
+        out += _family(f"spend_{category}", src, ["sum"], [365], 0, f"{category} order value", f"{category} spend {{window}}", g, activity=True)
     for method in c.PAYMENT_METHODS:
         src = Source("orders", "created_at", _eq("payment_method", method))
-        out += _family(f"orders_{method}", src, ["count"], [365], 0, f"orders paid by {method}", f"Orders paid by {method} {{window}}", g)
+        out += _family(f"orders_{method}", src, ["count"], [365], 0, f"orders paid by {method}", f"Orders paid by {method} {{window}}", g, activity=True)
         out += _family(f"share_{method}", src, ["ratio"], [365], 0, f"share of orders paid by {method}", f"Share of orders paid by {method}", g, per=orders)
     for channel in c.CHANNELS:
         src = Source("orders", "created_at", _eq("channel", channel))
-        out += _family(f"orders_{channel}", src, ["count"], [365], 0, f"orders placed via {channel}", f"Orders via {channel} {{window}}", g)
+        out += _family(f"orders_{channel}", src, ["count"], [365], 0, f"orders placed via {channel}", f"Orders via {channel} {{window}}", g, activity=True)
     return out
 
 
@@ -203,11 +208,11 @@ def _presales() -> list[Signal]:
     on_time = Source(t, "balance_paid_at", (Cond("balance_paid_at", "by", ("balance_due_at", 0)),))
     balance = Source(t, "deposit_paid_at", measure="balance_amount")
     return [
-        *_family("presales", presales, ["count"], LONG, 0, "presale orders", "Presale orders {window}", g),
+        *_family("presales", presales, ["count"], LONG, 0, "presale orders", "Presale orders {window}", g, activity=True),
         *_family("presales", presales, ["days_since_last"], [ALL], 0, "presale order", "Time since the last presale", g),
-        *_family("presale_deposits", Source(t, "deposit_paid_at", measure="deposit_amount"), ["sum"], YEAR, 0, "presale deposits paid", "Presale deposits {window}", g),
+        *_family("presale_deposits", Source(t, "deposit_paid_at", measure="deposit_amount"), ["sum"], YEAR, 0, "presale deposits paid", "Presale deposits {window}", g, activity=True),
         *_family("presale_balance", balance, ["sum", "max"], YEAR, 1, "presale balance committed", "Large presale balances {window}", g),
-        *_family("balances_due", due, ["count"], YEAR, 0, "presale balances falling due", "Presale balances due {window}", g),
+        *_family("balances_due", due, ["count"], YEAR, 0, "presale balances falling due", "Presale balances due {window}", g, activity=True),
         *_family("balances_late", late, ["count"], LONG, 1, "presale balances not paid by the due date", "Presale balances paid late {window}", g),
         *_family("balances_late", late, ["days_since_last"], [ALL], -1, "presale balance missed on its due date", "Recent late presale balance", g),
         *_family("balance_late_rate", late, ["ratio"], YEAR, 1, "share of due presale balances paid late", "High share of presale balances paid late {window}", g, per=due),
@@ -265,7 +270,7 @@ def _reviews() -> list[Signal]:
     reviews, rating = Source(t, "created_at"), Source(t, "created_at", measure="rating")
     removed, reported = Source(t, "removed_as_malicious_at"), Source(t, "reported_by_seller_at")
     out = [
-        *_family("reviews", reviews, ["count"], STANDARD, 0, "reviews written", "Reviews {window}", g),
+        *_family("reviews", reviews, ["count"], STANDARD, 0, "reviews written", "Reviews {window}", g, activity=True),
         *_family("rating", rating, ["mean"], LONG, -1, "review rating", "Low review ratings {window}", g),
         *_family("rating", rating, ["min"], [90], -1, "review rating", "Very low review rating {window}", g),
         *_family("one_star_share", Source(t, "created_at", _eq("rating", 1)), ["ratio"], LONG, 1, "share of reviews with one star", "Mostly one-star reviews {window}", g, per=reviews),
@@ -279,7 +284,7 @@ def _reviews() -> list[Signal]:
     ]
     for stars in range(1, 6):
         src = Source(t, "created_at", _eq("rating", stars))
-        out += _family(f"reviews_{stars}star", src, ["count"], YEAR, 1 if stars <= 2 else 0, f"{stars}-star reviews", f"{stars}-star reviews {{window}}", g)
+        out += _family(f"reviews_{stars}star", src, ["count"], YEAR, 1 if stars <= 2 else 0, f"{stars}-star reviews", f"{stars}-star reviews {{window}}", g, activity=stars > 2)
     return out
 
 
@@ -307,14 +312,14 @@ def _customer_service() -> list[Signal]:
     g, t = "customer service", "cs_contacts"
     contacts, abusive = Source(t, "ts"), Source(t, "ts", _eq("abusive", True))
     out = [
-        *_family("cs_contacts", contacts, ["count"], STANDARD, 0, "customer-service contacts", "Customer-service contacts {window}", g),
+        *_family("cs_contacts", contacts, ["count"], STANDARD, 0, "customer-service contacts", "Customer-service contacts {window}", g, activity=True),
         *_family("cs_contacts", contacts, ["trend"], [30], 1, "customer-service contacts", "Customer-service contacts increasing", g, baseline=90),
         *_family("cs_abusive", abusive, ["count"], STANDARD, 1, "abusive customer-service contacts", "Abusive behaviour towards customer service {window}", g),
         *_family("cs_abusive", abusive, ["days_since_last"], [ALL], -1, "abusive contact", "Recent abusive contact", g),
         *_family("cs_abusive_share", abusive, ["ratio"], YEAR, 1, "share of contacts that were abusive", "Abusive contacts {window}", g, per=contacts),
     ]
     for topic in c.CS_TOPICS:
-        out += _family(f"cs_{topic}", Source(t, "ts", _eq("topic", topic)), ["count"], [365], 1 if topic == "complaint" else 0, f"contacts about {topic}", f"Contacts about {topic} {{window}}", g)
+        out += _family(f"cs_{topic}", Source(t, "ts", _eq("topic", topic)), ["count"], [365], 1 if topic == "complaint" else 0, f"contacts about {topic}", f"Contacts about {topic} {{window}}", g, activity=topic != "complaint")
     return out
 
 
@@ -351,10 +356,10 @@ def _credit() -> list[Signal]:
         *_family("credit_score", score, ["max"], [365], -1, "external credit score", "Credit score never high", g),
         *_family("credit_score", score, ["mean"], (90, 365), -1, "external credit score", "Low average credit score {window}", g),
         *_family("credit_score", score, ["change"], (90, 180, 365), -1, "external credit score", "Credit score falling {window}", g),
-        *_family("credit_readings", readings, ["count"], [365], 0, "credit score readings", "Credit file activity", g),
+        *_family("credit_readings", readings, ["count"], [365], 0, "credit score readings", "Credit file activity", g, activity=True),
         *_family("credit_readings", readings, ["days_since_last"], [ALL], 0, "credit score reading", "No recent credit reading", g),
-        *_family("bills", due, ["count"], LONG, 0, "pay-later bills due", "Pay-later bills {window}", g),
-        *_family("bill_amount", due_amount, ["sum"], (90, 365), 0, "pay-later amount due", "Pay-later amounts {window}", g),
+        *_family("bills", due, ["count"], LONG, 0, "pay-later bills due", "Pay-later bills {window}", g, activity=True),
+        *_family("bill_amount", due_amount, ["sum"], (90, 365), 0, "pay-later amount due", "Pay-later amounts {window}", g, activity=True),
         *_family("bills_late", late, ["count"], LONG, 1, "pay-later bills not paid by the due date", "Pay-later bills paid late {window}", g),
         *_family("bills_late", late, ["days_since_last"], [ALL], -1, "pay-later bill missed", "Recent late pay-later bill", g),
         *_family("bills_30dpd", late30, ["count"], LONG, 1, "pay-later bills 30+ days past due", "Pay-later bills 30+ days past due {window}", g),

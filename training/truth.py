@@ -59,3 +59,15 @@ def opportunity_truth(data: Path, service: str, rows: pd.DataFrame) -> np.ndarra
     if np.isnan(p).any():
         raise TruthError(f"{path}: no {column} for {int(np.isnan(p).sum()):,} of {len(p):,} {service} rows")
     return p
+
+
+TRAIT_COLUMNS = ("buyer_id", "reliability", "opportunism", "activity", "fraudster", "ring_member")
+
+
+def buyer_traits(data: Path) -> pd.DataFrame | None:
+    """The simulator's latent buyer traits the trust figures read (``TRAIT_COLUMNS``), or None
+    when the export has no truth."""
+    path = Path(data) / "truth" / "traits.parquet"
+    if not path.exists():
+        return None
+    return pd.read_parquet(path, columns=list(TRAIT_COLUMNS))
