@@ -134,7 +134,8 @@ class ReasonCatalogue:
     buyers have none). A signal's points are ``points_per_logodds x (its contribution - the typical
     buyer's)``, positive when it lowers this buyer's score below the typical buyer's; a reason's
     points are the sum over the signals of its family (``member``). Signals of no entry (``member``
-    -1: the volume of activity) are never a reason.
+    -1: the volume of activity) are never a reason, and an entry that costs fewer than
+    ``min_points`` is not one either (its points read 0).
 
     Attributes:
         codes: Reason codes, in catalogue order.
@@ -144,6 +145,7 @@ class ReasonCatalogue:
         baseline: Per signal, the baseline buyer's contribution (log-odds).
         points_per_logodds: Score points one unit of log-odds is worth (``pdo / ln 2 x`` the
             calibration's slope).
+        min_points: The fewest score points a reason costs (default ``MIN_REASON_POINTS``).
     """
 
     codes: tuple[str, ...]
@@ -152,6 +154,7 @@ class ReasonCatalogue:
     typical: np.ndarray
     baseline: np.ndarray
     points_per_logodds: float
+    min_points: float = 0.0
 
     def __post_init__(self) -> None:
         if len(self.codes) != len(self.texts):
@@ -175,7 +178,13 @@ class ReasonCatalogue:
         cited = self.member >= 0
         onehot = np.zeros((int(cited.sum()), len(self.codes)))
         onehot[np.arange(onehot.shape[0]), self.member[cited]] = 1.0
-        return ((c[:, cited] - self.baseline[cited]) * self.points_per_logodds) @ onehot
+        points = ((c[:, cited] - self.baseline[cited]) * self.points_per_logodds) @ onehot
+        return np.where(points >= self.min_points, points, 0.0)
+
+
+MIN_REASON_POINTS = 5.0
+"""Score points below which a catalogue entry is not cited (on the default scale, 5 points move the
+odds by 7%): a reason must cost the buyer something, and the near-ties below it are noise."""
 
 
 def typical_values(X: np.ndarray) -> np.ndarray:
@@ -196,6 +205,7 @@ def fit_catalogue(
     codes: list[str],
     texts: dict[str, str],
     points_per_logodds: float,
+    min_points: float = MIN_REASON_POINTS,
 ) -> ReasonCatalogue:
     """The catalogue of ``codes`` (one per signal, '' for none) with the baseline of ``sample``.
 
@@ -204,7 +214,7 @@ def fit_catalogue(
         sample: A sample of training rows (gives the typical values).
         codes: Per signal, its reason code ('' never a reason).
         texts: Code -> buyer-facing text, for every code used.
-        points_per_logodds: See ``ReasonCatalogue``.
+        points_per_logodds, min_points: See ``ReasonCatalogue``.
     """
     order = list(dict.fromkeys(c for c in codes if c))
     missing = [c for c in order if c not in texts]
@@ -218,4 +228,5 @@ def fit_catalogue(
         typical=typical,
         baseline=table.contributions(typical[None, :])[0],
         points_per_logodds=float(points_per_logodds),
+        min_points=float(min_points),
     )

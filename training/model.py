@@ -176,7 +176,7 @@ def fit_rating(
     monotone: list[int],
     params: dict,
     scale: ScoreScale | None = None,
-    reason_sample: int = 5000,
+    reason_sample: int = 20_000,
     seed: int = 7,
     timings: dict[str, float] | None = None,
     progress: Callable[[str], None] | None = None,
