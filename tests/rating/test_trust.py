@@ -134,3 +134,44 @@ def test_activity_fifths_ratio_by_hand():
     p = np.where(np.arange(n) >= 80, 0.04, 0.01)
     out = activity_fifths_ratio(p, np.arange(n), traits, "ratio", replicates=10)
     assert out["ratio"] == pytest.approx(4.0)
+
+
+def test_no_head_reason_of_a_decision_names_an_activity_signal(model, rows):
+    """The heads read every signal; a decision's reasons still never cite the volume of activity."""
+    from datetime import datetime, timedelta
+    from pathlib import Path
+
+    from rating.artifact import LoadedRating
+    from rating.context import CONTEXT_TEXT
+    from serving.decide import BuyerRating, DecisionRequest, Order
+    from serving.live import Live, request_context
+    from serving.policy import load_policy
+    from training.tiny import tiny_heads
+
+    heads = tiny_heads(NAMES, seed=0, n=4000)
+    # the activity signals decide the tiny heads' losses, so that an unmasked head would cite them
+    model.set_heads(heads)
+    policy = load_policy(Path(__file__).resolve().parents[2] / "serving" / "policy.yaml")
+    live = Live(
+        policy=policy,
+        rating=LoadedRating(model, "memory", None, None, None),
+        model_error=None,
+        head_texts={**model.reason_text, **CONTEXT_TEXT},
+    )
+    now = datetime(2024, 6, 1)
+    never = model.never_reasons()
+    assert never == set(ACTIVITY)
+    cited, unmasked = set(), set()
+    for i in range(200, 400):
+        request = DecisionRequest(
+            "presale_ship_before_balance", f"r{i}", i,
+            order=Order(i, 900_000, "CNY", "electronics", 90_000, now + timedelta(days=20)),
+        )  # fmt: skip
+        risk = live.head_risk(request, BuyerRating(star=3, score=600, p_bad=0.01, row=rows[i]), now)
+        cited |= {r.code for r in risk.reasons}
+        context = request_context(request, now, policy.decimals)
+        _, contrib, names = heads[request.service].explain(np.asarray(rows[i], np.float64), context)
+        unmasked |= {names[j] for j in np.argsort(-contrib)[:4] if contrib[j] > 0}
+    assert unmasked & never  # the heads would cite them
+    assert cited and not cited & never
+    model.set_heads({})
