@@ -97,6 +97,16 @@ def test_first_run_is_logged_registered_and_becomes_champion(first_run, tracking
         "presale_rule_share_volume",
         "refund_rule_share_opportunities",
         "refund_rule_share_volume",
+        "stars_monotone_per_opportunity",
+        *(
+            f"star{s}_bad_rate_per_opportunity{end}"
+            for s in range(1, 6)
+            for end in ("", "_ci_low", "_ci_high")
+        ),
+        "honest_reliable_activity_fifths_ratio",
+        "honest_reliable_activity_fifths_ratio_truth",
+        "reason_stability",
+        "reason_stability_identical",
         *with_intervals,
         *(f"{m}_ci_{side}" for m in with_intervals for side in ("low", "high")),
     ):
