@@ -20,7 +20,13 @@ from training.labels import target_weights
 from training.opportunities import FAST_REFUND, PRESALE, at_risk, legacy_decisions
 from training.policy_proposal import Proposal, approved
 from training.scorecard import OptBinningScorecard
-from training.trust import LOW_STARS, activity_fifths_ratio, reason_stability, star_rates_per_opportunity
+from training.trust import (
+    LOW_STARS,
+    activity_fifths_ratio,
+    opportunity_auc,
+    reason_stability,
+    star_rates_per_opportunity,
+)
 from training.yardsticks import Estimate, ServiceYardsticks, auc_comparison, compare_service, service_metrics
 
 # The fixed metric prefix of each service.
@@ -150,6 +156,9 @@ def trust_metrics(
     buyer = test["buyer_id"].to_numpy()
     out: dict[str, float] = {}
     if "exposure_90d" in test.columns:
+        events, exposure = test["bad_events_90d"].to_numpy(), test["exposure_90d"].to_numpy()
+        auc = opportunity_auc(events, exposure, buyer, {"rating": p_bad}, seed=seed)["rating"]
+        out.update(Estimate.of(auc).metrics("rating_auc_per_opportunity"))
         out.update(
             star_rates_per_opportunity(
                 scored_star,

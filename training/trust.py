@@ -130,3 +130,35 @@ def reason_stability(first: np.ndarray, second: np.ndarray) -> dict[str, float]:
         "reason_stability": float(np.mean(overlap)),
         "reason_stability_identical": float(np.mean(identical)),
     }
+
+
+def opportunity_auc(
+    bad_events: np.ndarray,
+    exposure: np.ndarray,
+    buyer: np.ndarray,
+    scores: dict[str, np.ndarray],
+    replicates: int = BOOTSTRAP_REPLICATES,
+    seed: int = 7,
+) -> dict[str, np.ndarray]:
+    """AUC over opportunities: each row's ``bad_events`` count as positives and the rest of its
+    ``exposure`` as negatives, all at the row's score (ties one half). Bootstrap replicates (index 0
+    the full sample) of each score on the same resampled buyers.
+    """
+    pos_w = np.asarray(bad_events, np.float64)
+    neg_w = np.maximum(np.asarray(exposure, np.float64) - pos_w, 0.0)
+    groups = {
+        name: np.unique(np.asarray(s, np.float64), return_inverse=True)[1] for name, s in scores.items()
+    }
+    out: dict[str, list[float]] = {name: [] for name in scores}
+    for block in buyer_weight_blocks(np.asarray(buyer), replicates, seed):
+        for w in block:
+            for name, group in groups.items():
+                size = group.max() + 1 if group.size else 0
+                pos = np.bincount(group, weights=w * pos_w, minlength=size)
+                neg = np.bincount(group, weights=w * neg_w, minlength=size)
+                total = pos.sum() * neg.sum()
+                below = np.cumsum(neg) - neg
+                out[name].append(
+                    float((pos * (below + 0.5 * neg)).sum() / total) if total > 0 else float("nan")
+                )
+    return {name: np.array(values) for name, values in out.items()}

@@ -175,3 +175,11 @@ def test_no_head_reason_of_a_decision_names_an_activity_signal(model, rows):
     assert unmasked & never  # the heads would cite them
     assert cited and not cited & never
     model.set_heads({})
+
+
+def test_opportunity_auc_by_hand():
+    from training.trust import opportunity_auc
+
+    # one bad opportunity scored 0.2; good ones: two at 0.1 (below it), two at 0.2 (ties count one half)
+    out = opportunity_auc(np.array([0, 1]), np.array([2, 3]), np.arange(2), {"r": np.array([0.1, 0.2])}, 10)
+    assert out["r"][0] == pytest.approx((2 + 0.5 * 2) / 4)
