@@ -188,7 +188,12 @@ def test_an_equal_model_does_not_replace_the_champion(first_run, market):
     assert run.data.tags["promoted"] == "False"
     assert "does not beat" in run.data.tags["promotion_reason"]
     # the gate compared the rating and each service's expected loss on the same rows, and logged it
-    for name in ("rating_auc", "presale_loss_ratio_at_rule_volume", "refund_loss_ratio_at_rule_volume"):
+    yardsticks = (
+        "rating_auc_per_opportunity",
+        "presale_loss_ratio_at_rule_volume",
+        "refund_loss_ratio_at_rule_volume",
+    )
+    for name in yardsticks:
         assert run.data.metrics[f"gate_{name}_diff"] == pytest.approx(0.0, abs=1e-12), name
         assert f"gate_{name}_diff_ci_low" in run.data.metrics
 
