@@ -27,7 +27,22 @@ def render(signals: tuple[Signal, ...]) -> str:
         f"{len(signals)} signals. Each is computed as of a date `T` from rows known strictly before `T`",
         "(a window of `w` days covers `[T - w days, T)`; see `features/pit.py`). Direction is the",
         "expected effect of a higher value on the risk of a bad outcome (+1 riskier, -1 safer, 0 either);",
-        "it becomes the LightGBM monotone constraint.",
+        "it becomes the LightGBM monotone constraint. Signals that measure the volume of activity",
+        "(marked *activity*) are declared -1 and keep that constraint whatever the data say: more",
+        "activity never lowers the rating, and they are never a reason.",
+        "",
+        "## The reason catalogue",
+        "",
+        "A buyer reads at most four reasons, each an entry of this fixed catalogue (`features/specs.py`,",
+        "`CATALOGUE`), ranked by the score points its signals cost against a buyer with the",
+        "population's typical values (`rating/reasons.py`); hard facts come first.",
+        "",
+        "| code | text | signals |",
+        "|---|---|---|",
+        *(
+            f"| `{code}` | {text} | {sum(s.reason_code == code for s in signals)} |"
+            for code, text in registry.reason_catalogue().items()
+        ),
         "",
         "## Aggregations and missing values",
         "",
@@ -43,14 +58,18 @@ def render(signals: tuple[Signal, ...]) -> str:
         lines += [
             f"## {group.capitalize()} ({len(members)})",
             "",
-            "| signal | table | window | aggregation | direction | description | reason | rows |",
-            "|---|---|---|---|---|---|---|---|",
+            "| signal | table | window | aggregation | direction | description | reason | catalogue | rows |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for s in members:
             window = "all time" if s.window_days is None else f"{s.window_days}d"
             rows = str(s.source) + (f" per {s.per}" if s.per else "") + (f" until {s.end}" if s.end else "")
             if s.baseline_days:
                 rows += f" vs {s.baseline_days}d"
+            if s.threshold is not None:
+                rows += f" dips of {s.threshold:g}"
+            if s.half_life_days:
+                rows += f" half-life {s.half_life_days}d"
             cells = [
                 f"`{s.name}`",
                 s.table,
@@ -59,6 +78,7 @@ def render(signals: tuple[Signal, ...]) -> str:
                 _ARROWS[s.risk_direction],
                 s.description,
                 s.reason,
+                "*activity*" if s.activity else f"`{s.reason_code}`",
                 f"`{rows}`",
             ]
             lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")

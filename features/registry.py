@@ -34,6 +34,12 @@ AGGREGATIONS: dict[str, str] = {
     "trend": "rows per day in the window over rows per day in the baseline window (sums if a measure); "
     "NaN when the baseline has none",
     "open": "rows started before as_of and not ended before it (sum of the measure if any); 0 when none",
+    "deviation": "measure of the latest row minus the mean measure of the window (the buyer's own baseline); "
+    "NaN when there are no rows",
+    "dips": "number of rows in the window whose measure is at least `threshold` below that of the buyer's "
+    "previous row (which may precede the window); 0 when there are none",
+    "decayed": "sum over the rows of the window of 2^(-age / half_life_days), age in days from the row's known "
+    "time to as_of (each row counts 1 when new, 1/2 one half-life later); 0 when there are none",
 }
 """Aggregation kinds and their missing-value semantics."""
 
@@ -137,7 +143,8 @@ def parse_measure(measure: str | None) -> tuple[str, tuple[str, ...], object]:
     """Split a measure expression into ``(kind, columns, value)``.
 
     Kinds: ``rows`` (``None``), ``column``, ``difference`` (``"a - b"``: a minus b) and
-    ``equals`` (``"column == value"``).
+    ``equals`` (``"column == value"``) and ``mapped`` (``"column ~ mapping"``: each value of an enum
+    column read through the declared table ``mapping``, :func:`mapping`; 0 for a value it lacks).
     """
     if measure is None:
         return "rows", (), None
@@ -147,6 +154,9 @@ def parse_measure(measure: str | None) -> tuple[str, tuple[str, ...], object]:
     if " == " in measure:
         column, value = (part.strip() for part in measure.split(" == "))
         return "equals", (column,), value
+    if " ~ " in measure:
+        column, mapping = (part.strip() for part in measure.split(" ~ "))
+        return "mapped", (column,), mapping
     return "column", (measure.strip(),), None
 
 
@@ -166,6 +176,13 @@ class Signal:
         baseline_days: Baseline window of a ``trend`` (longer than ``window_days``).
         end: For ``open``: column from whose instant a row stops counting.
         group: Catalog section (account, shopping, presales, ...).
+        activity: The signal measures the volume of what the buyer does (logins, orders, spend,
+            contacts...): more of it can never lower the rating (its direction is -1, a monotone
+            constraint the rating keeps whatever the data say) and it is never a reason.
+        reason_code: The entry of the reason catalogue the signal speaks for (its family; see
+            :func:`reason_catalogue`); empty for activity signals, which are never reasons.
+        threshold: For ``dips``: the fall from the previous row that counts as a dip.
+        half_life_days: For ``decayed``: days after which a row counts half.
     """
 
     name: str
@@ -179,6 +196,10 @@ class Signal:
     baseline_days: int | None = None
     end: str | None = None
     group: str = ""
+    activity: bool = False
+    reason_code: str = ""
+    threshold: float | None = None
+    half_life_days: int | None = None
 
     def __post_init__(self) -> None:
         if self.aggregation not in AGGREGATIONS:
@@ -197,6 +218,16 @@ class Signal:
             raise ValueError(f"{self.name}: open is a state as of the date; it takes no window")
         if self.window_days is not None and self.window_days <= 0:
             raise ValueError(f"{self.name}: window_days must be positive or None")
+        if (self.aggregation == "dips") != (self.threshold is not None):
+            raise ValueError(f"{self.name}: `threshold` is required for, and only for, dips")
+        if (self.aggregation == "decayed") != (self.half_life_days is not None):
+            raise ValueError(f"{self.name}: `half_life_days` is required for, and only for, decayed")
+        if self.half_life_days is not None and self.half_life_days <= 0:
+            raise ValueError(f"{self.name}: half_life_days must be positive")
+        if self.aggregation in ("deviation", "dips") and self.measure is None:
+            raise ValueError(f"{self.name}: {self.aggregation} needs a measure")
+        if self.activity and (self.risk_direction != -1 or self.reason_code):
+            raise ValueError(f"{self.name}: an activity signal has direction -1 and no reason code")
 
     @property
     def table(self) -> str:
@@ -216,7 +247,16 @@ class Signal:
     @property
     def definition(self) -> tuple:
         """Everything that determines the value (not the name or texts)."""
-        return (self.source, self.aggregation, self.window_days, self.per, self.baseline_days, self.end)
+        return (
+            self.source,
+            self.aggregation,
+            self.window_days,
+            self.per,
+            self.baseline_days,
+            self.end,
+            self.threshold,
+            self.half_life_days,
+        )
 
     @property
     def window_text(self) -> str:
@@ -239,6 +279,19 @@ def signals() -> tuple[Signal, ...]:
     from features import specs
 
     return specs.generate()
+
+
+def mapping(name: str) -> dict[str, float]:
+    """The declared value table ``name`` a ``mapped`` measure reads (``features.specs.MAPPINGS``).
+
+    Raises:
+        KeyError: No such table (named in the message).
+    """
+    from features import specs
+
+    if name not in specs.MAPPINGS:
+        raise KeyError(f"unknown mapping {name!r}; declared: {sorted(specs.MAPPINGS)}")
+    return specs.MAPPINGS[name]
 
 
 def signal_names() -> list[str]:
@@ -274,6 +327,28 @@ def monotone_constraints(names: list[str] | None = None) -> list[int]:
     if missing:
         raise KeyError(f"not signals: {missing[:5]}")
     return [by_name[n] for n in names]
+
+
+def activity_signals(names: list[str] | None = None) -> list[bool]:
+    """Per name (default: all signals), whether it measures the volume of activity (``Signal.activity``)."""
+    by_name = {s.name: s.activity for s in signals()}
+    return list(by_name.values()) if names is None else [by_name[n] for n in names]
+
+
+def reason_catalogue(names: list[str] | None = None) -> dict[str, str]:
+    """The fixed reason catalogue (``features.specs.CATALOGUE``): code -> buyer-facing text, for the
+    codes the signals ``names`` speak for (default: every signal), in catalogue order. Activity
+    signals have no code and are not in it."""
+    from features import specs
+
+    used = {s.reason_code for s in (signals() if names is None else [get(n) for n in names])}
+    return {code: text for code, text in specs.CATALOGUE.items() if code in used}
+
+
+def reason_codes(names: list[str] | None = None) -> list[str]:
+    """Per name (default: all signals), its reason code ('' for a signal that is never a reason)."""
+    by_name = {s.name: s.reason_code for s in signals()}
+    return list(by_name.values()) if names is None else [by_name[n] for n in names]
 
 
 def reasons(names: list[str] | None = None) -> dict[str, str]:

@@ -275,6 +275,10 @@ def _measure(events: _EventSet, source: Source) -> np.ndarray:
         present = np.logical_and.reduce([_present(v, c) for v, c in zip(values, specs, strict=True)])
         if kind == "equals":
             raw = (values[0] == _code(specs[0], value)).astype(float)
+        elif kind == "mapped":
+            table = registry.mapping(value)
+            lookup = np.array([table.get(v, 0.0) for v in specs[0].allowed] + [0.0])
+            raw = lookup[np.where(values[0] >= 0, values[0], len(lookup) - 1)]
         elif kind == "difference":
             scale = pit.DAY if specs[0].kind == "timestamp" else 1
             raw = (values[0] - values[1]) / scale
@@ -388,8 +392,50 @@ def _compute(context: _Context, signal: Signal) -> np.ndarray:
         recent, base = _total(events, source, window), _total(events, source, signal.baseline_days)
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(base != 0, (recent / window) / (base / signal.baseline_days), np.nan)
+    if agg == "deviation":
+        count = _count_valid(events, source, window)
+        last = _pick(_measure(events, source), _edge_rows(events, source, window, "last"))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(count > 0, last - _total(events, source, window) / count, np.nan)
+    if agg == "dips":
+        return _dips(events, source, window, signal.threshold)
+    if agg == "decayed":
+        return _decayed(events, source, window, signal.half_life_days, context.as_of)
     start, end = _open_sources(signal)
     return _total(context.events(start), start, None) - _total(context.events(end), end, None)
+
+
+def _dips(events: _EventSet, source: Source, window: int | None, threshold: float) -> np.ndarray:
+    """Rows of the window whose measure fell by at least ``threshold`` from the buyer's previous valid
+    row (known earlier, so it is seen whenever the row is)."""
+    values = _measure(events, source)
+    valid = np.flatnonzero(~np.isnan(values))
+    buyer = events.column("buyer_id")[valid]
+    dip = np.zeros(events.n, dtype=bool)
+    same = buyer[1:] == buyer[:-1]
+    dip[valid[1:]] = same & (values[valid[1:]] <= values[valid[:-1]] - threshold)
+    cum = np.r_[0, np.cumsum(dip)]
+    loc = events.located
+    return (cum[loc.end] - cum[loc.window_start(window)]).astype(float)
+
+
+def _decayed(
+    events: _EventSet, source: Source, window: int | None, half_life_days: int, as_of: np.ndarray
+) -> np.ndarray:
+    """Sum of ``2^(-age / half_life)`` over the window's rows (see ``AGGREGATIONS``). Each row's weight
+    is taken relative to its buyer's first event and summed per spine row by ``reduceat`` (no
+    differences of large sums), then moved to the spine row's instant."""
+    loc = events.located
+    if events.n == 0:
+        return np.zeros(len(as_of))
+    half_life = np.float64(half_life_days) * pit.DAY
+    buyer = events.column("buyer_id")
+    first = np.maximum.accumulate(np.where(np.r_[True, buyer[1:] != buyer[:-1]], np.arange(events.n), 0))
+    weight = np.where(_mask(events, source), np.exp2((loc.time - loc.time[first]) / half_life), 0.0)
+    total = _reduce(np.add, weight, loc.window_start(window), loc.end, 0.0)
+    origin = loc.time[np.minimum(loc.start, events.n - 1)]
+    with np.errstate(over="ignore"):
+        return np.where(total > 0, total * np.exp2((origin - as_of) / half_life), 0.0)
 
 
 def _count_valid(events: _EventSet, source: Source, window: int | None) -> np.ndarray:

@@ -7,6 +7,10 @@ name, description and buyer-facing reason are made. Enum values (categories,
 reasons, kinds, ...) come from :mod:`features.contract`.
 
 Name pattern: ``<stem>_<aggregation>[_<window>]``, window ``7d``..``365d`` or ``all``.
+
+Reasons: every family speaks for one entry of the fixed reason catalogue (:data:`CATALOGUE`,
+placed by :data:`REASON_FAMILIES`), except the families that measure the volume of activity,
+which are never a reason.
 """
 
 from __future__ import annotations
@@ -15,6 +19,100 @@ from collections.abc import Iterable
 
 from features import contract as c
 from features.registry import WINDOW_WORDS, Cond, Signal, Source
+
+# fmt: off
+CATALOGUE: dict[str, str] = {
+    "account_history": "Short or unverified account history",
+    "account_changes": "Recent changes to the account (devices, addresses, phone number, password)",
+    "vip": "No VIP membership, or a membership lost",
+    "shared_devices": "Devices shared with other accounts",
+    "shopping_pattern": "Unusual shopping pattern (timing, order sizes, payment methods)",
+    "orders_canceled_unpaid": "Orders canceled or left unpaid",
+    "presale_late": "Presale balances paid late or left unpaid",
+    "presale_record": "Little record of presale balances paid on time",
+    "refund_frequency": "Many refunds for what was bought",
+    "returns_not_sent": "Refunded goods not sent back, or sent back slowly",
+    "refund_evidence": "Refund claims with little evidence, or rejected",
+    "refund_abuse": "Refunds found abusive",
+    "reviews_low": "Mostly low reviews",
+    "reviews_malicious": "Reviews reported or removed as malicious",
+    "disputes": "Disputes opened with sellers",
+    "disputes_lost": "Disputes lost",
+    "cs_conduct": "Abusive contacts or complaints to customer service",
+    "violations": "Compliance violations",
+    "credit_score": "Low or falling external credit score",
+    "bills_late": "Pay-later bills paid late",
+    "bills_delinquent": "Pay-later bills seriously past due or not paid in full",
+}
+"""The fixed reason catalogue: code -> the text a buyer reads (at most four per rating)."""
+
+REASON_FAMILIES: dict[str, tuple[str, ...]] = {
+    "account_history": ("tenure", "real_name_verified", "phone_verified", "city_tier"),
+    "account_changes": ("account_changes", "account_devices", "device_new", "address_add", "phone_change", "password_reset"),
+    "vip": ("vip", "vip_joins", "vip_leaves"),
+    "shared_devices": ("shared_devices",),
+    "shopping_pattern": (
+        "logins", "orders", "order_amount", "spend", "high_value_orders", "order_devices", "confirm_delay",
+        "share_wallet", "share_bank_card", "share_credit_card", "share_pay_later", "presales", "presale_balance",
+        "presale_open_balance",
+    ),
+    "orders_canceled_unpaid": ("canceled_orders", "cancel_rate", "unpaid_orders"),
+    "presale_late": (
+        "balances_late", "balance_late_rate", "balances_unpaid_7d", "balance_days_late", "balances_overdue",
+        "balance_overdue_amount", "trusted_late",
+    ),
+    "presale_record": ("balances_on_time", "trusted_presales"),
+    "refund_frequency": (
+        "refunds", "refund_amount", "refund_spend_share", "refund_rate", "refund_rate_adjusted", "fast_refunds", "refunds_return",
+        "refunds_approved", "refunds_withdrawn", *(f"refunds_{r}" for r in c.REFUND_REASONS),
+    ),
+    "returns_not_sent": ("returns_not_shipped", "fast_returns_not_shipped", "return_ship_days", "returns_pending", "refunds_only"),
+    "refund_evidence": (
+        "refunds_no_photos", "refund_photos", "refunds_rejected", "refunds_escalated",
+        *(f"refund_photos_{r}" for r in c.REFUND_REASONS), *(f"refunds_{r}_rejected" for r in c.REFUND_REASONS),
+    ),
+    "refund_abuse": ("refunds_abusive",),
+    "reviews_low": ("rating", "one_star_share", "reviews_1star", "reviews_2star", "reviews_photos", "review_length", "review_rate"),
+    "reviews_malicious": ("reviews_malicious", "reviews_reported", "reported_share"),
+    "disputes": ("disputes", "disputes_won", "disputes_split", "disputes_open", "dispute_rate", *(f"disputes_{r}" for r in c.DISPUTE_REASONS)),
+    "disputes_lost": ("disputes_lost", "dispute_loss_rate"),
+    "cs_conduct": ("cs_contacts", "cs_abusive", "cs_abusive_share", "cs_complaint"),
+    "violations": ("violations", "violations_serious", "violations_severe", "violation_severity", *(f"violations_{k}" for k in c.VIOLATION_KINDS)),
+    "credit_score": ("credit_score", "credit_readings"),
+    "bills_late": ("bills_late", "bill_days_past_due", "bill_late_rate", "bills_on_time"),
+    "bills_delinquent": ("bills_30dpd", "bill_paid_ratio", "bills_overdue", "bill_overdue_amount"),
+}
+# fmt: on
+"""Catalogue code -> the signal families (name stems) it speaks for."""
+
+
+def _reason_code(stem: str) -> str:
+    """The catalogue code of a family.
+
+    Raises:
+        KeyError: No catalogue entry speaks for ``stem`` (every family that may be a reason is placed).
+    """
+    for code, stems in REASON_FAMILIES.items():
+        if stem in stems:
+            return code
+    raise KeyError(f"signal family {stem!r} is in no reason family of the catalogue (REASON_FAMILIES)")
+
+
+MAPPINGS: dict[str, dict[str, float]] = {
+    "refund_base_rate": {
+        "apparel": 0.140, "sports": 0.101, "electronics": 0.071, "home": 0.065, "luxury": 0.062,
+        "beauty": 0.060, "mother_baby": 0.052, "large_appliance": 0.049, "books": 0.031, "food": 0.031,
+    },
+}  # fmt: skip
+"""Declared value tables a ``mapped`` measure reads. ``refund_base_rate``: refund requests per order
+in each category, the platform's base rates (measured on the default simulated marketplace, 1.8M
+orders): a buyer's refunds over the sum of these over their orders is 1 for a typical buyer of that
+category mix, whatever the mix."""
+HALF_LIVES = (90, 365)
+"""Half-lives (days) of the recency-weighted late-payment signals."""
+DIP_POINTS = 50.0
+"""A credit-score dip: a reading at least this many points below the buyer's previous one (about the
+5th percentile of month-to-month changes)."""
 
 ALL = None
 STANDARD = (30, 90, 365, ALL)
@@ -35,6 +133,9 @@ _DESCRIBE = {
     "ratio": "{What} {window}.",
     "trend": "Rate of {what} in the past {window_days} days relative to the past {baseline} days (1 = steady).",
     "open": "{What} as of the date.",
+    "deviation": "Latest {what} minus its mean {window} (the buyer's own baseline).",
+    "dips": "Number of {what} readings {window} at least {threshold:g} below the buyer's previous reading.",
+    "decayed": "Recency-weighted number of {what} ever (each counts 1 when new and half {half_life} days later).",
 }
 
 
@@ -54,6 +155,8 @@ def _family(
     per: Source | None = None,
     baseline: int | None = None,
     end: str | None = None,
+    activity: bool = False,
+    threshold: float | None = None,
 ) -> list[Signal]:
     """Signals for every (aggregation, window) of one source.
 
@@ -70,6 +173,11 @@ def _family(
         per: Denominator of ``ratio``.
         baseline: Baseline window of ``trend``.
         end: End column of ``open``.
+        activity: The family measures the volume of activity (``Signal.activity``): its direction
+            is -1 whatever ``direction`` says, and it has no reason code.
+        threshold: The fall that counts as a dip (``dips``).
+
+    ``decayed`` reads ``windows`` as half-lives in days over all time (``<stem>_decayed_<h>d``).
     """
     out = []
     for aggregation in aggregations:
@@ -77,6 +185,8 @@ def _family(
         for window in (ALL,) if timeless else windows:
             name = stem if aggregation == "ratio" else f"{stem}_{aggregation}"
             name += "" if timeless else f"_{_window_name(window)}"
+            half_life = window if aggregation == "decayed" else None
+            window = ALL if aggregation == "decayed" else window
             words = WINDOW_WORDS.get(window, f"in the past {window} days")
             text = _DESCRIBE[aggregation].format(
                 what=what,
@@ -84,6 +194,8 @@ def _family(
                 window=words,
                 window_days=window,
                 baseline=baseline,
+                threshold=threshold or 0,
+                half_life=half_life,
             )
             out.append(
                 Signal(
@@ -91,13 +203,17 @@ def _family(
                     source=source,
                     aggregation=aggregation,
                     window_days=window,
-                    risk_direction=direction,
+                    risk_direction=-1 if activity else direction,
                     description=text,
                     reason=reason.format(window=words if not timeless else "").strip(),
                     per=per,
                     baseline_days=baseline,
                     end=end,
                     group=group,
+                    activity=activity,
+                    reason_code="" if activity else _reason_code(stem),
+                    threshold=threshold if aggregation == "dips" else None,
+                    half_life_days=half_life,
                 )
             )
     return out
@@ -131,7 +247,7 @@ def _account() -> list[Signal]:
         *_family("real_name_verified", real_name, ["days_since_first"], [ALL], -1, "real-name verification", "Real name verified only recently", g),
         *_family("phone_verified", phone, ["count"], [ALL], -1, "phone verifications (0 or 1)", "Phone not verified", g),
         *_family("phone_verified", phone, ["days_since_first"], [ALL], -1, "phone verification", "Phone verified only recently", g),
-        *_family("logins", login, ["count"], STANDARD, 0, "logins", "Login activity {window}", g),
+        *_family("logins", login, ["count"], STANDARD, 0, "logins", "Login activity {window}", g, activity=True),
         *_family("logins", login, ["days_since_last"], [ALL], 0, "login", "Time since the last login", g),
         *_family("logins", login, ["trend"], [30], 0, "logins", "Change in login activity", g, baseline=90),
         *_family("vip", vip, ["last"], [ALL], -1, "VIP status (1 member, 0 left, NaN never)", "Not a VIP member", g),
@@ -160,35 +276,35 @@ def _shopping() -> list[Signal]:
     spend = Source("orders", "created_at", measure="amount")
     unpaid = Source("orders", "created_at", _missed("paid_at", "created_at", 1), lag_days=1)
     out = [
-        *_family("orders", orders, ["count"], (7, 30, 90, 180, 365, ALL), -1, "orders placed", "Little shopping history {window}", g),
+        *_family("orders", orders, ["count"], (7, 30, 90, 180, 365, ALL), -1, "orders placed", "Little shopping history {window}", g, activity=True),
         *_family("orders", orders, ["days_since_last"], [ALL], 0, "order", "Time since the last order", g),
         *_family("orders", orders, ["days_since_first"], [ALL], -1, "order", "Short shopping history", g),
         *_family("orders", orders, ["trend"], [30], 0, "orders", "Sudden change in orders", g, baseline=90),
-        *_family("spend", spend, ["sum"], (30, 90, 180, 365, ALL), -1, "order value", "Low spend {window}", g),
+        *_family("spend", spend, ["sum"], (30, 90, 180, 365, ALL), -1, "order value", "Low spend {window}", g, activity=True),
         *_family("order_amount", spend, ["mean"], LONG, 0, "order value", "Order size {window}", g),
         *_family("order_amount", spend, ["max"], LONG, 1, "order value", "Unusually large orders {window}", g),
         *_family("spend", spend, ["trend"], [30], 1, "spend", "Spend rising sharply", g, baseline=90),
         *_family("high_value_orders", Source("orders", "created_at", (Cond("amount", ">=", 2000.0),)), ["count"], (30, 90, 365), 1, "orders of 2000 or more", "Several high-value orders {window}", g),
-        *_family("categories", Source("orders", "created_at", measure="category"), ["distinct"], LONG, -1, "categories bought", "Narrow shopping pattern {window}", g),
-        *_family("sellers", Source("orders", "created_at", (Cond("seller_id", "first"),)), ["count"], STANDARD, 0, "sellers bought from for the first time", "Many new sellers {window}", g),
+        *_family("categories", Source("orders", "created_at", measure="category"), ["distinct"], LONG, -1, "categories bought", "Narrow shopping pattern {window}", g, activity=True),
+        *_family("sellers", Source("orders", "created_at", (Cond("seller_id", "first"),)), ["count"], STANDARD, 0, "sellers bought from for the first time", "Many new sellers {window}", g, activity=True),
         *_family("order_devices", Source("orders", "created_at", (Cond("device_id", "first"),)), ["count"], (30, 90, ALL), 1, "devices first used to order", "Orders from new devices {window}", g),
         *_family("canceled_orders", canceled, ["count"], STANDARD, 1, "orders canceled", "Orders canceled {window}", g),
         *_family("cancel_rate", canceled, ["ratio"], LONG, 1, "share of orders canceled (canceled / placed)", "High share of canceled orders {window}", g, per=orders),
-        *_family("confirmed_orders", Source("orders", "confirmed_at"), ["count"], (90, 365), -1, "orders whose receipt the buyer confirmed", "Few confirmed receipts {window}", g),
+        *_family("confirmed_orders", Source("orders", "confirmed_at"), ["count"], (90, 365), -1, "orders whose receipt the buyer confirmed", "Few confirmed receipts {window}", g, activity=True),
         *_family("unpaid_orders", unpaid, ["count"], (90, 365), 1, "orders not paid within a day", "Orders left unpaid {window}", g),
         *_family("confirm_delay", Source("orders", "confirmed_at", measure="confirmed_at - delivered_at"), ["mean"], [365], 0, "days from delivery to confirmed receipt", "Slow receipt confirmation", g),
     ]
     for category in c.CATEGORIES:
         src = Source("orders", "created_at", _eq("category", category), "amount")
-        out += _family(f"orders_{category}", src, ["count"], [365], 0, f"{category} orders", f"{category} orders {{window}}", g)
-        out += _family(f"spend_{category}", src, ["sum"], [365], 0, f"{category} order value", f"{category} spend {{window}}", g)
+        out += _family(f"orders_{category}", src, ["count"], [365], 0, f"{category} orders", f"{category} orders {{window}}", g, activity=True)
+        out += _family(f"spend_{category}", src, ["sum"], [365], 0, f"{category} order value", f"{category} spend {{window}}", g, activity=True)
     for method in c.PAYMENT_METHODS:
         src = Source("orders", "created_at", _eq("payment_method", method))
-        out += _family(f"orders_{method}", src, ["count"], [365], 0, f"orders paid by {method}", f"Orders paid by {method} {{window}}", g)
+        out += _family(f"orders_{method}", src, ["count"], [365], 0, f"orders paid by {method}", f"Orders paid by {method} {{window}}", g, activity=True)
         out += _family(f"share_{method}", src, ["ratio"], [365], 0, f"share of orders paid by {method}", f"Share of orders paid by {method}", g, per=orders)
     for channel in c.CHANNELS:
         src = Source("orders", "created_at", _eq("channel", channel))
-        out += _family(f"orders_{channel}", src, ["count"], [365], 0, f"orders placed via {channel}", f"Orders via {channel} {{window}}", g)
+        out += _family(f"orders_{channel}", src, ["count"], [365], 0, f"orders placed via {channel}", f"Orders via {channel} {{window}}", g, activity=True)
     return out
 
 
@@ -203,11 +319,11 @@ def _presales() -> list[Signal]:
     on_time = Source(t, "balance_paid_at", (Cond("balance_paid_at", "by", ("balance_due_at", 0)),))
     balance = Source(t, "deposit_paid_at", measure="balance_amount")
     return [
-        *_family("presales", presales, ["count"], LONG, 0, "presale orders", "Presale orders {window}", g),
+        *_family("presales", presales, ["count"], LONG, 0, "presale orders", "Presale orders {window}", g, activity=True),
         *_family("presales", presales, ["days_since_last"], [ALL], 0, "presale order", "Time since the last presale", g),
-        *_family("presale_deposits", Source(t, "deposit_paid_at", measure="deposit_amount"), ["sum"], YEAR, 0, "presale deposits paid", "Presale deposits {window}", g),
+        *_family("presale_deposits", Source(t, "deposit_paid_at", measure="deposit_amount"), ["sum"], YEAR, 0, "presale deposits paid", "Presale deposits {window}", g, activity=True),
         *_family("presale_balance", balance, ["sum", "max"], YEAR, 1, "presale balance committed", "Large presale balances {window}", g),
-        *_family("balances_due", due, ["count"], YEAR, 0, "presale balances falling due", "Presale balances due {window}", g),
+        *_family("balances_due", due, ["count"], YEAR, 0, "presale balances falling due", "Presale balances due {window}", g, activity=True),
         *_family("balances_late", late, ["count"], LONG, 1, "presale balances not paid by the due date", "Presale balances paid late {window}", g),
         *_family("balances_late", late, ["days_since_last"], [ALL], -1, "presale balance missed on its due date", "Recent late presale balance", g),
         *_family("balance_late_rate", late, ["ratio"], YEAR, 1, "share of due presale balances paid late", "High share of presale balances paid late {window}", g, per=due),
@@ -219,6 +335,8 @@ def _presales() -> list[Signal]:
         *_family("trusted_presales", Source(t, "deposit_paid_at", trusted), ["count"], YEAR, -1, "presales shipped before the balance (trust purchases)", "No trust-purchase history", g),
         *_family("trusted_late", Source(t, "balance_due_at", trusted + late_when), ["count"], YEAR, 1, "trust purchases whose balance was paid late", "Trust-purchase balances paid late {window}", g),
         *_family("presale_open_balance", balance, ["open"], [ALL], 0, "presale balance amount not yet paid", "Presale balances outstanding", g, end="balance_paid_at"),
+        *_family("balances_late", late, ["decayed"], HALF_LIVES, 1, "presale balances not paid by the due date", "Presale balances paid late, recently", g),
+        *_family("balances_unpaid_7d", unpaid7, ["decayed"], HALF_LIVES, 1, "presale balances still unpaid 7 days after the due date", "Presale balances left unpaid, recently", g),
     ]
 
 
@@ -253,10 +371,15 @@ def _refunds() -> list[Signal]:
     for outcome in c.REFUND_OUTCOMES:
         src = Source(t, "requested_at", _eq("outcome", outcome))
         out += _family(f"refunds_{outcome}", src, ["count"], YEAR, direction[outcome], f"refund requests {outcome}", f"Refund requests {outcome} {{window}}", g)
-    for reason in c.REFUND_REASONS:
+    per_order = Source("orders", "created_at", measure="category ~ refund_base_rate")
+    out += _family("refund_rate_adjusted", req, ["ratio"], YEAR, 1, "refund requests over those expected from the categories bought (1 = typical)", "More refunds than usual for what was bought {window}", g, per=per_order)
+    for reason in c.REFUND_REASONS:  # the evidence of every past refund: reason x photos x outcome, over all time
         words = reason.replace("_", " ")
         risky = 1 if reason in ("not_received", "not_as_described") else 0
-        out += _family(f"refunds_{reason}", Source(t, "requested_at", _eq("reason", reason)), ["count"], [365], risky, f"refund requests for {words}", f"Refunds for '{words}' {{window}}", g)
+        of_reason = _eq("reason", reason)
+        out += _family(f"refunds_{reason}", Source(t, "requested_at", of_reason), ["count"], YEAR, risky, f"refund requests for {words}", f"Refunds for '{words}' {{window}}", g)
+        out += _family(f"refund_photos_{reason}", Source(t, "requested_at", of_reason, "evidence_photos"), ["sum"], [ALL], 0, f"evidence photos sent with refund requests for {words}", f"Evidence sent with refunds for '{words}'", g)
+        out += _family(f"refunds_{reason}_rejected", Source(t, "requested_at", of_reason + _eq("outcome", "rejected")), ["count"], [ALL], 1, f"refund requests for {words} rejected", f"Refunds for '{words}' rejected", g)
     return out
 
 
@@ -265,7 +388,7 @@ def _reviews() -> list[Signal]:
     reviews, rating = Source(t, "created_at"), Source(t, "created_at", measure="rating")
     removed, reported = Source(t, "removed_as_malicious_at"), Source(t, "reported_by_seller_at")
     out = [
-        *_family("reviews", reviews, ["count"], STANDARD, 0, "reviews written", "Reviews {window}", g),
+        *_family("reviews", reviews, ["count"], STANDARD, 0, "reviews written", "Reviews {window}", g, activity=True),
         *_family("rating", rating, ["mean"], LONG, -1, "review rating", "Low review ratings {window}", g),
         *_family("rating", rating, ["min"], [90], -1, "review rating", "Very low review rating {window}", g),
         *_family("one_star_share", Source(t, "created_at", _eq("rating", 1)), ["ratio"], LONG, 1, "share of reviews with one star", "Mostly one-star reviews {window}", g, per=reviews),
@@ -279,7 +402,7 @@ def _reviews() -> list[Signal]:
     ]
     for stars in range(1, 6):
         src = Source(t, "created_at", _eq("rating", stars))
-        out += _family(f"reviews_{stars}star", src, ["count"], YEAR, 1 if stars <= 2 else 0, f"{stars}-star reviews", f"{stars}-star reviews {{window}}", g)
+        out += _family(f"reviews_{stars}star", src, ["count"], YEAR, 1 if stars <= 2 else 0, f"{stars}-star reviews", f"{stars}-star reviews {{window}}", g, activity=stars > 2)
     return out
 
 
@@ -307,14 +430,14 @@ def _customer_service() -> list[Signal]:
     g, t = "customer service", "cs_contacts"
     contacts, abusive = Source(t, "ts"), Source(t, "ts", _eq("abusive", True))
     out = [
-        *_family("cs_contacts", contacts, ["count"], STANDARD, 0, "customer-service contacts", "Customer-service contacts {window}", g),
+        *_family("cs_contacts", contacts, ["count"], STANDARD, 0, "customer-service contacts", "Customer-service contacts {window}", g, activity=True),
         *_family("cs_contacts", contacts, ["trend"], [30], 1, "customer-service contacts", "Customer-service contacts increasing", g, baseline=90),
         *_family("cs_abusive", abusive, ["count"], STANDARD, 1, "abusive customer-service contacts", "Abusive behaviour towards customer service {window}", g),
         *_family("cs_abusive", abusive, ["days_since_last"], [ALL], -1, "abusive contact", "Recent abusive contact", g),
         *_family("cs_abusive_share", abusive, ["ratio"], YEAR, 1, "share of contacts that were abusive", "Abusive contacts {window}", g, per=contacts),
     ]
     for topic in c.CS_TOPICS:
-        out += _family(f"cs_{topic}", Source(t, "ts", _eq("topic", topic)), ["count"], [365], 1 if topic == "complaint" else 0, f"contacts about {topic}", f"Contacts about {topic} {{window}}", g)
+        out += _family(f"cs_{topic}", Source(t, "ts", _eq("topic", topic)), ["count"], [365], 1 if topic == "complaint" else 0, f"contacts about {topic}", f"Contacts about {topic} {{window}}", g, activity=topic != "complaint")
     return out
 
 
@@ -351,12 +474,16 @@ def _credit() -> list[Signal]:
         *_family("credit_score", score, ["max"], [365], -1, "external credit score", "Credit score never high", g),
         *_family("credit_score", score, ["mean"], (90, 365), -1, "external credit score", "Low average credit score {window}", g),
         *_family("credit_score", score, ["change"], (90, 180, 365), -1, "external credit score", "Credit score falling {window}", g),
-        *_family("credit_readings", readings, ["count"], [365], 0, "credit score readings", "Credit file activity", g),
+        *_family("credit_score", score, ["deviation"], (365, ALL), -1, "external credit score", "Credit score below its usual level", g),
+        *_family("credit_score", score, ["dips"], (180, 365, ALL), 1, "external credit score", "Credit score dips {window}", g, threshold=DIP_POINTS),
+        *_family("credit_readings", readings, ["count"], [365], 0, "credit score readings", "Credit file activity", g, activity=True),
         *_family("credit_readings", readings, ["days_since_last"], [ALL], 0, "credit score reading", "No recent credit reading", g),
-        *_family("bills", due, ["count"], LONG, 0, "pay-later bills due", "Pay-later bills {window}", g),
-        *_family("bill_amount", due_amount, ["sum"], (90, 365), 0, "pay-later amount due", "Pay-later amounts {window}", g),
+        *_family("bills", due, ["count"], LONG, 0, "pay-later bills due", "Pay-later bills {window}", g, activity=True),
+        *_family("bill_amount", due_amount, ["sum"], (90, 365), 0, "pay-later amount due", "Pay-later amounts {window}", g, activity=True),
         *_family("bills_late", late, ["count"], LONG, 1, "pay-later bills not paid by the due date", "Pay-later bills paid late {window}", g),
         *_family("bills_late", late, ["days_since_last"], [ALL], -1, "pay-later bill missed", "Recent late pay-later bill", g),
+        *_family("bills_late", late, ["decayed"], HALF_LIVES, 1, "pay-later bills not paid by the due date", "Pay-later bills paid late, recently", g),
+        *_family("bills_30dpd", late30, ["decayed"], HALF_LIVES, 1, "pay-later bills 30+ days past due", "Pay-later bills 30+ days past due, recently", g),
         *_family("bills_30dpd", late30, ["count"], LONG, 1, "pay-later bills 30+ days past due", "Pay-later bills 30+ days past due {window}", g),
         *_family("bills_30dpd", late30, ["open"], [ALL], 1, "pay-later bills 30+ days past due and still unpaid", "A pay-later bill is 30+ days past due", g, end="paid_at"),
         *_family("bill_days_past_due", dpd, ["mean", "max"], YEAR, 1, "days past due of late-paid bills", "Pay-later bills paid many days late {window}", g),

@@ -1,7 +1,8 @@
 """The rating artifact: one MLflow pyfunc model holding everything a decision needs.
 
 booster (LightGBM, stored as a text artifact) -> raw log-odds -> Platt calibration ->
-p_bad -> score (350-950) -> star (1-5) -> caps (a hard fact holds the star at 2 at most), plus
+p_bad (per opportunity) -> score (350-950) -> star (1-5) -> caps (a hard fact holds the star at 2
+at most) and floors (confirmed fraud: 1 star and the lowest score, below every other buyer), plus
 the signal list, the reason texts, the reason lookup table and the service heads
 (``rating.heads``: the probability that one opportunity becomes a loss). ``predict`` returns p_bad, score and star so ``mlflow models serve``
 can serve it; the decision service loads the same artifact with ``load_rating`` and calls
@@ -18,11 +19,11 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
-from features.hard_facts import CAPPED_MAX_STAR, HARD_FACTS
+from features.hard_facts import CAPPED_MAX_STAR, FLOOR_STAR, HARD_FACTS
 from rating.calibrate import Calibration
 from rating.heads import ServiceHead
-from rating.reasons import Reason, ReasonTable, top_reasons
-from rating.scale import ScoreScale, p_to_score, score_to_star, validate_cuts
+from rating.reasons import Reason, ReasonCatalogue, ReasonTable, top_k, top_reasons
+from rating.scale import SCORE_MIN, ScoreScale, p_to_score, score_to_star, validate_cuts
 
 BOOSTER_ARTIFACT = "booster"
 
@@ -50,7 +51,12 @@ class RatingModel(mlflow.pyfunc.PythonModel):
         caps: Hard-fact signals (``features.hard_facts.HARD_FACTS``) that cap the star at
             ``capped_max_star`` where they are > 0; each must be one of ``signal_names``.
         capped_max_star: The highest star a capped buyer can have.
+        floors: Hard-fact signals (each one of ``caps``) that put the buyer at ``FLOOR_STAR`` and
+            the score at ``SCORE_MIN`` where they are > 0; every other buyer scores above it.
         heads: Service name -> its head (``rating.heads.ServiceHead``), over ``signal_names``.
+        catalogue: The fixed reason catalogue (``rating.reasons.ReasonCatalogue``): reasons are its
+            entries in score points against its baseline buyer; ``None`` (artifacts before it):
+            reasons are single signals in log-odds.
     """
 
     def __init__(
@@ -65,6 +71,8 @@ class RatingModel(mlflow.pyfunc.PythonModel):
         caps: tuple[str, ...] = (),
         capped_max_star: int = CAPPED_MAX_STAR,
         heads: dict[str, ServiceHead] | None = None,
+        floors: tuple[str, ...] = (),
+        catalogue: ReasonCatalogue | None = None,
     ) -> None:
         self.signal_names = list(signal_names)
         self.reason_text = dict(reason_text)
@@ -82,6 +90,15 @@ class RatingModel(mlflow.pyfunc.PythonModel):
             )
         self.caps = tuple(caps)
         self.capped_max_star = int(capped_max_star)
+        outside = [f for f in floors if f not in self.caps]
+        if outside:
+            raise ValueError(f"floors: signals {outside} are not among the caps")
+        self.floors = tuple(floors)
+        if catalogue is not None and len(catalogue.member) != len(self.signal_names):
+            raise ValueError(
+                f"catalogue: {len(catalogue.member)} signals, the model {len(self.signal_names)}"
+            )
+        self.catalogue = catalogue
         self.heads: dict[str, ServiceHead] = {}
         self.set_heads(heads or {})
         self.review_head: ServiceHead | None = None  # rating.review: is a posted review malicious
@@ -114,7 +131,14 @@ class RatingModel(mlflow.pyfunc.PythonModel):
 
     def __setstate__(self, state: dict) -> None:
         # artifacts logged before caps and heads existed load with none
-        defaults = {"caps": (), "capped_max_star": CAPPED_MAX_STAR, "heads": {}, "review_head": None}
+        defaults = {
+            "caps": (),
+            "capped_max_star": CAPPED_MAX_STAR,
+            "heads": {},
+            "review_head": None,
+            "floors": (),
+            "catalogue": None,
+        }
         self.__dict__.update({**defaults, **state})
 
     def load_context(self, context) -> None:
@@ -144,11 +168,19 @@ class RatingModel(mlflow.pyfunc.PythonModel):
         cols = [self.signal_names.index(c) for c in self.caps]
         return np.nan_to_num(X[:, cols].astype(np.float64), nan=0.0) > 0
 
+    def floored(self, X: np.ndarray) -> np.ndarray:
+        """Boolean per row of ``X``: a floor fact holds (``floors``)."""
+        held = self.capped(X)
+        cols = [self.caps.index(f) for f in self.floors]
+        return held[:, cols].any(axis=1) if cols else np.zeros(len(held), dtype=bool)
+
     def score(self, X: np.ndarray) -> ScoreResult:
         """p_bad, score and star for each row of ``X`` (n, n_signals), NaN meaning missing.
 
         Where a hard fact holds the star is at most ``capped_max_star`` and the score at most
-        the highest score of that star; ``p_bad`` stays the model's own estimate.
+        the highest score of that star; where a floor fact holds the star is ``FLOOR_STAR`` and the
+        score ``SCORE_MIN``, and every other score is above it. ``p_bad`` stays the model's own
+        estimate (per opportunity).
         """
         p_bad = self.calibration.apply(self.raw_score(X))
         score = np.rint(p_to_score(p_bad, self.scale)).astype(np.int64)
@@ -163,6 +195,10 @@ class RatingModel(mlflow.pyfunc.PythonModel):
             star = np.where(capped, np.minimum(star, self.capped_max_star), star)
             if top is not None:
                 score = np.where(capped, np.minimum(score, top), score)
+        if self.floors:
+            floored = self.floored(X)
+            star = np.where(floored, FLOOR_STAR, star)
+            score = np.where(floored, SCORE_MIN, np.maximum(score, SCORE_MIN + 1))
         return ScoreResult(p_bad=p_bad, score=score, star=star)
 
     def cap_reasons(self, x: np.ndarray) -> list[Reason]:
@@ -182,13 +218,42 @@ class RatingModel(mlflow.pyfunc.PythonModel):
             raise KeyError(f"no head for service {service!r}; this artifact has {sorted(self.heads)}")
         return self.heads[service].probability(self._matrix(X), context)
 
+    def reason_points(self, contributions: np.ndarray) -> np.ndarray:
+        """What reasons are ranked by, from ``rows x signals`` log-odds contributions: each catalogue
+        entry's score points against the baseline buyer (``rows x entries``), or, without a
+        catalogue, the contributions themselves (one entry per signal)."""
+        if self.catalogue is None:
+            return np.atleast_2d(np.asarray(contributions, dtype=np.float64))
+        return self.catalogue.points(contributions)
+
+    def reason_entry(self, j: int) -> tuple[str, str]:
+        """Code and buyer-facing text of reason entry ``j`` (a column of ``reason_points``)."""
+        if self.catalogue is None:
+            name = self.signal_names[j]
+            return name, self.reason_text.get(name, name)
+        return self.catalogue.codes[j], self.catalogue.texts[j]
+
+    def never_reasons(self) -> frozenset[str]:
+        """Signals that are never a reason (the volume of activity); empty without a catalogue."""
+        if self.catalogue is None:
+            return frozenset()
+        return frozenset(n for n, m in zip(self.signal_names, self.catalogue.member, strict=True) if m < 0)
+
     def reasons(self, x: np.ndarray, k: int = 4) -> list[Reason]:
-        """Up to ``k`` signals that raised this row's risk most, largest first."""
+        """The hard facts capping this row, then up to ``k`` reasons that lowered its score most
+        (catalogue entries in score points against the baseline buyer), largest first; ``k`` at most."""
         if self.reason_table is None:
             return []
-        contrib = self.reason_table.contributions(self._matrix(x)[:1])[0]
+        contrib = self.reason_table.contributions(self._matrix(x)[:1])
         caps = self.cap_reasons(x)
-        return (caps + top_reasons(contrib, self.signal_names, self.reason_text, k))[:k]
+        if self.catalogue is None:
+            return (caps + top_reasons(contrib[0], self.signal_names, self.reason_text, k))[:k]
+        points = self.reason_points(contrib)
+        index, value = top_k(points, k)
+        found = [
+            Reason(*self.reason_entry(j), float(v)) for j, v in zip(index[0], value[0], strict=True) if j >= 0
+        ]
+        return (caps + found)[:k]
 
     def frame_to_matrix(self, frame: pd.DataFrame) -> np.ndarray:
         """Signal columns of ``frame`` in model order; raises ``ValueError`` naming missing signals."""

@@ -123,3 +123,110 @@ def top_reasons(
     c = np.asarray(contributions, dtype=np.float64).ravel()
     index, value = top_k(c[None, :], k)
     return [Reason(names[j], texts.get(names[j], names[j]), float(c[j])) for j in index[0].tolist() if j >= 0]
+
+
+@dataclass(frozen=True)
+class ReasonCatalogue:
+    """The fixed catalogue of reasons a buyer reads, and how signal contributions map onto it.
+
+    A reason is scored in *score points* against a stated baseline: the buyer with the population's
+    typical value of every signal (``typical``, the training sample's median; missing where most
+    buyers have none). A signal's points are ``points_per_logodds x (its contribution - the typical
+    buyer's)``, positive when it lowers this buyer's score below the typical buyer's; a reason's
+    points are the sum over the signals of its family (``member``). Signals of no entry (``member``
+    -1: the volume of activity) are never a reason, and an entry that costs fewer than
+    ``min_points`` is not one either (its points read 0).
+
+    Attributes:
+        codes: Reason codes, in catalogue order.
+        texts: Buyer-facing text of each code.
+        member: Per signal, the index of its code, or -1.
+        typical: Per signal, the baseline buyer's value (NaN: missing).
+        baseline: Per signal, the baseline buyer's contribution (log-odds).
+        points_per_logodds: Score points one unit of log-odds is worth (``pdo / ln 2 x`` the
+            calibration's slope).
+        min_points: The fewest score points a reason costs (default ``MIN_REASON_POINTS``).
+    """
+
+    codes: tuple[str, ...]
+    texts: tuple[str, ...]
+    member: np.ndarray
+    typical: np.ndarray
+    baseline: np.ndarray
+    points_per_logodds: float
+    min_points: float = 0.0
+
+    def __post_init__(self) -> None:
+        if len(self.codes) != len(self.texts):
+            raise ValueError(f"codes ({len(self.codes)}) and texts ({len(self.texts)}) differ in length")
+        if not self.member.shape == self.typical.shape == self.baseline.shape:
+            raise ValueError("member, typical and baseline must hold one value per signal")
+        if self.member.max(initial=-1) >= len(self.codes):
+            raise ValueError("member refers to a code outside the catalogue")
+        if not self.points_per_logodds > 0:
+            raise ValueError(f"points_per_logodds must be > 0, got {self.points_per_logodds}")
+
+    def points(self, contributions: np.ndarray) -> np.ndarray:
+        """Score points each catalogue entry costs each row against the baseline: ``rows x codes``.
+
+        Args:
+            contributions: ``rows x signals`` log-odds contributions (lookup table or exact TreeSHAP).
+        """
+        c = np.atleast_2d(np.asarray(contributions, dtype=np.float64))
+        if c.shape[1] != len(self.member):
+            raise ValueError(f"contributions have {c.shape[1]} signals, the catalogue {len(self.member)}")
+        cited = self.member >= 0
+        onehot = np.zeros((int(cited.sum()), len(self.codes)))
+        onehot[np.arange(onehot.shape[0]), self.member[cited]] = 1.0
+        points = ((c[:, cited] - self.baseline[cited]) * self.points_per_logodds) @ onehot
+        return np.where(points >= self.min_points, points, 0.0)
+
+
+MIN_REASON_POINTS = 5.0
+"""Score points below which a catalogue entry is not cited (on the default scale, 5 points move the
+odds by 7%): a reason must cost the buyer something, and the near-ties below it are noise."""
+
+
+def typical_values(X: np.ndarray) -> np.ndarray:
+    """Per column, the population's typical value: the median of the present values, NaN where
+    most rows are missing."""
+    X = np.asarray(X, dtype=np.float64)
+    present = ~np.isnan(X)
+    out = np.full(X.shape[1], np.nan)
+    for j in range(X.shape[1]):
+        if present[:, j].mean() >= 0.5:
+            out[j] = float(np.median(X[present[:, j], j]))
+    return out
+
+
+def fit_catalogue(
+    table: ReasonTable,
+    sample: np.ndarray,
+    codes: list[str],
+    texts: dict[str, str],
+    points_per_logodds: float,
+    min_points: float = MIN_REASON_POINTS,
+) -> ReasonCatalogue:
+    """The catalogue of ``codes`` (one per signal, '' for none) with the baseline of ``sample``.
+
+    Args:
+        table: The signals' lookup table (gives the typical buyer's contributions).
+        sample: A sample of training rows (gives the typical values).
+        codes: Per signal, its reason code ('' never a reason).
+        texts: Code -> buyer-facing text, for every code used.
+        points_per_logodds, min_points: See ``ReasonCatalogue``.
+    """
+    order = list(dict.fromkeys(c for c in codes if c))
+    missing = [c for c in order if c not in texts]
+    if missing:
+        raise ValueError(f"no text for reason codes {missing[:5]}")
+    typical = typical_values(sample)
+    return ReasonCatalogue(
+        codes=tuple(order),
+        texts=tuple(texts[c] for c in order),
+        member=np.array([order.index(c) if c else -1 for c in codes], dtype=np.int64),
+        typical=typical,
+        baseline=table.contributions(typical[None, :])[0],
+        points_per_logodds=float(points_per_logodds),
+        min_points=float(min_points),
+    )

@@ -143,7 +143,6 @@ class Live:
 
     def _stored_reasons(self, pos: int, caps: tuple[Finding, ...]) -> tuple[Finding, ...]:
         model = self.rating.model
-        names, texts = model.signal_names, model.reason_text
         out = list(caps)  # a hard fact that caps the star comes first (as in RatingModel.reasons)
         for j, value in zip(
             self.scored.reason_index[pos, : self.policy.max_reasons].tolist(),
@@ -152,7 +151,7 @@ class Live:
         ):
             if j < 0:
                 break
-            out.append(Finding(names[j], texts.get(names[j], names[j]), value))
+            out.append(Finding(*model.reason_entry(j), value))
         return tuple(out[: self.policy.max_reasons])
 
     def rate(self, buyer_id: int) -> BuyerRating:
@@ -225,6 +224,8 @@ class Live:
         else:
             logit, contrib, names = head.explain(x, ctx)  # one pass of exact TreeSHAP
             p = 1.0 / (1.0 + math.exp(-logit))
+            never = self.rating.model.never_reasons()  # the volume of activity is never a reason
+            contrib = np.where([n in never for n in names], -np.inf, contrib)
             found = [
                 Finding(r.code, r.text, r.contribution)
                 for r in top_reasons(contrib, names, self.head_texts, k)

@@ -1,7 +1,8 @@
 """Reason codes for every buyer at once: the model's fast lookup table, or exact TreeSHAP.
 
-A decision's reasons are the signals that raised the buyer's risk most (largest positive
-contributions, log-odds). Two attributions give them:
+A decision's reasons are the entries of the model's reason catalogue that lowered the buyer's
+score most against its baseline buyer (``RatingModel.reason_points``: score points; an artifact
+without a catalogue ranks single signals by log-odds). Two attributions give them:
 
 * exact TreeSHAP (``booster.predict(X, pred_contrib=True)``): about a millisecond per
   buyer, so ``python -m serving.publish`` computes it in the batch and stores the top
@@ -38,9 +39,12 @@ def lookup_reasons(
     table = getattr(model, "reason_table", None)
     if table is None:
         return None
-    parts = [top_k(table.contributions(matrix[i : i + CHUNK]), k) for i in range(0, len(matrix), CHUNK)]
+    points = getattr(model, "reason_points", lambda c: c)
+    parts = [
+        top_k(points(table.contributions(matrix[i : i + CHUNK])), k) for i in range(0, len(matrix), CHUNK)
+    ]
     if not parts:
-        return top_k(np.empty((0, matrix.shape[1])), k)
+        return top_k(np.empty((0, 1)), k)
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
@@ -49,9 +53,10 @@ def exact_reasons(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` reasons of every row by exact TreeSHAP (``threads`` 0: all cores)."""
     parts = []
+    points = getattr(model, "reason_points", lambda c: c)
     for i in range(0, len(matrix), CHUNK):
         contrib = model.booster.predict(matrix[i : i + CHUNK], pred_contrib=True, num_threads=threads)
-        parts.append(top_k(np.asarray(contrib)[:, :-1], k))  # the last column is the expected value
+        parts.append(top_k(points(np.asarray(contrib)[:, :-1]), k))  # the last column is the expected value
     if not parts:
-        return top_k(np.empty((0, matrix.shape[1])), k)
+        return top_k(np.empty((0, 1)), k)
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])

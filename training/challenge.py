@@ -14,6 +14,7 @@ from training.opportunities import at_risk, legacy_decisions
 from training.promote import CHAMPION as CHAMPION_ALIAS
 from training.promote import Comparison, GateResult, champion_version, gate
 from training.report import PREFIX, Opportunities, decision_ranking
+from training.trust import opportunity_auc
 from training.yardsticks import Estimate, auc_comparison, compare_service
 
 NEW, CHAMPION = "new", "champion"
@@ -31,8 +32,10 @@ def challenge(
     opportunities: dict[str, Opportunities],
     seed: int = 7,
 ) -> list[Comparison]:
-    """Rating AUC (bad_90d) and each service's expected loss at the rule's volume, new vs champion.
+    """The rating's AUC and each service's expected loss at the rule's volume, new vs champion.
 
+    The rating's AUC is over opportunities (``rating_auc_per_opportunity``, ``training.trust``) when
+    the rows carry the exposure, what the rating estimates; else over ``bad_90d`` (``rating_auc``).
     Differences are paired: both versions are scored on the same bootstrap resamples of buyers.
     """
     buyer = test["buyer_id"].to_numpy()
@@ -40,10 +43,16 @@ def challenge(
         NEW: model.score(test[model.signal_names].to_numpy(np.float32)).p_bad,
         CHAMPION: champion.score(test[champion.signal_names].to_numpy(np.float32)).p_bad,
     }
-    aucs = auc_comparison(test["bad_90d"].to_numpy(), buyer, scores, seed=seed)
+    if "exposure_90d" in test.columns:
+        name = "rating_auc_per_opportunity"
+        events, exposure = test["bad_events_90d"].to_numpy(), test["exposure_90d"].to_numpy()
+        aucs = opportunity_auc(events, exposure, buyer, scores, seed=seed)
+    else:
+        name = "rating_auc"
+        aucs = auc_comparison(test["bad_90d"].to_numpy(), buyer, scores, seed=seed)
     out = [
         Comparison(
-            "rating_auc",
+            name,
             True,
             float(aucs[NEW][0]),
             float(aucs[CHAMPION][0]),

@@ -50,10 +50,14 @@ def discrimination(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     }
 
 
-def star_table(y: np.ndarray, star: np.ndarray) -> pd.DataFrame:
-    """Rows, share and bad rate per star (1..5)."""
-    frame = pd.DataFrame({"star": star, "bad": y})
-    table = frame.groupby("star")["bad"].agg(rows="size", bad_rate="mean").reindex(range(1, N_STARS + 1))
+def star_table(y: np.ndarray, star: np.ndarray, w: np.ndarray | None = None) -> pd.DataFrame:
+    """Rows, share and bad rate per star (1..5); with weights ``w`` the bad rate is weighted (per
+    opportunity when ``y`` is the per-opportunity rate and ``w`` the exposure)."""
+    weight = np.ones(len(y)) if w is None else np.asarray(w, dtype=np.float64)
+    frame = pd.DataFrame({"star": star, "bad": np.asarray(y, dtype=np.float64) * weight, "w": weight})
+    grouped = frame.groupby("star")
+    table = pd.DataFrame({"rows": grouped.size(), "bad_rate": grouped["bad"].sum() / grouped["w"].sum()})
+    table = table.reindex(range(1, N_STARS + 1))
     table["rows"] = table["rows"].fillna(0).astype(int)
     table["share"] = table["rows"] / max(len(frame), 1)
     return table

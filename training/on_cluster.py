@@ -54,6 +54,7 @@ import pandas as pd
 from features import build_cluster, cluster
 from features.io import shard_parts
 from training import dataset
+from training.labels import PER_OPPORTUNITY, target_weights
 from training.model import EVAL_EVERY, Dataset, split_params
 from training.snapshots import TimeSplit
 
@@ -77,12 +78,14 @@ class ClusterRows:
             order of the client's training frame.
         y: Dask array (rows,) of the target, chunked like ``X``.
         parts: The futures of ``X``'s chunks (where they are is where LightGBM trains).
+        w: Dask array (rows,) of the target's weights (``training.labels.target_weights``), or None.
     """
 
     client: Any
     X: Any
     y: Any
     parts: list
+    w: Any = None
 
 
 def assemble(
@@ -137,7 +140,8 @@ def assemble(
         client.cancel([f for f in shards + rows if f is not None])
         raise
     label = frames[dataset.SNAPSHOTS][target].dtype
-    return frames, functools.partial(fit_booster, _arrays(client, rows, counts, len(names), label))
+    arrays = _arrays(client, rows, counts, len(names), label, weighted=target == PER_OPPORTUNITY)
+    return frames, functools.partial(fit_booster, arrays)
 
 
 def in_training(snapshots: pd.DataFrame, split: TimeSplit) -> np.ndarray:
@@ -147,14 +151,23 @@ def in_training(snapshots: pd.DataFrame, split: TimeSplit) -> np.ndarray:
 
 def training_rows(
     frames: dict[str, pd.DataFrame], split: TimeSplit, names: list[str], target: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """Task: a shard's training rows as the booster reads them, ``(X float32, y)``."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Task: a shard's training rows as the booster reads them, ``(X float32, y, weights)`` (weights
+    of ones for a target without them)."""
     train = frames[dataset.SNAPSHOTS][in_training(frames[dataset.SNAPSHOTS], split)]
-    return train[names].to_numpy(np.float32), train[target].to_numpy()
+    w = target_weights(train, target)
+    return (
+        train[names].to_numpy(np.float32),
+        train[target].to_numpy(),
+        np.ones(len(train)) if w is None else w,
+    )
 
 
-def _arrays(client: Any, rows: list[Any], counts: list[int], width: int, label: np.dtype) -> ClusterRows:
-    """The per-shard ``(X, y)`` futures as two Dask arrays (shards without training rows left out).
+def _arrays(
+    client: Any, rows: list[Any], counts: list[int], width: int, label: np.dtype, weighted: bool = False
+) -> ClusterRows:
+    """The per-shard ``(X, y, w)`` futures as Dask arrays (shards without training rows left out;
+    ``w`` only when ``weighted``).
 
     Partition ``j`` is placed on worker ``j % W`` of the ``W`` workers sorted by address (where
     the assembly ran is up to the scheduler), so that each worker trains on its share.
@@ -170,7 +183,7 @@ def _arrays(client: Any, rows: list[Any], counts: list[int], width: int, label: 
         i: [client.submit(operator.getitem, f, i, key=f"{f.key}-{i}", workers=[slots[j % len(slots)]],
                           allow_other_workers=True)
             for j, (f, _) in enumerate(kept)]
-        for i in (0, 1)
+        for i in (0, 1, 2)
     }  # fmt: skip
     X = da.concatenate(
         [
@@ -181,7 +194,10 @@ def _arrays(client: Any, rows: list[Any], counts: list[int], width: int, label: 
     y = da.concatenate(
         [da.from_delayed(dask.delayed(v), (n,), label) for v, (_, n) in zip(parts[1], kept, strict=True)]
     )
-    return ClusterRows(client, X, y, parts[0])
+    w = da.concatenate(
+        [da.from_delayed(dask.delayed(v), (n,), np.float64) for v, (_, n) in zip(parts[2], kept, strict=True)]
+    )
+    return ClusterRows(client, X, y, parts[0], w if weighted else None)
 
 
 def fit_booster(
@@ -203,11 +219,14 @@ def fit_booster(
         features.cluster.WorkerLost: If a training task was lost with its worker too often.
     """
     from distributed import KilledWorker
-    from lightgbm.dask import DaskLGBMClassifier
+    from lightgbm.dask import DaskLGBMClassifier, DaskLGBMRegressor
 
     lgb_params, rounds, patience = split_params(params)
     lgb_params.pop("num_threads", None)  # lightgbm.dask uses each worker's thread count
-    estimator = DaskLGBMClassifier(
+    if rows.w is not None:  # a rate with its exposure: cross-entropy, the same log-odds as binary
+        lgb_params["objective"] = "cross_entropy"
+    kind = DaskLGBMClassifier if rows.w is None else DaskLGBMRegressor
+    estimator = kind(
         client=rows.client, n_estimators=rounds, **lgb_params, monotone_constraints=list(monotone)
     )
     if progress is not None:
@@ -218,7 +237,10 @@ def fit_booster(
         # the sklearn estimator always carries n_jobs, which lightgbm.dask replaces (see above)
         warnings.filterwarnings("ignore", message=r"Parameter n_jobs will be ignored", category=UserWarning)
         try:
-            _watched(rows, lambda: estimator.fit(rows.X, rows.y, feature_name=list(signal_names)))
+            _watched(
+                rows,
+                lambda: estimator.fit(rows.X, rows.y, sample_weight=rows.w, feature_name=list(signal_names)),
+            )
         except KilledWorker as err:
             raise cluster.WorkerLost(f"workers died while training the rating ({err.task!r})") from err
     booster = estimator.booster_
@@ -304,8 +326,9 @@ def validation_losses(
     count: int | None = None,
     chunk: int = LEAF_CHUNK,
 ) -> np.ndarray:
-    """The mean binary log-loss on ``valid`` (LightGBM's ``binary_logloss``) after each of the
-    ``count`` rounds (default all) that follow round ``start``.
+    """The mean binary log-loss on ``valid`` (LightGBM's ``binary_logloss``; weighted by ``valid.w``
+    when it has weights, as ``cross_entropy``) after each of the ``count`` rounds (default all) that
+    follow round ``start``.
 
     Each row's leaf in each of those trees (``pred_leaf``), whose outputs added round by round to
     ``raw`` (each row's raw score after round ``start``; updated in place) are the raw scores.
@@ -319,13 +342,15 @@ def validation_losses(
         ]
     total = np.zeros(count)
     y = np.asarray(valid.y, dtype=np.float64)
+    weight = valid.weights()
     for first in range(0, len(y), chunk):
         rows = slice(first, first + chunk)
         leaves = booster.predict(valid.X[rows], pred_leaf=True, start_iteration=start, num_iteration=count)
         scores = raw[rows, None] + np.cumsum(outputs[np.arange(count), leaves], axis=1)
-        total += (np.logaddexp(0, scores) - y[rows, None] * scores).sum(axis=0)  # -log p(y)
+        loss = np.logaddexp(0, scores) - y[rows, None] * scores  # -log p(y)
+        total += (weight[rows, None] * loss).sum(axis=0)
         raw[rows] = scores[:, -1]
-    return total / len(y)
+    return total / weight.sum()
 
 
 def early_stopping_round(losses: np.ndarray, patience: int) -> int:

@@ -13,11 +13,20 @@ import pandas as pd
 
 from features.hard_facts import CAPPED_MAX_STAR, has_hard_fact
 from rating.artifact import RatingModel
+from rating.reasons import top_k
 from training.evaluate import discrimination, psi, star_table, stars_monotone
 from training.heads import context_matrix
+from training.labels import target_weights
 from training.opportunities import FAST_REFUND, PRESALE, at_risk, legacy_decisions
 from training.policy_proposal import Proposal, approved
 from training.scorecard import OptBinningScorecard
+from training.trust import (
+    LOW_STARS,
+    activity_fifths_ratio,
+    opportunity_auc,
+    reason_stability,
+    star_rates_per_opportunity,
+)
 from training.yardsticks import (
     HIGH_RISK_P,
     Estimate,
@@ -142,6 +151,61 @@ def silence_metrics(test: pd.DataFrame, star: np.ndarray, capped: np.ndarray) ->
     return out
 
 
+def top_reason_codes(model: RatingModel, X: np.ndarray, k: int = 4) -> np.ndarray:
+    """``rows x k`` reason entries (columns of ``RatingModel.reason_points``, -1 pads) of each row by
+    the model's lookup table, without the hard facts that come first."""
+    if model.reason_table is None:
+        return np.full((len(X), k), -1, dtype=np.int16)
+    parts = [
+        top_k(model.reason_points(model.reason_table.contributions(X[i : i + 4096])), k)[0]
+        for i in range(0, len(X), 4096)
+    ]
+    return np.concatenate(parts) if parts else np.full((0, k), -1, dtype=np.int16)
+
+
+def trust_metrics(
+    model: RatingModel,
+    test: pd.DataFrame,
+    scored_star: np.ndarray,
+    p_bad: np.ndarray,
+    oracle_p: np.ndarray | None,
+    traits: pd.DataFrame | None,
+    twin: RatingModel | None,
+    seed: int,
+) -> dict[str, float]:
+    """The rating's trust figures (``training.trust``): star bad rates per opportunity, the activity
+    fifths of honest reliable buyers (rating and truth), and reason stability against ``twin`` (the
+    same rating retrained with another seed) over the test rows rated 1-2 stars."""
+    buyer = test["buyer_id"].to_numpy()
+    out: dict[str, float] = {}
+    if "exposure_90d" in test.columns:
+        events, exposure = test["bad_events_90d"].to_numpy(), test["exposure_90d"].to_numpy()
+        auc = opportunity_auc(events, exposure, buyer, {"rating": p_bad}, seed=seed)["rating"]
+        out.update(Estimate.of(auc).metrics("rating_auc_per_opportunity"))
+        out.update(
+            star_rates_per_opportunity(
+                scored_star,
+                test["bad_events_90d"].to_numpy(),
+                test["exposure_90d"].to_numpy(),
+                buyer,
+                seed=seed,
+            )
+        )
+    if traits is not None:
+        out.update(
+            activity_fifths_ratio(p_bad, buyer, traits, "honest_reliable_activity_fifths_ratio", seed=seed)
+        )
+        if oracle_p is not None:
+            name = "honest_reliable_activity_fifths_ratio_truth"
+            out.update(activity_fifths_ratio(oracle_p, buyer, traits, name, seed=seed))
+    if twin is not None:
+        low = scored_star <= LOW_STARS
+        X = test[model.signal_names].to_numpy(np.float32)[low]
+        out.update(reason_stability(top_reason_codes(model, X), top_reason_codes(twin, X)))
+        out["reason_stability_rows"] = float(low.sum())
+    return out
+
+
 def rating_metrics(
     model: RatingModel,
     scorecard: OptBinningScorecard,
@@ -151,8 +215,11 @@ def rating_metrics(
     oracle_p: np.ndarray | None,
     seed: int,
     rep: Report,
+    traits: pd.DataFrame | None = None,
+    twin: RatingModel | None = None,
 ) -> np.ndarray:
-    """Discrimination, stars, stability, caps and AUC ratios of the rating on the test snapshots.
+    """Discrimination, stars, stability, caps, AUC ratios and trust figures of the rating on the test
+    snapshots (``traits``: the truth's buyer traits; ``twin``: the rating retrained with another seed).
 
     Returns:
         The rating's p_bad per test row.
@@ -162,13 +229,14 @@ def rating_metrics(
     y = test[target].to_numpy()
     scored = model.score(X_test)
     p_card = scorecard.predict_proba(X_test)
-    rep.test_y, rep.test_scores = y, {RATING: scored.p_bad, SCORECARD: p_card}
-    rep.metrics.update({f"test_{k}": v for k, v in discrimination(y, scored.p_bad).items()})
-    rep.metrics.update({f"scorecard_{k}": v for k, v in discrimination(y, p_card).items()})
+    y_outcome = test["bad_90d"].to_numpy() if "bad_90d" in test.columns else y  # discrimination needs 0/1
+    rep.test_y, rep.test_scores = y_outcome, {RATING: scored.p_bad, SCORECARD: p_card}
+    rep.metrics.update({f"test_{k}": v for k, v in discrimination(y_outcome, scored.p_bad).items()})
+    rep.metrics.update({f"scorecard_{k}": v for k, v in discrimination(y_outcome, p_card).items()})
     rep.metrics["psi_score_train_test"] = psi(
         model.score(train_sample[names].to_numpy(np.float32)).score.astype(float), scored.score.astype(float)
     )
-    rep.stars = star_table(y, scored.star)
+    rep.stars = star_table(y, scored.star, target_weights(test, target))
     rep.metrics["stars_monotone"] = float(stars_monotone(rep.stars))
     for star, row in rep.stars.iterrows():
         rep.metrics[f"star{star}_bad_rate"] = float(row["bad_rate"]) if row["rows"] else float("nan")
@@ -181,6 +249,7 @@ def rating_metrics(
     rep.metrics["buyers_above_cap"] = float(np.unique(buyer[capped & (scored.star > CAPPED_MAX_STAR)]).size)
 
     rep.metrics.update(silence_metrics(test, scored.star, capped))
+    rep.metrics.update(trust_metrics(model, test, scored.star, scored.p_bad, oracle_p, traits, twin, seed))
 
     bad90 = test["bad_90d"].to_numpy()
     scores = {RATING: scored.p_bad, SCORECARD: p_card}
@@ -287,6 +356,8 @@ def build_report(
     oracle_p: np.ndarray | None,
     opportunities: dict[str, Opportunities],
     seed: int = 7,
+    traits: pd.DataFrame | None = None,
+    twin: RatingModel | None = None,
 ) -> Report:
     """Evaluate ``model`` on the test window against the scorecard, the legacy rules and the oracle.
 
@@ -299,9 +370,11 @@ def build_report(
         oracle_p: True ``p_bad_90d`` per test row from the simulator's truth, or None.
         opportunities: Per service, the test window's opportunities (and truth).
         seed: Bootstrap seed.
+        traits: The truth's latent buyer traits (``truth/traits.parquet``), or None.
+        twin: The rating retrained with another seed (reason stability), or None.
     """
     rep = Report()
-    rating_metrics(model, scorecard, train_sample, test, target, oracle_p, seed, rep)
+    rating_metrics(model, scorecard, train_sample, test, target, oracle_p, seed, rep, traits, twin)
     for service, opp in opportunities.items():
         if len(opp.rows):
             service_yardsticks(service, opp, model, scorecard, seed, rep)

@@ -7,6 +7,7 @@ from pathlib import Path
 import lightgbm as lgb
 import numpy as np
 
+from features import registry
 from rating.artifact import RatingModel
 from rating.context import PRESALE_CONTEXT, REFUND_CONTEXT, TREATMENT
 from rating.heads import ServiceHead
@@ -36,7 +37,13 @@ def make_tiny_rating(signal_names: list[str], seed: int = 0, n: int = 20000) -> 
     monotone = [1 if j < k // 2 else -1 for j in range(k)]
     params = {**DEFAULT_PARAMS, "num_boost_round": 60, "early_stopping_rounds": 10, "min_data_in_leaf": 50}
     texts = {name: f"Reason text for {name}" for name in signal_names}
-    return fit_rating(train, valid, signal_names, texts, monotone, params, seed=seed)
+    if not set(signal_names) <= set(registry.signal_names()):  # made-up signals: one reason per signal
+        return fit_rating(train, valid, signal_names, texts, monotone, params, seed=seed)
+    codes = registry.reason_codes(signal_names)  # registry signals: the reason catalogue
+    return fit_rating(
+        train, valid, signal_names, texts, monotone, params, seed=seed, reason_codes=codes,
+        catalogue_text=registry.reason_catalogue(signal_names),
+    )  # fmt: skip
 
 
 def tiny_heads(signal_names: list[str], seed: int = 0, n: int = 8000) -> dict[str, ServiceHead]:

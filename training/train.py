@@ -30,7 +30,15 @@ from features import cluster
 from features.catalog import render as render_catalog
 from features.io import export_time, read_manifest
 from features.memory import release_free_memory
-from features.registry import Signal, monotone_constraints, reasons, signals
+from features.registry import (
+    Signal,
+    activity_signals,
+    monotone_constraints,
+    reason_catalogue,
+    reason_codes,
+    reasons,
+    signals,
+)
 from features.validate import ContractError
 from rating.artifact import RatingModel
 from rating.scale import ScoreScale
@@ -40,7 +48,7 @@ from training import on_cluster, promote
 from training.challenge import judge
 from training.dataset import REVIEWS, SNAPSHOTS, assemble_cached
 from training.heads import fit_heads
-from training.labels import TARGETS, usable_as_of
+from training.labels import PER_OPPORTUNITY, TARGETS, target_weights, usable_as_of
 from training.model import DEFAULT_PARAMS, Dataset, StarCutError, checked_monotone, fit_booster, fit_rating
 from training.opportunities import FAST_REFUND, SERVICES
 from training.package import log_rating
@@ -60,7 +68,7 @@ from training.review_head import ReviewEvaluation, evaluate_review_head, fit_rev
 from training.scorecard import OptBinningScorecard
 from training.snapshots import TimeSplit, default_split, month_starts
 from training.tracking import configure_tracking, ensure_experiment
-from training.truth import opportunity_truth, risk_truth, truth_columns
+from training.truth import buyer_traits, opportunity_truth, risk_truth, truth_columns
 
 DEFAULT_DATA = Path("data/market")
 BASE_POLICY = Path(__file__).resolve().parent.parent / "serving" / "policy.yaml"  # the reviewed policy file
@@ -91,7 +99,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="first as-of date of the out-of-time test window (default: the opening month of the latest "
         "presale season; the window runs to the last usable snapshot)",
     )
-    p.add_argument("--target", choices=TARGETS, default="bad_90d", help="label to model (default bad_90d)")
+    p.add_argument(
+        "--target",
+        choices=TARGETS,
+        default=PER_OPPORTUNITY,
+        help=f"label to model (default {PER_OPPORTUNITY}: bad outcomes per opportunity, weighted by exposure)",
+    )
     p.add_argument(
         "--params",
         type=json.loads,
@@ -121,6 +134,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--max-buyers", type=int, default=None, help="train on a random subset of about this many buyers"
+    )
+    p.add_argument(
+        "--no-stability",
+        action="store_true",
+        help="skip the second rating fit (another seed) that measures reason stability",
     )
     cluster.add_argument(p)  # assembly per shard and the rating's booster on Dask; --cache-dir is not used
     args = p.parse_args(argv)
@@ -194,6 +212,11 @@ def split_snapshots(frame: pd.DataFrame, split: TimeSplit) -> tuple[pd.DataFrame
     return tuple(out)
 
 
+def rating_rows(frame: pd.DataFrame, names: list[str], target: str) -> Dataset:
+    """The rating's rows of one window: the signals, the target and its weights (``training.labels``)."""
+    return Dataset(frame[names].to_numpy(np.float32), frame[target].to_numpy(), target_weights(frame, target))
+
+
 def fit_scorers(
     train: pd.DataFrame,
     valid: pd.DataFrame,
@@ -210,17 +233,42 @@ def fit_scorers(
         ``(rating, scorecard, monotone constraints used, indices of directions dropped)``.
     """
     names = [s.name for s in registry]
-    d_train = Dataset(train[names].to_numpy(np.float32), train[target].to_numpy())
-    d_valid = Dataset(valid[names].to_numpy(np.float32), valid[target].to_numpy())
-    monotone, dropped = checked_monotone(d_train.X, d_train.y, monotone_constraints(names), seed=seed)
+    d_train = rating_rows(train, names, target)
+    d_valid = rating_rows(valid, names, target)
+    outcome = train["bad_90d" if target == PER_OPPORTUNITY else target].to_numpy()  # 0/1 for the AUC checks
+    monotone, dropped = checked_monotone(
+        d_train.X, outcome, monotone_constraints(names), seed=seed, kept=activity_signals(names)
+    )
     with progress.step("rating", f"training the rating: LightGBM ({np.count_nonzero(monotone)} monotone constraints) ..."):
         model = fit_rating(
             d_train, d_valid, names, reasons(names), monotone, params, ScoreScale(), seed=seed,
-            progress=progress, booster_fit=booster_fit
+            progress=progress, booster_fit=booster_fit, reason_codes=reason_codes(names),
+            catalogue_text=reason_catalogue(names),
         )  # fmt: skip
     with progress.step("scorecard", f"best iteration {model.booster.best_iteration}; fitting the optbinning scorecard ..."):
-        scorecard = OptBinningScorecard(names, [s.risk_direction for s in registry]).fit(d_train.X, d_train.y)
+        scorecard = OptBinningScorecard(names, [s.risk_direction for s in registry]).fit(d_train.X, outcome)
     return model, scorecard, monotone, dropped
+
+
+def fit_twin(
+    train: pd.DataFrame,
+    valid: pd.DataFrame,
+    target: str,
+    names: list[str],
+    monotone: list[int],
+    params: dict,
+    seed: int,
+    booster_fit: Callable[..., lgb.Booster] = fit_booster,
+) -> RatingModel:
+    """The rating retrained as ``fit_scorers`` trains it but with seed ``seed + 1`` (LightGBM's
+    bagging and feature sampling, and the reason sample): what reason stability is measured against."""
+    twin_params = {**params, "seed": seed + 1}
+    d_train = rating_rows(train, names, target)
+    d_valid = rating_rows(valid, names, target)
+    return fit_rating(
+        d_train, d_valid, names, reasons(names), monotone, twin_params, ScoreScale(), seed=seed + 1,
+        booster_fit=booster_fit, reason_codes=reason_codes(names), catalogue_text=reason_catalogue(names),
+    )  # fmt: skip
 
 
 def propose_policy(
@@ -355,6 +403,7 @@ def train_and_register(args: argparse.Namespace, client: Any) -> int:
         release_free_memory()
         opportunities = window_opportunities(data, frames, split)
         oracle = risk_truth(data, test)
+        traits = buyer_traits(data)
     except (ContractError, ValueError) as err:
         print(f"cannot train on {args.data or DEFAULT_DATA}:\n{err}", file=sys.stderr)
         return 2
@@ -367,8 +416,9 @@ def train_and_register(args: argparse.Namespace, client: Any) -> int:
     mlflow.set_experiment(experiment_id=ensure_experiment(args.experiment))
     try:
         run, report, version, verdict, unproposed = fit_and_log(
-            args, params, registry, data, split, train, valid, test, oracle, opportunities, frames, progress, booster_fit
-        )
+            args, params, registry, data, split, train, valid, test, oracle, opportunities, frames, progress,
+            booster_fit, traits,
+        )  # fmt: skip
     except StarCutError as err:
         print(f"training failed, nothing registered (run marked FAILED): {err}", file=sys.stderr)
         return 1
@@ -400,6 +450,7 @@ def fit_and_log(
     frames: dict[str, pd.DataFrame],
     progress: Progress,
     booster_fit: Callable[..., lgb.Booster] = fit_booster,
+    traits: pd.DataFrame | None = None,
 ) -> tuple[ActiveRun, Report, str, promote.GateResult, dict[str, str]]:
     """Inside one MLflow run: fit, evaluate, log, register and apply the gate; an exception marks the run FAILED.
 
@@ -411,6 +462,10 @@ def fit_and_log(
     with mlflow.start_run() as run:
         fitted = fit_scorers(train, valid, args.target, registry, params, args.seed, progress, booster_fit)
         model, scorecard, monotone, dropped = fitted
+        twin = None
+        if not args.no_stability:
+            with progress.step("stability", "retraining the rating with another seed (reason stability) ..."):
+                twin = fit_twin(train, valid, args.target, names, monotone, params, args.seed, booster_fit)
         with progress.step("heads", "fitting the service heads ..."):
             model.set_heads(fit_heads(frames, split, names, args.seed, progress))
         for service, head in model.heads.items():
@@ -453,8 +508,9 @@ def fit_and_log(
         with progress.step("evaluate", "evaluating on the test window (bootstrap intervals over buyers) ..."):
             train_sample = train.sample(n=min(PSI_SAMPLE, len(train)), random_state=args.seed)
             report = build_report(
-                model, scorecard, train_sample, test, args.target, oracle, opportunities, seed=args.seed
-            )
+                model, scorecard, train_sample, test, args.target, oracle, opportunities, seed=args.seed,
+                traits=traits, twin=twin,
+            )  # fmt: skip
             for proposal in proposals.values():
                 report.metrics.update(proposal_metrics(model, proposal, opportunities[proposal.service]))
         mlflow.log_metrics(report.metrics)

@@ -84,3 +84,15 @@ def truth_columns(
             f"{path}: no {'/'.join(columns)} for {int(np.isnan(p).any(axis=1).sum()):,} of {len(p):,} {service} rows"
         )
     return p
+
+
+TRAIT_COLUMNS = ("buyer_id", "reliability", "opportunism", "activity", "fraudster", "ring_member")
+
+
+def buyer_traits(data: Path) -> pd.DataFrame | None:
+    """The simulator's latent buyer traits the trust figures read (``TRAIT_COLUMNS``), or None
+    when the export has no truth."""
+    path = Path(data) / "truth" / "traits.parquet"
+    if not path.exists():
+        return None
+    return pd.read_parquet(path, columns=list(TRAIT_COLUMNS))

@@ -18,20 +18,21 @@ from mlflow import MlflowClient
 
 from features.build import export_shared_devices
 from features.io import read_table
-from features.registry import monotone_constraints, reasons, signals
+from features.registry import activity_signals, monotone_constraints, reasons, signals
 from rating.scale import ScoreScale
 from simulator.config import RunConfig
 from simulator.write import write_export
 from tests.cluster.conftest import cross_shard_devices, killer, local_client
 from training import dataset, on_cluster, train
-from training.evaluate import discrimination
+from training.labels import PER_OPPORTUNITY
 from training.model import DEFAULT_PARAMS, Dataset, checked_monotone, fit_rating, split_params
 from training.snapshots import default_split
+from training.trust import opportunity_auc
 
 NAME = "trust-cluster-test"
 ROUNDS = json.dumps({"num_boost_round": 300})  # the default parameters, a smaller round budget
 NAMES = [s.name for s in signals()]
-TARGET = "bad_90d"
+TARGET = PER_OPPORTUNITY  # the rating's default target: bad outcomes per opportunity, exposure-weighted
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +54,8 @@ def test_training_on_the_cluster_assembles_the_same_frames_and_registers_as_good
 
     def assemble(*args, **kwargs):
         frames, fit = original(*args, **kwargs)
-        X, y = fit.args[0].X.compute(), fit.args[0].y.compute()
-        assembled.append(({name: frame.copy() for name, frame in frames.items()}, (X, y)))
+        X, y, w = fit.args[0].X.compute(), fit.args[0].y.compute(), fit.args[0].w.compute()
+        assembled.append(({name: frame.copy() for name, frame in frames.items()}, (X, y, w)))
         return frames, fit
 
     monkeypatch.setattr(train.on_cluster, "assemble", assemble)
@@ -74,23 +75,30 @@ def test_training_on_the_cluster_assembles_the_same_frames_and_registers_as_good
     dates = train.snapshot_dates(market)
     split = default_split(dates)
     expected = dataset.assemble(market, dates, args.max_buyers, args.seed, split=split)
-    frames, (X, y) = assembled[0]
+    frames, (X, y, w) = assembled[0]
     assert sorted(frames) == sorted(expected)
     for name, frame in expected.items():
         pd.testing.assert_frame_equal(frames[name], frame, check_exact=True)
     rows, valid, test = train.split_snapshots(expected[dataset.SNAPSHOTS], split)
     np.testing.assert_array_equal(X, rows[NAMES].to_numpy(np.float32))
     np.testing.assert_array_equal(y, rows[TARGET].to_numpy())
+    np.testing.assert_array_equal(w, rows["exposure_90d"].to_numpy())
 
     # the in-process rating (train.fit_scorers' booster, early stopping and the rest) on the same rows
-    d_train, d_valid = (Dataset(f[NAMES].to_numpy(np.float32), f[TARGET].to_numpy()) for f in (rows, valid))
-    monotone, _ = checked_monotone(d_train.X, d_train.y, monotone_constraints(NAMES), seed=args.seed)
+    d_train, d_valid = (train.rating_rows(f, NAMES, TARGET) for f in (rows, valid))
+    outcome = rows["bad_90d"].to_numpy()
+    kept = activity_signals(NAMES)
+    monotone, _ = checked_monotone(d_train.X, outcome, monotone_constraints(NAMES), seed=args.seed, kept=kept)
     params = {**DEFAULT_PARAMS, "seed": args.seed, **args.params}
     model = fit_rating(
         d_train, d_valid, NAMES, reasons(NAMES), monotone, params, ScoreScale(), seed=args.seed
     )
-    in_process = discrimination(test[TARGET].to_numpy(), model.score(test[NAMES].to_numpy(np.float32)).p_bad)
-    assert abs(run.data.metrics["test_auc"] - in_process["auc"]) < 0.01
+    p_in_process = model.score(test[NAMES].to_numpy(np.float32)).p_bad
+    events, exposure = test["bad_events_90d"].to_numpy(), test["exposure_90d"].to_numpy()
+    buyers = test["buyer_id"].to_numpy()
+    in_process = opportunity_auc(events, exposure, buyers, {"in_process": p_in_process}, replicates=0)
+    # what the rating estimates: its AUC over opportunities (training.trust)
+    assert abs(run.data.metrics["rating_auc_per_opportunity"] - in_process["in_process"][0]) < 0.01
 
 
 def test_a_worker_lost_while_boosting_fails_the_run_instead_of_hanging(market, tmp_path, monkeypatch, capsys):

@@ -144,6 +144,20 @@ HAND = [
     ),
     (_sig("verified", Source("buyers", "real_name_verified_at"), "count"), [1, 0, 0]),
     (_sig("tenure", Source("buyers", "registered_at"), "days_since_first"), [100, 50, 20]),
+    (_sig("deviation_all", AMOUNT, "deviation"), [30 - 60, 0, np.nan]),
+    (_sig("dips_all", AMOUNT, "dips", threshold=40.0), [1, 0, 0]),  # 100 -> 50 is one, 50 -> 30 is not
+    (_sig("dips_30", AMOUNT, "dips", 30, threshold=40.0), [1, 0, 0]),  # its previous row precedes the window
+    (_sig("dips_7", AMOUNT, "dips", 7, threshold=40.0), [0, 0, 0]),
+    (_sig("decayed_10", ORDERS, "decayed", half_life_days=10), [2**-4 + 2**-3 + 2**-0.5, 2**-1, 0]),
+    (
+        _sig(
+            "refunds_per_expected",
+            Source("refunds", "requested_at"),
+            "ratio",
+            per=Source("orders", "created_at", measure="category ~ refund_base_rate"),
+        ),
+        [2 / (0.140 + 0.060 + 0.140), 0, np.nan],  # apparel, beauty, apparel (specs.MAPPINGS)
+    ),
 ]
 
 
@@ -152,6 +166,131 @@ def test_each_aggregation_by_hand():
     got = build.build_signals(_hand_tables(), spine, [s for s, _ in HAND])
     for signal, expected in HAND:
         np.testing.assert_allclose(got[signal.name].to_numpy(), expected, rtol=1e-6, err_msg=signal.name)
+
+
+NEW_FAMILIES = (
+    "credit_score_deviation_all",
+    "credit_score_dips_365d",
+    "refund_rate_adjusted_all",
+    "refund_photos_damaged_sum_all",
+    "refunds_damaged_rejected_count_all",
+    "refunds_damaged_count_all",
+    "bills_late_decayed_90d",
+    "balances_late_decayed_365d",
+)
+
+
+def _family_tables(extra: dict[str, pd.DataFrame] | None = None) -> dict[str, pd.DataFrame]:
+    """Buyer 1 with credit readings, a rejected refund, a late bill and a late presale balance, all
+    before T; ``extra`` rows are appended to their tables."""
+    tables = _hand_tables()
+    tables["credit_scores"] = pd.DataFrame(
+        {"buyer_id": [1, 1, 1], "ts": _ts(T - 90 * D, T - 60 * D, T - 30 * D), "score": [700, 640, 650]}
+    )
+    tables["credit_bills"] = pd.DataFrame(
+        {
+            "bill_id": [1],
+            "buyer_id": [1],
+            "due_at": _ts(T - 50 * D),
+            "amount_due": [100.0],
+            "paid_at": _ts(T - 40 * D),
+            "amount_paid": [100.0],
+        }
+    )
+    tables["presales"] = pd.DataFrame(
+        {
+            "order_id": [1],
+            "buyer_id": [1],
+            "deposit_amount": [10.0],
+            "deposit_paid_at": _ts(T - 80 * D),
+            "balance_amount": [90.0],
+            "balance_due_at": _ts(T - 60 * D),
+            "balance_paid_at": _ts(T - 55 * D),
+            "shipped_before_balance": [False],
+        }
+    )
+    for name, rows in (extra or {}).items():
+        tables[name] = pd.concat([tables[name], rows], ignore_index=True)
+    return tables
+
+
+def _new_families(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp = T) -> pd.Series:
+    spine = pd.DataFrame({"buyer_id": [1], "as_of": [as_of]})
+    return build.build_signals(tables, spine, [registry.get(n) for n in NEW_FAMILIES]).iloc[0][
+        list(NEW_FAMILIES)
+    ]
+
+
+def test_new_families_by_hand():
+    got = _new_families(_family_tables())
+    assert got["credit_score_deviation_all"] == pytest.approx(650 - (700 + 640 + 650) / 3)
+    assert got["credit_score_dips_365d"] == 1  # 700 -> 640; 640 -> 650 is a rise
+    assert got["refund_rate_adjusted_all"] == pytest.approx(2 / (0.140 + 0.060 + 0.140))
+    assert got["refund_photos_damaged_sum_all"] == 2
+    assert got["refunds_damaged_rejected_count_all"] == 1  # the other is decided only after T
+    assert got["bills_late_decayed_90d"] == pytest.approx(2 ** (-50 / 90))  # known at its due date
+    assert got["balances_late_decayed_365d"] == pytest.approx(2 ** (-60 / 365))
+
+
+def _future_and_past(days: float) -> dict[str, pd.DataFrame]:
+    """One more event of each new family, ``days`` from T (negative: before T)."""
+    at = T + days * D
+    return {
+        "credit_scores": pd.DataFrame({"buyer_id": [1], "ts": _ts(at), "score": [520]}),
+        "credit_bills": pd.DataFrame(
+            {
+                "bill_id": [2],
+                "buyer_id": [1],
+                "due_at": _ts(at),
+                "amount_due": [50.0],
+                "paid_at": _ts(None),
+                "amount_paid": [np.nan],
+            }
+        ),
+        "presales": pd.DataFrame(
+            {
+                "order_id": [2],
+                "buyer_id": [1],
+                "deposit_amount": [5.0],
+                "deposit_paid_at": _ts(at - 20 * D),
+                "balance_amount": [45.0],
+                "balance_due_at": _ts(at),
+                "balance_paid_at": _ts(None),
+                "shipped_before_balance": [False],
+            }
+        ),
+        "refunds": pd.DataFrame(
+            {
+                "refund_id": [3],
+                "order_id": [3],
+                "buyer_id": [1],
+                "requested_at": _ts(at),
+                "amount": [5.0],
+                "reason": ["damaged"],
+                "kind": ["refund_only"],
+                "evidence_photos": [3],
+                "fast_refund": [False],
+                "decided_at": _ts(at),
+                "outcome": ["rejected"],
+                "refunded_at": _ts(None),
+                "return_shipped_at": _ts(None),
+                "return_received_at": _ts(None),
+                "abuse_confirmed_at": _ts(None),
+            }
+        ),
+    }
+
+
+def test_a_past_event_moves_each_new_family():
+    before, after = _new_families(_family_tables()), _new_families(_family_tables(_future_and_past(-3)))
+    moved = [n for n in NEW_FAMILIES if before[n] != after[n]]
+    assert moved == list(NEW_FAMILIES)
+
+
+@pytest.mark.parametrize("days", [0, 2])
+def test_an_event_at_or_after_as_of_moves_no_new_family(days):
+    before, after = _new_families(_family_tables()), _new_families(_family_tables(_future_and_past(days)))
+    pd.testing.assert_series_equal(before, after)
 
 
 def test_output_is_aligned_with_an_unsorted_spine_and_float32():

@@ -11,7 +11,7 @@ from features.registry import Cond, Signal, Source
 
 
 def test_signal_count_is_in_range():
-    assert 280 <= len(registry.signals()) <= 350
+    assert 280 <= len(registry.signals()) <= 400  # "about 300" (DESIGN.md), with the hidden-state families
 
 
 def test_names_are_unique_identifiers():

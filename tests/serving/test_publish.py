@@ -74,11 +74,13 @@ def test_published_file_carries_exact_reasons_the_service_uses(
     model = live.rating.model
     rows = np.arange(0, len(snap.buyer_ids), 11)
     exact = model.booster.predict(snap.matrix[rows], pred_contrib=True)[:, :-1]
-    for r, contrib in zip(rows, exact, strict=True):
+    points = model.reason_points(exact)  # the reason catalogue's score points (registry signals)
+    assert model.catalogue is not None and points.shape[1] == len(model.catalogue.codes)
+    for r, row_points in zip(rows, points, strict=True):
         got = live.rate(int(snap.buyer_ids[r])).reasons
-        order = [j for j in np.argsort(-contrib, kind="stable") if contrib[j] > 0][: len(got)]
-        assert [g.code for g in got] == [names[j] for j in order]
-        np.testing.assert_allclose([g.contribution for g in got], contrib[order], rtol=1e-4)
+        order = [j for j in np.argsort(-row_points, kind="stable") if row_points[j] > 0][: len(got)]
+        assert [g.code for g in got] == [model.reason_entry(j)[0] for j in order]
+        np.testing.assert_allclose([g.contribution for g in got], row_points[order], rtol=1e-4)
 
 
 def test_exact_reasons_of_another_model_are_ignored(make_app, export, registry_model, tmp_path, config):

@@ -40,6 +40,7 @@ def empty_tables() -> dict[str, pd.DataFrame]:
         "disputes": frame([], ["buyer_id", "closed_at", "ruling"]),
         "violations": frame([], ["buyer_id", "ts", "kind", "severity"]),
         "credit_bills": frame([], ["buyer_id", "due_at", "paid_at"]),
+        "orders": frame([], ["buyer_id", "created_at"]),
     }
 
 
@@ -134,11 +135,42 @@ def test_usable_as_of_requires_a_fully_observed_window():
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_labels_are_binary(seed):
+def test_outcome_labels_are_binary_and_the_rate_a_share(seed):
     rng = np.random.default_rng(seed)
     rows = [
         {"buyer_id": int(b), "due_at": ts(int(d)), "paid_at": NAT}
         for b, d in zip(rng.integers(1, 3, 20), rng.integers(-50, 120, 20), strict=True)
     ]
     out = labels_with("credit_bills", rows)
-    assert set(np.unique(out.to_numpy())) <= {0, 1}
+    counts = ["bad_events_90d", "exposure_90d", "bad_per_opportunity"]
+    assert set(np.unique(out.drop(columns=counts).to_numpy())) <= {0, 1}
+    assert ((out["bad_per_opportunity"] >= 0) & (out["bad_per_opportunity"] <= 1)).all()
+    assert (out["bad_events_90d"] > 0).eq(out["bad_90d"] > 0).all()
+
+
+def test_per_opportunity_target_counts_bad_outcomes_over_exposure():
+    tables = empty_tables()
+    tables["orders"] = frame(
+        [{"buyer_id": 1, "created_at": ts(d)} for d in (-5, 0, 10, 20, 90, 91)]
+        + [{"buyer_id": 2, "created_at": ts(3)}],
+        ["buyer_id", "created_at"],
+    )
+    tables["credit_bills"] = frame(
+        [
+            {"buyer_id": 1, "due_at": ts(30), "paid_at": NAT},
+            {"buyer_id": 1, "due_at": ts(100), "paid_at": NAT},
+        ],
+        ["buyer_id", "due_at", "paid_at"],
+    )
+    tables["presales"] = frame(
+        [{"buyer_id": 1, "balance_due_at": ts(40), "balance_paid_at": ts(41)}],
+        ["order_id", "buyer_id", "balance_due_at", "balance_paid_at"],
+    )
+    out = make_labels(tables, SPINE)
+    # buyer 1 at T0: orders on days 10, 20, 90 (day 0 is the as-of instant, excluded), the bill due on
+    # day 30, the balance due on day 40, and the account itself; one bad outcome (the bill, day 60)
+    assert out["exposure_90d"].tolist()[0] == 1 + 3 + 1 + 1
+    assert out["bad_events_90d"].tolist() == [1, 1, 0]
+    assert out["bad_per_opportunity"].tolist()[0] == pytest.approx(1 / 6)
+    assert out["exposure_90d"].tolist()[2] == 2  # buyer 2: the account and one order
+    assert out["bad_per_opportunity"].tolist()[2] == 0

@@ -107,6 +107,17 @@ def test_first_run_is_logged_registered_and_becomes_champion(first_run, tracking
         "refund_high_risk_loss_share_at_rule_volume",
         "refund_rule_high_risk_loss_share",
         "reason_only_refund_loss_ratio_at_rule_volume",
+        "stars_monotone_per_opportunity",
+        *(
+            f"star{s}_bad_rate_per_opportunity{end}"
+            for s in range(1, 6)
+            for end in ("", "_ci_low", "_ci_high")
+        ),
+        "honest_reliable_activity_fifths_ratio",
+        "honest_reliable_activity_fifths_ratio_truth",
+        "reason_stability",
+        "reason_stability_identical",
+        "rating_auc_per_opportunity",
         *with_intervals,
         *(f"{m}_ci_{side}" for m in with_intervals for side in ("low", "high")),
     ):
@@ -126,7 +137,10 @@ def test_first_run_is_logged_registered_and_becomes_champion(first_run, tracking
     gap = pd.Timestamp(params["valid_as_of_first"]) - pd.Timestamp(params["train_as_of_last"])
     assert gap >= pd.Timedelta(days=90)
     assert run.info.artifact_uri.startswith(tracking.rsplit("/", 1)[0].replace("sqlite:///", "file://"))
-    assert run.data.metrics["test_auc"] > 0.7
+    # the rating estimates bad outcomes per opportunity; on the per-buyer label bad_90d, which rises with
+    # activity, it ranks less well by design (0.68 on this 4,000-buyer market, 0.76 on the default one)
+    assert run.data.metrics["test_auc"] > 0.65
+    assert run.data.metrics["rating_auc_per_opportunity"] > 0.65
     assert run.data.metrics["stars_monotone"] == 1.0
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
     assert {
@@ -197,7 +211,12 @@ def test_an_equal_model_does_not_replace_the_champion(first_run, market):
     assert run.data.tags["promoted"] == "False"
     assert "does not beat" in run.data.tags["promotion_reason"]
     # the gate compared the rating and each service's expected loss on the same rows, and logged it
-    for name in ("rating_auc", "presale_loss_ratio_at_rule_volume", "refund_loss_ratio_at_rule_volume"):
+    yardsticks = (
+        "rating_auc_per_opportunity",
+        "presale_loss_ratio_at_rule_volume",
+        "refund_loss_ratio_at_rule_volume",
+    )
+    for name in yardsticks:
         assert run.data.metrics[f"gate_{name}_diff"] == pytest.approx(0.0, abs=1e-12), name
         assert f"gate_{name}_diff_ci_low" in run.data.metrics
 
