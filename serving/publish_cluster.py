@@ -52,16 +52,25 @@ class Booster:
 
     Attributes:
         booster: The model's ``lightgbm.Booster`` (it pickles as its model text).
+        catalogue: The model's reason catalogue (``rating.reasons.ReasonCatalogue``), None without one:
+            reasons are ranked in its score points, as ``RatingModel.reason_points`` ranks them.
     """
 
     booster: Any
+    catalogue: Any = None
 
     @classmethod
-    def from_text(cls, text: str) -> Booster:
+    def from_text(cls, text: str, catalogue: Any = None) -> Booster:
         """Task: the booster loaded from its model text (``Booster.model_to_string``)."""
         import lightgbm as lgb
 
-        return cls(lgb.Booster(model_str=text))
+        return cls(lgb.Booster(model_str=text), catalogue)
+
+    def reason_points(self, contributions: np.ndarray) -> np.ndarray:
+        """As ``RatingModel.reason_points``: catalogue points, or the contributions themselves."""
+        if self.catalogue is None:
+            return np.atleast_2d(np.asarray(contributions, dtype=np.float64))
+        return self.catalogue.points(contributions)
 
 
 def publish_parts(
@@ -104,7 +113,12 @@ def publish_parts(
         booster = None
         if model is not None:
             text = model.booster.model_to_string(num_iteration=-1)
-            booster = client.submit(Booster.from_text, text, key=f"publish-booster-{uuid.uuid4().hex[:12]}")
+            booster = client.submit(
+                Booster.from_text,
+                text,
+                getattr(model, "catalogue", None),
+                key=f"publish-booster-{uuid.uuid4().hex[:12]}",
+            )
         parts, futures = build_cluster.map_parts(
             client, data_dir, [as_of], _publish_part, (names, sink, booster), name=TASK_NAME
         )
