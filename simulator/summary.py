@@ -14,7 +14,7 @@ from simulator import realised
 
 COLUMNS = {
     "buyers": ["buyer_id"],
-    "orders": ["order_id", "buyer_id"],
+    "orders": ["order_id", "buyer_id", "created_at"],  # created_at: the labels' exposure (training.labels)
     "presales": ["order_id", "buyer_id", "balance_amount", "balance_due_at", "balance_paid_at",
                  "shipped_before_balance"],
     "refunds": ["refund_id", "buyer_id", "requested_at", "amount", "kind", "fast_refund", "return_shipped_at",

@@ -41,12 +41,27 @@ def tables():
         {"buyer_id": [10, 11], "closed_at": _ts(["2024-03-01", "2024-03-02"]), "ruling": ["seller", "buyer"]}
     )
     violations = pd.DataFrame(
-        {"buyer_id": [10, 11, 12], "ts": _ts(["2024-04-01"] * 3), "kind": ["confirmed_fraud", "scalping", "scalping"], "severity": [1, 3, 2]}
+        {
+            "buyer_id": [10, 11, 12],
+            "ts": _ts(["2024-04-01"] * 3),
+            "kind": ["confirmed_fraud", "scalping", "scalping"],
+            "severity": [1, 3, 2],
+        }
     )
     bills = pd.DataFrame(
-        {"buyer_id": [10, 11], "due_at": _ts(["2024-05-10", "2024-05-10"]), "paid_at": _ts(["2024-06-09", "2024-06-10"])}
+        {
+            "buyer_id": [10, 11],
+            "due_at": _ts(["2024-05-10", "2024-05-10"]),
+            "paid_at": _ts(["2024-06-09", "2024-06-10"]),
+        }
     )
-    return {"presales": presales, "refunds": refunds, "disputes": disputes, "violations": violations, "credit_bills": bills}
+    return {
+        "presales": presales,
+        "refunds": refunds,
+        "disputes": disputes,
+        "violations": violations,
+        "credit_bills": bills,
+    }
 
 
 def test_each_outcome_and_the_instant_it_becomes_a_fact():
@@ -60,7 +75,13 @@ def test_each_outcome_and_the_instant_it_becomes_a_fact():
     assert ref["t"].tolist()[1:] == [T("2024-01-15"), T("2024-02-01"), T("2024-01-05")]
     events = bad_events(t)
     counts = events.groupby("kind").size().to_dict()
-    assert counts == {"balance_default": 2, "refund_loss": 3, "dispute_lost": 1, "severe_violation": 2, "bill_delinquent": 1}
+    assert counts == {
+        "balance_default": 2,
+        "refund_loss": 3,
+        "dispute_lost": 1,
+        "severe_violation": 2,
+        "bill_delinquent": 1,
+    }
     bill = events[events["kind"] == "bill_delinquent"]
     assert bill["buyer_id"].tolist() == [11] and bill["t"].tolist() == [T("2024-06-09")]
 

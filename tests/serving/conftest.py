@@ -36,7 +36,9 @@ def model_uri(tmp_path_factory) -> str:
     """A real ``RatingModel`` with both service heads and the review head, saved as a pyfunc directory
     (fit once per session, a few seconds): every decision of the service tests is priced by a head and
     held to the test policy's expected-loss allowance, as in production."""
-    return save_tiny_rating(tmp_path_factory.mktemp("model") / "rating", SIGNALS, seed=0, heads=True, review=True)
+    return save_tiny_rating(
+        tmp_path_factory.mktemp("model") / "rating", SIGNALS, seed=0, heads=True, review=True
+    )
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ from mlflow import MlflowClient
 from tests.serving.conftest import API_KEY, POLICY_SIGNALS, SIGNALS
 from training.package import log_rating
 from training.tiny import make_tiny_rating, synthetic_dataset, tiny_heads
+from training.tracking import ensure_experiment
 
 NAME = "tiny-rating"
 GOOD, NEXT, BROKEN, LACKING = "1", "2", "3", "4"
@@ -24,7 +25,7 @@ def registry(tmp_path_factory) -> str:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLFLOW_TRACKING_URI", uri)
         mlflow.set_tracking_uri(uri)
-        mlflow.set_experiment("hot-swap")
+        mlflow.set_experiment(experiment_id=ensure_experiment("hot-swap"))  # artifacts beside the store
         for seed in (0, 1):
             model = make_tiny_rating(SIGNALS, seed=seed, n=6000)
             model.set_heads(tiny_heads(SIGNALS, seed, n=3000))

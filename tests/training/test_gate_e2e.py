@@ -15,6 +15,7 @@ from training.challenge import judge
 from training.package import log_rating
 from training.promote import CHALLENGER, CHAMPION, set_aliases
 from training.tiny import make_tiny_rating, synthetic_dataset
+from training.tracking import ensure_experiment
 
 SIGNALS = [f"signal_{i}" for i in range(8)]
 NAME = "gate-test"
@@ -43,7 +44,7 @@ def registry(tmp_path, monkeypatch) -> MlflowClient:
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment("gate")
+    mlflow.set_experiment(experiment_id=ensure_experiment("gate"))  # artifacts beside the store
     return MlflowClient(uri)
 
 
