@@ -24,9 +24,12 @@ from serving.backtest import backtest
 from serving.backtest_report import render
 from serving.policy import FAST_REFUND, PRESALE, parse_policy
 from serving.policy_search import curve, propose_on_window
+from training.promote import Comparison
 from training.snapshots import MONTH, PRESALE_FESTIVALS, TimeSplit
+from training.yardsticks import Estimate
 
 SEARCH_DAYS = 30
+REPLICATES = 200
 HIGH_RISK_P = 0.3  # an approval whose true probability of loss is above this is a high-risk approval
 PREFIX = {PRESALE: "presale", FAST_REFUND: "refund"}
 
@@ -39,6 +42,8 @@ class Judged:
     metrics: dict[str, float] = field(default_factory=dict)
     curve: pd.DataFrame | None = None
     text: str = ""
+    decisions: pd.DataFrame | None = None  # the candidate's judged decisions on the test window
+    window: tuple[pd.Timestamp, pd.Timestamp] | None = None  # the test window
 
 
 def festival_window(first: pd.Timestamp, end: pd.Timestamp, days: int) -> tuple[pd.Timestamp, pd.Timestamp]:
@@ -152,7 +157,7 @@ def search_and_judge(
         render(reports[n], f"{n} ({policies[n].version}), test window {t0.date()} to {t1.date()}")
         for n in policies
     )
-    return Judged(doc, metrics, curve(found.tried), text)
+    return Judged(doc, metrics, curve(found.tried), text, decisions["candidate"], (t0, t1))
 
 
 def targets_of(metrics: dict[str, float]) -> dict[str, float]:
@@ -186,3 +191,79 @@ def curve_figure(frame: pd.DataFrame, targets: dict[str, float]):
         ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def policy_comparisons(new: pd.DataFrame, champion: pd.DataFrame, seed: int = 7) -> list[Comparison]:
+    """Per service, the new candidate's money approved and loss per unit approved against the champion's.
+
+    Both are judged decisions of the same window (``serving.backtest.judged``), each decided by its
+    own model and policy; the loss is the truth's expected loss where the export has one, else
+    the realised. Differences are paired: the same buyer-level Poisson(1) resamples for both.
+    """
+    out = []
+    for service, prefix in PREFIX.items():
+        a, b = new[new["service"] == service], champion[champion["service"] == service]
+        if a.empty or b.empty:
+            continue
+        buyers, inverse = np.unique(np.concatenate([a["buyer_id"], b["buyer_id"]]), return_inverse=True)
+        sums = []
+        for frame, idx in ((a, inverse[: len(a)]), (b, inverse[len(a) :])):
+            ok = frame["decision"].eq("approve").to_numpy()
+            money = np.where(ok, frame["at_risk"].to_numpy(np.float64), 0.0)
+            p = frame["p_true"].to_numpy(np.float64)
+            p = np.where(np.isnan(p), frame["bad"].to_numpy(np.float64), p)
+            sums.append([np.bincount(idx, weights=x, minlength=len(buyers)) for x in (money, money * p)])
+        weights = np.vstack(
+            [np.ones(len(buyers)), np.random.default_rng(seed).poisson(1.0, size=(REPLICATES, len(buyers)))]
+        )
+        (m_new, l_new), (m_old, l_old) = ([weights @ x for x in pair] for pair in sums)
+        rate_new = np.divide(l_new, m_new, out=np.full_like(l_new, np.nan), where=m_new > 0)
+        rate_old = np.divide(l_old, m_old, out=np.full_like(l_old, np.nan), where=m_old > 0)
+        out.append(
+            Comparison(
+                f"policy_{prefix}_money", True, float(m_new[0]), float(m_old[0]), Estimate.of(m_new - m_old)
+            )
+        )
+        out.append(
+            Comparison(
+                f"policy_{prefix}_loss_per_unit",
+                False,
+                float(rate_new[0]),
+                float(rate_old[0]),
+                Estimate.of(rate_new - rate_old),
+            )  # fmt: skip
+        )
+    return out
+
+
+def against_champion(
+    client, name: str, judged: Judged, data: Path, progress: Callable[[str], None] = print
+) -> list[Comparison] | None:
+    """The new candidate against the champion's own candidate, each with its model, on the test window.
+
+    None when there is no champion, or its run logged no candidate policy, or the champion's
+    policy cannot be read (an older champion): the gate then reads the model yardsticks alone.
+    """
+    import mlflow
+    import yaml
+
+    from rating.artifact import load_rating
+    from serving.policy import PolicyError
+    from training.promote import CHAMPION, champion_version
+
+    if judged.decisions is None or champion_version(client, name) is None:
+        return None
+    champion = load_rating(f"models:/{name}@{CHAMPION}")
+    try:
+        uri = client.get_run(champion.run_id).info.artifact_uri
+        policy = parse_policy(
+            yaml.safe_load(mlflow.artifacts.load_text(f"{uri}/policy/candidate_policy.yaml")),
+            list(champion.model.signal_names),
+        )
+    except (OSError, PolicyError, yaml.YAMLError, mlflow.exceptions.MlflowException) as err:
+        progress(f"the champion's candidate policy cannot be read ({err}); the gate compares the models only")
+        return None
+    t0, t1 = judged.window
+    progress(f"the champion's model and candidate policy on {t0.date()}..{t1.date()} ...")
+    decisions, _ = backtest(data, t0, t1, champion, {"champion": policy}, progress)
+    return policy_comparisons(judged.decisions, decisions["champion"])

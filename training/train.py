@@ -60,7 +60,14 @@ from training.model import (
 )
 from training.opportunities import FAST_REFUND, KEYS, PRESALE, SERVICES
 from training.package import log_rating
-from training.policy_backtest import SEARCH_DAYS, curve_figure, search_and_judge, targets_of
+from training.policy_backtest import (
+    SEARCH_DAYS,
+    Judged,
+    against_champion,
+    curve_figure,
+    search_and_judge,
+    targets_of,
+)
 from training.policy_proposal import Proposal, candidate_policy, policy_bands, propose
 from training.presentation import figures, summary_text
 from training.propensity import logged_propensities, shipped_weights
@@ -345,13 +352,13 @@ def weigh_by_propensity(rows: pd.DataFrame, args: argparse.Namespace, progress: 
 
 def search_policy(
     model: RatingModel, run_id: str, candidate: dict, data: Path, split: TimeSplit, days: int, progress: Progress
-) -> tuple[dict, str]:
+) -> tuple[dict, str, Judged | None]:
     """The whole-policy search and its judgement on the test window (``training.policy_backtest``), logged.
 
     Returns:
-        The searched candidate and ``""``; when the search failed, the allowance proposal and a
-        header line for the candidate file saying why (metric ``policy_searched`` = 0 and the
-        ``policy_search`` tag say it too).
+        The searched candidate, ``""`` and the judgement; when the search failed, the allowance
+        proposal, a header line for the candidate file saying why (metric ``policy_searched`` = 0
+        and the ``policy_search`` tag say it too) and None.
     """
     try:
         judged = search_and_judge(
@@ -361,7 +368,7 @@ def search_policy(
         progress(f"WARNING: the whole-policy search failed, the candidate is the allowance proposal: {err}")
         mlflow.log_metric("policy_searched", 0.0)
         mlflow.set_tag("policy_search", f"failed: {err}"[:5000])
-        return candidate, f"# NOT SEARCHED: caps and allowances are the allowance proposal's ({err})\n"
+        return candidate, f"# NOT SEARCHED: caps and allowances are the allowance proposal's ({err})\n", None
     mlflow.log_metrics(judged.metrics | {"policy_searched": 1.0})
     mlflow.set_tag("policy_search", "searched")
     mlflow.log_text(judged.text, "policy/backtest_test_window.txt")
@@ -370,7 +377,7 @@ def search_policy(
         fig = curve_figure(judged.curve, targets_of(judged.metrics))
         fig.savefig(Path(tmp) / "search_curve.png", dpi=110, bbox_inches="tight")
         mlflow.log_artifacts(tmp, artifact_path="policy")
-    return judged.doc, ""
+    return judged.doc, "", judged
 
 
 def proposal_outcome(failed: dict[str, str]) -> tuple[dict[str, float], dict[str, str], str]:
@@ -587,10 +594,12 @@ def fit_and_log(
         candidate = candidate_policy(BASE_POLICY, proposals, f"candidate-{run.info.run_id[:8]}")
         if review is not None and "reviews" in candidate:
             candidate["reviews"]["hold_above"] = float(f"{review.hold_above:.6g}")
-        search_note = ""
+        search_note, searched = "", None
         if args.policy_days > 0:
             with progress.step("search_policy", "searching the whole policy by backtest, judging it on the test window ..."):
-                candidate, search_note = search_policy(model, run.info.run_id, candidate, data, split, args.policy_days, progress)
+                candidate, search_note, searched = search_policy(
+                    model, run.info.run_id, candidate, data, split, args.policy_days, progress
+                )
         proposed_metrics, proposed_tags, header = proposal_outcome(unproposed)
         header += search_note
         mlflow.log_metrics(proposed_metrics)
@@ -620,9 +629,13 @@ def fit_and_log(
         client = mlflow.MlflowClient()
         with progress.step("challenge", "comparing with the champion, if any, on the same test rows ..."):
             monotone = bool(report.metrics["stars_monotone"])
+            policies = None
+            if searched is not None:
+                policies = lambda: against_champion(client, args.register_name, searched, data, progress)  # noqa: E731
             judged = judge(
-                client, args.register_name, model, test, opportunities, args.promote, monotone, args.seed
-            )
+                client, args.register_name, model, test, opportunities, args.promote, monotone, args.seed,
+                policies,
+            )  # fmt: skip
         for c in judged.comparisons or []:
             mlflow.log_metrics(c.metrics())
         verdict, champion = judged.verdict, judged.champion
