@@ -10,7 +10,7 @@ from serving.reviews import ACTIONS as REVIEW_ACTIONS
 from serving.reviews import ASSESS_BODY as REVIEW_ASSESS_BODY
 from serving.reviews import OUTCOME_BODY as REVIEW_OUTCOME_BODY
 from serving.runtime import ALL_PARTS
-from serving.schema import AMOUNT, DECISION_BODY, MAX_ID, OUTCOME_BODY, Field
+from serving.schema import AMOUNT, BUYER_PATH, DECISION_BODY, MAX_ID, OUTCOME_BODY, Field
 
 _FINDING = {
     "type": "object",
@@ -308,10 +308,10 @@ def openapi_document(policy_version: str, max_amount: float | None = None) -> di
                     "security": secured,
                     "parameters": [
                         {
-                            "name": "buyer_id",
+                            "name": BUYER_PATH.name,
                             "in": "path",
                             "required": True,
-                            "schema": {"type": "integer", "minimum": 0, "maximum": MAX_ID},
+                            "schema": field_schema(BUYER_PATH),
                         }
                     ],
                     "responses": {
@@ -321,7 +321,10 @@ def openapi_document(policy_version: str, max_amount: float | None = None) -> di
                             "by this buyer (null without a rating or a review head).",
                             **_json({"type": "object"}),
                         },
-                        **_problems(**_AUTH, **{"404": "Not a buyer id (a non-negative integer)."}),
+                        **_problems(
+                            **_AUTH,
+                            **{"404": f"Not a buyer id (an integer 0..{MAX_ID}); `field` is `buyer_id`."},
+                        ),
                     },
                 }
             },

@@ -83,6 +83,22 @@ def _amount(name: str, description: str, positive: bool = True, required: bool =
     )
 
 
+BUYER_PATH = _id("buyer_id", "Buyer account id.")  # the path parameter of GET /v1/buyers/{buyer_id}/rating
+
+
+def parse_path_id(spec: Field, text: str) -> int:
+    """A path segment as the integer id ``spec`` declares: ASCII digits, within its bounds.
+
+    Raises:
+        RequestError: Naming ``spec.name`` (the API answers 404: no resource has such an id).
+    """
+    if not (text.isascii() and text.isdigit()):
+        raise RequestError(spec.name, "must be a non-negative integer")
+    if len(text.lstrip("0")) > len(str(spec.maximum)):  # before int(): thousands of digits cost time
+        raise RequestError(spec.name, f"must be <= {_number(spec.maximum)}")
+    return _check(spec, int(text), spec.name, max_amount=0.0)
+
+
 ORDER = Field(
     "order",
     "object",
@@ -173,6 +189,11 @@ def _money(spec: Field, value: Any, path: str, max_amount: float, decimals: int)
     return units
 
 
+def _number(bound: float) -> str:
+    """A bound as a message shows it: integers exactly (``9223372036854775807``), others shortest."""
+    return str(bound) if isinstance(bound, int) else f"{bound:g}"
+
+
 def _check(spec: Field, value: Any, path: str, max_amount: float, decimals: int = 2) -> Any:
     kind = spec.kind
     if kind == "object":
@@ -216,9 +237,9 @@ def _check(spec: Field, value: Any, path: str, max_amount: float, decimals: int 
     if spec.minimum is not None and (
         value < spec.minimum or (spec.exclusive_minimum and value == spec.minimum)
     ):
-        raise RequestError(path, f"must be {'>' if spec.exclusive_minimum else '>='} {spec.minimum:g}")
+        raise RequestError(path, f"must be {'>' if spec.exclusive_minimum else '>='} {_number(spec.minimum)}")
     if maximum is not None and value > maximum:
-        raise RequestError(path, f"must be <= {maximum:g}")
+        raise RequestError(path, f"must be <= {_number(maximum)}")
     return value if kind == "integer" else float(value)
 
 
