@@ -74,9 +74,10 @@ REVIEW = Field(
         Field(
             "currency",
             "string",
-            "ISO currency code (default: the policy currency).",
+            "ISO currency code; the policy currency (the default).",
             required=False,
             max_length=3,
+            policy_currency=True,
         ),  # fmt: skip
         Field("category", "string", "The reviewed order's product category.", enum=CATEGORIES),
         Field(
@@ -158,10 +159,12 @@ class Assessment:
     unscored: dict[str, str] | None = None
 
 
-def _object(body: Any, spec: Field, max_amount: float, decimals: int) -> dict[str, Any]:
+def _object(
+    body: Any, spec: Field, max_amount: float, decimals: int, currency: str | None = None
+) -> dict[str, Any]:
     if not isinstance(body, Mapping):
         raise RequestError("body", "must be a JSON object")
-    return check_object(spec, body, "body", max_amount, decimals)
+    return check_object(spec, body, "body", max_amount, decimals, currency)
 
 
 def parse_assessment(body: Any, max_amount: float, currency: str, decimals: int = 2) -> ReviewRequest:
@@ -170,10 +173,8 @@ def parse_assessment(body: Any, max_amount: float, currency: str, decimals: int 
     Raises:
         RequestError: Naming the first offending field.
     """
-    d = _object(body, ASSESS_BODY, max_amount, decimals)
+    d = _object(body, ASSESS_BODY, max_amount, decimals, currency)
     r = d["review"]
-    if r.get("currency", currency) != currency:
-        raise RequestError("review.currency", f"must be {currency} (the policy currency)")
     posted, delivered = r.get("posted_at"), r.get("delivered_at")
     if posted is not None and delivered is not None and delivered > posted:
         raise RequestError("review.delivered_at", "must not be after review.posted_at")
