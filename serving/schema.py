@@ -281,7 +281,9 @@ def _amount_text(max_amount: float, decimals: int, positive: bool) -> re.Pattern
 
 def _money(spec: Field, value: Any, path: str, max_amount: float, decimals: int) -> int:
     """An amount in integer minor units; the message names the field on anything inexact or out of range."""
-    if isinstance(value, str) and not _amount_text(max_amount, decimals, spec.exclusive_minimum).match(value):
+    if isinstance(value, str) and not _amount_text(max_amount, decimals, spec.exclusive_minimum).fullmatch(
+        value
+    ):
         raise RequestError(
             path,
             f"must be a decimal string such as 12.30 (digits, at most {decimals} decimals, no sign, exponent "
@@ -324,7 +326,7 @@ def _check(
             raise RequestError(path, f"must be at most {spec.max_length} characters")
         if spec.enum is not None and value not in spec.enum:
             raise RequestError(path, f"must be one of {', '.join(spec.enum)}")
-        if not _TEXT.match(value):
+        if not _TEXT.fullmatch(value):
             raise RequestError(path, "must contain printable ASCII characters only")
         if spec.policy_currency and currency is not None and value != currency:
             raise RequestError(path, f"must be {currency} (the policy currency)")
