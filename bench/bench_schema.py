@@ -139,7 +139,9 @@ def main(argv: list[str] | None = None) -> int:
                 "SCHEMATHESIS_HOOKS": "schema_hooks",
                 "PYTHONPATH": os.pathsep.join([str(HERE), *sys.path]),
             }
-            run = subprocess.run(cmd, capture_output=True, text=True, check=False, env=os.environ | hooks)
+            run = subprocess.run(  # in the temporary folder: schemathesis keeps its crash cache in its cwd
+                cmd, capture_output=True, text=True, check=False, env=os.environ | hooks, cwd=root
+            )
         finally:
             server.shutdown()
         seconds = time.perf_counter() - started
