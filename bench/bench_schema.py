@@ -26,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 import warnings
 from pathlib import Path
 
@@ -133,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
             "--max-examples", str(args.max_examples), "--seed", str(args.seed), "-H", f"X-API-Key: {KEY}",
             "--report", "ndjson", "--report-ndjson-path", str(events), "--no-color",
         ]  # fmt: skip
+        with urllib.request.urlopen(f"{url}/openapi.json") as answer:
+            paths = json.load(answer)["paths"]
+        operations = {f"{method.upper()} {path}" for path, methods in paths.items() for method in methods}
         started = time.perf_counter()
         try:
             hooks = {
@@ -150,14 +154,28 @@ def main(argv: list[str] | None = None) -> int:
         f"schemathesis --checks all --max-examples {args.max_examples} --seed {args.seed}: {seconds:.0f} s\n"
     )
     print(f"{'operation':36s} {'cases':>7s} {'failed':>7s}  checks failed")
-    for name, op in figures.items():
+    documented = {name: op for name, op in figures.items() if name in operations}
+    other = [op for name, op in figures.items() if name not in operations]
+    rows = [*documented.items()]
+    if other:  # the unsupported_method check: a method a path does not declare must get 405
+        merged = {
+            "cases": sum(o["cases"] for o in other),
+            "failed": sum(o["failed"] for o in other),
+            "checks": dict(sum((collections.Counter(o["checks"]) for o in other), collections.Counter())),
+        }
+        rows.append((f"other methods ({len(other)} path+method)", merged))
+    for name, op in rows:
         checks = ", ".join(f"{c} x{n}" for c, n in sorted(op["checks"].items())) or "-"
         print(f"{name:36s} {op['cases']:7,d} {op['failed']:7,d}  {checks}")
     print(
         f"{'all':36s} {sum(o['cases'] for o in figures.values()):7,d} {sum(o['failed'] for o in figures.values()):7,d}"
     )
-    summary = run.stdout[run.stdout.find("=== FAILURES") :] if "=== FAILURES" in run.stdout else ""
-    print("\n" + (summary or run.stdout[-1500:]) + run.stderr[-1500:])
+    for header in ("=== FAILURES", "=== SUMMARY"):  # schemathesis' own report, from its first section
+        if header in run.stdout:
+            print("\n" + run.stdout[run.stdout.rfind("\n", 0, run.stdout.find(header)) + 1 :].rstrip())
+            break
+    else:
+        print("\n" + run.stdout[-3000:] + run.stderr[-3000:])
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"load average at end (1/5/15 min): {load}")
     if args.json is not None:
