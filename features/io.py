@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from features import contract
 from features.memory import release_free_memory
-from features.validate import ContractError, Problem, example_keys, validate
+from features.validate import ContractError, Problem, example_keys, merge, validate
 
 _TIMESTAMP = pd.DatetimeTZDtype("us", "UTC")
 _PART = re.compile(r"part-(\d+)\.(parquet|csv)$")
@@ -130,7 +130,18 @@ def _read_raw(
             if not chosen:
                 return contract.arrow_schema(table.name).empty_table().to_pandas(), []
             frames = [_read_file(f, wanted) for f in chosen]
-            return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0], []
+            # A part without a column its siblings have would read as nulls once concatenated: the
+            # column is missing (and left out, so no other check reads those nulls).
+            absent = []
+            for c in wanted:
+                lacking = [f.name for f, frame in zip(chosen, frames, strict=True) if c not in frame.columns]
+                if 0 < len(lacking) < len(frames):
+                    msg = f"required column absent in {', '.join(lacking)}"
+                    absent.append(Problem(table.name, c, "missing_column", 1, (), msg))
+            if len(frames) == 1:
+                return frames[0], []
+            frame = pd.concat(frames, ignore_index=True)
+            return frame.drop(columns=[p.column for p in absent]), absent
         frame = _read_file(path, wanted)
     except (OSError, ValueError, pa.ArrowException) as err:
         return None, [Problem(table.name, None, "unreadable", 1, (), f"cannot read {path}: {err}")]
@@ -353,3 +364,61 @@ def load_tables(
     if found:
         raise ContractError(found)
     return frames
+
+
+def validate_export(
+    data_dir: str | Path, exported_at: str | datetime | None = None, parts: Iterable[int] | None = None
+) -> dict[str, int]:
+    """Validate a whole export against the contract, shard by shard: the check every command runs on
+    raw data before reading anything else of it (``python -m features validate``, ``training/train.py``,
+    ``python -m serving.publish``).
+
+    A folder export is loaded one part at a time (foreign keys resolve within the part), so memory
+    stays bounded by the largest shard; problems are merged across parts.
+
+    Args:
+        data_dir: Export directory.
+        exported_at: Export time; default manifest ``exported_at``, else now (UTC).
+        parts: Only these shards (default all).
+
+    Returns:
+        Rows per table, over the shards validated.
+
+    Raises:
+        ContractError: Carrying every problem of every shard (table, column, check, offending rows).
+        ValueError: If ``data_dir`` is not a directory, its manifest or ``exported_at`` is unreadable,
+            or a part asked for does not exist.
+    """
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise ValueError(f"{data_dir}: not a directory")
+    when = export_time(data_dir, exported_at)
+    available = shard_parts(data_dir)
+    chosen = available if parts is None else list(parts)
+    missing = [p for p in chosen if p not in available]
+    if missing:
+        raise ValueError(f"no part {missing[0]}; parts are {available}")
+    sharded = parts is not None or len(chosen) > 1
+    rows: dict[str, int] = {}
+    problems: list[Problem] = []
+    for part in chosen:
+        try:
+            frames = load_tables(data_dir, part=part if sharded else None, exported_at=when)
+        except ContractError as err:
+            problems += [_tag_rows(p, f"part {part}: ") if sharded else p for p in err.problems]
+            continue
+        for name, frame in frames.items():
+            rows[name] = rows.get(name, 0) + len(frame)
+        del frames
+        release_free_memory()
+    if problems:
+        raise ContractError(merge(problems))
+    return rows
+
+
+def _tag_rows(problem: Problem, tag: str) -> Problem:
+    """``problem`` with its row-number examples (``row 12``) prefixed by ``tag`` (``part 3: row 12``)."""
+    if not any(e.startswith("row ") for e in problem.examples):
+        return problem
+    examples = tuple(tag + e if e.startswith("row ") else e for e in problem.examples)
+    return Problem(problem.table, problem.column, problem.check, problem.count, examples, problem.message)

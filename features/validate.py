@@ -301,11 +301,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Validate an export shard by shard; print an OK line (exit 0) or every problem (exit 2).
-
-    A folder export is loaded one part at a time (foreign keys resolve within the part),
-    so memory stays bounded by the largest shard; problems are merged across parts.
-    """
+    """Validate an export shard by shard (``features.io.validate_export``); print an OK line (exit 0)
+    or every problem (exit 2). A folder export is loaded one part at a time, so memory stays bounded
+    by the largest shard."""
     from features import io  # io imports this module for Problem; import here to avoid a cycle
 
     if not Path(args.data_dir).is_dir():
@@ -321,23 +319,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"FAILED {args.data_dir}: no part {args.part}; parts are {available}")
         return 2
     parts = available if args.part is None else [args.part]
-    sharded = args.part is not None or len(parts) > 1
-    rows: dict[str, int] = {}
-    problems: list[Problem] = []
-    for part in parts:
-        shard = part if sharded else None
-        try:
-            frames = io.load_tables(args.data_dir, part=shard, exported_at=exported_at)
-        except ContractError as err:
-            tag = f"part {part}: " if shard is not None else ""
-            problems += [_tag_rows(p, tag) for p in err.problems]
-            continue
-        for name, frame in frames.items():
-            rows[name] = rows.get(name, 0) + len(frame)
-    if problems:
-        problems = merge(problems)
-        print(f"FAILED {args.data_dir}: {len(problems)} problem(s) (exported_at {exported_at.isoformat()})")
-        for p in problems:
+    try:
+        rows = io.validate_export(args.data_dir, exported_at, None if args.part is None else parts)
+    except ContractError as err:
+        print(
+            f"FAILED {args.data_dir}: {len(err.problems)} problem(s) (exported_at {exported_at.isoformat()})"
+        )
+        for p in err.problems:
             print(f"  - {p}")
         return 2
     print(
@@ -347,13 +335,6 @@ def run(args: argparse.Namespace) -> int:
         + ")"
     )
     return 0
-
-
-def _tag_rows(problem: Problem, tag: str) -> Problem:
-    if not tag or not any(e.startswith("row ") for e in problem.examples):
-        return problem
-    examples = tuple(tag + e if e.startswith("row ") else e for e in problem.examples)
-    return Problem(problem.table, problem.column, problem.check, problem.count, examples, problem.message)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,7 +22,7 @@ import pandas as pd
 from features.hard_facts import CAPPED_MAX_STAR, FLOOR_STAR, HARD_FACTS
 from rating.calibrate import Calibration
 from rating.heads import ServiceHead
-from rating.reasons import Reason, ReasonCatalogue, ReasonTable, top_k, top_reasons
+from rating.reasons import Reason, ReasonCatalogue, ReasonTable, reason_points, top_k, top_reasons
 from rating.scale import SCORE_MIN, ScoreScale, p_to_score, score_to_star, validate_cuts
 
 BOOSTER_ARTIFACT = "booster"
@@ -219,12 +219,8 @@ class RatingModel(mlflow.pyfunc.PythonModel):
         return self.heads[service].probability(self._matrix(X), context)
 
     def reason_points(self, contributions: np.ndarray) -> np.ndarray:
-        """What reasons are ranked by, from ``rows x signals`` log-odds contributions: each catalogue
-        entry's score points against the baseline buyer (``rows x entries``), or, without a
-        catalogue, the contributions themselves (one entry per signal)."""
-        if self.catalogue is None:
-            return np.atleast_2d(np.asarray(contributions, dtype=np.float64))
-        return self.catalogue.points(contributions)
+        """What reasons are ranked by (``rating.reasons.reason_points`` with this model's catalogue)."""
+        return reason_points(self.catalogue, contributions)
 
     def reason_entry(self, j: int) -> tuple[str, str]:
         """Code and buyer-facing text of reason entry ``j`` (a column of ``reason_points``)."""

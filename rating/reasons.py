@@ -182,6 +182,15 @@ class ReasonCatalogue:
         return np.where(points >= self.min_points, points, 0.0)
 
 
+def reason_points(catalogue: ReasonCatalogue | None, contributions: np.ndarray) -> np.ndarray:
+    """What reasons are ranked by, from ``rows x signals`` log-odds contributions: each catalogue
+    entry's score points against the baseline buyer (``rows x entries``), or, without a catalogue,
+    the contributions themselves (one entry per signal)."""
+    if catalogue is None:
+        return np.atleast_2d(np.asarray(contributions, dtype=np.float64))
+    return catalogue.points(contributions)
+
+
 MIN_REASON_POINTS = 5.0
 """Score points below which a catalogue entry is not cited (on the default scale, 5 points move the
 odds by 7%): a reason must cost the buyer something, and the near-ties below it are noise."""

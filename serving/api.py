@@ -22,7 +22,7 @@ from serving.idempotency import Refusal, key_id
 from serving.policy import PolicyError
 from serving.reviews import handle_assessment, handle_review_outcome, reviewer_risk
 from serving.runtime import ALL_PARTS
-from serving.schema import RequestError
+from serving.schema import BUYER_PATH, RequestError, parse_path_id
 
 log = logging.getLogger(__name__)
 api = Blueprint("api", __name__, url_prefix="/v1")
@@ -120,12 +120,17 @@ def outcomes():
     return jsonify(result)
 
 
-@api.get("/buyers/<int:buyer_id>/rating")
+@api.get("/buyers/<buyer_id>/rating")
 @requires("decide")
-def rating(buyer_id: int):
-    """Stars, score and top reasons for a buyer-facing page."""
+def rating(buyer_id: str):
+    """Stars, score and top reasons for a buyer-facing page; 404 naming ``buyer_id`` when the path
+    holds no buyer id (``serving.schema.BUYER_PATH``: an integer 0..2^63-1)."""
+    try:
+        buyer = parse_path_id(BUYER_PATH, buyer_id)
+    except RequestError as exc:
+        raise Problem(404, "not_found", f"no such buyer: {exc.field} {exc.message}", exc.field) from None
     live = services().runtime.live
-    return jsonify(buyer_rating(live, buyer_id) | {"reviewer_risk": reviewer_risk(live, buyer_id)})
+    return jsonify(buyer_rating(live, buyer) | {"reviewer_risk": reviewer_risk(live, buyer)})
 
 
 @api.post("/reviews/assess")

@@ -131,8 +131,8 @@ class ServingConfig:
             raise ValueError("checkpoint_interval_s: must be >= 0")
         if self.max_snapshot_age_s < 0:
             raise ValueError("max_snapshot_age_s: must be >= 0 (0: no limit)")
-        if self.max_amount <= 0:
-            raise ValueError("max_amount: must be > 0")
+        if self.max_amount < 1:  # serving.schema.amount_pattern: amounts up to it, in whole units and less
+            raise ValueError("max_amount: must be at least one currency unit")
         for name in ("max_body_bytes", "db_busy_timeout_ms", "db_pool_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:

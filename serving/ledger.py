@@ -360,23 +360,43 @@ class Ledger:
                 self.group_sync.sync()
 
     @contextmanager
-    def _locked_core(self, buyer_id: int, key_id: str, outcome_id: str) -> Iterator[Any]:
-        """A SQLAlchemy transaction holding the buyer's lock and the outcome id's claim."""
+    def claimed(
+        self, key_id: str, name: str, what: str, namespace: str, buyer_id: int | None = None
+    ) -> Iterator[Any]:
+        """A SQLAlchemy transaction holding the in-flight claim on an id and, given ``buyer_id``, the
+        buyer's lock: how outcomes and the review log write (decisions use ``locked``). It commits on
+        exit and, under SQLite group durability, returns only once the commit is on disk.
+
+        Args:
+            key_id: The calling key's id (ids are scoped to it).
+            name: The id being processed (an ``outcome_id``, a review's ``request_id``...).
+            what: Its field name, for the 409's message.
+            namespace: Keeps PostgreSQL's advisory lock on this kind of id apart from the others
+                (the lock is ``claim_number(key_id, f"{namespace}:{name}")``); SQLite claims ``name``.
+            buyer_id: The buyer to lock (PostgreSQL: its ``buyer_locks`` row ``FOR UPDATE``; SQLite's
+                ``BEGIN IMMEDIATE`` serialises every writer), or None.
+
+        Raises:
+            Refusal: 409 ``idempotency_request_in_flight`` when the id is being processed right now.
+        """
         self.ensure()
-        with self._claimed(key_id, outcome_id, "outcome_id"):
+        with self._claimed(key_id, name, what):
             with self.engine.begin() as conn:  # SQLite: BEGIN IMMEDIATE (engine event)
                 if self.dialect == "postgresql":
-                    claim = claim_number(key_id, f"outcome:{outcome_id}")
+                    claim = claim_number(key_id, f"{namespace}:{name}")
                     if not conn.execute(select(func.pg_try_advisory_xact_lock(claim))).scalar():
-                        raise in_flight("outcome_id")
-                    conn.execute(pg_insert(BUYER_LOCKS).values(buyer_id=buyer_id).on_conflict_do_nothing())
-                    conn.execute(
-                        select(BUYER_LOCKS.c.buyer_id)
-                        .where(BUYER_LOCKS.c.buyer_id == buyer_id)
-                        .with_for_update()
-                    )
+                        raise in_flight(what)
+                    if buyer_id is not None:
+                        conn.execute(
+                            pg_insert(BUYER_LOCKS).values(buyer_id=buyer_id).on_conflict_do_nothing()
+                        )
+                        conn.execute(
+                            select(BUYER_LOCKS.c.buyer_id)
+                            .where(BUYER_LOCKS.c.buyer_id == buyer_id)
+                            .with_for_update()
+                        )
                 yield conn
-            if self.group_sync is not None:
+            if self.group_sync is not None:  # durable before the caller answers
                 self.group_sync.sync()
 
     def find_outputs(self, key_id: str, request_id: str) -> tuple[dict | None, str | None]:
@@ -418,7 +438,7 @@ class Ledger:
         result = {"outcome_id": outcome.outcome_id, "kind": outcome.kind, "replayed": False}
         o, r = OUTCOMES.c, RESERVATIONS.c
         now = now or utcnow()
-        with self._locked_core(outcome.buyer_id, key_id, outcome.outcome_id) as conn:
+        with self.claimed(key_id, outcome.outcome_id, "outcome_id", "outcome", outcome.buyer_id) as conn:
             stored = conn.execute(
                 select(o.kind, o.released_minor, o.fingerprint).where(
                     o.key_id == key_id, o.outcome_id == outcome.outcome_id

@@ -10,7 +10,17 @@ from serving.reviews import ACTIONS as REVIEW_ACTIONS
 from serving.reviews import ASSESS_BODY as REVIEW_ASSESS_BODY
 from serving.reviews import OUTCOME_BODY as REVIEW_OUTCOME_BODY
 from serving.runtime import ALL_PARTS
-from serving.schema import AMOUNT, DECISION_BODY, MAX_ID, OUTCOME_BODY, Field
+from serving.schema import (
+    AMOUNT,
+    BUYER_PATH,
+    DECISION,
+    MAX_ID,
+    OUTCOME,
+    TEXT,
+    Field,
+    Variants,
+    amount_pattern,
+)
 
 _FINDING = {
     "type": "object",
@@ -96,33 +106,80 @@ _DECISION = {
 }
 
 
-def field_schema(spec: Field, max_amount: float | None = None) -> dict[str, Any]:
-    """JSON Schema of one declared field."""
+def field_schema(
+    spec: Field, max_amount: float | None = None, decimals: int = 2, currency: str | None = None
+) -> dict[str, Any]:
+    """JSON Schema of one declared field; an amount (``maximum=AMOUNT``) needs ``max_amount`` and the
+    currency's ``decimals``: a JSON number, a multiple of the minor unit, or a decimal string
+    (``serving.schema.amount_pattern``, the pattern the parser matches)."""
     if spec.kind == "object":
         return {
             "type": "object",
             "description": spec.description,
             "additionalProperties": False,
-            "properties": {f.name: field_schema(f, max_amount) for f in spec.fields},
+            "properties": {
+                f.name: (field_schema if f.required else _optional)(f, max_amount, decimals, currency)
+                for f in spec.fields
+            },
             "required": [f.name for f in spec.fields if f.required],
         }
     if spec.kind == "datetime":
         return {"type": "string", "format": "date-time", "description": spec.description}
+    if spec.maximum == AMOUNT:
+        if max_amount is None:
+            raise ValueError(f"{spec.name}: an amount's schema needs max_amount")
+        number: dict[str, Any] = {"type": "number", "multipleOf": 10.0**-decimals if decimals else 1}
+        number["exclusiveMinimum" if spec.exclusive_minimum else "minimum"] = 0
+        number["maximum"] = max_amount
+        text = {"type": "string", "pattern": amount_pattern(max_amount, decimals, spec.exclusive_minimum)}
+        return {"description": spec.description, "anyOf": [number, text]}
     out: dict[str, Any] = {"type": spec.kind, "description": spec.description}
     if spec.enum is not None:
         out["enum"] = list(spec.enum)
-    if spec.max_length is not None:
+    elif spec.policy_currency and currency is not None:
+        out["enum"] = [currency]
+    elif spec.kind == "string":
+        out["pattern"] = TEXT
+    if spec.max_length is not None and "enum" not in out:
         out["maxLength"] = spec.max_length
-    if spec.kind == "string" and spec.enum is None:
-        out["pattern"] = r"^\S(.*\S)?$"  # no blank, no leading or trailing whitespace
     if spec.minimum is not None:
         out["exclusiveMinimum" if spec.exclusive_minimum else "minimum"] = spec.minimum
-    if spec.maximum == AMOUNT:
-        if max_amount is not None:
-            out["maximum"] = max_amount
-    elif spec.maximum is not None:
+    if spec.maximum is not None:
         out["maximum"] = spec.maximum
     return out
+
+
+def _optional(spec: Field, max_amount: float | None, decimals: int, currency: str | None) -> dict[str, Any]:
+    """An optional member's schema: the parser reads a null as the member left out."""
+    schema = field_schema(spec, max_amount, decimals, currency)
+    if "anyOf" in schema:
+        return {**schema, "anyOf": [*schema["anyOf"], {"type": "null"}]}
+    out = {**schema, "type": [schema["type"], "null"]}
+    if "enum" in out:
+        out["enum"] = [*out["enum"], None]
+    return out
+
+
+def variant_schemas(
+    variants: Variants, name: str, max_amount: float, decimals: int = 2, currency: str | None = None
+) -> tuple[dict, dict]:
+    """A body of ``variants`` as OpenAPI states it: one schema per value of its key (``components``,
+    named ``<name>_<value>``) and the body's schema, ``oneOf`` them with the key as discriminator.
+
+    Returns:
+        ``(components, body schema)``.
+    """
+    refs = {value: f"#/components/schemas/{name}_{value}" for value in variants.choice}
+    components = {
+        f"{name}_{value}": field_schema(variants.variant(value), max_amount, decimals, currency)
+        for value in refs
+    }
+    body = {
+        "description": variants.body.description,
+        "oneOf": [{"$ref": ref} for ref in refs.values()],
+        "discriminator": {"propertyName": variants.key, "mapping": refs},
+    }
+    return components, body
 
 
 def _json(schema: dict) -> dict:
@@ -189,7 +246,7 @@ _ASSESSMENT = {
 }
 
 
-def _review_paths(max_amount: float | None) -> dict[str, Any]:
+def _review_paths(max_amount: float, decimals: int, currency: str | None) -> dict[str, Any]:
     """The review routes (``serving.reviews``)."""
     secured = [{"apiKey": []}]
     return {
@@ -197,7 +254,10 @@ def _review_paths(max_amount: float | None) -> dict[str, Any]:
             "post": {
                 "summary": "Screen a review as it is posted: publish, or hold it for moderation",
                 "security": secured,
-                "requestBody": {"required": True, **_json(field_schema(REVIEW_ASSESS_BODY, max_amount))},
+                "requestBody": {
+                    "required": True,
+                    **_json(field_schema(REVIEW_ASSESS_BODY, max_amount, decimals, currency)),
+                },
                 "responses": {
                     "200": {
                         "description": "The assessment (header Idempotent-Replayed on a repeated request_id).",
@@ -219,7 +279,10 @@ def _review_paths(max_amount: float | None) -> dict[str, Any]:
             "post": {
                 "summary": "Record what moderation found about an assessed review",
                 "security": secured,
-                "requestBody": {"required": True, **_json(field_schema(REVIEW_OUTCOME_BODY, max_amount))},
+                "requestBody": {
+                    "required": True,
+                    **_json(field_schema(REVIEW_OUTCOME_BODY, max_amount, decimals, currency)),
+                },
                 "responses": {
                     "200": {"description": "Recorded (or replayed).", **_json({"type": "object"})},
                     **_problems(
@@ -239,13 +302,19 @@ def _review_paths(max_amount: float | None) -> dict[str, Any]:
     }
 
 
-def openapi_document(policy_version: str, max_amount: float | None = None) -> dict[str, Any]:
-    """The OpenAPI 3.1 document (``info.version`` carries the live policy version).
+def openapi_document(
+    policy_version: str, max_amount: float, decimals: int = 2, currency: str | None = None
+) -> dict[str, Any]:
+    """The OpenAPI 3.1 document (``info.version`` carries the live policy version); amounts are bounded
+    by ``max_amount`` and written with at most the policy currency's ``decimals``; a currency field
+    must be ``currency`` (None: any three characters).
 
     Every status a route answers is listed (schemathesis checks it, ``tests/serving/test_contract.py``);
     a method a path does not declare gets 405, an unknown path 404, both as problem details.
     """
     secured = [{"apiKey": []}]
+    decision_schemas, decision_body = variant_schemas(DECISION, "Decision", max_amount, decimals, currency)
+    outcome_schemas, outcome_body = variant_schemas(OUTCOME, "Outcome", max_amount, decimals, currency)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -253,13 +322,16 @@ def openapi_document(policy_version: str, max_amount: float | None = None) -> di
             "version": f"v1 (policy {policy_version})",
             "description": "Ship-before-balance and fast-refund eligibility from the buyer trust rating.",
         },
-        "components": {"securitySchemes": {"apiKey": {"type": "apiKey", "in": "header", "name": HEADER}}},
+        "components": {
+            "securitySchemes": {"apiKey": {"type": "apiKey", "in": "header", "name": HEADER}},
+            "schemas": {**decision_schemas, **outcome_schemas},
+        },
         "paths": {
             "/v1/decisions": {
                 "post": {
                     "summary": "Decide a trust service for one order or refund",
                     "security": secured,
-                    "requestBody": {"required": True, **_json(field_schema(DECISION_BODY, max_amount))},
+                    "requestBody": {"required": True, **_json(decision_body)},
                     "responses": {
                         "200": {
                             "description": "The decision (a failure inside the service is a decline with "
@@ -281,7 +353,7 @@ def openapi_document(policy_version: str, max_amount: float | None = None) -> di
                 "post": {
                     "summary": "Record an outcome (balance paid, goods returned, refund abuse...)",
                     "security": secured,
-                    "requestBody": {"required": True, **_json(field_schema(OUTCOME_BODY, max_amount))},
+                    "requestBody": {"required": True, **_json(outcome_body)},
                     "responses": {
                         "200": {
                             "description": "Recorded (or replayed); `released` is the exposure freed.",
@@ -301,17 +373,17 @@ def openapi_document(policy_version: str, max_amount: float | None = None) -> di
                     },
                 }
             },
-            **_review_paths(max_amount),
+            **_review_paths(max_amount, decimals, currency),
             "/v1/buyers/{buyer_id}/rating": {
                 "get": {
                     "summary": "Stars, score and top reasons of one buyer",
                     "security": secured,
                     "parameters": [
                         {
-                            "name": "buyer_id",
+                            "name": BUYER_PATH.name,
                             "in": "path",
                             "required": True,
-                            "schema": {"type": "integer", "minimum": 0, "maximum": MAX_ID},
+                            "schema": field_schema(BUYER_PATH),
                         }
                     ],
                     "responses": {
@@ -321,7 +393,10 @@ def openapi_document(policy_version: str, max_amount: float | None = None) -> di
                             "by this buyer (null without a rating or a review head).",
                             **_json({"type": "object"}),
                         },
-                        **_problems(**_AUTH, **{"404": "Not a buyer id (a non-negative integer)."}),
+                        **_problems(
+                            **_AUTH,
+                            **{"404": f"Not a buyer id (an integer 0..{MAX_ID}); `field` is `buyer_id`."},
+                        ),
                     },
                 }
             },

@@ -59,4 +59,5 @@ def metrics():
 def openapi():
     """The OpenAPI 3 document of this API."""
     s = services()
-    return jsonify(openapi_document(s.runtime.live.policy.version, s.config.max_amount))
+    policy = s.runtime.live.policy
+    return jsonify(openapi_document(policy.version, s.config.max_amount, policy.decimals, policy.currency))

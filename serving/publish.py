@@ -170,6 +170,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"--as-of: {exc}", file=sys.stderr)
         return 2
+    try:  # first: the signal build reads the raw tables as the contract says
+        io.validate_export(args.data)
+    except (ContractError, ValueError) as exc:
+        print(f"cannot publish from {args.data}: {exc}", file=sys.stderr)
+        return 2
     try:
         names, source, rating = load_signals_source(args)
     except Exception as exc:  # noqa: BLE001 - report why the model could not be read

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from rating.reasons import reason_points
 from serving.snapshot import FileWriter, RedisRows, RedisWriter
 
 TASK_NAME = "publish-part"
@@ -67,10 +68,8 @@ class Booster:
         return cls(lgb.Booster(model_str=text), catalogue)
 
     def reason_points(self, contributions: np.ndarray) -> np.ndarray:
-        """As ``RatingModel.reason_points``: catalogue points, or the contributions themselves."""
-        if self.catalogue is None:
-            return np.atleast_2d(np.asarray(contributions, dtype=np.float64))
-        return self.catalogue.points(contributions)
+        """As ``RatingModel.reason_points`` (``rating.reasons.reason_points`` with the catalogue)."""
+        return reason_points(self.catalogue, contributions)
 
 
 def publish_parts(

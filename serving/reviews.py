@@ -20,20 +20,19 @@ import json
 import logging
 import math
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager, nullcontext
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from features.contract import CATEGORIES
 from rating.reasons import top_reasons
 from rating.review import REVIEW_CONTEXT_TEXT, reference_context, review_context
 from serving.decide import DEGRADED
-from serving.idempotency import Refusal, claim_number, fingerprint, in_flight, key_reused
+from serving.idempotency import Refusal, fingerprint, key_reused
 from serving.live import Live, Unrated
 from serving.money import json_text
 from serving.policy import ReviewPolicy
@@ -75,9 +74,10 @@ REVIEW = Field(
         Field(
             "currency",
             "string",
-            "ISO currency code (default: the policy currency).",
+            "ISO currency code; the policy currency (the default).",
             required=False,
             max_length=3,
+            policy_currency=True,
         ),  # fmt: skip
         Field("category", "string", "The reviewed order's product category.", enum=CATEGORIES),
         Field(
@@ -159,10 +159,12 @@ class Assessment:
     unscored: dict[str, str] | None = None
 
 
-def _object(body: Any, spec: Field, max_amount: float, decimals: int) -> dict[str, Any]:
+def _object(
+    body: Any, spec: Field, max_amount: float, decimals: int, currency: str | None = None
+) -> dict[str, Any]:
     if not isinstance(body, Mapping):
         raise RequestError("body", "must be a JSON object")
-    return check_object(spec, body, "body", max_amount, decimals)
+    return check_object(spec, body, "body", max_amount, decimals, currency)
 
 
 def parse_assessment(body: Any, max_amount: float, currency: str, decimals: int = 2) -> ReviewRequest:
@@ -171,10 +173,8 @@ def parse_assessment(body: Any, max_amount: float, currency: str, decimals: int 
     Raises:
         RequestError: Naming the first offending field.
     """
-    d = _object(body, ASSESS_BODY, max_amount, decimals)
+    d = _object(body, ASSESS_BODY, max_amount, decimals, currency)
     r = d["review"]
-    if r.get("currency", currency) != currency:
-        raise RequestError("review.currency", f"must be {currency} (the policy currency)")
     posted, delivered = r.get("posted_at"), r.get("delivered_at")
     if posted is not None and delivered is not None and delivered > posted:
         raise RequestError("review.delivered_at", "must not be after review.posted_at")
@@ -296,23 +296,6 @@ def respond(request: ReviewRequest, assessment: Assessment, live: Live, assessme
     }
 
 
-@contextmanager
-def _transaction(ledger: Any, key_id: str, name: str, what: str) -> Iterator[Any]:
-    """A transaction holding the in-flight claim on ``name`` (``serving.idempotency``): in SQLite the
-    ledger's claim file, in PostgreSQL an advisory lock taken inside the transaction."""
-    ledger.ensure()
-    sqlite = ledger.dialect == "sqlite"
-    with ledger.inflight.claim(key_id, name, what) if sqlite else nullcontext():
-        with ledger.engine.begin() as conn:
-            if not sqlite:
-                claim = claim_number(key_id, f"{what}:{name}")
-                if not conn.execute(select(func.pg_try_advisory_xact_lock(claim))).scalar():
-                    raise in_flight(what)
-            yield conn
-        if ledger.group_sync is not None:  # durable before the caller gets the answer
-            ledger.group_sync.sync()
-
-
 def _stored(conn: Any, table: Any, key_id: str, id_column: str, value: str) -> Any:
     c = table.c
     return conn.execute(
@@ -350,7 +333,7 @@ def handle_assessment(
     as_of = None if live.snapshot is None or assessment.p_removed is None else live.snapshot.meta.as_of
     assessment_id = ledger.new_decision_id()
     out = respond(request, assessment, live, assessment_id, as_of)
-    with _transaction(ledger, key_id, request.request_id, "request_id") as conn:
+    with ledger.claimed(key_id, request.request_id, "request_id", "request_id") as conn:
         stored = _stored(conn, REVIEW_ASSESSMENTS, key_id, "request_id", request.request_id)
         if stored is not None:
             return _replay(stored, print_, "request_id"), True
@@ -393,7 +376,7 @@ def handle_review_outcome(body: Any, ledger: Any, max_amount: float, key_id: str
     print_ = fingerprint(outcome, leave_out=("outcome_id",))
     result = {"outcome_id": outcome.outcome_id, "kind": outcome.kind, "review_id": outcome.review_id}
     a = REVIEW_ASSESSMENTS.c
-    with _transaction(ledger, key_id, outcome.outcome_id, "outcome_id") as conn:
+    with ledger.claimed(key_id, outcome.outcome_id, "outcome_id", "outcome_id") as conn:
         stored = _stored(conn, REVIEW_OUTCOMES, key_id, "outcome_id", outcome.outcome_id)
         if stored is not None:
             if stored.fingerprint != print_:

@@ -6,9 +6,11 @@ Every rejection is a ``RequestError`` naming the field by its dotted path
 
 from __future__ import annotations
 
+import functools
 import math
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -20,6 +22,10 @@ from serving.policy import FAST_REFUND, PRESALE, SERVICES
 from serving.positions import OUTCOME_KINDS, Outcome
 
 MAX_ID = 2**63 - 1
+TEXT = r"^[!-~](?:[ -~]*[!-~])?$"
+"""A free string field (an idempotency key): printable ASCII, no leading or trailing space (as the
+IETF Idempotency-Key draft's keys are); the parser matches it and the OpenAPI document states it."""
+_TEXT = re.compile(TEXT)
 AMOUNT = "amount"  # marker: a money amount (number or decimal string); the maximum is max_amount
 
 
@@ -52,6 +58,7 @@ class Field:
         maximum: Largest allowed number, or ``AMOUNT`` for the configured amount limit.
         max_length: Longest allowed string.
         fields: Members of an ``object`` field.
+        policy_currency: A string that must be the policy's currency.
     """
 
     name: str
@@ -64,6 +71,41 @@ class Field:
     maximum: float | str | None = None
     max_length: int | None = None
     fields: tuple[Field, ...] = ()
+    policy_currency: bool = False
+
+
+@dataclass(frozen=True)
+class Variants:
+    """A body whose members depend on one field's value (``service``, an outcome's ``kind``).
+
+    The parser checks it (``check_variant``) and the OpenAPI document states it as one schema per
+    value (``variant``: ``oneOf`` with a discriminator, ``serving.openapi``), from this one declaration.
+
+    Attributes:
+        body: The body's declaration, every member of ``choice`` optional.
+        key: The field whose value decides (an enum).
+        choice: Per value of ``key``, the member it requires; every other member of ``choice`` is
+            then not allowed (not even as null).
+    """
+
+    body: Field
+    key: str
+    choice: Mapping[str, str]
+
+    def variant(self, value: str) -> Field:
+        """The body as it must be when ``key`` is ``value``: the key's enum narrowed to ``value``,
+        its member required, the other members left out (unknown fields)."""
+        needed, others = self.choice[value], set(self.choice.values()) - {self.choice[value]}
+        fields = []
+        for f in self.body.fields:
+            if f.name == self.key:
+                f = replace(f, enum=(value,))
+            elif f.name == needed:
+                f = replace(f, required=True)
+            elif f.name in others:
+                continue
+            fields.append(f)
+        return replace(self.body, fields=tuple(fields))
 
 
 def _id(name: str, description: str, required: bool = True) -> Field:
@@ -83,6 +125,22 @@ def _amount(name: str, description: str, positive: bool = True, required: bool =
     )
 
 
+BUYER_PATH = _id("buyer_id", "Buyer account id.")  # the path parameter of GET /v1/buyers/{buyer_id}/rating
+
+
+def parse_path_id(spec: Field, text: str) -> int:
+    """A path segment as the integer id ``spec`` declares: ASCII digits, within its bounds.
+
+    Raises:
+        RequestError: Naming ``spec.name`` (the API answers 404: no resource has such an id).
+    """
+    if not (text.isascii() and text.isdigit()):
+        raise RequestError(spec.name, "must be a non-negative integer")
+    if len(text.lstrip("0")) > len(str(spec.maximum)):  # before int(): thousands of digits cost time
+        raise RequestError(spec.name, f"must be <= {_number(spec.maximum)}")
+    return _check(spec, int(text), spec.name, max_amount=0.0)
+
+
 ORDER = Field(
     "order",
     "object",
@@ -91,7 +149,13 @@ ORDER = Field(
     fields=(
         _id("order_id", "Order id."),
         _amount("amount", "Order amount, deposit included, in `currency` units."),
-        Field("currency", "string", "ISO currency code; must be the policy currency.", max_length=3),
+        Field(
+            "currency",
+            "string",
+            "ISO currency code; must be the policy currency.",
+            max_length=3,
+            policy_currency=True,
+        ),
         Field("category", "string", "Product category.", enum=CATEGORIES),
         _amount("deposit_amount", "Deposit paid, at most `amount`.", positive=False),
         Field(
@@ -111,9 +175,10 @@ REFUND = Field(
         Field(
             "currency",
             "string",
-            "ISO currency code (default: the policy currency).",
+            "ISO currency code; the policy currency (the default).",
             required=False,
             max_length=3,
+            policy_currency=True,
         ),
         Field("reason", "string", "Buyer's stated reason.", enum=REFUND_REASONS),
         Field("kind", "string", "Refund only, or return and refund.", enum=REFUND_KINDS),
@@ -154,10 +219,76 @@ OUTCOME_BODY = Field(
         Field("occurred_at", "datetime", "When it happened, ISO 8601 (default: now).", required=False),
     ),
 )
+DECISION = Variants(DECISION_BODY, "service", {PRESALE: "order", FAST_REFUND: "refund"})
+"""A decision names the order (ship before balance) or the refund (fast refund), never both."""
+OUTCOME = Variants(
+    OUTCOME_BODY,
+    "kind",
+    {kind: "order_id" if service == PRESALE else "refund_id" for kind, (service, _) in OUTCOME_KINDS.items()},
+)
+"""An outcome names the order (presale kinds) or the refund (fast-refund kinds), never both."""
+
+
+def _not_above(limit: str, leading_zero: bool) -> list[str]:
+    """Regexes of the digit strings as long as ``limit`` and not above it (``limit`` itself first);
+    without ``leading_zero`` none starts with 0."""
+    alternatives = [limit]
+    for i, digit in enumerate(limit):
+        low = 1 if i == 0 and not leading_zero else 0
+        if int(digit) > low:
+            rest = len(limit) - i - 1
+            alternatives.append(f"{limit[:i]}[{low}-{int(digit) - 1}]" + (f"[0-9]{{{rest}}}" if rest else ""))
+    return alternatives
+
+
+def amount_pattern(max_amount: float, decimals: int, positive: bool) -> str:
+    """The decimal strings an amount field accepts, as a regex (ECMA 262 and Python alike): plain
+    digits (no sign, exponent, leading zero or space), at most ``decimals`` after the point, at most
+    ``max_amount``, and above 0 when ``positive``. The parser matches strings against it and the
+    OpenAPI document states it, so the two say the same.
+
+    Raises:
+        ValueError: ``max_amount`` is below one currency unit.
+    """
+    top = int(Decimal(repr(float(max_amount))).scaleb(decimals))  # the limit's whole minor units
+    whole, part = divmod(top, 10**decimals)
+    if whole < 1:
+        raise ValueError(f"max_amount {max_amount:g} is below one currency unit")
+    digits = str(whole)
+    point = r"\."
+    frac = f"(?:{point}[0-9]{{1,{decimals}}})?" if decimals else ""
+    below = [f"[1-9][0-9]{{0,{len(digits) - 2}}}"] if len(digits) > 1 else []  # fewer digits
+    below += _not_above(digits, leading_zero=False)[1:]  # as many digits, below the limit
+    options = [f"(?:{'|'.join(below)}){frac}"] if below else []
+    limit_frac = str(part).rjust(decimals, "0")
+    tails = [
+        f"{point}(?:{'|'.join(_not_above(limit_frac[:k], leading_zero=True))})"
+        for k in range(1, decimals + 1)
+    ]
+    options.append(f"{digits}(?:{'|'.join(tails)})?" if tails else digits)
+    if decimals:  # 0 and 0.x
+        nonzero = "|".join(f"0{{{i}}}[1-9][0-9]{{0,{decimals - 1 - i}}}" for i in range(decimals))
+        options.append(f"0{point}(?:{nonzero})" if positive else f"0(?:{point}[0-9]{{1,{decimals}}})?")
+    elif not positive:
+        options.append("0")
+    return f"^(?:{'|'.join(options)})$"
+
+
+@functools.lru_cache(maxsize=64)
+def _amount_text(max_amount: float, decimals: int, positive: bool) -> re.Pattern[str]:
+    return re.compile(amount_pattern(max_amount, decimals, positive))
 
 
 def _money(spec: Field, value: Any, path: str, max_amount: float, decimals: int) -> int:
     """An amount in integer minor units; the message names the field on anything inexact or out of range."""
+    if isinstance(value, str) and not _amount_text(max_amount, decimals, spec.exclusive_minimum).fullmatch(
+        value
+    ):
+        raise RequestError(
+            path,
+            f"must be a decimal string such as 12.30 (digits, at most {decimals} decimals, no sign, exponent "
+            f"or leading zero), {'>' if spec.exclusive_minimum else '>='} 0 and <= {max_amount:g}",
+        )
     if isinstance(value, float):  # a body decoded without parse_float=Decimal: use the float's shortest text
         if not math.isfinite(value):
             raise RequestError(path, "must be a finite number")
@@ -173,12 +304,19 @@ def _money(spec: Field, value: Any, path: str, max_amount: float, decimals: int)
     return units
 
 
-def _check(spec: Field, value: Any, path: str, max_amount: float, decimals: int = 2) -> Any:
+def _number(bound: float) -> str:
+    """A bound as a message shows it: integers exactly (``9223372036854775807``), others shortest."""
+    return str(bound) if isinstance(bound, int) else f"{bound:g}"
+
+
+def _check(
+    spec: Field, value: Any, path: str, max_amount: float, decimals: int = 2, currency: str | None = None
+) -> Any:
     kind = spec.kind
     if kind == "object":
         if not isinstance(value, Mapping):
             raise RequestError(path, "must be a JSON object")
-        return check_object(spec, value, path, max_amount, decimals)
+        return check_object(spec, value, path, max_amount, decimals, currency)
     if kind == "string":
         if not isinstance(value, str) or not value:
             raise RequestError(path, "must be a non-empty string")
@@ -188,8 +326,10 @@ def _check(spec: Field, value: Any, path: str, max_amount: float, decimals: int 
             raise RequestError(path, f"must be at most {spec.max_length} characters")
         if spec.enum is not None and value not in spec.enum:
             raise RequestError(path, f"must be one of {', '.join(spec.enum)}")
-        if not value.isprintable():
-            raise RequestError(path, "must contain printable characters only")
+        if not _TEXT.fullmatch(value):
+            raise RequestError(path, "must contain printable ASCII characters only")
+        if spec.policy_currency and currency is not None and value != currency:
+            raise RequestError(path, f"must be {currency} (the policy currency)")
         return value
     if kind == "datetime":
         if not isinstance(value, str):
@@ -206,6 +346,13 @@ def _check(spec: Field, value: Any, path: str, max_amount: float, decimals: int 
         return moment
     if spec.maximum == AMOUNT:
         return _money(spec, value, path, max_amount, decimals)
+    if (
+        kind == "integer"
+        and isinstance(value, Decimal)
+        and value.is_finite()
+        and value == value.to_integral_value()
+    ):
+        value = int(value) if value.adjusted() < 20 else spec.maximum + 1  # JSON's 7.0 is the integer 7
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise RequestError(path, f"must be a{'n integer' if kind == 'integer' else ' number'}")
     if kind == "integer" and not isinstance(value, int):
@@ -216,14 +363,19 @@ def _check(spec: Field, value: Any, path: str, max_amount: float, decimals: int 
     if spec.minimum is not None and (
         value < spec.minimum or (spec.exclusive_minimum and value == spec.minimum)
     ):
-        raise RequestError(path, f"must be {'>' if spec.exclusive_minimum else '>='} {spec.minimum:g}")
+        raise RequestError(path, f"must be {'>' if spec.exclusive_minimum else '>='} {_number(spec.minimum)}")
     if maximum is not None and value > maximum:
-        raise RequestError(path, f"must be <= {maximum:g}")
+        raise RequestError(path, f"must be <= {_number(maximum)}")
     return value if kind == "integer" else float(value)
 
 
 def check_object(
-    spec: Field, value: Mapping[str, Any], path: str, max_amount: float, decimals: int = 2
+    spec: Field,
+    value: Mapping[str, Any],
+    path: str,
+    max_amount: float,
+    decimals: int = 2,
+    currency: str | None = None,
 ) -> dict[str, Any]:
     """Check ``value`` against an object spec: unknown keys, missing keys, types, ranges.
 
@@ -233,6 +385,7 @@ def check_object(
         path: Its dotted path (``body`` for the whole body).
         max_amount: Largest accepted amount, in currency units.
         decimals: The currency's decimals: amounts with more are rejected.
+        currency: The policy currency, which every ``policy_currency`` field must be (None: unchecked).
 
     Returns:
         The checked values (amounts as integer minor units, other numbers as float,
@@ -249,15 +402,30 @@ def check_object(
             if f.required:
                 raise RequestError(f"{prefix}{f.name}", "required field missing")
             continue
-        out[f.name] = _check(f, value[f.name], f"{prefix}{f.name}", max_amount, decimals)
+        out[f.name] = _check(f, value[f.name], f"{prefix}{f.name}", max_amount, decimals, currency)
     return out
 
 
-def _currency(value: dict, path: str, currency: str) -> str:
-    got = value.get("currency", currency)
-    if got != currency:
-        raise RequestError(f"{path}.currency", f"must be {currency} (the policy currency)")
-    return got
+def check_variant(
+    variants: Variants, body: Any, max_amount: float, decimals: int = 2, currency: str | None = None
+) -> dict[str, Any]:
+    """Check a body against ``variants``: the member its ``key`` requires, no other member of the
+    choice, then every field as ``check_object`` does.
+
+    Raises:
+        RequestError: Naming the first offending field.
+    """
+    value = body.get(variants.key) if isinstance(body, Mapping) else None
+    if isinstance(value, str) and value in variants.choice:
+        needed = variants.choice[value]
+        for other in dict.fromkeys(variants.choice.values()):  # declaration order
+            if other != needed and other in body:
+                raise RequestError(other, f"not allowed for {variants.key} {value}")
+    d = _check(variants.body, body, "body", max_amount, decimals, currency)
+    needed = variants.choice[d[variants.key]]
+    if needed not in d:
+        raise RequestError(needed, f"required for {variants.key} {d[variants.key]}")
+    return d
 
 
 def parse_decision(body: Any, max_amount: float, currency: str, decimals: int = 2) -> DecisionRequest:
@@ -275,14 +443,8 @@ def parse_decision(body: Any, max_amount: float, currency: str, decimals: int = 
     Raises:
         RequestError: Naming the first offending field.
     """
-    service = body.get("service") if isinstance(body, Mapping) else None
-    if service in SERVICES:
-        needed, other = ("order", "refund") if service == PRESALE else ("refund", "order")
-        if other in body:
-            raise RequestError(other, f"not allowed for service {service}")
-    d = _check(DECISION_BODY, body, "body", max_amount, decimals)
-    if needed not in d:
-        raise RequestError(needed, f"required for service {service}")
+    d = check_variant(DECISION, body, max_amount, decimals, currency)
+    service = d["service"]
     if service == PRESALE:
         o = d["order"]
         if o["deposit_amount"] > o["amount"]:
@@ -290,7 +452,7 @@ def parse_decision(body: Any, max_amount: float, currency: str, decimals: int = 
         order = Order(
             o["order_id"],
             o["amount"],
-            _currency(o, "order", currency),
+            o["currency"],
             o["category"],
             o["deposit_amount"],
             o["balance_due_at"],
@@ -302,7 +464,7 @@ def parse_decision(body: Any, max_amount: float, currency: str, decimals: int = 
             r["refund_id"],
             r["order_id"],
             r["amount"],
-            _currency(r, "refund", currency),
+            r.get("currency", currency),
             r["reason"],
             r["kind"],
             r["evidence_photos"],
@@ -316,13 +478,8 @@ def parse_decision(body: Any, max_amount: float, currency: str, decimals: int = 
 
 def parse_outcome(body: Any, max_amount: float, decimals: int = 2) -> Outcome:
     """Validate a ``POST /v1/outcomes`` body (see ``parse_decision``; ``amount`` in minor units)."""
-    d = _check(OUTCOME_BODY, body, "body", max_amount, decimals)
-    service, _ = OUTCOME_KINDS[d["kind"]]
-    key, other = ("order_id", "refund_id") if service == PRESALE else ("refund_id", "order_id")
-    if key not in d:
-        raise RequestError(key, f"required for kind {d['kind']}")
-    if other in d:
-        raise RequestError(other, f"not allowed for kind {d['kind']}")
+    d = check_variant(OUTCOME, body, max_amount, decimals)
+    key = OUTCOME.choice[d["kind"]]
     return Outcome(
         outcome_id=d["outcome_id"],
         kind=d["kind"],

@@ -28,7 +28,7 @@ from mlflow import ActiveRun
 
 from features import cluster
 from features.catalog import render as render_catalog
-from features.io import export_time, read_manifest
+from features.io import export_time, read_manifest, validate_export
 from features.memory import release_free_memory
 from features.registry import (
     Signal,
@@ -461,6 +461,8 @@ def train_and_register(args: argparse.Namespace, client: Any) -> int:
     names = [s.name for s in registry]
     try:
         data = ensure_data(args.data, progress)
+        with progress.step("validate", f"checking {data} against the data contract ..."):
+            validate_export(data)  # first: every later step reads the raw tables as the contract says
         dates = snapshot_dates(data)
         split = default_split(
             dates,

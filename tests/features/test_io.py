@@ -158,6 +158,24 @@ def test_single_file_tables_are_cut_by_manifest_shard_ranges(tmp_path, make_expo
     assert set(io.load_tables(data_dir, part=1)["orders"]["buyer_id"]) == {4, 5, 6}
 
 
+def test_a_part_without_a_column_is_a_missing_column_not_nulls(tmp_path, make_export, capsys):
+    data_dir = make_export(tmp_path, layout="parts")
+    part = data_dir / "orders" / "part-00001.parquet"
+    pq.write_table(pq.read_table(part).drop(["buyer_id"]), part)
+    with pytest.raises(ContractError) as err:
+        io.load_tables(data_dir)  # the whole export at once: part 1 would otherwise read as nulls
+    assert [(p.table, p.column, p.check) for p in err.value.problems] == [
+        ("orders", "buyer_id", "missing_column")
+    ]
+    assert "part-00001.parquet" in str(err.value)
+    with pytest.raises(ContractError) as err:
+        io.validate_export(data_dir)  # shard by shard: part 1's own table lacks it
+    assert [(p.table, p.column, p.check) for p in err.value.problems] == [
+        ("orders", "buyer_id", "missing_column")
+    ]
+    assert io.validate_export(data_dir, parts=[0])["orders"] > 0
+
+
 def _negative_amount_for_buyer_5(frame):
     frame.loc[frame["order_id"].isin([502, 503]), "amount"] = -3.0
     return frame

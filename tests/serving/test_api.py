@@ -20,7 +20,11 @@ def test_health_routes_are_open(app):
     assert doc["openapi"].startswith("3.")
     assert "/v1/decisions" in doc["paths"]
     body = doc["paths"]["/v1/decisions"]["post"]["requestBody"]["content"]["application/json"]["schema"]
-    assert body["properties"]["order"]["properties"]["amount"]["exclusiveMinimum"] == 0
+    presale = doc["components"]["schemas"][
+        body["discriminator"]["mapping"]["presale_ship_before_balance"].split("/")[-1]
+    ]
+    number, text = presale["properties"]["order"]["properties"]["amount"]["anyOf"]
+    assert number["exclusiveMinimum"] == 0 and text["type"] == "string"
 
 
 @pytest.mark.parametrize("key", [None, "", "wrong-key"])

@@ -4,12 +4,18 @@ documented statuses, the documented media types and schemas.
 
 The suite runs ``CONTRACT_EXAMPLES`` (default 60) cases per operation and mode in-process
 (WSGI), and a sixth of that over HTTP against a real gunicorn; the issue's 500 per route:
-``CONTRACT_EXAMPLES=500 python -m pytest tests/serving/test_contract.py``.
+``CONTRACT_EXAMPLES=500 python -m pytest tests/serving/test_contract.py``. Every check schemathesis
+has (``--checks all``: also schema-valid bodies accepted, schema-invalid ones refused, unsupported
+methods, ignored auth...) runs through ``bench/bench_schema.py``: 10 cases per operation here, 500
+in the bench.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import schemathesis
@@ -74,3 +80,20 @@ live = schemathesis.pytest.from_fixture("live_schema")
 )
 def test_every_answer_is_documented_on_gunicorn(case):
     case.call_and_validate(headers={"X-API-Key": API_KEY}, checks=CHECKS)
+
+
+def test_every_schemathesis_check_passes_on_the_served_document():
+    bench = Path(__file__).parents[2] / "bench" / "bench_schema.py"
+    run = subprocess.run(
+        [sys.executable, str(bench), "--max-examples", "10"], capture_output=True, text=True, check=False
+    )
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
+    table = run.stdout.split("checks failed", 1)[1]
+    for operation in (
+        "POST /v1/decisions",
+        "POST /v1/outcomes",
+        "POST /v1/reviews/assess",
+        "GET /v1/buyers/",
+    ):
+        assert operation in table
+    assert table.split("\nall ", 1)[1].split()[1] == "0"  # cases failed, over every operation

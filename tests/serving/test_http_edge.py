@@ -140,6 +140,21 @@ def test_framework_errors_are_problems_too(client):
     assert_problem(client.get("/v1/buyers/abc/rating"), 404, "not_found")
 
 
+@pytest.mark.parametrize("segment", [str(2**63), "9" * 30, "1" * 5000, "-1", "1.5", "abc", "\u0663"])
+def test_a_path_buyer_id_outside_int64_is_not_a_buyer(client, segment):
+    body = assert_problem(client.get(f"/v1/buyers/{segment}/rating"), 404, "not_found", "buyer_id")
+    assert str(2**63 - 1) in body["detail"] or "non-negative integer" in body["detail"]
+
+
+def test_the_largest_path_buyer_id_is_a_buyer(client, app):
+    from serving.openapi import openapi_document
+
+    assert client.get(f"/v1/buyers/{2**63 - 1}/rating").json["rated"] is False  # unknown, not refused
+    assert client.get("/v1/buyers/0007/rating").json["buyer_id"] == 7
+    (parameter,) = openapi_document("v", 1e7)["paths"]["/v1/buyers/{buyer_id}/rating"]["get"]["parameters"]
+    assert parameter["schema"]["minimum"] == 0 and parameter["schema"]["maximum"] == 2**63 - 1
+
+
 def test_reload_body_is_optional_but_strict(client):
     assert client.post("/v1/admin/reload").status_code == 200
     assert_problem(
