@@ -22,7 +22,10 @@ from training.opportunities import FAST_REFUND, PRESALE
 REFERENCE_ARTIFACT = "monitor/reference.json"
 REFERENCE_VERSION = 1
 BINS = 10
-CATEGORICAL = {PRESALE: {"category": CATEGORIES}, FAST_REFUND: {"category": CATEGORIES, "reason": REFUND_REASONS}}
+CATEGORICAL = {
+    PRESALE: {"category": CATEGORIES},
+    FAST_REFUND: {"category": CATEGORIES, "reason": REFUND_REASONS},
+}
 """Per service, the request's categorical fields and their vocabularies (Jensen-Shannon)."""
 AMOUNT = "amount"  # the request's amount (presale: the order price; refund: the refund), PSI on log1p
 
@@ -33,9 +36,7 @@ def binned(values: np.ndarray) -> dict[str, list[float]]:
     return {"edges": edges.tolist(), "proportions": drift.proportions(values, edges).tolist()}
 
 
-def monitor_reference(
-    model: Any, rows: pd.DataFrame, opportunities: Mapping[str, Any]
-) -> dict[str, Any]:
+def monitor_reference(model: Any, rows: pd.DataFrame, opportunities: Mapping[str, Any]) -> dict[str, Any]:
     """The reference the monitor compares each day with.
 
     Args:

@@ -103,7 +103,9 @@ def request_drift(service: str, reference: Mapping[str, Any] | None, log: pd.Dat
     out["js"] = {}
     for field, ref in reference["categorical"].items():
         vocab = [v for v in ref["values"] if v != drift.OTHER]
-        out["js"][field] = drift.jensen_shannon(ref["proportions"], drift.category_shares(fields[field], vocab))
+        out["js"][field] = drift.jensen_shannon(
+            ref["proportions"], drift.category_shares(fields[field], vocab)
+        )
     return out
 
 

@@ -85,10 +85,15 @@ def samples(record: Mapping[str, Any]) -> Iterator[Sample]:
 
     yield from one("last_run_timestamp_seconds", record.get("run_at"))
     yield from one("day_timestamp_seconds", record.get("day_at"))
-    yield PREFIX + "info", HELP["info"], {
-        "model_version": str(record.get("model_version")),
-        "reference_run": str(record.get("reference_run")),
-    }, 1.0
+    yield (
+        PREFIX + "info",
+        HELP["info"],
+        {
+            "model_version": str(record.get("model_version")),
+            "reference_run": str(record.get("reference_run")),
+        },
+        1.0,
+    )
     for signal, value in record["signal_psi"].items():
         yield from one("signal_psi", value, signal=signal)
     yield from one("score_psi", record["score_psi"])
@@ -107,7 +112,15 @@ def samples(record: Mapping[str, Any]) -> Iterator[Sample]:
             yield from one("approved_amount", b["money_approved"], service=service, band=band)
             yield from one("expected_loss", b["expected_loss"], service=service, band=band)
         for band, c in s["calibration"].items():
-            for key in ("expected", "realised", "realised_low", "realised_high", "mature", "immature", "excess"):
+            for key in (
+                "expected",
+                "realised",
+                "realised_low",
+                "realised_high",
+                "mature",
+                "immature",
+                "excess",
+            ):
                 yield from one(f"calibration_{key}", c[key], service=service, band=band)
         yield from one("exploration_spent_ratio", s["exploration"]["spent_ratio"], service=service)
 

@@ -62,7 +62,11 @@ def _figures(history: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     fig, ax = plt.subplots(figsize=(8, 3))
     ax.plot(x, _series(history, lambda r: r["score_psi"]), label="snapshot buyers")
     for service in SERVICES:
-        ax.plot(x, _series(history, lambda r, s=service: r["services"][s]["request"].get("score_psi")), label=service)
+        ax.plot(
+            x,
+            _series(history, lambda r, s=service: r["services"][s]["request"].get("score_psi")),
+            label=service,
+        )
     ax.axhline(_threshold("score_psi"), color="red", ls="--", lw=0.8, label="alert (snapshot)")
     ax.legend(fontsize=7)
     axis(ax, "Score PSI against the champion's reference")
@@ -82,7 +86,14 @@ def _figures(history: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     fig, axes = plt.subplots(1, len(SERVICES), figsize=(10, 3), squeeze=False)
     for ax, service in zip(axes[0], SERVICES, strict=True):
         for band in BANDS:
-            ax.plot(x, _series(history, lambda r, s=service, b=band: r["services"][s]["bands"].get(b, {}).get("approval_rate")), label=f"{band}*")
+            ax.plot(
+                x,
+                _series(
+                    history,
+                    lambda r, s=service, b=band: r["services"][s]["bands"].get(b, {}).get("approval_rate"),
+                ),
+                label=f"{band}*",
+            )
         axis(ax, f"{service}: approval rate per star")
     axes[0][0].legend(fontsize=7)
     out["approvals"] = _png(fig)
@@ -98,7 +109,14 @@ def _figures(history: Sequence[Mapping[str, Any]]) -> dict[str, str]:
         high = [max(0.0, cal[b]["realised_high"] - cal[b]["realised"]) for b in bands]
         pos = list(range(len(bands)))
         ax.bar([p - 0.2 for p in pos], exp, width=0.4, label="expected (head)")
-        ax.errorbar([p + 0.2 for p in pos], real, yerr=[low, high], fmt="o", color="black", label="realised, 95% Wilson")
+        ax.errorbar(
+            [p + 0.2 for p in pos],
+            real,
+            yerr=[low, high],
+            fmt="o",
+            color="black",
+            label="realised, 95% Wilson",
+        )
         ax.set_xticks(pos, [f"{b}*" if b != ALL else ALL for b in bands])
         ax.set_title(f"{service}: loss rate of mature approvals", fontsize=10)
         ax.grid(alpha=0.3)
@@ -127,7 +145,9 @@ def _tables(latest: Mapping[str, Any]) -> str:
     parts += [f"<tr><td>{html.escape(n)}</td><td>{v:.4f}</td></tr>" for n, v in top]
     parts.append("</table>")
     for service, s in latest["services"].items():
-        parts.append(f"<h3>{html.escape(service)}: {s['decisions']:,} decisions in {latest.get('window_days', '?')} days</h3>")
+        parts.append(
+            f"<h3>{html.escape(service)}: {s['decisions']:,} decisions in {latest.get('window_days', '?')} days</h3>"
+        )
         parts.append(
             "<table><tr><th>band</th><th>decisions</th><th>approved</th><th>money approved</th>"
             "<th>expected loss</th><th>mature</th><th>immature</th><th>expected rate</th><th>realised [95%]</th></tr>"
@@ -141,7 +161,11 @@ def _tables(latest: Mapping[str, Any]) -> str:
             def f(v, fmt="{:.4f}"):
                 return "" if v is None else fmt.format(v)
 
-            realised = "" if not c.get("mature") else f"{c['realised']:.4f} [{c['realised_low']:.4f}, {c['realised_high']:.4f}]"
+            realised = (
+                ""
+                if not c.get("mature")
+                else f"{c['realised']:.4f} [{c['realised_low']:.4f}, {c['realised_high']:.4f}]"
+            )
             parts.append(
                 f"<tr><td>{band}</td><td>{b['decisions']:,}</td><td>{b['approvals']:,}</td>"
                 f"<td>{b['money_approved']:,.0f}</td><td>{b['expected_loss']:,.0f}</td>"
@@ -164,18 +188,18 @@ def render(history: Sequence[Mapping[str, Any]]) -> str:
     latest = history[-1]
     figs = _figures(history)
     return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>Buyer trust monitor, {html.escape(latest['day'])}</title>
+<html><head><meta charset="utf-8"><title>Buyer trust monitor, {html.escape(latest["day"])}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:auto}} table{{border-collapse:collapse;font-size:12px}}
 td,th{{border:1px solid #ccc;padding:2px 6px;text-align:right}} td:first-child{{text-align:left}}</style></head>
-<body><h1>Buyer trust monitor: {html.escape(latest['day'])}</h1>
-<p>Model version {html.escape(str(latest.get('model_version')))}, reference run {html.escape(str(latest.get('reference_run')))};
-{latest['buyers']:,} buyers in the snapshot; {len(history)} daily runs shown ({html.escape(history[0]['day'])} to {html.escape(latest['day'])}).
+<body><h1>Buyer trust monitor: {html.escape(latest["day"])}</h1>
+<p>Model version {html.escape(str(latest.get("model_version")))}, reference run {html.escape(str(latest.get("reference_run")))};
+{latest["buyers"]:,} buyers in the snapshot; {len(history)} daily runs shown ({html.escape(history[0]["day"])} to {html.escape(latest["day"])}).
 How to read this page and what each alert asks of you: docs/operations.md.</p>
 <h2>Alerts raised</h2>{_alerts_table(history)}
-<h2>Score drift</h2>{figs['score']}
-<h2>Signal drift</h2>{figs['signals']}
-<h2>Approvals per star band</h2>{figs['approvals']}
-<h2>Calibration per star band (latest run)</h2>{figs['calibration']}
+<h2>Score drift</h2>{figs["score"]}
+<h2>Signal drift</h2>{figs["signals"]}
+<h2>Approvals per star band</h2>{figs["approvals"]}
+<h2>Calibration per star band (latest run)</h2>{figs["calibration"]}
 <h2>Latest run in figures</h2>{_tables(latest)}
 </body></html>
 """

@@ -50,12 +50,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--day", default=None, help="the UTC day to judge, YYYY-MM-DD (default: yesterday)")
     parser.add_argument("--out", type=Path, default=None, help="output folder (records, latest.json, report)")
     parser.add_argument("--rules", action="store_true", help="print the Prometheus alert rules and exit")
-    parser.add_argument("--window-days", type=int, default=7, help="days of decisions request drift reads (7)")
+    parser.add_argument(
+        "--window-days", type=int, default=7, help="days of decisions request drift reads (7)"
+    )
     parser.add_argument(
         "--calibration-days", type=int, default=150, help="days of approvals calibration reads (150)"
     )
     parser.add_argument("--snapshot", default=defaults.snapshot, help=f"snapshot file ({defaults.snapshot})")
-    parser.add_argument("--reference", type=Path, default=None, help="reference JSON (default: the model's run)")
+    parser.add_argument(
+        "--reference", type=Path, default=None, help="reference JSON (default: the model's run)"
+    )
     parser.add_argument("--database-url", default=defaults.database_url, help="the decision log's database")
     parser.add_argument("--database-schema", default=defaults.database_schema, help="its PostgreSQL schema")
     parser.add_argument("--policy", type=Path, default=Path(defaults.policy_path), help="the policy in force")
@@ -102,7 +106,9 @@ def aligned(snapshot_names: Sequence[str], matrix: np.ndarray, names: Sequence[s
     where = {n: j for j, n in enumerate(snapshot_names)}
     missing = [n for n in names if n not in where]
     if missing:
-        raise MonitorError(f"snapshot: lacks the model's signals {missing[:5]} (published for another model?)")
+        raise MonitorError(
+            f"snapshot: lacks the model's signals {missing[:5]} (published for another model?)"
+        )
     return matrix[:, [where[n] for n in names]]
 
 
@@ -152,7 +158,9 @@ def monitor_day(
     unit = 10.0**policy.decimals
     for service in SERVICES:
         window[service] = read_log(engine, service, policy.decimals, end - window_days * DAY, end, end)
-        calibration[service] = read_log(engine, service, policy.decimals, end - calibration_days * DAY, end, end)
+        calibration[service] = read_log(
+            engine, service, policy.decimals, end - calibration_days * DAY, end, end
+        )
         rules = policy.presale if service == SERVICES[0] else policy.fast_refund
         budget = rules.exploration.monthly_loss_budget if rules.exploration is not None else 0
         exploration[service] = (exploration_spent(engine, service, month, end) / unit, budget / unit)
@@ -162,7 +170,9 @@ def monitor_day(
         "calibration_days": calibration_days,
         **dict(meta or {}),
     }
-    return measure.record(day, reference, names, matrix, scores, window, calibration, exploration, history, meta)
+    return measure.record(
+        day, reference, names, matrix, scores, window, calibration, exploration, history, meta
+    )
 
 
 def clean(value: Any) -> Any:
@@ -222,7 +232,11 @@ def run(args: argparse.Namespace) -> int:
         print("monitor: --out is required", file=sys.stderr)
         return 2
     try:
-        day = pd.Timestamp(args.day) if args.day else pd.Timestamp.now("UTC").normalize().tz_localize(None) - DAY
+        day = (
+            pd.Timestamp(args.day)
+            if args.day
+            else pd.Timestamp.now("UTC").normalize().tz_localize(None) - DAY
+        )
     except ValueError as exc:
         print(f"monitor: --day: {exc}", file=sys.stderr)
         return 2
@@ -248,7 +262,9 @@ def _judge(args: argparse.Namespace, day: pd.Timestamp) -> dict[str, Any]:
     from serving.snapshot import FileSnapshot, SnapshotError, is_redis
 
     if is_redis(args.snapshot):
-        raise MonitorError("--snapshot: a parquet file (publish --out); reading a whole Redis snapshot is not supported")
+        raise MonitorError(
+            "--snapshot: a parquet file (publish --out); reading a whole Redis snapshot is not supported"
+        )
     try:
         snapshot = FileSnapshot.load(args.snapshot)
     except SnapshotError as exc:
@@ -257,7 +273,9 @@ def _judge(args: argparse.Namespace, day: pd.Timestamp) -> dict[str, Any]:
         policy = load_policy(args.policy)
     except (PolicyError, OSError) as exc:
         raise MonitorError(str(exc)) from exc
-    config = load_config({"model_uri": args.model_uri, "mlflow_tracking_uri": args.tracking_uri, "watch_interval_s": 0})
+    config = load_config(
+        {"model_uri": args.model_uri, "mlflow_tracking_uri": args.tracking_uri, "watch_interval_s": 0}
+    )
     try:
         rating = load_model(config)
     except Exception as exc:  # noqa: BLE001 - MLflow's errors for an absent model vary
@@ -265,7 +283,9 @@ def _judge(args: argparse.Namespace, day: pd.Timestamp) -> dict[str, Any]:
     reference = load_reference(args.reference, rating.run_id)
     names = list(rating.model.signal_names)
     matrix = aligned(snapshot.meta.signal_names, snapshot.matrix, names)
-    scores = np.concatenate([rating.model.score(matrix[i : i + 50_000]).score for i in range(0, len(matrix), 50_000)])
+    scores = np.concatenate(
+        [rating.model.score(matrix[i : i + 50_000]).score for i in range(0, len(matrix), 50_000)]
+    )
     engine = make_engine(args.database_url, args.database_schema)
     try:
         return monitor_day(
