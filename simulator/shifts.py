@@ -1,6 +1,7 @@
 """Declared shifts of the marketplace, each from the first day of a given month.
 
-    stress@2024-09[:share]        a share of buyers (default 0.2) falls into distress for three months
+    stress@2024-09[:share]        a share of buyers (default 0.2) falls into distress that month and
+                                  recovers as the stress chain lets it (months, not days)
     fraud_wave@2024-09[:share]    new fraudulent accounts (default 1% of the buyers) register in the
                                   month's first two weeks, in device-sharing groups
     category_mix@2024-09[:share]  that share (default 0.3) of everyday orders moves to electronics
@@ -29,7 +30,6 @@ from features.contract import CATEGORIES
 
 KINDS = {"stress": 0.2, "fraud_wave": 0.01, "category_mix": 0.3, "bureau": 0.9}
 """Each kind and its default strength."""
-STRESS_MONTHS = 3  # months a stress shock holds its buyers distressed
 DISTRESSED = 2
 WAVE_DAYS = 14  # the wave's accounts register within this many days of the month's start
 MIX_TARGET = "electronics"  # the category a mix shift moves orders to
@@ -100,12 +100,18 @@ def generator(seed: int, part: int) -> np.random.Generator:
 
 def apply_population(rng: np.random.Generator, pop, cal, params, shifts: Sequence[tuple[Shift, int]]):
     """The population with its stress shocks and fraud waves (the same object without any)."""
-    from simulator import population
+    from simulator import hazards, population  # they import simulator.config, which imports this
 
     for shift, m in of_kind(shifts, "stress"):
         stress = pop.stress.copy()
-        hit = rng.random(pop.n) < shift.strength
-        stress[hit, m : m + STRESS_MONTHS] = DISTRESSED
+        hit = np.flatnonzero(rng.random(pop.n) < shift.strength)
+        # Distressed at month m, then the chain's own transitions (what the truth chains through).
+        cum = np.cumsum(hazards.stress_transitions(pop.fragility[hit], params), axis=2)
+        rows, state = np.arange(hit.size), np.full(hit.size, DISTRESSED)
+        stress[hit, m] = DISTRESSED
+        for k in range(m + 1, stress.shape[1]):
+            state = (rng.random(hit.size)[:, None] > cum[rows, state, :2]).sum(axis=1)
+            stress[hit, k] = state
         pop = dataclasses.replace(pop, stress=stress)
     for shift, m in of_kind(shifts, "fraud_wave"):
         pop = population.fraud_wave(rng, pop, cal, params, m, shift.strength, WAVE_DAYS)

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from features import contract
 from simulator import realised, shifts
 from simulator.__main__ import main
 from simulator.config import RunConfig
@@ -68,7 +69,7 @@ def _export(tmp_path_factory, *specs: str) -> dict[str, pd.DataFrame]:
     out = tmp_path_factory.mktemp("shift") / "m"
     cfg = RunConfig(BUYERS, MONTHS, SEED, shard_size=1500, shifts=tuple(shifts.parse(s) for s in specs))
     write_export(cfg, out)
-    tables = {t: pd.read_parquet(out / t) for t in ("orders", "buyers", "credit_scores", "refunds")}
+    tables = {t: pd.read_parquet(out / t) for t in contract.TABLE_NAMES}
     for name in ("risk", "presale_opportunities", "refund_opportunities", "traits"):
         tables[f"truth_{name}"] = pd.read_parquet(out / "truth" / f"{name}.parquet")
     tables["exported_at"] = pd.Timestamp(json.loads((out / "manifest.json").read_text())["exported_at"])
@@ -122,7 +123,7 @@ def test_stress_shock_raises_the_truth_from_its_month_and_the_truth_stays_calibr
     def rows(t: dict, after: bool) -> pd.DataFrame:
         r = t["truth_risk"]
         # a label window that ends before the shift does not see it; one that starts after does
-        shock = (r["as_of"] >= AT) & (r["as_of"] < AT + pd.DateOffset(months=shifts.STRESS_MONTHS))
+        shock = (r["as_of"] >= AT) & (r["as_of"] < AT + pd.DateOffset(months=3))
         return r[shock] if after else r[r["as_of"] + pd.Timedelta(days=90) < AT]
 
     before, before_base = rows(shifted, False), rows(base, False)
@@ -132,10 +133,9 @@ def test_stress_shock_raises_the_truth_from_its_month_and_the_truth_stays_calibr
     assert before["p_bad_90d"].mean() == pytest.approx(before_base["p_bad_90d"].mean(), rel=0.1)
     assert rows(shifted, True)["stress_state"].mean() > rows(base, True)["stress_state"].mean() + 0.15
     assert rows(shifted, True)["p_bad_90d"].mean() > 1.2 * rows(base, True)["p_bad_90d"].mean()
-    # The truth is the probability of what happened, shift or not: refunds' realised losses agree.
-    settled = realised.refund_results(
-        shifted["refunds"], shifted["truth_refund_opportunities"], shifted["exported_at"]
-    )
-    after = settled[settled["requested_at"] >= AT]
-    expected, sd, real = realised.expected_vs_realised(after["p_loss_if_fast"], after["loss"])
-    assert expected > 30 and abs(real - expected) <= 3 * sd
+    # The truth is the probability of what happened, shift or not: the shock months' realised
+    # 90-day bad outcomes agree with the truth's expected count.
+    events = realised.bad_events(shifted, shifted["exported_at"])
+    labels = realised.realised_labels(rows(shifted, True), events, shifted["exported_at"])
+    expected, sd, real = realised.expected_vs_realised(labels["p_bad_90d"], labels["bad_90d"])
+    assert expected > 100 and abs(real - expected) <= 3 * sd
