@@ -37,6 +37,9 @@ MIN_DECISIONS = 30
 TRAILING_RUNS = 28
 """Previous runs the approval rate is compared with (four weeks of daily runs)."""
 MIN_TRAILING = 7
+WEEK_RUNS = 7
+"""Runs back the signal drift's change is measured from: standing drift (a season, accounts ageing)
+moves slowly, a shift moves it within days."""
 Z95 = 1.959963984540054
 
 
@@ -197,6 +200,24 @@ def trailing_change(history: Sequence[float], today: float) -> float | None:
     return today - float(np.mean(known))
 
 
+def rate_z(change: float | None, today: float, n: int) -> float | None:
+    """A rate's change from its trailing mean in binomial standard errors of today's ``n`` decisions
+    (None when unknown or fewer than ``MIN_DECISIONS``): a small day moves the rate by chance."""
+    if change is None or n < MIN_DECISIONS:
+        return None
+    mean = today - change
+    sd = math.sqrt(max(mean * (1 - mean), 1e-6) / n)
+    return change / sd
+
+
+def psi_change(history: Sequence[Mapping[str, Any]], today: Mapping[str, float]) -> dict[str, float]:
+    """Each signal's PSI today minus its PSI ``WEEK_RUNS`` runs ago (empty before a week of runs)."""
+    if len(history) < WEEK_RUNS:
+        return {}
+    before = history[-WEEK_RUNS].get("signal_psi", {})
+    return {name: value - before[name] for name, value in today.items() if name in before}
+
+
 def record(
     day: pd.Timestamp,
     reference: Mapping[str, Any],
@@ -241,16 +262,19 @@ def record(
         "score_psi": psi_against(reference["score"], scores.astype(np.float64)),
         "services": {},
     }
+    out["signal_psi_change"] = psi_change(history, out["signal_psi"])
     for service in SERVICES:
         log = window.get(service, pd.DataFrame())
         bands = band_figures(log)
         today = bands[ALL]["approval_rate"]
         past = [h.get("services", {}).get(service, {}).get("approval_rate") for h in history]
         spent, budget = exploration.get(service, (0.0, 0.0))
+        change = trailing_change(past, today)
         out["services"][service] = {
             "decisions": int(len(log)),
             "approval_rate": None if math.isnan(today) else today,
-            "approval_rate_change": trailing_change(past, today),
+            "approval_rate_change": change,
+            "approval_rate_z": rate_z(change, today, len(log)),
             "bands": bands,
             "request": request_drift(service, reference["services"].get(service), log),
             "calibration": calibration(service, calibration_log.get(service, pd.DataFrame()), end),

@@ -12,12 +12,14 @@ Gauges (all prefixed ``buyer_trust_monitor_``), each the value of the latest run
     last_run_timestamp_seconds                      when the monitor wrote the record
     day_timestamp_seconds                           the day it judged (UTC midnight)
     signal_psi{signal}                              PSI of each signal over the snapshot's buyers
+    signal_psi_change{signal}                       and its change over the last seven runs
     score_psi                                       PSI of the score over the snapshot's buyers
     request_score_psi{service}                      PSI of the score of the buyers who asked
     request_js{service,field}                       Jensen-Shannon (bits) of category / reason
     request_amount_psi{service}                     PSI of log(1 + amount) of the requests
     decisions{service}                              decisions in the drift window
     approval_rate{service}, approval_rate_change{service}   and its change from four weeks' mean
+    approval_rate_z{service}                        that change in binomial standard errors
     band_decisions{service,band}, band_approval_rate{service,band}
     approved_amount{service,band}, expected_loss{service,band}   currency units
     calibration_{expected,realised,realised_low,realised_high}{service,band}   loss rates
@@ -43,6 +45,8 @@ HELP = {
     "last_run_timestamp_seconds": "Unix time the monitor wrote its latest record.",
     "day_timestamp_seconds": "The day the latest record judged (UTC midnight, Unix time).",
     "signal_psi": "PSI of the signal over the snapshot's buyers against the champion's reference.",
+    "signal_psi_change": "The signal's PSI minus its PSI seven runs before.",
+    "approval_rate_z": "Approval rate change from four weeks' mean, in binomial standard errors of the window.",
     "score_psi": "PSI of the score over the snapshot's buyers against the champion's reference.",
     "request_score_psi": "PSI of the score of the buyers who asked, against the reference's opportunities.",
     "request_js": "Jensen-Shannon divergence (bits) of a categorical request field against the reference.",
@@ -96,11 +100,14 @@ def samples(record: Mapping[str, Any]) -> Iterator[Sample]:
     )
     for signal, value in record["signal_psi"].items():
         yield from one("signal_psi", value, signal=signal)
+    for signal, value in record.get("signal_psi_change", {}).items():
+        yield from one("signal_psi_change", value, signal=signal)
     yield from one("score_psi", record["score_psi"])
     for service, s in record["services"].items():
         yield from one("decisions", s["decisions"], service=service)
         yield from one("approval_rate", s["approval_rate"], service=service)
         yield from one("approval_rate_change", s["approval_rate_change"], service=service)
+        yield from one("approval_rate_z", s.get("approval_rate_z"), service=service)
         request = s["request"]
         yield from one("request_score_psi", request.get("score_psi"), service=service)
         yield from one("request_amount_psi", request.get("amount_psi"), service=service)

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from serving.monitor.metrics import PREFIX, samples
+from serving.policy import PRESALE
 
 HOUR = 3600
 
@@ -75,8 +76,8 @@ RULES = (
         "Read the report's signal drift: find the signals that moved, decide whether the market or the data changed.",
     ),
     Rule(
-        "BuyerTrustSignalDrift", "signal_psi", 0.25, 2, "warning",
-        "Signal {{ $labels.signal }} drifted from the champion's reference (PSI {{ $value | printf \"%.3f\" }}).",
+        "BuyerTrustSignalDrift", "signal_psi_change", 0.10, 2, "warning",
+        "Signal {{ $labels.signal }} drifted {{ $value | printf \"%.3f\" }} further from the champion's reference (PSI) within a week.",
         "Check the source table of the signal for a data change; if the market moved, plan a retrain.",
     ),
     Rule(
@@ -95,15 +96,18 @@ RULES = (
         "Check the caps per star still hold the exposure you intend.",
     ),
     Rule(
-        "BuyerTrustApprovalRateShift", "approval_rate_change", 0.10, 2, "warning",
-        "The approval rate of {{ $labels.service }} is {{ $value | printf \"%.3f\" }} away from its four-week mean.",
+        "BuyerTrustApprovalRateShift", "approval_rate_z", 4.0, 2, "warning",
+        "The approval rate of {{ $labels.service }} is {{ $value | printf \"%.1f\" }} standard errors away from its four-week mean.",
         "A policy, model or population change: read the report's approvals per band.",
         absolute=True,
     ),
+    # Presales only: the refund head prices what paying fast *adds* to normal handling's loss, while
+    # the log's refund losses are every loss, so its realised rate sits above its p_loss by design.
     Rule(
         "BuyerTrustCalibration", "calibration_excess", 0.0, 2, "page",
         "Star {{ $labels.band }} of {{ $labels.service }} loses more than its head priced (lower bound above expected by {{ $value | printf \"%.4f\" }}).",
         "Tighten the band's allowance (policy) now; retrain on the matured outcomes.",
+        match={"service": PRESALE},
     ),
     Rule(
         "BuyerTrustExplorationBudgetSpent", "exploration_spent_ratio", 0.999, 1, "info",

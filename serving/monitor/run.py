@@ -42,6 +42,9 @@ from serving.tables import DECISIONS
 
 REFERENCE_ARTIFACT = "monitor/reference.json"  # where training logs it (training.reference)
 DAY = pd.Timedelta(days=1)
+WINDOW_DAYS = 3
+"""Days of decisions (ending with the day judged) a run's request drift and approvals read: one day
+of a small marketplace is too few requests to tell drift from chance, a week dilutes a new shift."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -171,13 +171,17 @@ def test_a_shifted_signal_raises_its_gauge_and_alert(reference):
     assert shifted["signal_psi"]["a"] > 0.25 and shifted["signal_psi"]["b"] < 0.05
     gauge = {(n, tuple(sorted(lab.items()))): v for n, _, lab, v in samples(shifted)}
     assert gauge[("buyer_trust_monitor_signal_psi", (("signal", "a"),))] == shifted["signal_psi"]["a"]
-    assert breaches(shifted)["BuyerTrustSignalDrift"] == [{"signal": "a"}]
     assert breaches(shifted)["BuyerTrustScoreDrift"] == [{}]  # the score is signal a here
     assert not any(breaches(calm).values())
-    # The signal alert waits for a second daily run; the score alert pages on the first.
-    days = [_record(reference, s, DAY + pd.Timedelta(days=i)) for i, s in enumerate([0, 0, 1, 1, 0])]
-    raised = [(a["day"], a["alert"]) for a in firing(days)]
-    assert raised == [("2025-06-05", "BuyerTrustScoreDrift"), ("2025-06-06", "BuyerTrustSignalDrift")]
+    # A week of calm runs, two shifted ones, a calm one: the signal's PSI rose within the week on two
+    # consecutive runs, so its alert fires on the second; the score alert pages on the first.
+    history: list[dict] = []
+    for i, s in enumerate([0] * 7 + [1, 1, 0]):
+        history.append(_record(reference, s, DAY + pd.Timedelta(days=i), history))
+    assert history[7]["signal_psi_change"]["a"] > 0.25 > abs(history[7]["signal_psi_change"]["b"])
+    assert breaches(history[7])["BuyerTrustSignalDrift"] == [{"signal": "a"}]
+    raised = [(a["day"], a["alert"]) for a in firing(history)]
+    assert raised == [("2025-06-10", "BuyerTrustScoreDrift"), ("2025-06-11", "BuyerTrustSignalDrift")]
 
 
 def test_empty_day_is_a_clear_error(reference):
