@@ -38,7 +38,7 @@ from serving.config import ServingConfig, default_policy_path
 from serving.engine import make_engine
 from serving.ledger import Ledger
 from serving.monitor.rules import firing
-from serving.monitor.run import load_reference, monitor_day
+from serving.monitor.run import WINDOW_DAYS, load_reference, monitor_day
 from serving.policy import load_policy
 from simulator.shifts import KINDS
 
@@ -56,7 +56,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--sample", type=int, default=5000, help="snapshot buyers the signal drift reads (default 5000)"
     )
-    p.add_argument("--window-days", type=int, default=1, help="days of decisions a run's request drift reads")
+    p.add_argument(
+        "--window-days", type=int, default=WINDOW_DAYS, help="days of decisions a run's request drift reads"
+    )
     p.add_argument("--kinds", default=",".join(KINDS), help="shift kinds to inject (default: all)")
     p.add_argument("--out", type=Path, required=True)
     return p.parse_args(argv)

@@ -54,7 +54,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=None, help="output folder (records, latest.json, report)")
     parser.add_argument("--rules", action="store_true", help="print the Prometheus alert rules and exit")
     parser.add_argument(
-        "--window-days", type=int, default=7, help="days of decisions request drift reads (7)"
+        "--window-days",
+        type=int,
+        default=WINDOW_DAYS,
+        help=f"days of decisions request drift reads ({WINDOW_DAYS})",
     )
     parser.add_argument(
         "--calibration-days", type=int, default=150, help="days of approvals calibration reads (150)"
@@ -138,7 +141,7 @@ def monitor_day(
     scores: np.ndarray,
     policy: Policy,
     history: Sequence[Mapping[str, Any]] = (),
-    window_days: int = 7,
+    window_days: int = WINDOW_DAYS,
     calibration_days: int = 150,
     meta: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
