@@ -294,3 +294,11 @@ def test_cli_bad_input_is_a_message_and_exit_2(tmp_path, model_uri, snapshot_fil
     assert "reference" in capsys.readouterr().err and not (tmp_path / "m").exists()
     assert main(common) == 2  # a model saved as a path has no training run to take a reference from
     assert "pass --reference FILE" in capsys.readouterr().err
+
+
+def test_approval_rate_change_in_standard_errors():
+    assert measure.trailing_change([0.4] * 6, 0.6) is None  # under a week of history
+    change = measure.trailing_change([0.4] * 30, 0.6)
+    assert change == pytest.approx(0.2)
+    assert measure.rate_z(change, 0.6, 100) == pytest.approx(0.2 / math.sqrt(0.4 * 0.6 / 100))
+    assert measure.rate_z(change, 0.6, measure.MIN_DECISIONS - 1) is None  # too few decisions to judge
