@@ -40,6 +40,10 @@ MIN_TRAILING = 7
 WEEK_RUNS = 7
 """Runs back the signal drift's change is measured from: standing drift (a season, accounts ageing)
 moves slowly, a shift moves it within days."""
+CALENDAR_AGGREGATIONS = ("days_since_last", "days_since_first")
+"""Signals that move with the calendar itself: every buyer's value grows by one a day, and a season's
+last event is one date for most buyers, so their mass crosses a frozen edge on one day. Their PSI is
+in the record and the report; their week's change is not measured (it would alert on the date)."""
 Z95 = 1.959963984540054
 
 
@@ -210,12 +214,41 @@ def rate_z(change: float | None, today: float, n: int) -> float | None:
     return change / sd
 
 
+def calendar_driven(name: str) -> bool:
+    """Whether a signal's value moves with the calendar (``CALENDAR_AGGREGATIONS``)."""
+    from features.registry import get
+
+    try:
+        return get(name).aggregation in CALENDAR_AGGREGATIONS
+    except KeyError:
+        return False
+
+
 def psi_change(history: Sequence[Mapping[str, Any]], today: Mapping[str, float]) -> dict[str, float]:
-    """Each signal's PSI today minus its PSI ``WEEK_RUNS`` runs ago (empty before a week of runs)."""
+    """Each signal's PSI today minus its PSI ``WEEK_RUNS`` runs ago (empty before a week of runs),
+    calendar-driven signals left out."""
     if len(history) < WEEK_RUNS:
         return {}
     before = history[-WEEK_RUNS].get("signal_psi", {})
-    return {name: value - before[name] for name, value in today.items() if name in before}
+    return {
+        name: value - before[name]
+        for name, value in today.items()
+        if name in before and not calendar_driven(name)
+    }
+
+
+def new_accounts(history: Sequence[Mapping[str, Any]], population: int) -> tuple[int | None, float | None]:
+    """Buyers added since the previous run and that count's z against the trailing runs' mean
+    (Poisson: a day's registrations vary by the square root of their mean)."""
+    if not history or history[-1].get("population") is None:
+        return None, None
+    new = population - int(history[-1]["population"])
+    past = [h.get("new_buyers") for h in history[-TRAILING_RUNS:]]
+    past = [v for v in past if v is not None]
+    if len(past) < MIN_TRAILING:
+        return new, None
+    mean = float(np.mean(past))
+    return new, (new - mean) / math.sqrt(max(mean, 1.0))
 
 
 def record(
@@ -229,6 +262,7 @@ def record(
     exploration: Mapping[str, tuple[float, float]],
     history: Sequence[Mapping[str, Any]] = (),
     meta: Mapping[str, Any] | None = None,
+    population: int | None = None,
 ) -> dict[str, Any]:
     """The record of one monitor run.
 
@@ -244,6 +278,7 @@ def record(
         exploration: Per service, ``(spent, monthly budget)`` of the day's month, currency units.
         history: Earlier records, oldest first (for the approval-rate change).
         meta: Anything to keep with the record (versions, windows, sizes).
+        population: Buyers in the whole snapshot when ``matrix`` is a sample of it (default: its rows).
 
     Raises:
         MonitorError: No decision at all in the window, or a snapshot the reference cannot judge.
@@ -263,6 +298,8 @@ def record(
         "services": {},
     }
     out["signal_psi_change"] = psi_change(history, out["signal_psi"])
+    out["population"] = int(matrix.shape[0] if population is None else population)
+    out["new_buyers"], out["new_buyers_z"] = new_accounts(history, out["population"])
     for service in SERVICES:
         log = window.get(service, pd.DataFrame())
         bands = band_figures(log)

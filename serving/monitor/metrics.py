@@ -14,6 +14,8 @@ Gauges (all prefixed ``buyer_trust_monitor_``), each the value of the latest run
     signal_psi{signal}                              PSI of each signal over the snapshot's buyers
     signal_psi_change{signal}                       and its change over the last seven runs
     score_psi                                       PSI of the score over the snapshot's buyers
+    population, new_buyers, new_buyers_z            buyers in the snapshot, added since the last run,
+                                                    and that count's z against the last four weeks
     request_score_psi{service}                      PSI of the score of the buyers who asked
     request_js{service,field}                       Jensen-Shannon (bits) of category / reason
     request_amount_psi{service}                     PSI of log(1 + amount) of the requests
@@ -46,6 +48,9 @@ HELP = {
     "day_timestamp_seconds": "The day the latest record judged (UTC midnight, Unix time).",
     "signal_psi": "PSI of the signal over the snapshot's buyers against the champion's reference.",
     "signal_psi_change": "The signal's PSI minus its PSI seven runs before.",
+    "population": "Buyers in the snapshot.",
+    "new_buyers": "Buyers added to the snapshot since the previous run.",
+    "new_buyers_z": "New buyers minus their four-week mean, in Poisson standard deviations.",
     "approval_rate_z": "Approval rate change from four weeks' mean, in binomial standard errors of the window.",
     "score_psi": "PSI of the score over the snapshot's buyers against the champion's reference.",
     "request_score_psi": "PSI of the score of the buyers who asked, against the reference's opportunities.",
@@ -103,6 +108,8 @@ def samples(record: Mapping[str, Any]) -> Iterator[Sample]:
     for signal, value in record.get("signal_psi_change", {}).items():
         yield from one("signal_psi_change", value, signal=signal)
     yield from one("score_psi", record["score_psi"])
+    for metric in ("population", "new_buyers", "new_buyers_z"):
+        yield from one(metric, record.get(metric))
     for service, s in record["services"].items():
         yield from one("decisions", s["decisions"], service=service)
         yield from one("approval_rate", s["approval_rate"], service=service)

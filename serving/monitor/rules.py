@@ -81,6 +81,11 @@ RULES = (
         "Check the source table of the signal for a data change; if the market moved, plan a retrain.",
     ),
     Rule(
+        "BuyerTrustAccountSurge", "new_buyers_z", 4.0, 1, "warning",
+        "{{ $value | printf \"%.1f\" }} standard deviations more new accounts than in the last four weeks.",
+        "Look for device-sharing groups and shared addresses among the new accounts (a fraud ring registers together).",
+    ),
+    Rule(
         "BuyerTrustRequestScoreDrift", "request_score_psi", 0.25, 2, "warning",
         "The buyers asking for {{ $labels.service }} score unlike the reference's (PSI {{ $value | printf \"%.3f\" }}).",
         "Compare approvals per band with last week; look for a new population (new accounts, a campaign).",

@@ -144,13 +144,14 @@ def monitor_day(
     window_days: int = WINDOW_DAYS,
     calibration_days: int = 150,
     meta: Mapping[str, Any] | None = None,
+    population: int | None = None,
 ) -> dict[str, Any]:
     """The record of ``day``: the snapshot's drift, and the decision log read as it was at the day's end.
 
     Args:
         engine: The ledger's SQLAlchemy engine.
         day: The day judged (UTC midnight).
-        reference, names, matrix, scores, history, meta: As ``serving.monitor.measure.record``.
+        reference, names, matrix, scores, history, meta, population: As ``serving.monitor.measure.record``.
         policy: The policy in force (currency decimals, exploration budgets).
         window_days: Days of decisions (ending with ``day``) the request drift and approvals read.
         calibration_days: Days of approvals (ending with ``day``) calibration reads.
@@ -177,7 +178,7 @@ def monitor_day(
         **dict(meta or {}),
     }
     return measure.record(
-        day, reference, names, matrix, scores, window, calibration, exploration, history, meta
+        day, reference, names, matrix, scores, window, calibration, exploration, history, meta, population
     )
 
 

@@ -302,3 +302,15 @@ def test_approval_rate_change_in_standard_errors():
     assert change == pytest.approx(0.2)
     assert measure.rate_z(change, 0.6, 100) == pytest.approx(0.2 / math.sqrt(0.4 * 0.6 / 100))
     assert measure.rate_z(change, 0.6, measure.MIN_DECISIONS - 1) is None  # too few decisions to judge
+
+
+def test_new_accounts_surge_and_calendar_signals_left_out_of_the_weekly_change():
+    history = [{"population": 1000 + 8 * i, "new_buyers": None if i == 0 else 8} for i in range(10)]
+    assert measure.new_accounts(history, history[-1]["population"] + 9)[1] == pytest.approx(1 / math.sqrt(8))
+    new, z = measure.new_accounts(history, history[-1]["population"] + 30)
+    assert new == 30 and z > 4
+    assert measure.new_accounts([], 500) == (None, None)
+    # a recency signal moves with the calendar: its PSI is kept, its weekly change is not alerted on
+    week = [{"signal_psi": {"presales_days_since_last": 0.1, "presales_count_90d": 0.1}}] * measure.WEEK_RUNS
+    change = measure.psi_change(week, {"presales_days_since_last": 2.0, "presales_count_90d": 0.5})
+    assert change == {"presales_count_90d": pytest.approx(0.4)}
