@@ -237,6 +237,33 @@ def psi_change(history: Sequence[Mapping[str, Any]], today: Mapping[str, float])
     }
 
 
+def mean_moves(
+    history: Sequence[Mapping[str, Any]], names: Sequence[str], matrix: np.ndarray
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Each signal's mean over the snapshot, and today's change of it from the previous run in
+    standard deviations of its last four weeks' daily changes (a z; calendar-driven signals left out).
+
+    A PSI needs a share of buyers to move; a mean moves as soon as a few do the same thing. A bureau
+    that rescales its readings changes one reading in forty a day: the distribution barely moves,
+    the daily change of the mean leaves its usual range at once.
+    """
+    with np.errstate(all="ignore"):
+        means = dict(zip(names, np.nanmean(matrix.astype(np.float64), axis=0).tolist(), strict=True))
+    past = [h.get("signal_mean") or {} for h in history[-(TRAILING_RUNS + 1) :]]
+    z: dict[str, float] = {}
+    if len(past) < MIN_TRAILING + 1 or not past[-1]:
+        return means, z
+    for name, today in means.items():
+        series = [p.get(name) for p in past]
+        if calendar_driven(name) or any(v is None or math.isnan(v) for v in series) or math.isnan(today):
+            continue
+        steps = np.diff(series)
+        spread = float(np.std(steps, ddof=1))
+        scale = max(spread, 1e-9 * (1.0 + abs(today)))
+        z[name] = (today - series[-1] - float(np.mean(steps))) / scale
+    return means, z
+
+
 def new_accounts(history: Sequence[Mapping[str, Any]], population: int) -> tuple[int | None, float | None]:
     """Buyers added since the previous run and that count's z against the trailing runs' mean
     (Poisson: a day's registrations vary by the square root of their mean)."""
@@ -298,6 +325,7 @@ def record(
         "services": {},
     }
     out["signal_psi_change"] = psi_change(history, out["signal_psi"])
+    out["signal_mean"], out["signal_mean_z"] = mean_moves(history, names, matrix)
     out["population"] = int(matrix.shape[0] if population is None else population)
     out["new_buyers"], out["new_buyers_z"] = new_accounts(history, out["population"])
     for service in SERVICES:

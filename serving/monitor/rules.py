@@ -81,6 +81,12 @@ RULES = (
         "Check the source table of the signal for a data change; if the market moved, plan a retrain.",
     ),
     Rule(
+        "BuyerTrustSignalMove", "signal_mean_z", 6.0, 2, "warning",
+        "The mean of signal {{ $labels.signal }} moved {{ $value | printf \"%.1f\" }} standard deviations of its daily change.",
+        "A source changed how it reports (a bureau's scale, a feed's unit) or the buyers changed: check the source table.",
+        absolute=True,
+    ),
+    Rule(
         "BuyerTrustAccountSurge", "new_buyers_z", 4.0, 1, "warning",
         "{{ $value | printf \"%.1f\" }} standard deviations more new accounts than in the last four weeks.",
         "Look for device-sharing groups and shared addresses among the new accounts (a fraud ring registers together).",
