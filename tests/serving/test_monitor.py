@@ -314,3 +314,15 @@ def test_new_accounts_surge_and_calendar_signals_left_out_of_the_weekly_change()
     week = [{"signal_psi": {"presales_days_since_last": 0.1, "presales_count_90d": 0.1}}] * measure.WEEK_RUNS
     change = measure.psi_change(week, {"presales_days_since_last": 2.0, "presales_count_90d": 0.5})
     assert change == {"presales_count_90d": pytest.approx(0.4)}
+
+
+def test_a_signal_mean_that_leaves_its_daily_range_is_a_large_z():
+    rng = np.random.default_rng(3)
+    history = []
+    for _ in range(10):  # a mean that wanders by about 0.01 a day
+        history.append({"signal_mean": {"a": 600 + 0.01 * rng.standard_normal()}})
+    calm = np.full((50, 1), history[-1]["signal_mean"]["a"] + 0.01)
+    moved = np.full((50, 1), history[-1]["signal_mean"]["a"] - 0.5)
+    assert abs(measure.mean_moves(history, ["a"], calm)[1]["a"]) < 3
+    assert measure.mean_moves(history, ["a"], moved)[1]["a"] < -20
+    assert measure.mean_moves(history[:3], ["a"], moved)[1] == {}  # under a week of runs: not judged
