@@ -91,11 +91,12 @@ def train(args: argparse.Namespace, data: Path) -> str:
 def snapshots(
     tables: dict, days: list[pd.Timestamp], names: list[str], sample: int
 ) -> dict[pd.Timestamp, np.ndarray]:
-    """Each day's snapshot (signals as of its midnight) of the first ``sample`` buyers."""
-    spine = make_spine(tables["buyers"], [d.tz_localize("UTC") for d in days], limit=sample)
+    """Each day's snapshot of the first ``sample`` buyers: as of the midnight that ends it (the daily
+    job publishes, then monitors the day that just ended). Keyed by the day judged."""
+    spine = make_spine(tables["buyers"], [(d + DAY).tz_localize("UTC") for d in days], limit=sample)
     frame = build_signals(tables, spine, [get_signal(n) for n in names])
     return {
-        day.tz_convert("UTC").tz_localize(None): rows[names].to_numpy(np.float32)
+        day.tz_convert("UTC").tz_localize(None) - DAY: rows[names].to_numpy(np.float32)
         for day, rows in frame.groupby("as_of", sort=True)
     }
 
@@ -138,7 +139,7 @@ def monitor_export(
                 args.window_days,
                 150,
                 {"run_at": time.time(), "model_version": rating.version, "reference_run": rating.run_id},
-                population=int((registered < day.tz_localize("UTC")).sum()),  # the whole base, not the sample
+                population=int((registered < (day + DAY).tz_localize("UTC")).sum()),  # the whole base
             )
         )
     ledger.close()

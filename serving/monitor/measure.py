@@ -241,7 +241,8 @@ def mean_moves(
     history: Sequence[Mapping[str, Any]], names: Sequence[str], matrix: np.ndarray
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Each signal's mean over the snapshot, and today's change of it from the previous run in
-    standard deviations of its last four weeks' daily changes (a z; calendar-driven signals left out).
+    standard deviations of the four weeks of daily changes before yesterday's (a z; calendar-driven
+    signals left out).
 
     A PSI needs a share of buyers to move; a mean moves as soon as a few do the same thing. A bureau
     that rescales its readings changes one reading in forty a day: the distribution barely moves,
@@ -249,15 +250,17 @@ def mean_moves(
     """
     with np.errstate(all="ignore"):
         means = dict(zip(names, np.nanmean(matrix.astype(np.float64), axis=0).tolist(), strict=True))
-    past = [h.get("signal_mean") or {} for h in history[-(TRAILING_RUNS + 1) :]]
+    past = [h.get("signal_mean") or {} for h in history[-(TRAILING_RUNS + 2) :]]
     z: dict[str, float] = {}
-    if len(past) < MIN_TRAILING + 1 or not past[-1]:
+    if len(past) < MIN_TRAILING + 2 or not past[-1]:
         return means, z
     for name, today in means.items():
         series = [p.get(name) for p in past]
         if calendar_driven(name) or any(v is None or math.isnan(v) for v in series) or math.isnan(today):
             continue
-        steps = np.diff(series)
+        # the baseline's steps end the run before yesterday: a new daily rate breaches on both of
+        # the two runs an alert waits for, instead of becoming its own baseline on the second
+        steps = np.diff(series[:-1])
         spread = float(np.std(steps, ddof=1))
         scale = max(spread, 1e-9 * (1.0 + abs(today)))
         z[name] = (today - series[-1] - float(np.mean(steps))) / scale
