@@ -15,6 +15,7 @@ star band; an approval not yet mature counts as immature, never as good.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -248,7 +249,8 @@ def mean_moves(
     that rescales its readings changes one reading in forty a day: the distribution barely moves,
     the daily change of the mean leaves its usual range at once.
     """
-    with np.errstate(all="ignore"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-missing signal's mean is NaN
         means = dict(zip(names, np.nanmean(matrix.astype(np.float64), axis=0).tolist(), strict=True))
     past = [h.get("signal_mean") or {} for h in history[-(TRAILING_RUNS + 2) :]]
     z: dict[str, float] = {}
