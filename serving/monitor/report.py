@@ -19,6 +19,7 @@ from serving.monitor.measure import ALL, BANDS, SERVICES
 from serving.monitor.rules import RULES, firing
 
 TOP_SIGNALS = 12
+LARGE_PSI = 0.25  # the usual reading of a PSI: below 0.1 stable, 0.1-0.25 moderate, above large
 
 
 def _png(fig) -> str:
@@ -77,7 +78,7 @@ def _figures(history: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     fig, ax = plt.subplots(figsize=(8, 3.5))
     for name in top[:6]:
         ax.plot(x, _series(history, lambda r, n=name: r["signal_psi"].get(n)), label=name)
-    ax.axhline(_threshold("signal_psi"), color="red", ls="--", lw=0.8, label="alert")
+    ax.axhline(LARGE_PSI, color="grey", ls="--", lw=0.8, label=f"large ({LARGE_PSI})")
     ax.legend(fontsize=7)
     axis(ax, "PSI of the signals that moved most (latest run)")
     out["signals"] = _png(fig)
