@@ -51,7 +51,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         sub.add_parser("propose", help="propose a whole policy by backtest on a validation window")
     )
     monitor.add_arguments(
-        sub.add_parser("monitor", help="judge a day against the champion's reference: metrics, record, report")
+        sub.add_parser(
+            "monitor", help="judge a day against the champion's reference: metrics, record, report"
+        )
     )
     return parser.parse_args(argv)
 
