@@ -6,6 +6,7 @@
     python -m serving retention --older-than-days 400 --out DIR  # export old decisions/outcomes, delete them
     python -m serving backtest --data DIR --from 2025-10-20 --to 2025-11-19 [--policy FILE]  # replay a window
     python -m serving propose --data DIR --from 2024-05-01 --to 2024-07-01 --out candidate.yaml  # search a policy
+    python -m serving monitor --day 2025-03-02 --out data/monitor  # the daily drift, approvals, calibration
 
 Both key commands read the server secret from ``SERVING_API_KEY_SECRET``. Production runs
 gunicorn instead::
@@ -36,6 +37,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     new = sub.add_parser("new-key", help="print a new random key, then its SERVING_API_KEYS entry")
     new.add_argument("--scopes", default="decide", help=scopes_help)
     from serving import backtest, policy_search, retention
+    from serving.monitor import run as monitor
 
     retention.add_arguments(
         sub.add_parser(
@@ -48,6 +50,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     policy_search.add_arguments(
         sub.add_parser("propose", help="propose a whole policy by backtest on a validation window")
     )
+    monitor.add_arguments(
+        sub.add_parser(
+            "monitor", help="judge a day against the champion's reference: metrics, record, report"
+        )
+    )
     return parser.parse_args(argv)
 
 
@@ -59,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
         return retention(args)
     if args.command == "backtest":
         from serving.backtest import run
+
+        return run(args)
+    if args.command == "monitor":
+        from serving.monitor.run import run
 
         return run(args)
     if args.command == "propose":

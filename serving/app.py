@@ -105,7 +105,11 @@ def create_app(config: ServingConfig | Mapping[str, Any] | None = None) -> Flask
     app = Flask("serving")
     app.json.sort_keys = False
     app.extensions[EXTENSION] = Services(
-        config, runtime, ledger, Metrics(), KeyCheck(config.api_keys, config.api_key_secret)
+        config,
+        runtime,
+        ledger,
+        Metrics(config.monitor_record),
+        KeyCheck(config.api_keys, config.api_key_secret),
     )
 
     from serving.api import api

@@ -68,6 +68,8 @@ class ServingConfig:
             default): the system clock.
         checkpoint_interval_s: Seconds between background SQLite WAL checkpoints (0: leave
             them to SQLite's automatic checkpoint every 20,000 pages).
+        monitor_record: The daily monitor's latest record (``latest.json`` in ``python -m
+            serving monitor --out``), exposed on ``/metrics``; None: no monitor figures.
     """
 
     database_url: str = "sqlite:///data/serving.db"
@@ -89,6 +91,7 @@ class ServingConfig:
     checkpoint_interval_s: float = 1.0
     max_snapshot_age_s: float = 36 * 3600.0
     replay_clock_file: str | None = None
+    monitor_record: str | None = None
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

@@ -20,6 +20,9 @@ Names (all prefixed ``buyer_trust_``):
     snapshot_age_seconds                         gauge      now minus the snapshot's as-of time
     info{model_version,policy_version,snapshot_version[,pid]}  gauge  1 for what is live
 
+With ``SERVING_MONITOR_RECORD`` set, the daily monitor's figures (``buyer_trust_monitor_*``,
+``serving.monitor.metrics``) are read from its latest record at each scrape and exposed too.
+
 Gauges are computed when ``/metrics`` is scraped, by the worker that answers.
 """
 
@@ -34,6 +37,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import func, select
 
+from serving.monitor.metrics import MonitorCollector
 from serving.tables import RESERVATIONS
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -48,9 +52,12 @@ class Metrics:
     before the worker starts: ``serving/gunicorn_conf.py`` does it in the master.)
     """
 
-    def __init__(self) -> None:
+    def __init__(self, monitor_record: str | None = None) -> None:
         self.multiprocess_dir = os.environ.get(MULTIPROC_ENV) or None
         self.registry = CollectorRegistry()
+        self.monitor = None if monitor_record is None else MonitorCollector(monitor_record)
+        if self.monitor is not None and not self.multiprocess_dir:
+            self.registry.register(self.monitor)
         reg = None if self.multiprocess_dir else self.registry  # multiprocess: read back from the files
         self._counters = {
             "buyer_trust_requests_total": Counter(
@@ -172,6 +179,8 @@ class Metrics:
             return generate_latest(self.registry)
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=self.multiprocess_dir)
+        if self.monitor is not None:
+            registry.register(self.monitor)
         return generate_latest(registry)
 
 

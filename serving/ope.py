@@ -145,7 +145,14 @@ def _without_exploration(policy: Policy) -> Policy:
     )
 
 
-def read_log(engine: Any, service: str, decimals: int, start: Any = None, end: Any = None) -> pd.DataFrame:
+def read_log(
+    engine: Any,
+    service: str,
+    decimals: int,
+    start: Any = None,
+    end: Any = None,
+    outcomes_before: Any = None,
+) -> pd.DataFrame:
     """One service's logged decisions and their outcomes from a ledger database.
 
     Args:
@@ -154,6 +161,8 @@ def read_log(engine: Any, service: str, decimals: int, start: Any = None, end: A
         decimals: The policy currency's decimals.
         start: First decision time (naive UTC), or None.
         end: End of the window (exclusive), or None.
+        outcomes_before: Count only outcomes that occurred before this instant (naive UTC; the
+            monitor judges a day as it was then), or None for every outcome stored.
 
     Returns:
         ``buyer_id``, ``ref_id``, ``approved``, ``propensity``, ``at_risk`` and ``head_loss``
@@ -179,12 +188,10 @@ def read_log(engine: Any, service: str, decimals: int, start: Any = None, end: A
         rows = pd.DataFrame(
             conn.execute(query.order_by(d.created_at)).all(), columns=list(query.selected_columns.keys())
         )
-        lost = {
-            (int(b), int(r))
-            for b, r in conn.execute(
-                select(o.buyer_id, o.ref_id).where(o.service == service, o.kind.in_(LOSS_KINDS[service]))
-            ).all()
-        }
+        losses = select(o.buyer_id, o.ref_id).where(o.service == service, o.kind.in_(LOSS_KINDS[service]))
+        if outcomes_before is not None:
+            losses = losses.where(o.occurred_at < outcomes_before)
+        lost = {(int(b), int(r)) for b, r in conn.execute(losses).all()}
     if rows.empty:
         return rows
     rows = rows.drop_duplicates(

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simulator import hazards
+from simulator import hazards, shifts
 from simulator.calendar import DAY, HOUR, NEVER, Calendar, lag_days, sample_in_month, uniform_between
 from simulator.config import Params
 from simulator.population import Population
@@ -113,12 +113,14 @@ def regular_orders(
     dev: Devices,
     expected: np.ndarray,
     params: Params,
+    declared: tuple = (),
 ) -> Columns:
-    """Everyday orders: Poisson per buyer-month with the expected counts of ``hazards.expected_orders``."""
+    """Everyday orders: Poisson per buyer-month with the expected counts of ``hazards.expected_orders``
+    (categories moved by any declared mix shift, ``simulator.shifts``)."""
     p = params
     b, m = expand_counts(rng, expected[:, : cal.months])
     created = sample_in_month(cal, rng, m, pop.registered_at[b])
-    category = _choice_rows(rng, hazards.category_weights(pop, p)[b])
+    category = _choice_rows(rng, shifts.category_weights(hazards.category_weights(pop, p)[b], m, declared))
     price = np.asarray(p.category_median_price)[category] * pop.spend[b]
     amount = np.round(
         price * np.exp(np.asarray(p.category_price_sigma)[category] * rng.standard_normal(b.size)), 2

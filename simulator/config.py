@@ -11,6 +11,8 @@ import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
 
+from simulator.shifts import Shift, month_index
+
 ID_STRIDE = 10**10
 """Ids of every table are ``part * ID_STRIDE + local index + 1``: unique without coordination."""
 
@@ -122,6 +124,7 @@ class RunConfig:
         start: First day of the simulated period (UTC midnight, first of a month).
         shard_size: Buyers per shard (and per parquet part).
         params: Generative-process constants.
+        shifts: Declared shifts of the marketplace (``simulator.shifts``), each from its month.
     """
 
     buyers: int
@@ -130,6 +133,7 @@ class RunConfig:
     start: dt.date = dt.date(2023, 1, 1)
     shard_size: int = 50_000
     params: Params = field(default_factory=Params)
+    shifts: tuple[Shift, ...] = ()
 
     def __post_init__(self) -> None:
         if self.buyers < 1:
@@ -142,6 +146,14 @@ class RunConfig:
             raise ValueError(f"start must be the first day of a month, got {self.start}")
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
+        if not isinstance(self.shifts, tuple) or not all(isinstance(s, Shift) for s in self.shifts):
+            raise TypeError("shifts must be a tuple of simulator.shifts.Shift")
+        self.declared_shifts  # noqa: B018 - each shift's month must lie in the period
+
+    @property
+    def declared_shifts(self) -> tuple[tuple[Shift, int], ...]:
+        """Each shift with its month index in the period (``ValueError`` for one outside it)."""
+        return tuple((s, month_index(s, self.start, self.months)) for s in self.shifts)
 
     @property
     def shards(self) -> int:

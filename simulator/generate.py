@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from features import cluster
+from simulator import shifts
 from simulator.config import RunConfig
 from simulator.write import write_export
 
@@ -22,6 +23,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--start", type=dt.date.fromisoformat, default=dt.date(2023, 1, 1),
                         help="first day of the period, a first of month (default 2023-01-01)")  # fmt: skip
     parser.add_argument("--shard-size", type=int, default=50_000, help="buyers per part (default 50000)")
+    parser.add_argument(
+        "--shift",
+        action="append",
+        default=[],
+        metavar="KIND@YYYY-MM[:STRENGTH]",
+        help=f"declared shift from a month, repeatable; KIND one of {', '.join(shifts.KINDS)} (simulator.shifts)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     cluster.add_argument(parser)
 
@@ -35,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             start=args.start,
             shard_size=args.shard_size,
+            shifts=tuple(shifts.parse(spec) for spec in args.shift),
         )
     except ValueError as exc:
         print(f"simulator: {exc}", file=sys.stderr)

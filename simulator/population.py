@@ -11,6 +11,16 @@ from simulator.calendar import DAY, NEVER, Calendar, uniform_between
 from simulator.config import Params
 
 BURN_IN_MONTHS = 24
+# A fraudster's traits (draw_population, fraud_wave): reliability z ~ N(mean, sd), opportunism
+# ~ Beta, activity jitter, spend multiplier, and the chances of a credit file, a real name, a
+# pay-later line.
+FRAUD_REL_Z = (-2.0, 0.5)
+FRAUD_OPPORTUNISM_BETA = (4, 3)
+FRAUD_ACTIVITY_SD = 0.3
+FRAUD_SPEND = 1.5
+FRAUD_CREDIT_FILE = 0.5
+FRAUD_REAL_NAME = 0.4
+FRAUD_PAY_LATER = 0.8
 
 
 @dataclass(frozen=True)
@@ -156,10 +166,10 @@ def draw_population(
             np.int64
         )
         registered_at[fraud_idx] = np.minimum(registered_at[fraud_idx], cal.export_at - 1)
-        rel_z[fraud_idx] = -2.0 + 0.5 * rng.standard_normal(fraud_idx.size)
-        opportunism[fraud_idx] = rng.beta(4, 3, size=fraud_idx.size)
-        activity[fraud_idx] = p.fraud_orders * np.exp(0.3 * rng.standard_normal(fraud_idx.size))
-        spend[fraud_idx] *= 1.5
+        rel_z[fraud_idx] = FRAUD_REL_Z[0] + FRAUD_REL_Z[1] * rng.standard_normal(fraud_idx.size)
+        opportunism[fraud_idx] = rng.beta(*FRAUD_OPPORTUNISM_BETA, size=fraud_idx.size)
+        activity[fraud_idx] = p.fraud_orders * np.exp(FRAUD_ACTIVITY_SD * rng.standard_normal(fraud_idx.size))
+        spend[fraud_idx] *= FRAUD_SPEND
     ring = (rng.random(n) < p.ring_share) & ~fraudster
     ring_idx = np.flatnonzero(ring)
     rng.shuffle(ring_idx)
@@ -174,9 +184,9 @@ def draw_population(
         life = rng.integers(p.fraud_active_months[0], p.fraud_active_months[1] + 1, size=fraud_idx.size)
         active_until[fraud_idx] = reg_month[fraud_idx] + life
 
-    pay_later = (rng.random(n) < p.pay_later_share) | (fraudster & (rng.random(n) < 0.8))
-    credit_file = rng.random(n) < np.where(fraudster, 0.5, p.credit_file_share)
-    real_name = rng.random(n) < np.where(fraudster, 0.4, p.real_name_share)
+    pay_later = (rng.random(n) < p.pay_later_share) | (fraudster & (rng.random(n) < FRAUD_PAY_LATER))
+    credit_file = rng.random(n) < np.where(fraudster, FRAUD_CREDIT_FILE, p.credit_file_share)
+    real_name = rng.random(n) < np.where(fraudster, FRAUD_REAL_NAME, p.real_name_share)
     phone = rng.random(n) < p.phone_verified_share
     real_name_at = np.where(real_name, registered_at + (rng.exponential(20, n) * DAY).astype(np.int64), NEVER)
     phone_at = np.where(phone, registered_at + (rng.exponential(0.02, n) * DAY).astype(np.int64), NEVER)
@@ -205,3 +215,54 @@ def draw_population(
         active_until=active_until,
         stress=stress_path(rng, fragility, months + 3, params),
     )
+
+
+def fraud_wave(
+    rng: np.random.Generator,
+    pop: Population,
+    cal: Calendar,
+    params: Params,
+    month: int,
+    share: float,
+    days: int,
+) -> Population:
+    """The population with ``share`` of its ordinary buyers replaced by fraudsters registering in groups
+    within ``days`` of month ``month``'s start (``simulator.shifts``: a fraud-ring wave).
+
+    The replaced buyers keep their ids; everything about them is a new fraudulent account's: the
+    registration, the traits ``draw_population`` gives fraudsters, a short active life.
+    """
+    idx = np.flatnonzero(~pop.fraudster & ~pop.ring)
+    idx = np.sort(rng.choice(idx, size=min(idx.size, round(share * pop.n)), replace=False))
+    if idx.size == 0:
+        return pop
+    k, p = idx.size, params
+    a = {f: getattr(pop, f).copy() for f in Population.__dataclass_fields__}
+    groups = _groups(rng, idx, p.fraud_group_size)
+    start = int(cal.month_start[month])
+    group_start = start + (rng.random(groups.max() + 1) * days * DAY).astype(np.int64)
+    registered = np.minimum(
+        group_start[groups] + (rng.random(k) * 2 * DAY).astype(np.int64), cal.export_at - 1
+    )
+    a["registered_at"][idx] = registered
+    a["reg_month"][idx] = cal.month_index(registered)
+    a["fraudster"][idx] = True
+    a["fraud_group"][idx] = (a["fraud_group"].max() + 1) + groups
+    a["rel_z"][idx] = FRAUD_REL_Z[0] + FRAUD_REL_Z[1] * rng.standard_normal(k)
+    a["reliability"] = 1 / (1 + np.exp(-(p.reliability_mean_logit + p.reliability_sd_logit * a["rel_z"])))
+    a["opportunism"][idx] = rng.beta(*FRAUD_OPPORTUNISM_BETA, size=k)
+    a["activity"][idx] = p.fraud_orders * np.exp(FRAUD_ACTIVITY_SD * rng.standard_normal(k))
+    a["spend"][idx] *= FRAUD_SPEND
+    a["active_until"][idx] = month + rng.integers(
+        p.fraud_active_months[0], p.fraud_active_months[1] + 1, size=k
+    )
+    a["pay_later"][idx] = rng.random(k) < FRAUD_PAY_LATER
+    a["credit_file"][idx] = rng.random(k) < FRAUD_CREDIT_FILE
+    real_name = rng.random(k) < FRAUD_REAL_NAME
+    a["real_name_at"][idx] = np.where(
+        real_name, registered + (rng.exponential(20, k) * DAY).astype(np.int64), NEVER
+    )
+    a["phone_at"][idx] = np.where(
+        a["phone_at"][idx] < NEVER, registered + (rng.exponential(0.02, k) * DAY).astype(np.int64), NEVER
+    )
+    return Population(**a)

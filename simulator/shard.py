@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 
 from features.legacy import legacy_presale
-from simulator import activity, aftersales, compliance, hazards, payments, standing, truth
+from simulator import activity, aftersales, compliance, hazards, payments, shifts, standing, truth
 from simulator.calendar import NEVER, Calendar
 from simulator.config import ID_STRIDE, RunConfig
 from simulator.export import to_table
@@ -43,12 +43,12 @@ def _orders(
 ) -> tuple[Columns, Columns, np.ndarray, Columns, Columns]:
     """All orders (sorted, local index = row), presales, VIP path, credit readings, presale orders."""
     p = cfg.params
-    regular = activity.regular_orders(rng, pop, cal, dev, expected, p)
+    regular = activity.regular_orders(rng, pop, cal, dev, expected, p, cfg.declared_shifts)
     fake = activity.fake_orders(rng, pop, cal, dev, part, p)
     spent = {k: np.concatenate([regular[k], fake[k]]) for k in ("b", "created_at", "amount", "canceled_at")}
     live = spent["canceled_at"] == NEVER
     vip = standing.vip_path(pop, cal, spent["b"][live], spent["created_at"][live], spent["amount"][live], p)
-    readings = standing.credit_readings(rng, pop, cal, p)
+    readings = standing.credit_readings(rng, pop, cal, p, cfg.declared_shifts)
     pre = activity.presale_orders(rng, pop, cal, dev, p)
     presales, fulfilment = payments.settle_presales(rng, pop, cal, pre, vip, readings, p)
     n_pre = pre["b"].size
@@ -99,6 +99,8 @@ def simulate_shard(
     rng = np.random.default_rng((cfg.seed, part))
     lo, hi = cfg.shard_range(part)
     pop = draw_population(rng, lo, hi - lo + 1, cal, p)
+    if cfg.shifts:
+        pop = shifts.apply_population(shifts.generator(cfg.seed, part), pop, cal, p, cfg.declared_shifts)
     expected = hazards.expected_orders(pop, cal, p)
     dev = activity.draw_devices(rng, pop)
     orders, presales, vip, readings, pre = _orders(rng, pop, cal, cfg, part, expected, dev)

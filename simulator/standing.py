@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from simulator import hazards
+from simulator import hazards, shifts
 from simulator.calendar import DAY, HOUR, Calendar, uniform_between
 from simulator.config import Params
 from simulator.population import Population
@@ -73,8 +73,11 @@ def vip_at(cal: Calendar, vip: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.n
     return np.where(before_review, vip[b, np.maximum(m - 1, 0)], vip[b, m])
 
 
-def credit_readings(rng: np.random.Generator, pop: Population, cal: Calendar, params: Params) -> Columns:
-    """Monthly-ish bureau readings: a noisy view of reliability, lagged one month on stress.
+def credit_readings(
+    rng: np.random.Generator, pop: Population, cal: Calendar, params: Params, declared: tuple = ()
+) -> Columns:
+    """Monthly-ish bureau readings: a noisy view of reliability, lagged one month on stress (rescaled
+    from a declared bureau shift's month on, ``simulator.shifts``).
 
     Returns:
         Columns ``b``, ``ts``, ``score``, sorted by buyer then instant.
@@ -93,6 +96,7 @@ def credit_readings(rng: np.random.Generator, pop: Population, cal: Calendar, pa
         + pop.bureau_bias[b]
         + 20.0 * rng.standard_normal(b.size)
     )
+    raw = shifts.bureau_scores(raw, m, declared)
     order = np.lexsort((ts, b))
     return {"b": b[order], "ts": ts[order], "score": np.clip(np.round(raw), 350, 950).astype(np.int64)[order]}
 

@@ -103,6 +103,7 @@ def _manifest(cfg: RunConfig, cal: Calendar, shards: list[dict]) -> dict:
         "tables": list(contract.TABLE_NAMES),
         "truth": [f"{TRUTH_DIR}/{name}.parquet" for name in TRUTH_FILES],
         "params": params_dict(cfg.params),
+        **({"shifts": [str(s) for s in cfg.shifts]} if cfg.shifts else {}),
     }
 
 

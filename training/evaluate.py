@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score, roc_curve
 
+from rating import drift
 from rating.scale import N_STARS
 
 
@@ -27,12 +28,9 @@ def calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 20) -> float:
 
 
 def psi(expected: np.ndarray, actual: np.ndarray, bins: int = 10) -> float:
-    """Population stability index of ``actual`` against ``expected``, on the decile edges of ``expected``."""
-    edges = np.unique(np.quantile(expected, np.linspace(0, 1, bins + 1)[1:-1]))
-    e = np.bincount(np.searchsorted(edges, expected, side="right"), minlength=edges.size + 1) / len(expected)
-    a = np.bincount(np.searchsorted(edges, actual, side="right"), minlength=edges.size + 1) / len(actual)
-    e, a = np.clip(e, 1e-6, None), np.clip(a, 1e-6, None)
-    return float(np.sum((a - e) * np.log(a / e)))
+    """Population stability index of ``actual`` against ``expected``, on the decile edges of ``expected``
+    (``rating.drift``: the same bins the monitor freezes)."""
+    return drift.psi(expected, actual, bins)
 
 
 def discrimination(y: np.ndarray, p: np.ndarray) -> dict[str, float]:

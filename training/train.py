@@ -71,6 +71,7 @@ from training.policy_backtest import (
 from training.policy_proposal import Proposal, candidate_policy, policy_bands, propose
 from training.presentation import figures, summary_text
 from training.propensity import logged_propensities, shipped_weights
+from training.reference import REFERENCE_ARTIFACT, monitor_reference
 from training.report import (
     PREFIX,
     REASON_ONLY,
@@ -616,6 +617,7 @@ def fit_and_log(
             for proposal in proposals.values():
                 report.metrics.update(proposal_metrics(model, proposal, opportunities[proposal.service]))
         mlflow.log_metrics(report.metrics)
+        mlflow.log_dict(monitor_reference(model, test, opportunities), REFERENCE_ARTIFACT)
         mlflow.log_dict(
             {"cuts": list(model.cuts), "scale": vars(model.scale), "calibration": vars(model.calibration)},
             "rating.json",

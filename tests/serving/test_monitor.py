@@ -1,0 +1,328 @@
+"""The daily monitor: drift on frozen bins, calibration of mature outcomes only, its gauges on
+/metrics, its alert rules (promtool), and clear errors on bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rating import drift
+from serving.monitor import measure
+from serving.monitor.measure import MonitorError
+from serving.monitor.metrics import samples
+from serving.monitor.rules import alerts_yaml, breaches, firing
+from serving.monitor.run import monitor_day
+from serving.policy import load_policy
+from training.reference import monitor_reference
+
+from .conftest import SIGNALS, TEST_POLICY
+
+SERVING = Path(__file__).resolve().parents[2] / "serving"
+DAY = pd.Timestamp("2025-06-03")
+
+
+# --- drift primitives against hand-computed values ------------------------------------------
+
+
+def test_psi_of_hand_computed():
+    # (0.25 - 0.5) ln(0.25/0.5) + (0.75 - 0.5) ln(0.75/0.5)
+    assert drift.psi_of([0.5, 0.5], [0.25, 0.75]) == pytest.approx(0.25 * math.log(2) + 0.25 * math.log(1.5))
+    assert drift.psi_of([0.2, 0.3, 0.5], [0.2, 0.3, 0.5]) == 0.0
+
+
+def test_jensen_shannon_hand_computed():
+    assert drift.jensen_shannon([1, 0], [0, 1]) == pytest.approx(1.0)
+    # m = (0.75, 0.25): KL(p||m) = 0.5 log2(2/3) + 0.5 log2(2); KL(q||m) = log2(4/3)
+    expected = (0.5 * math.log2(2 / 3) + 0.5 + math.log2(4 / 3)) / 2
+    assert drift.jensen_shannon([0.5, 0.5], [1, 0]) == pytest.approx(expected)
+    assert drift.jensen_shannon([0.3, 0.7], [0.3, 0.7]) == pytest.approx(0.0)
+
+
+def test_bins_are_frozen_at_the_reference():
+    reference = np.arange(100, dtype=float)
+    edges = drift.frozen_edges(reference, 10)
+    assert edges.size == 9
+    assert drift.proportions(reference, edges)[:10] == pytest.approx([0.1] * 10)
+    # Today every value is beyond the reference's range: all in its last bin, none re-binned.
+    today = np.full(50, 1000.0)
+    props = drift.proportions(today, edges)
+    assert props[9] == 1.0 and props.sum() == pytest.approx(1.0)
+    assert drift.psi_of(drift.proportions(reference, edges), props) == pytest.approx(
+        (1 - 0.1) * math.log(1 / 0.1) + 9 * (drift.FLOOR - 0.1) * math.log(drift.FLOOR / 0.1)
+    )
+    # Missing values have their own bin: a signal that goes missing drifts.
+    assert drift.proportions([np.nan, 5.0], edges)[-1] == 0.5
+
+
+def test_training_psi_is_the_shared_one():
+    from training.evaluate import psi
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=5000), rng.normal(0.3, 1, size=5000)
+    assert psi(a, b) == drift.psi(a, b) > 0.05
+
+
+def test_wilson_interval():
+    lo, hi = measure.wilson(0, 50)
+    assert lo == pytest.approx(0.0, abs=1e-12) and hi == pytest.approx(0.0713, abs=1e-4)
+    lo, hi = measure.wilson(10, 100)
+    assert lo == pytest.approx(0.0552, abs=1e-4) and hi == pytest.approx(0.1744, abs=1e-4)
+
+
+# --- calibration: immature outcomes are not good ---------------------------------------------
+
+
+def _log(rows: list[dict]) -> pd.DataFrame:
+    """A decision log as ``serving.ope.read_log`` returns it."""
+    out = []
+    for i, r in enumerate(rows):
+        out.append(
+            {
+                "buyer_id": i,
+                "ref_id": i,
+                "decision": "approve" if r.get("approved", True) else "decline",
+                "approved": r.get("approved", True),
+                "propensity": 1.0,
+                "created_at": r["created_at"],
+                "at_risk": 100.0,
+                "head_loss": 100.0 * r["p"],
+                "loss": 100.0 if r.get("bad") else 0.0,
+                "inputs": {"order": {"amount": 110.0, "category": "beauty", "balance_due_at": r["due"]}},
+                "outputs": {"star": r.get("star", 3), "score": 700, "p_loss": r["p"]},
+            }
+        )
+    return pd.DataFrame(out)
+
+
+def test_immature_approvals_are_counted_apart_not_as_good():
+    end = pd.Timestamp("2025-06-04")
+    log = _log(
+        [
+            {"created_at": pd.Timestamp("2025-04-01"), "due": "2025-04-20T00:00:00Z", "p": 0.1, "bad": True},
+            {"created_at": pd.Timestamp("2025-04-01"), "due": "2025-04-20T00:00:00Z", "p": 0.1},
+            # due in the future, no outcome yet: immature, not a good outcome
+            {"created_at": pd.Timestamp("2025-06-01"), "due": "2025-06-30T00:00:00Z", "p": 0.1},
+            {"created_at": pd.Timestamp("2025-06-01"), "due": "2025-06-30T00:00:00Z", "p": 0.1},
+            # due 2025-05-30 + 7 days grace = 2025-06-06: still immature on 2025-06-04
+            {"created_at": pd.Timestamp("2025-05-01"), "due": "2025-05-30T00:00:00Z", "p": 0.1},
+        ]
+    )
+    cal = measure.calibration(measure.PRESALE, log, end)["3"]
+    assert (cal["mature"], cal["immature"], cal["bad"]) == (2, 3, 1)
+    assert cal["realised"] == 0.5 and cal["expected"] == pytest.approx(0.1)
+    assert cal["excess"] is None  # fewer than MIN_MATURE mature approvals: not judged
+
+
+def test_calibration_excess_when_a_band_loses_more_than_priced():
+    rows = [
+        {
+            "created_at": pd.Timestamp("2025-03-01"),
+            "due": "2025-03-20T00:00:00Z",
+            "p": 0.02,
+            "bad": i % 4 == 0,
+        }
+        for i in range(80)
+    ]
+    cal = measure.calibration(measure.PRESALE, _log(rows), pd.Timestamp("2025-06-04"))["3"]
+    assert cal["realised"] == 0.25 and cal["excess"] > 0.1
+
+
+# --- a record, its gauges and its alerts -----------------------------------------------------
+
+
+class _Model:
+    """Scores are the first signal; enough of a model for the reference."""
+
+    signal_names = ("a", "b")
+
+    def score(self, X):
+        return SimpleNamespace(score=np.asarray(X)[:, 0] * 100 + 600)
+
+
+@pytest.fixture(scope="module")
+def reference():
+    rng = np.random.default_rng(1)
+    rows = pd.DataFrame({"a": rng.normal(size=4000), "b": rng.exponential(size=4000)})
+    return json.loads(json.dumps(monitor_reference(_Model(), rows, {})))
+
+
+def _record(reference, shift: float, day=DAY, history=()):
+    rng = np.random.default_rng(int(day.day) + int(shift * 10))
+    matrix = np.column_stack([rng.normal(shift, 1, 3000), rng.exponential(size=3000)])
+    window = {measure.PRESALE: _log([{"created_at": day, "due": "2025-07-01T00:00:00Z", "p": 0.05}])}
+    return measure.record(
+        day, reference, ["a", "b"], matrix, matrix[:, 0] * 100 + 600, window, {}, {}, history,
+        {"run_at": 1.0, "day_at": day.timestamp()},
+    )  # fmt: skip
+
+
+def test_a_shifted_signal_raises_its_gauge_and_alert(reference):
+    calm = _record(reference, 0.0)
+    shifted = _record(reference, 1.0)
+    assert calm["signal_psi"]["a"] < 0.05 and calm["signal_psi"]["b"] < 0.05
+    assert shifted["signal_psi"]["a"] > 0.25 and shifted["signal_psi"]["b"] < 0.05
+    gauge = {(n, tuple(sorted(lab.items()))): v for n, _, lab, v in samples(shifted)}
+    assert gauge[("buyer_trust_monitor_signal_psi", (("signal", "a"),))] == shifted["signal_psi"]["a"]
+    assert breaches(shifted)["BuyerTrustScoreDrift"] == [{}]  # the score is signal a here
+    assert not any(breaches(calm).values())
+    # A week of calm runs, two shifted ones, a calm one: the signal's PSI rose within the week on two
+    # consecutive runs, so its alert fires on the second; the score alert pages on the first.
+    history: list[dict] = []
+    for i, s in enumerate([0] * 7 + [1, 1, 0]):
+        history.append(_record(reference, s, DAY + pd.Timedelta(days=i), history))
+    assert history[7]["signal_psi_change"]["a"] > 0.25 > abs(history[7]["signal_psi_change"]["b"])
+    assert breaches(history[7])["BuyerTrustSignalDrift"] == [{"signal": "a"}]
+    raised = [(a["day"], a["alert"]) for a in firing(history)]
+    assert raised == [("2025-06-10", "BuyerTrustScoreDrift"), ("2025-06-11", "BuyerTrustSignalDrift")]
+
+
+def test_empty_day_is_a_clear_error(reference):
+    with pytest.raises(MonitorError, match="no decision in the window ending 2025-06-04"):
+        measure.record(DAY, reference, ["a", "b"], np.zeros((5, 2)), np.zeros(5), {}, {}, {})
+
+
+def test_snapshot_signal_missing_from_reference_is_a_clear_error(reference):
+    with pytest.raises(MonitorError, match=r"reference: no bins for signals \['c'\]"):
+        measure.signal_drift(reference, ["a", "c"], np.zeros((5, 2)))
+
+
+# --- the rule file and promtool ----------------------------------------------------------------
+
+
+def test_alerts_yml_is_generated_from_the_rules():
+    assert (SERVING / "alerts.yml").read_text() == alerts_yaml(), (
+        "serving/alerts.yml is stale: python -m serving monitor --rules > serving/alerts.yml"
+    )
+
+
+def test_promtool_test_rules():
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.fail("promtool is missing: apt-get install -y prometheus (Debian), see README")
+    done = subprocess.run(
+        [promtool, "test", "rules", "alerts_test.yml"],
+        cwd=SERVING,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+# --- end to end: the service logs, the monitor reads the log, the service exposes the gauges ---
+
+
+def _tiny_reference(rating, snapshot_rows) -> dict:
+    rows = pd.DataFrame(snapshot_rows[1], columns=SIGNALS)
+    opp = pd.DataFrame(snapshot_rows[1][:500], columns=SIGNALS).assign(amount=500.0, category="beauty")
+    return json.loads(
+        json.dumps(monitor_reference(rating.model, rows, {measure.PRESALE: SimpleNamespace(rows=opp)}))
+    )
+
+
+def test_monitor_reads_the_decision_log_and_the_service_exposes_it(
+    ledger_app,
+    client,
+    buyer_with_star,
+    presale_body,
+    rating,
+    snapshot_rows,
+    snapshot_file,
+    tmp_path,
+    make_app,
+    config,
+):
+    app = ledger_app()
+    c = app.test_client()
+    c.environ_base.update(client.environ_base)
+    buyers = [buyer_with_star(s, n) for s in (3, 4, 5) for n in range(4)]
+    for i, buyer in enumerate(buyers):
+        answer = c.post("/v1/decisions", json=presale_body(buyer, 300.0, order_id=100 + i))
+        assert answer.status_code == 200, answer.get_json()
+    ledger = app.extensions["buyer_trust"].ledger
+    today = pd.Timestamp.now("UTC").normalize().tz_localize(None)
+    ids, X = snapshot_rows
+    reference = _tiny_reference(rating, snapshot_rows)
+    rec = monitor_day(
+        ledger.engine.execution_options(schema_translate_map={None: ledger.schema}) if ledger.schema else ledger.engine,
+        today, reference, SIGNALS, X, rating.model.score(X).score, load_policy(TEST_POLICY), (), 7, 150,
+        {"run_at": 1.0, "model_version": "tiny", "reference_run": "r"},
+    )  # fmt: skip
+    presale = rec["services"][measure.PRESALE]
+    assert presale["decisions"] == len(buyers)
+    assert presale["bands"]["all"]["approvals"] == sum(
+        presale["bands"][b]["approvals"] for b in presale["bands"] if b != "all"
+    )
+    assert rec["score_psi"] == pytest.approx(0.0, abs=1e-9)  # the snapshot is the reference's population
+    assert presale["bands"]["all"]["approvals"] > 0
+    cal = presale["calibration"]["all"]  # approvals due in 2030: every one immature, none counted as good
+    assert cal["mature"] == 0 and cal["immature"] == presale["bands"]["all"]["approvals"]
+
+    from serving.monitor.run import write_outputs
+
+    write_outputs(tmp_path / "monitor", rec)
+    assert (tmp_path / "monitor" / "report.html").read_text().count("data:image/png;base64") == 4
+    served = make_app(config | {"monitor_record": str(tmp_path / "monitor" / "latest.json")})
+    text = served.test_client().get("/metrics").get_data(as_text=True)
+    assert f'buyer_trust_monitor_decisions{{service="{measure.PRESALE}"}} {float(len(buyers))}' in text
+    assert 'buyer_trust_monitor_signal_psi{signal="signal_0"}' in text
+    assert "buyer_trust_monitor_record_error 0.0" in text
+
+
+def test_unreadable_record_is_a_gauge_not_a_failed_scrape(make_app, config, tmp_path):
+    bad = tmp_path / "latest.json"
+    bad.write_text("{not json")
+    text = make_app(config | {"monitor_record": str(bad)}).test_client().get("/metrics")
+    assert text.status_code == 200
+    assert "buyer_trust_monitor_record_error 1.0" in text.get_data(as_text=True)
+
+
+def test_cli_bad_input_is_a_message_and_exit_2(tmp_path, model_uri, snapshot_file, capsys):
+    from serving.__main__ import main
+
+    common = ["monitor", "--out", str(tmp_path / "m"), "--snapshot", str(snapshot_file), "--model-uri", model_uri,
+              "--policy", str(TEST_POLICY), "--database-url", f"sqlite:///{tmp_path / 'empty.db'}", "--day", "2025-06-03"]  # fmt: skip
+    assert main([*common, "--reference", str(tmp_path / "absent.json")]) == 2
+    assert "reference" in capsys.readouterr().err and not (tmp_path / "m").exists()
+    assert main(common) == 2  # a model saved as a path has no training run to take a reference from
+    assert "pass --reference FILE" in capsys.readouterr().err
+
+
+def test_approval_rate_change_in_standard_errors():
+    assert measure.trailing_change([0.4] * 6, 0.6) is None  # under a week of history
+    change = measure.trailing_change([0.4] * 30, 0.6)
+    assert change == pytest.approx(0.2)
+    assert measure.rate_z(change, 0.6, 100) == pytest.approx(0.2 / math.sqrt(0.4 * 0.6 / 100))
+    assert measure.rate_z(change, 0.6, measure.MIN_DECISIONS - 1) is None  # too few decisions to judge
+
+
+def test_new_accounts_surge_and_calendar_signals_left_out_of_the_weekly_change():
+    history = [{"population": 1000 + 8 * i, "new_buyers": None if i == 0 else 8} for i in range(10)]
+    assert measure.new_accounts(history, history[-1]["population"] + 9)[1] == pytest.approx(1 / math.sqrt(8))
+    new, z = measure.new_accounts(history, history[-1]["population"] + 30)
+    assert new == 30 and z > 4
+    assert measure.new_accounts([], 500) == (None, None)
+    # a recency signal moves with the calendar: its PSI is kept, its weekly change is not alerted on
+    week = [{"signal_psi": {"presales_days_since_last": 0.1, "presales_count_90d": 0.1}}] * measure.WEEK_RUNS
+    change = measure.psi_change(week, {"presales_days_since_last": 2.0, "presales_count_90d": 0.5})
+    assert change == {"presales_count_90d": pytest.approx(0.4)}
+
+
+def test_a_signal_mean_that_leaves_its_daily_range_is_a_large_z():
+    rng = np.random.default_rng(3)
+    history = []
+    for _ in range(10):  # a mean that wanders by about 0.01 a day
+        history.append({"signal_mean": {"a": 600 + 0.01 * rng.standard_normal()}})
+    calm = np.full((50, 1), history[-1]["signal_mean"]["a"] + 0.01)
+    moved = np.full((50, 1), history[-1]["signal_mean"]["a"] - 0.5)
+    assert abs(measure.mean_moves(history, ["a"], calm)[1]["a"]) < 3
+    assert measure.mean_moves(history, ["a"], moved)[1]["a"] < -10
+    assert measure.mean_moves(history[:3], ["a"], moved)[1] == {}  # under a week of runs: not judged
