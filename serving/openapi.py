@@ -14,6 +14,7 @@ from serving.schema import (
     AMOUNT,
     BUYER_PATH,
     DECISION,
+    INSTANT,
     MAX_ID,
     OUTCOME,
     TEXT,
@@ -124,7 +125,7 @@ def field_schema(
             "required": [f.name for f in spec.fields if f.required],
         }
     if spec.kind == "datetime":
-        return {"type": "string", "format": "date-time", "description": spec.description}
+        return {"type": "string", "format": "date-time", "pattern": INSTANT, "description": spec.description}
     if spec.maximum == AMOUNT:
         if max_amount is None:
             raise ValueError(f"{spec.name}: an amount's schema needs max_amount")

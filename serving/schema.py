@@ -26,6 +26,14 @@ TEXT = r"^[!-~](?:[ -~]*[!-~])?$"
 """A free string field (an idempotency key): printable ASCII, no leading or trailing space (as the
 IETF Idempotency-Key draft's keys are); the parser matches it and the OpenAPI document states it."""
 _TEXT = re.compile(TEXT)
+INSTANT = (
+    r"^(?:000[2-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])"
+    r"-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]+)?"
+    r"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])$"
+)
+"""A date-time field: RFC 3339 with its offset (``2025-11-11T00:00:00Z``), years 0002-9998 (so that no
+offset carries it outside the calendar); the parser matches it and the OpenAPI document states it."""
+_INSTANT = re.compile(INSTANT)
 AMOUNT = "amount"  # marker: a money amount (number or decimal string); the maximum is max_amount
 
 
@@ -332,18 +340,15 @@ def _check(
             raise RequestError(path, f"must be {currency} (the policy currency)")
         return value
     if kind == "datetime":
-        if not isinstance(value, str):
-            raise RequestError(path, "must be an ISO 8601 date-time string")
+        if not isinstance(value, str) or not _INSTANT.fullmatch(value):
+            raise RequestError(path, "must be an RFC 3339 date-time with its offset, years 0002-9998")
         try:
             moment = datetime.fromisoformat(value)
-        except ValueError:
-            raise RequestError(path, "must be an ISO 8601 date-time string") from None
-        if moment.tzinfo is not None:
-            try:
-                moment = moment.astimezone(UTC).replace(tzinfo=None)
-            except OverflowError:  # 9999-12-31T23:59-05:00 is past the last representable instant
-                raise RequestError(path, "is out of range") from None
-        return moment
+        except ValueError:  # a day the month does not have
+            raise RequestError(
+                path, "must be an RFC 3339 date-time with its offset, years 0002-9998"
+            ) from None
+        return moment.astimezone(UTC).replace(tzinfo=None)
     if spec.maximum == AMOUNT:
         return _money(spec, value, path, max_amount, decimals)
     if (

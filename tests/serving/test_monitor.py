@@ -326,3 +326,28 @@ def test_a_signal_mean_that_leaves_its_daily_range_is_a_large_z():
     assert abs(measure.mean_moves(history, ["a"], calm)[1]["a"]) < 3
     assert measure.mean_moves(history, ["a"], moved)[1]["a"] < -10
     assert measure.mean_moves(history[:3], ["a"], moved)[1] == {}  # under a week of runs: not judged
+
+
+def test_cli_judges_a_day_and_writes_record_latest_and_report(
+    client, config, buyer_with_star, presale_body, rating, snapshot_rows, tmp_path, capsys
+):
+    from serving.__main__ import main
+
+    for i in range(3):
+        assert (
+            client.post(
+                "/v1/decisions", json=presale_body(buyer_with_star(4, i), 300.0, order_id=i)
+            ).status_code
+            == 200
+        )
+    reference = tmp_path / "reference.json"
+    reference.write_text(json.dumps(_tiny_reference(rating, snapshot_rows)))
+    today = pd.Timestamp.now("UTC").strftime("%Y-%m-%d")
+    out = tmp_path / "monitor"
+    argv = ["monitor", "--day", today, "--out", str(out), "--snapshot", config["snapshot"], "--reference", str(reference),
+            "--model-uri", config["model_uri"], "--policy", config["policy_path"], "--database-url", config["database_url"]]  # fmt: skip
+    assert main(argv) == 0, capsys.readouterr().err
+    record = json.loads((out / "latest.json").read_text())
+    assert record == json.loads((out / "records" / f"{today}.json").read_text())
+    assert record["services"][measure.PRESALE]["decisions"] == 3 and record["buyers"] == len(snapshot_rows[0])
+    assert "<h2>Calibration per star band" in (out / "report.html").read_text()

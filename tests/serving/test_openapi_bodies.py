@@ -4,9 +4,11 @@ calls valid is one ``serving.schema`` accepts, and the other way round.
 Bodies are generated around a valid one per service and per outcome kind: the key (``service``,
 ``kind``) is any of its values, and each member whose presence depends on it (``order``/``refund``,
 ``order_id``/``refund_id``) is left out, present or null; optional members are null or left out;
-amounts are numbers or decimal strings in range or not, ids and currencies well formed or not, a
+amounts are numbers or decimal strings in range or not, ids, currencies and instants well formed or
+not, a
 buyer id may be past the int64 maximum and an unknown member may be added. The document's verdict is
-``jsonschema``'s (Draft 2020-12, as OpenAPI 3.1 says) on the served request-body schema.
+``jsonschema``'s (Draft 2020-12, as OpenAPI 3.1 says, formats asserted) on the served request-body
+schema.
 """
 
 from __future__ import annotations
@@ -62,6 +64,13 @@ AMOUNTS = [
     "10000000",
 ]
 AMOUNTS += ["10000000.00", "10000000.01", "9999999.99", ".5", "5.", True]
+INSTANTS = ["2025-06-02T00:00:00Z", "2025-06-02T00:00:00.5+08:00", "2025-06-02T00:00:00", "2025-06-02"]
+INSTANTS += [
+    "0001-01-01T00:00:00+01:00",
+    "9999-12-31T23:59:00-05:00",
+    "2025-02-30T00:00:00Z",
+    "2025-06-02t00:00:00z",
+]
 IDS = ["r-1", "a b", " r", "r ", "r\u000f", "\u8ba2\u5355", "x" * 128, "x" * 129, "", "~"]
 MEMBERS = {"order": ORDER, "refund": REFUND, "order_id": 11, "refund_id": 21}
 ABSENT = object()
@@ -83,7 +92,10 @@ def validators() -> Validators:
     out = Validators()
     for path in ("/v1/decisions", "/v1/outcomes"):
         body = doc["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
-        out[path] = jsonschema.Draft202012Validator({**body, "components": doc["components"]})
+        out[path] = jsonschema.Draft202012Validator(
+            {**body, "components": doc["components"]},
+            format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER,
+        )  # formats asserted: a date-time is a real instant (RFC 3339)
     return out
 
 
@@ -105,6 +117,8 @@ def bodies(draw, variants, base: dict[str, Any], optional: tuple[str, ...]) -> d
             body[name] = draw(st.sampled_from(IDS))
     if isinstance(body.get("order"), dict):
         body["order"] = {**body["order"], "currency": draw(st.sampled_from([CURRENCY, "USD", "cny", None]))}
+    if "occurred_at" in body and body["occurred_at"] is not None:
+        body["occurred_at"] = draw(st.sampled_from(INSTANTS))
     amount = draw(st.sampled_from(AMOUNTS))
     if body.get("amount") is not None:
         body["amount"] = amount
