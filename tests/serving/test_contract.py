@@ -48,6 +48,9 @@ def api_schema(app):
 schema = schemathesis.pytest.from_fixture("api_schema")
 
 
+# A hang guard, not a speed limit: every operation's cases run inside this one test item (about a
+# minute on a quiet 2-core machine; more than the suite's 300 s per test beside two busy loops).
+@pytest.mark.timeout(1200)
 @schema.parametrize()
 @settings(
     max_examples=EXAMPLES,
