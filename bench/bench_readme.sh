@@ -39,4 +39,15 @@ while true; do
   sleep 0.2
 done
 grep -E '^\[ *[0-9.]+s .*(logging and registering|no data given)|^published ' "$log"
+# The demo serves the shipped policy: it must be the candidate this run proposed.
+python - <<'PY'
+import mlflow, yaml
+mlflow.set_tracking_uri("sqlite:///mlruns/mlflow.db")
+client = mlflow.MlflowClient()
+run = client.get_run(client.get_model_version_by_alias("buyer-trust-rating", "champion").run_id)
+proposed = yaml.safe_load(mlflow.artifacts.load_text(f"{run.info.artifact_uri}/policy/candidate_policy.yaml"))
+shipped = yaml.safe_load(open("serving/policy.yaml"))
+same = {k: v for k, v in proposed.items() if k != "version"} == {k: v for k, v in shipped.items() if k != "version"}
+print(f"shipped serving/policy.yaml {'is' if same else 'is NOT'} the champion run's candidate ({proposed['version']})")
+PY
 echo "load average after $(cut -d' ' -f1-3 /proc/loadavg)"
