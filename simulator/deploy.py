@@ -22,6 +22,7 @@ import argparse
 import copy
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -50,6 +51,7 @@ MODEL_NAME = "buyer-trust-rating"
 EXPERIMENT = "deploy"
 TRAIN_SCRIPT = Path(__file__).resolve().parent.parent / "training" / "train.py"
 APPROVE = "approve"
+FIRST_CHAMPION = "first-champion"  # a copy of the MLflow store holding only the first champion
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -94,6 +96,13 @@ def world_config(manifest: dict, months: int) -> RunConfig:
     )
 
 
+def _arrow(series: pd.Series, kind: pa.DataType) -> pa.Array:
+    # pyarrow reads tz-aware pandas columns through the deprecated Series.values: hand it naive UTC
+    if isinstance(series.dtype, pd.DatetimeTZDtype):
+        return pa.array(series.dt.tz_convert(None)).cast(kind)
+    return pa.array(series, type=kind, from_pandas=True)
+
+
 def write_tables(
     frames: dict[str, pd.DataFrame], cfg: RunConfig, at: pd.Timestamp, months: int, out: Path
 ) -> None:
@@ -114,7 +123,10 @@ def write_tables(
             frame = frames[spec.name]
             frame = frame[(frame["buyer_id"] >= lo) & (frame["buyer_id"] <= hi)]
             (out / spec.name).mkdir(exist_ok=True)
-            table = pa.Table.from_pandas(frame[[c.name for c in spec.columns]], preserve_index=False)
+            table = pa.Table.from_arrays(
+                [_arrow(frame[f.name], f.type) for f in contract.arrow_schema(spec.name)],
+                schema=contract.arrow_schema(spec.name),
+            )
             pq.write_table(table, out / spec.name / part_name(part))
     manifest = {
         "exported_at": at.strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -356,6 +368,8 @@ def deploy(
     if not has_champion(tracking):
         say(f"export as of {starts[0].date()} written; training the first champion on it ...")
         train(first_export, tracking, None, naive, "force", train_args or [])
+    if not (out / FIRST_CHAMPION).exists():  # the store before any retrain: another mode starts from it
+        shutil.copytree(out / "mlruns", out / FIRST_CHAMPION)
     version, rating, policy = champion(tracking, out / "policies")
     say(f"champion version {version}, policy {policy.version}")
     memory = MemoryLedger()
