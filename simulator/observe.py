@@ -110,7 +110,9 @@ def _seconds(t: pd.Series) -> np.ndarray:
 
 def _instants(s: np.ndarray, until: pd.Timestamp) -> pd.Series:
     """Seconds back to UTC timestamps; ``NEVER`` and anything after the world's export are null."""
-    t = pd.Series(pd.to_datetime(np.where(s >= NEVER, 0, s), unit="s", utc=True)).astype("datetime64[us, UTC]")
+    t = pd.Series(pd.to_datetime(np.where(s >= NEVER, 0, s), unit="s", utc=True)).astype(
+        "datetime64[us, UTC]"
+    )
     return t.where((s < NEVER) & (t <= until).to_numpy())
 
 
