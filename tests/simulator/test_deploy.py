@@ -21,7 +21,7 @@ from simulator.config import RunConfig
 from simulator.deploy import MODEL_NAME, deploy
 from simulator.write import write_export
 
-BUYERS, HISTORY, MONTHS = 1500, 28, 2  # the loop covers May-June 2025: a presale deposit phase
+BUYERS, HISTORY, MONTHS = 3000, 28, 2  # the loop covers May-June 2025: a presale deposit phase
 
 
 @pytest.fixture(scope="module")
