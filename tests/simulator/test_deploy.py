@@ -21,13 +21,13 @@ from simulator.config import RunConfig
 from simulator.deploy import MODEL_NAME, deploy
 from simulator.write import write_export
 
-BUYERS, HISTORY, MONTHS = 3000, 28, 2  # the loop covers May-June 2025: a presale deposit phase
+BUYERS, HISTORY, MONTHS, SEED = 4000, 28, 2, 7  # the loop covers May-June 2025: a presale deposit phase
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     root = tmp_path_factory.mktemp("deploy")
-    write_export(RunConfig(buyers=BUYERS, months=HISTORY, seed=11), root / "market")
+    write_export(RunConfig(buyers=BUYERS, months=HISTORY, seed=SEED), root / "market")
     summary = deploy(root / "market", root / "out", MONTHS, MONTHS, naive=False, progress=lambda m: None)
     return root / "out", summary
 
