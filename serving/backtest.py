@@ -490,6 +490,7 @@ def backtest(
     rating,
     policies: dict[str, Policy],
     progress: Callable[[str], None] = print,
+    tables: dict[str, pd.DataFrame] | None = None,
 ) -> tuple[dict[str, pd.DataFrame], dict]:
     """Replay ``[start, end)`` of the export under each policy; return the decisions and the report.
 
@@ -500,6 +501,7 @@ def backtest(
         rating: The loaded rating artifact (``serving.live.load_model``).
         policies: Name -> policy to replay under (each on its own ledger).
         progress: Where progress lines go.
+        tables: The export's raw tables when already loaded (default: read from ``data``).
 
     Returns:
         ``(name -> judged decisions, name -> report)``; each report has the legacy rule beside it.
@@ -508,7 +510,7 @@ def backtest(
     from serving.backtest_report import legacy, report
 
     began = time.perf_counter()
-    tables = load_tables(data)
+    tables = load_tables(data) if tables is None else tables
     first = next(iter(policies.values()))
     events = window_events(tables, start, end, first.currency, first.decimals)
     decides = sum(e.kind == "decide" for e in events)

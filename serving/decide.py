@@ -103,13 +103,9 @@ class DecisionRequest:
 
     @property
     def at_risk(self) -> int:
-        """What an approval holds in the ledger (minor units): the balance, or the refund amount."""
+        """What an approval holds in the ledger (minor units): the balance, or the refund amount; an
+        expected-loss allowance is a share of it."""
         return self.order.balance if self.order is not None else self.refund.amount
-
-    @property
-    def order_value(self) -> int:
-        """The order's value (minor units): what an expected-loss allowance is a share of."""
-        return self.order.amount if self.order is not None else self.refund.order_amount
 
 
 @dataclass(frozen=True)
@@ -334,7 +330,11 @@ def allowance_check(
     head: HeadRisk | None,
     decimals: int,
 ) -> tuple[list[Finding], dict]:
-    """The expected-loss check: the head's expected loss at most ``allowance[star] x order value``.
+    """The expected-loss check: the head's expected loss at most ``allowance[star] x money at risk``.
+
+    The allowance is a share of what the approval puts at risk (the balance; the refund amount),
+    so it bounds the head's probability of a loss per star: a share of the order's value let a
+    small claim on a large order through at any probability.
 
     Returns:
         The failed check (if any) and the figures (``p_loss``, ``expected_loss`` and the allowance).
@@ -346,7 +346,7 @@ def allowance_check(
         return [], limits
     share = allowance[star - 1]
     # exact: the share as written in the policy (its shortest decimal text) x the value, rounded down
-    allowed = int((Decimal(repr(share)) * request.order_value).to_integral_value(rounding=ROUND_FLOOR))
+    allowed = int((Decimal(repr(share)) * request.at_risk).to_integral_value(rounding=ROUND_FLOOR))
     limits |= {
         "expected_loss_allowance": from_minor(allowed, decimals),
         "expected_loss_allowance_share": share,

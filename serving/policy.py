@@ -97,7 +97,8 @@ class PresalePolicy:
         exposure_limit: Largest total outstanding balance shipped before payment, per star
             (minor units).
         expected_loss_allowance: Largest expected loss (the head's probability x the balance) per
-            star, as a share of the order amount; None: no expected-loss check.
+            star, as a share of the balance (so a ceiling on the head's probability); None: no
+            expected-loss check.
         exploration: The exploration share and its budget; None: no exploration.
     """
 
@@ -121,6 +122,9 @@ class FastRefundPolicy:
         photos_required_above: Refunds above this amount (minor units) need ``min_photos`` photos.
         min_photos: Evidence photos required above ``photos_required_above``.
         kinds: Refund kinds eligible for a fast refund.
+        expected_loss_allowance: Largest expected loss (the head's probability of the loss paying
+            fast adds x the refund amount) per star, as a share of the refund amount; None: no
+            expected-loss check.
         exploration: The exploration share and its budget; None: no exploration.
     """
 
@@ -253,12 +257,12 @@ def _per_star(
 
 
 def _allowance(d: Mapping[str, Any], path: str, min_stars: int) -> tuple[float, ...] | None:
-    """The optional per-star expected-loss allowance (a share of the order value, 0-1)."""
+    """The optional per-star expected-loss allowance (a share of the money at risk, 0-1)."""
     if ALLOWANCE not in d:
         return None
     table = _per_star(d[ALLOWANCE], f"{path}.{ALLOWANCE}", min_stars)
     if any(v > 1 for v in table):
-        raise PolicyError(f"{path}.{ALLOWANCE}: a share of the order value must be at most 1, got {table}")
+        raise PolicyError(f"{path}.{ALLOWANCE}: a share of the money at risk must be at most 1, got {table}")
     return table
 
 

@@ -195,6 +195,52 @@ def legacy_targets(decisions: pd.DataFrame, legacy_approved: np.ndarray) -> dict
     return out
 
 
+@dataclass(frozen=True)
+class Found:
+    """A whole-policy search on one window: the proposed document, every candidate tried, the targets."""
+
+    doc: dict
+    tried: list[Tried]
+    targets: dict[str, float]
+
+
+def propose_on_window(
+    tables: dict[str, pd.DataFrame],
+    rating,
+    raw: dict,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    targets: dict[str, float] | None = None,
+    progress: Callable[[str], None] = print,
+) -> Found:
+    """Search the whole policy on ``[start, end)`` of an export, as ``python -m serving propose`` does.
+
+    Args:
+        tables: The export's raw tables (``features.io.load_tables``).
+        rating: The rating artifact (``rating.artifact.LoadedRating``).
+        raw: The reviewed policy document the search starts from.
+        start: First instant of the window (UTC).
+        end: End of the window (UTC, exclusive).
+        targets: Service -> loss per unit target, overriding the legacy rule's (``legacy_targets``).
+        progress: Where progress lines go.
+    """
+    from serving.backtest import daily_signals, day_lives, price, window_events
+    from serving.backtest_report import legacy
+
+    base = parse_policy(raw)
+    names = list(rating.model.signal_names)
+    events = window_events(tables, start, end, base.currency, base.decimals)
+    if not any(e.kind == "decide" for e in events):
+        raise ValueError(f"no presale deposit or refund request to decide in {start.date()}..{end.date()}")
+    signals = daily_signals(tables, events, names)
+    priced = price(events, dict(day_lives(signals, names, rating, base)))
+    made = decide_priced(events, priced, base)
+    goal = legacy_targets(made, legacy(made, signals, tables)) | dict(targets or {})
+    progress(f"targets (loss per unit approved, upper 95% bound): {goal}")
+    doc, tried = search(events, priced, raw, goal, progress)
+    return Found(doc, tried, goal)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``python -m serving propose`` options."""
     from serving.config import load_config
@@ -228,8 +274,6 @@ def run(args: argparse.Namespace) -> int:
     import yaml
 
     from features.io import load_tables
-    from serving.backtest import daily_signals, day_lives, price, window_events
-    from serving.backtest_report import legacy
     from serving.config import load_config
     from serving.live import load_model
     from serving.policy import PolicyError
@@ -240,7 +284,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         raw = yaml.safe_load(args.policy.read_text())
-        base = parse_policy(raw)
+        parse_policy(raw)
     except (PolicyError, OSError, yaml.YAMLError) as exc:
         print(f"propose: {exc}", file=sys.stderr)
         return 2
@@ -248,22 +292,15 @@ def run(args: argparse.Namespace) -> int:
         {"model_uri": args.model_uri, "mlflow_tracking_uri": args.tracking_uri, "watch_interval_s": 0}
     )
     rating = load_model(config)
-    names = list(rating.model.signal_names)
-    tables = load_tables(args.data)
-    events = window_events(tables, start, end, base.currency, base.decimals)
-    signals = daily_signals(tables, events, names)
-    priced = price(events, dict(day_lives(signals, names, rating, base)))
-    made = decide_priced(events, priced, base)
-    targets = legacy_targets(made, legacy(made, signals, tables))
-    targets |= {
+    targets = {
         k: v for k, v in ((PRESALE, args.target_presale), (FAST_REFUND, args.target_refund)) if v is not None
     }
-    print(f"targets (loss per unit approved, upper 95% bound): {targets}")
-    doc, tried = search(events, priced, raw, targets)
+    found = propose_on_window(load_tables(args.data), rating, raw, start, end, targets)
+    doc = found.doc
     doc["version"] = args.version or f"candidate-{pd.Timestamp.now(tz='UTC'):%Y%m%d}"
-    parse_policy(doc, names)  # what the service will read
+    parse_policy(doc, list(rating.model.signal_names))  # what the service will read
     args.out.write_text(yaml.safe_dump(doc, sort_keys=False))
     if args.curve is not None:
-        curve(tried).to_csv(args.curve, index=False)
-    print(f"wrote {args.out} ({len(tried)} candidates tried)")
+        curve(found.tried).to_csv(args.curve, index=False)
+    print(f"wrote {args.out} ({len(found.tried)} candidates tried)")
     return 0

@@ -3,6 +3,7 @@ the gate's verdict on them (``judge``: what ``train.py`` runs before registering
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -107,6 +108,7 @@ def judge(
     mode: str,
     monotone: bool,
     seed: int = 7,
+    policies: Callable[[], list[Comparison] | None] | None = None,
 ) -> Judgement:
     """Compare ``model`` with the registered model ``name``'s champion on the test rows and apply the gate.
 
@@ -119,6 +121,9 @@ def judge(
         mode: ``auto``, ``never`` or ``force`` (``training.promote.gate``).
         monotone: Whether the new version's star bad rates strictly fall on the test window.
         seed: Seed of the paired bootstrap.
+        policies: When there is a comparable champion, the decisions' yardsticks: the new
+            candidate policy against the champion's, each with its model, by backtest on the same
+            window (``training.policy_backtest.against_champion``); None: the models' alone.
     """
     champion = champion_version(client, name)
     comparisons, can_compare = None, True
@@ -127,4 +132,5 @@ def judge(
         can_compare = comparable(champion_model, test)
         if can_compare:
             comparisons = challenge(model, champion_model, test, opportunities, seed=seed)
+            comparisons += (policies() if policies is not None else None) or []
     return Judgement(gate(mode, monotone, comparisons, can_compare), champion, comparisons)

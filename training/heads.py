@@ -49,6 +49,7 @@ HEAD_PARAMS = {
     "verbose": -1,
     "num_threads": 2,
 }
+WEIGHT = "weight"  # an opportunity row's training weight, when it has one (``training.propensity``)
 PROXY = "opportunism proxy"
 NORMAL = "normal handling"  # the refund head's normal arm
 LEARNING_RATE = {FAST_REFUND: 0.1, PRESALE: 0.06, PROXY: 0.06, NORMAL: 0.06}
@@ -84,14 +85,19 @@ def fit_model(
     progress: Callable[[str], None],
     what: str,
     overrides: dict | None = None,
+    weight: np.ndarray | None = None,
+    weight_valid: np.ndarray | None = None,
 ) -> lgb.Booster:
     """One model of ``LEARNING_RATE[what]`` (a service or ``PROXY``), early stopping on the validation rows;
     ``overrides`` replace any of the parameters (``bench/bench_ceiling.py`` tries variants and
-    fits the truth's probabilities with ``objective="cross_entropy"``)."""
+    fits the truth's probabilities with ``objective="cross_entropy"``); ``weight`` and
+    ``weight_valid`` weigh the rows (``training.propensity``)."""
     categorical = [n for n in names if n in CATEGORICAL]
     params = {**HEAD_PARAMS, "learning_rate": LEARNING_RATE[what], "seed": seed, **(overrides or {})}
-    train = lgb.Dataset(X, y, feature_name=names, categorical_feature=categorical, free_raw_data=True)
-    valid = lgb.Dataset(X_valid, y_valid, reference=train)
+    train = lgb.Dataset(
+        X, y, weight=weight, feature_name=names, categorical_feature=categorical, free_raw_data=True
+    )
+    valid = lgb.Dataset(X_valid, y_valid, weight=weight_valid, reference=train)
     return lgb.train(
         params,
         train,
@@ -102,6 +108,11 @@ def fit_model(
             log_rounds(progress, what if what in (PROXY, NORMAL) else f"{what} head"),
         ],
     )
+
+
+def _weight(rows: pd.DataFrame) -> np.ndarray | None:
+    """The rows' ``weight`` column, if they have one."""
+    return rows[WEIGHT].to_numpy(np.float64) if WEIGHT in rows else None
 
 
 def design(service: str, rows: pd.DataFrame, signal_names: list[str]) -> np.ndarray:
@@ -119,12 +130,13 @@ def fit_base(
     overrides: dict | None = None,
 ) -> ServiceHead:
     """The head's base LightGBM, early stopping on the validation window; no uplift yet.
-    ``overrides`` replace any of its LightGBM parameters (the learning rate included)."""
+    ``overrides`` replace any of its LightGBM parameters (the learning rate included); a
+    ``weight`` column of the rows weighs them (``training.propensity``)."""
     names = list(signal_names) + list(CONTEXT[service])
     booster = fit_model(
         design(service, train, signal_names), train["bad"].to_numpy(np.int64),
         design(service, valid, signal_names), valid["bad"].to_numpy(np.int64), names, seed,
-        progress, service, overrides,
+        progress, service, overrides, _weight(train), _weight(valid),
     )  # fmt: skip
     return ServiceHead(
         service=service,
@@ -137,7 +149,8 @@ def fit_base(
 
 
 def add_uplift(head: ServiceHead, proxy: lgb.Booster, valid: pd.DataFrame) -> ServiceHead:
-    """Fit ``a``, ``b`` of the uplift on the validation presales that were shipped early.
+    """Fit ``a``, ``b`` of the uplift on the validation presales that were shipped early (weighted by
+    their ``weight`` column if they have one: ``training.propensity``).
 
     With fewer than ``MIN_UPLIFT_DEFAULTS`` defaults among them only the shift ``a`` is fitted;
     with none (or only defaults) the uplift stays 0 and the base alone prices shipping early
@@ -148,11 +161,12 @@ def add_uplift(head: ServiceHead, proxy: lgb.Booster, valid: pd.DataFrame) -> Se
     base = head.logit(signals, context_matrix(PRESALE, shipped))  # no proxy yet: the base, shipped early
     z = proxy.predict(signals, raw_score=True)
     y = shipped["bad"].to_numpy(np.float64)
+    w = _weight(shipped)
     defaults = int(y.sum())
     if MIN_UPLIFT_DEFAULTS <= defaults < len(y):
-        a, b = newton_logistic(np.column_stack([np.ones_like(z), z]), y, offset=base)
+        a, b = newton_logistic(np.column_stack([np.ones_like(z), z]), y, offset=base, weight=w)
     elif 0 < defaults < len(y):  # too few to estimate a slope: the shift only
-        a, b = float(newton_logistic(np.ones((len(y), 1)), y, offset=base)[0]), 0.0
+        a, b = float(newton_logistic(np.ones((len(y), 1)), y, offset=base, weight=w)[0]), 0.0
     else:  # nothing to learn from: the base alone prices shipping early
         a, b = 0.0, 0.0
     head.proxy = proxy

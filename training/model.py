@@ -232,6 +232,27 @@ def fit_rating(
     )
 
 
+def seed_free(params: dict, rows: int) -> bool:
+    """Whether the booster LightGBM fits on ``rows`` rows with ``params`` is the same for every seed.
+
+    True when training is deterministic and samples nothing: no column sampling, no bagging, no
+    extra trees, and no more rows than the bin-construction sample (beyond it the seed draws the
+    rows that place the bin edges).
+    """
+    p = {**DEFAULT_PARAMS, **params}
+    bagging = p.get("bagging_freq", 0) > 0 and min(
+        p.get("bagging_fraction", 1.0), p.get("pos_bagging_fraction", 1.0), p.get("neg_bagging_fraction", 1.0)
+    ) < 1.0
+    return bool(
+        p.get("deterministic", False)
+        and p.get("feature_fraction", 1.0) >= 1.0
+        and p.get("feature_fraction_bynode", 1.0) >= 1.0
+        and not bagging
+        and not p.get("extra_trees", False)
+        and rows <= p.get("bin_construct_sample_cnt", 200_000)
+    )
+
+
 def checked_monotone(
     X: np.ndarray,
     y: np.ndarray,

@@ -1,8 +1,9 @@
 """Training proposes the expected-loss allowances of the decision policy.
 
 The policy accepts an opportunity when the head's expected loss (probability of a loss if
-approved x the money at risk) is at or below an allowance, a share of the order value, per star
-band: ``p * at_risk <= allowance[star] * order_value`` (stars below ``min_stars`` never qualify).
+approved x the money at risk) is at or below an allowance, a share of the money at risk, per star
+band: ``p * at_risk <= allowance[star] * at_risk``, a ceiling on the head's probability (stars
+below ``min_stars`` never qualify).
 On the validation window, with the head's own probabilities (real exports have no truth), the
 proposal takes the largest allowances whose approved opportunities lose no more per approved
 unit than the legacy rule does there: first one allowance for every band, then each band's
@@ -35,7 +36,7 @@ class Proposal:
 
 
 def approved(ratio: np.ndarray, star: np.ndarray, allowances: dict[int, float]) -> np.ndarray:
-    """Which opportunities the allowances accept (``ratio`` = expected loss / order value)."""
+    """Which opportunities the allowances accept (``ratio`` = expected loss / money at risk)."""
     ok = np.zeros(ratio.size, dtype=bool)
     for band, allowance in allowances.items():
         ok |= (star == band) & (ratio <= allowance)
@@ -51,7 +52,6 @@ def propose(
     service: str,
     p: np.ndarray,
     at_risk: np.ndarray,
-    order_value: np.ndarray,
     star: np.ndarray,
     rule: np.ndarray,
     bands: tuple[int, ...],
@@ -62,7 +62,6 @@ def propose(
         service: Service name.
         p: Head's probability of a loss if approved, per opportunity.
         at_risk: Money at risk per opportunity (balance; refund amount).
-        order_value: The order's value per opportunity (the allowance is a share of it).
         star: The buyer's star at the decision (caps applied).
         rule: The legacy rule's decision per opportunity.
         bands: The star bands the policy serves (``min_stars`` and up).
@@ -70,13 +69,13 @@ def propose(
     Raises:
         ValueError: The rule approves nothing here, so it has no loss rate to match.
     """
-    p, at_risk, order_value = (np.asarray(a, np.float64) for a in (p, at_risk, order_value))
+    p, at_risk = (np.asarray(a, np.float64) for a in (p, at_risk))
     loss = p * at_risk
     rule = np.asarray(rule, bool)
     rule_rate, rule_volume = _outcome(loss, at_risk, rule)
     if rule_volume == 0:
         raise ValueError(f"{service}: the legacy rule approves nothing on this window")
-    ratio = loss / np.maximum(order_value, 1e-9)
+    ratio = p  # expected loss per unit at risk
     eligible = np.isin(star, bands)
     order = np.flatnonzero(eligible)[np.argsort(ratio[eligible], kind="stable")]
     cum_loss, cum_risk = np.cumsum(loss[order]), np.cumsum(at_risk[order])

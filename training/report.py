@@ -393,18 +393,12 @@ def build_report(
     return rep
 
 
-def order_value(service: str, rows: pd.DataFrame) -> np.ndarray:
-    """The order's value per opportunity (what an expected-loss allowance is a share of)."""
-    return rows["amount" if service == PRESALE else "order_amount"].to_numpy(np.float64)
-
-
 def proposal_inputs(model: RatingModel, service: str, rows: pd.DataFrame) -> dict[str, np.ndarray]:
-    """What an allowance policy reads per opportunity: head probability, money at risk, order value,
-    the buyer's star at the decision (caps applied) and the legacy rule's decision."""
+    """What an allowance policy reads per opportunity: head probability, money at risk, the buyer's
+    star at the decision (caps applied) and the legacy rule's decision."""
     return {
         "p": decision_ranking(model, service, rows),
         "at_risk": at_risk(service, rows),
-        "order_value": order_value(service, rows),
         "star": model.score(rows[model.signal_names].to_numpy(np.float32)).star,
         "rule": legacy_decisions(service, rows),
     }
@@ -416,7 +410,7 @@ def proposal_metrics(model: RatingModel, proposal: Proposal, opp: Opportunities)
     prefix = PREFIX[proposal.service]
     x = proposal_inputs(model, proposal.service, opp.rows)
     loss = x["at_risk"] * (opp.rows["bad"].to_numpy(np.float64) if opp.p_true is None else opp.p_true)
-    ok = approved(x["p"] * x["at_risk"] / np.maximum(x["order_value"], 1e-9), x["star"], proposal.allowances)
+    ok = approved(x["p"], x["star"], proposal.allowances)
     rule = x["rule"]
     rule_volume, volume = x["at_risk"][rule].sum(), x["at_risk"][ok].sum()
     rule_rate = loss[rule].sum() / rule_volume if rule_volume else float("nan")

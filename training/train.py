@@ -47,13 +47,30 @@ from simulator.write import write_export
 from training import on_cluster, promote
 from training.challenge import judge
 from training.dataset import REVIEWS, SNAPSHOTS, assemble_cached
-from training.heads import fit_heads
+from training.heads import WEIGHT, fit_heads
 from training.labels import PER_OPPORTUNITY, TARGETS, target_weights, usable_as_of
-from training.model import DEFAULT_PARAMS, Dataset, StarCutError, checked_monotone, fit_booster, fit_rating
-from training.opportunities import FAST_REFUND, SERVICES
+from training.model import (
+    DEFAULT_PARAMS,
+    Dataset,
+    StarCutError,
+    checked_monotone,
+    fit_booster,
+    fit_rating,
+    seed_free,
+)
+from training.opportunities import FAST_REFUND, KEYS, PRESALE, SERVICES
 from training.package import log_rating
+from training.policy_backtest import (
+    SEARCH_DAYS,
+    Judged,
+    against_champion,
+    curve_figure,
+    search_and_judge,
+    targets_of,
+)
 from training.policy_proposal import Proposal, candidate_policy, policy_bands, propose
 from training.presentation import figures, summary_text
+from training.propensity import logged_propensities, shipped_weights
 from training.report import (
     PREFIX,
     REASON_ONLY,
@@ -139,6 +156,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--no-stability",
         action="store_true",
         help="skip the second rating fit (another seed) that measures reason stability",
+    )
+    p.add_argument(
+        "--decision-log",
+        default=None,
+        help="SQLAlchemy URL of the service's ledger database: the shipped-early presales it decided are "
+        "weighted by 1/propensity (training.propensity)",
+    )
+    p.add_argument(
+        "--ignore-propensities",
+        action="store_true",
+        help="read --decision-log's outcomes as the export has them, but weigh every presale 1 (the naive retrain)",
+    )
+    p.add_argument(
+        "--policy-days",
+        type=int,
+        default=SEARCH_DAYS,
+        help=f"days of the validation window the whole-policy search replays, and of the test window "
+        f"that judges it (default {SEARCH_DAYS}; 0 skips the search: the candidate is the allowance proposal)",
     )
     cluster.add_argument(p)  # assembly per shard and the rating's booster on Dask; --cache-dir is not used
     args = p.parse_args(argv)
@@ -259,12 +294,19 @@ def fit_twin(
     params: dict,
     seed: int,
     booster_fit: Callable[..., lgb.Booster] = fit_booster,
+    same_booster: lgb.Booster | None = None,
 ) -> RatingModel:
     """The rating retrained as ``fit_scorers`` trains it but with seed ``seed + 1`` (LightGBM's
-    bagging and feature sampling, and the reason sample): what reason stability is measured against."""
+    bagging and feature sampling, and the reason sample): what reason stability is measured against.
+
+    ``same_booster``: the first fit's booster, when the learner is seed-free on these rows
+    (``training.model.seed_free``: a retrain would give it again, so it is not refitted and
+    the seed moves only the reason sample)."""
     twin_params = {**params, "seed": seed + 1}
     d_train = rating_rows(train, names, target)
     d_valid = rating_rows(valid, names, target)
+    if same_booster is not None:
+        booster_fit = lambda *_args, **_kw: same_booster  # noqa: E731
     return fit_rating(
         d_train, d_valid, names, reasons(names), monotone, twin_params, ScoreScale(), seed=seed + 1,
         booster_fit=booster_fit, reason_codes=reason_codes(names), catalogue_text=reason_catalogue(names),
@@ -293,6 +335,49 @@ def propose_policy(
             failed[service] = str(err)
             progress(f"WARNING: no allowance proposed for {service}: {err}")
     return out, failed
+
+
+def weigh_by_propensity(rows: pd.DataFrame, args: argparse.Namespace, progress: Progress) -> pd.DataFrame:
+    """The presale rows with their ``weight`` from ``--decision-log`` (``training.propensity``), unless ignored."""
+    if args.decision_log is None or args.ignore_propensities:
+        return rows
+    logged = logged_propensities(args.decision_log, PRESALE)
+    weights = shipped_weights(rows, KEYS[PRESALE], "shipped", logged)
+    progress(
+        f"decision log: {len(logged):,} presale decisions; {int((weights > 1).sum()):,} shipped-early presales "
+        f"weighted by 1/propensity (largest weight {weights.max():.1f})"
+    )
+    return rows.assign(**{WEIGHT: weights})
+
+
+def search_policy(
+    model: RatingModel, run_id: str, candidate: dict, data: Path, split: TimeSplit, days: int, progress: Progress
+) -> tuple[dict, str, Judged | None]:
+    """The whole-policy search and its judgement on the test window (``training.policy_backtest``), logged.
+
+    Returns:
+        The searched candidate, ``""`` and the judgement; when the search failed, the allowance
+        proposal, a header line for the candidate file saying why (metric ``policy_searched`` = 0
+        and the ``policy_search`` tag say it too) and None.
+    """
+    try:
+        judged = search_and_judge(
+            model, run_id, candidate, yaml.safe_load(BASE_POLICY.read_text()), data, split, days, progress
+        )
+    except ValueError as err:
+        progress(f"WARNING: the whole-policy search failed, the candidate is the allowance proposal: {err}")
+        mlflow.log_metric("policy_searched", 0.0)
+        mlflow.set_tag("policy_search", f"failed: {err}"[:5000])
+        return candidate, f"# NOT SEARCHED: caps and allowances are the allowance proposal's ({err})\n", None
+    mlflow.log_metrics(judged.metrics | {"policy_searched": 1.0})
+    mlflow.set_tag("policy_search", "searched")
+    mlflow.log_text(judged.text, "policy/backtest_test_window.txt")
+    with tempfile.TemporaryDirectory() as tmp:
+        judged.curve.to_csv(Path(tmp) / "search_curve.csv", index=False)
+        fig = curve_figure(judged.curve, targets_of(judged.metrics))
+        fig.savefig(Path(tmp) / "search_curve.png", dpi=110, bbox_inches="tight")
+        mlflow.log_artifacts(tmp, artifact_path="policy")
+    return judged.doc, "", judged
 
 
 def proposal_outcome(failed: dict[str, str]) -> tuple[dict[str, float], dict[str, str], str]:
@@ -401,6 +486,7 @@ def train_and_register(args: argparse.Namespace, client: Any) -> int:
         rate = frame[args.target].mean()
         del frame  # windows that were copied (an export of several shards) are not held twice
         release_free_memory()
+        frames[PRESALE] = weigh_by_propensity(frames[PRESALE], args, progress)
         opportunities = window_opportunities(data, frames, split)
         oracle = risk_truth(data, test)
         traits = buyer_traits(data)
@@ -465,11 +551,18 @@ def fit_and_log(
         twin = None
         if not args.no_stability:
             with progress.step("stability", "retraining the rating with another seed (reason stability) ..."):
-                twin = fit_twin(train, valid, args.target, names, monotone, params, args.seed, booster_fit)
+                same = model.booster if seed_free(params, len(train)) else None
+                twin = fit_twin(
+                    train, valid, args.target, names, monotone, params, args.seed, booster_fit, same
+                )
         with progress.step("heads", "fitting the service heads ..."):
             model.set_heads(fit_heads(frames, split, names, args.seed, progress))
         for service, head in model.heads.items():
             mlflow.log_metrics({f"head_{PREFIX[service]}_{k}": v for k, v in head.metrics.items()})
+        weights = frames[PRESALE][WEIGHT] if WEIGHT in frames[PRESALE] else pd.Series([1.0])
+        mlflow.log_metrics(
+            {"propensity_weighted_presales": float((weights > 1).sum()), "propensity_max_weight": float(weights.max())}
+        )
         mlflow.log_dict(
             {s: {"uplift": list(h.uplift), "context": h.context_names} for s, h in model.heads.items()},
             "heads.json",
@@ -501,7 +594,14 @@ def fit_and_log(
         candidate = candidate_policy(BASE_POLICY, proposals, f"candidate-{run.info.run_id[:8]}")
         if review is not None and "reviews" in candidate:
             candidate["reviews"]["hold_above"] = float(f"{review.hold_above:.6g}")
+        search_note, searched = "", None
+        if args.policy_days > 0:
+            with progress.step("search_policy", "searching the whole policy by backtest, judging it on the test window ..."):
+                candidate, search_note, searched = search_policy(
+                    model, run.info.run_id, candidate, data, split, args.policy_days, progress
+                )
         proposed_metrics, proposed_tags, header = proposal_outcome(unproposed)
+        header += search_note
         mlflow.log_metrics(proposed_metrics)
         mlflow.set_tags(proposed_tags)
         mlflow.log_text(header + yaml.safe_dump(candidate, sort_keys=False), "policy/candidate_policy.yaml")
@@ -529,9 +629,13 @@ def fit_and_log(
         client = mlflow.MlflowClient()
         with progress.step("challenge", "comparing with the champion, if any, on the same test rows ..."):
             monotone = bool(report.metrics["stars_monotone"])
+            policies = None
+            if searched is not None:
+                policies = lambda: against_champion(client, args.register_name, searched, data, progress)  # noqa: E731
             judged = judge(
-                client, args.register_name, model, test, opportunities, args.promote, monotone, args.seed
-            )
+                client, args.register_name, model, test, opportunities, args.promote, monotone, args.seed,
+                policies,
+            )  # fmt: skip
         for c in judged.comparisons or []:
             mlflow.log_metrics(c.metrics())
         verdict, champion = judged.verdict, judged.champion

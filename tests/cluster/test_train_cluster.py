@@ -60,6 +60,7 @@ def test_training_on_the_cluster_assembles_the_same_frames_and_registers_as_good
 
     monkeypatch.setattr(train.on_cluster, "assemble", assemble)
     argv = ["--data", str(market), "--register-name", NAME, "--experiment", "cluster", "--cache-dir", ""]
+    argv += ["--policy-days", "0"]
     argv += ["--params", ROUNDS, "--max-buyers", "3900"]
     assert train.main([*argv, "--cluster", "local:2"]) == 0
     client = MlflowClient(uri)
@@ -105,6 +106,7 @@ def test_a_worker_lost_while_boosting_fails_the_run_instead_of_hanging(market, t
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     argv = ["--data", str(market), "--register-name", NAME, "--experiment", "lost", "--cache-dir", ""]
+    argv += ["--policy-days", "0"]
     with local_client() as client:
         # lightgbm.dask pins each worker's training task to it: without the watch this waits for ever
         client.register_plugin(killer(tmp_path / "killed", "_train_part", once=True))

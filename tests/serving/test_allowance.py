@@ -1,5 +1,5 @@
 """The expected-loss allowance (``serving.decide.allowance_check``) at its boundary, in exact integers:
-an expected loss of at most ``floor(share x order value)`` minor units passes, one more is declined."""
+an expected loss of at most ``floor(share x money at risk)`` minor units passes, one more is declined."""
 
 from __future__ import annotations
 
@@ -31,17 +31,17 @@ def check(request, star: int, shares: tuple[float, ...], expected_loss: int):
 @pytest.mark.parametrize(
     ("share", "amount", "allowed"),
     [
-        (0.05, 1000, 50_00),  # 5% of 1,000.00
-        (0.05, 1000.01, 50_00),  # 5000.05 minor units: rounded down to a whole minor unit
-        (0.123456, 999.99, 123_45),  # 0.123456 x 99,999 minor = 12,345.48 -> 12,345
-        (0.713782, 20000, 14275_64),  # six decimals: a share training writes for a refund
-        (1.0, 20000, 20000_00),  # the whole order value
+        (0.05, 1000, 45_00),  # 5% of the 900.00 balance
+        (0.05, 1000.10, 45_00),  # 5% of 900.09 = 4500.45 minor units: rounded down to a whole minor unit
+        (0.123456, 1111.10, 123_45),  # 0.123456 x 99,999 minor (the balance) = 12,345.48 -> 12,345
+        (0.713782, 20000, 12848_07),  # six decimals, 18,000.00 balance: 1,284,807.6 -> 1,284,807
+        (1.0, 20000, 18000_00),  # the whole balance
         (0.0, 500, 0),  # no expected loss at all is accepted
     ],
 )
 def test_the_boundary_is_exact_in_minor_units(share, amount, allowed):
     request = presale(amount)
-    assert exact_allowed(share, request.order_value) == allowed
+    assert exact_allowed(share, request.at_risk) == allowed
     shares = (0.0, 0.0, share, share, share)
     failed, limits = check(request, 4, shares, allowed)
     assert failed == [], "an expected loss equal to the allowance is accepted"
@@ -51,15 +51,24 @@ def test_the_boundary_is_exact_in_minor_units(share, amount, allowed):
     assert [f.code for f in failed] == [EXPECTED_LOSS_ABOVE_ALLOWANCE], "one minor unit more is declined"
 
 
-def test_the_share_is_the_stars_and_of_the_order_value_not_the_amount_at_risk():
+def test_the_share_is_the_stars_and_of_the_money_at_risk_not_the_order_value():
     shares = (0.0, 0.0, 0.01, 0.02, 0.04)
-    request = presale(1000)  # balance 900: the allowance is a share of the 1,000 order
-    for star, allowed in ((3, 10_00), (4, 20_00), (5, 40_00)):
+    request = presale(1000)  # balance 900: the allowance is a share of the balance, not of the order
+    for star, allowed in ((3, 9_00), (4, 18_00), (5, 36_00)):
         assert check(request, star, shares, allowed)[0] == []
         assert check(request, star, shares, allowed + 1)[0] != []
-    claim = refund(50)  # order_amount 100: the refund's allowance is a share of the order's value
-    assert claim.order_value == 100_00
-    assert check(claim, 5, shares, 4_00)[0] == [] and check(claim, 5, shares, 4_01)[0] != []
+    claim = refund(50)  # on an order of 100: the refund's allowance is a share of the 50 claimed
+    assert claim.at_risk == 50_00
+    assert check(claim, 5, shares, 2_00)[0] == [] and check(claim, 5, shares, 2_01)[0] != []
+
+
+def test_a_small_claim_on_a_large_order_is_priced_on_the_claim():
+    """A near-certain loss on a small refund of a large order passed an order-value allowance."""
+    claim = refund(50)
+    p = 0.99
+    expected = int(p * claim.at_risk)
+    shares = (0.0, 0.0, 0.3, 0.3, 0.3)
+    assert [f.code for f in check(claim, 5, shares, expected)[0]] == [EXPECTED_LOSS_ABOVE_ALLOWANCE]
 
 
 def test_no_head_or_no_allowance_checks_nothing():
@@ -85,13 +94,13 @@ def test_below_min_stars_only_the_stars_decline():
 @pytest.mark.parametrize(
     ("share", "amount"),
     [
-        (0.0113143, 100000),  # 6 significant digits, 7 decimals: 113143 allowed, not 113140
-        (0.0000019, 10000),  # 1.9 minor units: 1 allowed, not 2 (rounded up past the share)
+        (0.0113143, 111111.11),  # balance 10,000,000 minor; 6 significant digits, 7 decimals: 113143, not 113140
+        (0.0000019, 11111.11),  # balance 1,000,000 minor: 1.9 minor units, 1 allowed, not 2
     ],
 )
 def test_shares_with_the_precision_training_writes_are_applied_exactly(share, amount):
     request = presale(amount)
-    allowed = exact_allowed(share, request.order_value)
+    allowed = exact_allowed(share, request.at_risk)
     shares = (0.0, 0.0, share, share, share)
     assert check(request, 5, shares, allowed)[0] == []
     assert check(request, 5, shares, allowed + 1)[0] != []

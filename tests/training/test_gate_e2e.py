@@ -106,3 +106,41 @@ def test_an_equal_version_is_refused(registry, models, test_rows):
     assert auc.diff.low == auc.diff.high == 0
     assert not judged.verdict.promote and "does not beat" in judged.verdict.reason
     assert aliases(registry) == (champion, new)
+
+
+def _decisions(approve_share: float, p: float, seed: int) -> pd.DataFrame:
+    """Judged decisions of one window: 600 presales of 300 buyers, ``approve_share`` of them approved."""
+    rng = np.random.default_rng(seed)
+    n = 600
+    return pd.DataFrame(
+        {
+            "service": "presale_ship_before_balance",
+            "buyer_id": np.repeat(np.arange(300), 2),
+            "decision": np.where(np.arange(n) < approve_share * n, "approve", "decline"),
+            "at_risk": rng.uniform(100, 1000, n).round(2),
+            "p_true": np.full(n, p),
+            "bad": np.zeros(n),
+        }
+    )
+
+
+def test_a_better_model_whose_policy_approves_far_less_is_refused(registry, models, test_rows):
+    """The gate reads the decisions too: the new candidate policy against the champion's, each with its
+    model, by backtest on the same window (``training.policy_backtest.policy_comparisons``)."""
+    from training.policy_backtest import policy_comparisons
+
+    run_gate(registry, models["inverted"], test_rows)
+    timid = policy_comparisons(_decisions(0.1, 0.01, 0), _decisions(0.6, 0.01, 0))
+    judged = judge(registry, NAME, models["good"], test_rows, {}, "auto", True, 3, lambda: timid)
+    names = [c.name for c in judged.comparisons]
+    assert names == ["rating_auc", "policy_presale_money", "policy_presale_loss_per_unit"]
+    money = judged.comparisons[1]
+    assert money.worse and money.diff.high < 0
+    assert not judged.verdict.promote and "policy_presale_money" in judged.verdict.reason
+    bolder = policy_comparisons(_decisions(0.8, 0.01, 0), _decisions(0.6, 0.01, 0))
+    judged = judge(registry, NAME, models["good"], test_rows, {}, "auto", True, 3, lambda: bolder)
+    assert judged.verdict.promote, judged.verdict.reason
+    riskier = policy_comparisons(_decisions(0.6, 0.05, 0), _decisions(0.6, 0.01, 0))
+    loss = riskier[1]
+    assert loss.name == "policy_presale_loss_per_unit" and loss.worse and loss.diff.low > 0
+    assert riskier[0].diff.low == riskier[0].diff.high == 0  # the same approvals: no money difference

@@ -16,9 +16,9 @@ def test_allowances_approve_the_most_money_at_the_rules_loss_rate():
     at_risk = 0.9 * value
     star = rng.integers(1, 6, n)
     rule = (rng.random(n) < 0.05) & (star >= 4)
-    prop = propose("presale_ship_before_balance", p, at_risk, value, star, rule, bands=(3, 4, 5))
+    prop = propose("presale_ship_before_balance", p, at_risk, star, rule, bands=(3, 4, 5))
     assert set(prop.allowances) == {3, 4, 5}
-    ok = approved(p * at_risk / value, star, prop.allowances)
+    ok = approved(p, star, prop.allowances)
     assert not ok[star < 3].any()  # below min_stars nothing qualifies
     loss = p * at_risk
     assert loss[ok].sum() / at_risk[ok].sum() <= prop.rule_loss_rate * (1 + 1e-9)
@@ -27,7 +27,7 @@ def test_allowances_approve_the_most_money_at_the_rules_loss_rate():
     # a little more allowance anywhere breaks the loss rate or adds nothing
     for band in (3, 4, 5):
         more = {**prop.allowances, band: prop.allowances[band] * 1.5}
-        ok2 = approved(p * at_risk / value, star, more)
+        ok2 = approved(p, star, more)
         assert (
             loss[ok2].sum() / at_risk[ok2].sum() > prop.rule_loss_rate
             or at_risk[ok2].sum() <= at_risk[ok].sum()
@@ -40,7 +40,6 @@ def test_a_rule_that_approves_nothing_cannot_be_matched():
             "fast_refund",
             np.ones(3) * 0.1,
             np.ones(3),
-            np.ones(3),
             np.full(3, 5),
             np.zeros(3, bool),
             bands=(3, 4, 5),
@@ -51,7 +50,6 @@ def test_candidate_policy_is_the_reviewed_file_plus_allowances():
     prop = propose(
         "fast_refund",
         np.array([0.01, 0.2]),
-        np.ones(2),
         np.ones(2),
         np.array([5, 5]),
         np.array([True, False]),
@@ -85,7 +83,7 @@ def test_the_candidate_training_writes_is_read_by_the_service_parser():
         at_risk = order_value * (0.9 if service == "presale_ship_before_balance" else 1.0)
         p = rng.uniform(0.001, 0.99, n)
         proposals[service] = propose(
-            service, p, at_risk, order_value, rng.integers(1, 6, n), p > 0.5,
+            service, p, at_risk, rng.integers(1, 6, n), p > 0.5,
             bands=policy_bands(REVIEWED, service),
         )  # fmt: skip
     text = yaml.safe_dump(candidate_policy(REVIEWED, proposals, "candidate-0123abcd"), sort_keys=False)

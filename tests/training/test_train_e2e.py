@@ -203,7 +203,7 @@ def test_more_unpaid_balances_or_unreturned_goods_never_raise_the_star(first_run
 
 
 def test_an_equal_model_does_not_replace_the_champion(first_run, market):
-    assert run_train(market) == 0
+    assert run_train(market, "--policy-days", "0") == 0
     client = first_run
     assert str(client.get_model_version_by_alias(NAME, "champion").version) == "1"
     assert str(client.get_model_version_by_alias(NAME, "challenger").version) == "2"
@@ -225,7 +225,7 @@ def test_a_failed_run_registers_nothing_and_is_marked_failed(first_run, market, 
     client = first_run
     before = len(client.search_model_versions(f"name='{NAME}'"))
     degenerate = json.dumps({"num_boost_round": 1, "learning_rate": 1e-6, "num_leaves": 2})
-    code = run_train(market, "--params", degenerate)  # the last --params wins
+    code = run_train(market, "--params", degenerate, "--policy-days", "0")  # the last --params wins
     assert code == 1
     assert "nothing registered" in capsys.readouterr().err
     assert len(client.search_model_versions(f"name='{NAME}'")) == before
@@ -283,18 +283,40 @@ def test_the_logged_candidate_policy_is_read_by_the_service(first_run):
     text = mlflow.artifacts.load_text(f"{run.info.artifact_uri}/policy/candidate_policy.yaml")
     policy = parse_policy(yaml.safe_load(text), signal_names())
     assert policy.version == f"candidate-{run.info.run_id[:8]}"
-    for prefix, rules in (("presale", policy.presale), ("refund", policy.fast_refund)):
+    assert run.data.metrics["policy_searched"] == 1.0 and run.data.tags["policy_search"] == "searched"
+    tried = pd.read_csv(mlflow.artifacts.download_artifacts(f"{run.info.artifact_uri}/policy/search_curve.csv"))
+    for prefix, rules, service in (
+        ("presale", policy.presale, "presale_ship_before_balance"),
+        ("refund", policy.fast_refund, "fast_refund"),
+    ):
         assert run.data.metrics[f"policy_{prefix}_proposed"] == 1.0
         assert run.data.tags[f"policy_proposal_{prefix}"] == "proposed"
+        feasible = tried[(tried["service"] == service) & tried["feasible"]]
+        if feasible.empty:  # nothing feasible: the allowance proposal stands
+            for star in range(rules.min_stars, 6):
+                logged = run.data.metrics[f"policy_{prefix}_allowance_star{star}"]
+                assert rules.expected_loss_allowance[star - 1] == pytest.approx(logged, rel=1e-5)
+            continue
+        best = feasible.loc[feasible["money"].idxmax()]  # the candidate is the search's best
         for star in range(rules.min_stars, 6):
-            logged = run.data.metrics[f"policy_{prefix}_allowance_star{star}"]
-            assert rules.expected_loss_allowance[star - 1] == pytest.approx(logged, rel=1e-5)
+            assert rules.expected_loss_allowance[star - 1] == pytest.approx(best[f"allowance_{star}"], rel=1e-5)
+            assert rules.amount_cap[star - 1] == pytest.approx(round(best[f"cap_{star}"], 2) * 100, abs=1)
+        assert run.data.metrics[f"policy_{prefix}_search_money"] == pytest.approx(best["money"])
+        # judged on the test window beside the reviewed policy and the legacy rule, with the truth
+        for name in ("candidate", "reviewed"):
+            for figure in ("money", "legacy_money", "loss_per_unit", "loss_per_unit_hi", "high_risk_loss_share"):
+                assert f"policy_{prefix}_{name}_{figure}" in run.data.metrics, (prefix, name, figure)
+    curve_png = mlflow.artifacts.download_artifacts(f"{run.info.artifact_uri}/policy/search_curve.png")
+    assert Path(curve_png).stat().st_size > 10_000
+    report = mlflow.artifacts.load_text(f"{run.info.artifact_uri}/policy/backtest_test_window.txt")
+    assert "legacy" in report
 
 
 def test_a_failed_proposal_is_recorded_and_announced(first_run, market, monkeypatch, capsys):
     """A service without a proposal does not stop the run (the rating and heads stand without it)
     but cannot be missed: metric policy_<prefix>_proposed = 0, a tag with the reason, a header in
-    the candidate policy and a warning at the end of the output."""
+    the candidate policy and a warning at the end of the output; a whole-policy search that fails
+    likewise (``policy_searched`` = 0, the ``policy_search`` tag, a header, a warning)."""
     real = train.propose
 
     def refund_fails(service, **kwargs):
@@ -302,10 +324,15 @@ def test_a_failed_proposal_is_recorded_and_announced(first_run, market, monkeypa
             raise ValueError("fast_refund: the legacy rule approves nothing on this window")
         return real(service, **kwargs)
 
+    def search_fails(*_args, **_kwargs):
+        raise ValueError("no presale deposit or refund request to decide in 2024-05-20..2024-06-19")
+
     monkeypatch.setattr(train, "propose", refund_fails)
+    monkeypatch.setattr(train, "search_and_judge", search_fails)
     assert run_train(market, "--promote", "never") == 0
     err = capsys.readouterr().err
     assert "WARNING: no expected-loss allowance proposed for fast_refund" in err
+    assert "WARNING: the whole-policy search failed" in err
     client = first_run
     latest = max(client.search_model_versions(f"name='{NAME}'"), key=lambda v: int(v.version))
     run = client.get_run(latest.run_id)
@@ -314,6 +341,9 @@ def test_a_failed_proposal_is_recorded_and_announced(first_run, market, monkeypa
     assert run.data.tags["policy_proposal_refund"].startswith("failed: fast_refund: the legacy rule")
     text = mlflow.artifacts.load_text(f"{run.info.artifact_uri}/policy/candidate_policy.yaml")
     assert text.startswith("# NOT PROPOSED: fast_refund keeps the reviewed policy's allowance")
+    assert "# NOT SEARCHED: caps and allowances are the allowance proposal's (no presale deposit" in text
+    assert run.data.metrics["policy_searched"] == 0.0
+    assert run.data.tags["policy_search"].startswith("failed: no presale deposit")
     assert "policy_refund_allowance_star5" not in run.data.metrics
 
 
