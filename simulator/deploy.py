@@ -142,26 +142,40 @@ def write_tables(
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
 
-def train(
-    export: Path, tracking_uri: str, ledger_url: str | None, naive: bool, promote: str, extra: list[str]
-) -> str:
-    """Run ``training/train.py`` on ``export``; its output (raises on failure)."""
+def train_command(
+    export: Path, ledger_url: str | None, naive: bool, promote: str, extra: list[str]
+) -> list[str]:
+    """The ``training/train.py`` command of one training: with the decision log once there is one,
+    ``--ignore-propensities`` when retraining naively."""
     cmd = [
         sys.executable, str(TRAIN_SCRIPT), "--data", str(export), "--promote", promote, "--cache-dir", "",
         "--no-stability", "--experiment", EXPERIMENT, "--register-name", MODEL_NAME, *extra,
     ]  # fmt: skip
-    if ledger_url is not None and reads_decision_log():
+    if ledger_url is not None:
         cmd += ["--decision-log", ledger_url] + (["--ignore-propensities"] if naive else [])
+    return cmd
+
+
+def train(
+    export: Path, tracking_uri: str, ledger_url: str | None, naive: bool, promote: str, extra: list[str]
+) -> str:
+    """Run ``training/train.py`` on ``export`` (``train_command``); its output (raises on failure)."""
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}
+    cmd = train_command(export, ledger_url, naive, promote, extra)
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"training on {export} failed ({done.returncode}):\n{done.stderr[-4000:]}")
     return done.stdout
 
 
-def reads_decision_log() -> bool:
-    """Whether this ``training/train.py`` takes ``--decision-log`` (propensity-weighted retraining)."""
-    return "--decision-log" in TRAIN_SCRIPT.read_text(encoding="utf-8")
+def latest_run(tracking_uri: str) -> tuple[str, str, dict[str, float]]:
+    """The newest registered version (the last training, promoted or not): version, run id, metrics."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    client = mlflow.MlflowClient()
+    newest = max(client.search_model_versions(f"name='{MODEL_NAME}'"), key=lambda v: int(v.version))
+    return str(newest.version), newest.run_id, dict(client.get_run(newest.run_id).data.metrics)
 
 
 def has_champion(tracking_uri: str) -> bool:
@@ -312,7 +326,7 @@ def monthly_figures(
                     "loss_per_unit_hi": s["loss_per_unit_ci"][1],
                     "oracle_loss_same_money": floor,
                     "loss_vs_oracle": s["expected_loss"] / floor if floor > 0 else float("nan"),
-                    "explored": int((frame["propensity"] < 1.0).sum()),
+                    "explored": int(((frame["decision"] == APPROVE) & (frame["propensity"] < 1.0)).sum()),
                 }
             )
     return pd.DataFrame(rows)
@@ -404,10 +418,14 @@ def deploy(
                 train(export, tracking, ledger_url, naive, "auto", train_args or [])
                 before = version
                 version, rating, policy = champion(tracking, out / "policies")
+                trained, run_id, metrics = latest_run(tracking)
                 retrains.append(
                     {
                         "month": m + 1,
                         "export": str(export),
+                        "version": trained,
+                        "run_id": run_id,
+                        "propensity_weighted_presales": metrics.get("propensity_weighted_presales"),
                         "champion": version,
                         "promoted": version != before,
                     }
@@ -427,7 +445,6 @@ def deploy(
         "months": months,
         "retrain_every": retrain_every,
         "propensities": not naive,
-        "train_reads_decision_log": reads_decision_log(),
         "bootstrap_replicates": REPLICATES,
         "retrains": retrains,
         "seconds": round(time.perf_counter() - began, 1),

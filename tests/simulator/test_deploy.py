@@ -1,6 +1,7 @@
 """The product in the loop (``python -m simulator deploy``) on a short run: 2 months, one retrain.
 
-One loop is run for the module (it trains twice); each test reads what it wrote.
+One loop is run for the module (it trains twice, cheaply: no policy search, few boosting
+rounds); each test reads what it wrote.
 """
 
 from __future__ import annotations
@@ -18,17 +19,31 @@ from features.io import load_tables, read_manifest
 from serving.policy import FAST_REFUND, PRESALE
 from serving.tables import DECISIONS
 from simulator.config import RunConfig
-from simulator.deploy import MODEL_NAME, deploy
+from simulator.deploy import MODEL_NAME, deploy, train_command
 from simulator.write import write_export
 
+# two trainings of ~65 s CPU each (4,000 buyers is the least that trains: star 1 is 5% of the validation
+# rows and needs 100 of them): ~3 minutes on an idle machine, ~6 under the suite's load
+pytestmark = pytest.mark.timeout(900)
+
 BUYERS, HISTORY, MONTHS, SEED = 4000, 28, 2, 7  # the loop covers May-June 2025: a presale deposit phase
+# cheap, robust trainings: no whole-policy search, a short rating fit (the heads keep their own)
+TRAIN_ARGS = ["--policy-days=0", '--params={"num_boost_round": 80, "early_stopping_rounds": 15}']
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     root = tmp_path_factory.mktemp("deploy")
     write_export(RunConfig(buyers=BUYERS, months=HISTORY, seed=SEED), root / "market")
-    summary = deploy(root / "market", root / "out", MONTHS, MONTHS, naive=False, progress=lambda m: None)
+    summary = deploy(
+        root / "market",
+        root / "out",
+        MONTHS,
+        MONTHS,
+        naive=False,
+        train_args=TRAIN_ARGS,
+        progress=lambda m: None,
+    )
     return root / "out", summary
 
 
@@ -113,3 +128,47 @@ def test_champion_changes_only_through_the_gate(run: tuple[Path, dict]) -> None:
     assert summary["retrains"][0]["promoted"] == (max(promoted) == 2)
     figures = json.loads((out / "deploy.json").read_text())["figures"]
     assert {f["service"] for f in figures} == {PRESALE, FAST_REFUND}
+
+
+def test_the_policy_in_force_explores(run: tuple[Path, dict]) -> None:
+    """The champion's policy carries the shipped exploration: some would-be declines are approved at random,
+    logged with the share as their propensity, and the figures count them."""
+    out, summary = run
+    made = pd.read_parquet(out / "decisions.parquet")
+    explored = made[(made["decision"] == "approve") & (made["propensity"] < 1.0)]
+    assert len(explored) > 0
+    assert np.allclose(explored["propensity"], 0.03)
+    stood = made[(made["decision"] == "decline") & (made["propensity"] < 1.0)]
+    assert np.allclose(stood["propensity"], 0.97) and len(stood) > len(explored)
+    figures = pd.DataFrame(summary["figures"])
+    assert figures.loc[figures["month"] == "year", "explored"].sum() == len(explored)
+
+
+def test_the_retrain_weighs_the_logged_propensities(run: tuple[Path, dict]) -> None:
+    """The loop's retrain read the decision log: explored shipped-early presales weighed 1/propensity;
+    the naive mode's command ignores them, and train.py then weighs nothing on the same log."""
+    from argparse import Namespace
+
+    from training.train import Progress, weigh_by_propensity
+
+    out, summary = run
+    assert summary["retrains"][0]["propensity_weighted_presales"] > 0
+    url = f"sqlite:///{out / 'ledger.db'}"
+    propensity = train_command(out / "exports" / "m02", url, False, "auto", TRAIN_ARGS)
+    naive = train_command(out / "exports" / "m02", url, True, "auto", TRAIN_ARGS)
+    assert (
+        propensity[propensity.index("--decision-log") + 1] == url
+        and "--ignore-propensities" not in propensity
+    )
+    assert naive[naive.index("--decision-log") + 1] == url and "--ignore-propensities" in naive
+    made = pd.read_parquet(out / "decisions.parquet")
+    presales = made[made["service"] == PRESALE]
+    rows = pd.DataFrame({"order_id": presales["ref_id"], "shipped": presales["decision"].eq("approve")})
+    weighed = weigh_by_propensity(rows, Namespace(decision_log=url, ignore_propensities=False), Progress())
+    assert (
+        (weighed["weight"] > 1).sum()
+        == ((presales["decision"] == "approve") & (presales["propensity"] < 1)).sum()
+        > 0
+    )
+    ignored = weigh_by_propensity(rows, Namespace(decision_log=url, ignore_propensities=True), Progress())
+    assert "weight" not in ignored
