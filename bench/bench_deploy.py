@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from simulator.config import RunConfig
-from simulator.deploy import APPROVE, FIRST_CHAMPION, deploy
+from simulator.deploy import APPROVE, FIRST_CHAMPION, deploy, loss_at
 from simulator.write import write_export
 
 REPLICATES = 400
@@ -93,31 +93,6 @@ def ceiling_probabilities(world: Path, export: Path, loop_start: pd.Timestamp, s
     return out
 
 
-def loss_at(
-    at_risk: np.ndarray, p_true: np.ndarray, rank: np.ndarray, weight: np.ndarray, money: np.ndarray
-) -> np.ndarray:
-    """Truth-expected loss of approving, best first by ``rank``, ``money`` (per replicate) of weighted opportunities.
-
-    Args:
-        at_risk, p_true, rank: Per opportunity.
-        weight: (replicates, opportunities) bootstrap weights.
-        money: (replicates,) money to approve.
-    """
-    order = np.argsort(rank, kind="stable")
-    risk, p, w = at_risk[order], p_true[order], weight[:, order]
-    cum = np.cumsum(w * risk, axis=1)
-    cum_loss = np.cumsum(w * risk * p, axis=1)
-    out = np.empty(len(money))
-    for r in range(len(money)):
-        k = int(np.searchsorted(cum[r], money[r], side="left"))
-        if k >= cum.shape[1]:
-            out[r] = cum_loss[r, -1]
-            continue
-        before, before_loss = (cum[r, k - 1], cum_loss[r, k - 1]) if k else (0.0, 0.0)
-        out[r] = before_loss + (money[r] - before) * p[k]
-    return out
-
-
 def versus_ceiling(frame: pd.DataFrame, seed: int) -> dict:
     """Money, served and ceiling loss per unit, and served / ceiling and / oracle with 95% intervals (buyers resampled)."""
     at_risk = frame["at_risk"].to_numpy(np.float64)
@@ -129,7 +104,7 @@ def versus_ceiling(frame: pd.DataFrame, seed: int) -> dict:
     money = weight @ served
     loss = weight @ (served * p_true)
     ceiling = loss_at(at_risk, p_true, frame["p_ceiling"].to_numpy(np.float64), weight, money)
-    oracle = loss_at(at_risk, p_true, -p_true, weight, money)
+    oracle = loss_at(at_risk, p_true, p_true, weight, money)
     ok = (ceiling > 0) & (oracle > 0)
     to_ceiling = np.divide(loss, ceiling, out=np.full(len(loss), np.nan), where=ok)
     to_oracle = np.divide(loss, oracle, out=np.full(len(loss), np.nan), where=ok)

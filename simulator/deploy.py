@@ -279,17 +279,36 @@ def decide_month(
     return tables, events, lives, made, after, unsettled
 
 
+def loss_at(
+    at_risk: np.ndarray, p_true: np.ndarray, rank: np.ndarray, weight: np.ndarray, money: np.ndarray
+) -> np.ndarray:
+    """Truth-expected loss of approving ``money`` of the opportunities, least ``rank`` first (the last one in part).
+
+    Args:
+        at_risk, p_true, rank: Per opportunity.
+        weight: (replicates, opportunities) weights (bootstrap draws; a row of ones: the sample).
+        money: (replicates,) money to approve.
+    """
+    order = np.argsort(rank, kind="stable")
+    risk, p, w = at_risk[order], p_true[order], weight[:, order]
+    cum = np.cumsum(w * risk, axis=1)
+    cum_loss = np.cumsum(w * risk * p, axis=1)
+    out = np.empty(len(money))
+    for r in range(len(money)):
+        k = int(np.searchsorted(cum[r], money[r], side="left"))
+        if k >= cum.shape[1]:
+            out[r] = cum_loss[r, -1] if k else 0.0
+            continue
+        before, before_loss = (cum[r, k - 1], cum_loss[r, k - 1]) if k else (0.0, 0.0)
+        out[r] = before_loss + (money[r] - before) * p[k]
+    return out
+
+
 def oracle_at(frame: pd.DataFrame, money: float) -> float:
     """The least truth-expected loss of approving ``money`` of these opportunities (best first by the truth)."""
-    order = np.argsort(frame["p_true"].to_numpy(np.float64), kind="stable")
-    risk = frame["at_risk"].to_numpy(np.float64)[order]
-    p = frame["p_true"].to_numpy(np.float64)[order]
-    cum = np.cumsum(risk)
-    k = int(np.searchsorted(cum, money, side="left"))
-    if k >= len(cum):
-        return float((risk * p).sum())
-    before = cum[k - 1] if k else 0.0
-    return float((risk[:k] * p[:k]).sum() + (money - before) * p[k])
+    p = frame["p_true"].to_numpy(np.float64)
+    at_risk = frame["at_risk"].to_numpy(np.float64)
+    return float(loss_at(at_risk, p, p, np.ones((1, len(p))), np.array([money]))[0])
 
 
 def monthly_figures(

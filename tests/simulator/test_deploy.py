@@ -19,7 +19,7 @@ from features.io import load_tables, read_manifest
 from serving.policy import FAST_REFUND, PRESALE
 from serving.tables import DECISIONS
 from simulator.config import RunConfig
-from simulator.deploy import MODEL_NAME, deploy, train_command
+from simulator.deploy import MODEL_NAME, deploy, loss_at, train_command
 from simulator.write import write_export
 
 # two trainings of ~65 s CPU each (4,000 buyers is the least that trains: star 1 is 5% of the validation
@@ -176,3 +176,13 @@ def test_the_retrain_weighs_the_logged_propensities(run: tuple[Path, dict]) -> N
     )
     ignored = weigh_by_propensity(rows, Namespace(decision_log=url, ignore_propensities=True), Progress())
     assert "weight" not in ignored
+
+
+def test_loss_at_approves_least_rank_first_and_splits_the_last() -> None:
+    """The money goes to the least-ranked opportunities first; the last one is approved in part; a
+    replicate's weights count an opportunity that many times."""
+    at_risk, p_true = np.array([10.0, 10.0, 10.0]), np.array([0.5, 0.1, 0.2])
+    weight = np.array([[1.0, 1.0, 1.0], [1.0, 0.0, 2.0], [1.0, 1.0, 1.0]])
+    got = loss_at(at_risk, p_true, p_true, weight, np.array([15.0, 25.0, 100.0]))
+    assert np.allclose(got, [10 * 0.1 + 5 * 0.2, 20 * 0.2 + 5 * 0.5, 8.0])
+    assert np.allclose(loss_at(at_risk, p_true, -p_true, weight[:1], np.array([10.0])), [5.0])
