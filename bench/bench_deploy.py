@@ -125,11 +125,36 @@ def versus_ceiling(frame: pd.DataFrame, seed: int) -> dict:
     }
 
 
-def compare(out: Path, mode: str, ceiling: dict, seed: int) -> pd.DataFrame:
+def served_decisions(folder: Path, loop_start: pd.Timestamp) -> pd.DataFrame:
+    """A loop's decisions: ``decisions.parquet``, or, for a loop stopped before its end, the months
+    its ledger logged (the service's handler logs every decision, as ``decide_priced`` made it).
+    """
+    if (folder / "decisions.parquet").exists():
+        return pd.read_parquet(folder / "decisions.parquet")
+    from sqlalchemy import create_engine, select
+
+    from serving.money import currency_decimals
+    from serving.tables import DECISIONS
+
+    d = DECISIONS.c
+    query = select(d.service, d.ref_id, d.buyer_id, d.decision, d.propensity, d.requested_minor, d.created_at)
+    with create_engine(f"sqlite:///{folder / 'ledger.db'}").connect() as conn:
+        made = pd.DataFrame(conn.execute(query).all())
+    t = pd.to_datetime(made["created_at"]).dt.tz_localize("UTC")
+    first = loop_start.tz_convert("UTC")
+    made["month"] = (t.dt.year - first.year) * 12 + (t.dt.month - first.month) + 1
+    made["at_risk"] = made["requested_minor"] / 10 ** currency_decimals("CNY")
+    print(
+        f"{folder.name}: no decisions.parquet (stopped early); {len(made):,} decisions of months 1-{made['month'].max()} from its ledger"
+    )
+    return made
+
+
+def compare(out: Path, mode: str, ceiling: dict, loop_start: pd.Timestamp, seed: int) -> pd.DataFrame:
     """Per month and service (and the whole loop), ``versus_ceiling`` of one mode's served decisions."""
     from serving.backtest_report import truth_of
 
-    made = pd.read_parquet(out / mode / "decisions.parquet")
+    made = served_decisions(out / mode, loop_start)
     rows = []
     for service, p in ceiling.items():
         d = made[made["service"] == service].copy()
@@ -164,6 +189,11 @@ def main() -> None:
     p.add_argument(
         "--naive", action=argparse.BooleanOptionalAction, default=True, help="also run the naive retrain"
     )
+    p.add_argument(
+        "--compare-only",
+        action="store_true",
+        help="run no loop: compare the loops already in --out (a stopped one through the months its ledger logged)",
+    )
     args = p.parse_args()
     train_args = ["--policy-days=0"] if args.train_arg is None else args.train_arg
 
@@ -171,7 +201,7 @@ def main() -> None:
     if not (market / "manifest.json").exists():
         write_export(RunConfig(buyers=args.buyers, months=args.history, seed=args.seed), market)
     modes = {"propensity": False, **({"naive": True} if args.naive else {})}
-    for mode, naive in modes.items():
+    for mode, naive in modes.items() if not args.compare_only else ():
         out = args.out / mode
         if naive and not (out / "mlruns").exists():  # share the first champion and the world
             out.mkdir(parents=True, exist_ok=True)
@@ -199,11 +229,21 @@ def main() -> None:
         )
     began = time.perf_counter()
     exports = sorted((args.out / "propensity" / "exports").iterdir())
-    loop_start = pd.Timestamp(pd.read_json(exports[0] / "manifest.json", typ="series")["exported_at"])
-    ceiling = ceiling_probabilities(
-        args.out / "propensity" / "world", exports[-1], loop_start, args.seed, args.out
+    loop_start = pd.Timestamp(json.loads((exports[0] / "manifest.json").read_text())["exported_at"])
+    cached = args.out / f"ceiling-{exports[-1].name}.parquet"  # the ceiling of that export, once fitted
+    if cached.exists():
+        kept = pd.read_parquet(cached)
+        ceiling = {s: f.set_index("ref_id")["p"] for s, f in kept.groupby("service")}
+    else:
+        ceiling = ceiling_probabilities(
+            args.out / "propensity" / "world", exports[-1], loop_start, args.seed, args.out
+        )
+        pd.concat(
+            [pd.DataFrame({"service": s, "ref_id": p.index, "p": p.to_numpy()}) for s, p in ceiling.items()]
+        ).to_parquet(cached)
+    table = pd.concat(
+        [compare(args.out, mode, ceiling, loop_start, args.seed) for mode in modes], ignore_index=True
     )
-    table = pd.concat([compare(args.out, mode, ceiling, args.seed) for mode in modes], ignore_index=True)
     print(f"ceiling fitted and compared in {time.perf_counter() - began:.0f} s")
     with pd.option_context(
         "display.width", 250, "display.max_rows", 500, "display.float_format", "{:,.4f}".format
