@@ -9,6 +9,8 @@ buyer-bootstrap interval of its loss per unit approved (the head's expected loss
 has no truth) is at or below the service's target; among feasible candidates the one approving
 the most money wins. The default target is the legacy rule's loss per unit on the same window
 for presales and half of it for fast refunds (the legacy rule, measured by the same head).
+Exploration is set aside while searching (``without_exploration``: it has its own budget) and
+declared again in the proposal.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from serving.backtest import Event, Priced, decide_priced
-from serving.policy import FAST_REFUND, PRESALE, parse_policy
+from serving.policy import EXPLORATION, FAST_REFUND, PRESALE, parse_policy
 
 SCALES = (0.5, 0.8, 1.25, 2.0)
 PASSES = 2
@@ -237,8 +239,24 @@ def propose_on_window(
     made = decide_priced(events, priced, base)
     goal = legacy_targets(made, legacy(made, signals, tables)) | dict(targets or {})
     progress(f"targets (loss per unit approved, upper 95% bound): {goal}")
-    doc, tried = search(events, priced, raw, goal, progress)
+    own, exploration = without_exploration(raw)
+    doc, tried = search(events, priced, own, goal, progress)
+    for service, declared in exploration.items():
+        doc["services"][service][EXPLORATION] = declared
     return Found(doc, tried, goal)
+
+
+def without_exploration(raw: dict) -> tuple[dict, dict[str, dict]]:
+    """A copy of the policy document without exploration, and each service's exploration.
+
+    The search holds the policy's own approvals to the target: exploration is an investment with
+    its own monthly budget, approved at random among the declines whatever the allowances, so
+    its loss says nothing about them (and with a budget near the target it would make every
+    candidate infeasible). The proposed document declares the exploration the reviewed one did.
+    """
+    doc = copy.deepcopy(raw)
+    taken = {s: rules.pop(EXPLORATION) for s, rules in doc["services"].items() if EXPLORATION in rules}
+    return doc, taken
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -550,7 +550,7 @@ def fit_and_log(
         model, scorecard, monotone, dropped = fitted
         twin = None
         if not args.no_stability:
-            with progress.step("stability", "retraining the rating with another seed (reason stability) ..."):
+            with progress.step("stability", "reason stability: the rating under another seed ..."):
                 same = model.booster if seed_free(params, len(train)) else None
                 twin = fit_twin(
                     train, valid, args.target, names, monotone, params, args.seed, booster_fit, same

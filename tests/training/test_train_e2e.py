@@ -284,6 +284,10 @@ def test_the_logged_candidate_policy_is_read_by_the_service(first_run):
     policy = parse_policy(yaml.safe_load(text), signal_names())
     assert policy.version == f"candidate-{run.info.run_id[:8]}"
     assert run.data.metrics["policy_searched"] == 1.0 and run.data.tags["policy_search"] == "searched"
+    reviewed = yaml.safe_load(train.BASE_POLICY.read_text())
+    for rules, service in ((policy.presale, "presale_ship_before_balance"), (policy.fast_refund, "fast_refund")):
+        declared = reviewed["services"][service].get("exploration")  # set aside by the search, declared again
+        assert (rules.exploration is None) == (declared is None), service
     tried = pd.read_csv(mlflow.artifacts.download_artifacts(f"{run.info.artifact_uri}/policy/search_curve.csv"))
     for prefix, rules, service in (
         ("presale", policy.presale, "presale_ship_before_balance"),
