@@ -295,12 +295,17 @@ def price(
 
 
 def decide_priced(
-    events: list[Event], priced: list[Priced], policy: Policy, config: ServingConfig | None = None
+    events: list[Event],
+    priced: list[Priced],
+    policy: Policy,
+    config: ServingConfig | None = None,
+    ledger: MemoryLedger | None = None,
 ) -> pd.DataFrame:
     """The window decided under ``policy`` from its priced events: ``serving.decide`` and the ledger's rules.
 
     The same decisions as ``replay`` with a ``Live`` of this policy (tested), without building
-    answers: what a policy search runs for each candidate.
+    answers: what a policy search runs for each candidate. ``ledger`` (default: a new one) holds
+    what earlier windows left open (exposure, quotas); it is updated in place.
 
     Returns:
         The columns of ``decision_row``, one row per decision event.
@@ -309,7 +314,7 @@ def decide_priced(
         RuntimeError: A decision degraded (the model or the snapshot failed).
     """
     config = ServingConfig(watch_interval_s=0) if config is None else config
-    ledger = MemoryLedger()
+    ledger = MemoryLedger() if ledger is None else ledger
     unit = 10.0**policy.decimals
     rows, k = [], 0
     any_live = Live(policy=policy)

@@ -2,6 +2,7 @@
 
 python -m simulator --buyers 20000 --months 24 --seed 7 --out data/market
 python -m simulator summary data/market
+python -m simulator deploy --data data/market --months 12 --retrain-every 3 --out data/deploy
 """
 
 from __future__ import annotations
@@ -9,11 +10,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from simulator import generate, summary
+from simulator import deploy, generate, summary
 
 SUBCOMMANDS = {
     "generate": (generate, "Simulate the marketplace and write the raw tables, truth and manifest."),
     "summary": (summary, "Print the marginals of an export."),
+    "deploy": (deploy, "Continue an export month by month with the product deciding and retraining."),
 }
 
 

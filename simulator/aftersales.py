@@ -80,23 +80,7 @@ def refunds(
     abuse_from = np.where(received < NEVER, received, requested)
     abuse_at = np.where(confirm_abuse, abuse_from + lag_days(rng, n, *ABUSE_LAG), NEVER)
 
-    u = rng.random(n)
-    # approved, rejected, withdrawn, escalated; a shipped return is not withdrawn
-    only, ret = NORMAL_OUTCOME_CUTS
-    outcome = np.where(
-        kind == 1,
-        np.select([u < ret[0], u < ret[1]], [0, 1], 3),
-        np.select([u < only[0], u < only[1], u < only[2]], [0, 1, 2], 3),
-    )
-    decided = np.where(kind == 1, received + lag_days(rng, n, 1.0), requested + lag_days(rng, n, 1.5))
-    closed_unreturned = (kind == 1) & (received == NEVER)
-    decided = np.where(
-        closed_unreturned, requested + (RETURN_DEADLINE_DAYS + 1) * DAY + lag_days(rng, n, 0.5), decided
-    )
-    outcome = np.where(closed_unreturned, 2, outcome)
-    decided = np.where(fast, requested + rng.integers(60, 2 * HOUR, n), decided)
-    outcome = np.where(fast, 0, outcome)
-    refunded = np.where(outcome == 0, decided, NEVER)
+    outcome, decided, refunded = handle_refunds(rng, kind, requested, received, fast)
 
     # lost parcels: the buyer asks for the money back as not received; never abusive
     nl = lost.size
@@ -123,6 +107,46 @@ def refunds(
         "p_loss_if_fast": np.concatenate([posterior, np.zeros(nl)]),
         "p_loss_if_normal": np.concatenate([posterior * paid_if_normal(kind), np.zeros(nl)]),
     }
+
+
+def handle_refunds(
+    rng: np.random.Generator, kind: np.ndarray, requested: np.ndarray, received: np.ndarray, fast: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """How each refund request is handled: paid at once when fast, else normal handling.
+
+    Normal handling draws its outcome independently of badness (``NORMAL_OUTCOME_CUTS``); a return
+    is decided once its goods are received, and one never received is closed as withdrawn after
+    the deadline.
+
+    Args:
+        rng: Generator.
+        kind: 1 return_and_refund, 0 refund_only.
+        requested: Request instants (seconds).
+        received: Return receipt instants (``NEVER`` if the goods never came back or none was due).
+        fast: Paid fast (the decision at the request).
+
+    Returns:
+        ``(outcome, decided_at, refunded_at)``: outcome index into the contract's outcomes.
+    """
+    n = kind.size
+    u = rng.random(n)
+    # approved, rejected, withdrawn, escalated; a shipped return is not withdrawn
+    only, ret = NORMAL_OUTCOME_CUTS
+    outcome = np.where(
+        kind == 1,
+        np.select([u < ret[0], u < ret[1]], [0, 1], 3),
+        np.select([u < only[0], u < only[1], u < only[2]], [0, 1, 2], 3),
+    )
+    decided = np.where(kind == 1, received + lag_days(rng, n, 1.0), requested + lag_days(rng, n, 1.5))
+    closed_unreturned = (kind == 1) & (received == NEVER)
+    decided = np.where(
+        closed_unreturned, requested + (RETURN_DEADLINE_DAYS + 1) * DAY + lag_days(rng, n, 0.5), decided
+    )
+    outcome = np.where(closed_unreturned, 2, outcome)
+    decided = np.where(fast, requested + rng.integers(60, 2 * HOUR, n), decided)
+    outcome = np.where(fast, 0, outcome)
+    refunded = np.where(outcome == 0, decided, NEVER)
+    return outcome, decided, refunded
 
 
 def paid_if_normal(kind: np.ndarray) -> np.ndarray:

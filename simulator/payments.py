@@ -66,22 +66,7 @@ def settle_presales(
     default = rng.random(n) < hazards.presale_default_prob(pop, b, state, pre["amount"], params, sbb)
     deposit_state = pop.stress[b, cal.month_index(deposit_at)]
     late = rng.random(n) < hazards.late_but_paid_prob(pop, b, state)
-    # ordinary buyers pay early to get their goods; trusted buyers already have them
-    on_time = opens + ((due - opens) * rng.random(n) ** np.where(sbb, 0.7, 2.0)).astype(np.int64)
-    late_paid = due + rng.integers(HOUR, GRACE_DAYS * DAY - HOUR, n)
-    very_late = due + rng.integers(GRACE_DAYS * DAY + HOUR, 60 * DAY, n)
-    paid = np.where(late, late_paid, on_time)
-    paid = np.where(default, np.where(sbb & (rng.random(n) < 0.25), very_late, NEVER), paid)
-    shipped = np.where(
-        sbb,
-        uniform_between(rng, opens, opens + 12 * HOUR),
-        np.where(paid < NEVER, np.maximum(paid, opens) + lag_days(rng, n, 1.0), NEVER),
-    )
-    delivered = np.where(shipped < NEVER, shipped + lag_days(rng, n, 2.5, 0.5), NEVER)
-    confirmed = np.where(
-        delivered < NEVER, delivered + np.minimum(lag_days(rng, n, 3.0, 0.8), 10 * DAY), NEVER
-    )
-    canceled = np.where(default & ~sbb, due + GRACE_DAYS * DAY + rng.integers(0, 6 * HOUR, n), NEVER)
+    paid, fulfilment = fulfil_presales(rng, sbb, default, late, opens, due)
     presales = {
         "b": b,
         "deposit_amount": deposit,
@@ -100,14 +85,54 @@ def settle_presales(
             pop, b, deposit_state, pre["amount"], params, False
         ),
     }
-    fulfilment = {
+    return presales, fulfilment
+
+
+def fulfil_presales(
+    rng: np.random.Generator,
+    sbb: np.ndarray,
+    default: np.ndarray,
+    late: np.ndarray,
+    opens: np.ndarray,
+    due: np.ndarray,
+) -> tuple[np.ndarray, Columns]:
+    """Payment, shipping, delivery and cancellation of presales, given the decision and the default.
+
+    Args:
+        rng: Generator.
+        sbb: Shipped before the balance (the decision at the deposit).
+        default: The balance is still unpaid 7 days after its due date.
+        late: A payer pays after the due date (within the grace period).
+        opens: Balance phase opening instants (seconds).
+        due: Balance due instants (seconds).
+
+    Returns:
+        ``(balance_paid_at, order fulfilment columns)``; instants in seconds, ``NEVER`` if none.
+    """
+    n = sbb.size
+    # ordinary buyers pay early to get their goods; trusted buyers already have them
+    on_time = opens + ((due - opens) * rng.random(n) ** np.where(sbb, 0.7, 2.0)).astype(np.int64)
+    late_paid = due + rng.integers(HOUR, GRACE_DAYS * DAY - HOUR, n)
+    very_late = due + rng.integers(GRACE_DAYS * DAY + HOUR, 60 * DAY, n)
+    paid = np.where(late, late_paid, on_time)
+    paid = np.where(default, np.where(sbb & (rng.random(n) < 0.25), very_late, NEVER), paid)
+    shipped = np.where(
+        sbb,
+        uniform_between(rng, opens, opens + 12 * HOUR),
+        np.where(paid < NEVER, np.maximum(paid, opens) + lag_days(rng, n, 1.0), NEVER),
+    )
+    delivered = np.where(shipped < NEVER, shipped + lag_days(rng, n, 2.5, 0.5), NEVER)
+    confirmed = np.where(
+        delivered < NEVER, delivered + np.minimum(lag_days(rng, n, 3.0, 0.8), 10 * DAY), NEVER
+    )
+    canceled = np.where(default & ~sbb, due + GRACE_DAYS * DAY + rng.integers(0, 6 * HOUR, n), NEVER)
+    return paid, {
         "paid_at": paid,
         "shipped_at": shipped,
         "delivered_at": delivered,
         "confirmed_at": confirmed,
         "canceled_at": canceled,
     }
-    return presales, fulfilment
 
 
 def credit_bills(
