@@ -36,7 +36,7 @@ from serving.idempotency import Refusal, fingerprint, key_reused
 from serving.live import Live, Unrated
 from serving.money import json_text
 from serving.policy import ReviewPolicy
-from serving.schema import AMOUNT, MAX_ID, Field, RequestError, check_object
+from serving.schema import AMOUNT, CURRENCY, MAX_ID, Field, RequestError, check_object
 from serving.tables import REVIEW_ASSESSMENTS, REVIEW_OUTCOME_KINDS, REVIEW_OUTCOMES, utcnow
 
 log = logging.getLogger(__name__)
@@ -71,14 +71,7 @@ REVIEW = Field(
             exclusive_minimum=True,
             maximum=AMOUNT,
         ),
-        Field(
-            "currency",
-            "string",
-            "ISO currency code; the policy currency (the default).",
-            required=False,
-            max_length=3,
-            policy_currency=True,
-        ),  # fmt: skip
+        CURRENCY,
         Field("category", "string", "The reviewed order's product category.", enum=CATEGORIES),
         Field(
             "delivered_at",

@@ -133,6 +133,17 @@ def _amount(name: str, description: str, positive: bool = True, required: bool =
     )
 
 
+CURRENCY = Field(
+    "currency",
+    "string",
+    "ISO currency code; the policy currency (the default).",
+    required=False,
+    max_length=3,
+    policy_currency=True,
+)
+"""A request's optional currency member: what an order, a refund and a reviewed order carry."""
+
+
 BUYER_PATH = _id("buyer_id", "Buyer account id.")  # the path parameter of GET /v1/buyers/{buyer_id}/rating
 
 
@@ -180,14 +191,7 @@ REFUND = Field(
         _id("refund_id", "Refund id."),
         _id("order_id", "The refunded order's id."),
         _amount("amount", "Amount to refund."),
-        Field(
-            "currency",
-            "string",
-            "ISO currency code; the policy currency (the default).",
-            required=False,
-            max_length=3,
-            policy_currency=True,
-        ),
+        CURRENCY,
         Field("reason", "string", "Buyer's stated reason.", enum=REFUND_REASONS),
         Field("kind", "string", "Refund only, or return and refund.", enum=REFUND_KINDS),
         Field("evidence_photos", "integer", "Photos uploaded as evidence.", minimum=0, maximum=100),
