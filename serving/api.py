@@ -7,7 +7,8 @@ needs ``admin``): 401 without a known key, 403 without the scope.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,27 @@ def _refused(exc: Refusal):
     return error_response(exc.status, exc.code, exc.message)
 
 
+@contextmanager
+def _or_unavailable(what: str, ident: Any, detail: str) -> Iterator[None]:
+    """Run one write to the ledger or log: the caller's own errors (``RequestError``, ``Refusal``)
+    pass; any other failure recorded nothing, so it is logged and answered 503 ``ledger_unavailable``
+    with ``Retry-After`` (the caller retries; checkout never sees a 500 for it)."""
+    try:
+        yield
+    except (RequestError, Refusal):
+        raise
+    except Exception:  # noqa: BLE001 - nothing was recorded; the caller retries
+        log.exception("%s %s: ledger unavailable", what, ident)
+        raise Problem(503, "ledger_unavailable", detail, headers={"Retry-After": "5"}) from None
+
+
+def _marked(response: Response, replayed: bool) -> Response:
+    """``response`` with ``Idempotent-Replayed: true`` when it repeats a stored answer."""
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
 def _now(s) -> datetime | None:
     """The replay clock's instant (naive UTC) when one is configured, else None (the system clock)."""
     if s.config.replay_clock_file is None:
@@ -97,9 +119,7 @@ def decisions():
         _body(), s.runtime.live, s.ledger, s.config, s.metrics, g.started, key_id(g.key_digest), _now(s)
     )
     response = Response(answer.text, mimetype="application/json") if answer.text else jsonify(answer.body)
-    if answer.replayed:
-        response.headers["Idempotent-Replayed"] = "true"
-    return response
+    return _marked(response, answer.replayed)
 
 
 @api.post("/outcomes")
@@ -108,15 +128,8 @@ def outcomes():
     """Record what happened after a decision and release the exposure it closes."""
     s = services()
     body = _body()
-    try:
+    with _or_unavailable("outcome", body.get("outcome_id"), "outcome not recorded; retry later"):
         result = handle_outcome(body, s.runtime.live, s.ledger, s.config, key_id(g.key_digest), _now(s))
-    except (RequestError, Refusal):
-        raise
-    except Exception:  # noqa: BLE001 - nothing was recorded; the caller retries
-        log.exception("outcome %s: ledger unavailable", body.get("outcome_id"))
-        raise Problem(
-            503, "ledger_unavailable", "outcome not recorded; retry later", headers={"Retry-After": "5"}
-        ) from None
     return jsonify(result)
 
 
@@ -139,21 +152,11 @@ def reviews_assess():
     """Screen a review as it is posted: publish, or hold it for moderation."""
     s = services()
     body = _body()
-    try:
+    with _or_unavailable("review assessment", body.get("request_id"), "review not assessed; retry later"):
         answer, replayed = handle_assessment(
             body, s.runtime.live, s.ledger, s.config.max_amount, g.started, key_id(g.key_digest)
         )
-    except (RequestError, Refusal):
-        raise
-    except Exception:  # noqa: BLE001 - nothing was logged; the caller retries or publishes
-        log.exception("review assessment %s: log unavailable", body.get("request_id"))
-        raise Problem(
-            503, "ledger_unavailable", "review not assessed; retry later", headers={"Retry-After": "5"}
-        ) from None
-    response = jsonify(answer)
-    if replayed:
-        response.headers["Idempotent-Replayed"] = "true"
-    return response
+    return _marked(jsonify(answer), replayed)
 
 
 @api.post("/reviews/outcomes")
@@ -162,15 +165,8 @@ def reviews_outcomes():
     """Record what moderation found about an assessed review."""
     s = services()
     body = _body()
-    try:
+    with _or_unavailable("review outcome", body.get("outcome_id"), "outcome not recorded; retry later"):
         result = handle_review_outcome(body, s.ledger, s.config.max_amount, key_id(g.key_digest))
-    except (RequestError, Refusal):
-        raise
-    except Exception:  # noqa: BLE001 - nothing was recorded; the caller retries
-        log.exception("review outcome %s: log unavailable", body.get("outcome_id"))
-        raise Problem(
-            503, "ledger_unavailable", "outcome not recorded; retry later", headers={"Retry-After": "5"}
-        ) from None
     return jsonify(result)
 
 
