@@ -24,6 +24,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -105,15 +106,12 @@ def window_events(
                 "balance_due_at": _iso(row.balance_due_at),
             },
         }
-        events.append(Event(row.deposit_paid_at, 0, "decide", body))
         facts = [
             ("balance_paid", row.balance_paid_at),
             ("order_canceled", order["canceled_at"]),
             ("balance_defaulted", outcome.t if outcome.bad else pd.NaT),
         ]
-        for kind, t in facts:
-            if pd.notna(t) and row.deposit_paid_at <= t < end:
-                events.append(Event(t, 1, "outcome", _outcome(kind, row.buyer_id, "order_id", oid, t)))
+        events += _opportunity(row.deposit_paid_at, body, facts, "order_id", oid, end)
     ref = tables["refunds"]
     ref = ref[(ref["requested_at"] >= start) & (ref["requested_at"] < end)]
     loss = refund_outcomes(ref)
@@ -136,19 +134,29 @@ def window_events(
                 "ordered_at": _iso(order["created_at"]),
             },
         }
-        events.append(Event(row.requested_at, 0, "decide", body))
         unreturned = outcome.t if outcome.bad and row.kind == RETURN_KIND else pd.NaT
         facts = [
             ("goods_returned", row.return_received_at),
             ("goods_not_returned", unreturned if pd.isna(row.abuse_confirmed_at) else pd.NaT),
             ("refund_abuse", row.abuse_confirmed_at),
         ]
-        for kind, t in facts:
-            if pd.notna(t) and row.requested_at <= t < end:
-                events.append(Event(t, 1, "outcome", _outcome(kind, row.buyer_id, "refund_id", rid, t)))
+        events += _opportunity(row.requested_at, body, facts, "refund_id", rid, end)
     events.sort(key=lambda e: (e.t, e.order, e.body.get("request_id") or e.body["outcome_id"]))
     days = published_as_of(pd.Series([e.t for e in events], dtype="datetime64[us, UTC]"))
     return [replace(e, snapshot_day=day) for e, day in zip(events, days, strict=True)]
+
+
+def _opportunity(
+    t: pd.Timestamp, body: dict, facts: list[tuple[str, Any]], key: str, ref: int, end: pd.Timestamp
+) -> list[Event]:
+    """One request's decision at ``t`` and the outcomes among ``facts`` (kind, instant or NaT) that
+    become facts in ``[t, end)``, keyed by ``key`` = ``ref``."""
+    decision = Event(t, 0, "decide", body)
+    return [decision] + [
+        Event(at, 1, "outcome", _outcome(kind, body["buyer_id"], key, ref, at))
+        for kind, at in facts
+        if pd.notna(at) and t <= at < end
+    ]
 
 
 def _outcome(kind: str, buyer: int, key: str, ref: int, t: pd.Timestamp) -> dict:
