@@ -13,7 +13,7 @@ A shift changes the latent state (stress, the population) or what the platform o
 categories, bureau readings) *before* the hazards read it, so the truth, computed from the same
 hazards, stays the probability of what happened. Shifts draw from their own generator
 (``default_rng((seed, part, SHIFT_STREAM))``): a run without shifts draws exactly what it drew
-before they existed, and writes the same bytes.
+before they existed, and writes the same tables.
 """
 
 from __future__ import annotations
