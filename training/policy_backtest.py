@@ -1,8 +1,8 @@
 """The candidate policy of a training run, searched as a whole and judged by backtest.
 
 The run's allowance proposal (``training.policy_proposal``) is the starting point; the search
-(``serving.policy_search``) then moves every star band's allowance and amount cap together,
-deciding a window of the validation period through the service's own decision code and ledger
+(``serving.policy_search``) then moves every star band's allowance and amount cap (and a fast
+refund's quota amount and evidence threshold) together, deciding a window of the validation period through the service's own decision code and ledger
 rules, and keeps the candidate approving the most money with the upper 95% bound of its loss
 per unit at the target. The test period then judges the candidate beside the reviewed policy
 and the legacy rule by the same backtest (the truth's expected loss where the export has one).

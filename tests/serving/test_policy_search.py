@@ -5,7 +5,7 @@ from __future__ import annotations
 import yaml
 
 from serving.policy import parse_policy
-from serving.policy_search import with_settings, without_exploration
+from serving.policy_search import Tried, _climb, with_settings, without_exploration
 from tests.serving.conftest import TEST_POLICY
 
 
@@ -16,11 +16,79 @@ def test_exploration_is_set_aside_while_searching_and_kept_in_the_proposal():
     }  # fmt: skip
     own, taken = without_exploration(raw)
     assert parse_policy(own).presale.exploration is None  # what each candidate is judged without
-    assert taken == {"presale_ship_before_balance": raw["services"]["presale_ship_before_balance"]["exploration"]}
-    assert "exploration" in raw["services"]["presale_ship_before_balance"], "the reviewed document is untouched"
-    doc = with_settings(own, "presale_ship_before_balance", {3: 0.02, 4: 0.03, 5: 0.04}, {3: 900, 4: 4000, 5: 9000})
+    assert taken == {
+        "presale_ship_before_balance": raw["services"]["presale_ship_before_balance"]["exploration"]
+    }
+    assert "exploration" in raw["services"]["presale_ship_before_balance"], (
+        "the reviewed document is untouched"
+    )
+    limits = {
+        "expected_loss_allowance": {3: 0.02, 4: 0.03, 5: 0.04},
+        "amount_cap": {3: 900, 4: 4000, 5: 9000},
+    }
+    doc = with_settings(own, "presale_ship_before_balance", limits)
     for service, declared in taken.items():
         doc["services"][service]["exploration"] = declared
     policy = parse_policy(doc)
     assert policy.presale.exploration.share == 0.03
     assert policy.presale.expected_loss_allowance[2:] == (0.02, 0.03, 0.04)
+
+
+def _synthetic(target: float, photos_loss: float = 0.005):
+    """An ``evaluate`` for ``_climb`` over one star band (5): a refund is approved up to the cap and the
+    quota amount (one refund per buyer here, so the quota bounds each refund like the cap), and above
+    the evidence threshold only with photos. Small refunds lose 0.5%, 300 ones without photos
+    ``photos_loss``, with photos 1.5%, large ones 5%: relaxing the evidence rule adds safe money, raising the cap and
+    the quota to 900 adds enough risky money to pass a 2% target, and the 400 refunds need both."""
+    # (amount, photos, loss rate)
+    requests = [(80.0, False, 0.005)] * 10 + [(300.0, False, photos_loss)] * 10
+    requests += [(300.0, True, 0.015)] * 10 + [(400.0, True, 0.015)] * 10 + [(900.0, True, 0.05)] * 5
+
+    def evaluate(limits: dict, evidence: float | None) -> Tried:
+        bound = min(limits["amount_cap"][5], limits["quota_amount"][5])
+        approved = [
+            (amount, loss)
+            for amount, photos, loss in requests
+            if amount <= bound and (photos or evidence is None or amount <= evidence)
+        ]
+        money = sum(a for a, _ in approved)
+        rate = sum(a * r for a, r in approved) / money if money else 0.0
+        return Tried("fast_refund", limits, evidence, len(approved), money, rate, rate, rate <= target)
+
+    return evaluate
+
+
+RULES = {
+    "amount_cap": {5: 500.0},
+    "quota_amount": {5: 350.0},
+    "expected_loss_allowance": {5: 0.05},
+    "evidence": {"photos_required_above": 100},
+}
+
+
+def test_the_search_relaxes_evidence_and_quota_that_decline_safe_refunds():
+    best = _climb(RULES, _synthetic(target=0.02), "fast_refund", 0.02, lambda _m: None)
+    assert best is not None and best.evidence >= 300.0, "the 300 refunds without photos are approved"
+    assert best.limits["quota_amount"][5] >= 400.0, "the quota moved for the 400 refunds under the cap"
+    bound = min(best.limits["amount_cap"][5], best.limits["quota_amount"][5])
+    assert bound < 900.0, "the risky 900 refunds, which would pass the target, stay declined"
+    assert best.loss_per_unit <= 0.02
+
+
+def test_the_search_keeps_the_evidence_rule_when_relaxing_it_passes_the_target():
+    best = _climb(RULES, _synthetic(target=0.02, photos_loss=0.1), "fast_refund", 0.02, lambda _m: None)
+    assert best is not None and best.evidence <= 100.0
+    assert best.loss_per_unit <= 0.02
+
+
+def test_the_searched_limits_reach_the_parsed_policy():
+    limits = {
+        "expected_loss_allowance": {3: 0.02, 4: 0.03, 5: 0.04},
+        "amount_cap": {3: 500, 4: 1000, 5: 2000},
+        "quota_amount": {3: 700, 4: 1500, 5: 3000},
+    }
+    raw = yaml.safe_load(TEST_POLICY.read_text())
+    rules = parse_policy(with_settings(raw, "fast_refund", limits, evidence=250.0)).fast_refund
+    assert rules.photos_required_above == 25000  # minor units
+    assert rules.quota_amount[2:] == (70000, 150000, 300000)
+    assert rules.expected_loss_allowance[2:] == (0.02, 0.03, 0.04)
