@@ -92,3 +92,23 @@ def test_the_searched_limits_reach_the_parsed_policy():
     assert rules.photos_required_above == 25000  # minor units
     assert rules.quota_amount[2:] == (70000, 150000, 300000)
     assert rules.expected_loss_allowance[2:] == (0.02, 0.03, 0.04)
+
+
+def test_the_search_climbs_until_a_pass_changes_nothing():
+    """Safe refunds from 400 to 3,000 under a quota of 350: reaching the largest takes the quota up
+    x8.6, more than two passes (x1.25 then x2 each: x6.25) can, so the search goes on while a pass
+    still finds money; the 10,000 refunds, which would pass the target, stay out."""
+    requests = [(a, 0.005) for a in (400.0, 500.0, 700.0, 1000.0, 1500.0, 2200.0, 3000.0)] * 3
+    requests += [(10000.0, 0.5)]
+
+    def evaluate(limits: dict, evidence: float | None) -> Tried:
+        bound = min(limits["amount_cap"][5], limits["quota_amount"][5])
+        approved = [(a, r) for a, r in requests if a <= bound]
+        money = sum(a for a, _ in approved)
+        rate = sum(a * r for a, r in approved) / money if money else 0.0
+        return Tried("fast_refund", limits, evidence, len(approved), money, rate, rate, rate <= 0.02)
+
+    rules = {"amount_cap": {5: 3000.0}, "quota_amount": {5: 350.0}, "expected_loss_allowance": {5: 0.05}}
+    best = _climb(rules, evaluate, "fast_refund", 0.02, lambda _m: None)
+    assert best is not None and best.limits["quota_amount"][5] >= 3000.0, best.limits
+    assert min(best.limits["amount_cap"][5], best.limits["quota_amount"][5]) < 10000.0
