@@ -24,9 +24,9 @@ from simulator.write import write_export
 # What RunConfig(buyers=400, months=8, seed=5, shard_size=150) wrote on the simulator before shifts
 # were added (commit 91c7d12), as _summary puts it: per file and column, a digest of the exact values
 # (integers, strings, timestamps, flags; other files' bytes), and for a float column its count, sum
-# and sum of magnitudes. Floats are compared to 1e-9, not bit for bit: numpy's exp and log give
-# last-bit differences on CPUs with and without AVX-512 (a hash of the float bits, correct on one
-# machine, failed on another with the same libraries); parquet's own bytes name the writing library.
+# and sum of magnitudes. Floats are compared to 1e-9, not bit for bit: a hash of the float values,
+# correct on one machine, failed on another with the same libraries (most likely numpy's vectorised
+# exp and log, which differ in the last bit by CPU features); parquet's own bytes name the writer.
 UNSHIFTED_EXPORT = Path(__file__).with_name("unshifted_export.json")
 BUYERS, MONTHS, SEED, SHIFT_MONTH = 3000, 12, 3, "2023-07"
 AT = pd.Timestamp("2023-07-01", tz="UTC")
