@@ -51,13 +51,26 @@ def newton_logistic(
         raise ValueError(f"design {x.shape}, y {t.shape}, offset {base.shape} and weight {v.shape} disagree")
     if t.size == 0 or t.min() == t.max():
         raise ValueError("y must contain both outcomes to fit a logistic model")
+
+    def loss(w: np.ndarray) -> float:
+        eta = base + x @ w
+        return float(v @ (np.logaddexp(0.0, eta) - t * eta))
+
     w = np.zeros(x.shape[1])
+    current = loss(w)
     for _ in range(max_iter):
-        p = 1.0 / (1.0 + np.exp(-(base + x @ w)))
+        p = np.exp(-np.logaddexp(0.0, -(base + x @ w)))  # sigmoid, without overflow
         grad = x.T @ (v * (p - t))
         hess = x.T @ (x * (v * p * (1 - p))[:, None]) + 1e-9 * np.eye(x.shape[1])
         step = np.linalg.solve(hess, grad)
+        # a full Newton step from far off (a base that prices the rows much too low) can overshoot and
+        # diverge: halve it until the loss does not rise
+        for _ in range(50):
+            if (trial := loss(w - step)) <= current:
+                break
+            step = step / 2
         w -= step
+        current = min(current, trial)
         if np.abs(step).max() < 1e-10:
             break
     return w

@@ -1,6 +1,6 @@
 """A service head: the probability that one opportunity becomes a loss if the service approves it.
 
-``p = sigmoid(base(signals, context with the treatment set) + a + b * proxy(signals))``:
+``p = sigmoid(base(signals, context with the treatment set) + a + b * max(proxy(signals), knot))``:
 
 * ``base`` is LightGBM on the buyer's signals and the opportunity's context (``rating.context``),
   trained on every historical opportunity of the service;
@@ -53,7 +53,10 @@ class ServiceHead:
         base: LightGBM on ``signal_names + context_names``.
         treatment: Context column set to 1 when pricing an approval (None: no treatment).
         proxy: Buyer-level LightGBM on ``signal_names`` whose log-odds drive the uplift (or None).
-        uplift: ``(a, b)`` of the uplift ``a + b * proxy log-odds``.
+        uplift: ``(a, b)`` of the uplift ``a + b * max(proxy log-odds, knot)``.
+        knot: Proxy log-odds below which the uplift is flat (None: linear everywhere). A linear
+            uplift extrapolated below the buyers it was fitted on says shipping early lowers their
+            risk; the knot holds them at what the fitted buyers of low proxy showed.
         normal: LightGBM on ``context_names`` whose probability is the share of bad opportunities the
             service's normal handling pays anyway; when set the head prices the increment (None: no
             normal arm, the loss if approved is all the decision's).
@@ -66,6 +69,7 @@ class ServiceHead:
     treatment: str | None = None
     proxy: lgb.Booster | None = None
     uplift: tuple[float, float] = (0.0, 0.0)
+    knot: float | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     normal: lgb.Booster | None = None
 
@@ -132,8 +136,13 @@ class ServiceHead:
     def _row_uplift(self, signals: np.ndarray, predictors: dict) -> float | None:
         if predictors["proxy"] is None:
             return None
+        return float(self.uplift_of(predictors["proxy"](signals)[:1])[0])
+
+    def uplift_of(self, proxy_logit: np.ndarray) -> np.ndarray:
+        """The uplift ``a + b * max(z, knot)`` of proxy log-odds ``z``."""
+        z = np.asarray(proxy_logit, np.float64)
         a, b = self.uplift
-        return a + b * float(predictors["proxy"](signals)[0])
+        return a + b * (z if self.knot is None else np.maximum(z, self.knot))
 
     def _less_normal(self, logit: np.ndarray, normal_logit: np.ndarray) -> np.ndarray:
         """Log-odds of ``sigmoid(logit) * (1 - sigmoid(normal_logit))``: the loss if approved less what
@@ -163,12 +172,11 @@ class ServiceHead:
         return logit
 
     def uplift_logit(self, signals: np.ndarray) -> np.ndarray | None:
-        """The uplift ``a + b * proxy log-odds`` per row (None without a proxy)."""
+        """The uplift (``uplift_of``) per row (None without a proxy)."""
         if self.proxy is None:
             return None
-        a, b = self.uplift
         rows = np.atleast_2d(np.asarray(signals, np.float64))
-        return a + b * self.proxy.predict(rows, raw_score=True, num_threads=1)
+        return self.uplift_of(self.proxy.predict(rows, raw_score=True, num_threads=1))
 
     def logit(self, signals: np.ndarray, context: np.ndarray) -> np.ndarray:
         """Log-odds of a loss if approved, per row.

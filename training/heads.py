@@ -60,6 +60,7 @@ at the rule's volume rose from 0.497 to 0.521 of the rule's (default run)."""
 MAX_ROUNDS = 2000
 EARLY_STOPPING = 50
 MIN_UPLIFT_DEFAULTS = 10  # defaults among shipped validation presales needed to fit the proxy's slope
+KNOT_QUANTILE: float | None = None  # where the uplift's slope starts, among the fitted presales' proxy log-odds
 CONTEXT = {PRESALE: PRESALE_CONTEXT, FAST_REFUND: REFUND_CONTEXT}
 
 
@@ -148,9 +149,12 @@ def fit_base(
     )
 
 
-def add_uplift(head: ServiceHead, proxy: lgb.Booster, valid: pd.DataFrame) -> ServiceHead:
-    """Fit ``a``, ``b`` of the uplift on the validation presales that were shipped early (weighted by
-    their ``weight`` column if they have one: ``training.propensity``).
+def add_uplift(
+    head: ServiceHead, proxy: lgb.Booster, valid: pd.DataFrame, knot_quantile: float | None = KNOT_QUANTILE
+) -> ServiceHead:
+    """Fit ``a``, ``b`` of the uplift ``a + b * max(z, knot)`` on the validation presales that were
+    shipped early (weighted by their ``weight`` column if they have one: ``training.propensity``),
+    with the knot at ``knot_quantile`` of their proxy log-odds ``z`` (None: no knot, linear).
 
     With fewer than ``MIN_UPLIFT_DEFAULTS`` defaults among them only the shift ``a`` is fitted;
     with none (or only defaults) the uplift stays 0 and the base alone prices shipping early
@@ -163,14 +167,17 @@ def add_uplift(head: ServiceHead, proxy: lgb.Booster, valid: pd.DataFrame) -> Se
     y = shipped["bad"].to_numpy(np.float64)
     w = _weight(shipped)
     defaults = int(y.sum())
-    if MIN_UPLIFT_DEFAULTS <= defaults < len(y):
-        a, b = newton_logistic(np.column_stack([np.ones_like(z), z]), y, offset=base, weight=w)
+    knot = None if knot_quantile is None or not len(z) else float(np.quantile(z, knot_quantile))
+    x = z if knot is None else np.maximum(z, knot)
+    if MIN_UPLIFT_DEFAULTS <= defaults < len(y) and np.ptp(x) > 0:
+        a, b = newton_logistic(np.column_stack([np.ones_like(x), x]), y, offset=base, weight=w)
     elif 0 < defaults < len(y):  # too few to estimate a slope: the shift only
         a, b = float(newton_logistic(np.ones((len(y), 1)), y, offset=base, weight=w)[0]), 0.0
     else:  # nothing to learn from: the base alone prices shipping early
         a, b = 0.0, 0.0
     head.proxy = proxy
     head.uplift = (float(a), float(b))
+    head.knot = knot
     head.metrics.update({"uplift_rows": float(len(y)), "uplift_defaults": float(defaults)})
     return head
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from rating.calibrate import Calibration, fit_platt
+from rating.calibrate import Calibration, fit_platt, newton_logistic
 from rating.reasons import fit_reason_table, top_reasons
 
 
@@ -21,6 +21,18 @@ def test_platt_needs_both_outcomes_and_positive_slope():
         fit_platt(np.zeros(10), np.zeros(10))
     with pytest.raises(ValueError, match="slope"):
         Calibration(slope=-1.0)
+
+
+def test_newton_logistic_converges_from_an_offset_far_below_the_rate():
+    """A pure Newton step from an offset that prices the rows at 1% when 60% are bad overshoots and
+    diverges; the halved steps reach the maximum likelihood (here the intercept is the log-odds gap)."""
+    rng = np.random.default_rng(0)
+    n = 5000
+    offset = np.full(n, np.log(0.01 / 0.99))
+    y = (rng.random(n) < 0.6).astype(float)
+    (a,) = newton_logistic(np.ones((n, 1)), y, offset=offset)
+    rate = y.mean()
+    assert a == pytest.approx(np.log(rate / (1 - rate)) - offset[0], abs=1e-6)
 
 
 def test_reason_table_reproduces_additive_contributions():

@@ -68,6 +68,41 @@ def test_head_prices_the_treatment_and_the_uplift():
         head.logit(signals[:, :3], held)
 
 
+def test_a_knot_holds_the_uplift_flat_below_it_on_every_path():
+    head = _presale_head()
+    rng = np.random.default_rng(5)
+    signals = rng.normal(size=(200, len(SIGNALS)))
+    ctx = presale_context(
+        rng.uniform(10, 2000, 200), np.full(200, 5.0), ["appliances"] * 200, np.full(200, 10.0), np.ones(200)
+    )
+    z = head.proxy.predict(signals, raw_score=True)
+    head.knot = float(np.median(z))
+    base = head.base.predict(head.inputs(signals, ctx), raw_score=True)
+    below = z < head.knot
+    assert below.any() and (~below).any()
+    expected = base + 0.5 + 2.0 * np.maximum(z, head.knot)
+    np.testing.assert_allclose(head.logit(signals, ctx), expected)
+    # below the knot every buyer gets the same uplift; above it the slope still ranks them
+    np.testing.assert_allclose(head.uplift_logit(signals)[below], 0.5 + 2.0 * head.knot)
+    for i in (int(np.flatnonzero(below)[0]), int(np.flatnonzero(~below)[0])):
+        assert head.row_logit(signals[i], ctx[i]) == pytest.approx(expected[i], abs=1e-9)
+        assert head.explain(signals[i], ctx[i])[0] == pytest.approx(expected[i], abs=1e-9)
+    again = pickle.loads(pickle.dumps(head))
+    assert again.knot == head.knot
+    np.testing.assert_allclose(again.logit(signals, ctx), expected)
+
+
+def test_a_head_pickled_before_the_knot_loads_linear():
+    head = _presale_head()
+    state = head.__getstate__()
+    del state["knot"]
+    old = ServiceHead.__new__(ServiceHead)
+    old.__setstate__(state)
+    signals = np.random.default_rng(6).normal(size=(10, len(SIGNALS)))
+    assert old.knot is None
+    np.testing.assert_allclose(old.uplift_logit(signals), 0.5 + 2.0 * head.proxy.predict(signals, raw_score=True))
+
+
 def test_head_survives_pickling_with_its_boosters():
     head = _presale_head()
     again = pickle.loads(pickle.dumps(head))

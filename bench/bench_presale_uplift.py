@@ -1,0 +1,112 @@
+"""The presale head's uplift, linear or with a knot: what each decides on the test window, judged with the truth.
+
+    python bench/bench_presale_uplift.py                       # the champion on data/market
+    python bench/bench_presale_uplift.py --knots none,0.5 --model-uri models:/buyer_trust/3
+
+Keeps the champion's presale base and opportunism proxy and refits only the uplift
+``a + b * max(z, knot)`` on the validation presales shipped early (``training.heads.add_uplift``),
+with the knot at each given quantile of their proxy log-odds (``none``: linear, today's; ``1``:
+a shift only). For each variant it does what ``train.py`` does after the heads: proposes the
+allowances, searches the whole policy on the validation window and backtests it on the test
+window, and prints the presale figures with the truth: money and loss per unit against the
+legacy rule, the head's expected loss on the policy's approvals against the truth's, and the
+fitted uplift's log-likelihood on the rows it was fitted on (the only figure a variant may be
+chosen by without the truth).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from rating.artifact import load_rating
+from training.benchmark import describe
+from training.dataset import SNAPSHOTS, assemble_cached
+from training.heads import _weight, add_uplift, context_matrix
+from training.opportunities import PRESALE
+from training.policy_backtest import search_and_judge
+from training.policy_proposal import candidate_policy
+from training.snapshots import default_split
+from training.tracking import configure_tracking
+from training.train import BASE_POLICY, Progress, propose_policy, snapshot_dates
+
+
+def _knot(text: str) -> float | None:
+    return None if text.strip().lower() == "none" else float(text)
+
+
+def log_likelihood(head, rows) -> float:
+    """Mean log-likelihood of the head's probability on the shipped-early presales ``rows`` (weighted)."""
+    shipped = rows[rows["shipped"].to_numpy(bool)]
+    logit = head.logit(shipped[head.signal_names].to_numpy(np.float64), context_matrix(PRESALE, shipped))
+    y = shipped["bad"].to_numpy(np.float64)
+    w = _weight(shipped)
+    w = np.ones_like(y) if w is None else w
+    ll = y * -np.logaddexp(0.0, -logit) + (1 - y) * -np.logaddexp(0.0, logit)
+    return float((w * ll).sum() / w.sum())
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", type=Path, default=Path("data/market"))
+    p.add_argument("--model-uri", default="models:/buyer_trust@champion")
+    p.add_argument("--knots", default="none,1,0.5,0.25", help="quantiles of the knot, comma separated")
+    p.add_argument("--cache-dir", type=Path, default=Path("data/cache"))
+    p.add_argument("--seed", type=int, default=7)
+    args = p.parse_args(argv)
+    t0 = time.perf_counter()
+    print(describe(args.data))
+    progress = Progress()
+    dates = snapshot_dates(args.data)
+    split = default_split(dates)
+    frames = assemble_cached(args.data, dates, args.cache_dir, None, args.seed, progress, split)
+    frames.pop(SNAPSHOTS)
+    valid = split.opportunities_in(frames[PRESALE], "valid")
+    configure_tracking()
+    rating = load_rating(args.model_uri)
+    reviewed = yaml.safe_load(BASE_POLICY.read_text())
+    lines = []
+    for text in args.knots.split(","):
+        knot = _knot(text)
+        model = copy.copy(rating.model)
+        head = dataclasses.replace(model.heads[PRESALE], metrics=dict(model.heads[PRESALE].metrics))
+        head = add_uplift(head, head.proxy, valid, knot)
+        model.heads = {**model.heads, PRESALE: head}
+        ll = log_likelihood(head, valid)
+        progress(
+            f"knot quantile {text}: uplift {head.uplift}, knot {head.knot}, validation log-likelihood {ll:.5f}"
+        )
+        proposals, _ = propose_policy(model, frames, split, progress)
+        candidate = candidate_policy(BASE_POLICY, proposals, f"uplift-knot-{text}")
+        judged = search_and_judge(
+            model, rating.run_id or "bench", candidate, reviewed, args.data, split, 30, progress
+        )
+        m = judged.metrics
+        pre = "policy_presale_candidate_"
+        a, b = head.uplift
+        lines.append(
+            f"{text:>6s} {a:7.3f} {b:6.3f} {head.knot if head.knot is not None else float('nan'):7.3f} {ll:9.5f} "
+            f"{m[pre + 'money_vs_legacy']:6.2f}x {m[pre + 'loss_per_unit_vs_legacy']:6.2f}x "
+            f"{m[pre + 'loss_per_unit']:.2%} [{m[pre + 'loss_per_unit_lo']:.2%}, {m[pre + 'loss_per_unit_hi']:.2%}] "
+            f"(legacy {m[pre + 'legacy_loss_per_unit']:.2%}) {m.get(pre + 'head_vs_truth_on_approvals', float('nan')):6.3f} "
+            f"{m.get(pre + 'high_risk_loss_share', float('nan')):6.1%} {m[pre + 'approvals']:7,.0f}"
+        )
+        print("\n".join(lines[-1:]), flush=True)
+    print(
+        "\nknot q      a      b    knot   valid LL  money  loss/unit  loss per unit [95%] (legacy)  head/truth  "
+        "high-risk approvals"
+    )
+    print("\n".join(lines))
+    print(f"\nwall {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

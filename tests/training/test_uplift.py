@@ -1,0 +1,78 @@
+"""The presale uplift's fit (``training.heads.add_uplift``): linear, or flat below a knot."""
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.contract import CATEGORIES
+from rating.context import PRESALE_CONTEXT, TREATMENT
+from rating.heads import ServiceHead
+from training.heads import add_uplift, context_matrix
+from training.opportunities import PRESALE
+
+SIGNALS = ["s0", "s1", "s2"]
+N = 40_000
+
+
+def _booster(X: np.ndarray, y: np.ndarray, rounds: int) -> lgb.Booster:
+    params = {"objective": "binary", "verbose": -1, "num_leaves": 7, "num_threads": 1, "seed": 0}
+    return lgb.train(params, lgb.Dataset(X, y), rounds)
+
+
+@pytest.fixture(scope="module")
+def world():
+    """Shipped-early presales whose true uplift is 1.0 below the proxy's median and rises 1.5 per unit
+    above it (shipping early never lowers a buyer's risk), a base head and the proxy."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(N, len(SIGNALS)))
+    rows = pd.DataFrame(X, columns=SIGNALS)
+    rows["amount"] = rng.uniform(10, 3000, N)
+    rows["deposit"] = rows["amount"] * 0.1
+    rows["category"] = rng.choice(CATEGORIES, N)
+    rows["due_in_days"] = rng.uniform(1, 30, N)
+    rows["shipped"] = True
+    proxy = _booster(X, (rng.random(N) < 1 / (1 + np.exp(-(2 * X[:, 1] - 2)))).astype(int), 40)
+    ctx = context_matrix(PRESALE, rows)
+    base = _booster(np.hstack([X, ctx]), (rng.random(N) < 1 / (1 + np.exp(-(X[:, 0] - 3.5)))).astype(int), 20)
+    head = ServiceHead(PRESALE, list(SIGNALS), list(PRESALE_CONTEXT), base, treatment=TREATMENT)
+    z = proxy.predict(X, raw_score=True)
+    knot = float(np.median(z))
+    truth = 1.0 + 1.5 * np.maximum(z - knot, 0.0)
+    logit = head.logit(X, ctx) + truth
+    rows["bad"] = (rng.random(N) < 1 / (1 + np.exp(-logit))).astype(int)
+    return head, proxy, rows, z, truth
+
+
+def _fitted(world, quantile):
+    head, proxy, rows, _, _ = world
+    fresh = ServiceHead(
+        head.service, head.signal_names, head.context_names, head.base, treatment=head.treatment
+    )
+    return add_uplift(fresh, proxy, rows, quantile)
+
+
+def test_a_knot_at_the_median_recovers_a_flat_uplift_below_it(world):
+    _, _, rows, z, truth = world
+    fitted = _fitted(world, 0.5)
+    assert fitted.knot == pytest.approx(np.median(z))
+    low = z <= np.quantile(z, 0.1)  # the buyers a policy that prices shipping early cheaply would pick
+    got = fitted.uplift_of(z)
+    assert abs(got[low].mean() - truth[low].mean()) < 0.25
+    assert abs(got[~low].mean() - truth[~low].mean()) < 0.25
+
+
+def test_the_linear_uplift_under_prices_the_low_proxy_buyers_the_knot_prices(world):
+    _, _, _, z, truth = world
+    linear, knotted = _fitted(world, None), _fitted(world, 0.5)
+    assert linear.knot is None
+    low = z <= np.quantile(z, 0.1)
+    # the straight line through a hinge runs below its flat part at the low end
+    assert linear.uplift_of(z)[low].mean() < truth[low].mean() - 0.3
+    assert knotted.uplift_of(z)[low].mean() > linear.uplift_of(z)[low].mean() + 0.3
+
+
+def test_a_knot_above_every_proxy_fits_the_shift_only(world):
+    fitted = _fitted(world, 1.0)
+    assert fitted.uplift[1] == 0.0
+    assert 0.8 < fitted.uplift[0] < 2.5  # the shift: about the mean true uplift
