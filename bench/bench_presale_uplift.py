@@ -1,12 +1,13 @@
 """The presale head's uplift, linear or with a knot: what each decides on the test window, judged with the truth.
 
     python bench/bench_presale_uplift.py                       # the champion on data/market
-    python bench/bench_presale_uplift.py --knots none,0.5 --model-uri models:/buyer_trust/3
+    python bench/bench_presale_uplift.py --knots none,0.5 --fit-on shipped --model-uri models:/buyer-trust-rating/3
 
 Keeps the champion's presale base and opportunism proxy and refits only the uplift
-``a + b * max(z, knot)`` on the validation presales shipped early (``training.heads.add_uplift``),
-with the knot at each given quantile of their proxy log-odds (``none``: linear, today's; ``1``:
-a shift only). For each variant it does what ``train.py`` does after the heads: proposes the
+``a + b * max(z, knot)`` (``training.heads.add_uplift``) on the validation presales shipped early
+at random among the legacy rule's declines (``--fit-on explored``, training's default) or on every
+one shipped early (``shipped``), with the knot at each given quantile of their proxy log-odds
+(``none``: linear; ``1``: a shift only). For each variant it does what ``train.py`` does after the heads: proposes the
 allowances, searches the whole policy on the validation window and backtests it on the test
 window, and prints the presale figures with the truth: money and loss per unit against the
 legacy rule, the head's expected loss on the policy's approvals against the truth's, and the
@@ -29,7 +30,7 @@ import yaml
 from rating.artifact import load_rating
 from training.benchmark import describe
 from training.dataset import SNAPSHOTS, assemble_cached
-from training.heads import _weight, add_uplift, context_matrix
+from training.heads import UPLIFT_ROWS, _weight, add_uplift, context_matrix
 from training.opportunities import PRESALE
 from training.policy_backtest import search_and_judge
 from training.policy_proposal import candidate_policy
@@ -56,8 +57,9 @@ def log_likelihood(head, rows) -> float:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, default=Path("data/market"))
-    p.add_argument("--model-uri", default="models:/buyer_trust@champion")
+    p.add_argument("--model-uri", default="models:/buyer-trust-rating@champion")
     p.add_argument("--knots", default="none,1,0.5,0.25", help="quantiles of the knot, comma separated")
+    p.add_argument("--fit-on", default=UPLIFT_ROWS, choices=("shipped", "explored"), help="the uplift's rows")
     p.add_argument("--cache-dir", type=Path, default=Path("data/cache"))
     p.add_argument("--seed", type=int, default=7)
     args = p.parse_args(argv)
@@ -76,8 +78,13 @@ def main(argv: list[str] | None = None) -> int:
     for text in args.knots.split(","):
         knot = _knot(text)
         model = copy.copy(rating.model)
-        head = dataclasses.replace(model.heads[PRESALE], metrics=dict(model.heads[PRESALE].metrics))
-        head = add_uplift(head, head.proxy, valid, knot)
+        model.booster = rating.model.booster  # a copy drops it, as a pickle does
+        fitted = model.heads[PRESALE]
+        # the base alone (no proxy: its logit is the offset the uplift is fitted on), as training has it
+        base = dataclasses.replace(
+            fitted, proxy=None, uplift=(0.0, 0.0), knot=None, metrics=dict(fitted.metrics)
+        )
+        head = add_uplift(base, fitted.proxy, valid, knot, args.fit_on)
         model.heads = {**model.heads, PRESALE: head}
         ll = log_likelihood(head, valid)
         progress(

@@ -6,9 +6,11 @@ on the validation window. History ships early only what the legacy rule approved
 random exploration share, so the base model barely sees the moral hazard of shipping early.
 The uplift prices it: a buyer-level opportunism proxy (LightGBM on signals: does a refund
 request of this buyer turn into a loss) trained on the training window's refund requests,
-and ``logit = base(shipped=1) + a + b * proxy`` with ``a``, ``b`` fitted by logistic regression
-on the validation window's presales that were shipped early, where both models are out of
-time. Refund head: LightGBM on signals and the request's context over every refund request
+and ``logit = base(shipped=1) + a + b * max(proxy, knot)`` with ``a``, ``b`` fitted by logistic
+regression on the validation window's presales shipped early at random among the legacy rule's
+declines (exploration: the population a policy extends into), where both models are out of time,
+and the knot at the median of their proxy log-odds (below it the uplift is flat: no slope
+extrapolated to buyers unlike the explored ones). Refund head: LightGBM on signals and the request's context over every refund request
 (whether a request goes bad does not depend on paying it fast: the buyer's behaviour is the
 outcome), and its *normal arm*: LightGBM on the context of the training window's bad requests that
 history handled normally, for the share of them normal handling paid anyway (``paid``); the head
@@ -35,7 +37,7 @@ from rating.context import (
 )
 from rating.heads import ServiceHead
 from training.model import log_rounds
-from training.opportunities import FAST_REFUND, PRESALE
+from training.opportunities import FAST_REFUND, PRESALE, legacy_decisions
 from training.snapshots import TimeSplit
 
 HEAD_PARAMS = {
@@ -60,7 +62,13 @@ at the rule's volume rose from 0.497 to 0.521 of the rule's (default run)."""
 MAX_ROUNDS = 2000
 EARLY_STOPPING = 50
 MIN_UPLIFT_DEFAULTS = 10  # defaults among shipped validation presales needed to fit the proxy's slope
-KNOT_QUANTILE: float | None = None  # where the uplift's slope starts, among the fitted presales' proxy log-odds
+UPLIFT_ROWS = "explored"
+"""Which validation presales the uplift is fitted on: ``explored`` (shipped early, not by the legacy
+rule) or ``shipped`` (every one shipped early). The legacy rule's own (default run: 346 with 1
+default, against 233 explored with 19) sit at the lowest proxy values and pulled a fitted line's
+low end below zero: shipping early then lowered the price of exactly the low-proxy buyers the
+policy approves (head/truth on its approvals 0.38; ``docs/decisions.md``)."""
+KNOT_QUANTILE: float | None = 0.5  # where the uplift's slope starts, among the fitted presales' proxy log-odds
 CONTEXT = {PRESALE: PRESALE_CONTEXT, FAST_REFUND: REFUND_CONTEXT}
 
 
@@ -150,7 +158,11 @@ def fit_base(
 
 
 def add_uplift(
-    head: ServiceHead, proxy: lgb.Booster, valid: pd.DataFrame, knot_quantile: float | None = KNOT_QUANTILE
+    head: ServiceHead,
+    proxy: lgb.Booster,
+    valid: pd.DataFrame,
+    knot_quantile: float | None = KNOT_QUANTILE,
+    fitted_on: str = UPLIFT_ROWS,
 ) -> ServiceHead:
     """Fit ``a``, ``b`` of the uplift ``a + b * max(z, knot)`` on the validation presales that were
     shipped early (weighted by their ``weight`` column if they have one: ``training.propensity``),
@@ -160,7 +172,12 @@ def add_uplift(
     with none (or only defaults) the uplift stays 0 and the base alone prices shipping early
     (``metrics["uplift_defaults"]`` says which).
     """
-    shipped = valid[valid["shipped"].to_numpy(bool)].reset_index(drop=True)
+    mask = valid["shipped"].to_numpy(bool, copy=True)
+    if fitted_on == "explored":
+        mask &= ~legacy_decisions(PRESALE, valid)
+    elif fitted_on != "shipped":
+        raise ValueError(f"fitted_on: {fitted_on!r}; expected 'shipped' or 'explored'")
+    shipped = valid[mask].reset_index(drop=True)
     signals = shipped[head.signal_names].to_numpy(np.float64)
     base = head.logit(signals, context_matrix(PRESALE, shipped))  # no proxy yet: the base, shipped early
     z = proxy.predict(signals, raw_score=True)

@@ -57,7 +57,7 @@ def heads() -> dict[str, ServiceHead]:
                 lgb.Dataset(proxy_rows[SIGNALS].to_numpy(), proxy_rows["bad"]),
                 20,
             )
-            head = add_uplift(head, proxy, valid)
+            head = add_uplift(head, proxy, valid, fitted_on="shipped")  # no legacy rule's signals here
         out[service] = head
     return out
 

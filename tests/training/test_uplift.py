@@ -32,6 +32,8 @@ def world():
     rows["category"] = rng.choice(CATEGORIES, N)
     rows["due_in_days"] = rng.uniform(1, 30, N)
     rows["shipped"] = True
+    rows["vip_last"] = 0.0  # no buyer the legacy rule ships: every row was explored
+    rows["credit_score_last"] = 650.0
     proxy = _booster(X, (rng.random(N) < 1 / (1 + np.exp(-(2 * X[:, 1] - 2)))).astype(int), 40)
     ctx = context_matrix(PRESALE, rows)
     base = _booster(np.hstack([X, ctx]), (rng.random(N) < 1 / (1 + np.exp(-(X[:, 0] - 3.5)))).astype(int), 20)
@@ -44,12 +46,12 @@ def world():
     return head, proxy, rows, z, truth
 
 
-def _fitted(world, quantile):
-    head, proxy, rows, _, _ = world
+def _fitted(world, quantile, rows=None, fitted_on="explored"):
+    head, proxy, own, _, _ = world
     fresh = ServiceHead(
         head.service, head.signal_names, head.context_names, head.base, treatment=head.treatment
     )
-    return add_uplift(fresh, proxy, rows, quantile)
+    return add_uplift(fresh, proxy, own if rows is None else rows, quantile, fitted_on)
 
 
 def test_a_knot_at_the_median_recovers_a_flat_uplift_below_it(world):
@@ -76,3 +78,21 @@ def test_a_knot_above_every_proxy_fits_the_shift_only(world):
     fitted = _fitted(world, 1.0)
     assert fitted.uplift[1] == 0.0
     assert 0.8 < fitted.uplift[0] < 2.5  # the shift: about the mean true uplift
+
+
+def test_the_legacy_rules_own_shipped_presales_are_left_out_of_the_fit(world):
+    """Presales the legacy rule shipped (VIP, score >= 700) carry no moral hazard the base did not
+    learn from; here 5,000 of them, never defaulting, at the proxy's low end: fitted on every
+    shipped presale they drag the uplift down, fitted on the explored ones they change nothing."""
+    head, _, rows, z, truth = world
+    low = rows[z <= np.quantile(z, 0.2)].sample(5000, replace=True, random_state=1)
+    ruled = low.assign(vip_last=1.0, credit_score_last=750.0, bad=0)
+    both = pd.concat([rows, ruled], ignore_index=True)
+    alone = _fitted(world, 0.5)
+    explored = _fitted(world, 0.5, both)
+    everything = _fitted(world, 0.5, both, fitted_on="shipped")
+    assert explored.uplift == pytest.approx(alone.uplift) and explored.knot == pytest.approx(alone.knot)
+    lowest = z <= np.quantile(z, 0.1)
+    assert everything.uplift_of(z)[lowest].mean() < explored.uplift_of(z)[lowest].mean() - 0.25
+    with pytest.raises(ValueError, match="fitted_on"):
+        _fitted(world, 0.5, fitted_on="all")
