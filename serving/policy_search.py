@@ -39,7 +39,7 @@ SEARCHED = {
 """The per-star limits searched, per service. A fast refund's amount cap is bounded by its quota
 amount (a 3-star buyer's 600 per window under a 750 cap): searched alone, doubling the caps changed
 nothing. Presale exposure limits are not searched: the presale head's probability on the presales
-the policy approves is 0.63x the truth's (``docs/decisions.md``), and more exposure on its word is
+the policy approves is well below the truth's (``docs/decisions.md``), and more exposure on its word is
 loss it does not price."""
 SCALES = (0.5, 0.8, 1.25, 2.0)
 EVIDENCE_SCALES = (0.5, 2.0, 5.0, 20.0)

@@ -64,10 +64,9 @@ EARLY_STOPPING = 50
 MIN_UPLIFT_DEFAULTS = 10  # defaults among shipped validation presales needed to fit the proxy's slope
 UPLIFT_ROWS = "explored"
 """Which validation presales the uplift is fitted on: ``explored`` (shipped early, not by the legacy
-rule) or ``shipped`` (every one shipped early). The legacy rule's own (default run: 346 with 1
-default, against 233 explored with 19) sit at the lowest proxy values and pulled a fitted line's
-low end below zero: shipping early then lowered the price of exactly the low-proxy buyers the
-policy approves (head/truth on its approvals 0.38; ``docs/decisions.md``)."""
+rule) or ``shipped`` (every one shipped early). The legacy rule's own sit at the lowest proxy values
+with almost no defaults, and pulled a fitted line's low end below zero: shipping early then lowered
+the price of exactly the low-proxy buyers the policy approves (``docs/decisions.md``, 2026-12-07)."""
 KNOT_QUANTILE: float | None = 0.5  # where the uplift's slope starts, among the fitted presales' proxy log-odds
 CONTEXT = {PRESALE: PRESALE_CONTEXT, FAST_REFUND: REFUND_CONTEXT}
 
