@@ -5,10 +5,11 @@
 * ``base`` is LightGBM on the buyer's signals and the opportunity's context (``rating.context``),
   trained on every historical opportunity of the service;
 * for presales the treatment column (shipped before the balance) is set to 1, and the
-  *uplift* ``a + b * proxy`` prices what history rarely shows: the moral hazard of shipping
-  early. ``proxy`` is a buyer-level LightGBM (the log-odds that a refund request of this buyer
-  turns into a loss: opportunism), and ``a``, ``b`` are fitted on the exploration presales that
-  were shipped early at random (``docs/decisions.md``). Refund heads have no uplift.
+  *uplift* ``a + b * max(proxy, knot)`` prices what history rarely shows: the moral hazard of
+  shipping early. ``proxy`` is a buyer-level LightGBM (the log-odds that a refund request of this
+  buyer turns into a loss: opportunism), and ``a``, ``b`` are fitted on the exploration presales
+  that were shipped early at random, flat below the knot (``docs/decisions.md``). Refund heads
+  have no uplift.
 
 A refund head prices what paying fast *adds*: paid fast, every bad request is a loss
 (``sigmoid(base)``); handled normally, the money goes out only if normal handling approves it
