@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+from sklearn.metrics import log_loss
 
 from rating.artifact import load_rating
 from training.benchmark import describe
@@ -50,11 +51,9 @@ def log_likelihood(head, rows) -> float:
     """Mean log-likelihood of the head's probability on the shipped-early presales ``rows`` (weighted)."""
     shipped = rows[rows["shipped"].to_numpy(bool)]
     logit = head.logit(shipped[head.signal_names].to_numpy(np.float64), context_matrix(PRESALE, shipped))
-    y = shipped["bad"].to_numpy(np.float64)
-    w = _weight(shipped)
-    w = np.ones_like(y) if w is None else w
-    ll = y * -np.logaddexp(0.0, -logit) + (1 - y) * -np.logaddexp(0.0, logit)
-    return float((w * ll).sum() / w.sum())
+    return -float(
+        log_loss(shipped["bad"], 1 / (1 + np.exp(-logit)), sample_weight=_weight(shipped), labels=[0, 1])
+    )
 
 
 def calibration_by_window(head, frames, split, data: Path) -> str:
@@ -137,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             f"(legacy {m[pre + 'legacy_loss_per_unit']:.2%}) {m.get(pre + 'head_vs_truth_on_approvals', float('nan')):6.3f} "
             f"{m.get(pre + 'high_risk_loss_share', float('nan')):6.1%} {m[pre + 'approvals']:7,.0f}"
         )
-        print("\n".join(lines[-1:]), flush=True)
+        print(lines[-1], flush=True)
     print(
         "\nknot q      a      b    knot   valid LL  money  loss/unit  loss per unit [95%] (legacy)  head/truth  "
         "high-risk approvals"

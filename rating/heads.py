@@ -35,6 +35,12 @@ from rating.single_row import SingleRowPredictor
 UPLIFT = "moral_hazard"  # the uplift's name among a head's reasons
 
 
+def flat_below(proxy_logit: np.ndarray, knot: float | None) -> np.ndarray:
+    """The uplift's covariate: proxy log-odds held at ``knot`` below it (None: as they are)."""
+    z = np.asarray(proxy_logit, np.float64)
+    return z if knot is None else np.maximum(z, knot)
+
+
 def _booster_state(booster: lgb.Booster | None) -> str | None:
     return None if booster is None else booster.model_to_string(num_iteration=-1)
 
@@ -141,9 +147,8 @@ class ServiceHead:
 
     def uplift_of(self, proxy_logit: np.ndarray) -> np.ndarray:
         """The uplift ``a + b * max(z, knot)`` of proxy log-odds ``z``."""
-        z = np.asarray(proxy_logit, np.float64)
         a, b = self.uplift
-        return a + b * (z if self.knot is None else np.maximum(z, self.knot))
+        return a + b * flat_below(proxy_logit, self.knot)
 
     def _less_normal(self, logit: np.ndarray, normal_logit: np.ndarray) -> np.ndarray:
         """Log-odds of ``sigmoid(logit) * (1 - sigmoid(normal_logit))``: the loss if approved less what

@@ -10,8 +10,8 @@ and ``logit = base(shipped=1) + a + b * max(proxy, knot)`` with ``a``, ``b`` fit
 regression on the validation window's presales shipped early at random among the legacy rule's
 declines (exploration: the population a policy extends into), where both models are out of time,
 and the knot at the median of their proxy log-odds (below it the uplift is flat: no slope
-extrapolated to buyers unlike the explored ones). Refund head: LightGBM on signals and the request's context over every refund request
-(whether a request goes bad does not depend on paying it fast: the buyer's behaviour is the
+extrapolated to buyers unlike the explored ones). Refund head: LightGBM on signals and the
+request's context over every refund request (whether a request goes bad does not depend on paying it fast: the buyer's behaviour is the
 outcome), and its *normal arm*: LightGBM on the context of the training window's bad requests that
 history handled normally, for the share of them normal handling paid anyway (``paid``); the head
 prices what paying fast adds, ``P(bad) x (1 - P(paid normally | bad))`` (``rating.heads``).
@@ -35,7 +35,7 @@ from rating.context import (
     presale_context,
     refund_context,
 )
-from rating.heads import ServiceHead
+from rating.heads import ServiceHead, flat_below
 from training.model import log_rounds
 from training.opportunities import FAST_REFUND, PRESALE, legacy_decisions
 from training.snapshots import TimeSplit
@@ -164,8 +164,9 @@ def add_uplift(
     fitted_on: str = UPLIFT_ROWS,
 ) -> ServiceHead:
     """Fit ``a``, ``b`` of the uplift ``a + b * max(z, knot)`` on the validation presales that were
-    shipped early (weighted by their ``weight`` column if they have one: ``training.propensity``),
-    with the knot at ``knot_quantile`` of their proxy log-odds ``z`` (None: no knot, linear).
+    shipped early, by exploration only or all of them (``fitted_on``: ``UPLIFT_ROWS``), weighted by
+    their ``weight`` column if they have one (``training.propensity``), with the knot at
+    ``knot_quantile`` of their proxy log-odds ``z`` (None: no knot, linear).
 
     With fewer than ``MIN_UPLIFT_DEFAULTS`` defaults among them only the shift ``a`` is fitted;
     with none (or only defaults) the uplift stays 0 and the base alone prices shipping early
@@ -184,7 +185,7 @@ def add_uplift(
     w = _weight(shipped)
     defaults = int(y.sum())
     knot = None if knot_quantile is None or not len(z) else float(np.quantile(z, knot_quantile))
-    x = z if knot is None else np.maximum(z, knot)
+    x = flat_below(z, knot)
     if MIN_UPLIFT_DEFAULTS <= defaults < len(y) and np.ptp(x) > 0:
         a, b = newton_logistic(np.column_stack([np.ones_like(x), x]), y, offset=base, weight=w)
     elif 0 < defaults < len(y):  # too few to estimate a slope: the shift only

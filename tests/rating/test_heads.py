@@ -34,6 +34,15 @@ def _presale_head(proxy: bool = True) -> ServiceHead:
     )
 
 
+def _presale_rows(rng: np.random.Generator, n: int, shipped: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` rows of random signals and their presale context (appliances, random amounts)."""
+    signals = rng.normal(size=(n, len(SIGNALS)))
+    context = presale_context(
+        rng.uniform(10, 2000, n), np.full(n, 5.0), ["appliances"] * n, np.full(n, 10.0), np.full(n, float(shipped))
+    )
+    return signals, context
+
+
 def test_context_features_by_hand():
     ctx = presale_context([1000.0], [100.0], ["appliances"], [20.0], [False])
     assert ctx.shape == (1, len(PRESALE_CONTEXT))
@@ -49,10 +58,7 @@ def test_context_features_by_hand():
 def test_head_prices_the_treatment_and_the_uplift():
     head = _presale_head()
     rng = np.random.default_rng(3)
-    signals = rng.normal(size=(50, len(SIGNALS)))
-    held = presale_context(
-        rng.uniform(10, 2000, 50), np.full(50, 5.0), ["appliances"] * 50, np.full(50, 10.0), np.zeros(50)
-    )
+    signals, held = _presale_rows(rng, 50, shipped=False)
     shipped = held.copy()
     shipped[:, PRESALE_CONTEXT.index(TREATMENT)] = 1.0
     # the head always prices the approval: the treatment column is set whatever the caller sent
@@ -71,10 +77,7 @@ def test_head_prices_the_treatment_and_the_uplift():
 def test_a_knot_holds_the_uplift_flat_below_it_on_every_path():
     head = _presale_head()
     rng = np.random.default_rng(5)
-    signals = rng.normal(size=(200, len(SIGNALS)))
-    ctx = presale_context(
-        rng.uniform(10, 2000, 200), np.full(200, 5.0), ["appliances"] * 200, np.full(200, 10.0), np.ones(200)
-    )
+    signals, ctx = _presale_rows(rng, 200, shipped=True)
     z = head.proxy.predict(signals, raw_score=True)
     head.knot = float(np.median(z))
     base = head.base.predict(head.inputs(signals, ctx), raw_score=True)
