@@ -35,6 +35,10 @@ import pandas as pd
 from features.registry import signals
 from training.benchmark import bench_parser, bench_rows, describe
 from training.dataset import SNAPSHOTS
+from training.evaluation.report import PREFIX
+from training.evaluation.scorecard import OptBinningScorecard
+from training.evaluation.truth import opportunity_truth, risk_truth
+from training.evaluation.yardsticks import Estimate, auc_comparison, compare_service
 from training.heads import (
     add_uplift,
     context_matrix,
@@ -45,11 +49,7 @@ from training.heads import (
 )
 from training.model import DEFAULT_PARAMS, Dataset, fit_booster
 from training.opportunities import PRESALE, SERVICES, at_risk, legacy_decisions
-from training.report import PREFIX
-from training.scorecard import OptBinningScorecard
 from training.train import Progress, split_snapshots
-from training.truth import opportunity_truth, risk_truth
-from training.yardsticks import Estimate, auc_comparison, compare_service
 
 HEAD, ORACLE, SCORECARD = "product head", "oracle (truth)", "optbinning scorecard"
 CEILINGS = {

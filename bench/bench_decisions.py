@@ -24,9 +24,11 @@ import time
 from features.registry import signals
 from training.benchmark import bench_parser, bench_rows, describe
 from training.dataset import SNAPSHOTS
+from training.evaluation.report import FIXED_METRICS, PREFIX, build_report
+from training.evaluation.truth import risk_truth
+from training.evaluation.yardsticks import HIGH_RISK_P
 from training.heads import fit_heads
 from training.model import DEFAULT_PARAMS
-from training.report import FIXED_METRICS, PREFIX, build_report
 from training.train import (
     PSI_SAMPLE,
     Progress,
@@ -34,8 +36,6 @@ from training.train import (
     split_snapshots,
     window_opportunities,
 )
-from training.truth import risk_truth
-from training.yardsticks import HIGH_RISK_P
 
 
 def _ci(m: dict[str, float], name: str) -> str:

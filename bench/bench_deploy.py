@@ -52,11 +52,11 @@ def ceiling_probabilities(world: Path, export: Path, loop_start: pd.Timestamp, s
     from features.io import read_manifest
     from features.registry import signals
     from training.dataset import assemble
+    from training.evaluation.truth import opportunity_truth
     from training.heads import CONTEXT, fit_model
     from training.opportunities import KEYS, SERVICES
     from training.snapshots import default_split
     from training.train import Progress, snapshot_dates
-    from training.truth import opportunity_truth
 
     data = work / "ceiling_data"
     if data.exists():

@@ -44,9 +44,23 @@ from rating.artifact import RatingModel
 from rating.scale import ScoreScale
 from simulator.config import RunConfig
 from simulator.write import write_export
-from training import on_cluster, promote
-from training.challenge import judge
+from training import on_cluster
 from training.dataset import REVIEWS, SNAPSHOTS, assemble_cached
+from training.evaluation import promote
+from training.evaluation.challenge import judge
+from training.evaluation.presentation import figures, summary_text
+from training.evaluation.report import (
+    PREFIX,
+    REASON_ONLY,
+    Opportunities,
+    Report,
+    build_report,
+    proposal_inputs,
+    proposal_metrics,
+    reason_only_ranking,
+)
+from training.evaluation.scorecard import OptBinningScorecard
+from training.evaluation.truth import buyer_traits, opportunity_truth, risk_truth, truth_columns
 from training.heads import WEIGHT, fit_heads
 from training.labels import PER_OPPORTUNITY, TARGETS, target_weights, usable_as_of
 from training.model import (
@@ -60,7 +74,7 @@ from training.model import (
 )
 from training.opportunities import FAST_REFUND, KEYS, PRESALE, SERVICES
 from training.package import log_rating
-from training.policy_backtest import (
+from training.policy.backtest import (
     SEARCH_DAYS,
     Judged,
     against_champion,
@@ -68,25 +82,12 @@ from training.policy_backtest import (
     search_and_judge,
     targets_of,
 )
-from training.policy_proposal import Proposal, candidate_policy, policy_bands, propose
-from training.presentation import figures, summary_text
+from training.policy.proposal import Proposal, candidate_policy, policy_bands, propose
 from training.propensity import logged_propensities, shipped_weights
 from training.reference import REFERENCE_ARTIFACT, monitor_reference
-from training.report import (
-    PREFIX,
-    REASON_ONLY,
-    Opportunities,
-    Report,
-    build_report,
-    proposal_inputs,
-    proposal_metrics,
-    reason_only_ranking,
-)
 from training.review_head import ReviewEvaluation, evaluate_review_head, fit_review_head
-from training.scorecard import OptBinningScorecard
 from training.snapshots import TimeSplit, default_split, month_starts
 from training.tracking import configure_tracking, ensure_experiment
-from training.truth import buyer_traits, opportunity_truth, risk_truth, truth_columns
 
 DEFAULT_DATA = Path("data/market")
 BASE_POLICY = Path(__file__).resolve().parent.parent / "serving" / "policy.yaml"  # the reviewed policy file
@@ -317,7 +318,7 @@ def fit_twin(
 def propose_policy(
     model: RatingModel, frames: dict[str, pd.DataFrame], split: TimeSplit, progress: Callable[[str], None]
 ) -> tuple[dict[str, Proposal], dict[str, str]]:
-    """Allowances per service from the validation window's opportunities (``training.policy_proposal``).
+    """Allowances per service from the validation window's opportunities (``training.policy.proposal``).
 
     Returns:
         The proposals, and for each service without one why (for example the legacy rule approved
@@ -354,7 +355,7 @@ def weigh_by_propensity(rows: pd.DataFrame, args: argparse.Namespace, progress: 
 def search_policy(
     model: RatingModel, run_id: str, candidate: dict, data: Path, split: TimeSplit, days: int, progress: Progress
 ) -> tuple[dict, str, Judged | None]:
-    """The whole-policy search and its judgement on the test window (``training.policy_backtest``), logged.
+    """The whole-policy search and its judgement on the test window (``training.policy.backtest``), logged.
 
     Returns:
         The searched candidate, ``""`` and the judgement; when the search failed, the allowance

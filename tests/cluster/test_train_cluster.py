@@ -24,10 +24,10 @@ from simulator.config import RunConfig
 from simulator.write import write_export
 from tests.cluster.conftest import cross_shard_devices, killer, local_client
 from training import dataset, on_cluster, train
+from training.evaluation.trust import opportunity_auc
 from training.labels import PER_OPPORTUNITY
 from training.model import DEFAULT_PARAMS, Dataset, checked_monotone, fit_rating, split_params
 from training.snapshots import default_split
-from training.trust import opportunity_auc
 
 NAME = "trust-cluster-test"
 ROUNDS = json.dumps({"num_boost_round": 300})  # the default parameters, a smaller round budget
@@ -98,7 +98,7 @@ def test_training_on_the_cluster_assembles_the_same_frames_and_registers_as_good
     events, exposure = test["bad_events_90d"].to_numpy(), test["exposure_90d"].to_numpy()
     buyers = test["buyer_id"].to_numpy()
     in_process = opportunity_auc(events, exposure, buyers, {"in_process": p_in_process}, replicates=0)
-    # what the rating estimates: its AUC over opportunities (training.trust)
+    # what the rating estimates: its AUC over opportunities (training.evaluation.trust)
     assert abs(run.data.metrics["rating_auc_per_opportunity"] - in_process["in_process"][0]) < 0.01
 
 

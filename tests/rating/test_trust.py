@@ -12,9 +12,9 @@ from features.hard_facts import CAPPED_MAX_STAR, FLOOR_FACTS, HARD_FACTS
 from rating.reasons import MIN_REASON_POINTS
 from rating.scale import SCORE_MIN
 from serving.reasons import exact_reasons, lookup_reasons
+from training.evaluation.trust import activity_fifths_ratio, reason_stability, star_rates_per_opportunity
 from training.model import checked_monotone
 from training.tiny import make_tiny_rating, synthetic_dataset
-from training.trust import activity_fifths_ratio, reason_stability, star_rates_per_opportunity
 
 ACTIVITY = ["logins_count_all", "orders_count_90d", "cs_contacts_count_365d"]
 OTHERS = ["credit_score_last", "bills_late_count_365d", "refunds_count_365d", "disputes_lost_count_365d"]
@@ -178,7 +178,7 @@ def test_no_head_reason_of_a_decision_names_an_activity_signal(model, rows):
 
 
 def test_opportunity_auc_by_hand():
-    from training.trust import opportunity_auc
+    from training.evaluation.trust import opportunity_auc
 
     # one bad opportunity scored 0.2; good ones: two at 0.1 (below it), two at 0.2 (ties count one half)
     out = opportunity_auc(np.array([0, 1]), np.array([2, 3]), np.arange(2), {"r": np.array([0.1, 0.2])}, 10)

@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from tests.serving.conftest import TEST_POLICY as BASE_POLICY  # the reviewed file: any valid policy
-from training.policy_proposal import approved, candidate_policy, policy_bands, propose
+from training.policy.proposal import approved, candidate_policy, policy_bands, propose
 
 
 def test_allowances_approve_the_most_money_at_the_rules_loss_rate():

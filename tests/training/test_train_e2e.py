@@ -21,9 +21,9 @@ from rating.artifact import load_rating
 from simulator.config import RunConfig
 from simulator.write import write_export
 from training import train
+from training.evaluation.report import FIXED_METRICS
+from training.evaluation.skew import SKEW_GOAL, busiest_days, measure, opportunity_rows, trained_probability
 from training.opportunities import PRESALE
-from training.report import FIXED_METRICS
-from training.skew import SKEW_GOAL, busiest_days, measure, opportunity_rows, trained_probability
 from training.snapshots import default_split
 
 # A hang guard, not a speed limit: a training run here takes 1-5 minutes, the suite's 300 s

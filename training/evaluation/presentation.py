@@ -1,13 +1,13 @@
-"""How a run's numbers are shown: MLflow figures and the terminal summary (numbers: ``training.report``)."""
+"""How a run's numbers are shown: MLflow figures and the terminal summary (numbers: ``training.evaluation.report``)."""
 
 from __future__ import annotations
 
 from matplotlib.figure import Figure
 
 from rating.artifact import RatingModel
-from training import plots
-from training.report import ORACLE, PREFIX, RATING, SCORECARD, Report
-from training.yardsticks import Estimate
+from training.evaluation import plots
+from training.evaluation.report import ORACLE, PREFIX, RATING, SCORECARD, Report
+from training.evaluation.yardsticks import Estimate
 
 
 def figures(rep: Report, model: RatingModel) -> dict[str, Figure]:

@@ -11,12 +11,12 @@ import pandas as pd
 from mlflow import MlflowClient
 
 from rating.artifact import RatingModel, load_rating
+from training.evaluation.promote import CHAMPION as CHAMPION_ALIAS
+from training.evaluation.promote import Comparison, GateResult, champion_version, gate
+from training.evaluation.report import PREFIX, Opportunities, decision_ranking
+from training.evaluation.trust import opportunity_auc
+from training.evaluation.yardsticks import Estimate, auc_comparison, compare_service
 from training.opportunities import at_risk, legacy_decisions
-from training.promote import CHAMPION as CHAMPION_ALIAS
-from training.promote import Comparison, GateResult, champion_version, gate
-from training.report import PREFIX, Opportunities, decision_ranking
-from training.trust import opportunity_auc
-from training.yardsticks import Estimate, auc_comparison, compare_service
 
 NEW, CHAMPION = "new", "champion"
 
@@ -35,7 +35,7 @@ def challenge(
 ) -> list[Comparison]:
     """The rating's AUC and each service's expected loss at the rule's volume, new vs champion.
 
-    The rating's AUC is over opportunities (``rating_auc_per_opportunity``, ``training.trust``) when
+    The rating's AUC is over opportunities (``rating_auc_per_opportunity``, ``training.evaluation.trust``) when
     the rows carry the exposure, what the rating estimates; else over ``bad_90d`` (``rating_auc``).
     Differences are paired: both versions are scored on the same bootstrap resamples of buyers.
     """
@@ -118,12 +118,12 @@ def judge(
         model: The new version (not registered yet).
         test: The test window's snapshot rows (``buyer_id``, ``bad_90d`` and the signals).
         opportunities: Per service, the test window's opportunities.
-        mode: ``auto``, ``never`` or ``force`` (``training.promote.gate``).
+        mode: ``auto``, ``never`` or ``force`` (``training.evaluation.promote.gate``).
         monotone: Whether the new version's star bad rates strictly fall on the test window.
         seed: Seed of the paired bootstrap.
         policies: When there is a comparable champion, the decisions' yardsticks: the new
             candidate policy against the champion's, each with its model, by backtest on the same
-            window (``training.policy_backtest.against_champion``); None: the models' alone.
+            window (``training.policy.backtest.against_champion``); None: the models' alone.
     """
     champion = champion_version(client, name)
     comparisons, can_compare = None, True

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from training.yardsticks import Estimate
+from training.evaluation.yardsticks import Estimate
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
