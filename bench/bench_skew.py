@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.machine import describe
 from serving.config import load_config
 from serving.live import load_model
-from training.benchmark import describe
 from training.evaluation.skew import (
     SKEW_GOAL,
     busiest_days,
@@ -32,8 +32,7 @@ from training.evaluation.skew import (
     summarise,
     trained_probability,
 )
-from training.snapshots import default_split
-from training.train import snapshot_dates
+from training.snapshots import default_split, snapshot_dates
 
 DEFAULT_POLICY = Path(__file__).resolve().parent.parent / "serving" / "policy.yaml"
 

@@ -145,7 +145,7 @@ def assemble(
 
 
 def in_training(snapshots: pd.DataFrame, split: TimeSplit) -> np.ndarray:
-    """Which snapshot rows are in the split's training window (as ``train.split_snapshots`` cuts)."""
+    """Which snapshot rows are in the split's training window (as ``training.snapshots.split_snapshots`` cuts)."""
     return (split.assign(snapshots["as_of"]) == "train").to_numpy()
 
 

@@ -1,5 +1,5 @@
 """The promotion gate end to end on tiny data, in a temporary MLflow store: what ``train.py`` runs
-after training (``training.evaluation.challenge.judge``, then ``training.evaluation.promote.set_aliases``) promotes a
+after training (``training.evaluation.gate.judge``, then ``training.evaluation.gate.set_aliases``) promotes a
 better version, refuses a worse one, and refuses one it cannot compare with the champion."""
 
 from __future__ import annotations
@@ -10,11 +10,10 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+from bench.tiny import make_tiny_rating, synthetic_dataset
 from rating.artifact import RatingModel
-from training.evaluation.challenge import judge
-from training.evaluation.promote import CHALLENGER, CHAMPION, set_aliases
+from training.evaluation.gate import CHALLENGER, CHAMPION, judge, set_aliases
 from training.package import log_rating
-from training.tiny import make_tiny_rating, synthetic_dataset
 from training.tracking import ensure_experiment
 
 SIGNALS = [f"signal_{i}" for i in range(8)]

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 from features.build import make_spine
+from training.evaluation.gate import Comparison, gate
 from training.evaluation.metrics import ks_statistic, psi, star_table, stars_monotone
-from training.evaluation.promote import Comparison, gate
 from training.evaluation.scorecard import OptBinningScorecard
 from training.evaluation.yardsticks import Estimate
 from training.model import StarCutError, checked_monotone, star_cuts
