@@ -45,7 +45,7 @@ from training.model import log_rounds
 from training.review_rows import SCREENED_RATING
 from training.snapshots import TimeSplit
 
-QUEUE_SHARE = 0.10  # the issue's second queue: 10% of the screened reviews
+QUEUE_SHARE = 0.10  # the second moderation queue: 10% of the screened reviews
 FLAG = "suspected_malicious_reviewer"  # the policy flag the head is measured against
 LEARNING_RATE = 0.05
 """The head shares the service heads' LightGBM parameters (``training.heads.HEAD_PARAMS``) and early stopping."""
