@@ -251,7 +251,7 @@ def test_bad_data_stops_with_the_validator_message(tmp_path, capsys):
 
 
 def test_the_decisions_bench_measures_the_rows_train_py_measures(first_run, market, tmp_path, capsys):
-    bench = runpy.run_path(str(Path(__file__).parents[2] / "bench" / "bench_decisions.py"), run_name="bench")
+    bench = runpy.run_path(str(Path(__file__).parents[2] / "bench" / "bench_decisions.py"), run_name="bench_script")
     assert bench["main"](["--data", str(market), "--json", str(tmp_path / "m.json")]) == 0
     printed = capsys.readouterr().out
     assert all(name in printed for name in FIXED_METRICS)
@@ -263,7 +263,7 @@ def test_the_decisions_bench_measures_the_rows_train_py_measures(first_run, mark
 
 
 def test_the_ceiling_bench_learns_the_truth_it_is_given(market, tmp_path, capsys):
-    bench = runpy.run_path(str(Path(__file__).parents[2] / "bench" / "bench_ceiling.py"), run_name="bench")
+    bench = runpy.run_path(str(Path(__file__).parents[2] / "bench" / "bench_ceiling.py"), run_name="bench_script")
     assert bench["main"](["--data", str(market), "--json", str(tmp_path / "c.json")]) == 0
     figures = json.loads((tmp_path / "c.json").read_text())
     for service in ("presale_ship_before_balance", "fast_refund"):
