@@ -153,7 +153,8 @@ def test_the_retrain_weighs_the_logged_propensities(run: tuple[Path, dict]) -> N
     the naive mode's command ignores them, and train.py then weighs nothing on the same log."""
     from argparse import Namespace
 
-    from training.train import Progress, weigh_by_propensity
+    from training.progress import Progress
+    from training.run import weigh_by_propensity
 
     out, summary = run
     assert summary["retrains"][0]["propensity_weighted_presales"] > 0
