@@ -6,7 +6,7 @@
 Runs the whole-policy search of a training run (``serving.policy_search``: allowances and caps per
 star, every limit of the policy, the upper 95% bound of the loss per unit at the legacy rule's) on
 the validation window's presales three times, priced by: the champion's presale head; a model of
-the same inputs *trained on the truth's probabilities* (``bench/bench_ceiling.py``'s ceiling: the
+the same inputs *trained on the truth's probabilities* (``bench/bench_ceiling.py``'s ceiling, ``bench.ceiling``: the
 signals and the presale's context, no label noise, no selection by history; the best a head of
 these inputs can learn at this training size); and the simulator's truth itself (each presale's
 probability of default if shipped early). The stars, caps and exposure rules stay the model's and
@@ -36,9 +36,10 @@ from serving.config import load_config
 from serving.live import load_model
 from serving.policy import PRESALE, parse_policy
 from serving.policy_search import legacy_targets, search, without_exploration
-from training.policy_backtest import judge_window, search_window
-from training.snapshots import default_split
-from training.train import BASE_POLICY, Progress, snapshot_dates
+from training.policy.backtest import judge_window, search_window
+from training.progress import Progress
+from training.run import BASE_POLICY
+from training.snapshots import default_split, snapshot_dates
 
 
 def presales_of(tables, rating, policy, start, end):
@@ -54,12 +55,10 @@ def presales_of(tables, rating, policy, start, end):
 def signals_ceiling(data: Path, cache: Path, head, seed: int = 7) -> dict[int, float]:
     """order_id -> the truth-trained model's probability of default if shipped early, for the validation
     and test windows' presales (fitted on the training window's, early stopping on validation's)."""
+    from bench.ceiling import approval_design
     from training.dataset import SNAPSHOTS, assemble_cached
+    from training.evaluation.truth import opportunity_truth
     from training.heads import fit_model
-    from training.truth import opportunity_truth
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    from bench_ceiling import approval_design
 
     dates = snapshot_dates(data)
     split = default_split(dates)
