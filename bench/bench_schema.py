@@ -65,9 +65,9 @@ def serve(root: Path) -> tuple[object, str]:
     from werkzeug.serving import make_server
 
     from features.registry import signal_names
-    from serving.app import create_app
-    from serving.auth import SCOPES, key_entry
-    from serving.snapshot import FileWriter
+    from serving.http.app import create_app
+    from serving.http.auth import SCOPES, key_entry
+    from serving.publish.snapshot import FileWriter
     from training.tiny import save_tiny_rating, synthetic_dataset
 
     names = [n for n in signal_names() if n not in POLICY_SIGNALS][:8] + POLICY_SIGNALS

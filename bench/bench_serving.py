@@ -7,8 +7,8 @@ rounds so that a noisy neighbour hits every target alike; figures are medians ov
 
     (a) parse-only: a Flask endpoint that decodes the JSON body and answers (the floor any
         Flask service pays), under the same gunicorn settings as (b),
-    (b) the per-request decision path, ``POST /v1/decisions`` of ``serving.app:create_app()``
-        under ``gunicorn -c python:serving.gunicorn_conf`` (gevent workers): key check, strict
+    (b) the per-request decision path, ``POST /v1/decisions`` of ``serving.http.app:create_app()``
+        under ``gunicorn -c python:serving.http.gunicorn_conf`` (gevent workers): key check, strict
         body, validation, snapshot lookup, the service head scored with the request's own
         context and its exact TreeSHAP reasons, policy, one ledger transaction (SQLite WAL,
         ``synchronous=FULL``, the default: an fsync per decision inside the write lock),
@@ -260,7 +260,7 @@ def gunicorn(
     app: str, port: int, workers: int, worker_class: str | None, chdir: str | None = None
 ) -> list[str]:
     """The production gunicorn command (``serving/gunicorn_conf.py``) on ``port``."""
-    cmd = [sys.executable, "-m", "gunicorn", "-c", "python:serving.gunicorn_conf", "-b", f"{HOST}:{port}"]
+    cmd = [sys.executable, "-m", "gunicorn", "-c", "python:serving.http.gunicorn_conf", "-b", f"{HOST}:{port}"]
     cmd += ["-w", str(workers), "--log-level", "warning"]
     if worker_class:
         cmd += ["-k", worker_class]
@@ -376,7 +376,7 @@ def synthetic_setup(workdir: Path, n_buyers: int, rounds: int = 300) -> tuple[st
     the champion's size) so the serving cost is representative before the trained champion exists.
     """
     from features.registry import signal_names
-    from serving.snapshot import FileWriter
+    from serving.publish.snapshot import FileWriter
     from training.model import DEFAULT_PARAMS, Dataset, fit_rating
     from training.package import save_rating
 
@@ -566,7 +566,7 @@ def measure(target: Target, args, stall_body: bytes, api_key: str) -> dict:
 
 def publish_redis(url: str, prefix: str, snapshot, names: list[str]) -> None:
     """Copy the file snapshot's rows (the model's signals) into Redis under ``prefix``."""
-    from serving.snapshot import RedisWriter
+    from serving.publish.snapshot import RedisWriter
 
     position = {name: j for j, name in enumerate(snapshot.meta.signal_names)}
     columns = [position[name] for name in names]
@@ -622,11 +622,12 @@ def _profile_head(live, service: str, pairs: list, now, table: list) -> None:
 
 def _profile_pieces(s, raws: list[bytes], table: list) -> None:
     """Each piece of the decision path but the ledger, on ``raws`` (encoded decision bodies)."""
-    from serving.body import decode_json_object
-    from serving.decide import Usage, decide
+    from serving.decide import decide
     from serving.handle import respond
-    from serving.idempotency import fingerprint
-    from serving.ledger import utcnow
+    from serving.http.body import decode_json_object
+    from serving.ledger.idempotency import fingerprint
+    from serving.ledger.positions import Usage
+    from serving.ledger.store import utcnow
     from serving.live import request_context
     from serving.money import json_text
     from serving.schema import parse_decision
@@ -678,8 +679,8 @@ def _profile_pieces(s, raws: list[bytes], table: list) -> None:
 
 def _profile_ledger(s, sync: str, raws: list[bytes], table: list) -> None:
     """All of ``handle_decision`` and the ledger transaction alone."""
-    from serving.body import decode_json_object
     from serving.handle import handle_decision
+    from serving.http.body import decode_json_object
 
     live = s.runtime.live
     bodies = [decode_json_object(r) for r in raws]
@@ -700,9 +701,9 @@ def _profile_ledger(s, sync: str, raws: list[bytes], table: list) -> None:
 
 def profile(args, workdir: Path, model_uri: str, snapshot_path: Path, n: int = 2000) -> None:
     """Each piece of one decision, in-process (no HTTP), on the real app's objects, per ledger durability."""
-    from serving.app import close_app, create_app
-    from serving.auth import SCOPES, demo_keys
-    from serving.context import EXTENSION
+    from serving.http.app import close_app, create_app
+    from serving.http.auth import SCOPES, demo_keys
+    from serving.http.services import EXTENSION
 
     _, keys = demo_keys(SCOPES)
     print(
@@ -736,7 +737,7 @@ def profile(args, workdir: Path, model_uri: str, snapshot_path: Path, n: int = 2
 
 def _ledger_only(ledger, i: int) -> None:
     """One decision transaction with a fixed row (no model): lock, read, insert, commit."""
-    from serving.ledger import utcnow
+    from serving.ledger.store import utcnow
 
     request_id = f"ledger-{i}"
     with ledger.locked(10**9 + i, "profile", request_id) as tx:
@@ -786,8 +787,8 @@ def main(argv=None) -> int:
     import mlflow
 
     from rating.artifact import load_rating
-    from serving.auth import SCOPES, demo_keys
-    from serving.snapshot import FileSnapshot
+    from serving.http.auth import SCOPES, demo_keys
+    from serving.publish.snapshot import FileSnapshot
 
     api_key, keys = demo_keys(SCOPES)
     snapshot = FileSnapshot.load(snapshot_path)
@@ -867,7 +868,7 @@ def main(argv=None) -> int:
             "b decisions",
             Server(
                 "decisions",
-                gunicorn("serving.app:create_app()", ports[1], args.workers, args.worker_class),
+                gunicorn("serving.http.app:create_app()", ports[1], args.workers, args.worker_class),
                 env,
                 ports[1],
                 "/readyz",
@@ -884,7 +885,7 @@ def main(argv=None) -> int:
                 f"b' {args.group_synchronous.lower()}",
                 Server(
                     "decisions-group",
-                    gunicorn("serving.app:create_app()", ports[4], args.workers, args.worker_class),
+                    gunicorn("serving.http.app:create_app()", ports[4], args.workers, args.worker_class),
                     group_env,
                     ports[4],
                     "/readyz",
@@ -902,7 +903,7 @@ def main(argv=None) -> int:
                 "d per-request",
                 Server(
                     "decisions-redis",
-                    gunicorn("serving.app:create_app()", ports[3], args.workers, args.worker_class),
+                    gunicorn("serving.http.app:create_app()", ports[3], args.workers, args.worker_class),
                     redis_env,
                     ports[3],
                     "/readyz",

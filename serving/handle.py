@@ -1,6 +1,6 @@
 """One decision end to end: validate, rate, lock, decide, log. No HTTP here.
 
-The HTTP layer (``serving.api``) only decodes the body, calls ``handle_decision`` and
+The HTTP layer (``serving.http.api``) only decodes the body, calls ``handle_decision`` and
 serialises what it returns. Every failure past validation becomes a decline with reason
 ``risk_service_degraded`` (logged, counted), never an exception, so checkout proceeds the
 normal way.
@@ -17,13 +17,13 @@ from datetime import datetime
 from typing import Any
 
 from serving.config import ServingConfig
-from serving.decide import DEGRADED, BuyerRating, Decision, DecisionRequest, HeadRisk, decide, decline_unrated
-from serving.idempotency import Refusal, fingerprint, key_reused
-from serving.ledger import DuplicateRequest, Ledger, utcnow
+from serving.decide import DEGRADED, BuyerRating, Decision, HeadRisk, decide, decline_unrated
+from serving.http.metrics import Metrics
+from serving.ledger.idempotency import Refusal, fingerprint, key_reused
+from serving.ledger.store import DuplicateRequest, Ledger, utcnow
 from serving.live import Live, Unrated
-from serving.metrics import Metrics
 from serving.money import from_minor, json_text
-from serving.schema import parse_decision, parse_outcome
+from serving.schema import DecisionRequest, parse_decision, parse_outcome
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ def handle_decision(
         config: The service configuration (amount limit).
         metrics: Where to count decisions.
         started: ``time.perf_counter()`` when the request arrived (for the logged latency).
-        key_id: The calling API key's id (``serving.idempotency.key_id``): request ids are scoped to it.
+        key_id: The calling API key's id (``serving.ledger.idempotency.key_id``): request ids are scoped to it.
         now: The decision's time (naive UTC; default: the clock). The backtest replays history with it.
 
     Returns:

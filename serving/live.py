@@ -28,10 +28,11 @@ from rating.context import CONTEXT_TEXT, UPLIFT_TEXT, presale_context, refund_co
 from rating.heads import UPLIFT
 from rating.reasons import top_reasons
 from serving.config import ServingConfig
-from serving.decide import DEGRADED, THIN_FILE, BuyerRating, DecisionRequest, Finding, HeadRisk
+from serving.decide import DEGRADED, THIN_FILE, BuyerRating, Finding, HeadRisk
 from serving.policy import Policy, check_signals, load_policy
-from serving.reasons import lookup_reasons, model_identity
-from serving.snapshot import FileSnapshot, RedisSnapshot, SnapshotError, is_redis, load_snapshot
+from serving.publish.batch_reasons import lookup_reasons, model_identity
+from serving.publish.snapshot import FileSnapshot, RedisSnapshot, SnapshotError, is_redis, load_snapshot
+from serving.schema import DecisionRequest
 
 log = logging.getLogger(__name__)
 SCORE_CHUNK = 20_000

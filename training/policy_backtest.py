@@ -20,10 +20,10 @@ import numpy as np
 import pandas as pd
 
 from rating.artifact import LoadedRating, RatingModel
-from serving.backtest import backtest
-from serving.backtest_report import render
+from serving.offline.backtest import backtest
+from serving.offline.backtest_report import render
+from serving.offline.policy_search import curve, propose_on_window
 from serving.policy import FAST_REFUND, PRESALE, parse_policy
-from serving.policy_search import curve, propose_on_window
 from training.promote import Comparison
 from training.snapshots import MONTH, PRESALE_FESTIVALS, TimeSplit
 from training.yardsticks import Estimate

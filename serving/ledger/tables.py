@@ -4,7 +4,7 @@
                    the propensity of the decision made and the expected loss an exploration
                    spent; unique per (calling key, request_id), with the request's fingerprint.
     reservations   one row per buyer, service and order or refund that was approved or had an
-                   outcome: its position (``serving.positions``): what the latest approval
+                   outcome: its position (``serving.ledger.positions``): what the latest approval
                    holds (a ship-before-balance balance still unpaid, or a fast refund's
                    amount), what outcomes released of it, the balance paid so far and the
                    state (open, paid, canceled, defaulted, returned, ...). A fast refund

@@ -1,9 +1,9 @@
 """The ledger's semantics in memory: what the backtest replays decisions against.
 
-``MemoryLedger`` has the interface ``serving.handle`` uses of ``serving.ledger.Ledger``
+``MemoryLedger`` has the interface ``serving.handle`` uses of ``serving.ledger.store.Ledger``
 (``locked`` -> a transaction with ``read`` and ``record``, ``record_outcome``, ``find_outputs``,
 ``new_decision_id``), and moves positions through the same pure rules
-(``serving.positions``), so a decision replayed offline sees exactly the exposure, quotas and
+(``serving.ledger.positions``), so a decision replayed offline sees exactly the exposure, quotas and
 settled orders the service would have seen. One process, one thread: no locks, nothing durable.
 """
 
@@ -16,20 +16,12 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from serving.decide import Usage
-from serving.idempotency import key_reused
-from serving.ledger import DuplicateRequest, month_of
+from serving.ledger.idempotency import key_reused
+from serving.ledger.positions import Position, Usage, apply_outcome, approve, counts_in_quota, decided_at_risk
+from serving.ledger.store import DuplicateRequest, month_of
+from serving.ledger.tables import utcnow
 from serving.policy import FAST_REFUND, PRESALE
-from serving.positions import (
-    OUTCOME_KINDS,
-    Outcome,
-    Position,
-    apply_outcome,
-    approve,
-    counts_in_quota,
-    decided_at_risk,
-)
-from serving.tables import utcnow
+from serving.schema import OUTCOME_KINDS, Outcome
 
 
 @dataclass(frozen=True)
@@ -84,7 +76,7 @@ class MemoryLedger:
     def record_outcome(
         self, outcome: Outcome, key_id: str, fingerprint: str, now: datetime | None = None
     ) -> dict:
-        """As ``serving.ledger.Ledger.record_outcome``: check, store and release what it closes."""
+        """As ``serving.ledger.store.Ledger.record_outcome``: check, store and release what it closes."""
         service, _ = OUTCOME_KINDS[outcome.kind]
         result = {"outcome_id": outcome.outcome_id, "kind": outcome.kind, "replayed": False}
         stored = self.outcomes.get((key_id, outcome.outcome_id))
@@ -137,7 +129,7 @@ class MemoryTransaction:
         key_id: str = "",
         now: datetime | None = None,
     ) -> tuple[dict | None, str | None, Usage]:
-        """As ``serving.ledger.DecisionTransaction.read``."""
+        """As ``serving.ledger.store.DecisionTransaction.read``."""
         outputs, fingerprint = self.ledger.find_outputs(key_id, request_id)
         now = now or utcnow()
         since = now - timedelta(days=window_days)
@@ -146,7 +138,7 @@ class MemoryTransaction:
         return outputs, fingerprint, usage
 
     def record(self, row: Mapping[str, Any], reserve: int) -> None:
-        """As ``serving.ledger.DecisionTransaction.record`` (applied when the transaction ends)."""
+        """As ``serving.ledger.store.DecisionTransaction.record`` (applied when the transaction ends)."""
         if (row["key_id"], row["request_id"]) in self.ledger.decisions:
             raise DuplicateRequest(row["request_id"])
         self._pending.append((row, reserve))

@@ -3,7 +3,7 @@
 Every presale deposit and refund request of the window becomes the body checkout would have
 sent, in time order; each is decided by ``serving.handle.handle_decision`` (the service's
 handler: parse, rate, price with the head, decide, record) against the in-memory ledger
-(``serving.memory_ledger``, the same position rules as the SQL ledger), at the instant it
+(``serving.ledger.memory``, the same position rules as the SQL ledger), at the instant it
 happened, with the buyer's signals from the snapshot the service would have had (published
 daily: ``features.pit.published_as_of``). Payments, cancellations, defaults, returns and
 confirmed abuse are posted as outcomes at the instant each became a fact
@@ -34,15 +34,15 @@ from features.outcomes import RETURN_KIND, presale_outcomes, refund_outcomes
 from features.pit import published_as_of
 from features.registry import get as get_signal
 from serving.config import ServingConfig, load_config
-from serving.decide import DEGRADED, BuyerRating, DecisionRequest, HeadRisk, decide, decline_unrated
+from serving.decide import DEGRADED, BuyerRating, HeadRisk, decide, decline_unrated
 from serving.handle import handle_decision, handle_outcome
-from serving.idempotency import Refusal
+from serving.http.metrics import Metrics
+from serving.ledger.idempotency import Refusal
+from serving.ledger.memory import MemoryLedger
 from serving.live import Live, Unrated, live_for_snapshot
-from serving.memory_ledger import MemoryLedger
-from serving.metrics import Metrics
 from serving.policy import FAST_REFUND, PRESALE, Policy
-from serving.schema import parse_decision
-from serving.snapshot import FileSnapshot, SnapshotMeta
+from serving.publish.snapshot import FileSnapshot, SnapshotMeta
+from serving.schema import DecisionRequest, parse_decision
 
 KEY = "backtest"
 DAY = pd.Timedelta(days=1)
@@ -397,7 +397,7 @@ def served_replay(
     Raises:
         RuntimeError: The service answered a decision with anything but 200.
     """
-    from serving.snapshot import FileWriter
+    from serving.publish.snapshot import FileWriter
 
     def call(path: str, body: dict) -> tuple[int, dict]:
         request = urllib.request.Request(
@@ -433,7 +433,7 @@ def served_replay(
 
 def judged(decisions: pd.DataFrame, tables: dict[str, pd.DataFrame], data: Path) -> pd.DataFrame:
     """The decisions with the truth's loss probability of approving (``p_true``) and the outcome (``bad``)."""
-    from serving.backtest_report import realised_bad, truth_of
+    from serving.offline.backtest_report import realised_bad, truth_of
 
     out = decisions.copy()
     out["p_true"] = np.nan
@@ -515,7 +515,7 @@ def backtest(
         ``(name -> judged decisions, name -> report)``; each report has the legacy rule beside it.
     """
     from features.io import load_tables
-    from serving.backtest_report import legacy, report
+    from serving.offline.backtest_report import legacy, report
 
     began = time.perf_counter()
     tables = load_tables(data) if tables is None else tables
@@ -542,8 +542,8 @@ def backtest(
 def run(args: argparse.Namespace) -> int:
     """``python -m serving backtest``: print the report (and write it with ``--json``)."""
     from features.validate import ContractError
-    from serving.backtest_report import render
     from serving.live import load_model
+    from serving.offline.backtest_report import render
     from serving.policy import PolicyError, load_policy
 
     if args.log:
@@ -594,8 +594,8 @@ def run(args: argparse.Namespace) -> int:
 
 def run_log(args: argparse.Namespace) -> int:
     """``python -m serving backtest --log --policy FILE``: off-policy estimates from the decision log."""
-    from serving.ledger import Ledger, make_engine
-    from serving.ope import estimate, read_log, redecide
+    from serving.ledger.store import Ledger, make_engine
+    from serving.offline.ope import estimate, read_log, redecide
     from serving.policy import PolicyError, load_policy
 
     if args.policy is None:

@@ -5,12 +5,12 @@ on the buyer's row in ``buyer_locks`` (PostgreSQL) or ``BEGIN IMMEDIATE`` (SQLit
 takes the database write lock). Inside it the caller reads the buyer's live usage, decides,
 and writes the decision row and, when approved, the reservation; so two concurrent checkouts
 of one buyer can never both pass a limit. ``request_id`` is unique per calling key and
-stored with the request's fingerprint (``serving.idempotency``). Outcomes are checked
+stored with the request's fingerprint (``serving.ledger.idempotency``). Outcomes are checked
 against the decisions and reservations and release them under the same lock. Money is
 integer minor units throughout (``serving.money``).
 
 The decision transaction is the hot path of checkout: its statements are SQLAlchemy Core
-statements (``serving.tables``) compiled once per dialect and run on the pooled DBAPI
+statements (``serving.ledger.tables``) compiled once per dialect and run on the pooled DBAPI
 connection, which costs a few microseconds per statement instead of tens. Everything else
 (schema, outcomes, reads) goes through SQLAlchemy as usual.
 """
@@ -34,20 +34,10 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, ProgrammingError
 
-from serving.decide import Usage
-from serving.engine import DURABILITY_OPTION, begin_immediate, make_engine
-from serving.idempotency import InFlight, Refusal, claim_number, in_flight, key_reused
-from serving.policy import FAST_REFUND, PRESALE
-from serving.positions import (
-    OPEN,
-    OUTCOME_KINDS,
-    RELEASED_STATES,
-    Outcome,
-    Position,
-    apply_outcome,
-    decided_at_risk,
-)
-from serving.tables import (
+from serving.ledger.engine import DURABILITY_OPTION, begin_immediate, make_engine
+from serving.ledger.idempotency import InFlight, Refusal, claim_number, in_flight, key_reused
+from serving.ledger.positions import OPEN, RELEASED_STATES, Position, Usage, apply_outcome, decided_at_risk
+from serving.ledger.tables import (
     BUYER_LOCKS,
     DECISIONS,
     EXPLORATION_SPEND,
@@ -56,6 +46,8 @@ from serving.tables import (
     RESERVATIONS,
     utcnow,
 )
+from serving.policy import FAST_REFUND, PRESALE
+from serving.schema import OUTCOME_KINDS, Outcome
 
 log = logging.getLogger(__name__)
 __all__ = ["DuplicateRequest", "Ledger", "Outcome", "Refusal", "make_engine", "utcnow"]
@@ -416,7 +408,7 @@ class Ledger:
         """Check an outcome against the ledger, store it and release what it closes.
 
         Under the buyer's lock: the order or refund must have been decided for this buyer;
-        the position then moves as ``serving.positions.apply_outcome`` says (what is released,
+        the position then moves as ``serving.ledger.positions.apply_outcome`` says (what is released,
         what is refused with 409).
 
         Args:
@@ -589,7 +581,7 @@ class DecisionTransaction:
             row: A value for every ``decisions`` column (``created_at`` a naive UTC datetime,
                 ``inputs``/``outputs`` JSON-ready values or their JSON text).
             reserve: Amount to hold (minor units); the hold of an earlier approval of the same
-                order or refund is replaced rather than added to (``serving.positions.approve``).
+                order or refund is replaced rather than added to (``serving.ledger.positions.approve``).
         """
         created = self.hot.stamp(row["created_at"])
         values = dict(row) | {

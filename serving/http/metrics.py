@@ -37,8 +37,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import func, select
 
+from serving.ledger.tables import RESERVATIONS
 from serving.monitor.metrics import MonitorCollector
-from serving.tables import RESERVATIONS
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 BUCKETS_S = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0, 5.0)

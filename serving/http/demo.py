@@ -1,4 +1,4 @@
-"""``python -m serving.demo``: the development server with a demo API key and example calls.
+"""``python -m serving.http.demo``: the development server with a demo API key and example calls.
 
 The last step of the README demo. Uses the configured API keys when ``SERVING_API_KEYS`` is
 set; otherwise makes a random server secret and a random key with every scope for this
@@ -17,11 +17,12 @@ from datetime import UTC, datetime, timedelta
 
 import pyarrow.parquet as pq
 
-from serving.app import create_app
-from serving.auth import SCOPES, demo_keys
 from serving.config import load_config
-from serving.context import EXTENSION
-from serving.decide import EXPECTED_LOSS_ABOVE_ALLOWANCE, Usage, decide
+from serving.decide import EXPECTED_LOSS_ABOVE_ALLOWANCE, decide
+from serving.http.app import create_app
+from serving.http.auth import SCOPES, demo_keys
+from serving.http.services import EXTENSION
+from serving.ledger.positions import Usage
 from serving.live import Live, Unrated
 from serving.schema import parse_decision
 
@@ -123,7 +124,7 @@ def example_calls(base: str, key: str, buyer_id: int, now: datetime | None = Non
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m serving.demo", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m serving.http.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     args = parser.parse_args(argv)

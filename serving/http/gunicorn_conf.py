@@ -1,4 +1,4 @@
-"""Production gunicorn settings: ``gunicorn -c python:serving.gunicorn_conf "serving.app:create_app()"``.
+"""Production gunicorn settings: ``gunicorn -c python:serving.http.gunicorn_conf "serving.http.app:create_app()"``.
 
 * **gevent workers.** Each connection is a greenlet: a client that is slow to send its
   headers or body waits without holding a worker, so it never delays anyone else's decision.
