@@ -259,7 +259,7 @@ class Server:
 def gunicorn(
     app: str, port: int, workers: int, worker_class: str | None, chdir: str | None = None
 ) -> list[str]:
-    """The production gunicorn command (``serving/gunicorn_conf.py``) on ``port``."""
+    """The production gunicorn command (``serving/http/gunicorn_conf.py``) on ``port``."""
     cmd = [sys.executable, "-m", "gunicorn", "-c", "python:serving.http.gunicorn_conf", "-b", f"{HOST}:{port}"]
     cmd += ["-w", str(workers), "--log-level", "warning"]
     if worker_class:
@@ -497,7 +497,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--worker-class",
         default=None,
-        help="override the production worker class of serving/gunicorn_conf.py (gevent), e.g. sync",
+        help="override the production worker class of serving/http/gunicorn_conf.py (gevent), e.g. sync",
     )
     p.add_argument("--synchronous", default="FULL", help="SERVING_SQLITE_SYNCHRONOUS for (b) (default FULL)")
     p.add_argument(
@@ -622,8 +622,7 @@ def _profile_head(live, service: str, pairs: list, now, table: list) -> None:
 
 def _profile_pieces(s, raws: list[bytes], table: list) -> None:
     """Each piece of the decision path but the ledger, on ``raws`` (encoded decision bodies)."""
-    from serving.decide import decide
-    from serving.handle import respond
+    from serving.handle import assess, respond
     from serving.http.body import decode_json_object
     from serving.ledger.idempotency import fingerprint
     from serving.ledger.positions import Usage
@@ -653,15 +652,12 @@ def _profile_pieces(s, raws: list[bytes], table: list) -> None:
     )
     for service in ("presale_ship_before_balance", "fast_refund"):
         _profile_head(live, service, pairs, now, table)
-    heads = _timed("head_risk, both services", lambda p: live.head_risk(p[0], p[1], now), pairs, table)
-    triples = list(zip(pairs, heads, strict=True))
-    decisions = _timed(
-        "policy (decide)", lambda t: decide(t[0][0], t[0][1], policy, Usage(), t[1]), triples, table
-    )
+    priced = _timed("rating and head, both services (assess)", lambda r: assess(r, live, now), requests, table)
+    decisions = _timed("policy (decide)", lambda p: p.decide(policy, Usage()), priced, table)
     outs = _timed(
         "answer (respond)",
-        lambda t: respond(t[0][0][0], t[1], t[0][0][1], live, "id", t[0][1]),
-        list(zip(triples, decisions, strict=True)),
+        lambda t: respond(t[0].request, t[1], t[0].rating, live, "id", t[0].head),
+        list(zip(priced, decisions, strict=True)),
         table,
     )
     _timed("JSON answer (json.dumps)", lambda o: json.dumps(o, separators=(",", ":")), outs, table)
@@ -738,34 +734,35 @@ def profile(args, workdir: Path, model_uri: str, snapshot_path: Path, n: int = 2
 def _ledger_only(ledger, i: int) -> None:
     """One decision transaction with a fixed row (no model): lock, read, insert, commit."""
     from serving.ledger.store import utcnow
+    from serving.ledger.tables import DecisionRow
 
     request_id = f"ledger-{i}"
     with ledger.locked(10**9 + i, "profile", request_id) as tx:
         tx.read(request_id, 30, "fast_refund", i, "profile")
         tx.record(
-            {
-                "decision_id": ledger.new_decision_id(),
-                "key_id": "profile",
-                "request_id": request_id,
-                "fingerprint": "-",
-                "created_at": utcnow(),
-                "service": "fast_refund",
-                "buyer_id": 10**9 + i,
-                "ref_id": i,
-                "decision": "decline",
-                "star": 3,
-                "score": 600,
-                "p_bad": 0.1,
-                "requested_minor": 100,
-                "reserved_minor": 0,
-                "model_version": "m",
-                "policy_version": "p",
-                "latency_ms": 1.0,
-                "propensity": 1.0,
-                "explored_minor": 0,
-                "inputs": "{}",
-                "outputs": "{}",
-            },
+            DecisionRow(
+                decision_id=ledger.new_decision_id(),
+                key_id="profile",
+                request_id=request_id,
+                fingerprint="-",
+                created_at=utcnow(),
+                service="fast_refund",
+                buyer_id=10**9 + i,
+                ref_id=i,
+                decision="decline",
+                star=3,
+                score=600,
+                p_bad=0.1,
+                requested_minor=100,
+                reserved_minor=0,
+                model_version="m",
+                policy_version="p",
+                latency_ms=1.0,
+                propensity=1.0,
+                explored_minor=0,
+                inputs="{}",
+                outputs="{}",
+            ),
             0,
         )
 
@@ -829,7 +826,7 @@ def main(argv=None) -> int:
     print(
         f"load average at start {tuple(round(x, 2) for x in load_at_start)}; {os.cpu_count()} cores; "
         f"model {model_uri}; {len(names)} signals; {snapshot.meta.n_buyers} buyers; "
-        f"workers {args.workers} x {args.worker_class or 'gevent (serving/gunicorn_conf.py)'}; "
+        f"workers {args.workers} x {args.worker_class or 'gevent (serving/http/gunicorn_conf.py)'}; "
         f"SQLite synchronous={args.synchronous}; {args.rounds} rounds",
         flush=True,
     )

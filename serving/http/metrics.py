@@ -1,6 +1,6 @@
 """Prometheus metrics with ``prometheus_client``: one view of every worker.
 
-Under gunicorn (``serving/gunicorn_conf.py``) ``PROMETHEUS_MULTIPROC_DIR`` is set before any
+Under gunicorn (``serving/http/gunicorn_conf.py``) ``PROMETHEUS_MULTIPROC_DIR`` is set before any
 worker starts: each worker writes its samples to files there, and any worker answering
 ``/metrics`` reads them all (``MultiProcessCollector``), so every scrape counts the decisions
 of all workers, including workers that have exited (counters never go backwards). Without
@@ -49,7 +49,7 @@ class Metrics:
     """The service's metrics, for one app: multiprocess when ``PROMETHEUS_MULTIPROC_DIR`` is set.
 
     (``prometheus_client`` reads that variable when it is first imported, so it must be set
-    before the worker starts: ``serving/gunicorn_conf.py`` does it in the master.)
+    before the worker starts: ``serving/http/gunicorn_conf.py`` does it in the master.)
     """
 
     def __init__(self, monitor_record: str | None = None) -> None:

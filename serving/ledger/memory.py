@@ -19,7 +19,7 @@ from typing import Any
 from serving.ledger.idempotency import key_reused
 from serving.ledger.positions import Position, Usage, apply_outcome, approve, counts_in_quota, decided_at_risk
 from serving.ledger.store import DuplicateRequest, month_of
-from serving.ledger.tables import utcnow
+from serving.ledger.tables import DecisionRow, utcnow
 from serving.policy import FAST_REFUND, PRESALE
 from serving.schema import OUTCOME_KINDS, Outcome
 
@@ -28,7 +28,7 @@ from serving.schema import OUTCOME_KINDS, Outcome
 class _Stored:
     outputs: Any
     fingerprint: str
-    row: Mapping[str, Any]
+    row: DecisionRow
 
 
 class MemoryLedger:
@@ -137,25 +137,25 @@ class MemoryTransaction:
         usage = replace(usage, explored_loss=self.ledger.explored.get((service or "", month_of(now)), 0))
         return outputs, fingerprint, usage
 
-    def record(self, row: Mapping[str, Any], reserve: int) -> None:
+    def record(self, row: DecisionRow, reserve: int) -> None:
         """As ``serving.ledger.store.DecisionTransaction.record`` (applied when the transaction ends)."""
-        if (row["key_id"], row["request_id"]) in self.ledger.decisions:
-            raise DuplicateRequest(row["request_id"])
+        if (row.key_id, row.request_id) in self.ledger.decisions:
+            raise DuplicateRequest(row.request_id)
         self._pending.append((row, reserve))
 
     def commit(self) -> None:
         """Apply the recorded decisions."""
         ledger = self.ledger
         for row, reserve in self._pending:
-            ledger.decisions[(row["key_id"], row["request_id"])] = _Stored(
-                row["outputs"], row["fingerprint"], row
+            ledger.decisions[(row.key_id, row.request_id)] = _Stored(
+                row.outputs, row.fingerprint, row
             )
-            ref = (row["service"], row["ref_id"])
-            ledger._latest.setdefault(ref, {})[row["buyer_id"]] = row["requested_minor"]
-            if row["explored_minor"] > 0:
-                month = (row["service"], month_of(row["created_at"]))
-                ledger.explored[month] = ledger.explored.get(month, 0) + row["explored_minor"]
+            ref = (row.service, row.ref_id)
+            ledger._latest.setdefault(ref, {})[row.buyer_id] = row.requested_minor
+            if row.explored_minor > 0:
+                month = (row.service, month_of(row.created_at))
+                ledger.explored[month] = ledger.explored.get(month, 0) + row.explored_minor
             if reserve > 0:
                 book = ledger.positions.setdefault(self.buyer_id, {})
-                book[ref] = approve(book.get(ref), reserve, row["created_at"])
+                book[ref] = approve(book.get(ref), reserve, row.created_at)
         self._pending.clear()

@@ -44,6 +44,7 @@ from serving.ledger.tables import (
     METADATA,
     OUTCOMES,
     RESERVATIONS,
+    DecisionRow,
     utcnow,
 )
 from serving.policy import FAST_REFUND, PRESALE
@@ -574,30 +575,29 @@ class DecisionTransaction:
         )
         return stored, row[1], usage
 
-    def record(self, row: Mapping[str, Any], reserve: int) -> None:
+    def record(self, row: DecisionRow, reserve: int) -> None:
         """Insert the decision row and, when ``reserve`` > 0, hold it in the ledger.
 
         Args:
-            row: A value for every ``decisions`` column (``created_at`` a naive UTC datetime,
-                ``inputs``/``outputs`` JSON-ready values or their JSON text).
+            row: The decision's row.
             reserve: Amount to hold (minor units); the hold of an earlier approval of the same
                 order or refund is replaced rather than added to (``serving.ledger.positions.approve``).
         """
-        created = self.hot.stamp(row["created_at"])
-        values = dict(row) | {
+        created = self.hot.stamp(row.created_at)
+        values = vars(row) | {
             "created_at": created,
-            "inputs": self.hot.document(row["inputs"]),
-            "outputs": self.hot.document(row["outputs"]),
+            "inputs": self.hot.document(row.inputs),
+            "outputs": self.hot.document(row.outputs),
         }
         try:
             self.run("decision", values)
         except self.hot.integrity_error as exc:
-            raise DuplicateRequest(row["request_id"]) from exc
-        if row["explored_minor"] > 0:
+            raise DuplicateRequest(row.request_id) from exc
+        if row.explored_minor > 0:
             spent = {
-                "service": row["service"],
-                "month": month_of(row["created_at"]),
-                "amount": row["explored_minor"],
+                "service": row.service,
+                "month": month_of(row.created_at),
+                "amount": row.explored_minor,
             }
             self.run("spend", spent)
         if reserve > 0:
@@ -605,9 +605,9 @@ class DecisionTransaction:
                 "reserve",
                 {
                     "buyer_id": self.buyer_id,
-                    "service": row["service"],
-                    "ref_id": row["ref_id"],
-                    "decision_id": row["decision_id"],
+                    "service": row.service,
+                    "ref_id": row.ref_id,
+                    "decision_id": row.decision_id,
                     "amount": reserve,
                     "created_at": created,
                 },

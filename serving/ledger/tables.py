@@ -21,7 +21,9 @@ CNY); timestamps are naive UTC. ``key_id`` identifies the calling API key (never
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -72,6 +74,37 @@ DECISIONS = Table(
     UniqueConstraint("key_id", "request_id", name="ux_decisions_request"),
     Index("ix_decisions_ref", "service", "ref_id"),
 )
+@dataclass(frozen=True)
+class DecisionRow:
+    """One row of ``decisions``, as a decision transaction records it (``DecisionTransaction.record``).
+
+    Money in minor units, ``created_at`` naive UTC, ``inputs`` and ``outputs`` JSON-ready values or
+    their JSON text (None where the backtest's ledger keeps no answer).
+    """
+
+    decision_id: str | None
+    key_id: str
+    request_id: str
+    fingerprint: str
+    created_at: datetime
+    service: str
+    buyer_id: int
+    ref_id: int
+    decision: str
+    star: int | None
+    score: int | None
+    p_bad: float | None
+    requested_minor: int
+    reserved_minor: int
+    model_version: str | None
+    policy_version: str | None
+    latency_ms: float
+    propensity: float
+    explored_minor: int
+    inputs: Any
+    outputs: Any
+
+
 RESERVATIONS = Table(
     "reservations",
     METADATA,

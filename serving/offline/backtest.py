@@ -34,15 +34,16 @@ from features.outcomes import RETURN_KIND, presale_outcomes, refund_outcomes
 from features.pit import published_as_of
 from features.registry import get as get_signal
 from serving.config import ServingConfig, load_config
-from serving.decide import DEGRADED, BuyerRating, HeadRisk, decide, decline_unrated
-from serving.handle import handle_decision, handle_outcome
+from serving.decide import DEGRADED
+from serving.handle import Priced, assess, handle_decision, handle_outcome
 from serving.http.metrics import Metrics
 from serving.ledger.idempotency import Refusal
 from serving.ledger.memory import MemoryLedger
-from serving.live import Live, Unrated, live_for_snapshot
+from serving.ledger.tables import DecisionRow
+from serving.live import Live, live_for_snapshot
 from serving.policy import FAST_REFUND, PRESALE, Policy
 from serving.publish.snapshot import FileSnapshot, SnapshotMeta
-from serving.schema import DecisionRequest, parse_decision
+from serving.schema import parse_decision
 
 KEY = "backtest"
 DAY = pd.Timedelta(days=1)
@@ -265,16 +266,6 @@ def replay(
     return frame
 
 
-@dataclass(frozen=True)
-class Priced:
-    """A decision event rated and priced once (what no policy changes): the input of ``decide_priced``."""
-
-    request: DecisionRequest
-    rating: BuyerRating | None
-    unrated: Unrated | None
-    head: HeadRisk | None
-
-
 def price(
     events: list[Event], lives: dict[pd.Timestamp, Live], config: ServingConfig | None = None
 ) -> list[Priced]:
@@ -292,13 +283,7 @@ def price(
         live = replace(live, policy=replace(live.policy, max_reasons=0))
         policy = live.policy
         request = parse_decision(event.body, config.max_amount, policy.currency, policy.decimals)
-        try:
-            rating = live.rate(request.buyer_id)
-        except Unrated as exc:
-            out.append(Priced(request, None, exc, None))
-            continue
-        t = event.t.tz_convert("UTC").tz_localize(None)
-        out.append(Priced(request, rating, None, live.head_risk(request, rating, t)))
+        out.append(assess(request, live, event.t.tz_convert("UTC").tz_localize(None)))
     return out
 
 
@@ -339,25 +324,31 @@ def decide_priced(
             _, _, usage = tx.read(
                 request.request_id, policy.quota_window_days, request.service, request.ref_id, KEY, t
             )
-            if p.rating is None:
-                made = decline_unrated(p.unrated.code, p.unrated.text)
-            else:
-                made = decide(request, p.rating, policy, usage, p.head)
-            tx.record(
-                {
-                    "key_id": KEY,
-                    "request_id": request.request_id,
-                    "outputs": None,
-                    "fingerprint": "",
-                    "service": request.service,
-                    "ref_id": request.ref_id,
-                    "buyer_id": request.buyer_id,
-                    "requested_minor": request.at_risk,
-                    "created_at": t,
-                    "explored_minor": made.explored_loss,
-                },
-                made.reserve,
+            made = p.decide(policy, usage)
+            row = DecisionRow(
+                decision_id=None,
+                key_id=KEY,
+                request_id=request.request_id,
+                fingerprint="",
+                created_at=t,
+                service=request.service,
+                buyer_id=request.buyer_id,
+                ref_id=request.ref_id,
+                decision=made.decision,
+                star=None if p.rating is None else p.rating.star,
+                score=None if p.rating is None else p.rating.score,
+                p_bad=None if p.rating is None else p.rating.p_bad,
+                requested_minor=request.at_risk,
+                reserved_minor=made.reserve,
+                model_version=None,
+                policy_version=policy.version,
+                latency_ms=0.0,
+                propensity=made.propensity,
+                explored_minor=made.explored_loss,
+                inputs=event.body,
+                outputs=None,
             )
+            tx.record(row, made.reserve)
         if made.declines and made.declines[0].code == DEGRADED:
             raise RuntimeError(f"backtest: decision {request.request_id} degraded: {made.declines[0].text}")
         rows.append(
