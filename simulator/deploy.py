@@ -37,7 +37,7 @@ import pyarrow.parquet as pq
 from features import contract
 from features.io import load_tables, read_manifest
 from features.validate import ContractError, validate
-from serving.ledger.memory import MemoryLedger
+from serving.ledger.in_memory import MemoryLedger
 from serving.offline.backtest import (
     Event,
     daily_signals,

@@ -2,7 +2,7 @@
 
 A *position* is the ledger's state of one buyer's presale order (ship before balance) or
 refund (fast refund). Every ledger (the service's SQL ledger, ``serving.ledger``, and the
-backtest's in-memory one, ``serving.ledger.memory``) changes positions only through the pure
+backtest's in-memory one, ``serving.ledger.in_memory``) changes positions only through the pure
 functions here, so the same sequence of decisions and outcomes gives the same sums in all of
 them. ``docs/serving.md`` ("What a repeated decision means") states the same rules for people:
 

@@ -3,7 +3,7 @@
 Every presale deposit and refund request of the window becomes the body checkout would have
 sent, in time order; each is decided by ``serving.handle.handle_decision`` (the service's
 handler: parse, rate, price with the head, decide, record) against the in-memory ledger
-(``serving.ledger.memory``, the same position rules as the SQL ledger), at the instant it
+(``serving.ledger.in_memory``, the same position rules as the SQL ledger), at the instant it
 happened, with the buyer's signals from the snapshot the service would have had (published
 daily: ``features.pit.published_as_of``). Payments, cancellations, defaults, returns and
 confirmed abuse are posted as outcomes at the instant each became a fact
@@ -38,7 +38,7 @@ from serving.decide import DEGRADED
 from serving.handle import Priced, assess, handle_decision, handle_outcome
 from serving.http.metrics import Metrics
 from serving.ledger.idempotency import Refusal
-from serving.ledger.memory import MemoryLedger
+from serving.ledger.in_memory import MemoryLedger
 from serving.ledger.tables import DecisionRow
 from serving.live import Live, live_for_snapshot
 from serving.policy import FAST_REFUND, PRESALE, Policy

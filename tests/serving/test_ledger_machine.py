@@ -35,7 +35,7 @@ from serving.decide import BuyerRating
 from serving.handle import handle_decision, handle_outcome
 from serving.http.metrics import Metrics
 from serving.ledger.idempotency import Refusal
-from serving.ledger.memory import MemoryLedger
+from serving.ledger.in_memory import MemoryLedger
 from serving.ledger.store import Ledger, make_engine
 from serving.ledger.tables import RESERVATIONS
 from serving.policy import parse_policy
