@@ -261,7 +261,7 @@ def ids() -> dict[str, int]:
 @pytest.fixture
 def gunicorn_server(tmp_path, config):
     """``gunicorn_server(workers=2, args=(), **settings)`` -> base URL of a real gunicorn running the
-    service with the production settings (``serving/gunicorn_conf.py``) on 127.0.0.1.
+    service with the production settings (``serving/http/gunicorn_conf.py``) on 127.0.0.1.
 
     ``args`` are extra gunicorn options (they override the production settings: a test that shows
     what those settings prevent); ``settings`` override the test config (as ``SERVING_*``
