@@ -35,7 +35,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, ProgrammingError
 
 from serving.ledger.engine import DURABILITY_OPTION, begin_immediate, make_engine
-from serving.ledger.idempotency import InFlight, Refusal, claim_number, in_flight, key_reused
+from serving.ledger.idempotency import Claims, Refusal, key_reused
 from serving.ledger.positions import OPEN, RELEASED_STATES, Position, Usage, apply_outcome, decided_at_risk
 from serving.ledger.tables import (
     BUYER_LOCKS,
@@ -204,7 +204,7 @@ class Ledger:
         self._checkpointer: threading.Thread | None = None
         self.new_decision_id = DecisionIds()
         database = engine.url.database if self.dialect == "sqlite" else None
-        self.inflight = InFlight(f"{database}-inflight" if database and database != ":memory:" else None)
+        self.claims = Claims(self.dialect, f"{database}-inflight" if database and database != ":memory:" else None)
         self.group_sync = engine.get_execution_options().get(DURABILITY_OPTION)  # SQLite GROUP durability
 
     @property
@@ -303,17 +303,8 @@ class Ledger:
         self._stop.set()
         if self._checkpointer is not None:
             self._checkpointer.join(timeout=5)
-        self.inflight.close()
+        self.claims.close()
         self.engine.dispose()
-
-    @contextmanager
-    def _claimed(self, key_id: str, name: str, what: str) -> Iterator[None]:
-        """Hold the in-flight claim on an id (SQLite; PostgreSQL claims inside the transaction)."""
-        if self.dialect == "sqlite":
-            with self.inflight.claim(key_id, name, what):
-                yield
-        else:
-            yield
 
     @contextmanager
     def locked(self, buyer_id: int, key_id: str = "", request_id: str = "") -> Iterator[DecisionTransaction]:
@@ -329,7 +320,7 @@ class Ledger:
                 ``(key_id, request_id)`` is being decided right now.
         """
         self.ensure()
-        with self._claimed(key_id, request_id, "request_id"):
+        with self.claims.around(key_id, request_id, "request_id"):
             pooled = self.engine.raw_connection()
             try:
                 dbapi = pooled.driver_connection
@@ -338,8 +329,9 @@ class Ledger:
                     begin_immediate(dbapi, self.busy_timeout_ms)
                 try:
                     if self.dialect == "postgresql":
-                        if not tx.run("claim", {"claim": claim_number(key_id, request_id)}).fetchone()[0]:
-                            raise in_flight("request_id")
+                        self.claims.inside(
+                            lambda n: tx.run("claim", {"claim": n}).fetchone()[0], key_id, request_id, "request_id"
+                        )
                         tx.run("lock_row", {"buyer_id": buyer_id})
                         tx.run("lock", {"b": buyer_id})
                     yield tx
@@ -365,7 +357,7 @@ class Ledger:
             name: The id being processed (an ``outcome_id``, a review's ``request_id``...).
             what: Its field name, for the 409's message.
             namespace: Keeps PostgreSQL's advisory lock on this kind of id apart from the others
-                (the lock is ``claim_number(key_id, f"{namespace}:{name}")``); SQLite claims ``name``.
+                (``Claims.inside`` locks ``(key_id, f"{namespace}:{name}")``); SQLite claims ``name``.
             buyer_id: The buyer to lock (PostgreSQL: its ``buyer_locks`` row ``FOR UPDATE``; SQLite's
                 ``BEGIN IMMEDIATE`` serialises every writer), or None.
 
@@ -373,12 +365,15 @@ class Ledger:
             Refusal: 409 ``idempotency_request_in_flight`` when the id is being processed right now.
         """
         self.ensure()
-        with self._claimed(key_id, name, what):
+        with self.claims.around(key_id, name, what):
             with self.engine.begin() as conn:  # SQLite: BEGIN IMMEDIATE (engine event)
                 if self.dialect == "postgresql":
-                    claim = claim_number(key_id, f"{namespace}:{name}")
-                    if not conn.execute(select(func.pg_try_advisory_xact_lock(claim))).scalar():
-                        raise in_flight(what)
+                    self.claims.inside(
+                        lambda n: conn.execute(select(func.pg_try_advisory_xact_lock(n))).scalar(),
+                        key_id,
+                        f"{namespace}:{name}",
+                        what,
+                    )
                     if buyer_id is not None:
                         conn.execute(
                             pg_insert(BUYER_LOCKS).values(buyer_id=buyer_id).on_conflict_do_nothing()
