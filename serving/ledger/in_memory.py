@@ -147,9 +147,7 @@ class MemoryTransaction:
         """Apply the recorded decisions."""
         ledger = self.ledger
         for row, reserve in self._pending:
-            ledger.decisions[(row.key_id, row.request_id)] = _Stored(
-                row.outputs, row.fingerprint, row
-            )
+            ledger.decisions[(row.key_id, row.request_id)] = _Stored(row.outputs, row.fingerprint, row)
             ref = (row.service, row.ref_id)
             ledger._latest.setdefault(ref, {})[row.buyer_id] = row.requested_minor
             if row.explored_minor > 0:

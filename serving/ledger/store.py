@@ -204,7 +204,9 @@ class Ledger:
         self._checkpointer: threading.Thread | None = None
         self.new_decision_id = DecisionIds()
         database = engine.url.database if self.dialect == "sqlite" else None
-        self.claims = Claims(self.dialect, f"{database}-inflight" if database and database != ":memory:" else None)
+        self.claims = Claims(
+            self.dialect, f"{database}-inflight" if database and database != ":memory:" else None
+        )
         self.group_sync = engine.get_execution_options().get(DURABILITY_OPTION)  # SQLite GROUP durability
 
     @property
@@ -330,7 +332,10 @@ class Ledger:
                 try:
                     if self.dialect == "postgresql":
                         self.claims.inside(
-                            lambda n: tx.run("claim", {"claim": n}).fetchone()[0], key_id, request_id, "request_id"
+                            lambda n: tx.run("claim", {"claim": n}).fetchone()[0],
+                            key_id,
+                            request_id,
+                            "request_id",
                         )
                         tx.run("lock_row", {"buyer_id": buyer_id})
                         tx.run("lock", {"b": buyer_id})

@@ -74,6 +74,8 @@ DECISIONS = Table(
     UniqueConstraint("key_id", "request_id", name="ux_decisions_request"),
     Index("ix_decisions_ref", "service", "ref_id"),
 )
+
+
 @dataclass(frozen=True)
 class DecisionRow:
     """One row of ``decisions``, as a decision transaction records it (``DecisionTransaction.record``).
