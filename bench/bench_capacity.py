@@ -141,8 +141,8 @@ def ledger_bytes(url: str, n: int) -> None:
 
     from bench.service.bodies import decision_bodies
     from bench.synthetic import synthetic_setup
-    from serving.app import close_app, create_app
-    from serving.auth import SCOPES, demo_keys
+    from serving.http.app import close_app, create_app
+    from serving.http.auth import SCOPES, demo_keys
 
     with tempfile.TemporaryDirectory(prefix="bench-capacity-") as tmp:
         buyers = np.arange(3000)

@@ -132,8 +132,8 @@ def served_decisions(folder: Path, loop_start: pd.Timestamp) -> pd.DataFrame:
         return pd.read_parquet(folder / "decisions.parquet")
     from sqlalchemy import create_engine, select
 
+    from serving.ledger.tables import DECISIONS
     from serving.money import currency_decimals
-    from serving.tables import DECISIONS
 
     d = DECISIONS.c
     query = select(d.service, d.ref_id, d.buyer_id, d.decision, d.propensity, d.requested_minor, d.created_at)
@@ -151,7 +151,7 @@ def served_decisions(folder: Path, loop_start: pd.Timestamp) -> pd.DataFrame:
 
 def compare(out: Path, mode: str, ceiling: dict, loop_start: pd.Timestamp, seed: int) -> pd.DataFrame:
     """Per month and service (and the whole loop), ``versus_ceiling`` of one mode's served decisions."""
-    from serving.backtest_report import truth_of
+    from serving.offline.backtest_report import truth_of
 
     made = served_decisions(out / mode, loop_start)
     rows = []

@@ -7,7 +7,7 @@ One marketplace (``--buyers`` x ``--months``, seed ``--seed``) is simulated with
 with each kind of shift from ``--shift-month`` (``simulator.shifts``). A champion is trained on the
 unshifted export (``training/train.py``: the reference is the run's ``monitor/reference.json``).
 On each export, the days from ``--days-before`` before the shift to the export's end are replayed
-through the decision path into a SQLite decision log (``serving.backtest.replay``, the service's
+through the decision path into a SQLite decision log (``serving.offline.backtest.replay``, the service's
 handler and ledger rules), and the monitor judges each day (``serving.monitor.run.monitor_day``:
 the snapshot of that day for a sample of buyers, the log read as it was at the day's end). Alerts
 are the rules' (``serving.monitor.rules.firing``: a rule with ``runs: 2`` raises on the second
@@ -33,12 +33,12 @@ import pandas as pd
 from features.build import build_signals, make_spine
 from features.io import load_tables
 from features.registry import get as get_signal
-from serving.backtest import daily_signals, day_lives, replay, window_events
 from serving.config import ServingConfig, default_policy_path
-from serving.engine import make_engine
-from serving.ledger import Ledger
+from serving.ledger.engine import make_engine
+from serving.ledger.store import Ledger
 from serving.monitor.rules import firing
 from serving.monitor.run import WINDOW_DAYS, load_reference, monitor_day
+from serving.offline.backtest import daily_signals, day_lives, replay, window_events
 from serving.policy import load_policy
 from simulator.shifts import KINDS
 

@@ -3,7 +3,7 @@
     python bench/bench_policy_ceiling.py                     # the champion on data/market
     python bench/bench_policy_ceiling.py --data DIR --model-uri models:/buyer-trust-rating/3
 
-Runs the whole-policy search of a training run (``serving.policy_search``: allowances and caps per
+Runs the whole-policy search of a training run (``serving.offline.policy_search``: allowances and caps per
 star, every limit of the policy, the upper 95% bound of the loss per unit at the legacy rule's) on
 the validation window's presales three times, priced by: the champion's presale head; a model of
 the same inputs *trained on the truth's probabilities* (``bench/bench_ceiling.py``'s ceiling, ``bench.ceiling``: the
@@ -30,12 +30,12 @@ import pandas as pd
 import yaml
 
 from features.io import export_time, load_tables
-from serving.backtest import daily_signals, day_lives, decide_priced, judged, price, window_events
-from serving.backtest_report import legacy, summarise, truth_of
 from serving.config import load_config
 from serving.live import load_model
+from serving.offline.backtest import daily_signals, day_lives, decide_priced, judged, price, window_events
+from serving.offline.backtest_report import legacy, summarise, truth_of
+from serving.offline.policy_search import legacy_targets, search, without_exploration
 from serving.policy import PRESALE, parse_policy
-from serving.policy_search import legacy_targets, search, without_exploration
 from training.policy.backtest import judge_window, search_window
 from training.progress import Progress
 from training.run import BASE_POLICY

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README demo as a new user meets it: clone this repository's HEAD into a temporary folder, make a
 # new virtualenv, run the README's first command exactly as written, and print how long it took until
-# the first `curl` call that `serving.demo` prints got an answer (retried every 0.2 s).
+# the first `curl` call that `serving.http.demo` prints got an answer (retried every 0.2 s).
 #
 #     bash bench/bench_readme.sh             # pip's cache as it is
 #     PIP_NO_CACHE_DIR=1 bash bench/bench_readme.sh   # as on a new machine: every wheel downloaded

@@ -44,7 +44,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def sample_signals(args, names: list[str], rng: np.random.Generator) -> np.ndarray:
     """An (n, n_signals) float32 matrix in model order, from a snapshot or built from raw data."""
     if args.snapshot is not None:
-        from serving.snapshot import FileSnapshot
+        from serving.publish.snapshot import FileSnapshot
 
         snap = FileSnapshot.load(args.snapshot)
         position = {n: j for j, n in enumerate(snap.meta.signal_names)}

@@ -33,13 +33,20 @@ import numpy as np
 import pandas as pd
 
 from features.io import load_tables
-from serving.auth import SCOPES, key_entry, new_key
-from serving.backtest import backtest, daily_signals, decision_row, judged, served_replay, window_events
-from serving.backtest_report import legacy, render, report
 from serving.config import load_config
+from serving.http.auth import SCOPES, key_entry, new_key
 from serving.live import load_model
+from serving.offline.backtest import (
+    backtest,
+    daily_signals,
+    decision_row,
+    judged,
+    served_replay,
+    window_events,
+)
+from serving.offline.backtest_report import legacy, render, report
 from serving.policy import PRESALE, load_policy
-from serving.snapshot import FileWriter
+from serving.publish.snapshot import FileWriter
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,8 +84,8 @@ def start_server(env: dict[str, str], workdir: Path) -> tuple[subprocess.Popen, 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "gunicorn", "-c", "python:serving.gunicorn_conf", "-w", "1"]
-    cmd += ["-b", f"127.0.0.1:{port}", "--log-level", "warning", "serving.app:create_app()"]
+    cmd = [sys.executable, "-m", "gunicorn", "-c", "python:serving.http.gunicorn_conf", "-w", "1"]
+    cmd += ["-b", f"127.0.0.1:{port}", "--log-level", "warning", "serving.http.app:create_app()"]
     log = open(workdir / "gunicorn.log", "w")  # noqa: SIM115 - closed with the process
     proc = subprocess.Popen(
         cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True

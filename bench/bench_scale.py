@@ -123,7 +123,7 @@ def publish_step(job: dict, client) -> None:
     """The publish step: ``job["data"]``'s snapshot as of its export time, with the exact reasons of
     the model at ``job["model"]``, written to ``job["out"]`` (on ``client``, or in-process)."""
     from features import io
-    from serving import publish
+    from serving.publish import run as publish
 
     args = publish.parse_args(["--data", job["data"], "--model-uri", job["model"], "--out", job["out"]])
     names, _, rating = publish.load_signals_source(args)
@@ -149,7 +149,7 @@ def train_step(job: dict, client) -> None:
 def bench_demo(tmp: Path) -> dict:
     """The README's demo commands in an empty folder, as a new user runs them after ``pip install``:
     ``python training/train.py`` (simulates the default marketplace), ``python -m serving.publish
-    --data data/market``, then ``python -m serving.demo`` until its first example decision is
+    --data data/market``, then ``python -m serving.http.demo`` until its first example decision is
     answered. Returns each command's wall time and peak memory (its process tree's, see
     ``_tree_peak_mib``, or its largest process's RSS from ``wait4`` if higher) and the
     seconds from the demo server's start to that answer."""
@@ -180,7 +180,7 @@ def bench_demo(tmp: Path) -> dict:
         )
     started = time.monotonic()
     server = subprocess.Popen(
-        [sys.executable, "-m", "serving.demo", "--port", "8799"],
+        [sys.executable, "-m", "serving.http.demo", "--port", "8799"],
         cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )  # fmt: skip
     try:

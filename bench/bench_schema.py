@@ -66,9 +66,9 @@ def serve(root: Path) -> tuple[object, str]:
 
     from bench.tiny import save_tiny_rating, synthetic_dataset
     from features.registry import signal_names
-    from serving.app import create_app
-    from serving.auth import SCOPES, key_entry
-    from serving.snapshot import FileWriter
+    from serving.http.app import create_app
+    from serving.http.auth import SCOPES, key_entry
+    from serving.publish.snapshot import FileWriter
 
     names = [n for n in signal_names() if n not in POLICY_SIGNALS][:8] + POLICY_SIGNALS
     with warnings.catch_warnings():  # MLflow's hints about saving a pyfunc

@@ -7,8 +7,8 @@ rounds so that a noisy neighbour hits every target alike; figures are medians ov
 
     (a) parse-only: a Flask endpoint that decodes the JSON body and answers (the floor any
         Flask service pays), under the same gunicorn settings as (b),
-    (b) the per-request decision path, ``POST /v1/decisions`` of ``serving.app:create_app()``
-        under ``gunicorn -c python:serving.gunicorn_conf`` (gevent workers): key check, strict
+    (b) the per-request decision path, ``POST /v1/decisions`` of ``serving.http.app:create_app()``
+        under ``gunicorn -c python:serving.http.gunicorn_conf`` (gevent workers): key check, strict
         body, validation, snapshot lookup, the service head scored with the request's own
         context and its exact TreeSHAP reasons, policy, one ledger transaction (SQLite WAL,
         ``synchronous=FULL``, the default: an fsync per decision inside the write lock),
@@ -83,7 +83,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--worker-class",
         default=None,
-        help="override the production worker class of serving/gunicorn_conf.py (gevent), e.g. sync",
+        help="override the production worker class of serving/http/gunicorn_conf.py (gevent), e.g. sync",
     )
     p.add_argument("--synchronous", default="FULL", help="SERVING_SQLITE_SYNCHRONOUS for (b) (default FULL)")
     p.add_argument(
@@ -178,7 +178,7 @@ def build_targets(args, workdir: Path, envs: dict[str, dict], snapshot, names: l
             "b decisions",
             Server(
                 "decisions",
-                gunicorn("serving.app:create_app()", ports[1], args.workers, args.worker_class),
+                gunicorn("serving.http.app:create_app()", ports[1], args.workers, args.worker_class),
                 env,
                 ports[1],
                 "/readyz",
@@ -195,7 +195,7 @@ def build_targets(args, workdir: Path, envs: dict[str, dict], snapshot, names: l
                 f"b' {args.group_synchronous.lower()}",
                 Server(
                     "decisions-group",
-                    gunicorn("serving.app:create_app()", ports[4], args.workers, args.worker_class),
+                    gunicorn("serving.http.app:create_app()", ports[4], args.workers, args.worker_class),
                     group_env,
                     ports[4],
                     "/readyz",
@@ -212,7 +212,7 @@ def build_targets(args, workdir: Path, envs: dict[str, dict], snapshot, names: l
                 "d per-request",
                 Server(
                     "decisions-redis",
-                    gunicorn("serving.app:create_app()", ports[3], args.workers, args.worker_class),
+                    gunicorn("serving.http.app:create_app()", ports[3], args.workers, args.worker_class),
                     redis_env,
                     ports[3],
                     "/readyz",
@@ -267,8 +267,8 @@ def main(argv=None) -> int:
     import mlflow
 
     from rating.artifact import load_rating
-    from serving.auth import SCOPES, demo_keys
-    from serving.snapshot import FileSnapshot
+    from serving.http.auth import SCOPES, demo_keys
+    from serving.publish.snapshot import FileSnapshot
 
     api_key, keys = demo_keys(SCOPES)
     snapshot = FileSnapshot.load(snapshot_path)
@@ -279,7 +279,7 @@ def main(argv=None) -> int:
     print(
         f"load average at start {tuple(round(x, 2) for x in load_at_start)}; {os.cpu_count()} cores; "
         f"model {model_uri}; {len(names)} signals; {snapshot.meta.n_buyers} buyers; "
-        f"workers {args.workers} x {args.worker_class or 'gevent (serving/gunicorn_conf.py)'}; "
+        f"workers {args.workers} x {args.worker_class or 'gevent (serving/http/gunicorn_conf.py)'}; "
         f"SQLite synchronous={args.synchronous}; {args.rounds} rounds",
         flush=True,
     )

@@ -70,7 +70,7 @@ def synthetic_setup(workdir: Path, n_buyers: int, rounds: int = 300) -> tuple[st
     the champion's size) so the serving cost is representative before the trained champion exists.
     """
     from features.registry import signal_names
-    from serving.snapshot import FileWriter
+    from serving.publish.snapshot import FileWriter
     from training.model import DEFAULT_PARAMS, Dataset, fit_rating
     from training.package import save_rating
 

@@ -13,7 +13,7 @@ output in shard order):
    Arrow part into the staging folder (temporary name, renamed when complete).
 
 Steps 1-2 and the per-shard build are :func:`map_parts`; what a shard's task does with its
-signals is a parameter (:func:`build_parts` stages Arrow parts; ``serving.publish_cluster``
+signals is a parameter (:func:`build_parts` stages Arrow parts; ``serving.publish.distributed``
 writes the online snapshot's partition). :func:`map_shards` is steps 1-2 with a per-shard task that
 loads its shard itself (``training.on_cluster``: training's assembly samples buyers and builds
 its own spine).

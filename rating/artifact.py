@@ -11,8 +11,10 @@ can serve it; the decision service loads the same artifact with ``load_rating`` 
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import lightgbm as lgb
 import mlflow.pyfunc
@@ -21,11 +23,23 @@ import pandas as pd
 
 from features.hard_facts import CAPPED_MAX_STAR, FLOOR_STAR, HARD_FACTS
 from rating.calibrate import Calibration
-from rating.heads import ServiceHead
+from rating.heads import RowRisk, ServiceHead
 from rating.reasons import Reason, ReasonCatalogue, ReasonTable, reason_points, top_k, top_reasons
 from rating.scale import SCORE_MIN, ScoreScale, p_to_score, score_to_star, validate_cuts
 
 BOOSTER_ARTIFACT = "booster"
+
+
+@dataclass(frozen=True)
+class RowRating:
+    """One buyer rated: ``p_bad``, ``score``, ``star``, the hard facts capping the star (``caps``) and
+    the reasons, largest first (the caps among them first)."""
+
+    p_bad: float
+    score: int
+    star: int
+    caps: tuple[Reason, ...] = ()
+    reasons: tuple[Reason, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -250,6 +264,62 @@ class RatingModel(mlflow.pyfunc.PythonModel):
             Reason(*self.reason_entry(j), float(v)) for j, v in zip(index[0], value[0], strict=True) if j >= 0
         ]
         return (caps + found)[:k]
+
+    def rate_row(
+        self,
+        x: np.ndarray,
+        k: int = 4,
+        scores: tuple[float, int, int, bool] | None = None,
+        stored: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> RowRating:
+        """One buyer's rating, everything a decision reads of it in one call.
+
+        Args:
+            x: The buyer's signals in model order (NaN: missing).
+            k: Reasons at most (0: none).
+            scores: ``(p_bad, score, star, capped)`` of ``x`` when already scored (a snapshot scored
+                as it loaded): the booster is not run again.
+            stored: ``(index, value)``, the row's top reasons computed in the batch (``reason_points``
+                columns, -1 pads), used instead of the lookup table.
+
+        Returns:
+            The rating; its reasons as ``reasons`` gives them (the caps, then the reasons), or
+            from ``stored``.
+        """
+        if scores is None:
+            result = self.score(x[None, :])
+            scores = (float(result.p_bad[0]), int(result.score[0]), int(result.star[0]), True)
+        p_bad, score, star, capped = scores
+        caps = tuple(self.cap_reasons(x)) if capped else ()
+        if k == 0:
+            reasons: tuple[Reason, ...] = ()
+        elif stored is None:
+            reasons = tuple(self.reasons(x, k=k))
+        else:
+            found = list(caps)  # a hard fact that caps the star comes first (as in ``reasons``)
+            for j, value in zip(stored[0][:k].tolist(), stored[1][:k].tolist(), strict=True):
+                if j < 0:
+                    break
+                found.append(Reason(*self.reason_entry(j), value))
+            reasons = tuple(found[:k])
+        return RowRating(p_bad=p_bad, score=score, star=star, caps=caps, reasons=reasons)
+
+    def service_risk(
+        self,
+        service: str,
+        x: np.ndarray,
+        opportunity: Mapping[str, Any],
+        k: int = 4,
+        texts: Mapping[str, str] | None = None,
+        caps: Sequence[Reason] = (),
+    ) -> RowRisk | None:
+        """``ServiceHead.risk`` of ``service``'s head on one opportunity (None: no head for it); the
+        volume of activity is never a reason (``never_reasons``)."""
+        head = self.heads.get(service)
+        if head is None:
+            return None
+        never = self.never_reasons() if k else frozenset()
+        return head.risk(np.asarray(x, np.float64), opportunity, k, texts, never, caps)
 
     def frame_to_matrix(self, frame: pd.DataFrame) -> np.ndarray:
         """Signal columns of ``frame`` in model order; raises ``ValueError`` naming missing signals."""

@@ -8,6 +8,9 @@ the contract's lists (unknown: -1, which LightGBM treats as missing for a catego
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 from numpy.typing import ArrayLike
 
@@ -118,3 +121,10 @@ def refund_context(
             np.asarray(order_age_days, np.float64),
         ]
     ).astype(np.float64)
+
+
+def context_row(fields: Mapping[str, Any]) -> np.ndarray:
+    """One opportunity's context (1 x the head's context columns) from its fields, one value each:
+    ``presale_context``'s arguments for a presale (``deposit`` among them), else ``refund_context``'s."""
+    build = presale_context if "deposit" in fields else refund_context
+    return build(**{name: [value] for name, value in fields.items()})

@@ -25,14 +25,28 @@ fast path (``rating.single_row``), set up on first use and never pickled; many r
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import lightgbm as lgb
 import numpy as np
 
+from rating.context import context_row
+from rating.reasons import Reason, top_reasons
 from rating.single_row import SingleRowPredictor
 
 UPLIFT = "moral_hazard"  # the uplift's name among a head's reasons
+
+
+@dataclass(frozen=True)
+class RowRisk:
+    """One opportunity priced by its head: the probability of a loss if approved and its reasons
+    (the hard facts capping the buyer first, then the inputs that raised the log-odds most)."""
+
+    p_loss: float
+    reasons: tuple[Reason, ...] = ()
 
 
 def flat_below(proxy_logit: np.ndarray, knot: float | None) -> np.ndarray:
@@ -230,6 +244,37 @@ class ServiceHead:
             normal = float(predictors["normal"](x[len(self.signal_names) :])[0])
             logit = float(self._less_normal(logit, normal))
         return logit, contrib, names
+
+    def risk(
+        self,
+        signals: np.ndarray,
+        opportunity: Mapping[str, Any],
+        k: int = 4,
+        texts: Mapping[str, str] | None = None,
+        never: frozenset[str] = frozenset(),
+        caps: Sequence[Reason] = (),
+    ) -> RowRisk:
+        """One opportunity's probability of a loss if approved and its reasons, in one pass.
+
+        Args:
+            signals: The buyer's ``len(signal_names)`` signals (NaN: missing).
+            opportunity: The opportunity's context fields (``rating.context.context_row``).
+            k: Reasons at most; 0 skips the attribution (the single-row log-odds alone).
+            texts: Buyer-facing text of each input (signals, context, ``UPLIFT``); a name without
+                one is its own text.
+            never: Inputs that are never a reason (the volume of activity).
+            caps: The hard facts capping the buyer's star: the first reasons, as given.
+
+        Returns:
+            ``p_loss`` (the sigmoid of ``explain``'s log-odds) and up to ``k`` reasons.
+        """
+        context = context_row(opportunity)
+        if k == 0:
+            return RowRisk(1.0 / (1.0 + math.exp(-self.row_logit(signals, context))))
+        logit, contrib, names = self.explain(signals, context)  # one pass of exact TreeSHAP
+        contrib = np.where([n in never for n in names], -np.inf, contrib)
+        found = top_reasons(contrib, names, texts or {}, k)
+        return RowRisk(1.0 / (1.0 + math.exp(-logit)), tuple([*caps, *found][:k]))
 
     def probability(self, signals: np.ndarray, context: np.ndarray) -> np.ndarray:
         """Probability of a loss if approved, per row."""

@@ -11,7 +11,7 @@
 Both key commands read the server secret from ``SERVING_API_KEY_SECRET``. Production runs
 gunicorn instead::
 
-    gunicorn -c python:serving.gunicorn_conf "serving.app:create_app()"
+    gunicorn -c python:serving.http.gunicorn_conf "serving.http.app:create_app()"
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import argparse
 import os
 import sys
 
-from serving.auth import MIN_SECRET_CHARS, SCOPES, key_entry, new_key
+from serving.http.auth import MIN_SECRET_CHARS, SCOPES, key_entry, new_key
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -36,8 +36,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     key.add_argument("--scopes", default="decide", help=scopes_help)
     new = sub.add_parser("new-key", help="print a new random key, then its SERVING_API_KEYS entry")
     new.add_argument("--scopes", default="decide", help=scopes_help)
-    from serving import backtest, policy_search, retention
+    from serving.ledger import retention
     from serving.monitor import run as monitor
+    from serving.offline import backtest, policy_search
 
     retention.add_arguments(
         sub.add_parser(
@@ -61,11 +62,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.command == "retention":
-        from serving.retention import main as retention
+        from serving.ledger.retention import main as retention
 
         return retention(args)
     if args.command == "backtest":
-        from serving.backtest import run
+        from serving.offline.backtest import run
 
         return run(args)
     if args.command == "monitor":
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return run(args)
     if args.command == "propose":
-        from serving.policy_search import run
+        from serving.offline.policy_search import run
 
         return run(args)
     if args.command in ("hash-key", "new-key"):
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             print(key)
         print(entry)
         return 0
-    from serving.app import create_app
+    from serving.http.app import create_app
 
     create_app().run(host=args.host, port=args.port, debug=False, use_reloader=False)
     return 0

@@ -4,7 +4,7 @@ Values come from (lowest to highest precedence) the defaults below, ``SERVING_*`
 environment variables (plus ``MLFLOW_TRACKING_URI``) and an explicit mapping passed to
 ``load_config``. Unknown keys, whether in the mapping or as a ``SERVING_*`` variable, are
 errors. API keys are never stored in clear: the config holds their HMAC-SHA256 digests under
-a server secret, with their scopes (``serving.auth``; ``python -m serving new-key`` makes one).
+a server secret, with their scopes (``serving.http.auth``; ``python -m serving new-key`` makes one).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from serving.auth import MIN_SECRET_CHARS, parse_entry
+from serving.http.auth import MIN_SECRET_CHARS, parse_entry
 
 ENV_PREFIX = "SERVING_"
 
@@ -42,7 +42,7 @@ class ServingConfig:
         redis_prefix: Key prefix of the Redis snapshot.
         policy_path: Path of the policy YAML file.
         api_keys: Accepted ``X-API-Key`` values as ``<hmac-sha256 hex>:<scope>[+<scope>...]``
-            entries (``serving.auth``).
+            entries (``serving.http.auth``).
         api_key_secret: Server secret the key digests are made with (from the environment,
             ``SERVING_API_KEY_SECRET``; at least 16 characters when keys are configured).
         watch_interval_s: Seconds between checks for a changed policy file, snapshot
@@ -57,7 +57,7 @@ class ServingConfig:
             acknowledged decision survives power loss), ``GROUP`` (as durable for acknowledged
             decisions; the fsync runs after the commit, outside the write lock, shared by
             concurrent decisions) or ``NORMAL`` (a decision survives a process crash; the
-            last ones may be lost on power loss). See ``serving.engine``. PostgreSQL is
+            last ones may be lost on power loss). See ``serving.ledger.engine``. PostgreSQL is
             unaffected.
         max_snapshot_age_s: Oldest online snapshot the service decides on, in seconds since
             it was published (default 36 h; 0: no limit). Past it ``/readyz`` fails and

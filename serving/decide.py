@@ -13,13 +13,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
+from serving.ledger.positions import Usage, closed_text, to_hold
 from serving.money import fmt, from_minor
 from serving.policy import FAST_REFUND, PRESALE, Policy, SignalRule
-from serving.positions import Position, closed_text, to_hold
+from serving.schema import DecisionRequest, Order, Refund
 
 APPROVE = "approve"
 DECLINE = "decline"
@@ -51,61 +51,6 @@ class Finding:
     code: str
     text: str
     contribution: float | None = None
-
-
-@dataclass(frozen=True)
-class Order:
-    """A presale order asking to ship before the balance is paid (amounts in minor units)."""
-
-    order_id: int
-    amount: int
-    currency: str
-    category: str
-    deposit_amount: int
-    balance_due_at: datetime
-
-    @property
-    def balance(self) -> int:
-        """The unpaid balance (minor units): what the merchant risks by shipping now."""
-        return max(self.amount - self.deposit_amount, 0)
-
-
-@dataclass(frozen=True)
-class Refund:
-    """A refund request asking to be paid before the goods come back (amount in minor units)."""
-
-    refund_id: int
-    order_id: int
-    amount: int
-    currency: str
-    reason: str
-    kind: str
-    evidence_photos: int
-    order_amount: int
-    category: str
-    ordered_at: datetime
-
-
-@dataclass(frozen=True)
-class DecisionRequest:
-    """One validated call to ``POST /v1/decisions``; exactly one of ``order``/``refund`` is set."""
-
-    service: str
-    request_id: str
-    buyer_id: int
-    order: Order | None = None
-    refund: Refund | None = None
-
-    @property
-    def ref_id(self) -> int:
-        """The order id (presale) or refund id (fast refund) the decision is about."""
-        return self.order.order_id if self.order is not None else self.refund.refund_id
-
-    @property
-    def at_risk(self) -> int:
-        """What an approval holds in the ledger (minor units): the balance, or the refund amount; an
-        expected-loss allowance is a share of it."""
-        return self.order.balance if self.order is not None else self.refund.amount
 
 
 @dataclass(frozen=True)
@@ -146,27 +91,6 @@ class HeadRisk:
     p_loss: float
     expected_loss: int
     reasons: tuple[Finding, ...] = ()
-
-
-@dataclass(frozen=True)
-class Usage:
-    """The buyer's live state from the ledger.
-
-    Attributes:
-        exposure: Outstanding ship-before-balance balances of the buyer's other orders (minor units).
-        refund_count: The buyer's other fast refunds granted in the quota window.
-        refund_amount: Their amount (minor units).
-        position: The ledger's position of the order or refund being decided (None: none yet):
-            a repeat decision holds only the balance still unpaid, and a settled one declines.
-        explored_loss: Expected loss of the service's explored approvals this calendar month
-            (minor units), against the exploration budget.
-    """
-
-    exposure: int = 0
-    refund_count: int = 0
-    refund_amount: int = 0
-    position: Position | None = None
-    explored_loss: int = 0
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """One decision end to end: validate, rate, lock, decide, log. No HTTP here.
 
-The HTTP layer (``serving.api``) only decodes the body, calls ``handle_decision`` and
+The HTTP layer (``serving.http.api``) only decodes the body, calls ``handle_decision`` and
 serialises what it returns. Every failure past validation becomes a decline with reason
 ``risk_service_degraded`` (logged, counted), never an exception, so checkout proceeds the
 normal way.
@@ -17,13 +17,16 @@ from datetime import datetime
 from typing import Any
 
 from serving.config import ServingConfig
-from serving.decide import DEGRADED, BuyerRating, Decision, DecisionRequest, HeadRisk, decide, decline_unrated
-from serving.idempotency import Refusal, fingerprint, key_reused
-from serving.ledger import DuplicateRequest, Ledger, utcnow
+from serving.decide import DEGRADED, BuyerRating, Decision, HeadRisk, decide, decline_unrated
+from serving.http.metrics import Metrics
+from serving.ledger.idempotency import Refusal, fingerprint, key_reused
+from serving.ledger.positions import Usage
+from serving.ledger.store import DuplicateRequest, Ledger, utcnow
+from serving.ledger.tables import DecisionRow
 from serving.live import Live, Unrated
-from serving.metrics import Metrics
 from serving.money import from_minor, json_text
-from serving.schema import parse_decision, parse_outcome
+from serving.policy import Policy
+from serving.schema import DecisionRequest, parse_decision, parse_outcome
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +116,55 @@ def _rate(live: Live, buyer_id: int) -> tuple[BuyerRating | None, Unrated | None
         return None, Unrated(DEGRADED, f"scoring failed: {type(exc).__name__}")
 
 
+@dataclass(frozen=True)
+class Priced:
+    """A request rated and priced: what neither the policy nor the ledger changes.
+
+    Attributes:
+        request: The validated request.
+        rating: The buyer's rating (None: the buyer could not be rated, ``unrated`` says why).
+        unrated: Why there is no rating (``thin_file`` or ``risk_service_degraded``), else None.
+        head: The service head's view of this opportunity (None: unrated, or no head).
+    """
+
+    request: DecisionRequest
+    rating: BuyerRating | None
+    unrated: Unrated | None
+    head: HeadRisk | None
+
+    def decide(self, policy: Policy, usage: Usage) -> Decision:
+        """The decision under ``policy`` with the buyer's live ``usage`` (``serving.decide.decide``),
+        or the decline of a buyer who could not be rated."""
+        if self.rating is None:
+            return decline_unrated(self.unrated.code, self.unrated.text)
+        return decide(self.request, self.rating, policy, usage, self.head)
+
+
+def assess(request: DecisionRequest, live: Live, now: datetime) -> Priced:
+    """Rate the buyer and price the opportunity, once per decision: the handler, the demo, the
+    backtest and the benches all decide from this.
+
+    Never raises: a model, snapshot or head failure is an unrated ``risk_service_degraded`` (logged).
+
+    Args:
+        request: The validated request.
+        live: The model, policy and snapshot in force (its ``max_reasons`` says how many reasons).
+        now: The decision's time (naive UTC): the head's context reads it.
+    """
+    rating, unrated = _rate(live, request.buyer_id)
+    head = None
+    if rating is not None:
+        try:
+            head = live.head_risk(request, rating, now)
+        except Exception as exc:  # noqa: BLE001 - a scoring failure degrades, it never raises
+            log.exception("request %s: head scoring failed", request.request_id)
+            rating, unrated = (
+                None,
+                Unrated(DEGRADED, f"head scoring failed: {type(exc).__name__}", cause="head"),
+            )
+    return Priced(request, rating, unrated, head)
+
+
 def handle_decision(
     body: Any,
     live: Live,
@@ -132,7 +184,7 @@ def handle_decision(
         config: The service configuration (amount limit).
         metrics: Where to count decisions.
         started: ``time.perf_counter()`` when the request arrived (for the logged latency).
-        key_id: The calling API key's id (``serving.idempotency.key_id``): request ids are scoped to it.
+        key_id: The calling API key's id (``serving.ledger.idempotency.key_id``): request ids are scoped to it.
         now: The decision's time (naive UTC; default: the clock). The backtest replays history with it.
 
     Returns:
@@ -148,17 +200,8 @@ def handle_decision(
     request = parse_decision(body, config.max_amount, policy.currency, policy.decimals)
     request_fingerprint = fingerprint(request, leave_out=("request_id",))
     created = now or utcnow()
-    rating, unrated = _rate(live, request.buyer_id)
-    head = None
-    if rating is not None:
-        try:
-            head = live.head_risk(request, rating, created)
-        except Exception as exc:  # noqa: BLE001 - a scoring failure degrades, it never raises
-            log.exception("request %s: head scoring failed", request.request_id)
-            rating, unrated = (
-                None,
-                Unrated(DEGRADED, f"head scoring failed: {type(exc).__name__}", cause="head"),
-            )
+    priced = assess(request, live, created)
+    rating, unrated, head = priced.rating, priced.unrated, priced.head
     if unrated is not None and unrated.code == DEGRADED:
         log.warning("request %s declined degraded: %s", request.request_id, unrated.text)
     inputs = json_text(body)  # everything that needs no lock happens before it
@@ -170,38 +213,33 @@ def handle_decision(
             )
             if stored is not None:
                 return _replay(stored, stored_fingerprint, request_fingerprint)
-            if rating is None:
-                decision = decline_unrated(unrated.code, unrated.text)
-            else:
-                decision = decide(request, rating, policy, usage, head)
+            decision = priced.decide(policy, usage)
             out = respond(request, decision, rating, live, decision_id, head)
             text = json.dumps(out, separators=(",", ":"))
-            tx.record(
-                {
-                    "decision_id": decision_id,
-                    "key_id": key_id,
-                    "request_id": request.request_id,
-                    "fingerprint": request_fingerprint,
-                    "created_at": created,
-                    "service": request.service,
-                    "buyer_id": request.buyer_id,
-                    "ref_id": request.ref_id,
-                    "decision": decision.decision,
-                    "star": out["star"],
-                    "score": out["score"],
-                    "p_bad": out["p_bad"],
-                    "requested_minor": request.at_risk,
-                    "reserved_minor": decision.reserve,
-                    "model_version": live.model_version,
-                    "policy_version": policy.version,
-                    "latency_ms": round((time.perf_counter() - started) * 1000, 3),
-                    "propensity": decision.propensity,
-                    "explored_minor": decision.explored_loss,
-                    "inputs": inputs,
-                    "outputs": text,
-                },
-                decision.reserve,
+            row = DecisionRow(
+                decision_id=decision_id,
+                key_id=key_id,
+                request_id=request.request_id,
+                fingerprint=request_fingerprint,
+                created_at=created,
+                service=request.service,
+                buyer_id=request.buyer_id,
+                ref_id=request.ref_id,
+                decision=decision.decision,
+                star=out["star"],
+                score=out["score"],
+                p_bad=out["p_bad"],
+                requested_minor=request.at_risk,
+                reserved_minor=decision.reserve,
+                model_version=live.model_version,
+                policy_version=policy.version,
+                latency_ms=round((time.perf_counter() - started) * 1000, 3),
+                propensity=decision.propensity,
+                explored_minor=decision.explored_loss,
+                inputs=inputs,
+                outputs=text,
             )
+            tx.record(row, decision.reserve)
     except Refusal:
         raise
     except DuplicateRequest:  # the same request_id committed concurrently (under another buyer's lock)

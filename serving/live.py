@@ -14,7 +14,6 @@ With Redis each request fetches the buyer's row and scores it.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 from dataclasses import dataclass, field, replace
@@ -24,14 +23,14 @@ from typing import Any
 
 import numpy as np
 
-from rating.context import CONTEXT_TEXT, UPLIFT_TEXT, presale_context, refund_context
+from rating.context import CONTEXT_TEXT, UPLIFT_TEXT, context_row
 from rating.heads import UPLIFT
-from rating.reasons import top_reasons
 from serving.config import ServingConfig
-from serving.decide import DEGRADED, THIN_FILE, BuyerRating, DecisionRequest, Finding, HeadRisk
+from serving.decide import DEGRADED, THIN_FILE, BuyerRating, Finding, HeadRisk
 from serving.policy import Policy, check_signals, load_policy
-from serving.reasons import lookup_reasons, model_identity
-from serving.snapshot import FileSnapshot, RedisSnapshot, SnapshotError, is_redis, load_snapshot
+from serving.publish.batch_reasons import lookup_reasons, model_identity
+from serving.publish.snapshot import FileSnapshot, RedisSnapshot, SnapshotError, is_redis, load_snapshot
+from serving.schema import DecisionRequest
 
 log = logging.getLogger(__name__)
 SCORE_CHUNK = 20_000
@@ -131,29 +130,6 @@ class Live:
     def _signals(self, x: np.ndarray) -> dict[str, float]:
         return {name: float(x[j]) for name, j in self.rule_columns.items()}
 
-    def _reasons(self, x: np.ndarray) -> tuple[Finding, ...]:
-        k = self.policy.max_reasons
-        if k == 0:
-            return ()
-        return tuple(Finding(r.code, r.text, r.contribution) for r in self.rating.model.reasons(x, k=k))
-
-    def _caps(self, x: np.ndarray) -> tuple[Finding, ...]:
-        """The hard facts capping this buyer's star, as reasons (contribution: infinite)."""
-        return tuple(Finding(r.code, r.text, r.contribution) for r in self.rating.model.cap_reasons(x))
-
-    def _stored_reasons(self, pos: int, caps: tuple[Finding, ...]) -> tuple[Finding, ...]:
-        model = self.rating.model
-        out = list(caps)  # a hard fact that caps the star comes first (as in RatingModel.reasons)
-        for j, value in zip(
-            self.scored.reason_index[pos, : self.policy.max_reasons].tolist(),
-            self.scored.reason_value[pos, : self.policy.max_reasons].tolist(),
-            strict=True,
-        ):
-            if j < 0:
-                break
-            out.append(Finding(*model.reason_entry(j), value))
-        return tuple(out[: self.policy.max_reasons])
-
     def rate(self, buyer_id: int) -> BuyerRating:
         """Star, score, reasons and rule signals of one buyer.
 
@@ -173,71 +149,63 @@ class Live:
             pos = self.snapshot.index.get(buyer_id)
             if pos is None:
                 raise Unrated(THIN_FILE, "no signals for this buyer (new or inactive account)")
-            x = self.scored.matrix[pos]
-            caps = self._caps(x) if self.scored.capped[pos] else ()
-            return BuyerRating(
-                star=int(self.scored.star[pos]),
-                score=int(self.scored.score[pos]),
-                p_bad=float(self.scored.p_bad[pos]),
-                reasons=self._stored_reasons(pos, caps)
-                if self.scored.reason_index is not None
-                else self._reasons(x),
-                signals=self._signals(x),
-                as_of=as_of,
-                row=x,
-                caps=caps,
-            )
-        try:
-            row = self.snapshot.row(buyer_id)
-        except SnapshotError as exc:
-            raise Unrated(DEGRADED, f"online signals unavailable: {exc}") from exc
-        if row is None:
-            raise Unrated(THIN_FILE, "no signals for this buyer (new or inactive account)")
-        x = row if self.columns is None else row[self.columns]
-        result = self.rating.model.score(x[None, :])
+            s = self.scored
+            x = s.matrix[pos]
+            scores = (float(s.p_bad[pos]), int(s.score[pos]), int(s.star[pos]), bool(s.capped[pos]))
+            stored = None if s.reason_index is None else (s.reason_index[pos], s.reason_value[pos])
+        else:
+            try:
+                row = self.snapshot.row(buyer_id)
+            except SnapshotError as exc:
+                raise Unrated(DEGRADED, f"online signals unavailable: {exc}") from exc
+            if row is None:
+                raise Unrated(THIN_FILE, "no signals for this buyer (new or inactive account)")
+            x = row if self.columns is None else row[self.columns]
+            scores = stored = None
+        rated = self.rating.model.rate_row(x, self.policy.max_reasons, scores, stored)
         return BuyerRating(
-            star=int(result.star[0]),
-            score=int(result.score[0]),
-            p_bad=float(result.p_bad[0]),
-            reasons=self._reasons(x),
+            star=rated.star,
+            score=rated.score,
+            p_bad=rated.p_bad,
+            reasons=_findings(rated.reasons),
             signals=self._signals(x),
             as_of=as_of,
             row=x,
-            caps=self._caps(x),
+            caps=_findings(rated.caps),
         )
 
     def head_risk(self, request: DecisionRequest, rating: BuyerRating, now: datetime) -> HeadRisk | None:
         """The service head's probability and expected loss for this opportunity (None: no head).
 
-        The context comes from the request (``rating.context``, the functions training uses); the
-        reasons are the hard facts capping the buyer, then the signals and context that raised the
-        head's log-odds most (exact TreeSHAP of one row), then the moral-hazard uplift if positive.
+        The context comes from the request (``opportunity``, read by ``rating.context`` as training
+        reads it); the reasons are the hard facts capping the buyer, then the signals and context
+        that raised the head's log-odds most (exact TreeSHAP of one row), then the moral-hazard
+        uplift if positive (``RatingModel.service_risk``).
         """
-        head = self.rating.model.heads.get(request.service)
-        if head is None or rating.row is None:
+        if rating.row is None:
             return None
-        x = np.asarray(rating.row, np.float64)
-        ctx = request_context(request, now, self.policy.decimals)
-        k = self.policy.max_reasons
-        if k == 0:
-            p, reasons = 1.0 / (1.0 + math.exp(-head.row_logit(x, ctx))), ()
-        else:
-            logit, contrib, names = head.explain(x, ctx)  # one pass of exact TreeSHAP
-            p = 1.0 / (1.0 + math.exp(-logit))
-            never = self.rating.model.never_reasons()  # the volume of activity is never a reason
-            contrib = np.where([n in never for n in names], -np.inf, contrib)
-            found = [
-                Finding(r.code, r.text, r.contribution)
-                for r in top_reasons(contrib, names, self.head_texts, k)
-            ]
-            caps = [Finding(f.code, f.text, None) for f in rating.caps]
-            reasons = tuple((caps + found)[:k])
+        caps = tuple(Finding(f.code, f.text, None) for f in rating.caps)
+        risk = self.rating.model.service_risk(
+            request.service,
+            rating.row,
+            opportunity(request, now, self.policy.decimals),
+            self.policy.max_reasons,
+            self.head_texts,
+            caps,
+        )
+        if risk is None:
+            return None
+        p = risk.p_loss
         expected = int(Decimal(repr(p * request.at_risk)).to_integral_value(rounding=ROUND_HALF_UP))
-        return HeadRisk(p_loss=p, expected_loss=expected, reasons=reasons)
+        return HeadRisk(p_loss=p, expected_loss=expected, reasons=_findings(risk.reasons))
 
 
-def request_context(request: DecisionRequest, now: datetime, decimals: int) -> np.ndarray:
-    """The head's context columns of one request (``rating.context``), amounts in currency units.
+def _findings(reasons: Any) -> tuple[Finding, ...]:
+    return tuple(Finding(r.code, r.text, r.contribution) for r in reasons)
+
+
+def opportunity(request: DecisionRequest, now: datetime, decimals: int) -> dict[str, Any]:
+    """The fields of one request's context (``rating.context.context_row``), amounts in currency units.
 
     Args:
         request: The validated request (amounts in minor units, instants naive UTC).
@@ -248,15 +216,28 @@ def request_context(request: DecisionRequest, now: datetime, decimals: int) -> n
     day = 86400.0
     if request.order is not None:
         o = request.order
-        return presale_context(
-            [o.amount / unit], [o.deposit_amount / unit], [o.category],
-            [(o.balance_due_at - now).total_seconds() / day], [1.0],
-        )  # fmt: skip
+        return {
+            "amount": o.amount / unit,
+            "deposit": o.deposit_amount / unit,
+            "category": o.category,
+            "due_in_days": (o.balance_due_at - now).total_seconds() / day,
+            "shipped_early": 1.0,
+        }
     r = request.refund
-    return refund_context(
-        [r.amount / unit], [r.order_amount / unit], [r.kind], [r.reason], [r.evidence_photos], [r.category],
-        [(now - r.ordered_at).total_seconds() / day],
-    )  # fmt: skip
+    return {
+        "amount": r.amount / unit,
+        "order_amount": r.order_amount / unit,
+        "kind": r.kind,
+        "reason": r.reason,
+        "photos": r.evidence_photos,
+        "category": r.category,
+        "order_age_days": (now - r.ordered_at).total_seconds() / day,
+    }
+
+
+def request_context(request: DecisionRequest, now: datetime, decimals: int) -> np.ndarray:
+    """The head's context columns of one request (``rating.context``), amounts in currency units."""
+    return context_row(opportunity(request, now, decimals))
 
 
 def load_model(config: ServingConfig) -> Any:

@@ -1,4 +1,4 @@
-"""Review screening: is a review being posted malicious? No HTTP here (``serving.api`` routes to it).
+"""Review screening: is a review being posted malicious? No HTTP here (``serving.http.api`` routes to it).
 
 ``POST /v1/reviews/assess`` takes the review (rating, text length, photos, the order's amount,
 category and delivery) and its writer, scores the artifact's review head (``rating.review``) on the
@@ -10,7 +10,7 @@ cannot be rated, a scoring failure, a model without a review head or a policy wi
 ``reviews`` section is answered ``publish`` (no probability in the first three) with the reason:
 screening never silences a review it cannot judge. Every answer is logged in ``review_assessments`` with its
 inputs and versions, idempotent on ``(calling key, request_id)`` as decisions are
-(``serving.idempotency``); ``POST /v1/reviews/outcomes`` records what moderation found
+(``serving.ledger.idempotency``); ``POST /v1/reviews/outcomes`` records what moderation found
 (``removed_as_malicious`` or ``review_upheld``) about an assessed review, for the next training.
 """
 
@@ -32,12 +32,12 @@ from features.contract import CATEGORIES
 from rating.reasons import top_reasons
 from rating.review import REVIEW_CONTEXT_TEXT, reference_context, review_context
 from serving.decide import DEGRADED
-from serving.idempotency import Refusal, fingerprint, key_reused
+from serving.ledger.idempotency import Refusal, fingerprint, key_reused
+from serving.ledger.tables import REVIEW_ASSESSMENTS, REVIEW_OUTCOME_KINDS, REVIEW_OUTCOMES, utcnow
 from serving.live import Live, Unrated
 from serving.money import json_text
 from serving.policy import ReviewPolicy
 from serving.schema import AMOUNT, CURRENCY, MAX_ID, Field, RequestError, check_object
-from serving.tables import REVIEW_ASSESSMENTS, REVIEW_OUTCOME_KINDS, REVIEW_OUTCOMES, utcnow
 
 log = logging.getLogger(__name__)
 PUBLISH, HOLD = "publish", "hold_for_moderation"

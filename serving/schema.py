@@ -1,4 +1,5 @@
-"""Request bodies declared once, as data: the validator and the OpenAPI document both read them.
+"""The requests: their types, and their bodies declared once, as data (the validator and the OpenAPI
+document both read them).
 
 Every rejection is a ``RequestError`` naming the field by its dotted path
 (``order.amount``), which the API turns into a 400.
@@ -16,11 +17,18 @@ from decimal import Decimal
 from typing import Any
 
 from features.contract import CATEGORIES, REFUND_KINDS, REFUND_REASONS
-from serving.decide import DecisionRequest, Order, Refund
 from serving.money import MoneyError, to_minor
 from serving.policy import FAST_REFUND, PRESALE, SERVICES
-from serving.positions import OUTCOME_KINDS, Outcome
 
+# Outcome kind -> (service, state it puts the position in; None: the state does not change).
+OUTCOME_KINDS: dict[str, tuple[str, str | None]] = {
+    "balance_paid": (PRESALE, None),
+    "order_canceled": (PRESALE, "canceled"),
+    "balance_defaulted": (PRESALE, "defaulted"),
+    "goods_returned": (FAST_REFUND, "returned"),
+    "goods_not_returned": (FAST_REFUND, "not_returned"),
+    "refund_abuse": (FAST_REFUND, "abuse"),
+}
 MAX_ID = 2**63 - 1
 TEXT = r"^[!-~](?:[ -~]*[!-~])?$"
 """A free string field (an idempotency key): printable ASCII, no leading or trailing space (as the
@@ -35,6 +43,84 @@ INSTANT = (
 offset carries it outside the calendar); the parser matches it and the OpenAPI document states it."""
 _INSTANT = re.compile(INSTANT)
 AMOUNT = "amount"  # marker: a money amount (number or decimal string); the maximum is max_amount
+
+
+@dataclass(frozen=True)
+class Order:
+    """A presale order asking to ship before the balance is paid (amounts in minor units)."""
+
+    order_id: int
+    amount: int
+    currency: str
+    category: str
+    deposit_amount: int
+    balance_due_at: datetime
+
+    @property
+    def balance(self) -> int:
+        """The unpaid balance (minor units): what the merchant risks by shipping now."""
+        return max(self.amount - self.deposit_amount, 0)
+
+
+@dataclass(frozen=True)
+class Refund:
+    """A refund request asking to be paid before the goods come back (amount in minor units)."""
+
+    refund_id: int
+    order_id: int
+    amount: int
+    currency: str
+    reason: str
+    kind: str
+    evidence_photos: int
+    order_amount: int
+    category: str
+    ordered_at: datetime
+
+
+@dataclass(frozen=True)
+class DecisionRequest:
+    """One validated call to ``POST /v1/decisions``; exactly one of ``order``/``refund`` is set."""
+
+    service: str
+    request_id: str
+    buyer_id: int
+    order: Order | None = None
+    refund: Refund | None = None
+
+    @property
+    def ref_id(self) -> int:
+        """The order id (presale) or refund id (fast refund) the decision is about."""
+        return self.order.order_id if self.order is not None else self.refund.refund_id
+
+    @property
+    def at_risk(self) -> int:
+        """What an approval holds in the ledger (minor units): the balance, or the refund amount; an
+        expected-loss allowance is a share of it."""
+        return self.order.balance if self.order is not None else self.refund.amount
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A validated outcome posted to ``POST /v1/outcomes``.
+
+    Attributes:
+        outcome_id: Caller's idempotency key.
+        kind: One of ``OUTCOME_KINDS``.
+        buyer_id: The buyer.
+        ref_id: The order id (presale kinds) or refund id (fast-refund kinds).
+        amount: Amount concerned in minor units, if given (``balance_paid``: what was paid).
+        occurred_at: When it happened (naive UTC), as sent (None: not sent).
+        payload: The request body as received (JSON-ready).
+    """
+
+    outcome_id: str
+    kind: str
+    buyer_id: int
+    ref_id: int
+    amount: int | None
+    occurred_at: datetime | None
+    payload: Mapping[str, Any]
 
 
 class RequestError(ValueError):
@@ -87,7 +173,7 @@ class Variants:
     """A body whose members depend on one field's value (``service``, an outcome's ``kind``).
 
     The parser checks it (``check_variant``) and the OpenAPI document states it as one schema per
-    value (``variant``: ``oneOf`` with a discriminator, ``serving.openapi``), from this one declaration.
+    value (``variant``: ``oneOf`` with a discriminator, ``serving.http.openapi``), from this one declaration.
 
     Attributes:
         body: The body's declaration, every member of ``choice`` optional.

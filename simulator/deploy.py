@@ -6,7 +6,7 @@ The marketplace of ``DIR`` (its manifest: buyers, seed, start, shard size) is si
 for ``months + 12 + 2`` months (``DIR2/world``; the two spare months let the last decisions'
 outcomes happen). The product starts at ``DIR``'s export instant with a champion trained on the
 world as the platform saw it then (``DIR2/exports/m00``). Each month every presale deposit and
-refund request is decided through the service's decision path (``serving.backtest``: daily
+refund request is decided through the service's decision path (``serving.offline.backtest``: daily
 snapshots as of the previous midnight, the champion and its policy, exploration with
 propensities, the ledger's exposure and quotas); the outcomes the decisions imply
 (``simulator.observe``) are written back to the tables and posted to the ledger as they happen.
@@ -37,9 +37,17 @@ import pyarrow.parquet as pq
 from features import contract
 from features.io import load_tables, read_manifest
 from features.validate import ContractError, validate
-from serving.backtest import Event, daily_signals, day_lives, decide_priced, price, replay, window_events
-from serving.backtest_report import REPLICATES, summarise, truth_of
-from serving.memory_ledger import MemoryLedger
+from serving.ledger.in_memory import MemoryLedger
+from serving.offline.backtest import (
+    Event,
+    daily_signals,
+    day_lives,
+    decide_priced,
+    price,
+    replay,
+    window_events,
+)
+from serving.offline.backtest_report import REPLICATES, summarise, truth_of
 from serving.policy import FAST_REFUND, PRESALE
 from simulator.calendar import build_calendar
 from simulator.config import RunConfig
@@ -362,8 +370,8 @@ def deploy(
     progress: Callable[[str], None] = print,
 ) -> dict:
     """Run the loop; write ``out`` (see the module docstring) and return the summary written to ``out/deploy.json``."""
-    from serving.engine import make_engine
-    from serving.ledger import Ledger
+    from serving.ledger.engine import make_engine
+    from serving.ledger.store import Ledger
 
     began = time.perf_counter()
 

@@ -7,7 +7,7 @@ head fitted on the shipped-early presales alone sees the buyers the previous mod
 explored approval stands for ``1 / propensity`` presales like it that were declined. So the
 shipped-early presales the log decided carry the weight ``1 / propensity`` (clipped at
 ``MAX_WEIGHT``), the rest (history's rule, or no log) weight 1: inverse-propensity weighting,
-as in the off-policy estimates (``serving.ope``).
+as in the off-policy estimates (``serving.offline.ope``).
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ def logged_propensities(url: str, service: str, schema: str | None = None) -> pd
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
 
-    from serving.engine import make_engine
-    from serving.tables import DECISIONS
+    from serving.ledger.engine import make_engine
+    from serving.ledger.tables import DECISIONS
 
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and not (parsed.database and Path(parsed.database).is_file()):

@@ -49,11 +49,11 @@ def _profile_head(live, service: str, pairs: list, now, table: list) -> None:
 
 def _profile_pieces(s, raws: list[bytes], table: list) -> None:
     """Each piece of the decision path but the ledger, on ``raws`` (encoded decision bodies)."""
-    from serving.body import decode_json_object
-    from serving.decide import Usage, decide
-    from serving.handle import respond
-    from serving.idempotency import fingerprint
-    from serving.ledger import utcnow
+    from serving.handle import assess, respond
+    from serving.http.body import decode_json_object
+    from serving.ledger.idempotency import fingerprint
+    from serving.ledger.positions import Usage
+    from serving.ledger.store import utcnow
     from serving.live import request_context
     from serving.money import json_text
     from serving.schema import parse_decision
@@ -79,15 +79,12 @@ def _profile_pieces(s, raws: list[bytes], table: list) -> None:
     )
     for service in ("presale_ship_before_balance", "fast_refund"):
         _profile_head(live, service, pairs, now, table)
-    heads = _timed("head_risk, both services", lambda p: live.head_risk(p[0], p[1], now), pairs, table)
-    triples = list(zip(pairs, heads, strict=True))
-    decisions = _timed(
-        "policy (decide)", lambda t: decide(t[0][0], t[0][1], policy, Usage(), t[1]), triples, table
-    )
+    priced = _timed("rating and head, both services (assess)", lambda r: assess(r, live, now), requests, table)
+    decisions = _timed("policy (decide)", lambda p: p.decide(policy, Usage()), priced, table)
     outs = _timed(
         "answer (respond)",
-        lambda t: respond(t[0][0][0], t[1], t[0][0][1], live, "id", t[0][1]),
-        list(zip(triples, decisions, strict=True)),
+        lambda t: respond(t[0].request, t[1], t[0].rating, live, "id", t[0].head),
+        list(zip(priced, decisions, strict=True)),
         table,
     )
     _timed("JSON answer (json.dumps)", lambda o: json.dumps(o, separators=(",", ":")), outs, table)
@@ -105,8 +102,8 @@ def _profile_pieces(s, raws: list[bytes], table: list) -> None:
 
 def _profile_ledger(s, sync: str, raws: list[bytes], table: list) -> None:
     """All of ``handle_decision`` and the ledger transaction alone."""
-    from serving.body import decode_json_object
     from serving.handle import handle_decision
+    from serving.http.body import decode_json_object
 
     live = s.runtime.live
     bodies = [decode_json_object(r) for r in raws]
@@ -127,9 +124,9 @@ def _profile_ledger(s, sync: str, raws: list[bytes], table: list) -> None:
 
 def profile(args, workdir: Path, model_uri: str, snapshot_path: Path, n: int = 2000) -> None:
     """Each piece of one decision, in-process (no HTTP), on the real app's objects, per ledger durability."""
-    from serving.app import close_app, create_app
-    from serving.auth import SCOPES, demo_keys
-    from serving.context import EXTENSION
+    from serving.http.app import close_app, create_app
+    from serving.http.auth import SCOPES, demo_keys
+    from serving.http.services import EXTENSION
 
     _, keys = demo_keys(SCOPES)
     print(
@@ -163,34 +160,35 @@ def profile(args, workdir: Path, model_uri: str, snapshot_path: Path, n: int = 2
 
 def _ledger_only(ledger, i: int) -> None:
     """One decision transaction with a fixed row (no model): lock, read, insert, commit."""
-    from serving.ledger import utcnow
+    from serving.ledger.store import utcnow
+    from serving.ledger.tables import DecisionRow
 
     request_id = f"ledger-{i}"
     with ledger.locked(10**9 + i, "profile", request_id) as tx:
         tx.read(request_id, 30, "fast_refund", i, "profile")
         tx.record(
-            {
-                "decision_id": ledger.new_decision_id(),
-                "key_id": "profile",
-                "request_id": request_id,
-                "fingerprint": "-",
-                "created_at": utcnow(),
-                "service": "fast_refund",
-                "buyer_id": 10**9 + i,
-                "ref_id": i,
-                "decision": "decline",
-                "star": 3,
-                "score": 600,
-                "p_bad": 0.1,
-                "requested_minor": 100,
-                "reserved_minor": 0,
-                "model_version": "m",
-                "policy_version": "p",
-                "latency_ms": 1.0,
-                "propensity": 1.0,
-                "explored_minor": 0,
-                "inputs": "{}",
-                "outputs": "{}",
-            },
+            DecisionRow(
+                decision_id=ledger.new_decision_id(),
+                key_id="profile",
+                request_id=request_id,
+                fingerprint="-",
+                created_at=utcnow(),
+                service="fast_refund",
+                buyer_id=10**9 + i,
+                ref_id=i,
+                decision="decline",
+                star=3,
+                score=600,
+                p_bad=0.1,
+                requested_minor=100,
+                reserved_minor=0,
+                model_version="m",
+                policy_version="p",
+                latency_ms=1.0,
+                propensity=1.0,
+                explored_minor=0,
+                inputs="{}",
+                outputs="{}",
+            ),
             0,
         )

@@ -7,7 +7,7 @@ import numpy as np
 
 def publish_redis(url: str, prefix: str, snapshot, names: list[str]) -> None:
     """Copy the file snapshot's rows (the model's signals) into Redis under ``prefix``."""
-    from serving.snapshot import RedisWriter
+    from serving.publish.snapshot import RedisWriter
 
     position = {name: j for j, name in enumerate(snapshot.meta.signal_names)}
     columns = [position[name] for name in names]

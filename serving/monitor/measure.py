@@ -1,7 +1,7 @@
 """One monitor run's figures: today against the champion's training reference (pure functions).
 
 Inputs are frames and arrays (``serving.monitor.run`` reads them): the snapshot's signals, the
-decision log of the day's window and of the calibration window (``serving.ope.read_log``), the
+decision log of the day's window and of the calibration window (``serving.offline.ope.read_log``), the
 exploration spend and budgets. The output is the run's *record*, a JSON-ready dict that the
 metrics (``serving.monitor.metrics``), the alert rules (``serving.monitor.rules``) and the report
 (``serving.monitor.report``) all read.
@@ -304,7 +304,7 @@ def record(
         names: The snapshot's signal names, in ``matrix`` column order.
         matrix: The snapshot of that day: one row per buyer.
         scores: The model's score of each snapshot row.
-        window: Per service, the decisions of the drift window (``serving.ope.read_log``).
+        window: Per service, the decisions of the drift window (``serving.offline.ope.read_log``).
         calibration_log: Per service, the decisions of the calibration window, losses as of
             the end of the day.
         exploration: Per service, ``(spent, monthly budget)`` of the day's month, currency units.

@@ -35,10 +35,10 @@ import pandas as pd
 from sqlalchemy import func, select
 
 from serving.config import load_config
+from serving.ledger.tables import DECISIONS
 from serving.monitor import measure
 from serving.monitor.measure import SERVICES, MonitorError
 from serving.policy import Policy
-from serving.tables import DECISIONS
 
 REFERENCE_ARTIFACT = "monitor/reference.json"  # where training logs it (training.reference)
 DAY = pd.Timedelta(days=1)
@@ -156,7 +156,7 @@ def monitor_day(
         window_days: Days of decisions (ending with ``day``) the request drift and approvals read.
         calibration_days: Days of approvals (ending with ``day``) calibration reads.
     """
-    from serving.ope import read_log
+    from serving.offline.ope import read_log
 
     day = _naive(day)
     end = day + DAY
@@ -263,10 +263,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _judge(args: argparse.Namespace, day: pd.Timestamp) -> dict[str, Any]:
     """Read the inputs named by ``args`` and measure ``day``; ``MonitorError`` on bad input."""
-    from serving.engine import make_engine
+    from serving.ledger.engine import make_engine
     from serving.live import load_model
     from serving.policy import PolicyError, load_policy
-    from serving.snapshot import FileSnapshot, SnapshotError, is_redis
+    from serving.publish.snapshot import FileSnapshot, SnapshotError, is_redis
 
     if is_redis(args.snapshot):
         raise MonitorError(

@@ -14,8 +14,8 @@ import redis
 
 from features import cluster, io, registry
 from features.signals_devices import SHARED_DEVICES
-from serving import publish as publish_cli
-from serving.snapshot import (
+from serving.publish import run as publish_cli
+from serving.publish.snapshot import (
     FileSnapshot,
     RedisSnapshot,
     RedisWriter,
@@ -50,7 +50,7 @@ def in_process(cross_shard_export: Path, model_uri: str, tmp_path_factory: pytes
 
 
 def _publish(export: Path, model_uri: str, location: str, client, prefix: str = "") -> SnapshotMeta:
-    """``serving.publish.publish`` as the CLI calls it, on ``client``."""
+    """``serving.publish.run.publish`` as the CLI calls it, on ``client``."""
     args = publish_cli.parse_args(["--data", str(export), "--model-uri", model_uri, "--out", "unused"])
     names, _, rating = publish_cli.load_signals_source(args)
     as_of = io.export_time(export, None)
@@ -176,7 +176,7 @@ def test_buyers_limit_is_refused_on_a_cluster(cross_shard_export, tmp_path, caps
 
 
 def test_no_row_lands_in_an_aborted_redis_version(redis_prefix):  # noqa: F811 - the fixture
-    from serving.snapshot import RedisRows, SnapshotError
+    from serving.publish.snapshot import RedisRows, SnapshotError
 
     rows = RedisRows(REDIS_URL, redis_prefix, "v1", batch=2)
     client = rows.connect()

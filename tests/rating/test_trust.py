@@ -12,7 +12,7 @@ from features import registry, specs
 from features.hard_facts import CAPPED_MAX_STAR, FLOOR_FACTS, HARD_FACTS
 from rating.reasons import MIN_REASON_POINTS
 from rating.scale import SCORE_MIN
-from serving.reasons import exact_reasons, lookup_reasons
+from serving.publish.batch_reasons import exact_reasons, lookup_reasons
 from training.evaluation.trust import activity_fifths_ratio, reason_stability, star_rates_per_opportunity
 from training.model import checked_monotone
 
@@ -144,9 +144,10 @@ def test_no_head_reason_of_a_decision_names_an_activity_signal(model, rows):
     from bench.tiny import tiny_heads
     from rating.artifact import LoadedRating
     from rating.context import CONTEXT_TEXT
-    from serving.decide import BuyerRating, DecisionRequest, Order
+    from serving.decide import BuyerRating
     from serving.live import Live, request_context
     from serving.policy import load_policy
+    from serving.schema import DecisionRequest, Order
 
     heads = tiny_heads(NAMES, seed=0, n=4000)
     # the activity signals decide the tiny heads' losses, so that an unmasked head would cite them

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from bench.tiny import save_tiny_rating, synthetic_dataset
-from serving.app import close_app, create_app
-from serving.auth import SCOPES, key_entry
-from serving.snapshot import FileWriter
+from serving.http.app import close_app, create_app
+from serving.http.auth import SCOPES, key_entry
+from serving.publish.snapshot import FileWriter
 
 POLICY_SIGNALS = [
     "balances_unpaid_7d_count_365d",
@@ -144,7 +144,7 @@ def held_exposure(app, buyer_id: int) -> int:
     from the reservations table over every hold of the buyer (no order left out)."""
     from sqlalchemy import func, select
 
-    from serving.tables import RESERVATIONS
+    from serving.ledger.tables import RESERVATIONS
 
     r = RESERVATIONS.c
     query = select(func.coalesce(func.sum(r.amount_minor - r.released_minor), 0)).where(
@@ -261,7 +261,7 @@ def ids() -> dict[str, int]:
 @pytest.fixture
 def gunicorn_server(tmp_path, config):
     """``gunicorn_server(workers=2, args=(), **settings)`` -> base URL of a real gunicorn running the
-    service with the production settings (``serving/gunicorn_conf.py``) on 127.0.0.1.
+    service with the production settings (``serving/http/gunicorn_conf.py``) on 127.0.0.1.
 
     ``args`` are extra gunicorn options (they override the production settings: a test that shows
     what those settings prevent); ``settings`` override the test config (as ``SERVING_*``
@@ -298,11 +298,11 @@ def gunicorn_server(tmp_path, config):
         metrics_dir = tmp_path / f"metrics-{port}"
         env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
         log = tmp_path / f"gunicorn-{port}.log"
-        cmd = [sys.executable, "-m", "gunicorn", "-c", "python:serving.gunicorn_conf"]
+        cmd = [sys.executable, "-m", "gunicorn", "-c", "python:serving.http.gunicorn_conf"]
         cmd += ["-b", f"127.0.0.1:{port}", "-w", str(workers), "--log-level", "warning", *args]
         with open(log, "w") as out:
             proc = subprocess.Popen(
-                [*cmd, "serving.app:create_app()"],
+                [*cmd, "serving.http.app:create_app()"],
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -126,7 +126,7 @@ def test_decision_row_holds_inputs_outputs_versions_latency(app, client, presale
     out = client.post("/v1/decisions", json=body).json
     from sqlalchemy import select
 
-    from serving.tables import DECISIONS
+    from serving.ledger.tables import DECISIONS
 
     with app.extensions["buyer_trust"].ledger.engine.connect() as conn:
         row = conn.execute(select(DECISIONS).where(DECISIONS.c.request_id == body["request_id"])).one()

@@ -1,7 +1,7 @@
 """The backtest decides exactly as the service decides.
 
 A small marketplace is simulated and a model trained on it (train.py, registered in a temporary
-MLflow store). The window's opportunities are replayed twice: offline by ``serving.backtest``
+MLflow store). The window's opportunities are replayed twice: offline by ``serving.offline.backtest``
 (in-memory ledger) and through the production server (gunicorn, SQLite), with the snapshot
 republished each day and the server's replay clock set to each event's instant. The decisions
 must be the same, one by one.
@@ -15,10 +15,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from serving.backtest import backtest, daily_signals, served_replay, window_events
 from serving.live import load_model
+from serving.offline.backtest import backtest, daily_signals, served_replay, window_events
 from serving.policy import load_policy
-from serving.snapshot import FileWriter
+from serving.publish.snapshot import FileWriter
 from simulator.config import RunConfig
 from simulator.write import write_export
 from tests.serving.conftest import API_KEY
@@ -165,7 +165,7 @@ def test_off_policy_estimates_of_a_looser_policy_cover_the_truth(market, trained
     """The log of an exploring policy values a looser one: outcomes of its approvals drawn from the truth."""
     import numpy as np
 
-    from serving.ope import estimate
+    from serving.offline.ope import estimate
 
     _, _, rating = trained
     names = rating.model.signal_names
@@ -201,8 +201,8 @@ def test_backtest_log_estimates_a_candidate_from_the_service_ledger(
 ):
     from features.io import load_tables
     from serving.__main__ import main
-    from serving.backtest import day_lives, replay
-    from serving.ledger import Ledger, make_engine
+    from serving.ledger.store import Ledger, make_engine
+    from serving.offline.backtest import day_lives, replay
 
     _, _, rating = trained
     names = list(rating.model.signal_names)
@@ -227,7 +227,7 @@ def test_backtest_log_estimates_a_candidate_from_the_service_ledger(
 def test_a_priced_window_decides_as_the_replay(market, trained, window):
     """What a policy search runs per candidate equals the handler's replay, decision by decision."""
     from features.io import load_tables
-    from serving.backtest import day_lives, decide_priced, price, replay
+    from serving.offline.backtest import day_lives, decide_priced, price, replay
 
     _, _, rating = trained
     names = list(rating.model.signal_names)

@@ -47,7 +47,7 @@ def test_features_validate_names_the_missing_column(export, capsys):
 
 
 def test_publish_stops_before_reading_the_export(export, tmp_path, capsys):
-    from serving.publish import main
+    from serving.publish.run import main
 
     out = tmp_path / "snapshot.parquet"
     assert main(["--data", str(export), "--all-signals", "--out", str(out)]) == 2

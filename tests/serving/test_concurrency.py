@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import func, select
 
-from serving.tables import RESERVATIONS
+from serving.ledger.tables import RESERVATIONS
 
 N_REQUESTS = 50
 

@@ -20,16 +20,14 @@ from serving.decide import (
     REFUND_KIND_NOT_ELIGIBLE,
     STARS_BELOW_MINIMUM,
     BuyerRating,
-    DecisionRequest,
     Finding,
-    Order,
-    Refund,
     Usage,
     decide,
     star_eligible,
 )
 from serving.money import to_minor
 from serving.policy import FAST_REFUND, PRESALE, parse_policy
+from serving.schema import DecisionRequest, Order, Refund
 
 POLICY = {
     "version": "test-1",

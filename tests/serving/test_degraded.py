@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from serving.snapshot import FileWriter
+from serving.publish.snapshot import FileWriter
 
 from .conftest import held_exposure
 

@@ -9,8 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from serving.context import EXTENSION
-from serving.demo import LARGE, SMALL, example_buyer, example_calls, presale_body, snapshot_buyers
+from serving.http.demo import LARGE, SMALL, example_buyer, example_calls, presale_body, snapshot_buyers
+from serving.http.services import EXTENSION
 from tests.serving.conftest import API_KEY
 
 

@@ -7,16 +7,10 @@ from datetime import datetime
 import numpy as np
 import pytest
 
-from serving.decide import (
-    BuyerRating,
-    DecisionRequest,
-    HeadRisk,
-    Order,
-    Usage,
-    decide,
-    exploration_draw,
-)
+from serving.decide import BuyerRating, HeadRisk, decide, exploration_draw
+from serving.ledger.positions import Usage
 from serving.policy import PolicyError, parse_policy
+from serving.schema import DecisionRequest, Order
 from tests.serving.test_ledger_machine import POLICY
 
 SHARE, BUDGET = 0.2, 1_000  # currency units

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from serving.config import ServingConfig
-from serving.snapshot import META_KEY, FileWriter
+from serving.publish.snapshot import META_KEY, FileWriter
 from tests.serving.conftest import SIGNALS
 
 
@@ -113,16 +113,16 @@ def test_group_durability_fsyncs_the_log_before_answering(
     make_app, config, client_for, presale_body, monkeypatch
 ):
     """GROUP: synchronous=NORMAL, and each decision's answer waits for an fsync of the WAL after its commit."""
-    import serving.engine
+    import serving.ledger.engine
 
     events = []
-    real = serving.engine._fsync_path
+    real = serving.ledger.engine._fsync_path
 
     def recording(path):
         events.append(("fsync", path))
         real(path)
 
-    monkeypatch.setattr(serving.engine, "_fsync_path", recording)
+    monkeypatch.setattr(serving.ledger.engine, "_fsync_path", recording)
     app = make_app(config | {"sqlite_synchronous": "GROUP"})
     ledger = app.extensions["buyer_trust"].ledger
     raw = ledger.engine.raw_connection()
@@ -140,8 +140,8 @@ def test_group_sync_shares_fsyncs_and_never_returns_early(tmp_path, monkeypatch)
     import time
     from concurrent.futures import ThreadPoolExecutor
 
-    import serving.engine
-    from serving.engine import GroupSync
+    import serving.ledger.engine
+    from serving.ledger.engine import GroupSync
 
     clock = {"n": 0}
     runs = []  # (started, finished) tick of each fsync
@@ -156,7 +156,7 @@ def test_group_sync_shares_fsyncs_and_never_returns_early(tmp_path, monkeypatch)
             clock["n"] += 1
             runs.append((started, clock["n"]))
 
-    monkeypatch.setattr(serving.engine, "_fsync_path", slow_fsync)
+    monkeypatch.setattr(serving.ledger.engine, "_fsync_path", slow_fsync)
     group = GroupSync(str(tmp_path / "x.db-wal"))
 
     def call(_):

@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from rating.context import presale_context, refund_context
-from serving.decide import DecisionRequest, Order, Refund
 from serving.live import request_context
+from serving.schema import DecisionRequest, Order, Refund
 from tests.serving.conftest import API_KEY
 from training.heads import context_matrix
 

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from serving.body import decode_json_object
-from serving.context import Problem
+from serving.http.body import decode_json_object
+from serving.http.problems import Problem
 
 from .conftest import API_KEY
 
@@ -147,7 +147,7 @@ def test_a_path_buyer_id_outside_int64_is_not_a_buyer(client, segment):
 
 
 def test_the_largest_path_buyer_id_is_a_buyer(client, app):
-    from serving.openapi import openapi_document
+    from serving.http.openapi import openapi_document
 
     assert client.get(f"/v1/buyers/{2**63 - 1}/rating").json["rated"] is False  # unknown, not refused
     assert client.get("/v1/buyers/0007/rating").json["buyer_id"] == 7
@@ -178,7 +178,7 @@ def test_strict_input_on_a_real_gunicorn(gunicorn_server, config, presale_body):
     """The same rules over real HTTP (production gunicorn settings): status, code, media type."""
     import http.client
 
-    from serving.auth import key_entry
+    from serving.http.auth import key_entry
 
     from .conftest import KEY_SECRET
 

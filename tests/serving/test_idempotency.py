@@ -15,9 +15,9 @@ import pytest
 from sqlalchemy import func, select
 
 import serving.handle
-from serving.auth import SCOPES, key_entry
-from serving.idempotency import InFlight, Refusal
-from serving.tables import DECISIONS, OUTCOMES
+from serving.http.auth import SCOPES, key_entry
+from serving.ledger.idempotency import InFlight, Refusal
+from serving.ledger.tables import DECISIONS, OUTCOMES
 from tests.serving.conftest import API_KEY, KEY_SECRET
 
 OTHER_KEY = "another-caller-key"

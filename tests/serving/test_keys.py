@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from serving.auth import KeyCheck, demo_keys, key_digest, key_entry
 from serving.config import load_config
+from serving.http.auth import KeyCheck, demo_keys, key_digest, key_entry
 
 SECRET = "another-secret-0123456789"
 

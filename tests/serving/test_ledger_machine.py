@@ -33,12 +33,12 @@ from sqlalchemy import func, select
 from serving.config import ServingConfig
 from serving.decide import BuyerRating
 from serving.handle import handle_decision, handle_outcome
-from serving.idempotency import Refusal
-from serving.ledger import Ledger, make_engine
-from serving.memory_ledger import MemoryLedger
-from serving.metrics import Metrics
+from serving.http.metrics import Metrics
+from serving.ledger.idempotency import Refusal
+from serving.ledger.in_memory import MemoryLedger
+from serving.ledger.store import Ledger, make_engine
+from serving.ledger.tables import RESERVATIONS
 from serving.policy import parse_policy
-from serving.tables import RESERVATIONS
 from tests.serving.conftest import PG_URL
 
 EXAMPLES = int(os.environ.get("LEDGER_MACHINE_EXAMPLES", "500"))

@@ -9,9 +9,9 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select
 
+from serving.ledger.tables import DECISIONS, RESERVATIONS
 from serving.money import MoneyError, currency_decimals, from_minor, to_minor
 from serving.policy import PolicyError, parse_policy
-from serving.tables import DECISIONS, RESERVATIONS
 
 
 @pytest.mark.parametrize(

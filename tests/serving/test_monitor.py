@@ -81,7 +81,7 @@ def test_wilson_interval():
 
 
 def _log(rows: list[dict]) -> pd.DataFrame:
-    """A decision log as ``serving.ope.read_log`` returns it."""
+    """A decision log as ``serving.offline.ope.read_log`` returns it."""
     out = []
     for i, r in enumerate(rows):
         out.append(

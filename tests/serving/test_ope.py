@@ -1,4 +1,4 @@
-"""Off-policy estimates (``serving.ope``) against a known truth."""
+"""Off-policy estimates (``serving.offline.ope``) against a known truth."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from serving.ope import estimate
+from serving.offline.ope import estimate
 
 
 def logged(seed: int, n: int = 4000, share: float = 0.2) -> tuple[pd.DataFrame, np.ndarray, float]:

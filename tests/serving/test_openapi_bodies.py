@@ -20,9 +20,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from serving.openapi import openapi_document
-from serving.positions import OUTCOME_KINDS
-from serving.schema import DECISION, MAX_ID, OUTCOME, RequestError, parse_decision, parse_outcome
+from serving.http.openapi import openapi_document
+from serving.schema import (
+    DECISION,
+    MAX_ID,
+    OUTCOME,
+    OUTCOME_KINDS,
+    RequestError,
+    parse_decision,
+    parse_outcome,
+)
 
 MAX_AMOUNT = 10_000_000.0
 CURRENCY = "CNY"

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import select
 
-from serving.tables import OUTCOMES, RESERVATIONS
+from serving.ledger.tables import OUTCOMES, RESERVATIONS
 from tests.serving.conftest import API_KEY, held_exposure
 
 
@@ -170,8 +170,8 @@ def test_parallel_payments_never_pay_more_than_the_balance(ledger_app, presale_b
 def test_a_ledger_from_an_earlier_version_is_refused_with_a_clear_error(tmp_path):
     import sqlite3
 
-    from serving.engine import make_engine
-    from serving.ledger import Ledger, LedgerSchemaError
+    from serving.ledger.engine import make_engine
+    from serving.ledger.store import Ledger, LedgerSchemaError
 
     path = tmp_path / "old.db"
     with sqlite3.connect(path) as old:  # the float-amount reservations table of earlier versions

@@ -1,11 +1,11 @@
-"""The whole-policy search sets exploration aside and declares it again (``serving.policy_search``)."""
+"""The whole-policy search sets exploration aside and declares it again (``serving.offline.policy_search``)."""
 
 from __future__ import annotations
 
 import yaml
 
+from serving.offline.policy_search import Tried, _climb, with_settings, without_exploration
 from serving.policy import parse_policy
-from serving.policy_search import Tried, _climb, with_settings, without_exploration
 from tests.serving.conftest import TEST_POLICY
 
 

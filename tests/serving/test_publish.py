@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from serving.publish import main
-from serving.snapshot import FileSnapshot
+from serving.publish.run import main
+from serving.publish.snapshot import FileSnapshot
 
 KEY = {"X-API-Key": "test-key"}
 
@@ -89,7 +89,7 @@ def test_exact_reasons_of_another_model_are_ignored(make_app, export, registry_m
     assert main(["--data", str(export), "--model-uri", uri, "--out", str(out), "--no-exact-reasons"]) == 0
     plain = FileSnapshot.load(out)
     assert plain.reasons is None
-    from serving.snapshot import FileWriter
+    from serving.publish.snapshot import FileWriter
 
     forged = tmp_path / "forged.parquet"
     writer = FileWriter(

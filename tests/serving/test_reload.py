@@ -6,7 +6,7 @@ import time
 
 import yaml
 
-from serving.snapshot import FileWriter
+from serving.publish.snapshot import FileWriter
 
 from .conftest import TEST_POLICY_VERSION
 

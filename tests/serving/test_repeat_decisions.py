@@ -11,7 +11,7 @@ import uuid
 import pytest
 from sqlalchemy import func, select
 
-from serving.tables import RESERVATIONS
+from serving.ledger.tables import RESERVATIONS
 from tests.serving.conftest import API_KEY
 
 

@@ -16,10 +16,10 @@ import pyarrow.parquet as pq
 import pytest
 from sqlalchemy import func, select
 
-from serving.engine import make_engine
-from serving.ledger import Ledger
-from serving.retention import run_retention
-from serving.tables import DECISIONS, OUTCOMES, RESERVATIONS, utcnow
+from serving.ledger.engine import make_engine
+from serving.ledger.retention import run_retention
+from serving.ledger.store import Ledger
+from serving.ledger.tables import DECISIONS, OUTCOMES, RESERVATIONS, utcnow
 from tests.serving.conftest import PG_URL
 
 NOW = utcnow()

@@ -8,9 +8,9 @@ import pytest
 import yaml
 from sqlalchemy import select
 
+from serving.ledger.tables import REVIEW_ASSESSMENTS, REVIEW_OUTCOMES
 from serving.policy import ReviewPolicy, load_policy
 from serving.reviews import HOLD, PUBLISH, recommend
-from serving.tables import REVIEW_ASSESSMENTS, REVIEW_OUTCOMES
 
 from .conftest import UNKNOWN_BUYER
 

@@ -110,7 +110,7 @@ def test_durability_and_freshness_defaults_on_gunicorn(
     import time
     from datetime import UTC, datetime, timedelta
 
-    from serving.snapshot import FileWriter
+    from serving.publish.snapshot import FileWriter
     from tests.serving.conftest import SIGNALS
 
     ids, X = snapshot_rows

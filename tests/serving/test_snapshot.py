@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import redis
 
-from serving.snapshot import FileSnapshot, RedisSnapshot, SnapshotError, load_snapshot, open_writer
+from serving.publish.snapshot import FileSnapshot, RedisSnapshot, SnapshotError, load_snapshot, open_writer
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 KEY = {"X-API-Key": "test-key"}

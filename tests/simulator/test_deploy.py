@@ -16,8 +16,8 @@ import pytest
 from sqlalchemy import create_engine, select
 
 from features.io import load_tables, read_manifest
+from serving.ledger.tables import DECISIONS
 from serving.policy import FAST_REFUND, PRESALE
-from serving.tables import DECISIONS
 from simulator.config import RunConfig
 from simulator.deploy import MODEL_NAME, deploy, loss_at, train_command
 from simulator.write import write_export

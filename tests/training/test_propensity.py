@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from sqlalchemy import insert
 
-from serving.engine import make_engine
-from serving.ledger import Ledger
-from serving.tables import DECISIONS
+from serving.ledger.engine import make_engine
+from serving.ledger.store import Ledger
+from serving.ledger.tables import DECISIONS
 from tests.serving.conftest import PG_URL, pg_schema  # noqa: F401 (the fixture)
 from training.propensity import MAX_WEIGHT, logged_propensities, shipped_weights
 

@@ -4,7 +4,7 @@ as the service prices them.
 Training prices an opportunity row (``training.opportunities``) with the buyer's signals built as of
 its ``signals_as_of`` (``features.pit.published_as_of``: the day's snapshot) and the context of
 ``training.heads.context_matrix``. The service publishes that day's snapshot
-(``serving.publish.publish``), loads it with the model (``serving.live.load_live``), rates the buyer
+(``serving.publish.run.publish``), loads it with the model (``serving.live.load_live``), rates the buyer
 from it and scores the head per request (``Live.rate``, ``Live.head_risk``) with the context
 ``serving.live.request_context`` computes from a request in minor units. The skew of one opportunity
 is ``|log(p_served / p_trained)|``; the goal is a median at or below ``SKEW_GOAL``.
@@ -24,9 +24,9 @@ from features.build import export_shared_devices
 from features.io import load_tables, shard_parts
 from features.signals_devices import SHARED_DEVICES
 from serving.config import load_config
-from serving.decide import DecisionRequest, Order, Refund
 from serving.live import Live, Unrated, load_live, load_model
-from serving.publish import publish
+from serving.publish.run import publish
+from serving.schema import DecisionRequest, Order, Refund
 from training.dataset import with_signals
 from training.evaluation.report import decision_ranking
 from training.opportunities import FAST_REFUND, PRESALE, presale_rows, refund_rows

@@ -1,7 +1,7 @@
 """The candidate policy of a training run, searched as a whole and judged by backtest.
 
 The run's allowance proposal (``training.policy_proposal``) is the starting point; the search
-(``serving.policy_search``) then moves every star band's allowance and amount cap (and a fast
+(``serving.offline.policy_search``) then moves every star band's allowance and amount cap (and a fast
 refund's quota amount and evidence threshold) together, deciding a window of the validation period through the service's own decision code and ledger
 rules, and keeps the candidate approving the most money with the upper 95% bound of its loss
 per unit at the target. The test period then judges the candidate beside the reviewed policy
@@ -20,10 +20,10 @@ import numpy as np
 import pandas as pd
 
 from rating.artifact import LoadedRating, RatingModel
-from serving.backtest import backtest
-from serving.backtest_report import render
+from serving.offline.backtest import backtest
+from serving.offline.backtest_report import render
+from serving.offline.policy_search import curve, propose_on_window
 from serving.policy import FAST_REFUND, PRESALE, parse_policy
-from serving.policy_search import curve, propose_on_window
 from training.evaluation.gate import Comparison
 from training.evaluation.yardsticks import Estimate
 from training.snapshots import MONTH, PRESALE_FESTIVALS, TimeSplit

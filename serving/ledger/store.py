@@ -5,12 +5,12 @@ on the buyer's row in ``buyer_locks`` (PostgreSQL) or ``BEGIN IMMEDIATE`` (SQLit
 takes the database write lock). Inside it the caller reads the buyer's live usage, decides,
 and writes the decision row and, when approved, the reservation; so two concurrent checkouts
 of one buyer can never both pass a limit. ``request_id`` is unique per calling key and
-stored with the request's fingerprint (``serving.idempotency``). Outcomes are checked
+stored with the request's fingerprint (``serving.ledger.idempotency``). Outcomes are checked
 against the decisions and reservations and release them under the same lock. Money is
 integer minor units throughout (``serving.money``).
 
 The decision transaction is the hot path of checkout: its statements are SQLAlchemy Core
-statements (``serving.tables``) compiled once per dialect and run on the pooled DBAPI
+statements (``serving.ledger.tables``) compiled once per dialect and run on the pooled DBAPI
 connection, which costs a few microseconds per statement instead of tens. Everything else
 (schema, outcomes, reads) goes through SQLAlchemy as usual.
 """
@@ -34,28 +34,21 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, ProgrammingError
 
-from serving.decide import Usage
-from serving.engine import DURABILITY_OPTION, begin_immediate, make_engine
-from serving.idempotency import InFlight, Refusal, claim_number, in_flight, key_reused
-from serving.policy import FAST_REFUND, PRESALE
-from serving.positions import (
-    OPEN,
-    OUTCOME_KINDS,
-    RELEASED_STATES,
-    Outcome,
-    Position,
-    apply_outcome,
-    decided_at_risk,
-)
-from serving.tables import (
+from serving.ledger.engine import DURABILITY_OPTION, begin_immediate, make_engine
+from serving.ledger.idempotency import Claims, Refusal, key_reused
+from serving.ledger.positions import OPEN, RELEASED_STATES, Position, Usage, apply_outcome, decided_at_risk
+from serving.ledger.tables import (
     BUYER_LOCKS,
     DECISIONS,
     EXPLORATION_SPEND,
     METADATA,
     OUTCOMES,
     RESERVATIONS,
+    DecisionRow,
     utcnow,
 )
+from serving.policy import FAST_REFUND, PRESALE
+from serving.schema import OUTCOME_KINDS, Outcome
 
 log = logging.getLogger(__name__)
 __all__ = ["DuplicateRequest", "Ledger", "Outcome", "Refusal", "make_engine", "utcnow"]
@@ -211,7 +204,9 @@ class Ledger:
         self._checkpointer: threading.Thread | None = None
         self.new_decision_id = DecisionIds()
         database = engine.url.database if self.dialect == "sqlite" else None
-        self.inflight = InFlight(f"{database}-inflight" if database and database != ":memory:" else None)
+        self.claims = Claims(
+            self.dialect, f"{database}-inflight" if database and database != ":memory:" else None
+        )
         self.group_sync = engine.get_execution_options().get(DURABILITY_OPTION)  # SQLite GROUP durability
 
     @property
@@ -310,17 +305,8 @@ class Ledger:
         self._stop.set()
         if self._checkpointer is not None:
             self._checkpointer.join(timeout=5)
-        self.inflight.close()
+        self.claims.close()
         self.engine.dispose()
-
-    @contextmanager
-    def _claimed(self, key_id: str, name: str, what: str) -> Iterator[None]:
-        """Hold the in-flight claim on an id (SQLite; PostgreSQL claims inside the transaction)."""
-        if self.dialect == "sqlite":
-            with self.inflight.claim(key_id, name, what):
-                yield
-        else:
-            yield
 
     @contextmanager
     def locked(self, buyer_id: int, key_id: str = "", request_id: str = "") -> Iterator[DecisionTransaction]:
@@ -336,7 +322,7 @@ class Ledger:
                 ``(key_id, request_id)`` is being decided right now.
         """
         self.ensure()
-        with self._claimed(key_id, request_id, "request_id"):
+        with self.claims.around(key_id, request_id, "request_id"):
             pooled = self.engine.raw_connection()
             try:
                 dbapi = pooled.driver_connection
@@ -345,8 +331,12 @@ class Ledger:
                     begin_immediate(dbapi, self.busy_timeout_ms)
                 try:
                     if self.dialect == "postgresql":
-                        if not tx.run("claim", {"claim": claim_number(key_id, request_id)}).fetchone()[0]:
-                            raise in_flight("request_id")
+                        self.claims.inside(
+                            lambda n: tx.run("claim", {"claim": n}).fetchone()[0],
+                            key_id,
+                            request_id,
+                            "request_id",
+                        )
                         tx.run("lock_row", {"buyer_id": buyer_id})
                         tx.run("lock", {"b": buyer_id})
                     yield tx
@@ -372,7 +362,7 @@ class Ledger:
             name: The id being processed (an ``outcome_id``, a review's ``request_id``...).
             what: Its field name, for the 409's message.
             namespace: Keeps PostgreSQL's advisory lock on this kind of id apart from the others
-                (the lock is ``claim_number(key_id, f"{namespace}:{name}")``); SQLite claims ``name``.
+                (``Claims.inside`` locks ``(key_id, f"{namespace}:{name}")``); SQLite claims ``name``.
             buyer_id: The buyer to lock (PostgreSQL: its ``buyer_locks`` row ``FOR UPDATE``; SQLite's
                 ``BEGIN IMMEDIATE`` serialises every writer), or None.
 
@@ -380,12 +370,15 @@ class Ledger:
             Refusal: 409 ``idempotency_request_in_flight`` when the id is being processed right now.
         """
         self.ensure()
-        with self._claimed(key_id, name, what):
+        with self.claims.around(key_id, name, what):
             with self.engine.begin() as conn:  # SQLite: BEGIN IMMEDIATE (engine event)
                 if self.dialect == "postgresql":
-                    claim = claim_number(key_id, f"{namespace}:{name}")
-                    if not conn.execute(select(func.pg_try_advisory_xact_lock(claim))).scalar():
-                        raise in_flight(what)
+                    self.claims.inside(
+                        lambda n: conn.execute(select(func.pg_try_advisory_xact_lock(n))).scalar(),
+                        key_id,
+                        f"{namespace}:{name}",
+                        what,
+                    )
                     if buyer_id is not None:
                         conn.execute(
                             pg_insert(BUYER_LOCKS).values(buyer_id=buyer_id).on_conflict_do_nothing()
@@ -416,7 +409,7 @@ class Ledger:
         """Check an outcome against the ledger, store it and release what it closes.
 
         Under the buyer's lock: the order or refund must have been decided for this buyer;
-        the position then moves as ``serving.positions.apply_outcome`` says (what is released,
+        the position then moves as ``serving.ledger.positions.apply_outcome`` says (what is released,
         what is refused with 409).
 
         Args:
@@ -582,30 +575,29 @@ class DecisionTransaction:
         )
         return stored, row[1], usage
 
-    def record(self, row: Mapping[str, Any], reserve: int) -> None:
+    def record(self, row: DecisionRow, reserve: int) -> None:
         """Insert the decision row and, when ``reserve`` > 0, hold it in the ledger.
 
         Args:
-            row: A value for every ``decisions`` column (``created_at`` a naive UTC datetime,
-                ``inputs``/``outputs`` JSON-ready values or their JSON text).
+            row: The decision's row.
             reserve: Amount to hold (minor units); the hold of an earlier approval of the same
-                order or refund is replaced rather than added to (``serving.positions.approve``).
+                order or refund is replaced rather than added to (``serving.ledger.positions.approve``).
         """
-        created = self.statements.stamp(row["created_at"])
-        values = dict(row) | {
+        created = self.statements.stamp(row.created_at)
+        values = vars(row) | {
             "created_at": created,
-            "inputs": self.statements.document(row["inputs"]),
-            "outputs": self.statements.document(row["outputs"]),
+            "inputs": self.statements.document(row.inputs),
+            "outputs": self.statements.document(row.outputs),
         }
         try:
             self.run("decision", values)
         except self.statements.integrity_error as exc:
-            raise DuplicateRequest(row["request_id"]) from exc
-        if row["explored_minor"] > 0:
+            raise DuplicateRequest(row.request_id) from exc
+        if row.explored_minor > 0:
             spent = {
-                "service": row["service"],
-                "month": month_of(row["created_at"]),
-                "amount": row["explored_minor"],
+                "service": row.service,
+                "month": month_of(row.created_at),
+                "amount": row.explored_minor,
             }
             self.run("spend", spent)
         if reserve > 0:
@@ -613,9 +605,9 @@ class DecisionTransaction:
                 "reserve",
                 {
                     "buyer_id": self.buyer_id,
-                    "service": row["service"],
-                    "ref_id": row["ref_id"],
-                    "decision_id": row["decision_id"],
+                    "service": row.service,
+                    "ref_id": row.ref_id,
+                    "decision_id": row.decision_id,
                     "amount": reserve,
                     "created_at": created,
                 },

@@ -23,7 +23,7 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
@@ -163,3 +163,41 @@ class InFlight:
         if self._fd is not None and self._pid == os.getpid():
             os.close(self._fd)
         self._fd = None
+
+
+class Claims:
+    """How one ledger holds an id while its request is processed: the one place of in-flight claims.
+
+    SQLite: an ``InFlight`` claim on ``(scope, name)`` around the transaction, taken before any
+    database lock (``around``). PostgreSQL: a transaction-scoped advisory lock, taken first thing
+    inside the transaction (``inside``), on ``(scope, name)`` or, for ids of another kind,
+    ``(scope, "namespace:name")``.
+
+    Args:
+        dialect: ``sqlite`` or ``postgresql``.
+        path: The SQLite claim file (beside the database); None for threads of this process only.
+    """
+
+    def __init__(self, dialect: str, path: str | None) -> None:
+        self.dialect = dialect
+        self.inflight = InFlight(path)
+
+    @contextmanager
+    def around(self, scope: str, name: str, what: str) -> Iterator[None]:
+        """Hold the SQLite claim for the block (PostgreSQL claims ``inside`` the transaction)."""
+        if self.dialect == "sqlite":
+            with self.inflight.claim(scope, name, what):
+                yield
+        else:
+            yield
+
+    def inside(self, try_lock: Callable[[int], bool], scope: str, name: str, what: str) -> None:
+        """PostgreSQL: take the advisory lock on ``claim_number(scope, name)`` with ``try_lock`` (which
+        runs ``pg_try_advisory_xact_lock`` in the transaction); raise the 409 ``Refusal`` when another
+        transaction holds it. SQLite: nothing (``around`` holds the claim)."""
+        if self.dialect == "postgresql" and not try_lock(claim_number(scope, name)):
+            raise in_flight(what)
+
+    def close(self) -> None:
+        """Close the SQLite claim file."""
+        self.inflight.close()

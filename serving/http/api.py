@@ -15,14 +15,15 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
-from serving.auth import HEADER
-from serving.body import check_media_type, decode_json_object, read_body
-from serving.context import Problem, error_response, services
 from serving.handle import buyer_rating, handle_decision, handle_outcome
-from serving.idempotency import Refusal, key_id
+from serving.http.auth import HEADER
+from serving.http.body import check_media_type, decode_json_object, read_body
+from serving.http.problems import Problem, error_response
+from serving.http.runtime import ALL_PARTS
+from serving.http.services import services
+from serving.ledger.idempotency import Refusal, key_id
 from serving.policy import PolicyError
 from serving.reviews import handle_assessment, handle_review_outcome, reviewer_risk
-from serving.runtime import ALL_PARTS
 from serving.schema import BUYER_PATH, RequestError, parse_path_id
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ def _authenticate():
 
 
 def _body(optional: bool = False) -> dict[str, Any]:
-    """The request's JSON object (``serving.body`` rules); ``{}`` for an absent optional body."""
+    """The request's JSON object (``serving.http.body`` rules); ``{}`` for an absent optional body."""
     config = services().config
     if (
         optional

@@ -1,9 +1,9 @@
-"""Production gunicorn settings: ``gunicorn -c python:serving.gunicorn_conf "serving.app:create_app()"``.
+"""Production gunicorn settings: ``gunicorn -c python:serving.http.gunicorn_conf "serving.http.app:create_app()"``.
 
 * **gevent workers.** Each connection is a greenlet: a client that is slow to send its
   headers or body waits without holding a worker, so it never delays anyone else's decision.
   The headers must arrive within ``keepalive`` seconds (gunicorn closes the connection), the
-  body within ``SERVING_BODY_TIMEOUT_S`` (the app answers 408, ``serving/body.py``).
+  body within ``SERVING_BODY_TIMEOUT_S`` (the app answers 408, ``serving/http/body.py``).
   Decisions themselves are short CPU work and run one at a time per worker.
 * **One metrics view.** ``on_starting`` gives the workers one ``PROMETHEUS_MULTIPROC_DIR``
   (a fresh temporary directory unless the variable is set, in which case old samples are

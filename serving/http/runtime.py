@@ -17,7 +17,7 @@ import threading
 
 from serving.config import ServingConfig
 from serving.live import Live, load_live, model_version_now
-from serving.snapshot import is_redis
+from serving.publish.snapshot import is_redis
 
 log = logging.getLogger(__name__)
 ALL_PARTS = frozenset({"policy", "snapshot", "model"})

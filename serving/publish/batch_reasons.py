@@ -1,4 +1,5 @@
-"""Reason codes for every buyer at once: the model's fast lookup table, or exact TreeSHAP.
+"""Reason codes for every buyer at once: the model's fast lookup table, or exact TreeSHAP; and a
+shard's snapshot rows with them.
 
 A decision's reasons are the entries of the model's reason catalogue that lowered the buyer's
 score most against its baseline buyer (``RatingModel.reason_points``: score points; an artifact
@@ -19,9 +20,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from rating.reasons import top_k
-from serving.snapshot import REASONS_K
+from serving.publish.snapshot import REASONS_K
 
 CHUNK = 4096
 
@@ -60,3 +62,22 @@ def exact_reasons(
     if not parts:
         return top_k(np.empty((0, 1)), k)
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def snapshot_rows(
+    frame: pd.DataFrame, names: list[str], model: Any = None
+) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+    """A shard's snapshot rows: buyer ids, the kept signals in order, and the exact reasons.
+
+    Args:
+        frame: The shard's signals (:func:`features.build.build_signals`, one as-of instant).
+        names: Signals to keep, in order.
+        model: The ``RatingModel`` whose exact TreeSHAP reasons to compute (None: none).
+
+    Returns:
+        ``(buyer_ids (n,) int64, matrix (n, len(names)) float32, reasons or None)``, as
+        ``FileWriter.append`` takes them.
+    """
+    matrix = frame[names].to_numpy(dtype=np.float32)
+    reasons = None if model is None else exact_reasons(model, matrix)
+    return frame["buyer_id"].to_numpy(np.int64), matrix, reasons

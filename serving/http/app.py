@@ -2,7 +2,7 @@
 
 Production::
 
-    gunicorn -c python:serving.gunicorn_conf "serving.app:create_app()"
+    gunicorn -c python:serving.http.gunicorn_conf "serving.http.app:create_app()"
 
 Development: ``python -m serving``. Nothing happens at import; ``create_app`` does it all.
 """
@@ -18,13 +18,14 @@ from typing import Any
 from flask import Flask, g, request
 from werkzeug.exceptions import HTTPException
 
-from serving.auth import KeyCheck
 from serving.config import ServingConfig, load_config
-from serving.context import EXTENSION, Problem, Services, error_response, services
-from serving.engine import make_engine
-from serving.ledger import Ledger
-from serving.metrics import Metrics
-from serving.runtime import Runtime
+from serving.http.auth import KeyCheck
+from serving.http.metrics import Metrics
+from serving.http.problems import Problem, error_response
+from serving.http.runtime import Runtime
+from serving.http.services import EXTENSION, Services, services
+from serving.ledger.engine import make_engine
+from serving.ledger.store import Ledger
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +113,8 @@ def create_app(config: ServingConfig | Mapping[str, Any] | None = None) -> Flask
         KeyCheck(config.api_keys, config.api_key_secret),
     )
 
-    from serving.api import api
-    from serving.ops import ops
+    from serving.http.api import api
+    from serving.http.ops import ops
 
     app.register_blueprint(api)
     app.register_blueprint(ops)

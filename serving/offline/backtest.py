@@ -3,7 +3,7 @@
 Every presale deposit and refund request of the window becomes the body checkout would have
 sent, in time order; each is decided by ``serving.handle.handle_decision`` (the service's
 handler: parse, rate, price with the head, decide, record) against the in-memory ledger
-(``serving.memory_ledger``, the same position rules as the SQL ledger), at the instant it
+(``serving.ledger.in_memory``, the same position rules as the SQL ledger), at the instant it
 happened, with the buyer's signals from the snapshot the service would have had (published
 daily: ``features.pit.published_as_of``). Payments, cancellations, defaults, returns and
 confirmed abuse are posted as outcomes at the instant each became a fact
@@ -34,15 +34,16 @@ from features.outcomes import RETURN_KIND, presale_outcomes, refund_outcomes
 from features.pit import published_as_of
 from features.registry import get as get_signal
 from serving.config import ServingConfig, load_config
-from serving.decide import DEGRADED, BuyerRating, DecisionRequest, HeadRisk, decide, decline_unrated
-from serving.handle import handle_decision, handle_outcome
-from serving.idempotency import Refusal
-from serving.live import Live, Unrated, live_for_snapshot
-from serving.memory_ledger import MemoryLedger
-from serving.metrics import Metrics
+from serving.decide import DEGRADED
+from serving.handle import Priced, assess, handle_decision, handle_outcome
+from serving.http.metrics import Metrics
+from serving.ledger.idempotency import Refusal
+from serving.ledger.in_memory import MemoryLedger
+from serving.ledger.tables import DecisionRow
+from serving.live import Live, live_for_snapshot
 from serving.policy import FAST_REFUND, PRESALE, Policy
+from serving.publish.snapshot import FileSnapshot, SnapshotMeta
 from serving.schema import parse_decision
-from serving.snapshot import FileSnapshot, SnapshotMeta
 
 KEY = "backtest"
 DAY = pd.Timedelta(days=1)
@@ -265,16 +266,6 @@ def replay(
     return frame
 
 
-@dataclass(frozen=True)
-class Priced:
-    """A decision event rated and priced once (what no policy changes): the input of ``decide_priced``."""
-
-    request: DecisionRequest
-    rating: BuyerRating | None
-    unrated: Unrated | None
-    head: HeadRisk | None
-
-
 def price(
     events: list[Event], lives: dict[pd.Timestamp, Live], config: ServingConfig | None = None
 ) -> list[Priced]:
@@ -292,13 +283,7 @@ def price(
         live = replace(live, policy=replace(live.policy, max_reasons=0))
         policy = live.policy
         request = parse_decision(event.body, config.max_amount, policy.currency, policy.decimals)
-        try:
-            rating = live.rate(request.buyer_id)
-        except Unrated as exc:
-            out.append(Priced(request, None, exc, None))
-            continue
-        t = event.t.tz_convert("UTC").tz_localize(None)
-        out.append(Priced(request, rating, None, live.head_risk(request, rating, t)))
+        out.append(assess(request, live, event.t.tz_convert("UTC").tz_localize(None)))
     return out
 
 
@@ -339,25 +324,31 @@ def decide_priced(
             _, _, usage = tx.read(
                 request.request_id, policy.quota_window_days, request.service, request.ref_id, KEY, t
             )
-            if p.rating is None:
-                made = decline_unrated(p.unrated.code, p.unrated.text)
-            else:
-                made = decide(request, p.rating, policy, usage, p.head)
-            tx.record(
-                {
-                    "key_id": KEY,
-                    "request_id": request.request_id,
-                    "outputs": None,
-                    "fingerprint": "",
-                    "service": request.service,
-                    "ref_id": request.ref_id,
-                    "buyer_id": request.buyer_id,
-                    "requested_minor": request.at_risk,
-                    "created_at": t,
-                    "explored_minor": made.explored_loss,
-                },
-                made.reserve,
+            made = p.decide(policy, usage)
+            row = DecisionRow(
+                decision_id=None,
+                key_id=KEY,
+                request_id=request.request_id,
+                fingerprint="",
+                created_at=t,
+                service=request.service,
+                buyer_id=request.buyer_id,
+                ref_id=request.ref_id,
+                decision=made.decision,
+                star=None if p.rating is None else p.rating.star,
+                score=None if p.rating is None else p.rating.score,
+                p_bad=None if p.rating is None else p.rating.p_bad,
+                requested_minor=request.at_risk,
+                reserved_minor=made.reserve,
+                model_version=None,
+                policy_version=policy.version,
+                latency_ms=0.0,
+                propensity=made.propensity,
+                explored_minor=made.explored_loss,
+                inputs=event.body,
+                outputs=None,
             )
+            tx.record(row, made.reserve)
         if made.declines and made.declines[0].code == DEGRADED:
             raise RuntimeError(f"backtest: decision {request.request_id} degraded: {made.declines[0].text}")
         rows.append(
@@ -397,7 +388,7 @@ def served_replay(
     Raises:
         RuntimeError: The service answered a decision with anything but 200.
     """
-    from serving.snapshot import FileWriter
+    from serving.publish.snapshot import FileWriter
 
     def call(path: str, body: dict) -> tuple[int, dict]:
         request = urllib.request.Request(
@@ -433,7 +424,7 @@ def served_replay(
 
 def judged(decisions: pd.DataFrame, tables: dict[str, pd.DataFrame], data: Path) -> pd.DataFrame:
     """The decisions with the truth's loss probability of approving (``p_true``) and the outcome (``bad``)."""
-    from serving.backtest_report import realised_bad, truth_of
+    from serving.offline.backtest_report import realised_bad, truth_of
 
     out = decisions.copy()
     out["p_true"] = np.nan
@@ -515,7 +506,7 @@ def backtest(
         ``(name -> judged decisions, name -> report)``; each report has the legacy rule beside it.
     """
     from features.io import load_tables
-    from serving.backtest_report import legacy, report
+    from serving.offline.backtest_report import legacy, report
 
     began = time.perf_counter()
     tables = load_tables(data) if tables is None else tables
@@ -542,8 +533,8 @@ def backtest(
 def run(args: argparse.Namespace) -> int:
     """``python -m serving backtest``: print the report (and write it with ``--json``)."""
     from features.validate import ContractError
-    from serving.backtest_report import render
     from serving.live import load_model
+    from serving.offline.backtest_report import render
     from serving.policy import PolicyError, load_policy
 
     if args.log:
@@ -594,8 +585,8 @@ def run(args: argparse.Namespace) -> int:
 
 def run_log(args: argparse.Namespace) -> int:
     """``python -m serving backtest --log --policy FILE``: off-policy estimates from the decision log."""
-    from serving.ledger import Ledger, make_engine
-    from serving.ope import estimate, read_log, redecide
+    from serving.ledger.store import Ledger, make_engine
+    from serving.offline.ope import estimate, read_log, redecide
     from serving.policy import PolicyError, load_policy
 
     if args.policy is None:

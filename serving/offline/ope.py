@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from serving.decide import ALREADY_SETTLED, BuyerRating, HeadRisk, Usage, decide
+from serving.decide import ALREADY_SETTLED, BuyerRating, HeadRisk, decide
+from serving.ledger.positions import Usage
 from serving.money import to_minor
 from serving.policy import FAST_REFUND, PRESALE, Policy
 from serving.schema import parse_decision
@@ -174,7 +175,7 @@ def read_log(
 
     from sqlalchemy import select
 
-    from serving.tables import DECISIONS, OUTCOMES
+    from serving.ledger.tables import DECISIONS, OUTCOMES
 
     d, o = DECISIONS.c, OUTCOMES.c
     query = select(

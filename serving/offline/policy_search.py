@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from serving.backtest import Event, Priced, decide_priced
+from serving.offline.backtest import Event, Priced, decide_priced
 from serving.policy import EXPLORATION, FAST_REFUND, PRESALE, parse_policy
 
 ALLOWANCE = "expected_loss_allowance"
@@ -266,8 +266,8 @@ def propose_on_window(
         targets: Service -> loss per unit target, overriding the legacy rule's (``legacy_targets``).
         progress: Where progress lines go.
     """
-    from serving.backtest import daily_signals, day_lives, price, window_events
-    from serving.backtest_report import legacy
+    from serving.offline.backtest import daily_signals, day_lives, price, window_events
+    from serving.offline.backtest_report import legacy
 
     base = parse_policy(raw)
     names = list(rating.model.signal_names)

@@ -6,7 +6,7 @@ them to a parquet file (``--out``, with each buyer's exact TreeSHAP reasons by t
 or to Redis (``--redis``). The running service picks
 the new snapshot up on its own (watcher) or on ``POST /v1/admin/reload``.
 With ``--cluster`` each buyer shard is a Dask task that builds, explains and writes its
-partition (:mod:`serving.publish_cluster`); the snapshot is the same.
+partition (:mod:`serving.publish.distributed`); the snapshot is the same.
 
 Example::
 
@@ -22,13 +22,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
-
 from features import cluster
 from serving.config import load_config
-from serving.reasons import exact_reasons, model_identity
-from serving.snapshot import SnapshotMeta, is_redis, open_writer
+from serving.publish.batch_reasons import model_identity, snapshot_rows
+from serving.publish.snapshot import SnapshotMeta, is_redis, open_writer
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -75,25 +72,6 @@ def load_signals_source(args: argparse.Namespace) -> tuple[list[str], str, objec
     return list(rating.model.signal_names), f"{args.model_uri} (version {rating.version})", rating
 
 
-def snapshot_rows(
-    frame: pd.DataFrame, names: list[str], model: Any = None
-) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
-    """A shard's snapshot rows: buyer ids, the kept signals in order, and the exact reasons.
-
-    Args:
-        frame: The shard's signals (:func:`features.build.build_signals`, one as-of instant).
-        names: Signals to keep, in order.
-        model: The ``RatingModel`` whose exact TreeSHAP reasons to compute (None: none).
-
-    Returns:
-        ``(buyer_ids (n,) int64, matrix (n, len(names)) float32, reasons or None)``, as
-        ``FileWriter.append`` takes them.
-    """
-    matrix = frame[names].to_numpy(dtype=np.float32)
-    reasons = None if model is None else exact_reasons(model, matrix)
-    return frame["buyer_id"].to_numpy(np.int64), matrix, reasons
-
-
 def publish(
     data: Path,
     location: str,
@@ -122,7 +100,7 @@ def publish(
             location is a file, each buyer's exact TreeSHAP reasons are stored too.
         log: Optional callable taking a progress line.
         client: A ``distributed.Client``: one task per buyer shard
-            (:mod:`serving.publish_cluster`); ``None``: in this process.
+            (:mod:`serving.publish.distributed`); ``None``: in this process.
 
     Returns:
         The committed snapshot's metadata.
@@ -144,7 +122,7 @@ def publish(
             for frame in build_shards(data, [as_of], limit, log=log):
                 writer.append(*snapshot_rows(frame, names, model))
         else:
-            from serving.publish_cluster import publish_parts
+            from serving.publish.distributed import publish_parts
 
             publish_parts(client, data, as_of, writer, names, model, log)
     except BaseException:

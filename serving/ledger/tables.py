@@ -4,7 +4,7 @@
                    the propensity of the decision made and the expected loss an exploration
                    spent; unique per (calling key, request_id), with the request's fingerprint.
     reservations   one row per buyer, service and order or refund that was approved or had an
-                   outcome: its position (``serving.positions``): what the latest approval
+                   outcome: its position (``serving.ledger.positions``): what the latest approval
                    holds (a ship-before-balance balance still unpaid, or a fast refund's
                    amount), what outcomes released of it, the balance paid so far and the
                    state (open, paid, canceled, defaulted, returned, ...). A fast refund
@@ -21,7 +21,9 @@ CNY); timestamps are naive UTC. ``key_id`` identifies the calling API key (never
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -72,6 +74,39 @@ DECISIONS = Table(
     UniqueConstraint("key_id", "request_id", name="ux_decisions_request"),
     Index("ix_decisions_ref", "service", "ref_id"),
 )
+
+
+@dataclass(frozen=True)
+class DecisionRow:
+    """One row of ``decisions``, as a decision transaction records it (``DecisionTransaction.record``).
+
+    Money in minor units, ``created_at`` naive UTC, ``inputs`` and ``outputs`` JSON-ready values or
+    their JSON text (None where the backtest's ledger keeps no answer).
+    """
+
+    decision_id: str | None
+    key_id: str
+    request_id: str
+    fingerprint: str
+    created_at: datetime
+    service: str
+    buyer_id: int
+    ref_id: int
+    decision: str
+    star: int | None
+    score: int | None
+    p_bad: float | None
+    requested_minor: int
+    reserved_minor: int
+    model_version: str | None
+    policy_version: str | None
+    latency_ms: float
+    propensity: float
+    explored_minor: int
+    inputs: Any
+    outputs: Any
+
+
 RESERVATIONS = Table(
     "reservations",
     METADATA,

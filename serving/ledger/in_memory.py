@@ -1,9 +1,9 @@
 """The ledger's semantics in memory: what the backtest replays decisions against.
 
-``MemoryLedger`` has the interface ``serving.handle`` uses of ``serving.ledger.Ledger``
+``MemoryLedger`` has the interface ``serving.handle`` uses of ``serving.ledger.store.Ledger``
 (``locked`` -> a transaction with ``read`` and ``record``, ``record_outcome``, ``find_outputs``,
 ``new_decision_id``), and moves positions through the same pure rules
-(``serving.positions``), so a decision replayed offline sees exactly the exposure, quotas and
+(``serving.ledger.positions``), so a decision replayed offline sees exactly the exposure, quotas and
 settled orders the service would have seen. One process, one thread: no locks, nothing durable.
 """
 
@@ -16,27 +16,19 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from serving.decide import Usage
-from serving.idempotency import key_reused
-from serving.ledger import DuplicateRequest, month_of
+from serving.ledger.idempotency import key_reused
+from serving.ledger.positions import Position, Usage, apply_outcome, approve, counts_in_quota, decided_at_risk
+from serving.ledger.store import DuplicateRequest, month_of
+from serving.ledger.tables import DecisionRow, utcnow
 from serving.policy import FAST_REFUND, PRESALE
-from serving.positions import (
-    OUTCOME_KINDS,
-    Outcome,
-    Position,
-    apply_outcome,
-    approve,
-    counts_in_quota,
-    decided_at_risk,
-)
-from serving.tables import utcnow
+from serving.schema import OUTCOME_KINDS, Outcome
 
 
 @dataclass(frozen=True)
 class _Stored:
     outputs: Any
     fingerprint: str
-    row: Mapping[str, Any]
+    row: DecisionRow
 
 
 class MemoryLedger:
@@ -84,7 +76,7 @@ class MemoryLedger:
     def record_outcome(
         self, outcome: Outcome, key_id: str, fingerprint: str, now: datetime | None = None
     ) -> dict:
-        """As ``serving.ledger.Ledger.record_outcome``: check, store and release what it closes."""
+        """As ``serving.ledger.store.Ledger.record_outcome``: check, store and release what it closes."""
         service, _ = OUTCOME_KINDS[outcome.kind]
         result = {"outcome_id": outcome.outcome_id, "kind": outcome.kind, "replayed": False}
         stored = self.outcomes.get((key_id, outcome.outcome_id))
@@ -137,7 +129,7 @@ class MemoryTransaction:
         key_id: str = "",
         now: datetime | None = None,
     ) -> tuple[dict | None, str | None, Usage]:
-        """As ``serving.ledger.DecisionTransaction.read``."""
+        """As ``serving.ledger.store.DecisionTransaction.read``."""
         outputs, fingerprint = self.ledger.find_outputs(key_id, request_id)
         now = now or utcnow()
         since = now - timedelta(days=window_days)
@@ -145,25 +137,23 @@ class MemoryTransaction:
         usage = replace(usage, explored_loss=self.ledger.explored.get((service or "", month_of(now)), 0))
         return outputs, fingerprint, usage
 
-    def record(self, row: Mapping[str, Any], reserve: int) -> None:
-        """As ``serving.ledger.DecisionTransaction.record`` (applied when the transaction ends)."""
-        if (row["key_id"], row["request_id"]) in self.ledger.decisions:
-            raise DuplicateRequest(row["request_id"])
+    def record(self, row: DecisionRow, reserve: int) -> None:
+        """As ``serving.ledger.store.DecisionTransaction.record`` (applied when the transaction ends)."""
+        if (row.key_id, row.request_id) in self.ledger.decisions:
+            raise DuplicateRequest(row.request_id)
         self._pending.append((row, reserve))
 
     def commit(self) -> None:
         """Apply the recorded decisions."""
         ledger = self.ledger
         for row, reserve in self._pending:
-            ledger.decisions[(row["key_id"], row["request_id"])] = _Stored(
-                row["outputs"], row["fingerprint"], row
-            )
-            ref = (row["service"], row["ref_id"])
-            ledger._latest.setdefault(ref, {})[row["buyer_id"]] = row["requested_minor"]
-            if row["explored_minor"] > 0:
-                month = (row["service"], month_of(row["created_at"]))
-                ledger.explored[month] = ledger.explored.get(month, 0) + row["explored_minor"]
+            ledger.decisions[(row.key_id, row.request_id)] = _Stored(row.outputs, row.fingerprint, row)
+            ref = (row.service, row.ref_id)
+            ledger._latest.setdefault(ref, {})[row.buyer_id] = row.requested_minor
+            if row.explored_minor > 0:
+                month = (row.service, month_of(row.created_at))
+                ledger.explored[month] = ledger.explored.get(month, 0) + row.explored_minor
             if reserve > 0:
                 book = ledger.positions.setdefault(self.buyer_id, {})
-                book[ref] = approve(book.get(ref), reserve, row["created_at"])
+                book[ref] = approve(book.get(ref), reserve, row.created_at)
         self._pending.clear()

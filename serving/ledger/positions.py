@@ -2,7 +2,7 @@
 
 A *position* is the ledger's state of one buyer's presale order (ship before balance) or
 refund (fast refund). Every ledger (the service's SQL ledger, ``serving.ledger``, and the
-backtest's in-memory one, ``serving.memory_ledger``) changes positions only through the pure
+backtest's in-memory one, ``serving.ledger.in_memory``) changes positions only through the pure
 functions here, so the same sequence of decisions and outcomes gives the same sums in all of
 them. ``docs/serving.md`` ("What a repeated decision means") states the same rules for people:
 
@@ -26,22 +26,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
 
-from serving.idempotency import Refusal
+from serving.ledger.idempotency import Refusal
 from serving.policy import FAST_REFUND, PRESALE
+from serving.schema import OUTCOME_KINDS
 
 OPEN = "open"
 PAID = "paid"  # the balance is paid in full
-# Outcome kind -> (service, state it puts the position in; None: the state does not change).
-OUTCOME_KINDS: dict[str, tuple[str, str | None]] = {
-    "balance_paid": (PRESALE, None),
-    "order_canceled": (PRESALE, "canceled"),
-    "balance_defaulted": (PRESALE, "defaulted"),
-    "goods_returned": (FAST_REFUND, "returned"),
-    "goods_not_returned": (FAST_REFUND, "not_returned"),
-    "refund_abuse": (FAST_REFUND, "abuse"),
-}
 RELEASED_STATES = frozenset({PAID, "canceled", "returned"})  # nothing stays held
 CLOSED_STATES = frozenset({PAID, "canceled", "defaulted", "returned", "not_returned", "abuse"})
 
@@ -51,29 +42,6 @@ OTHER_BUYER = "outcome_buyer_mismatch"
 ORDER_CLOSED = "outcome_order_closed"
 EXCEEDS_BALANCE = "outcome_exceeds_balance"
 EXCEEDS_REFUND = "outcome_exceeds_refund"
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """A validated outcome posted to ``POST /v1/outcomes``.
-
-    Attributes:
-        outcome_id: Caller's idempotency key.
-        kind: One of ``OUTCOME_KINDS``.
-        buyer_id: The buyer.
-        ref_id: The order id (presale kinds) or refund id (fast-refund kinds).
-        amount: Amount concerned in minor units, if given (``balance_paid``: what was paid).
-        occurred_at: When it happened (naive UTC), as sent (None: not sent).
-        payload: The request body as received (JSON-ready).
-    """
-
-    outcome_id: str
-    kind: str
-    buyer_id: int
-    ref_id: int
-    amount: int | None
-    occurred_at: datetime | None
-    payload: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -101,6 +69,27 @@ class Position:
     def held(self) -> int:
         """What the position counts against the buyer now."""
         return self.amount - self.released
+
+
+@dataclass(frozen=True)
+class Usage:
+    """The buyer's live state from the ledger.
+
+    Attributes:
+        exposure: Outstanding ship-before-balance balances of the buyer's other orders (minor units).
+        refund_count: The buyer's other fast refunds granted in the quota window.
+        refund_amount: Their amount (minor units).
+        position: The ledger's position of the order or refund being decided (None: none yet):
+            a repeat decision holds only the balance still unpaid, and a settled one declines.
+        explored_loss: Expected loss of the service's explored approvals this calendar month
+            (minor units), against the exploration budget.
+    """
+
+    exposure: int = 0
+    refund_count: int = 0
+    refund_amount: int = 0
+    position: Position | None = None
+    explored_loss: int = 0
 
 
 def decided_at_risk(service: str, buyer_id: int, latest: Mapping[int, int]) -> int:

@@ -6,9 +6,9 @@ import logging
 
 from flask import Blueprint, Response, jsonify
 
-from serving.context import services
-from serving.metrics import CONTENT_TYPE
-from serving.openapi import openapi_document
+from serving.http.metrics import CONTENT_TYPE
+from serving.http.openapi import openapi_document
+from serving.http.services import services
 
 log = logging.getLogger(__name__)
 ops = Blueprint("ops", __name__)
@@ -42,7 +42,7 @@ def readyz():
 
 @ops.get("/metrics")
 def metrics():
-    """Prometheus text exposition: every worker's counters (``serving.metrics``)."""
+    """Prometheus text exposition: every worker's counters (``serving.http.metrics``)."""
     s = services()
     live = s.runtime.live
     snap = live.snapshot

@@ -1,4 +1,4 @@
-"""``python -m serving.demo``: the development server with a demo API key and example calls.
+"""``python -m serving.http.demo``: the development server with a demo API key and example calls.
 
 The last step of the README demo. Uses the configured API keys when ``SERVING_API_KEYS`` is
 set; otherwise makes a random server secret and a random key with every scope for this
@@ -17,12 +17,14 @@ from datetime import UTC, datetime, timedelta
 
 import pyarrow.parquet as pq
 
-from serving.app import create_app
-from serving.auth import SCOPES, demo_keys
 from serving.config import load_config
-from serving.context import EXTENSION
-from serving.decide import EXPECTED_LOSS_ABOVE_ALLOWANCE, Usage, decide
-from serving.live import Live, Unrated
+from serving.decide import EXPECTED_LOSS_ABOVE_ALLOWANCE
+from serving.handle import assess
+from serving.http.app import create_app
+from serving.http.auth import SCOPES, demo_keys
+from serving.http.services import EXTENSION
+from serving.ledger.positions import Usage
+from serving.live import Live
 from serving.schema import parse_decision
 
 SMALL, LARGE = 300, 4900
@@ -65,19 +67,18 @@ def example_buyer(live: Live | None, buyer_ids: list[int], max_amount: float, no
     due = _stamp(now + timedelta(days=20))
     rated = contrast = None
     for buyer_id in buyer_ids:
-        try:
-            rating = live.rate(buyer_id)
-        except Unrated:
-            continue
-        rated = buyer_id if rated is None else rated
         small, large = (
-            decide(request, rating, live.policy, Usage(), live.head_risk(request, rating, now.replace(tzinfo=None)))
+            assess(request, live, now.replace(tzinfo=None))
             for request in (
                 parse_decision(presale_body(0, buyer_id, 1, amount, due), max_amount, live.policy.currency,
                                live.policy.decimals)
                 for amount in (SMALL, LARGE)
             )
         )  # fmt: skip
+        if small.rating is None:
+            continue
+        rated = buyer_id if rated is None else rated
+        small, large = small.decide(live.policy, Usage()), large.decide(live.policy, Usage())
         if small.decision == "approve" and large.decision == "decline":
             if any(d.code == EXPECTED_LOSS_ABOVE_ALLOWANCE for d in large.declines):
                 return buyer_id
@@ -123,7 +124,7 @@ def example_calls(base: str, key: str, buyer_id: int, now: datetime | None = Non
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m serving.demo", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m serving.http.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     args = parser.parse_args(argv)

@@ -23,7 +23,7 @@ from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from typing import Any
 
-from serving.context import Problem
+from serving.http.problems import Problem
 
 CHUNK = 4096
 

@@ -8,10 +8,10 @@ model's signals in order and
 * for a parquet snapshot: computes each buyer's exact TreeSHAP reasons on the worker and
   stages the partition as an uncompressed ``.npz`` in ``.SNAPSHOT.<version>.parts/`` next
   to the snapshot (temporary name, renamed when complete); the client appends the parts in
-  shard order through the same :class:`serving.snapshot.FileWriter` as in-process, one at a
+  shard order through the same :class:`serving.publish.snapshot.FileWriter` as in-process, one at a
   time, so the file holds the same rows, values, reasons and row groups;
 * for Redis: writes its buyers straight into the new, uncommitted version's keys
-  (:class:`serving.snapshot.RedisRows`, pipelined transactions) and returns the count; the
+  (:class:`serving.publish.snapshot.RedisRows`, pipelined transactions) and returns the count; the
   client holds no rows.
 
 The model reaches the workers once, as one task (``publish-booster-<token>``) that loads
@@ -21,7 +21,7 @@ scattered: it pickles without its booster (that travels as an MLflow artifact), 
 scattered data is lost for good when every worker holding it dies, where a task is
 recomputed.
 
-The caller (:func:`serving.publish.publish`) commits (renames the file, or switches Redis
+The caller (:func:`serving.publish.run.publish`) commits (renames the file, or switches Redis
 ``meta``) only after every partition succeeded, and aborts the writer on any failure.
 Memory per worker is bounded by a shard; the client holds one partition (file) or none
 (Redis).
@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from rating.reasons import reason_points
-from serving.snapshot import FileWriter, RedisRows, RedisWriter
+from serving.publish.snapshot import FileWriter, RedisRows, RedisWriter
 
 TASK_NAME = "publish-part"
 """Key prefix of the per-shard publishing tasks."""
@@ -88,7 +88,7 @@ def publish_parts(
             snapshot's folder (file) or reach the Redis server (Redis).
         data_dir: Raw export (buyer-partitioned parts).
         as_of: The instant (UTC).
-        writer: The open, uncommitted writer (``serving.snapshot.open_writer``).
+        writer: The open, uncommitted writer (``serving.publish.snapshot.open_writer``).
         names: Signals to keep, in order.
         model: The model whose exact reasons a file snapshot stores (a ``RatingModel``;
             None: none).
@@ -97,7 +97,7 @@ def publish_parts(
     Raises:
         features.validate.ContractError: If a shard breaks the contract.
         features.cluster.WorkerLost: If a task was lost with its workers too often.
-        serving.snapshot.SnapshotError: If a partition could not be written to Redis.
+        serving.publish.snapshot.SnapshotError: If a partition could not be written to Redis.
     """
     from features import build_cluster, cluster
 
@@ -142,7 +142,7 @@ def _publish_part(
 ) -> int | Path:
     """Task: shard ``part``'s snapshot rows written to Redis (returns the count) or staged in
     the folder ``sink`` with their exact reasons (returns the part's path)."""
-    from serving.publish import snapshot_rows
+    from serving.publish.batch_reasons import snapshot_rows
 
     buyer_ids, matrix, reasons = snapshot_rows(frame, names, model)
     if isinstance(sink, RedisRows):

@@ -48,8 +48,8 @@ from sqlalchemy import (
     tuple_,
 )
 
-from serving.ledger import Ledger
-from serving.tables import DECISIONS, OUTCOMES, RESERVATIONS, utcnow
+from serving.ledger.store import Ledger
+from serving.ledger.tables import DECISIONS, OUTCOMES, RESERVATIONS, utcnow
 
 log = logging.getLogger(__name__)
 DEFAULT_BATCH = 5000
@@ -252,7 +252,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     """Run retention against the configured ledger (``SERVING_DATABASE_URL``...); prints a summary."""
     from serving.config import load_config
-    from serving.engine import make_engine
+    from serving.ledger.engine import make_engine
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = load_config()

@@ -1,6 +1,6 @@
 """Prometheus metrics with ``prometheus_client``: one view of every worker.
 
-Under gunicorn (``serving/gunicorn_conf.py``) ``PROMETHEUS_MULTIPROC_DIR`` is set before any
+Under gunicorn (``serving/http/gunicorn_conf.py``) ``PROMETHEUS_MULTIPROC_DIR`` is set before any
 worker starts: each worker writes its samples to files there, and any worker answering
 ``/metrics`` reads them all (``MultiProcessCollector``), so every scrape counts the decisions
 of all workers, including workers that have exited (counters never go backwards). Without
@@ -37,8 +37,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import func, select
 
+from serving.ledger.tables import RESERVATIONS
 from serving.monitor.metrics import MonitorCollector
-from serving.tables import RESERVATIONS
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 BUCKETS_S = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0, 5.0)
@@ -49,7 +49,7 @@ class Metrics:
     """The service's metrics, for one app: multiprocess when ``PROMETHEUS_MULTIPROC_DIR`` is set.
 
     (``prometheus_client`` reads that variable when it is first imported, so it must be set
-    before the worker starts: ``serving/gunicorn_conf.py`` does it in the master.)
+    before the worker starts: ``serving/http/gunicorn_conf.py`` does it in the master.)
     """
 
     def __init__(self, monitor_record: str | None = None) -> None:

@@ -1,42 +1,18 @@
-"""Per-app services shared by the blueprints, and the one error shape (RFC 9457 problem details)."""
+"""The one error shape of every answer that is not a decision: RFC 9457 problem details."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from http import HTTPStatus
 
-from flask import Response, current_app
+from flask import Response
 
-from serving.auth import KeyCheck
-from serving.config import ServingConfig
-from serving.ledger import Ledger
-from serving.metrics import Metrics
-from serving.runtime import Runtime
-
-EXTENSION = "buyer_trust"
 PROBLEM_TYPE = "urn:buyer-trust:problem:"
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
 
-@dataclass(frozen=True)
-class Services:
-    """Everything the handlers need, stored once per app in ``app.extensions``."""
-
-    config: ServingConfig
-    runtime: Runtime
-    ledger: Ledger
-    metrics: Metrics
-    keys: KeyCheck
-
-
-def services() -> Services:
-    """The current app's ``Services`` (inside a request or app context)."""
-    return current_app.extensions[EXTENSION]
-
-
 class Problem(Exception):
-    """An error answer raised anywhere in a request; ``serving.app`` renders it with ``error_response``.
+    """An error answer raised anywhere in a request; ``serving.http.app`` renders it with ``error_response``.
 
     Args:
         status: HTTP status (4xx or 5xx).

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from serving.auth import HEADER
-from serving.context import PROBLEM_MEDIA_TYPE
+from serving.http.auth import HEADER
+from serving.http.problems import PROBLEM_MEDIA_TYPE
+from serving.http.runtime import ALL_PARTS
 from serving.reviews import ACTIONS as REVIEW_ACTIONS
 from serving.reviews import ASSESS_BODY as REVIEW_ASSESS_BODY
 from serving.reviews import OUTCOME_BODY as REVIEW_OUTCOME_BODY
-from serving.runtime import ALL_PARTS
 from serving.schema import (
     AMOUNT,
     BUYER_PATH,
@@ -195,7 +195,7 @@ def _problems(**statuses: str) -> dict[str, dict]:
     }
 
 
-# Answers every /v1 route can give before it runs (serving.api, serving.body).
+# Answers every /v1 route can give before it runs (serving.http.api, serving.http.body).
 _AUTH = {"401": f"Missing or unknown {HEADER}.", "403": "The key lacks this route's scope."}
 _BODY = {
     "400": "Invalid body: malformed or non-UTF-8 JSON, not an object, duplicate keys, NaN/Infinity, "
