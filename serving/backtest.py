@@ -221,6 +221,7 @@ def decision_row(event: Event, answer: dict) -> dict:
         "expected_loss": answer["expected_loss"],
         "at_risk": at_risk,
         "first_decline": declines[0]["code"] if declines else None,
+        "declines": ",".join(d["code"] for d in declines),
         "propensity": (answer.get("exploration") or {}).get("propensity", 1.0),
     }
 
@@ -372,6 +373,7 @@ def decide_priced(
                 "expected_loss": None if p.head is None else p.head.expected_loss / unit,
                 "at_risk": request.at_risk / unit,
                 "first_decline": made.declines[0].code if made.declines else None,
+                "declines": ",".join(f.code for f in made.declines),
                 "propensity": made.propensity,
             }
         )

@@ -156,6 +156,18 @@ def train_command(
     return cmd
 
 
+def retrain_windows(export: Path, first: pd.Timestamp) -> list[str]:
+    """``--valid-from`` and ``--test-from`` of a retrain on ``export`` after the product's first
+    decision at ``first``: validation opens at the product's first presale season when a later one
+    is usable for the test window (``training.snapshots.split_validating``), so the propensities
+    weigh validation rows (early stopping, calibration, the presale uplift); else the default split."""
+    from training.snapshots import split_validating
+    from training.train import snapshot_dates
+
+    split = split_validating(snapshot_dates(export), first)
+    return ["--valid-from", split.valid_first.date().isoformat(), "--test-from", split.test_first.date().isoformat()]
+
+
 def train(
     export: Path, tracking_uri: str, ledger_url: str | None, naive: bool, promote: str, extra: list[str]
 ) -> str:
@@ -304,17 +316,40 @@ def loss_at(
     return out
 
 
+def open_to_the_model(made: pd.DataFrame) -> np.ndarray:
+    """Per decision: whether the model's judgement alone decided it, so another model could have
+    approved it under the same policy: approved, or declined only for ``EXPLORABLE`` reasons (the
+    expected loss above the allowance, the stars below the minimum); never one a hard fact, a cap,
+    an exposure limit, a quota, an evidence rule or a missing rating declined.
+
+    A yardstick that approves the same money from these opportunities (the oracle, a truth-trained
+    ceiling) compares like for like: the same policy's constraints, another ranking."""
+    from serving.decide import EXPLORABLE
+
+    only_model = [bool(codes) and set(codes.split(",")) <= EXPLORABLE for codes in made["declines"].fillna("")]
+    return (made["decision"] == APPROVE).to_numpy() | np.array(only_model, dtype=bool)
+
+
+def rank_within(rank: np.ndarray, open_: np.ndarray) -> np.ndarray:
+    """``rank`` where the opportunity is open to the model, +inf elsewhere (``loss_at`` reaches those last,
+    never when it approves at most the money the served decisions approved from the open ones)."""
+    return np.where(open_, rank, np.inf)
+
+
 def oracle_at(frame: pd.DataFrame, money: float) -> float:
-    """The least truth-expected loss of approving ``money`` of these opportunities (best first by the truth)."""
+    """The least truth-expected loss of approving ``money`` of the opportunities open to the model
+    (``open_to_the_model``), best first by the truth."""
     p = frame["p_true"].to_numpy(np.float64)
     at_risk = frame["at_risk"].to_numpy(np.float64)
-    return float(loss_at(at_risk, p, p, np.ones((1, len(p))), np.array([money]))[0])
+    rank = rank_within(p, open_to_the_model(frame))
+    return float(loss_at(at_risk, p, rank, np.ones((1, len(p))), np.array([money]))[0])
 
 
 def monthly_figures(
     decisions: pd.DataFrame, tables: dict[str, pd.DataFrame], world_dir: Path
 ) -> pd.DataFrame:
-    """Per month and service: money approved, realised and truth-expected loss, loss per unit (95% CI), oracle."""
+    """Per month and service: money approved, realised and truth-expected loss, loss per unit (95% CI), and
+    the oracle's loss at the same money from the opportunities open to the model (``open_to_the_model``)."""
     from features.outcomes import presale_outcomes, refund_outcomes
 
     bad = {
@@ -433,8 +468,9 @@ def deploy(
             if (m + 1) % retrain_every == 0:
                 export = exports / f"m{m + 1:02d}"
                 write_tables(as_of(tables, end), cfg, end, history + m + 1, export)
-                say(f"retraining on the export as of {end.date()} and the decision log ...")
-                train(export, tracking, ledger_url, naive, "auto", train_args or [])
+                windows = retrain_windows(export, starts[0])
+                say(f"retraining on the export as of {end.date()} and the decision log ({' '.join(windows)}) ...")
+                train(export, tracking, ledger_url, naive, "auto", windows + (train_args or []))
                 before = version
                 version, rating, policy = champion(tracking, out / "policies")
                 trained, run_id, metrics = latest_run(tracking)
@@ -444,7 +480,15 @@ def deploy(
                         "export": str(export),
                         "version": trained,
                         "run_id": run_id,
-                        "propensity_weighted_presales": metrics.get("propensity_weighted_presales"),
+                        "windows": windows,
+                        **{
+                            k: metrics.get(k)
+                            for k in (
+                                "propensity_weighted_presales",
+                                "propensity_weighted_presales_train",
+                                "propensity_weighted_presales_valid",
+                            )
+                        },
                         "champion": version,
                         "promoted": version != before,
                     }

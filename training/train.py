@@ -338,6 +338,21 @@ def propose_policy(
     return out, failed
 
 
+def propensity_metrics(presales: pd.DataFrame, split: TimeSplit) -> dict[str, float]:
+    """How many presales the decision log weighs (weight > 1): in the export, and in each window the
+    heads are fitted on (``train``: the base; ``valid``: early stopping and the uplift). Weights that
+    reach neither change nothing."""
+    weights = presales[WEIGHT] if WEIGHT in presales else pd.Series(1.0, index=presales.index)
+    out = {
+        "propensity_weighted_presales": float((weights > 1).sum()),
+        "propensity_max_weight": float(weights.max()) if len(weights) else 1.0,
+    }
+    window = split.assign_instant(presales["as_of"]).to_numpy()
+    for name in ("train", "valid"):
+        out[f"propensity_weighted_presales_{name}"] = float(((weights > 1).to_numpy() & (window == name)).sum())
+    return out
+
+
 def weigh_by_propensity(rows: pd.DataFrame, args: argparse.Namespace, progress: Progress) -> pd.DataFrame:
     """The presale rows with their ``weight`` from ``--decision-log`` (``training.propensity``), unless ignored."""
     if args.decision_log is None or args.ignore_propensities:
@@ -562,10 +577,7 @@ def fit_and_log(
             model.set_heads(fit_heads(frames, split, names, args.seed, progress))
         for service, head in model.heads.items():
             mlflow.log_metrics({f"head_{PREFIX[service]}_{k}": v for k, v in head.metrics.items()})
-        weights = frames[PRESALE][WEIGHT] if WEIGHT in frames[PRESALE] else pd.Series([1.0])
-        mlflow.log_metrics(
-            {"propensity_weighted_presales": float((weights > 1).sum()), "propensity_max_weight": float(weights.max())}
-        )
+        mlflow.log_metrics(propensity_metrics(frames[PRESALE], split))
         mlflow.log_dict(
             {s: {"uplift": list(h.uplift), "context": h.context_names} for s, h in model.heads.items()},
             "heads.json",
