@@ -230,8 +230,10 @@ def main() -> None:
             f"{mode}: {args.buyers:,} buyers, {args.months} months, retrain every {args.retrain_every} "
             f"({len(summary['retrains'])} retrains: "
             + ", ".join(
-                f"month {r['month']} v{r['version']} {'promoted' if r['promoted'] else 'kept the champion'}, "
-                f"{r['propensity_weighted_presales'] or 0:.0f} presales weighted"
+                f"month {r['month']} skipped (the same fit as the champion)"
+                if "skipped" in r
+                else f"month {r['month']} v{r['version']} {'promoted' if r['promoted'] else 'kept the champion'}, "
+                f"{r['propensity_weighted_presales_valid'] or 0:.0f} weighted presales in validation"
                 for r in summary["retrains"]
             )
             + f"), {wall:.0f} s wall on {os.cpu_count()} cores, load average {load:.1f} -> {os.getloadavg()[0]:.1f}"

@@ -69,6 +69,11 @@ def _iso(t: pd.Timestamp) -> str:
     return t.tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def event_key(event: Event) -> tuple:
+    """The order events are sent in: time, a decision before an outcome at the same instant, then the id."""
+    return event.t, event.order, event.body.get("request_id") or event.body["outcome_id"]
+
+
 def window_events(
     tables: dict[str, pd.DataFrame], start: pd.Timestamp, end: pd.Timestamp, currency: str, decimals: int
 ) -> list[Event]:
@@ -141,7 +146,7 @@ def window_events(
             ("refund_abuse", row.abuse_confirmed_at),
         ]
         events += _opportunity(row.requested_at, body, facts, "refund_id", rid, end)
-    events.sort(key=lambda e: (e.t, e.order, e.body.get("request_id") or e.body["outcome_id"]))
+    events.sort(key=event_key)
     days = published_as_of(pd.Series([e.t for e in events], dtype="datetime64[us, UTC]"))
     return [replace(e, snapshot_day=day) for e, day in zip(events, days, strict=True)]
 

@@ -25,8 +25,10 @@ from simulator.deploy import (
     loss_at,
     open_to_the_model,
     rank_within,
-    retrain_windows,
+    refits_the_champion,
+    retrain_split,
     train_command,
+    window_args,
 )
 from simulator.write import write_export
 
@@ -51,6 +53,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
         naive=False,
         train_args=TRAIN_ARGS,
         progress=lambda m: None,
+        always_retrain=True,  # its windows are the first champion's (see test_a_refit_of_the_champion_is_skipped)
     )
     return root / "out", summary
 
@@ -240,7 +243,7 @@ def test_a_propensity_retrain_weighs_validation_rows_and_differs_from_the_naive_
     season = pd.Timestamp("2024-05-01", tz="UTC")  # the export's last presale season but one
     split = split_validating(dates, season)
     assert split.valid_first == season
-    assert retrain_windows(export, season) == [
+    assert window_args(retrain_split(export, season)) == [
         "--valid-from", season.date().isoformat(), "--test-from", split.test_first.date().isoformat(),
     ]  # fmt: skip
     names = [s.name for s in signals()]
@@ -316,3 +319,55 @@ def test_yardsticks_approve_only_what_the_policy_left_to_the_model() -> None:
     rank = rank_within(p_true, open_to_the_model(made))
     # 20 of money: the two cheapest open ones (0.1, 0.2), never the free ones a cap or quota declined
     assert np.allclose(loss_at(at_risk, p_true, rank, np.ones((1, 6)), np.array([20.0])), [3.0])
+
+
+def test_a_forked_ledger_is_a_deep_copy() -> None:
+    """A month's pass decides on ``MemoryLedger.fork()``: what the fork records never reaches the
+    original, and the fork holds what ``copy.deepcopy`` would (the same next decision id included)."""
+    import copy
+    import datetime as dt
+
+    from serving.memory_ledger import MemoryLedger
+
+    def record(ledger: MemoryLedger, ref: int, buyer: int, minute: int) -> None:
+        row = {
+            "key_id": "k", "request_id": f"r{ref}", "outputs": None, "fingerprint": "", "service": PRESALE,
+            "ref_id": ref, "buyer_id": buyer, "requested_minor": 50_00, "explored_minor": 3_00,
+            "created_at": dt.datetime(2025, 5, 1) + dt.timedelta(minutes=minute),
+        }  # fmt: skip
+        with ledger.locked(buyer) as tx:
+            tx.record(row, 50_00)
+
+    def state(ledger: MemoryLedger) -> tuple:
+        return ledger.decisions, ledger.positions, ledger.outcomes, ledger._latest, ledger.explored
+
+    original = MemoryLedger()
+    record(original, 1, 7, 0)
+    original.new_decision_id()
+    before = copy.deepcopy(state(original))
+    fork, deep = original.fork(), copy.deepcopy(original)
+    for ledger in (fork, deep):
+        record(ledger, 2, 7, 1)
+        record(ledger, 3, 8, 2)
+    assert state(fork) == state(deep) and fork.new_decision_id() == deep.new_decision_id()
+    assert state(original) == before and original.new_decision_id() == "m-2"
+    assert original.exposure(7) == 50_00 and fork.exposure(7) == 100_00
+
+
+def test_a_refit_of_the_champion_is_skipped(run: tuple[Path, dict]) -> None:
+    """The short loop's retrain has the first champion's training and validation windows, all settled
+    before the loop: without ``always_retrain`` the loop would skip it, and it did fit the same model
+    (the gate found every yardstick equal and kept the champion)."""
+    out, summary = run
+    tracking = f"sqlite:///{out / 'mlruns' / 'mlflow.db'}"
+    start = pd.Timestamp("2025-05-01", tz="UTC")
+    split = retrain_split(out / "exports" / f"m{MONTHS:02d}", start)
+    assert not summary["retrains"][0]["promoted"]
+    mlflow.set_tracking_uri(tracking)
+    client = mlflow.MlflowClient()
+    versions = sorted(client.search_model_versions(f"name='{MODEL_NAME}'"), key=lambda v: int(v.version))
+    first, retrain = (client.get_run(v.run_id).data for v in versions)
+    assert first.metrics["best_iteration"] == retrain.metrics["best_iteration"]
+    assert first.metrics["head_presale_best_iteration"] == retrain.metrics["head_presale_best_iteration"]
+    assert refits_the_champion(tracking, split, start)
+    assert not refits_the_champion(tracking, split, pd.Timestamp("2024-09-01", tz="UTC"))  # labels still open
