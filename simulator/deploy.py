@@ -60,8 +60,8 @@ MODEL_NAME = "buyer-trust-rating"
 EXPERIMENT = "deploy"
 TRAIN_SCRIPT = Path(__file__).resolve().parent.parent / "training" / "train.py"
 APPROVE = "approve"
-FIRST_CHAMPION = "first-champion"
-SAME_FIT = "its training and validation windows are the champion's, settled before the loop: the same fit"  # a copy of the MLflow store holding only the first champion
+FIRST_CHAMPION = "first-champion"  # a copy of the MLflow store holding only the first champion
+SAME_FIT = "its training and validation windows are the champion's, settled before the loop: the same fit"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
