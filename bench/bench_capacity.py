@@ -10,9 +10,9 @@ signal file's bytes per (buyer, date) row; (3) with ``--rows``, the rating's ``l
 (default parameters and monotone constraints, a fixed number of rounds and no early stopping,
 so every size does the same work per row) on that many snapshot rows of the export: wall and
 CPU seconds for the binning (``lgb.Dataset``) and for the rounds; (4) with ``--ledger``, the
-PostgreSQL bytes one decision costs: ``--decisions`` requests of ``bench_serving.py``'s mix
-(half presale, half fast refund) through the app (Flask test client, ``bench_serving.py``'s
-synthetic model over every registry signal with 100 trees, the shipped policy) into a fresh schema, then the WAL written and
+PostgreSQL bytes one decision costs: ``--decisions`` requests of the serving bench's mix
+(half presale, half fast refund, ``bench.service.bodies``) through the app (Flask test client, ``bench.synthetic``'s
+model over every registry signal with 100 trees, the shipped policy) into a fresh schema, then the WAL written and
 the ledger tables' size with indexes, per decision row; the schema is dropped afterwards.
 Process CPU is what to extrapolate from on a shared machine; the load average is printed at
 start and end.
@@ -138,8 +138,9 @@ def ledger_bytes(url: str, n: int) -> None:
     import uuid
 
     import psycopg
-    from bench_serving import decision_bodies, synthetic_setup
 
+    from bench.service.bodies import decision_bodies
+    from bench.synthetic import synthetic_setup
     from serving.app import close_app, create_app
     from serving.auth import SCOPES, demo_keys
 

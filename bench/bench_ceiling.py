@@ -32,37 +32,28 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.ceiling import CEILINGS, approval_design
+from bench.machine import describe
+from bench.rows import bench_parser, bench_rows
 from features.registry import signals
-from training.benchmark import bench_parser, bench_rows, describe
 from training.dataset import SNAPSHOTS
+from training.evaluation.report import PREFIX
+from training.evaluation.scorecard import OptBinningScorecard
+from training.evaluation.truth import opportunity_truth, risk_truth
+from training.evaluation.yardsticks import Estimate, auc_comparison, compare_service
 from training.heads import (
     add_uplift,
     context_matrix,
-    design,
     fit_base,
     fit_heads,
     fit_model,
 )
 from training.model import DEFAULT_PARAMS, Dataset, fit_booster
-from training.opportunities import PRESALE, SERVICES, at_risk, legacy_decisions
-from training.report import PREFIX
-from training.scorecard import OptBinningScorecard
-from training.train import Progress, split_snapshots
-from training.truth import opportunity_truth, risk_truth
-from training.yardsticks import Estimate, auc_comparison, compare_service
+from training.opportunities import SERVICES, at_risk, legacy_decisions
+from training.progress import Progress
+from training.snapshots import split_snapshots
 
 HEAD, ORACLE, SCORECARD = "product head", "oracle (truth)", "optbinning scorecard"
-CEILINGS = {
-    "truth-trained": {},
-    "truth-trained, roomy": {
-        "num_leaves": 63,
-        "min_data_in_leaf": 20,
-        "feature_fraction": 0.8,
-        "lambda_l2": 1.0,
-    },
-}
-"""Parameter changes over the heads' (``training.heads.HEAD_PARAMS``) of each ceiling model, fitted by the
-heads' own ``fit_model`` (categorical context, early stopping) with a cross-entropy objective."""
 HEAD_VARIANTS = {
     "learning rate 0.03": {"learning_rate": 0.03},
     "31 leaves, 50 rows a leaf": {"num_leaves": 31, "min_data_in_leaf": 50},
@@ -76,13 +67,6 @@ DRAWN = "outcomes, all approved"
 """A service model with the heads' parameters on 0/1 outcomes drawn from the truth's probability if
 approved, for every training opportunity: what a history that had approved every opportunity
 (full exploration) would teach, label noise included."""
-
-
-def approval_design(service: str, rows: pd.DataFrame, names: list[str]) -> np.ndarray:
-    """Signals and context as the head sees them when it prices an approval (a presale shipped early,
-    a refund paid fast)."""
-    rows = rows.assign(shipped=True) if service == PRESALE else rows.assign(fast=True)
-    return design(service, rows, names)
 
 
 def service_ceiling(

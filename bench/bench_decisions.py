@@ -21,21 +21,18 @@ import resource
 import sys
 import time
 
+from bench.machine import describe
+from bench.rows import bench_parser, bench_rows
 from features.registry import signals
-from training.benchmark import bench_parser, bench_rows, describe
 from training.dataset import SNAPSHOTS
+from training.evaluation.report import FIXED_METRICS, PREFIX, build_report
+from training.evaluation.truth import risk_truth
+from training.evaluation.yardsticks import HIGH_RISK_P
 from training.heads import fit_heads
 from training.model import DEFAULT_PARAMS
-from training.report import FIXED_METRICS, PREFIX, build_report
-from training.train import (
-    PSI_SAMPLE,
-    Progress,
-    fit_scorers,
-    split_snapshots,
-    window_opportunities,
-)
-from training.truth import risk_truth
-from training.yardsticks import HIGH_RISK_P
+from training.progress import Progress
+from training.run import PSI_SAMPLE, fit_scorers, window_opportunities
+from training.snapshots import split_snapshots
 
 
 def _ci(m: dict[str, float], name: str) -> str:

@@ -50,16 +50,15 @@ def ceiling_probabilities(world: Path, export: Path, loop_start: pd.Timestamp, s
     ``export`` (contract tables as the product left them) is read with ``world``'s truth beside it
     (a folder of links in ``work``); see the module docstring.
     """
-    from bench_ceiling import CEILINGS, approval_design
-
+    from bench.ceiling import CEILINGS, approval_design
     from features.io import read_manifest
     from features.registry import signals
     from training.dataset import assemble
+    from training.evaluation.truth import opportunity_truth
     from training.heads import CONTEXT, fit_model
     from training.opportunities import KEYS, SERVICES
-    from training.snapshots import default_split
-    from training.train import Progress, snapshot_dates
-    from training.truth import opportunity_truth
+    from training.progress import Progress
+    from training.snapshots import default_split, snapshot_dates
 
     data = work / "ceiling_data"
     if data.exists():

@@ -30,17 +30,18 @@ import numpy as np
 import yaml
 from sklearn.metrics import log_loss
 
+from bench.machine import describe
 from rating.artifact import load_rating
-from training.benchmark import describe
 from training.dataset import SNAPSHOTS, assemble_cached
+from training.evaluation.truth import opportunity_truth
 from training.heads import UPLIFT_ROWS, _weight, add_uplift, context_matrix
 from training.opportunities import PRESALE, legacy_decisions
-from training.policy_backtest import search_and_judge
-from training.policy_proposal import candidate_policy
-from training.snapshots import default_split
+from training.policy.backtest import search_and_judge
+from training.policy.proposal import candidate_policy
+from training.progress import Progress
+from training.run import BASE_POLICY, propose_policy
+from training.snapshots import default_split, snapshot_dates
 from training.tracking import configure_tracking
-from training.train import BASE_POLICY, Progress, propose_policy, snapshot_dates
-from training.truth import opportunity_truth
 
 
 def _knot(text: str) -> float | None:

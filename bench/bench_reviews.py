@@ -22,12 +22,14 @@ import resource
 import sys
 import time
 
+from bench.machine import describe
+from bench.rows import bench_parser
 from features.registry import signals
-from training.benchmark import bench_parser, describe
 from training.dataset import review_frame
+from training.progress import Progress
 from training.review_head import evaluate_review_head, fit_review_head
-from training.snapshots import default_split
-from training.train import BASE_POLICY, Progress, snapshot_dates
+from training.run import BASE_POLICY
+from training.snapshots import default_split, snapshot_dates
 
 ROWS = (
     ("queue the size of the flag's (every review of a named writer)", None),

@@ -15,11 +15,11 @@ The cluster start-up is not in the wall time (printed apart). The signal build
 reads the export the in-process simulator wrote; so does the publish (``serving.publish``
 to a parquet snapshot as of the export time, with exact TreeSHAP reasons by a model sized
 like production: every registry signal, 300 trees, fit on synthetic rows as
-``bench_serving.py --synthetic`` does; loading it is in the wall time); so does training (the whole of
+``bench_serving.py --synthetic`` does, ``bench.synthetic``; loading it is in the wall time); so does training (the whole of
 ``python training/train.py``, default parameters, no assembly cache, MLflow in a SQLite store in the
 scratch folder; with ``--cluster`` the assembly and the rating's booster run on the workers, the rest
-in the client). The goals of issue 11 are printed after
-the table. The machine is shared: the load average at start is printed, and figures from a
+in the client). The goals (flat memory per worker, 2-worker speed-up, the demo's time and memory) are printed
+after the table. The machine is shared: the load average at start is printed, and figures from a
 busy machine are not comparable with a quiet one.
 """
 
@@ -235,8 +235,7 @@ def bench_publish(common: dict, data: Path, tmp: Path, modes: list[int]) -> list
     """Time the publish of ``data`` in each mode (one child each), printing each line; returns the rows."""
     model = str(tmp / "model" / "model")  # one production-sized model for every size and mode
     if not Path(model).exists():
-        sys.path.insert(0, str(Path(__file__).parent))
-        from bench_serving import synthetic_setup
+        from bench.synthetic import synthetic_setup
 
         model = synthetic_setup(tmp / "model", 1)[0]
     rows = []
@@ -297,7 +296,7 @@ def print_table(rows: list[dict]) -> None:
 
 
 def print_goals(rows: list[dict]) -> None:
-    """The goals of issue 11, each with the figures it is judged on (or why it was not measured)."""
+    """The scale goals, each with the figures it is judged on (or why it was not measured)."""
 
     def find(step: str, buyers: int, workers: int, processes: int | None = None) -> dict | None:
         key = (step, buyers, workers, processes)

@@ -64,11 +64,11 @@ def serve(root: Path) -> tuple[object, str]:
     """Start the service on a free port of 127.0.0.1; returns the server and its base URL."""
     from werkzeug.serving import make_server
 
+    from bench.tiny import save_tiny_rating, synthetic_dataset
     from features.registry import signal_names
     from serving.app import create_app
     from serving.auth import SCOPES, key_entry
     from serving.snapshot import FileWriter
-    from training.tiny import save_tiny_rating, synthetic_dataset
 
     names = [n for n in signal_names() if n not in POLICY_SIGNALS][:8] + POLICY_SIGNALS
     with warnings.catch_warnings():  # MLflow's hints about saving a pyfunc
@@ -140,8 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         try:
             hooks = {
-                "SCHEMATHESIS_HOOKS": "schema_hooks",
-                "PYTHONPATH": os.pathsep.join([str(HERE), *sys.path]),
+                "SCHEMATHESIS_HOOKS": "bench.schema_hooks",
             }
             run = subprocess.run(  # in the temporary folder: schemathesis keeps its crash cache in its cwd
                 cmd, capture_output=True, text=True, check=False, env=os.environ | hooks, cwd=root

@@ -5,10 +5,10 @@
 
 Takes the opportunities (presale deposits, refund requests) of the ``--days`` busiest days of the
 default split's test window, prices each with the head as training does (signals as of the day's
-snapshot, ``training.skew.trained_probability``) and as the service does (that day's snapshot
+snapshot, ``training.evaluation.skew.trained_probability``) and as the service does (that day's snapshot
 published by ``serving.publish``, loaded by ``serving.live``, one request at a time), and prints
 per service the median, the 90th percentile of ``|log(p_served / p_trained)|`` and the share moved by
-more than 20%, beside the goal (``training.skew.SKEW_GOAL``); then the same against the head priced on
+more than 20%, beside the goal (``training.evaluation.skew.SKEW_GOAL``); then the same against the head priced on
 the signals of the decision instant (how head rows were built before they took the day's snapshot).
 """
 
@@ -21,12 +21,18 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.machine import describe
 from serving.config import load_config
 from serving.live import load_model
-from training.benchmark import describe
-from training.skew import SKEW_GOAL, busiest_days, measure, opportunity_rows, summarise, trained_probability
-from training.snapshots import default_split
-from training.train import snapshot_dates
+from training.evaluation.skew import (
+    SKEW_GOAL,
+    busiest_days,
+    measure,
+    opportunity_rows,
+    summarise,
+    trained_probability,
+)
+from training.snapshots import default_split, snapshot_dates
 
 DEFAULT_POLICY = Path(__file__).resolve().parent.parent / "serving" / "policy.yaml"
 

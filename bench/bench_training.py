@@ -21,10 +21,10 @@ import pandas as pd
 from features.io import export_time, read_manifest
 from features.registry import monotone_constraints, signals
 from training.dataset import SNAPSHOTS, assemble
+from training.evaluation.report import build_report
+from training.evaluation.scorecard import OptBinningScorecard
 from training.labels import usable_as_of
 from training.model import DEFAULT_PARAMS, Dataset, fit_rating
-from training.report import build_report
-from training.scorecard import OptBinningScorecard
 from training.snapshots import default_split, month_starts
 
 

@@ -1,4 +1,4 @@
-"""Schemathesis hooks of ``bench/bench_schema.py`` (``SCHEMATHESIS_HOOKS=schema_hooks``, registered when
+"""Schemathesis hooks of ``bench/bench_schema.py`` (``SCHEMATHESIS_HOOKS=bench.schema_hooks``, registered when
 schemathesis imports this module): generated bodies that break a rule between two fields are dropped,
 since JSON Schema cannot state one and the service rightly refuses them with 400 naming the field:
 

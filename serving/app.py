@@ -60,8 +60,8 @@ def _register_hooks(app: Flask) -> None:
 def freeze_heap() -> None:
     """Move everything loaded so far (MLflow, the model, the snapshot) out of the cyclic GC.
 
-    A full collection over that heap takes 20-200 ms here, which would land on a random
-    checkout request; frozen, collections only walk what requests allocate. Called after
+    A full collection over that heap takes tens to hundreds of milliseconds, which would land on a
+    random checkout request; frozen, collections only walk what requests allocate. Called after
     start-up and after each reload (``Runtime.reload``), which first unfreezes and collects.
     """
     gc.collect()

@@ -146,7 +146,7 @@ def handle_decision(
     """
     policy = live.policy
     request = parse_decision(body, config.max_amount, policy.currency, policy.decimals)
-    print_ = fingerprint(request, leave_out=("request_id",))
+    request_fingerprint = fingerprint(request, leave_out=("request_id",))
     created = now or utcnow()
     rating, unrated = _rate(live, request.buyer_id)
     head = None
@@ -165,11 +165,11 @@ def handle_decision(
     decision_id = ledger.new_decision_id()
     try:
         with ledger.locked(request.buyer_id, key_id, request.request_id) as tx:
-            stored, stored_print, usage = tx.read(
+            stored, stored_fingerprint, usage = tx.read(
                 request.request_id, policy.quota_window_days, request.service, request.ref_id, key_id, created
             )
             if stored is not None:
-                return _replay(stored, stored_print, print_)
+                return _replay(stored, stored_fingerprint, request_fingerprint)
             if rating is None:
                 decision = decline_unrated(unrated.code, unrated.text)
             else:
@@ -181,7 +181,7 @@ def handle_decision(
                     "decision_id": decision_id,
                     "key_id": key_id,
                     "request_id": request.request_id,
-                    "fingerprint": print_,
+                    "fingerprint": request_fingerprint,
                     "created_at": created,
                     "service": request.service,
                     "buyer_id": request.buyer_id,
@@ -206,11 +206,11 @@ def handle_decision(
         raise
     except DuplicateRequest:  # the same request_id committed concurrently (under another buyer's lock)
         try:
-            stored, stored_print = ledger.find_outputs(key_id, request.request_id)
+            stored, stored_fingerprint = ledger.find_outputs(key_id, request.request_id)
         except Exception:  # noqa: BLE001
-            stored = stored_print = None
+            stored = stored_fingerprint = None
         if stored is not None:
-            return _replay(stored, stored_print, print_)
+            return _replay(stored, stored_fingerprint, request_fingerprint)
         log.exception("request %s: ledger integrity error", request.request_id)
         return _degraded(request, live, "database", metrics)
     except Exception:  # noqa: BLE001 - database down, pool exhausted, anything: decline, never 5xx
@@ -253,9 +253,9 @@ def handle_outcome(
     """
     decimals = live.policy.decimals
     outcome = parse_outcome(body, config.max_amount, decimals)
-    print_ = fingerprint(outcome, leave_out=("outcome_id", "payload"))
+    outcome_fingerprint = fingerprint(outcome, leave_out=("outcome_id", "payload"))
     outcome = replace(outcome, payload=json.loads(json_text(body)))
-    result = ledger.record_outcome(outcome, key_id, print_, now)
+    result = ledger.record_outcome(outcome, key_id, outcome_fingerprint, now)
     released = result.pop("released_minor")
     return {
         "outcome_id": result["outcome_id"],

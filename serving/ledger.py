@@ -70,7 +70,7 @@ class DuplicateRequest(Exception):
 
 
 class DecisionIds:
-    """Random UUID4 decision ids without a system call per id (``os.urandom`` costs ~10 us here).
+    """Random UUID4 decision ids without a system call per id (``os.urandom`` is a system call: too costly once per decision).
 
     Seeded from ``os.urandom`` and reseeded in a forked child, so workers never share a sequence.
     """
@@ -100,7 +100,7 @@ class _Sql:
         return tuple(merged[n] for n in self.order) if self.order is not None else merged
 
 
-class HotPath:
+class DecisionStatements:
     """The decision transaction's statements, compiled once for the engine's dialect.
 
     Args:
@@ -206,7 +206,7 @@ class Ledger:
         self.schema = schema
         self.busy_timeout_ms = busy_timeout_ms
         self.created = False
-        self.hot = HotPath(engine, schema)
+        self.statements = DecisionStatements(engine, schema)
         self._stop = threading.Event()
         self._checkpointer: threading.Thread | None = None
         self.new_decision_id = DecisionIds()
@@ -340,7 +340,7 @@ class Ledger:
             pooled = self.engine.raw_connection()
             try:
                 dbapi = pooled.driver_connection
-                tx = DecisionTransaction(dbapi, buyer_id, self.hot)
+                tx = DecisionTransaction(dbapi, buyer_id, self.statements)
                 if self.dialect == "sqlite":
                     begin_immediate(dbapi, self.busy_timeout_ms)
                 try:
@@ -517,17 +517,17 @@ class DecisionTransaction:
     Args:
         dbapi: The driver connection (sqlite3 or psycopg), inside the open transaction.
         buyer_id: The locked buyer.
-        hot: The compiled statements.
+        statements: The compiled statements.
     """
 
-    def __init__(self, dbapi: Any, buyer_id: int, hot: HotPath) -> None:
+    def __init__(self, dbapi: Any, buyer_id: int, statements: DecisionStatements) -> None:
         self.dbapi = dbapi
         self.buyer_id = buyer_id
-        self.hot = hot
+        self.statements = statements
 
     def run(self, name: str, values: Mapping[str, Any]):
         """Execute the compiled statement ``name``; returns the driver cursor."""
-        sql = self.hot.sql[name]
+        sql = self.statements.sql[name]
         cursor = self.dbapi.cursor()
         cursor.execute(sql.text, sql.params(values))
         return cursor
@@ -558,7 +558,7 @@ class DecisionTransaction:
             other fast refunds granted in the window (minor units) and the position decided.
         """
         now = now or utcnow()
-        since = self.hot.stamp(now - timedelta(days=window_days))
+        since = self.statements.stamp(now - timedelta(days=window_days))
         values = {
             "month": month_of(now),
             "key_id": key_id,
@@ -591,15 +591,15 @@ class DecisionTransaction:
             reserve: Amount to hold (minor units); the hold of an earlier approval of the same
                 order or refund is replaced rather than added to (``serving.positions.approve``).
         """
-        created = self.hot.stamp(row["created_at"])
+        created = self.statements.stamp(row["created_at"])
         values = dict(row) | {
             "created_at": created,
-            "inputs": self.hot.document(row["inputs"]),
-            "outputs": self.hot.document(row["outputs"]),
+            "inputs": self.statements.document(row["inputs"]),
+            "outputs": self.statements.document(row["outputs"]),
         }
         try:
             self.run("decision", values)
-        except self.hot.integrity_error as exc:
+        except self.statements.integrity_error as exc:
             raise DuplicateRequest(row["request_id"]) from exc
         if row["explored_minor"] > 0:
             spent = {

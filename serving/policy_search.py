@@ -116,7 +116,8 @@ def search(
         events: The validation window's events (``serving.backtest.window_events``).
         priced: Its decision events priced by the model (``serving.backtest.price``).
         raw: The reviewed policy document (as read from YAML) the search starts from.
-        targets: Service -> the largest upper bound of the loss per unit accepted.
+        targets: Service -> the largest upper bound of the loss per unit accepted; the services
+            searched (a service without a target keeps its limits).
         progress: Where progress lines go.
 
     Returns:
@@ -125,7 +126,7 @@ def search(
     """
     doc = copy.deepcopy(raw)
     tried: list[Tried] = []
-    for service in (PRESALE, FAST_REFUND):
+    for service in (s for s in (PRESALE, FAST_REFUND) if s in targets):
         own_events = [e for e in events if e.kind == "outcome" or e.body["service"] == service]
         own_priced = [p for p in priced if p.request.service == service]
 

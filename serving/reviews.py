@@ -298,8 +298,8 @@ def _stored(conn: Any, table: Any, key_id: str, id_column: str, value: str) -> A
     ).first()
 
 
-def _replay(stored: Any, print_: str, what: str) -> dict[str, Any]:
-    if stored.fingerprint != print_:
+def _replay(stored: Any, request_fingerprint: str, what: str) -> dict[str, Any]:
+    if stored.fingerprint != request_fingerprint:
         raise key_reused(what)
     body = json.loads(stored[0]) if isinstance(stored[0], str | bytes) else dict(stored[0])
     return body | {"replayed": True}
@@ -320,7 +320,7 @@ def handle_assessment(
     """
     policy = live.policy
     request = parse_assessment(body, max_amount, policy.currency, policy.decimals)
-    print_ = fingerprint(request, leave_out=("request_id",))
+    request_fingerprint = fingerprint(request, leave_out=("request_id",))
     now = utcnow()
     assessment = assess(request, live, now)
     as_of = None if live.snapshot is None or assessment.p_removed is None else live.snapshot.meta.as_of
@@ -329,13 +329,13 @@ def handle_assessment(
     with ledger.claimed(key_id, request.request_id, "request_id", "request_id") as conn:
         stored = _stored(conn, REVIEW_ASSESSMENTS, key_id, "request_id", request.request_id)
         if stored is not None:
-            return _replay(stored, print_, "request_id"), True
+            return _replay(stored, request_fingerprint, "request_id"), True
         conn.execute(
             REVIEW_ASSESSMENTS.insert().values(
                 assessment_id=assessment_id,
                 key_id=key_id,
                 request_id=request.request_id,
-                fingerprint=print_,
+                fingerprint=request_fingerprint,
                 created_at=now,
                 buyer_id=request.buyer_id,
                 review_id=request.review_id,
@@ -366,13 +366,13 @@ def handle_review_outcome(body: Any, ledger: Any, max_amount: float, key_id: str
         Exception: The log is unavailable (nothing was recorded; the caller answers 503).
     """
     outcome = parse_review_outcome(body, max_amount)
-    print_ = fingerprint(outcome, leave_out=("outcome_id",))
+    outcome_fingerprint = fingerprint(outcome, leave_out=("outcome_id",))
     result = {"outcome_id": outcome.outcome_id, "kind": outcome.kind, "review_id": outcome.review_id}
     a = REVIEW_ASSESSMENTS.c
     with ledger.claimed(key_id, outcome.outcome_id, "outcome_id", "outcome_id") as conn:
         stored = _stored(conn, REVIEW_OUTCOMES, key_id, "outcome_id", outcome.outcome_id)
         if stored is not None:
-            if stored.fingerprint != print_:
+            if stored.fingerprint != outcome_fingerprint:
                 raise key_reused("outcome_id")
             return result | {"replayed": True}
         writers = {
@@ -387,7 +387,7 @@ def handle_review_outcome(body: Any, ledger: Any, max_amount: float, key_id: str
             REVIEW_OUTCOMES.insert().values(
                 key_id=key_id,
                 outcome_id=outcome.outcome_id,
-                fingerprint=print_,
+                fingerprint=outcome_fingerprint,
                 kind=outcome.kind,
                 buyer_id=outcome.buyer_id,
                 review_id=outcome.review_id,

@@ -176,8 +176,7 @@ def retrain_split(export: Path, first: pd.Timestamp):
     validation opens at the product's first presale season when a later one is usable for the test
     window (``training.snapshots.split_validating``), so the propensities weigh validation rows
     (early stopping, calibration, the presale uplift); else the default split."""
-    from training.snapshots import split_validating
-    from training.train import snapshot_dates
+    from training.snapshots import snapshot_dates, split_validating
 
     return split_validating(snapshot_dates(export), first)
 

@@ -1,39 +1,8 @@
-"""Training on Dask (``python training/train.py --cluster``): the assembly as one task per buyer
-shard, and the rating's booster trained by ``lightgbm.dask`` on the shards' training rows.
-
-Assembly (:func:`assemble`). The device first-use shuffle of the signal build
-(:func:`features.build_cluster.map_shards`) gives each shard its buyers' rows of the whole
-export's shared-device index; then one task per shard (``assemble-part-k``) runs
-:func:`training.dataset.shard_frames`, the function the in-process loop runs. The client
-gathers the shards' frames in shard order through :func:`training.dataset.collect`, as
-in-process, so the assembled frames are the same, row for row. Each shard's training rows
-(the split's training window: the registry's signals as float32 and the target) are cut on
-its worker (``rating-rows-k``) and stay there: they are the partitions of the Dask arrays the
-booster is trained on; the workers drop the rest of the shard's frames once gathered.
-
-Booster (:func:`fit_booster`, passed to :func:`training.model.fit_rating` in place of the
-in-process ``fit_booster``; calibration, star cuts and reasons are the same code).
-``lightgbm.dask.DaskLGBMClassifier`` with the same parameters and monotone constraints, with
-what LightGBM 4.x imposes on distributed training:
-
-* no early stopping: ``lightgbm.dask`` trains every round of ``num_boost_round`` (its eval
-  sets are evaluated per worker on the parts that worker holds, and an early-stopping callback
-  that stops one worker before the others hangs the rest). So the client computes the
-  validation log-loss of every round on the whole validation window in one pass (each row's
-  leaf in each tree) and applies ``lgb.early_stopping``'s rule to that curve
-  (:func:`early_stopping_round`): the round kept is the one early stopping would have kept on
-  the same curve, and the booster is cut to it. The price is the rounds after it;
-* ``monotone_constraints_method`` becomes ``basic`` (LightGBM's distributed learners support
-  no other; the model file's parameters say so): the constraints hold, a little more tightly;
-* ``num_threads`` is each worker's Dask thread count, and the histogram bins are found across
-  the workers' rows, so the booster is close to, not bit-identical with, the in-process one.
-
-Memory. The client holds what it holds in-process once the frames are assembled (the frames,
-the windows and the training matrix the scorecard, the monotone check and the reason sample
-read), not the shards' raw tables. Each worker holds one shard's tables while assembling it,
-then its shards' training rows (float32) until the booster is trained, plus LightGBM's copy
-of them and its binned dataset during training.
-"""
+"""Training on Dask (``python training/train.py --cluster``): the assembly as one task per buyer shard
+(:func:`assemble`), and the rating's booster trained by ``lightgbm.dask`` on the shards' training rows,
+which stay on the workers (:func:`fit_booster`, early stopping applied afterwards by the client:
+:func:`early_stopping_round`). How and why, and what each side holds in memory: ``docs/scale.md``,
+"Training on the cluster"."""
 
 from __future__ import annotations
 
@@ -145,7 +114,7 @@ def assemble(
 
 
 def in_training(snapshots: pd.DataFrame, split: TimeSplit) -> np.ndarray:
-    """Which snapshot rows are in the split's training window (as ``train.split_snapshots`` cuts)."""
+    """Which snapshot rows are in the split's training window (as ``training.snapshots.split_snapshots`` cuts)."""
     return (split.assign(snapshots["as_of"]) == "train").to_numpy()
 
 

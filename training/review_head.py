@@ -39,13 +39,13 @@ from features.registry import signals
 from rating.context import CATEGORICAL
 from rating.heads import ServiceHead
 from rating.review import REVIEW, REVIEW_CONTEXT, review_context
+from training.evaluation.yardsticks import BOOTSTRAP_REPLICATES, INTERVAL, buyer_weight_blocks
 from training.heads import EARLY_STOPPING, HEAD_PARAMS, MAX_ROUNDS
 from training.model import log_rounds
 from training.review_rows import SCREENED_RATING
 from training.snapshots import TimeSplit
-from training.yardsticks import BOOTSTRAP_REPLICATES, INTERVAL, buyer_weight_blocks
 
-QUEUE_SHARE = 0.10  # the issue's second queue: 10% of the screened reviews
+QUEUE_SHARE = 0.10  # the second moderation queue: 10% of the screened reviews
 FLAG = "suspected_malicious_reviewer"  # the policy flag the head is measured against
 LEARNING_RATE = 0.05
 """The head shares the service heads' LightGBM parameters (``training.heads.HEAD_PARAMS``) and early stopping."""

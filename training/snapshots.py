@@ -10,11 +10,14 @@ whose as-of range holds their decision instant, extended to the month after its 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from features.io import export_time, read_manifest
 from features.outcomes import HORIZON
+from training.labels import usable_as_of
 
 MIN_HISTORY = pd.DateOffset(months=3)
 PRESALE_FESTIVALS = ((6, 18), (11, 11))  # (month, day): the two presale seasons of the marketplace
@@ -79,7 +82,7 @@ class TimeSplit:
         valid, test; spine order within each): in each window one row per buyer every ``every``
         months, the buyer's phase set by its id (the same phase in every window). Rows in the gaps
         between windows are never used. Window by window, a frame of these rows is split into
-        windows by slicing, without copying (``train.split_snapshots``)."""
+        windows by slicing, without copying (``split_snapshots``)."""
         window = self.assign(spine["as_of"]).to_numpy()
         months = spine["as_of"].dt.year.to_numpy(np.int64) * 12 + spine["as_of"].dt.month.to_numpy(np.int64)
         ids = spine["buyer_id"].to_numpy(np.int64).astype(np.uint64)
@@ -198,3 +201,29 @@ def split_validating(dates: list[pd.Timestamp], first: pd.Timestamp) -> TimeSpli
         return default_split(dates, valid_first=min(ours))
     except ValueError:  # no training window a horizon before it: keep the default
         return default
+
+
+def utc(ts: pd.Timestamp) -> pd.Timestamp:
+    """A timestamp in UTC; a naive one is taken to be UTC."""
+    return ts.tz_localize("UTC") if ts.tz is None else ts.tz_convert("UTC")
+
+
+def snapshot_dates(data: Path) -> list[pd.Timestamp]:
+    """Monthly as-of dates of an export with 3 months of history and a complete label window."""
+    manifest = read_manifest(data)
+    exported_at = export_time(data)
+    start = utc(pd.Timestamp(manifest["start"])) if "start" in manifest else None
+    dates = month_starts(start or exported_at - pd.DateOffset(months=24), exported_at)
+    return [d for d in dates if usable_as_of(pd.Series([d]), exported_at).iloc[0]]
+
+
+def split_snapshots(frame: pd.DataFrame, split: TimeSplit) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The train, validation and test snapshot rows (rows in the gaps are dropped). A window whose
+    rows are contiguous (``TimeSplit.snapshot_rows`` builds them so) is a slice, not a copy."""
+    parts = split.assign(frame["as_of"]).to_numpy()
+    out = []
+    for window in ("train", "valid", "test"):
+        rows = np.flatnonzero(parts == window)
+        contiguous = len(rows) == 0 or rows[-1] - rows[0] + 1 == len(rows)
+        out.append(frame.iloc[rows[0] : rows[-1] + 1] if contiguous and len(rows) else frame.iloc[rows])
+    return tuple(out)

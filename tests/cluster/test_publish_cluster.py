@@ -31,7 +31,7 @@ from tests.serving.test_snapshot import REDIS_URL, redis_prefix  # noqa: F401 - 
 @pytest.fixture(scope="module")
 def model_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A tiny real model over device signals (they need the cross-shard index) and a few others."""
-    from training.tiny import save_tiny_rating
+    from bench.tiny import save_tiny_rating
 
     device = [s.name for s in registry.signals() if s.table == SHARED_DEVICES.name][:4]
     others = [n for n in registry.signal_names() if n not in device][:6]

@@ -24,10 +24,11 @@ from simulator.config import RunConfig
 from simulator.write import write_export
 from tests.cluster.conftest import cross_shard_devices, killer, local_client
 from training import dataset, on_cluster, train
+from training import run as pipeline
+from training.evaluation.trust import opportunity_auc
 from training.labels import PER_OPPORTUNITY
 from training.model import DEFAULT_PARAMS, Dataset, checked_monotone, fit_rating, split_params
-from training.snapshots import default_split
-from training.trust import opportunity_auc
+from training.snapshots import default_split, snapshot_dates, split_snapshots
 
 NAME = "trust-cluster-test"
 ROUNDS = json.dumps({"num_boost_round": 300})  # the default parameters, a smaller round budget
@@ -58,7 +59,7 @@ def test_training_on_the_cluster_assembles_the_same_frames_and_registers_as_good
         assembled.append(({name: frame.copy() for name, frame in frames.items()}, (X, y, w)))
         return frames, fit
 
-    monkeypatch.setattr(train.on_cluster, "assemble", assemble)
+    monkeypatch.setattr(pipeline.on_cluster, "assemble", assemble)
     argv = ["--data", str(market), "--register-name", NAME, "--experiment", "cluster", "--cache-dir", ""]
     argv += ["--policy-days", "0"]
     argv += ["--params", ROUNDS, "--max-buyers", "3900"]
@@ -73,20 +74,20 @@ def test_training_on_the_cluster_assembles_the_same_frames_and_registers_as_good
     owners = export_shared_devices(market).merge(shards, on="buyer_id").groupby("device_id")["part"].nunique()
     assert (owners > 1).sum() >= 50  # devices do cross shards
     args = train.parse_args(argv)
-    dates = train.snapshot_dates(market)
+    dates = snapshot_dates(market)
     split = default_split(dates)
     expected = dataset.assemble(market, dates, args.max_buyers, args.seed, split=split)
     frames, (X, y, w) = assembled[0]
     assert sorted(frames) == sorted(expected)
     for name, frame in expected.items():
         pd.testing.assert_frame_equal(frames[name], frame, check_exact=True)
-    rows, valid, test = train.split_snapshots(expected[dataset.SNAPSHOTS], split)
+    rows, valid, test = split_snapshots(expected[dataset.SNAPSHOTS], split)
     np.testing.assert_array_equal(X, rows[NAMES].to_numpy(np.float32))
     np.testing.assert_array_equal(y, rows[TARGET].to_numpy())
     np.testing.assert_array_equal(w, rows["exposure_90d"].to_numpy())
 
-    # the in-process rating (train.fit_scorers' booster, early stopping and the rest) on the same rows
-    d_train, d_valid = (train.rating_rows(f, NAMES, TARGET) for f in (rows, valid))
+    # the in-process rating (training.run.fit_scorers' booster, early stopping and the rest) on the same rows
+    d_train, d_valid = (pipeline.rating_rows(f, NAMES, TARGET) for f in (rows, valid))
     outcome = rows["bad_90d"].to_numpy()
     kept = activity_signals(NAMES)
     monotone, _ = checked_monotone(d_train.X, outcome, monotone_constraints(NAMES), seed=args.seed, kept=kept)
@@ -98,7 +99,7 @@ def test_training_on_the_cluster_assembles_the_same_frames_and_registers_as_good
     events, exposure = test["bad_events_90d"].to_numpy(), test["exposure_90d"].to_numpy()
     buyers = test["buyer_id"].to_numpy()
     in_process = opportunity_auc(events, exposure, buyers, {"in_process": p_in_process}, replicates=0)
-    # what the rating estimates: its AUC over opportunities (training.trust)
+    # what the rating estimates: its AUC over opportunities (training.evaluation.trust)
     assert abs(run.data.metrics["rating_auc_per_opportunity"] - in_process["in_process"][0]) < 0.01
 
 

@@ -6,11 +6,11 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
+from bench.tiny import make_tiny_rating
 from features.hard_facts import CAPPED_MAX_STAR, HARD_FACTS
 from rating.context import PRESALE_CONTEXT, REFUND_CONTEXT, TREATMENT, presale_context, refund_context
 from rating.heads import ServiceHead
 from rating.scale import score_to_star
-from training.tiny import make_tiny_rating
 
 SIGNALS = ["s0", "s1", "s2", *HARD_FACTS]
 

@@ -7,14 +7,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bench.tiny import make_tiny_rating, synthetic_dataset
 from features import registry, specs
 from features.hard_facts import CAPPED_MAX_STAR, FLOOR_FACTS, HARD_FACTS
 from rating.reasons import MIN_REASON_POINTS
 from rating.scale import SCORE_MIN
 from serving.reasons import exact_reasons, lookup_reasons
+from training.evaluation.trust import activity_fifths_ratio, reason_stability, star_rates_per_opportunity
 from training.model import checked_monotone
-from training.tiny import make_tiny_rating, synthetic_dataset
-from training.trust import activity_fifths_ratio, reason_stability, star_rates_per_opportunity
 
 ACTIVITY = ["logins_count_all", "orders_count_90d", "cs_contacts_count_365d"]
 OTHERS = ["credit_score_last", "bills_late_count_365d", "refunds_count_365d", "disputes_lost_count_365d"]
@@ -141,12 +141,12 @@ def test_no_head_reason_of_a_decision_names_an_activity_signal(model, rows):
     from datetime import datetime, timedelta
     from pathlib import Path
 
+    from bench.tiny import tiny_heads
     from rating.artifact import LoadedRating
     from rating.context import CONTEXT_TEXT
     from serving.decide import BuyerRating, DecisionRequest, Order
     from serving.live import Live, request_context
     from serving.policy import load_policy
-    from training.tiny import tiny_heads
 
     heads = tiny_heads(NAMES, seed=0, n=4000)
     # the activity signals decide the tiny heads' losses, so that an unmasked head would cite them
@@ -178,7 +178,7 @@ def test_no_head_reason_of_a_decision_names_an_activity_signal(model, rows):
 
 
 def test_opportunity_auc_by_hand():
-    from training.trust import opportunity_auc
+    from training.evaluation.trust import opportunity_auc
 
     # one bad opportunity scored 0.2; good ones: two at 0.1 (below it), two at 0.2 (ties count one half)
     out = opportunity_auc(np.array([0, 1]), np.array([2, 3]), np.arange(2), {"r": np.array([0.1, 0.2])}, 10)

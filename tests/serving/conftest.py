@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.tiny import save_tiny_rating, synthetic_dataset
 from serving.app import close_app, create_app
 from serving.auth import SCOPES, key_entry
 from serving.snapshot import FileWriter
-from training.tiny import save_tiny_rating, synthetic_dataset
 
 POLICY_SIGNALS = [
     "balances_unpaid_7d_count_365d",

@@ -32,8 +32,8 @@ def export(tmp_path_factory):
 @pytest.fixture(scope="module")
 def model_uri(tmp_path_factory) -> str:
     """A tiny real model over registry signals, the shipped policy's signals included."""
+    from bench.tiny import save_tiny_rating
     from features.registry import signal_names
-    from training.tiny import save_tiny_rating
 
     names = [n for n in signal_names() if n not in POLICY_SIGNALS][:8] + POLICY_SIGNALS
     return save_tiny_rating(tmp_path_factory.mktemp("model") / "rating", names, seed=1)

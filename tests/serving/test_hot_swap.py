@@ -7,9 +7,9 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
+from bench.tiny import make_tiny_rating, synthetic_dataset, tiny_heads
 from tests.serving.conftest import API_KEY, POLICY_SIGNALS, SIGNALS
 from training.package import log_rating
-from training.tiny import make_tiny_rating, synthetic_dataset, tiny_heads
 from training.tracking import ensure_experiment
 
 NAME = "tiny-rating"

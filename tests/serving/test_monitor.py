@@ -63,7 +63,7 @@ def test_bins_are_frozen_at_the_reference():
 
 
 def test_training_psi_is_the_shared_one():
-    from training.evaluate import psi
+    from training.evaluation.metrics import psi
 
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=5000), rng.normal(0.3, 1, size=5000)

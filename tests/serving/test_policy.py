@@ -12,7 +12,7 @@ import yaml
 from serving.config import default_policy_path
 from serving.policy import PolicyError, load_policy, parse_policy
 from training.opportunities import SERVICES
-from training.policy_proposal import Proposal, candidate_policy, policy_bands
+from training.policy.proposal import Proposal, candidate_policy, policy_bands
 
 from .conftest import TEST_POLICY
 
@@ -25,7 +25,7 @@ def base() -> dict:
 
 def test_the_shipped_policy_is_valid_and_is_a_policy_training_proposes():
     """The one test that reads the shipped ``serving/policy.yaml``: it parses with the serving parser
-    against the signal registry, and it is what ``training.policy_proposal.candidate_policy`` writes
+    against the signal registry, and it is what ``training.policy.proposal.candidate_policy`` writes
     from itself: an allowance for every service over the bands training proposes for, at the
     precision training writes, the reviewed rest unchanged (so a hand edit of an allowance, or a
     service left without one, shows here)."""

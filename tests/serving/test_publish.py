@@ -26,8 +26,8 @@ def export(tmp_path_factory):
 @pytest.fixture(scope="module")
 def registry_model(tmp_path_factory) -> tuple[str, list[str]]:
     """A tiny real model over real registry signals, policy signals included."""
+    from bench.tiny import save_tiny_rating
     from features.registry import signal_names
-    from training.tiny import save_tiny_rating
 
     policy = [
         "balances_unpaid_7d_count_365d",

@@ -164,7 +164,8 @@ def test_the_retrain_weighs_the_logged_propensities(run: tuple[Path, dict]) -> N
     the naive mode's command ignores them, and train.py then weighs nothing on the same log."""
     from argparse import Namespace
 
-    from training.train import Progress, weigh_by_propensity
+    from training.progress import Progress
+    from training.run import weigh_by_propensity
 
     out, summary = run
     assert summary["retrains"][0]["propensity_weighted_presales"] > 0
@@ -221,7 +222,7 @@ def test_a_propensity_retrain_weighs_validation_rows_and_differs_from_the_naive_
 
     The log is written in the service's schema for the presales of the first export's validation
     season, as the product would log history's decisions (exploration: shipped early where the legacy
-    rule declines, at the shipped policy's share); ``retrain_windows`` puts that season in validation
+    rule declines, at the shipped policy's share); ``retrain_split`` puts that season in validation
     as it does the product's own from the month-9 retrain on."""
     import uuid
     from argparse import Namespace
@@ -234,8 +235,10 @@ def test_a_propensity_retrain_weighs_validation_rows_and_differs_from_the_naive_
     from training.dataset import assemble
     from training.heads import WEIGHT, context_matrix, fit_heads
     from training.opportunities import legacy_decisions
-    from training.snapshots import split_validating
-    from training.train import Progress, propensity_metrics, snapshot_dates, weigh_by_propensity
+    from training.progress import Progress
+    from training.propensity import propensity_metrics
+    from training.run import weigh_by_propensity
+    from training.snapshots import snapshot_dates, split_validating
 
     out, _ = run
     export = out / "exports" / "m00"

@@ -1,5 +1,5 @@
 """The promotion gate end to end on tiny data, in a temporary MLflow store: what ``train.py`` runs
-after training (``training.challenge.judge``, then ``training.promote.set_aliases``) promotes a
+after training (``training.evaluation.gate.judge``, then ``training.evaluation.gate.set_aliases``) promotes a
 better version, refuses a worse one, and refuses one it cannot compare with the champion."""
 
 from __future__ import annotations
@@ -10,11 +10,10 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+from bench.tiny import make_tiny_rating, synthetic_dataset
 from rating.artifact import RatingModel
-from training.challenge import judge
+from training.evaluation.gate import CHALLENGER, CHAMPION, judge, set_aliases
 from training.package import log_rating
-from training.promote import CHALLENGER, CHAMPION, set_aliases
-from training.tiny import make_tiny_rating, synthetic_dataset
 from training.tracking import ensure_experiment
 
 SIGNALS = [f"signal_{i}" for i in range(8)]
@@ -126,8 +125,8 @@ def _decisions(approve_share: float, p: float, seed: int) -> pd.DataFrame:
 
 def test_a_better_model_whose_policy_approves_far_less_is_refused(registry, models, test_rows):
     """The gate reads the decisions too: the new candidate policy against the champion's, each with its
-    model, by backtest on the same window (``training.policy_backtest.policy_comparisons``)."""
-    from training.policy_backtest import policy_comparisons
+    model, by backtest on the same window (``training.policy.backtest.policy_comparisons``)."""
+    from training.policy.backtest import policy_comparisons
 
     run_gate(registry, models["inverted"], test_rows)
     timid = policy_comparisons(_decisions(0.1, 0.01, 0), _decisions(0.6, 0.01, 0))

@@ -5,12 +5,12 @@ import pandas as pd
 import pytest
 
 from features.build import make_spine
-from training.evaluate import ks_statistic, psi, star_table, stars_monotone
+from training.evaluation.gate import Comparison, gate
+from training.evaluation.metrics import ks_statistic, psi, star_table, stars_monotone
+from training.evaluation.scorecard import OptBinningScorecard
+from training.evaluation.yardsticks import Estimate
 from training.model import StarCutError, checked_monotone, star_cuts
-from training.promote import Comparison, gate
-from training.scorecard import OptBinningScorecard
 from training.snapshots import default_split, month_starts
-from training.yardsticks import Estimate
 
 
 def risky_scores(n=20000, seed=0):

@@ -1,10 +1,10 @@
-"""Where a training run searches and judges its whole policy (``training.policy_backtest``)."""
+"""Where a training run searches and judges its whole policy (``training.policy.backtest``)."""
 
 from __future__ import annotations
 
 import pandas as pd
 
-from training.policy_backtest import festival_window, search_window
+from training.policy.backtest import festival_window, search_window
 from training.snapshots import TimeSplit
 
 

@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from tests.serving.conftest import TEST_POLICY as BASE_POLICY  # the reviewed file: any valid policy
-from training.policy_proposal import approved, candidate_policy, policy_bands, propose
+from training.policy.proposal import approved, candidate_policy, policy_bands, propose
 
 
 def test_allowances_approve_the_most_money_at_the_rules_loss_rate():
@@ -73,7 +73,7 @@ def test_the_candidate_training_writes_is_read_by_the_service_parser():
     even where the rule's loss rate is high enough that the proposal approves almost every order."""
     from features.registry import signal_names
     from serving.policy import parse_policy
-    from training.train import BASE_POLICY as REVIEWED
+    from training.run import BASE_POLICY as REVIEWED
 
     rng = np.random.default_rng(3)
     n = 400

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bench.tiny import make_tiny_rating, tiny_review_head
 from rating.review import REVIEW_CONTEXT, reference_context, review_context
 from training.review_head import Queues, flagged, hold_threshold, queues, top, yardsticks
 from training.review_rows import review_rows
-from training.tiny import make_tiny_rating, tiny_review_head
 
 T0 = pd.Timestamp("2024-03-05 17:30", tz="UTC")
 

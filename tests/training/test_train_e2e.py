@@ -20,11 +20,12 @@ from features.registry import signals
 from rating.artifact import load_rating
 from simulator.config import RunConfig
 from simulator.write import write_export
+from training import run as pipeline
 from training import train
+from training.evaluation.report import FIXED_METRICS
+from training.evaluation.skew import SKEW_GOAL, busiest_days, measure, opportunity_rows, trained_probability
 from training.opportunities import PRESALE
-from training.report import FIXED_METRICS
-from training.skew import SKEW_GOAL, busiest_days, measure, opportunity_rows, trained_probability
-from training.snapshots import default_split
+from training.snapshots import default_split, snapshot_dates
 
 # A hang guard, not a speed limit: a training run here takes 1-5 minutes, the suite's 300 s
 # per test is not enough on a loaded 2-core machine.
@@ -250,7 +251,7 @@ def test_bad_data_stops_with_the_validator_message(tmp_path, capsys):
 
 
 def test_the_decisions_bench_measures_the_rows_train_py_measures(first_run, market, tmp_path, capsys):
-    bench = runpy.run_path(str(Path(__file__).parents[2] / "bench" / "bench_decisions.py"), run_name="bench")
+    bench = runpy.run_path(str(Path(__file__).parents[2] / "bench" / "bench_decisions.py"), run_name="bench_script")
     assert bench["main"](["--data", str(market), "--json", str(tmp_path / "m.json")]) == 0
     printed = capsys.readouterr().out
     assert all(name in printed for name in FIXED_METRICS)
@@ -262,7 +263,7 @@ def test_the_decisions_bench_measures_the_rows_train_py_measures(first_run, mark
 
 
 def test_the_ceiling_bench_learns_the_truth_it_is_given(market, tmp_path, capsys):
-    bench = runpy.run_path(str(Path(__file__).parents[2] / "bench" / "bench_ceiling.py"), run_name="bench")
+    bench = runpy.run_path(str(Path(__file__).parents[2] / "bench" / "bench_ceiling.py"), run_name="bench_script")
     assert bench["main"](["--data", str(market), "--json", str(tmp_path / "c.json")]) == 0
     figures = json.loads((tmp_path / "c.json").read_text())
     for service in ("presale_ship_before_balance", "fast_refund"):
@@ -284,7 +285,7 @@ def test_the_logged_candidate_policy_is_read_by_the_service(first_run):
     policy = parse_policy(yaml.safe_load(text), signal_names())
     assert policy.version == f"candidate-{run.info.run_id[:8]}"
     assert run.data.metrics["policy_searched"] == 1.0 and run.data.tags["policy_search"] == "searched"
-    reviewed = yaml.safe_load(train.BASE_POLICY.read_text())
+    reviewed = yaml.safe_load(pipeline.BASE_POLICY.read_text())
     for rules, service in ((policy.presale, "presale_ship_before_balance"), (policy.fast_refund, "fast_refund")):
         declared = reviewed["services"][service].get("exploration")  # set aside by the search, declared again
         assert (rules.exploration is None) == (declared is None), service
@@ -321,7 +322,7 @@ def test_a_failed_proposal_is_recorded_and_announced(first_run, market, monkeypa
     but cannot be missed: metric policy_<prefix>_proposed = 0, a tag with the reason, a header in
     the candidate policy and a warning at the end of the output; a whole-policy search that fails
     likewise (``policy_searched`` = 0, the ``policy_search`` tag, a header, a warning)."""
-    real = train.propose
+    real = pipeline.propose
 
     def refund_fails(service, **kwargs):
         if service == "fast_refund":
@@ -331,8 +332,8 @@ def test_a_failed_proposal_is_recorded_and_announced(first_run, market, monkeypa
     def search_fails(*_args, **_kwargs):
         raise ValueError("no presale deposit or refund request to decide in 2024-05-20..2024-06-19")
 
-    monkeypatch.setattr(train, "propose", refund_fails)
-    monkeypatch.setattr(train, "search_and_judge", search_fails)
+    monkeypatch.setattr(pipeline, "propose", refund_fails)
+    monkeypatch.setattr(pipeline, "search_and_judge", search_fails)
     assert run_train(market, "--promote", "never") == 0
     err = capsys.readouterr().err
     assert "WARNING: no expected-loss allowance proposed for fast_refund" in err
@@ -355,7 +356,7 @@ def test_the_heads_price_what_the_service_prices(first_run, market, tracking):
     """Training's head rows and the service (the day's snapshot published, loaded and scored per request)
     give each opportunity the same probability; the signals of the decision instant would not."""
     rows = opportunity_rows(market)
-    split = default_split(train.snapshot_dates(market))
+    split = default_split(snapshot_dates(market))
     both = pd.concat([r[["signals_as_of"]] for r in rows.values()], ignore_index=True)
     days = busiest_days(both, split.test_first, both["signals_as_of"].max(), 2)
     policy = Path(train.__file__).resolve().parent.parent / "serving" / "policy.yaml"

@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from training.report import reason_only_ranking
+from training.evaluation.report import reason_only_ranking
+from training.evaluation.yardsticks import Estimate, auc_comparison, compare_service, high_risk_loss_share
 from training.snapshots import TimeSplit
-from training.yardsticks import Estimate, auc_comparison, compare_service, high_risk_loss_share
 
 
 def _case():

@@ -1,6 +1,6 @@
 """The numbers of one training run: rating metrics, the honest yardsticks and the baselines.
 
-Presentation (figures, the terminal summary) is ``training.presentation``; this module only
+Presentation (figures, the terminal summary) is ``training.evaluation.presentation``; this module only
 computes. Metric names are fixed (``docs/evaluation.md`` explains each).
 """
 
@@ -14,20 +14,16 @@ import pandas as pd
 from features.hard_facts import CAPPED_MAX_STAR, has_hard_fact
 from rating.artifact import RatingModel
 from rating.reasons import top_k
-from training.evaluate import discrimination, psi, star_table, stars_monotone
-from training.heads import context_matrix
-from training.labels import target_weights
-from training.opportunities import FAST_REFUND, PRESALE, at_risk, legacy_decisions
-from training.policy_proposal import Proposal, approved
-from training.scorecard import OptBinningScorecard
-from training.trust import (
+from training.evaluation.metrics import discrimination, psi, star_table, stars_monotone
+from training.evaluation.scorecard import OptBinningScorecard
+from training.evaluation.trust import (
     LOW_STARS,
     activity_fifths_ratio,
     opportunity_auc,
     reason_stability,
     star_rates_per_opportunity,
 )
-from training.yardsticks import (
+from training.evaluation.yardsticks import (
     HIGH_RISK_P,
     Estimate,
     ServiceYardsticks,
@@ -36,6 +32,10 @@ from training.yardsticks import (
     high_risk_loss_share,
     service_metrics,
 )
+from training.heads import context_matrix
+from training.labels import target_weights
+from training.opportunities import FAST_REFUND, PRESALE, at_risk, legacy_decisions
+from training.policy.proposal import Proposal, approved
 
 # The fixed metric prefix of each service.
 PREFIX = {PRESALE: "presale", FAST_REFUND: "refund"}
@@ -173,7 +173,7 @@ def trust_metrics(
     twin: RatingModel | None,
     seed: int,
 ) -> dict[str, float]:
-    """The rating's trust figures (``training.trust``): star bad rates per opportunity, the activity
+    """The rating's trust figures (``training.evaluation.trust``): star bad rates per opportunity, the activity
     fifths of honest reliable buyers (rating and truth), and reason stability against ``twin`` (the
     same rating retrained with another seed) over the test rows rated 1-2 stars."""
     buyer = test["buyer_id"].to_numpy()

@@ -24,9 +24,9 @@ from serving.backtest import backtest
 from serving.backtest_report import render
 from serving.policy import FAST_REFUND, PRESALE, parse_policy
 from serving.policy_search import curve, propose_on_window
-from training.promote import Comparison
+from training.evaluation.gate import Comparison
+from training.evaluation.yardsticks import Estimate
 from training.snapshots import MONTH, PRESALE_FESTIVALS, TimeSplit
-from training.yardsticks import Estimate
 
 SEARCH_DAYS = 30
 REPLICATES = 200
@@ -249,7 +249,7 @@ def against_champion(
 
     from rating.artifact import load_rating
     from serving.policy import PolicyError
-    from training.promote import CHAMPION, champion_version
+    from training.evaluation.gate import CHAMPION, champion_version
 
     if judged.decisions is None or champion_version(client, name) is None:
         return None

@@ -21,16 +21,15 @@ TRENDS = {1: "ascending", -1: "descending", 0: "auto"}
 PREDICT_ROWS = 50_000
 PREBINNING = "quantile"
 """Pre-bins before the optimal merge: quantiles. optbinning's default, a decision tree per signal, took
-19 of the scorecard's 22 s on the default run (half of it sorting) and gave a weaker baseline: test
-AUC 0.785 against 0.794 with quantiles (same training rows, 13 s)."""
+most of the scorecard's time (half of it sorting) and gave a weaker baseline than quantiles on the same
+training rows (``docs/evaluation.md``, "The baseline a credit team would build")."""
 SUBSAMPLE_SEED = 0
 """Seed of the pre-binning's row subsample. optbinning's quantile pre-binning is scikit-learn's
 ``KBinsDiscretizer``, which above 200,000 rows quantiles a random 200,000 drawn from numpy's global
-generator without a seed (optbinning's ``BinningProcess`` cannot pass it one): two fits on the same
-537k rows (200k buyers) in one process gave different bins for 68 signals and test AUC 0.7915 and
-0.7917 (0.793 and 0.791 in two bench runs), so the rating's gain over the scorecard moved by up to
-0.003 from run to run. The fit seeds that generator and puts its state back afterwards
-(``_seeded_global_rng``). At or below 200,000 rows (the default run's 135k) nothing is drawn."""
+generator without a seed (optbinning's ``BinningProcess`` cannot pass it one): two fits on the same rows gave
+different bins, and the rating's gain over the scorecard moved from run to run (``docs/evaluation.md``).
+The fit seeds that generator and puts its state back afterwards (``_seeded_global_rng``). At or below
+200,000 rows nothing is drawn."""
 
 
 @contextmanager

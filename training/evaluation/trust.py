@@ -11,7 +11,7 @@
   differ only in their seed (``reason_stability``: mean overlap of the two sets; ``..._identical``:
   share of identical sets), over the test buyers rated 1-2 stars.
 
-Intervals are the yardsticks' buyer bootstrap (``training.yardsticks.buyer_weight_blocks``).
+Intervals are the yardsticks' buyer bootstrap (``training.evaluation.yardsticks.buyer_weight_blocks``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from rating.scale import N_STARS
-from training.yardsticks import BOOTSTRAP_REPLICATES, Estimate, buyer_weight_blocks
+from training.evaluation.yardsticks import BOOTSTRAP_REPLICATES, Estimate, buyer_weight_blocks
 
 LOW_STARS = 2
 """Stars at or below which a rating's reasons are what a buyer reads as why (1-2 stars)."""

@@ -28,8 +28,8 @@ from serving.decide import DecisionRequest, Order, Refund
 from serving.live import Live, Unrated, load_live, load_model
 from serving.publish import publish
 from training.dataset import with_signals
+from training.evaluation.report import decision_ranking
 from training.opportunities import FAST_REFUND, PRESALE, presale_rows, refund_rows
-from training.report import decision_ranking
 
 SKEW_GOAL = 0.02
 """Largest acceptable median ``|log(p_served / p_trained)|`` over opportunities."""
@@ -85,7 +85,7 @@ def opportunity_rows(data: Path) -> dict[str, pd.DataFrame]:
 def trained_probability(data: Path, model, rows: dict[str, pd.DataFrame]) -> dict[str, np.ndarray]:
     """The head's probability per opportunity row as training computes it: signals as of each row's
     ``signals_as_of`` (``training.dataset.with_signals``, shard by shard), then
-    ``training.report.decision_ranking``."""
+    ``training.evaluation.report.decision_ranking``."""
     out = {s: np.full(len(r), np.nan) for s, r in rows.items()}
     for tables in _shards(data):
         for service, r in rows.items():

@@ -1,6 +1,7 @@
-"""The rows the decision benchmarks fit and evaluate on (``bench/bench_decisions.py``, ``bench/bench_ceiling.py``).
+"""The rows the decision benchmarks fit and evaluate on (``bench/bench_decisions.py``, ``bench/bench_ceiling.py``),
+and the options they share.
 
-The rows ``train.py`` uses (the default split, one snapshot per buyer and label window), built
+The rows ``training/train.py`` uses (the default split, one snapshot per buyer and label window), built
 in two parts so that a large marketplace can be trained on a sample of its buyers and still be
 evaluated on every buyer.
 """
@@ -8,8 +9,6 @@ evaluated on every buyer.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from training.dataset import assemble
-from training.snapshots import TimeSplit, default_split
-from training.train import snapshot_dates
+from training.snapshots import TimeSplit, default_split, snapshot_dates
 
 
 @dataclass(frozen=True)
@@ -42,16 +40,6 @@ def bench_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
     return p
-
-
-def describe(data: Path) -> str:
-    """The machine's load and cores, and the marketplace's size (the header of a benchmark's output)."""
-    manifest = json.loads((Path(data) / "manifest.json").read_text())
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    return (
-        f"load average at start (1/5/15 min): {load}; cores: {os.cpu_count()}\n"
-        f"marketplace {data}: {manifest['buyers']:,} buyers, {manifest['months']} months, seed {manifest['seed']}"
-    )
 
 
 def bench_rows(data: Path, train_buyers: int | None, seed: int, progress: Callable[[str], None]) -> BenchRows:

@@ -1,4 +1,5 @@
-"""Evaluation plots as matplotlib ``Figure`` objects (no pyplot state, no backend set at import)."""
+"""A run's evaluation figures as matplotlib ``Figure`` objects (no pyplot state, no backend set at import);
+the numbers are ``training.evaluation.report``'s."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from sklearn.metrics import roc_curve
+
+from rating.artifact import RatingModel
+from training.evaluation.report import ORACLE, RATING, SCORECARD, Report
 
 
 def roc_figure(y: np.ndarray, curves: dict[str, np.ndarray]) -> Figure:
@@ -84,3 +88,23 @@ def loss_volume_figure(
     ax.set_title(f"{service}: approvals against expected loss (truth)")
     ax.legend()
     return fig
+
+
+def figures(rep: Report, model: RatingModel) -> dict[str, Figure]:
+    """The run's figures by file name."""
+    curves = {"rating model": rep.test_scores[RATING], "scorecard (optbinning)": rep.test_scores[SCORECARD]}
+    if ORACLE in rep.test_scores:
+        curves["oracle (true risk)"] = rep.test_scores[ORACLE]
+    out = {
+        "roc.png": roc_figure(rep.test_y, curves),
+        "calibration.png": calibration_figure(rep.test_y, rep.test_scores[RATING]),
+        "bad_rate_per_star.png": star_figure(rep.stars),
+        "top_signals.png": importance_figure(
+            model.signal_names, model.booster.feature_importance(importance_type="gain")
+        ),
+    }
+    for service, service_curves in rep.curves.items():
+        out[f"loss_volume_{service}.png"] = loss_volume_figure(
+            service, service_curves, rep.rule_points[service]
+        )
+    return out

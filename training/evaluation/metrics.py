@@ -1,5 +1,5 @@
 """Out-of-time evaluation primitives: discrimination, calibration, stars and stability
-(the per-opportunity yardsticks are ``training.yardsticks``)."""
+(the per-opportunity yardsticks are ``training.evaluation.yardsticks``)."""
 
 from __future__ import annotations
 

@@ -1,33 +1,10 @@
-"""How a run's numbers are shown: MLflow figures and the terminal summary (numbers: ``training.report``)."""
+"""A run's numbers as the terminal summary (the numbers: ``training.evaluation.report``; the figures:
+``training.evaluation.figures``)."""
 
 from __future__ import annotations
 
-from matplotlib.figure import Figure
-
-from rating.artifact import RatingModel
-from training import plots
-from training.report import ORACLE, PREFIX, RATING, SCORECARD, Report
-from training.yardsticks import Estimate
-
-
-def figures(rep: Report, model: RatingModel) -> dict[str, Figure]:
-    """The run's figures by file name."""
-    curves = {"rating model": rep.test_scores[RATING], "scorecard (optbinning)": rep.test_scores[SCORECARD]}
-    if ORACLE in rep.test_scores:
-        curves["oracle (true risk)"] = rep.test_scores[ORACLE]
-    out = {
-        "roc.png": plots.roc_figure(rep.test_y, curves),
-        "calibration.png": plots.calibration_figure(rep.test_y, rep.test_scores[RATING]),
-        "bad_rate_per_star.png": plots.star_figure(rep.stars),
-        "top_signals.png": plots.importance_figure(
-            model.signal_names, model.booster.feature_importance(importance_type="gain")
-        ),
-    }
-    for service, service_curves in rep.curves.items():
-        out[f"loss_volume_{service}.png"] = plots.loss_volume_figure(
-            service, service_curves, rep.rule_points[service]
-        )
-    return out
+from training.evaluation.report import PREFIX, Report
+from training.evaluation.yardsticks import Estimate
 
 
 def _estimate(m: dict[str, float], name: str) -> str:
