@@ -13,8 +13,11 @@ LightGBM with the heads' parameters and design, fitted by cross-entropy on the t
 of the loss an approval adds, on the training and validation windows before the loop (the default
 split with the test window opening at the loop's first month), of the propensity run's last export
 with the world's truth beside it. Each loop month's opportunities get the ceiling's probability from
-the snapshot their head would have used; the ceiling approves, best first by that probability, the
-money the served decisions approved, and its loss is the truth's expected loss of those approvals.
+the snapshot their head would have used. Like for like: the ceiling (and the oracle) approve the money
+the served decisions approved, best first by their probability, from the opportunities the same policy
+left to the model's judgement (``simulator.deploy.open_to_the_model``: approved, or declined only for
+the expected loss or the stars; not those a hard fact, cap, exposure limit, quota or evidence rule
+declined), and their loss is the truth's expected loss of those approvals. Only the ranking differs.
 
 Prints the wall time of each loop with the machine's load, then per mode, month and service: money
 approved, the served decisions' truth-expected loss per unit, the ceiling's at the same money, their
@@ -35,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from simulator.config import RunConfig
-from simulator.deploy import APPROVE, FIRST_CHAMPION, deploy, loss_at
+from simulator.deploy import APPROVE, FIRST_CHAMPION, deploy, loss_at, open_to_the_model, rank_within
 from simulator.write import write_export
 
 REPLICATES = 400
@@ -102,8 +105,9 @@ def versus_ceiling(frame: pd.DataFrame, seed: int) -> dict:
     weight = np.vstack([np.ones(len(frame)), draws[:, inverse]])  # row 0: the sample itself
     money = weight @ served
     loss = weight @ (served * p_true)
-    ceiling = loss_at(at_risk, p_true, frame["p_ceiling"].to_numpy(np.float64), weight, money)
-    oracle = loss_at(at_risk, p_true, p_true, weight, money)
+    open_ = open_to_the_model(frame)
+    ceiling = loss_at(at_risk, p_true, rank_within(frame["p_ceiling"].to_numpy(np.float64), open_), weight, money)
+    oracle = loss_at(at_risk, p_true, rank_within(p_true, open_), weight, money)
     ok = (ceiling > 0) & (oracle > 0)
     to_ceiling = np.divide(loss, ceiling, out=np.full(len(loss), np.nan), where=ok)
     to_oracle = np.divide(loss, oracle, out=np.full(len(loss), np.nan), where=ok)
@@ -114,6 +118,7 @@ def versus_ceiling(frame: pd.DataFrame, seed: int) -> dict:
 
     return {
         "opportunities": len(frame),
+        "open": int(open_.sum()),
         "approvals": int((served > 0).sum()),
         "explored": int(((frame["decision"] == APPROVE) & (frame["propensity"] < 1.0)).sum()),
         "money": money[0],
@@ -136,9 +141,13 @@ def served_decisions(folder: Path, loop_start: pd.Timestamp) -> pd.DataFrame:
     from serving.money import currency_decimals
 
     d = DECISIONS.c
-    query = select(d.service, d.ref_id, d.buyer_id, d.decision, d.propensity, d.requested_minor, d.created_at)
+    query = select(
+        d.service, d.ref_id, d.buyer_id, d.decision, d.propensity, d.requested_minor, d.created_at, d.outputs
+    )
     with create_engine(f"sqlite:///{folder / 'ledger.db'}").connect() as conn:
         made = pd.DataFrame(conn.execute(query).all())
+    answers = [json.loads(o) if isinstance(o, str) else o for o in made.pop("outputs")]
+    made["declines"] = [",".join(x["code"] for x in a.get("declines") or ()) for a in answers]
     t = pd.to_datetime(made["created_at"]).dt.tz_localize("UTC")
     first = loop_start.tz_convert("UTC")
     made["month"] = (t.dt.year - first.year) * 12 + (t.dt.month - first.month) + 1
@@ -220,8 +229,10 @@ def main() -> None:
             f"{mode}: {args.buyers:,} buyers, {args.months} months, retrain every {args.retrain_every} "
             f"({len(summary['retrains'])} retrains: "
             + ", ".join(
-                f"month {r['month']} v{r['version']} {'promoted' if r['promoted'] else 'kept the champion'}, "
-                f"{r['propensity_weighted_presales'] or 0:.0f} presales weighted"
+                f"month {r['month']} skipped (the same fit as the champion)"
+                if "skipped" in r
+                else f"month {r['month']} v{r['version']} {'promoted' if r['promoted'] else 'kept the champion'}, "
+                f"{r['propensity_weighted_presales_valid'] or 0:.0f} weighted presales in validation"
                 for r in summary["retrains"]
             )
             + f"), {wall:.0f} s wall on {os.cpu_count()} cores, load average {load:.1f} -> {os.getloadavg()[0]:.1f}"

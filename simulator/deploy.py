@@ -19,7 +19,6 @@ the loop".
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import shutil
@@ -36,6 +35,7 @@ import pyarrow.parquet as pq
 
 from features import contract
 from features.io import load_tables, read_manifest
+from features.signals_devices import SHARED_DEVICES, device_first_use, shared_devices
 from features.validate import ContractError, validate
 from serving.ledger.in_memory import MemoryLedger
 from serving.offline.backtest import (
@@ -43,6 +43,7 @@ from serving.offline.backtest import (
     daily_signals,
     day_lives,
     decide_priced,
+    event_key,
     price,
     replay,
     window_events,
@@ -60,6 +61,7 @@ EXPERIMENT = "deploy"
 TRAIN_SCRIPT = Path(__file__).resolve().parent.parent / "training" / "train.py"
 APPROVE = "approve"
 FIRST_CHAMPION = "first-champion"  # a copy of the MLflow store holding only the first champion
+SAME_FIT = "its training and validation windows are the champion's, settled before the loop: the same fit"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -84,6 +86,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         help="extra argument for training/train.py, repeatable (e.g. --train-arg=--max-buyers=5000)",
+    )
+    parser.add_argument(
+        "--always-retrain",
+        action="store_true",
+        help="retrain even when the retrain would fit the champion again (same windows, all before the loop)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
 
@@ -164,6 +171,40 @@ def train_command(
     return cmd
 
 
+def retrain_split(export: Path, first: pd.Timestamp):
+    """The windows of a retrain on ``export`` after the product's first decision at ``first``:
+    validation opens at the product's first presale season when a later one is usable for the test
+    window (``training.snapshots.split_validating``), so the propensities weigh validation rows
+    (early stopping, calibration, the presale uplift); else the default split."""
+    from training.snapshots import snapshot_dates, split_validating
+
+    return split_validating(snapshot_dates(export), first)
+
+
+def window_args(split) -> list[str]:
+    """``training/train.py``'s arguments for ``split``'s windows."""
+    return ["--valid-from", f"{split.valid_first.date()}", "--test-from", f"{split.test_first.date()}"]
+
+
+def refits_the_champion(tracking_uri: str, split, first: pd.Timestamp) -> bool:
+    """Whether a retrain with ``split`` would fit the champion again: its training and validation
+    windows are the champion's, and every row they hold (opportunities decided up to a month after the
+    last validation date, labels a horizon later) was settled before the product's first decision, so
+    no export since holds anything else in them. The gate then keeps the champion (the same model is
+    better on no yardstick): the retrain is skipped."""
+    import mlflow
+
+    from features.outcomes import HORIZON
+    from training.snapshots import MONTH
+
+    mlflow.set_tracking_uri(tracking_uri)
+    client = mlflow.MlflowClient()
+    run = client.get_run(client.get_model_version_by_alias(MODEL_NAME, "champion").run_id)
+    fitted_on = {k: v for k, v in split.params().items() if k != "test_as_of_first"}
+    same = all(run.data.params.get(k) == v for k, v in fitted_on.items())
+    return same and split.valid_last + MONTH + HORIZON <= first
+
+
 def train(
     export: Path, tracking_uri: str, ledger_url: str | None, naive: bool, promote: str, extra: list[str]
 ) -> str:
@@ -221,12 +262,35 @@ def champion(tracking_uri: str, policies: Path) -> tuple[str, object, object]:
     return str(version.version), rating, load_policy(path, list(rating.model.signal_names))
 
 
-def month_events(
+def decided_in(tables: dict[str, pd.DataFrame], start: pd.Timestamp, end: pd.Timestamp) -> dict[str, pd.DataFrame]:
+    """What ``window_events`` reads of the opportunities decided in ``[start, end)``: their presales and
+    refunds and only their orders (it indexes the orders it is given, the world's are many)."""
+    pre, ref = tables["presales"], tables["refunds"]
+    pre = pre[(pre["deposit_paid_at"] >= start) & (pre["deposit_paid_at"] < end)]
+    ref = ref[(ref["requested_at"] >= start) & (ref["requested_at"] < end)]
+    orders = tables["orders"]
+    ids = np.union1d(pre["order_id"].to_numpy(np.int64), ref["order_id"].to_numpy(np.int64))
+    return {"presales": pre, "refunds": ref, "orders": orders[orders["order_id"].isin(ids)]}
+
+
+def carried_outcomes(
     tables: dict[str, pd.DataFrame], first: pd.Timestamp, start: pd.Timestamp, end: pd.Timestamp, policy
 ) -> list[Event]:
-    """Decisions of ``[start, end)`` and the outcomes falling in it of every opportunity decided since ``first``."""
-    events = window_events(tables, first, end, policy.currency, policy.decimals)
-    return [e for e in events if e.t >= start and (e.kind == "outcome" or e.t < end)]
+    """The outcomes falling in ``[start, end)`` of the opportunities decided in ``[first, start)``.
+
+    A month's passes change only the month's own presales and refunds (and their orders), so these
+    are read once a month, not once a pass."""
+    events = window_events(decided_in(tables, first, start), first, end, policy.currency, policy.decimals)
+    return [e for e in events if e.kind == "outcome" and e.t >= start]
+
+
+def month_events(
+    tables: dict[str, pd.DataFrame], carried: list[Event], start: pd.Timestamp, end: pd.Timestamp, policy
+) -> list[Event]:
+    """Decisions of ``[start, end)`` with their outcomes in it, and the ``carried`` outcomes of earlier
+    months' opportunities (``carried_outcomes``), in the order ``window_events`` sends them."""
+    own = window_events(decided_in(tables, start, end), start, end, policy.currency, policy.decimals)
+    return sorted([*carried, *own], key=event_key)
 
 
 def decided(made: pd.DataFrame, service: str) -> pd.Series:
@@ -266,13 +330,14 @@ def decide_month(
     mine = ref[(ref["requested_at"] >= start) & (ref["requested_at"] < end)]
     fast = pd.Series(mine["fast_refund"].to_numpy(bool), index=mine["refund_id"].to_numpy(np.int64))
     names = list(rating.model.signal_names)
+    carried = carried_outcomes(base, first, start, end, policy)
     unsettled = 0
     for _ in range(max(iterations, 1)):
         tables = decide_refunds(decide_presales(base, world, ship, until), world, fast, until)
-        events = month_events(tables, first, start, end, policy)
+        events = month_events(tables, carried, start, end, policy)
         signals = daily_signals(tables, events, names)
         lives = dict(day_lives(signals, names, rating, policy))
-        after = copy.deepcopy(ledger)
+        after = ledger.fork()
         made = decide_priced(events, price(events, lives), policy, ledger=after)
         new_ship, new_fast = decided(made, PRESALE), decided(made, FAST_REFUND)
         unsettled = int(
@@ -312,17 +377,40 @@ def loss_at(
     return out
 
 
+def open_to_the_model(made: pd.DataFrame) -> np.ndarray:
+    """Per decision: whether the model's judgement alone decided it, so another model could have
+    approved it under the same policy: approved, or declined only for ``EXPLORABLE`` reasons (the
+    expected loss above the allowance, the stars below the minimum); never one a hard fact, a cap,
+    an exposure limit, a quota, an evidence rule or a missing rating declined.
+
+    A yardstick that approves the same money from these opportunities (the oracle, a truth-trained
+    ceiling) compares like for like: the same policy's constraints, another ranking."""
+    from serving.decide import EXPLORABLE
+
+    only_model = [bool(codes) and set(codes.split(",")) <= EXPLORABLE for codes in made["declines"].fillna("")]
+    return (made["decision"] == APPROVE).to_numpy() | np.array(only_model, dtype=bool)
+
+
+def rank_within(rank: np.ndarray, open_: np.ndarray) -> np.ndarray:
+    """``rank`` where the opportunity is open to the model, +inf elsewhere (``loss_at`` reaches those last,
+    never when it approves at most the money the served decisions approved from the open ones)."""
+    return np.where(open_, rank, np.inf)
+
+
 def oracle_at(frame: pd.DataFrame, money: float) -> float:
-    """The least truth-expected loss of approving ``money`` of these opportunities (best first by the truth)."""
+    """The least truth-expected loss of approving ``money`` of the opportunities open to the model
+    (``open_to_the_model``), best first by the truth."""
     p = frame["p_true"].to_numpy(np.float64)
     at_risk = frame["at_risk"].to_numpy(np.float64)
-    return float(loss_at(at_risk, p, p, np.ones((1, len(p))), np.array([money]))[0])
+    rank = rank_within(p, open_to_the_model(frame))
+    return float(loss_at(at_risk, p, rank, np.ones((1, len(p))), np.array([money]))[0])
 
 
 def monthly_figures(
     decisions: pd.DataFrame, tables: dict[str, pd.DataFrame], world_dir: Path
 ) -> pd.DataFrame:
-    """Per month and service: money approved, realised and truth-expected loss, loss per unit (95% CI), oracle."""
+    """Per month and service: money approved, realised and truth-expected loss, loss per unit (95% CI), and
+    the oracle's loss at the same money from the opportunities open to the model (``open_to_the_model``)."""
     from features.outcomes import presale_outcomes, refund_outcomes
 
     bad = {
@@ -368,6 +456,7 @@ def deploy(
     iterations: int = 6,
     train_args: list[str] | None = None,
     progress: Callable[[str], None] = print,
+    always_retrain: bool = False,
 ) -> dict:
     """Run the loop; write ``out`` (see the module docstring) and return the summary written to ``out/deploy.json``."""
     from serving.ledger.engine import make_engine
@@ -394,6 +483,9 @@ def deploy(
     cal = build_calendar(cfg.start, cfg.months, cfg.params)
     world = World.of(cfg, cal)
     tables = load_tables(world_dir)
+    # the device index of the world: no decision moves a device or an order's time, so it holds for
+    # every pass of every month (the signal builder would derive it again from the tables each pass)
+    tables[SHARED_DEVICES.name] = shared_devices(device_first_use(tables))
     until = pd.Timestamp(cal.export_at, unit="s", tz="UTC")
     starts = [
         pd.Timestamp(int(t), unit="s", tz="UTC") for t in cal.month_start[history : history + months + 1]
@@ -441,8 +533,15 @@ def deploy(
             if (m + 1) % retrain_every == 0:
                 export = exports / f"m{m + 1:02d}"
                 write_tables(as_of(tables, end), cfg, end, history + m + 1, export)
-                say(f"retraining on the export as of {end.date()} and the decision log ...")
-                train(export, tracking, ledger_url, naive, "auto", train_args or [])
+                split = retrain_split(export, starts[0])
+                windows = window_args(split)
+                own_windows = any(a.split("=")[0] in ("--valid-from", "--test-from") for a in train_args or [])
+                if not (always_retrain or own_windows) and refits_the_champion(tracking, split, starts[0]):
+                    say(f"no retrain on the export as of {end.date()}: {SAME_FIT}")
+                    retrains.append({"month": m + 1, "export": str(export), "windows": windows, "skipped": SAME_FIT})
+                    continue
+                say(f"retraining on the export as of {end.date()} and the decision log ({' '.join(windows)}) ...")
+                train(export, tracking, ledger_url, naive, "auto", windows + (train_args or []))
                 before = version
                 version, rating, policy = champion(tracking, out / "policies")
                 trained, run_id, metrics = latest_run(tracking)
@@ -452,7 +551,15 @@ def deploy(
                         "export": str(export),
                         "version": trained,
                         "run_id": run_id,
-                        "propensity_weighted_presales": metrics.get("propensity_weighted_presales"),
+                        "windows": windows,
+                        **{
+                            k: metrics.get(k)
+                            for k in (
+                                "propensity_weighted_presales",
+                                "propensity_weighted_presales_train",
+                                "propensity_weighted_presales_valid",
+                            )
+                        },
                         "champion": version,
                         "promoted": version != before,
                     }
@@ -493,6 +600,7 @@ def run(args: argparse.Namespace) -> int:
             args.ignore_propensities,
             args.iterations,
             args.train_arg,
+            always_retrain=args.always_retrain,
             progress=(lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True)),
         )
     except (ValueError, ContractError) as exc:

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from training.snapshots import TimeSplit
+
 MAX_WEIGHT = 50.0  # clip: one explored presale stands for at most this many
 
 
@@ -79,3 +81,20 @@ def shipped_weights(rows: pd.DataFrame, key: str, taken: str, logged: pd.DataFra
     ok = rows[taken].to_numpy(bool) & approved.reindex(ids).fillna(False).to_numpy(bool) & (prop > 0)
     weights[ok] = np.minimum(1.0 / prop[ok], MAX_WEIGHT)
     return weights
+
+
+def propensity_metrics(presales: pd.DataFrame, split: TimeSplit) -> dict[str, float]:
+    """How many presales the decision log weighs (``weight`` > 1): in the export, and in each window
+    the heads are fitted on (``train``: the base; ``valid``: early stopping and the uplift). Weights
+    that reach neither change nothing."""
+    from training.heads import WEIGHT
+
+    weights = presales[WEIGHT] if WEIGHT in presales else pd.Series(1.0, index=presales.index)
+    out = {
+        "propensity_weighted_presales": float((weights > 1).sum()),
+        "propensity_max_weight": float(weights.max()) if len(weights) else 1.0,
+    }
+    window = split.assign_instant(presales["as_of"]).to_numpy()
+    for name in ("train", "valid"):
+        out[f"propensity_weighted_presales_{name}"] = float(((weights > 1).to_numpy() & (window == name)).sum())
+    return out

@@ -79,7 +79,7 @@ from training.policy.backtest import (
 )
 from training.policy.proposal import Proposal, candidate_policy, policy_bands, propose
 from training.progress import Progress
-from training.propensity import logged_propensities, shipped_weights
+from training.propensity import logged_propensities, propensity_metrics, shipped_weights
 from training.reference import REFERENCE_ARTIFACT, monitor_reference
 from training.review_head import ReviewEvaluation, evaluate_review_head, fit_review_head
 from training.snapshots import TimeSplit, default_split, snapshot_dates, split_snapshots, utc
@@ -432,13 +432,7 @@ def fit_and_log(
             model.set_heads(fit_heads(frames, split, names, args.seed, progress))
         for service, head in model.heads.items():
             mlflow.log_metrics({f"head_{PREFIX[service]}_{k}": v for k, v in head.metrics.items()})
-        weights = frames[PRESALE][WEIGHT] if WEIGHT in frames[PRESALE] else pd.Series([1.0])
-        mlflow.log_metrics(
-            {
-                "propensity_weighted_presales": float((weights > 1).sum()),
-                "propensity_max_weight": float(weights.max()),
-            }
-        )
+        mlflow.log_metrics(propensity_metrics(frames[PRESALE], split))
         mlflow.log_dict(
             {s: {"uplift": list(h.uplift), "context": h.context_names} for s, h in model.heads.items()},
             "heads.json",

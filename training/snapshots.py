@@ -174,6 +174,35 @@ def default_split(
     )
 
 
+def split_validating(dates: list[pd.Timestamp], first: pd.Timestamp) -> TimeSplit:
+    """The honest split whose validation window opens at the first presale season from ``first`` on,
+    when a later season is usable for the test window; else ``default_split(dates)``.
+
+    A retrain after the product has decided for a while (``first``: its first decision) then learns
+    from its own decisions: the validation rows early stopping, calibration and the presale uplift are
+    fitted on are the ones the product decided (weighted by the decision log's propensities), and
+    the test window is still the latest presale season. When the export holds no season after the
+    product's first one (its outcomes need the label horizon, the test window another), the
+    product's decisions stay in the test window, as in ``default_split``.
+
+    Raises:
+        ValueError: As ``default_split``.
+    """
+    default = default_split(dates)
+    opening = [
+        d - MONTH
+        for d in dates
+        if any(d.month == m for m, _ in PRESALE_FESTIVALS) and first <= d - MONTH and d - MONTH >= dates[0]
+    ]
+    ours = [s for s in opening if s + HORIZON <= default.test_first]
+    if not ours:
+        return default
+    try:
+        return default_split(dates, valid_first=min(ours))
+    except ValueError:  # no training window a horizon before it: keep the default
+        return default
+
+
 def utc(ts: pd.Timestamp) -> pd.Timestamp:
     """A timestamp in UTC; a naive one is taken to be UTC."""
     return ts.tz_localize("UTC") if ts.tz is None else ts.tz_convert("UTC")

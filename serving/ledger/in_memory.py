@@ -51,6 +51,20 @@ class MemoryLedger:
         self._ids = itertools.count(1)
         self.explored: dict[tuple[str, str], int] = {}  # (service, month) -> expected loss explored
 
+    def fork(self) -> MemoryLedger:
+        """An independent ledger in this one's state, to decide on and keep or drop (``copy.deepcopy``'s
+        result, in time linear in the entries: the containers are copied, the entries shared, since
+        none is changed in place: positions and stored decisions are replaced, never mutated)."""
+        other = MemoryLedger()
+        other.decisions = dict(self.decisions)
+        other.positions = {buyer: dict(book) for buyer, book in self.positions.items()}
+        other.outcomes = dict(self.outcomes)
+        other._latest = {ref: dict(by_buyer) for ref, by_buyer in self._latest.items()}
+        other.explored = dict(self.explored)
+        following = next(self._ids)
+        self._ids, other._ids = itertools.count(following), itertools.count(following)
+        return other
+
     def new_decision_id(self) -> str:
         """Sequential ids (``m-1``, ``m-2``, ...): a replay is reproducible."""
         return f"m-{next(self._ids)}"

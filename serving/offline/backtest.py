@@ -70,6 +70,11 @@ def _iso(t: pd.Timestamp) -> str:
     return t.tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def event_key(event: Event) -> tuple:
+    """The order events are sent in: time, a decision before an outcome at the same instant, then the id."""
+    return event.t, event.order, event.body.get("request_id") or event.body["outcome_id"]
+
+
 def window_events(
     tables: dict[str, pd.DataFrame], start: pd.Timestamp, end: pd.Timestamp, currency: str, decimals: int
 ) -> list[Event]:
@@ -142,7 +147,7 @@ def window_events(
             ("refund_abuse", row.abuse_confirmed_at),
         ]
         events += _opportunity(row.requested_at, body, facts, "refund_id", rid, end)
-    events.sort(key=lambda e: (e.t, e.order, e.body.get("request_id") or e.body["outcome_id"]))
+    events.sort(key=event_key)
     days = published_as_of(pd.Series([e.t for e in events], dtype="datetime64[us, UTC]"))
     return [replace(e, snapshot_day=day) for e, day in zip(events, days, strict=True)]
 
@@ -222,6 +227,7 @@ def decision_row(event: Event, answer: dict) -> dict:
         "expected_loss": answer["expected_loss"],
         "at_risk": at_risk,
         "first_decline": declines[0]["code"] if declines else None,
+        "declines": ",".join(d["code"] for d in declines),
         "propensity": (answer.get("exploration") or {}).get("propensity", 1.0),
     }
 
@@ -363,6 +369,7 @@ def decide_priced(
                 "expected_loss": None if p.head is None else p.head.expected_loss / unit,
                 "at_risk": request.at_risk / unit,
                 "first_decline": made.declines[0].code if made.declines else None,
+                "declines": ",".join(f.code for f in made.declines),
                 "propensity": made.propensity,
             }
         )
