@@ -5,7 +5,7 @@
 row ``(buyer_id, as_of)`` sees only rows known strictly before ``as_of``.
 ``build_buyer`` is the single-buyer serving path and yields exactly the batch values.
 
-Missing values (see :data:`features.registry.AGGREGATIONS`): counts, sums, distinct
+Missing values (see :data:`features.signal_types.AGGREGATIONS`): counts, sums, distinct
 counts and open states of nothing are 0; means, minima, maxima, latest values,
 changes and days-since of nothing are NaN; ratios and trends with a zero denominator
 are NaN.
@@ -35,7 +35,7 @@ import pandas as pd
 
 from features import pit, registry, signals_devices, signals_eval
 from features.memory import release_free_memory
-from features.registry import Signal
+from features.signal_types import Signal
 
 
 def make_spine(buyers: pd.DataFrame, as_of: Sequence[pd.Timestamp], limit: int | None = None) -> pd.DataFrame:

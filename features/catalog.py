@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 
 from features import registry
-from features.registry import Signal
+from features.signal_types import AGGREGATIONS, Signal
 
 DEFAULT_OUT = Path("docs/signals.md")
 _ARROWS = {1: "+1 (riskier)", -1: "-1 (safer)", 0: "0"}
@@ -48,7 +48,7 @@ def render(signals: tuple[Signal, ...]) -> str:
         "",
         "| aggregation | meaning |",
         "|---|---|",
-        *(f"| {name} | {text} |" for name, text in registry.AGGREGATIONS.items()),
+        *(f"| {name} | {text} |" for name, text in AGGREGATIONS.items()),
         "",
     ]
     groups: dict[str, list[Signal]] = {}

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from features import contract, pit, registry, signals_devices
-from features.registry import Cond, Signal, Source
+from features.signal_types import Cond, Signal, Source, parse_measure
 
 
 def evaluate(
@@ -265,7 +265,7 @@ def _condition(events: _EventSet, cond: Cond) -> np.ndarray:
 
 def _measure(events: _EventSet, source: Source) -> np.ndarray:
     """Measure values in sorted order, NaN where null or filtered out."""
-    kind, columns, value = registry.parse_measure(source.measure)
+    kind, columns, value = parse_measure(source.measure)
 
     def make() -> np.ndarray:
         if kind == "rows":

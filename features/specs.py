@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from features import contract as c
-from features.registry import WINDOW_WORDS, Cond, Signal, Source
+from features.signal_types import WINDOW_WORDS, Cond, Signal, Source
 
 # fmt: off
 CATALOGUE: dict[str, str] = {

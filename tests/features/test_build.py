@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from features import build, contract, pit, registry, signals_devices
-from features.registry import Cond, Signal, Source
+from features.signal_types import Cond, Signal, Source
 
 sys.path.insert(0, str(Path(__file__).parent))
 from signal_fixtures import concat_tables, random_tables  # noqa: E402

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from features import contract, pit, registry
-from features.registry import Cond, Signal, Source
+from features.signal_types import AGGREGATIONS, Cond, Signal, Source
 
 
 def test_signal_count_is_in_range():
@@ -65,7 +65,7 @@ def test_every_raw_table_is_covered():
 def test_windows_and_aggregations_span_the_design():
     windows = {s.window_days for s in registry.signals()}
     assert {7, 30, 90, 180, 365, None} <= windows
-    assert set(registry.AGGREGATIONS) == {s.aggregation for s in registry.signals()}
+    assert set(AGGREGATIONS) == {s.aggregation for s in registry.signals()}
 
 
 def test_monotone_constraints_follow_risk_direction():
