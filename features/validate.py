@@ -2,7 +2,8 @@
 
 ``validate(frames, exported_at)`` is pure: it takes the frames as loaded and returns
 every :class:`Problem` found, vectorised over whole columns so it runs on tens of
-millions of rows. ``python -m features validate DIR`` is the command-line edge.
+millions of rows. ``python -m features validate DIR`` is the command-line edge
+(:mod:`features.validate_cli`).
 
 Checks (the ``check`` field of a problem):
     missing_table, missing_column, wrong_type, null, duplicate_key, orphan_reference,
@@ -16,10 +17,8 @@ cannot be cast), unsharded and outside_shard (a part's row outside its manifest 
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -285,67 +284,3 @@ def merge(problems: Iterable[Problem]) -> list[Problem]:
         examples = (old.examples + p.examples)[:MAX_EXAMPLES]
         merged[key] = Problem(old.table, old.column, old.check, old.count + p.count, examples, old.message)
     return list(merged.values())
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Declare ``python -m features validate DIR [--exported-at ISO] [--part K]``."""
-    parser.add_argument("data_dir", help="Export directory: <table>.parquet, <table>/ parts, or <table>.csv.")
-    parser.add_argument(
-        "--exported-at",
-        default=None,
-        help="Export time, ISO-8601 (naive = UTC). Default: manifest.json exported_at, else now.",
-    )
-    parser.add_argument(
-        "--part", type=int, default=None, help="Validate only this shard (default: all, one by one)."
-    )
-
-
-def run(args: argparse.Namespace) -> int:
-    """Validate an export shard by shard (``features.io.validate_export``); print an OK line (exit 0)
-    or every problem (exit 2). A folder export is loaded one part at a time, so memory stays bounded
-    by the largest shard."""
-    from features import io  # io imports this module for Problem; import here to avoid a cycle
-
-    if not Path(args.data_dir).is_dir():
-        print(f"FAILED {args.data_dir}: not a directory")
-        return 2
-    try:
-        available = io.shard_parts(args.data_dir)
-        exported_at = io.export_time(args.data_dir, args.exported_at)
-    except ValueError as err:
-        print(f"FAILED {args.data_dir}: {err}")
-        return 2
-    if args.part is not None and args.part not in available:
-        print(f"FAILED {args.data_dir}: no part {args.part}; parts are {available}")
-        return 2
-    parts = available if args.part is None else [args.part]
-    try:
-        rows = io.validate_export(args.data_dir, exported_at, None if args.part is None else parts)
-    except ContractError as err:
-        print(
-            f"FAILED {args.data_dir}: {len(err.problems)} problem(s) (exported_at {exported_at.isoformat()})"
-        )
-        for p in err.problems:
-            print(f"  - {p}")
-        return 2
-    print(
-        f"OK {args.data_dir}: {len(rows)} tables, {sum(rows.values()):,} rows in {len(parts)} shard(s) "
-        f"(exported_at {exported_at.isoformat()}; "
-        + ", ".join(f"{name} {n:,}" for name, n in rows.items())
-        + ")"
-    )
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry point: ``python -m features.validate DIR``."""
-    parser = argparse.ArgumentParser(prog="python -m features.validate", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    # Re-import so that ContractError is the class features.io raises, not a __main__ copy.
-    from features.validate import main as _main
-
-    raise SystemExit(_main())

@@ -11,8 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from features import contract, io
-from features import validate as validate_cli
+from features import contract, io, validate_cli
 from features.validate import ContractError
 
 DTYPES = {
