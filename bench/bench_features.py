@@ -164,13 +164,13 @@ def _peak_rss_mib() -> float:
 
 def child_build(data: Path, dates: list[str]) -> dict:
     """Run the CLI build path in this process; report its figures."""
-    from features import build
+    from features import build_cli
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "signals.parquet"
         args = argparse.Namespace(data=data, as_of=",".join(dates), out=out, buyers_limit=None)
         started = time.perf_counter()
-        code = build.run(args)
+        code = build_cli.run(args)
         wall = time.perf_counter() - started
         import pyarrow.parquet as pq
 

@@ -69,7 +69,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def run_one(job: dict) -> dict:
     """Child process: run one step in one mode and return its figures."""
-    from features import build
+    from features import build, build_cli
     from simulator.config import RunConfig
     from simulator.write import write_export
 
@@ -83,7 +83,7 @@ def run_one(job: dict) -> dict:
             train_step(job, client)
         else:
             as_of = build.parse_dates(job["as_of"])
-            build.write_signals(
+            build_cli.write_signals(
                 job["data"], as_of, Path(job["out"]), client=client, processes=job.get("processes")
             )
 

@@ -1,7 +1,7 @@
 """``python -m features {validate,build,catalog}``: the feature command line.
 
 Each subcommand's arguments and behaviour live in its own module
-(``features.validate_cli``, ``features.build``, ``features.catalog``), which exposes
+(``features.validate_cli``, ``features.build_cli``, ``features.catalog``), which exposes
 ``add_arguments(parser)`` and ``run(args) -> int`` (the process exit code).
 """
 
@@ -13,7 +13,7 @@ import sys
 
 SUBCOMMANDS = {
     "validate": ("features.validate_cli", "Check a raw-table export against the data contract."),
-    "build": ("features.build", "Build point-in-time signals for buyers as of given dates."),
+    "build": ("features.build_cli", "Build point-in-time signals for buyers as of given dates."),
     "catalog": ("features.catalog", "Write the human-readable signal catalog (docs/signals.md)."),
 }
 

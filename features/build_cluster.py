@@ -37,7 +37,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from features import cluster, signals_devices
+from features import build, cluster, signals_devices
 
 SHARDS_PER_BUCKET = 4
 """Shards' worth of first-use rows per device bucket of the shuffle."""
@@ -186,8 +186,6 @@ def _with_shared(
 
 def _first_use_buckets(data_dir: str | Path, part: int, buckets: int) -> list[pd.DataFrame]:
     """Task: shard ``part``'s device first uses, split into ``buckets`` by device."""
-    from features import build
-
     first_use = build.part_device_first_use(data_dir, part).assign(**{signals_devices.PART: part})
     return signals_devices.split_by_device(first_use, buckets)
 
@@ -208,7 +206,7 @@ def _build_part(
     """Task: shard ``part``'s signals handed to ``task``; returns ``(task's result, rows, seconds)``."""
     import time
 
-    from features import build, io
+    from features import io
 
     started = time.perf_counter()
     tables = io.load_tables(data_dir, part=part)
@@ -223,8 +221,6 @@ def _build_part(
 def _write_arrow(frame: pd.DataFrame, part: int, staging: Path) -> Path:
     """Shard ``part``'s signals as an uncompressed Arrow IPC file in ``staging`` (temporary name,
     renamed when complete); returns its path."""
-    from features import build
-
     table = build.to_arrow(frame)
     path = staging / f"part-{part:05d}.arrow"
     tmp = path.with_name(f".{path.name}.tmp")

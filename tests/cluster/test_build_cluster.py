@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features import build, build_cluster, cluster, io, registry, signals_devices
+from features import build, build_cli, build_cluster, cluster, io, registry, signals_devices
 from features.signals_devices import SHARED_DEVICES
 from tests.cluster.conftest import DEVICE_TABLES, killer, local_client
 
@@ -22,7 +22,7 @@ AS_OF = "2023-07-01,2023-12-01"
 def in_process(cross_shard_export: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("signals") / "in_process.parquet"
     args = argparse.Namespace(data=cross_shard_export, as_of=AS_OF, out=out, buyers_limit=None, cluster=None)
-    assert build.run(args) == 0
+    assert build_cli.run(args) == 0
     return out
 
 
@@ -57,7 +57,7 @@ def test_cluster_build_is_identical_to_the_in_process_build(cross_shard_export, 
     args = argparse.Namespace(
         data=cross_shard_export, as_of=AS_OF, out=out, buyers_limit=None, cluster="local:2"
     )
-    assert build.run(args) == 0
+    assert build_cli.run(args) == 0
     pd.testing.assert_frame_equal(pd.read_parquet(out), pd.read_parquet(in_process), check_exact=True)
     assert out.read_bytes() == in_process.read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cluster.parquet"]
@@ -69,7 +69,7 @@ def test_a_worker_killed_mid_build_is_recovered_with_identical_signals(
     out = tmp_path / "cluster.parquet"
     with local_client() as client:
         client.register_plugin(killer(tmp_path / "killed", "signals-part-", once=True))
-        rows = build.write_signals(cross_shard_export, build.parse_dates(AS_OF), out, client=client)
+        rows = build_cli.write_signals(cross_shard_export, build.parse_dates(AS_OF), out, client=client)
     assert (tmp_path / "killed").exists()
     assert rows == len(pd.read_parquet(in_process))
     assert out.read_bytes() == in_process.read_bytes()
@@ -82,7 +82,7 @@ def test_workers_dying_every_time_fail_cleanly_without_output(cross_shard_export
         # the scheduler blames the tasks it had placed on the dying worker: the build task, or a
         # piece of the shuffle queued there beside it
         with pytest.raises(cluster.WorkerLost, match="task '(signals-part|shared-piece|device-piece)-"):
-            build.write_signals(cross_shard_export, build.parse_dates(AS_OF), out, client=client)
+            build_cli.write_signals(cross_shard_export, build.parse_dates(AS_OF), out, client=client)
     assert len((tmp_path / "kills").read_text().splitlines()) >= 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kills"]  # no output, no temp file, no parts
 
@@ -117,6 +117,6 @@ def test_a_shard_breaking_the_contract_fails_the_build_with_its_problems(
     (data / "buyers" / "part-00002.parquet").unlink()
     out = tmp_path / "signals.parquet"
     args = argparse.Namespace(data=data, as_of=AS_OF, out=out, buyers_limit=None, cluster="local:2")
-    assert build.run(args) == 1
+    assert build_cli.run(args) == 1
     assert "raw data breaks the contract" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from features import build, cluster
+from features import build_cli, cluster
 from simulator import __main__ as simulator_cli
 
 
@@ -50,10 +50,10 @@ def test_unreachable_scheduler_exits_2(tmp_path, capsys, monkeypatch):
 
 
 def test_buyers_limit_is_refused_on_a_cluster(tmp_path, capsys):
-    args = build.argparse.Namespace(
+    args = build_cli.argparse.Namespace(
         data=tmp_path, as_of="2024-01-01", out=tmp_path / "s.parquet", buyers_limit=5, cluster="local:1"
     )
-    assert build.run(args) == 2
+    assert build_cli.run(args) == 2
     assert "--buyers-limit" in capsys.readouterr().err
 
 

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from features import build, contract, pit, registry, signals_devices
+from features import build, build_cli, contract, pit, registry, signals_devices
 from features.signal_types import Cond, Signal, Source
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -480,7 +480,7 @@ def test_cli_builds_shard_by_shard_like_the_whole(tmp_path):
     args = argparse.Namespace(
         data=tmp_path / "data", as_of="2023-07-01,2024-01-01", out=tmp_path / "out.parquet", buyers_limit=None
     )
-    assert build.run(args) == 0
+    assert build_cli.run(args) == 0
     got = pd.read_parquet(args.out)
     whole = concat_tables(*shards)
     expected = build.build_signals(whole, build.make_spine(whole["buyers"], DATES[:2]))
@@ -492,13 +492,13 @@ def test_cli_builds_shard_by_shard_like_the_whole(tmp_path):
     limited = argparse.Namespace(
         data=args.data, as_of="2024-06-01", out=tmp_path / "few.parquet", buyers_limit=30
     )
-    assert build.run(limited) == 0
+    assert build_cli.run(limited) == 0
     few = pd.read_parquet(limited.out)
     assert few["buyer_id"].nunique() == len(few) == 30
     bad = argparse.Namespace(
         data=args.data, as_of="not-a-date", out=tmp_path / "bad.parquet", buyers_limit=None
     )
-    assert build.run(bad) == 2
+    assert build_cli.run(bad) == 2
 
 
 @pytest.mark.skipif(
