@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from simulator.config import Params
+from simulator.stress import STATES, stress_transitions
 
 if TYPE_CHECKING:
     from simulator.calendar import Calendar
     from simulator.population import Population
 
-STATES = 3  # stress: 0 normal, 1 strained, 2 distressed
 GAUSS_HERMITE_NODES = 9
 # Refund requests: the stated reason (contract.REFUND_REASONS 0..5) and the evidence photos are
 # drawn after, and depending on, whether the refund is bad; refund_loss_posterior inverts that.
@@ -36,22 +36,6 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 
 def _stress_shift(state: np.ndarray, shifts: tuple[float, float]) -> np.ndarray:
     return np.asarray((0.0, *shifts))[state]
-
-
-def stress_transitions(fragility: np.ndarray, params: Params) -> np.ndarray:
-    """Per-buyer monthly transition matrices of the stress chain (``n x 3 x 3``, rows sum to 1)."""
-    p = params
-    n = fragility.size
-    t = np.zeros((n, STATES, STATES))
-    t[:, 0, 1] = np.minimum(0.5, p.stress_shock[0] * fragility)
-    t[:, 0, 2] = np.minimum(0.2, p.stress_shock[1] * fragility)
-    t[:, 1, 0] = p.stress_recover[0]
-    t[:, 1, 2] = np.minimum(0.5, p.stress_worsen * fragility)
-    t[:, 2, 1] = p.stress_recover[1]
-    t[:, 2, 0] = p.stress_recover[2]
-    for s in range(STATES):
-        t[:, s, s] = 1.0 - t[:, s, :].sum(axis=1)
-    return t
 
 
 def alive_fraction(pop: Population, cal: Calendar) -> np.ndarray:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simulator import aftersales, hazards, timing
+from simulator import aftersales, hazards, stress, timing
 from simulator.calendar import DAY, NEVER
 from simulator.config import Params
 from simulator.population import Population
@@ -50,7 +50,7 @@ class OrderFactors:
         """The factors of every buyer of ``pop`` (from ``simulator.hazards``)."""
         idx = np.arange(pop.n)
         cats = np.arange(len(params.category_weights))
-        states = range(hazards.STATES)
+        states = range(stress.STATES)
         return cls(
             refund=hazards.refund_prob(cats[None, :], pop.opportunism[:, None], params),
             q=np.column_stack([hazards.refund_bad_prob(pop, idx, np.full(pop.n, s), params) for s in states]),

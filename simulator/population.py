@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from simulator import hazards
+from simulator import shifts
 from simulator.calendar import DAY, NEVER, Calendar, uniform_between
 from simulator.config import Params
+from simulator.shifts import Shift
+from simulator.stress import DISTRESSED, stress_transitions
 
 BURN_IN_MONTHS = 24
 # A fraudster's traits (draw_population, fraud_wave): reliability z ~ N(mean, sd), opportunism
@@ -95,7 +98,7 @@ def _groups(rng: np.random.Generator, members: np.ndarray, size: tuple[int, int]
 
 def stress_path(rng: np.random.Generator, fragility: np.ndarray, steps: int, params: Params) -> np.ndarray:
     """Monthly stress states after a burn-in from "normal" (``n x steps``, int8)."""
-    trans = hazards.stress_transitions(fragility, params)
+    trans = stress_transitions(fragility, params)
     cum = np.cumsum(trans, axis=2)
     n = fragility.size
     state = np.zeros(n, dtype=np.int64)
@@ -266,3 +269,28 @@ def fraud_wave(
         a["phone_at"][idx] < NEVER, registered + (rng.exponential(0.02, k) * DAY).astype(np.int64), NEVER
     )
     return Population(**a)
+
+
+def apply_shifts(
+    rng: np.random.Generator,
+    pop: Population,
+    cal: Calendar,
+    params: Params,
+    declared: Sequence[tuple[Shift, int]],
+) -> Population:
+    """The population with the declared stress shocks and fraud waves (``simulator.shifts``; the same
+    object without any). ``declared``: each shift with its month index (``RunConfig.declared_shifts``)."""
+    for shift, m in shifts.of_kind(declared, "stress"):
+        stress = pop.stress.copy()
+        hit = np.flatnonzero(rng.random(pop.n) < shift.strength)
+        # Distressed at month m, then the chain's own transitions (what the truth chains through).
+        cum = np.cumsum(stress_transitions(pop.fragility[hit], params), axis=2)
+        rows, state = np.arange(hit.size), np.full(hit.size, DISTRESSED)
+        stress[hit, m] = DISTRESSED
+        for k in range(m + 1, stress.shape[1]):
+            state = (rng.random(hit.size)[:, None] > cum[rows, state, :2]).sum(axis=1)
+            stress[hit, k] = state
+        pop = replace(pop, stress=stress)
+    for shift, m in shifts.of_kind(declared, "fraud_wave"):
+        pop = fraud_wave(rng, pop, cal, params, m, shift.strength, shifts.WAVE_DAYS)
+    return pop

@@ -10,7 +10,7 @@ from simulator import activity, aftersales, compliance, hazards, payments, shift
 from simulator.calendar import NEVER, Calendar
 from simulator.config import ID_STRIDE, RunConfig
 from simulator.export import to_table
-from simulator.population import Population, draw_population
+from simulator.population import Population, apply_shifts, draw_population
 
 Columns = dict[str, np.ndarray]
 ORDER_FIELDS = (
@@ -100,7 +100,7 @@ def simulate_shard(
     lo, hi = cfg.shard_range(part)
     pop = draw_population(rng, lo, hi - lo + 1, cal, p)
     if cfg.shifts:
-        pop = shifts.apply_population(shifts.generator(cfg.seed, part), pop, cal, p, cfg.declared_shifts)
+        pop = apply_shifts(shifts.generator(cfg.seed, part), pop, cal, p, cfg.declared_shifts)
     expected = hazards.expected_orders(pop, cal, p)
     dev = activity.draw_devices(rng, pop)
     orders, presales, vip, readings, pre = _orders(rng, pop, cal, cfg, part, expected, dev)

@@ -18,7 +18,6 @@ before they existed, and writes the same tables.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import re
 from collections.abc import Sequence
@@ -30,7 +29,6 @@ from features.contract import CATEGORIES
 
 KINDS = {"stress": 0.2, "fraud_wave": 0.01, "category_mix": 0.3, "bureau": 0.9}
 """Each kind and its default strength."""
-DISTRESSED = 2
 WAVE_DAYS = 14  # the wave's accounts register within this many days of the month's start
 MIX_TARGET = "electronics"  # the category a mix shift moves orders to
 BUREAU_PIVOT = 500.0  # the score a bureau rescale leaves unchanged
@@ -96,26 +94,6 @@ def of_kind(shifts: Sequence[tuple[Shift, int]], kind: str) -> list[tuple[Shift,
 def generator(seed: int, part: int) -> np.random.Generator:
     """The shifts' own generator for shard ``part``."""
     return np.random.default_rng((seed, part, SHIFT_STREAM))
-
-
-def apply_population(rng: np.random.Generator, pop, cal, params, shifts: Sequence[tuple[Shift, int]]):
-    """The population with its stress shocks and fraud waves (the same object without any)."""
-    from simulator import hazards, population  # they import simulator.config, which imports this
-
-    for shift, m in of_kind(shifts, "stress"):
-        stress = pop.stress.copy()
-        hit = np.flatnonzero(rng.random(pop.n) < shift.strength)
-        # Distressed at month m, then the chain's own transitions (what the truth chains through).
-        cum = np.cumsum(hazards.stress_transitions(pop.fragility[hit], params), axis=2)
-        rows, state = np.arange(hit.size), np.full(hit.size, DISTRESSED)
-        stress[hit, m] = DISTRESSED
-        for k in range(m + 1, stress.shape[1]):
-            state = (rng.random(hit.size)[:, None] > cum[rows, state, :2]).sum(axis=1)
-            stress[hit, k] = state
-        pop = dataclasses.replace(pop, stress=stress)
-    for shift, m in of_kind(shifts, "fraud_wave"):
-        pop = population.fraud_wave(rng, pop, cal, params, m, shift.strength, WAVE_DAYS)
-    return pop
 
 
 def category_weights(

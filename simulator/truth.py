@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 from features.outcomes import BALANCE_GRACE, BILL_PAST_DUE
-from simulator import hazards, pending, timing
+from simulator import hazards, pending, stress, timing
 from simulator.aftersales import LARGE_APPLIANCE
 from simulator.calendar import Calendar, month_density
 from simulator.config import Params
@@ -136,7 +136,7 @@ def p_bad_90d(
         NaN where the buyer had not registered by the month start. See the module docstring.
     """
     n = pop.n
-    states = range(hazards.STATES)
+    states = range(stress.STATES)
     rows = np.arange(n)
     kern = timing.order_kernels(step)
     f = pending.OrderFactors.of(pop, params)
@@ -156,7 +156,7 @@ def p_bad_90d(
     bill_state = pop.stress[bills["b"], bills["due_month"]]
     late = hazards.late_but_paid_prob(pop, bills["b"], bill_state)
     bill_bad = p_bill[bills["b"], bill_state]
-    trans = hazards.stress_transitions(pop.fragility, params)
+    trans = stress.stress_transitions(pop.fragility, params)
     explore = params.presale_explore_share
 
     out = np.full((n, cal.months), np.nan)
@@ -177,7 +177,7 @@ def p_bad_90d(
         known += np.bincount(bills["b"][pick], weights=_log1m(p), minlength=n)
 
         ship = explore + (1 - explore) * legacy_now[:, m]
-        v = np.ones((n, hazards.STATES))
+        v = np.ones((n, stress.STATES))
         for j in range(min(m + AHEAD, horizon) - 1, m - 1, -1):
             centres = int(cal.month_start[j]) + np.arange(density[j].size) * step + step // 2
             share = density[j] @ _in_window(centres, t0)
