@@ -5,7 +5,7 @@ cap; for fast refunds also the refunded amount per quota window) and, for fast r
 above which evidence photos are required, are searched together (coordinate ascent over
 multiplicative steps) by deciding the window under
 each candidate with the service's own decision code and ledger rules
-(``serving.backtest.decide_priced``: minimum stars, caps, deposit, exposure limits, quotas,
+(``serving.offline.backtest.decide_priced``: minimum stars, caps, deposit, exposure limits, quotas,
 evidence, hard declines, all of it). A candidate is feasible when the upper end of the 95%
 buyer-bootstrap interval of its loss per unit approved (the head's expected loss: a real export
 has no truth) is at or below the service's target; among feasible candidates the one approving
@@ -113,8 +113,8 @@ def search(
     """The proposed policy document and every candidate tried.
 
     Args:
-        events: The validation window's events (``serving.backtest.window_events``).
-        priced: Its decision events priced by the model (``serving.backtest.price``).
+        events: The validation window's events (``serving.offline.backtest.window_events``).
+        priced: Its decision events priced by the model (``serving.offline.backtest.price``).
         raw: The reviewed policy document (as read from YAML) the search starts from.
         targets: Service -> the largest upper bound of the loss per unit accepted; the services
             searched (a service without a target keeps its limits).

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from training.tiny import make_tiny_rating, synthetic_dataset
 
+from bench.tiny import make_tiny_rating, synthetic_dataset
 from features.hard_facts import HARD_FACTS
 
 NAMES = [

@@ -1,6 +1,6 @@
 """The candidate policy of a training run, searched as a whole and judged by backtest.
 
-The run's allowance proposal (``training.policy_proposal``) is the starting point; the search
+The run's allowance proposal (``training.policy.proposal``) is the starting point; the search
 (``serving.offline.policy_search``) then moves every star band's allowance and amount cap (and a fast
 refund's quota amount and evidence threshold) together, deciding a window of the validation period through the service's own decision code and ledger
 rules, and keeps the candidate approving the most money with the upper 95% bound of its loss
@@ -196,7 +196,7 @@ def curve_figure(frame: pd.DataFrame, targets: dict[str, float]):
 def policy_comparisons(new: pd.DataFrame, champion: pd.DataFrame, seed: int = 7) -> list[Comparison]:
     """Per service, the new candidate's money approved and loss per unit approved against the champion's.
 
-    Both are judged decisions of the same window (``serving.backtest.judged``), each decided by its
+    Both are judged decisions of the same window (``serving.offline.backtest.judged``), each decided by its
     own model and policy; the loss is the truth's expected loss where the export has one, else
     the realised. Differences are paired: the same buyer-level Poisson(1) resamples for both.
     """
