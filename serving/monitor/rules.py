@@ -86,6 +86,14 @@ RULES = (
         "A source changed how it reports (a bureau's scale, a feed's unit) or the buyers changed: check the source table.",
         absolute=True,
     ),
+    # The day's mean of about a hundred new rows is close to normal: beyond 3.5 of its standard
+    # deviations on two runs in a row happens by chance about once in a thousand years of runs.
+    Rule(
+        "BuyerTrustNewReadingsMove", "fresh_mean_z", 3.5, 2, "warning",
+        "The day's new rows ({{ $labels.statistic }}) are {{ $value | printf \"%.1f\" }} standard deviations from those of the last four weeks.",
+        "A source changed what its new rows say (a bureau's new scale, a feed's unit): compare the day's rows with earlier ones at the source.",
+        absolute=True,
+    ),
     Rule(
         "BuyerTrustAccountSurge", "new_buyers_z", 4.0, 1, "warning",
         "{{ $value | printf \"%.1f\" }} standard deviations more new accounts than in the last four weeks.",

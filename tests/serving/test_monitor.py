@@ -269,7 +269,7 @@ def test_monitor_reads_the_decision_log_and_the_service_exposes_it(
     from serving.monitor.run import write_outputs
 
     write_outputs(tmp_path / "monitor", rec)
-    assert (tmp_path / "monitor" / "report.html").read_text().count("data:image/png;base64") == 4
+    assert (tmp_path / "monitor" / "report.html").read_text().count("data:image/png;base64") == 6
     served = make_app(config | {"monitor_record": str(tmp_path / "monitor" / "latest.json")})
     text = served.test_client().get("/metrics").get_data(as_text=True)
     assert f'buyer_trust_monitor_decisions{{service="{measure.PRESALE}"}} {float(len(buyers))}' in text
@@ -351,3 +351,63 @@ def test_cli_judges_a_day_and_writes_record_latest_and_report(
     assert record == json.loads((out / "records" / f"{today}.json").read_text())
     assert record["services"][measure.PRESALE]["decisions"] == 3 and record["buyers"] == len(snapshot_rows[0])
     assert "<h2>Calibration per star band" in (out / "report.html").read_text()
+
+
+# --- the day's new rows of a source (a bureau that rescales its scores) -------------------------
+
+_FRESH = (measure.Fresh("new_readings", "v", "since", "the day's readings"),)
+
+
+def _fresh_matrix(fresh_values, stale_values) -> np.ndarray:
+    """Columns ``v`` and ``since``: the fresh rows read 0.5 days ago, the stale ones 3 days ago, plus a
+    buyer never read (``since`` NaN) and a fresh one whose value is missing: neither counts."""
+    rows = (
+        [(v, 0.5) for v in fresh_values] + [(v, 3.0) for v in stale_values] + [(900.0, np.nan), (np.nan, 0.1)]
+    )
+    return np.array(rows, dtype=np.float32)
+
+
+def test_fresh_mean_reads_only_the_days_rows_hand_computed():
+    fresh = [-10.0] * 12 + [20.0] * 12  # mean 5.0 over 24 fresh buyers
+    matrix = _fresh_matrix(fresh, [400.0] * 30)
+    out = measure.fresh_means([], ["v", "since"], matrix, _FRESH)["new_readings"]
+    assert out == {"n": 24, "mean": pytest.approx(5.0), "z": None}  # no history: not judged
+    # under MIN_FRESH buyers read that day: no mean, not judged
+    few = measure.fresh_means([], ["v", "since"], _fresh_matrix([1.0] * 5, [2.0] * 50), _FRESH)
+    assert few["new_readings"] == {"n": 5, "mean": None, "z": None}
+    # a statistic whose signals the snapshot lacks is left out
+    assert measure.fresh_means([], ["v", "other"], matrix, _FRESH) == {}
+
+
+def test_fresh_mean_z_against_the_days_before_yesterday_hand_computed():
+    past = [1.0, 3.0] * 5  # mean 2, sample standard deviation sqrt(10 / 9)
+    history = [{"fresh": {"new_readings": {"mean": m}}} for m in past]
+    history.append({"fresh": {"new_readings": {"mean": -50.0}}})  # yesterday: left out of the baseline
+    matrix = _fresh_matrix([-6.0] * 30, [400.0] * 10)  # today's mean -6
+    z = measure.fresh_means(history, ["v", "since"], matrix, _FRESH)["new_readings"]["z"]
+    assert z == pytest.approx((-6.0 - 2.0) / math.sqrt(10 / 9))
+    # fewer than MIN_TRAILING earlier days: not judged
+    short = history[-measure.MIN_TRAILING :]
+    assert measure.fresh_means(short, ["v", "since"], matrix, _FRESH)["new_readings"]["z"] is None
+
+
+def test_a_calendar_days_usual_jump_is_not_a_move_a_larger_one_is_hand_computed():
+    # five weeks of a count whose mean is flat but for last month's due date (+1), then yesterday
+    values = [100.0] * 33 + [101.0] * 3
+    history = [{"signal_mean": {"bills": v}} for v in values]
+    steps = np.diff(values[:-1])  # yesterday's step is left out of the baseline
+    centre = 1 / 34
+    assert steps.size == 34 and steps.mean() == pytest.approx(centre)
+    spread = math.sqrt(((33 / 34) ** 2 + 33 * (1 / 34) ** 2) / 33)  # 0.1715: the quiet days' spread
+    largest = 33 / 34
+    assert measure.LARGEST_SHARE * largest > spread  # the scale is a quarter of last month's jump
+    scale = measure.LARGEST_SHARE * largest
+
+    def z(today):
+        return measure.mean_moves(history, ["bills"], np.full((10, 1), today))[1]["bills"]
+
+    # this month's due date: 1.1 again; on the quiet days' spread alone it would read 6.2, an alert
+    assert (1.1 - centre) / spread > 6
+    assert z(101.0 + 1.1) == pytest.approx((1.1 - centre) / scale) and z(102.1) < 6
+    # twice last month's jump is news
+    assert z(103.0) == pytest.approx((2.0 - centre) / scale) and z(103.0) > 6
