@@ -411,3 +411,51 @@ def test_a_calendar_days_usual_jump_is_not_a_move_a_larger_one_is_hand_computed(
     assert z(101.0 + 1.1) == pytest.approx((1.1 - centre) / scale) and z(102.1) < 6
     # twice last month's jump is news
     assert z(103.0) == pytest.approx((2.0 - centre) / scale) and z(103.0) > 6
+
+
+# --- a declared shift, end to end: simulated export -> daily snapshots -> records -> alerts ----
+
+
+def _fresh_records(out, days: pd.DatetimeIndex) -> list[dict]:
+    """The fresh-row part of the monitor's record for each day, on the snapshot published at its end."""
+    from features.build import build_signals, make_spine
+    from features.io import load_tables
+    from features.registry import get
+
+    names = [measure.FRESH[0].value, measure.FRESH[0].since]
+    tables = load_tables(out, ["buyers", "credit_scores"])
+    spine = make_spine(tables["buyers"], [(d + pd.Timedelta(days=1)).tz_localize("UTC") for d in days])
+    frame = build_signals(tables, spine, [get(n) for n in names])
+    history: list[dict] = []
+    for as_of, rows in frame.groupby("as_of", sort=True):
+        day = as_of.tz_convert("UTC").tz_localize(None) - pd.Timedelta(days=1)
+        fresh = measure.fresh_means(history, names, rows[names].to_numpy(np.float32))
+        history.append(
+            {"day": f"{day:%Y-%m-%d}", "signal_psi": {}, "score_psi": 0.0, "services": {}, "fresh": fresh}
+        )
+    return history
+
+
+def test_a_bureau_rescale_is_alerted_on_its_second_run_and_its_twin_stays_quiet(tmp_path):
+    from serving.monitor.rules import RULES
+    from simulator import shifts
+    from simulator.config import RunConfig
+    from simulator.write import write_export
+
+    rule = [r for r in RULES if r.metric == "fresh_mean_z"]
+    days = pd.date_range("2023-06-03", "2023-07-02")  # 28 runs before the rescale, its first 2 after
+    raised = {}
+    for name, declared in (("twin", ()), ("bureau", (shifts.parse("bureau@2023-07:0.8"),))):
+        write_export(RunConfig(4000, 8, 11, shard_size=2000, shifts=declared), tmp_path / name)
+        records = _fresh_records(tmp_path / name, days)
+        assert all(r["fresh"]["credit_score_new_readings"]["n"] >= measure.MIN_FRESH for r in records)
+        raised[name] = firing(records, rule)
+    assert raised["twin"] == []
+    assert raised["bureau"] == [
+        {
+            "day": "2023-07-02",
+            "alert": "BuyerTrustNewReadingsMove",
+            "labels": {"statistic": "credit_score_new_readings"},
+        }
+    ]
+
