@@ -458,4 +458,3 @@ def test_a_bureau_rescale_is_alerted_on_its_second_run_and_its_twin_stays_quiet(
             "labels": {"statistic": "credit_score_new_readings"},
         }
     ]
-
