@@ -15,7 +15,7 @@ import io
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from serving.monitor.measure import ALL, BANDS, FRESH, SERVICES
+from serving.monitor.measure import ALL, BANDS, FRESH, MIN_MATURE, SERVICES
 from serving.monitor.rules import RULES, breaches, firing
 
 TOP_SIGNALS = 12
@@ -41,6 +41,12 @@ def _series(history: Sequence[Mapping[str, Any]], get) -> list[float]:
             v = None
         out.append(float("nan") if v is None else float(v))
     return out
+
+
+def _empty(ax, lines: Sequence[Any], words: str) -> None:
+    """Say so on a panel whose series hold no value (a service without decisions in these runs)."""
+    if all(all(v != v for v in line.get_ydata()) for line in lines):  # NaN != NaN
+        ax.text(0.5, 0.5, words, transform=ax.transAxes, ha="center", va="center", color="grey")
 
 
 def _figures(history: Sequence[Mapping[str, Any]]) -> dict[str, str]:
@@ -86,8 +92,9 @@ def _figures(history: Sequence[Mapping[str, Any]]) -> dict[str, str]:
 
     fig, axes = plt.subplots(1, len(SERVICES), figsize=(10, 3), squeeze=False)
     for ax, service in zip(axes[0], SERVICES, strict=True):
+        lines = []
         for band in BANDS:
-            ax.plot(
+            lines += ax.plot(
                 x,
                 _series(
                     history,
@@ -96,6 +103,7 @@ def _figures(history: Sequence[Mapping[str, Any]]) -> dict[str, str]:
                 label=f"{band}*",
             )
         axis(ax, f"{service}: approval rate per star")
+        _empty(ax, lines, "no decisions in these runs")
     axes[0][0].legend(fontsize=7)
     out["approvals"] = _png(fig)
     plt.close(fig)
@@ -105,26 +113,30 @@ def _figures(history: Sequence[Mapping[str, Any]]) -> dict[str, str]:
         mean = _series(history, lambda r, n=stat.name: r["fresh"][n]["mean"])
         z = _series(history, lambda r, n=stat.name: r["fresh"][n]["z"])
         row[0].plot(x, mean, marker=".", lw=1)
-        axis(row[0], f"{stat.name}: mean of {stat.value}")
+        axis(row[0], f"{stat.name}: the day's mean")
+        row[0].set_ylabel(stat.value, fontsize=7)
         row[1].plot(x, z, marker=".", lw=1, color="tab:orange")
         bound = _threshold("fresh_mean_z")
         for y in (bound, -bound):
             row[1].axhline(y, color="red", ls="--", lw=0.8)
-        axis(row[1], "its z against the last four weeks' days (alert: two runs beyond the red lines)")
+        axis(row[1], "z against the last four weeks (alert: two runs past red)")
     out["fresh"] = _png(fig)
     plt.close(fig)
 
     fig, axes = plt.subplots(1, len(SERVICES), figsize=(10, 3), squeeze=False)
     for ax, service in zip(axes[0], SERVICES, strict=True):
+        lines = []
         for i, band in enumerate([*BANDS, ALL]):
             colour = f"C{i}"
 
             def get(r, s=service, b=band, key="realised"):
-                return r["services"][s]["calibration"][b][key]
+                c = r["services"][s]["calibration"][b]
+                return c[key] if c["mature"] >= MIN_MATURE else None  # a handful of outcomes is noise
 
-            ax.plot(x, _series(history, get), color=colour, label=f"{band}*" if band != ALL else ALL)
+            lines += ax.plot(x, _series(history, get), color=colour, label=f"{band}*" if band != ALL else ALL)
             ax.plot(x, _series(history, lambda r, g=get: g(r, key="expected")), color=colour, ls=":", lw=1)
-        axis(ax, f"{service}: realised (solid) and expected (dotted) loss rate")
+        axis(ax, f"{service}: loss rate of mature approvals")
+        _empty(ax, lines, f"no band with {MIN_MATURE} mature approvals in these runs")
     axes[0][0].legend(fontsize=7)
     out["calibration_history"] = _png(fig)
     plt.close(fig)
@@ -254,7 +266,7 @@ How to read this page and what each alert asks of you: docs/operations.md.</p>
 <h2>Signal drift</h2>{figs["signals"]}
 <h2>New rows of a source</h2><p>{"; ".join(html.escape(f"{f.name}: {f.what}") for f in FRESH)}.</p>{figs["fresh"]}
 <h2>Approvals per star band</h2>{figs["approvals"]}
-<h2>Calibration per star band over time</h2>{figs["calibration_history"]}
+<h2>Calibration per star band over time</h2><p>Realised (solid) and expected by the head (dotted), for bands with at least {MIN_MATURE} mature approvals.</p>{figs["calibration_history"]}
 <h2>Calibration per star band (latest run)</h2>{figs["calibration"]}
 <h2>Latest run in figures</h2>{_tables(latest)}
 </body></html>
