@@ -41,7 +41,8 @@ TRAILING_RUNS = 28
 MIN_TRAILING = 7
 MOVE_RUNS = 35
 """Daily changes a signal's mean is judged against (``mean_moves``): five weeks, longer than a
-calendar month, so they hold last month's due dates and reviews."""
+calendar month, so they hold last month's due dates and reviews. A signal's move is judged once
+the history holds that many runs: before, this month's due dates would be the first ones it saw."""
 LARGEST_SHARE = 0.25
 """The scale of a signal's daily change is at least this share of the largest of the ``MOVE_RUNS``."""
 WEEK_RUNS = 7
@@ -264,7 +265,7 @@ def mean_moves(
         means = dict(zip(names, np.nanmean(matrix.astype(np.float64), axis=0).tolist(), strict=True))
     past = [h.get("signal_mean") or {} for h in history[-(MOVE_RUNS + 2) :]]
     z: dict[str, float] = {}
-    if len(past) < MIN_TRAILING + 2 or not past[-1]:
+    if len(past) < MOVE_RUNS or not past[-1]:  # a new monitor's first month holds no due date yet
         return means, z
     for name, today in means.items():
         series = [p.get(name) for p in past]
