@@ -13,7 +13,7 @@ Gauges (all prefixed ``buyer_trust_monitor_``), each the value of the latest run
     day_timestamp_seconds                           the day it judged (UTC midnight)
     signal_psi{signal}                              PSI of each signal over the snapshot's buyers
     signal_psi_change{signal}                       and its change over the last seven runs
-    signal_mean_z{signal}                           the day's change of its mean, in four weeks' spread
+    signal_mean_z{signal}                           the day's change of its mean against five weeks' changes
     fresh_mean{statistic}, fresh_mean_z{statistic}  the mean of a signal over the buyers with a row of
                                                     the day in its source (the day's bureau readings),
                                                     and its z against the last four weeks' daily means
@@ -55,7 +55,7 @@ HELP = {
     "population": "Buyers in the snapshot.",
     "new_buyers": "Buyers added to the snapshot since the previous run.",
     "new_buyers_z": "New buyers minus their four-week mean, in Poisson standard deviations.",
-    "signal_mean_z": "Change of the signal's mean since the previous run, in standard deviations of its daily changes.",
+    "signal_mean_z": "Change of the signal's mean since the previous run, against five weeks of daily changes (their spread, at least a quarter of the largest).",
     "fresh_mean": "Mean of the statistic's signal over the buyers with a new row of its source that day.",
     "fresh_mean_z": "That mean against the daily means of the last four weeks, in their standard deviations.",
     "approval_rate_z": "Approval rate change from four weeks' mean, in binomial standard errors of the window.",

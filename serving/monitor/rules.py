@@ -82,8 +82,8 @@ RULES = (
     ),
     Rule(
         "BuyerTrustSignalMove", "signal_mean_z", 6.0, 2, "warning",
-        "The mean of signal {{ $labels.signal }} moved {{ $value | printf \"%.1f\" }} standard deviations of its daily change.",
-        "A source changed how it reports (a bureau's scale, a feed's unit) or the buyers changed: check the source table.",
+        "The mean of signal {{ $labels.signal }} moved {{ $value | printf \"%.1f\" }} times its usual daily change (five weeks' spread, at least a quarter of their largest).",
+        "The buyers changed (orders moving to one category, accounts sharing devices) or a source changed how it reports: check the source table.",
         absolute=True,
     ),
     # The day's mean of about a hundred new rows is close to normal: beyond 3.5 of its standard
