@@ -36,6 +36,7 @@ from features.registry import get as get_signal
 from serving.config import ServingConfig, default_policy_path
 from serving.ledger.engine import make_engine
 from serving.ledger.store import Ledger
+from serving.monitor.measure import MOVE_RUNS
 from serving.monitor.rules import firing
 from serving.monitor.run import WINDOW_DAYS, load_reference, monitor_day
 from serving.offline.backtest import daily_signals, day_lives, replay, window_events
@@ -52,7 +53,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--months", type=int, default=27, help="simulated months (default 27: 2023-01..2025-03)")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--shift-month", default="2025-03", help="the month every shift starts (default 2025-03)")
-    p.add_argument("--days-before", type=int, default=21, help="monitored days before the shift (default 21)")
+    p.add_argument(
+        "--days-before",
+        type=int,
+        default=MOVE_RUNS,
+        help=f"monitored days before the shift (default {MOVE_RUNS}: the history a signal's move is judged on)",
+    )
     p.add_argument(
         "--sample", type=int, default=5000, help="snapshot buyers the signal drift reads (default 5000)"
     )

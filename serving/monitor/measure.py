@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -38,6 +39,12 @@ MIN_DECISIONS = 30
 TRAILING_RUNS = 28
 """Previous runs the approval rate is compared with (four weeks of daily runs)."""
 MIN_TRAILING = 7
+MOVE_RUNS = 35
+"""Daily changes a signal's mean is judged against (``mean_moves``): five weeks, longer than a
+calendar month, so they hold last month's due dates and reviews. A signal's move is judged once
+the history holds that many runs: before, this month's due dates would be the first ones it saw."""
+LARGEST_SHARE = 0.25
+"""The scale of a signal's daily change is at least this share of the largest of the ``MOVE_RUNS``."""
 WEEK_RUNS = 7
 """Runs back the signal drift's change is measured from: standing drift (a season, accounts ageing)
 moves slowly, a shift moves it within days."""
@@ -241,20 +248,24 @@ def psi_change(history: Sequence[Mapping[str, Any]], today: Mapping[str, float])
 def mean_moves(
     history: Sequence[Mapping[str, Any]], names: Sequence[str], matrix: np.ndarray
 ) -> tuple[dict[str, float], dict[str, float]]:
-    """Each signal's mean over the snapshot, and today's change of it from the previous run in
-    standard deviations of the four weeks of daily changes before yesterday's (a z; calendar-driven
-    signals left out).
+    """Each signal's mean over the snapshot, and today's change of it from the previous run against
+    the ``MOVE_RUNS`` daily changes before yesterday's (a z; calendar-driven signals left out).
 
-    A PSI needs a share of buyers to move; a mean moves as soon as a few do the same thing. A bureau
-    that rescales its readings changes one reading in forty a day: the distribution barely moves,
-    the daily change of the mean leaves its usual range at once.
+    The scale is their standard deviation, but at least ``LARGEST_SHARE`` of the largest of them:
+    five weeks hold the same calendar days of the previous month (bills falling due on the 10th,
+    30 days past due a month later, the monthly VIP review), so a calendar day's usual jump reads a
+    z of at most ``1 / LARGEST_SHARE`` instead of dwarfing the quiet days' spread, and a move that
+    is new must be larger than any of those days by ``SignalMove``'s threshold times ``LARGEST_SHARE``.
+
+    A PSI needs a share of buyers to move; a mean moves as soon as a few do the same thing (orders
+    moving to one category, accounts sharing devices).
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # an all-missing signal's mean is NaN
         means = dict(zip(names, np.nanmean(matrix.astype(np.float64), axis=0).tolist(), strict=True))
-    past = [h.get("signal_mean") or {} for h in history[-(TRAILING_RUNS + 2) :]]
+    past = [h.get("signal_mean") or {} for h in history[-(MOVE_RUNS + 2) :]]
     z: dict[str, float] = {}
-    if len(past) < MIN_TRAILING + 2 or not past[-1]:
+    if len(past) < MOVE_RUNS or not past[-1]:  # a new monitor's first month holds no due date yet
         return means, z
     for name, today in means.items():
         series = [p.get(name) for p in past]
@@ -263,10 +274,80 @@ def mean_moves(
         # the baseline's steps end the run before yesterday: a new daily rate breaches on both of
         # the two runs an alert waits for, instead of becoming its own baseline on the second
         steps = np.diff(series[:-1])
-        spread = float(np.std(steps, ddof=1))
+        centre = float(np.mean(steps))
+        spread = max(float(np.std(steps, ddof=1)), LARGEST_SHARE * float(np.max(np.abs(steps - centre))))
         scale = max(spread, 1e-9 * (1.0 + abs(today)))
-        z[name] = (today - series[-1] - float(np.mean(steps))) / scale
+        z[name] = (today - series[-1] - centre) / scale
     return means, z
+
+
+@dataclass(frozen=True)
+class Fresh:
+    """The mean of ``value`` over the buyers whose ``since`` (a "days since the last row" signal of the
+    same source) is under a day: what the day's new rows of a source say, apart from the stock of old ones.
+
+    Attributes:
+        name: The statistic's label (``fresh_mean_z{statistic}``).
+        value: The signal averaged.
+        since: The signal that says how long ago each buyer's latest row of the source arrived (days).
+        what: Words for the report ("the day's bureau readings").
+    """
+
+    name: str
+    value: str
+    since: str
+    what: str
+
+
+FRESH = (
+    Fresh(
+        "credit_score_new_readings",
+        "credit_score_deviation_365d",
+        "credit_readings_days_since_last",
+        "the day's bureau readings, each against the buyer's own mean of the past year",
+    ),
+)
+"""The fresh-row statistics. A bureau that rescales its scores changes the day's readings at once
+(about one buyer in forty is read a day), while the snapshot's mean of ``credit_score_last`` moves
+by a fortieth of it; each reading minus the buyer's own past mean also takes the spread between
+buyers (about 80 points) out of the comparison, leaving the readings' noise (about 20)."""
+MIN_FRESH = 20
+"""Buyers with a fresh row a day needs before its mean is judged."""
+
+
+def fresh_means(
+    history: Sequence[Mapping[str, Any]],
+    names: Sequence[str],
+    matrix: np.ndarray,
+    statistics: Sequence[Fresh] = FRESH,
+) -> dict[str, dict[str, float | int | None]]:
+    """Each fresh-row statistic today: ``n`` buyers with a row of the day, their ``mean`` of the value
+    and its ``z`` against the daily means of the ``TRAILING_RUNS`` runs before yesterday's (their mean
+    and standard deviation; None with fewer than ``MIN_TRAILING`` of them or under ``MIN_FRESH`` buyers).
+
+    The baseline leaves the previous run out, as ``mean_moves`` does: a new level then breaches on
+    both runs an alert waits for, instead of widening its own baseline on the second. Statistics
+    whose signals the snapshot lacks are left out.
+    """
+    where = {n: j for j, n in enumerate(names)}
+    out: dict[str, dict[str, float | int | None]] = {}
+    for stat in statistics:
+        if stat.value not in where or stat.since not in where:
+            continue
+        since = matrix[:, where[stat.since]].astype(np.float64)
+        values = matrix[:, where[stat.value]].astype(np.float64)
+        fresh = values[(since < 1.0) & ~np.isnan(values)]  # NaN "since" (never a row) compares False
+        mean = float(fresh.mean()) if fresh.size >= MIN_FRESH else None
+        past = [
+            (h.get("fresh") or {}).get(stat.name, {}).get("mean") for h in history[-(TRAILING_RUNS + 1) : -1]
+        ]
+        past = [v for v in past if v is not None]
+        z = None
+        if mean is not None and len(past) >= MIN_TRAILING:
+            spread = float(np.std(past, ddof=1))
+            z = (mean - float(np.mean(past))) / max(spread, 1e-9 * (1.0 + abs(mean)))
+        out[stat.name] = {"n": int(fresh.size), "mean": mean, "z": z}
+    return out
 
 
 def new_accounts(history: Sequence[Mapping[str, Any]], population: int) -> tuple[int | None, float | None]:
@@ -331,6 +412,7 @@ def record(
     }
     out["signal_psi_change"] = psi_change(history, out["signal_psi"])
     out["signal_mean"], out["signal_mean_z"] = mean_moves(history, names, matrix)
+    out["fresh"] = fresh_means(history, names, matrix)
     out["population"] = int(matrix.shape[0] if population is None else population)
     out["new_buyers"], out["new_buyers_z"] = new_accounts(history, out["population"])
     for service in SERVICES:

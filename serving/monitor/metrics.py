@@ -13,7 +13,10 @@ Gauges (all prefixed ``buyer_trust_monitor_``), each the value of the latest run
     day_timestamp_seconds                           the day it judged (UTC midnight)
     signal_psi{signal}                              PSI of each signal over the snapshot's buyers
     signal_psi_change{signal}                       and its change over the last seven runs
-    signal_mean_z{signal}                           the day's change of its mean, in four weeks' spread
+    signal_mean_z{signal}                           the day's change of its mean against five weeks' changes
+    fresh_mean{statistic}, fresh_mean_z{statistic}  the mean of a signal over the buyers with a row of
+                                                    the day in its source (the day's bureau readings),
+                                                    and its z against the last four weeks' daily means
     score_psi                                       PSI of the score over the snapshot's buyers
     population, new_buyers, new_buyers_z            buyers in the snapshot, added since the last run,
                                                     and that count's z against the last four weeks
@@ -52,7 +55,9 @@ HELP = {
     "population": "Buyers in the snapshot.",
     "new_buyers": "Buyers added to the snapshot since the previous run.",
     "new_buyers_z": "New buyers minus their four-week mean, in Poisson standard deviations.",
-    "signal_mean_z": "Change of the signal's mean since the previous run, in standard deviations of its daily changes.",
+    "signal_mean_z": "Change of the signal's mean since the previous run, against five weeks of daily changes (their spread, at least a quarter of the largest).",
+    "fresh_mean": "Mean of the statistic's signal over the buyers with a new row of its source that day.",
+    "fresh_mean_z": "That mean against the daily means of the last four weeks, in their standard deviations.",
     "approval_rate_z": "Approval rate change from four weeks' mean, in binomial standard errors of the window.",
     "score_psi": "PSI of the score over the snapshot's buyers against the champion's reference.",
     "request_score_psi": "PSI of the score of the buyers who asked, against the reference's opportunities.",
@@ -111,6 +116,9 @@ def samples(record: Mapping[str, Any]) -> Iterator[Sample]:
         yield from one("signal_psi_change", value, signal=signal)
     for signal, value in record.get("signal_mean_z", {}).items():
         yield from one("signal_mean_z", value, signal=signal)
+    for statistic, f in record.get("fresh", {}).items():
+        yield from one("fresh_mean", f["mean"], statistic=statistic)
+        yield from one("fresh_mean_z", f["z"], statistic=statistic)
     yield from one("score_psi", record["score_psi"])
     for metric in ("population", "new_buyers", "new_buyers_z"):
         yield from one(metric, record.get(metric))

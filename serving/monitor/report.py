@@ -15,8 +15,8 @@ import io
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from serving.monitor.measure import ALL, BANDS, SERVICES
-from serving.monitor.rules import RULES, firing
+from serving.monitor.measure import ALL, BANDS, FRESH, MIN_MATURE, SERVICES
+from serving.monitor.rules import RULES, breaches, firing
 
 TOP_SIGNALS = 12
 LARGE_PSI = 0.25  # the usual reading of a PSI: below 0.1 stable, 0.1-0.25 moderate, above large
@@ -41,6 +41,12 @@ def _series(history: Sequence[Mapping[str, Any]], get) -> list[float]:
             v = None
         out.append(float("nan") if v is None else float(v))
     return out
+
+
+def _empty(ax, lines: Sequence[Any], words: str) -> None:
+    """Say so on a panel whose series hold no value (a service without decisions in these runs)."""
+    if all(all(v != v for v in line.get_ydata()) for line in lines):  # NaN != NaN
+        ax.text(0.5, 0.5, words, transform=ax.transAxes, ha="center", va="center", color="grey")
 
 
 def _figures(history: Sequence[Mapping[str, Any]]) -> dict[str, str]:
@@ -86,8 +92,9 @@ def _figures(history: Sequence[Mapping[str, Any]]) -> dict[str, str]:
 
     fig, axes = plt.subplots(1, len(SERVICES), figsize=(10, 3), squeeze=False)
     for ax, service in zip(axes[0], SERVICES, strict=True):
+        lines = []
         for band in BANDS:
-            ax.plot(
+            lines += ax.plot(
                 x,
                 _series(
                     history,
@@ -96,8 +103,42 @@ def _figures(history: Sequence[Mapping[str, Any]]) -> dict[str, str]:
                 label=f"{band}*",
             )
         axis(ax, f"{service}: approval rate per star")
+        _empty(ax, lines, "no decisions in these runs")
     axes[0][0].legend(fontsize=7)
     out["approvals"] = _png(fig)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(len(FRESH), 2, figsize=(10, 2.8 * len(FRESH)), squeeze=False)
+    for row, stat in zip(axes, FRESH, strict=True):
+        mean = _series(history, lambda r, n=stat.name: r["fresh"][n]["mean"])
+        z = _series(history, lambda r, n=stat.name: r["fresh"][n]["z"])
+        row[0].plot(x, mean, marker=".", lw=1)
+        axis(row[0], f"{stat.name}: the day's mean")
+        row[0].set_ylabel(stat.value, fontsize=7)
+        row[1].plot(x, z, marker=".", lw=1, color="tab:orange")
+        bound = _threshold("fresh_mean_z")
+        for y in (bound, -bound):
+            row[1].axhline(y, color="red", ls="--", lw=0.8)
+        axis(row[1], "z against the last four weeks (alert: two runs past red)")
+    out["fresh"] = _png(fig)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, len(SERVICES), figsize=(10, 3), squeeze=False)
+    for ax, service in zip(axes[0], SERVICES, strict=True):
+        lines = []
+        for i, band in enumerate([*BANDS, ALL]):
+            colour = f"C{i}"
+
+            def get(r, s=service, b=band, key="realised"):
+                c = r["services"][s]["calibration"][b]
+                return c[key] if c["mature"] >= MIN_MATURE else None  # a handful of outcomes is noise
+
+            lines += ax.plot(x, _series(history, get), color=colour, label=f"{band}*" if band != ALL else ALL)
+            ax.plot(x, _series(history, lambda r, g=get: g(r, key="expected")), color=colour, ls=":", lw=1)
+        axis(ax, f"{service}: loss rate of mature approvals")
+        _empty(ax, lines, f"no band with {MIN_MATURE} mature approvals in these runs")
+    axes[0][0].legend(fontsize=7)
+    out["calibration_history"] = _png(fig)
     plt.close(fig)
 
     fig, axes = plt.subplots(1, len(SERVICES), figsize=(10, 3), squeeze=False)
@@ -125,6 +166,29 @@ def _figures(history: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     out["calibration"] = _png(fig)
     plt.close(fig)
     return out
+
+
+def _today(latest: Mapping[str, Any], history: Sequence[Mapping[str, Any]]) -> str:
+    """The opening lines: what breaches on the latest run, and which alerts started firing on it."""
+    now = {name: labels for name, labels in breaches(latest).items() if labels}
+    started = [a for a in firing(history) if a["day"] == latest["day"]]
+    if not now:
+        return "<p><b>Today:</b> no rule breached; every figure is within its bounds.</p>"
+    items = "".join(
+        f"<li>{html.escape(name)}: {len(labels)} series"
+        + (
+            f" ({html.escape(', '.join(sorted({v for lab in labels for v in lab.values()}))[:200])})"
+            if labels[0]
+            else ""
+        )
+        + "</li>"
+        for name, labels in now.items()
+    )
+    fired = (
+        ", ".join(sorted({a["alert"] for a in started}))
+        or "none (a rule waiting for a second run does not fire yet)"
+    )
+    return f"<p><b>Today:</b> rules breached on this run:</p><ul>{items}</ul><p>Alerts that started firing today: {html.escape(fired)}.</p>"
 
 
 def _alerts_table(history: Sequence[Mapping[str, Any]]) -> str:
@@ -196,10 +260,13 @@ td,th{{border:1px solid #ccc;padding:2px 6px;text-align:right}} td:first-child{{
 <p>Model version {html.escape(str(latest.get("model_version")))}, reference run {html.escape(str(latest.get("reference_run")))};
 {latest["buyers"]:,} buyers in the snapshot; {len(history)} daily runs shown ({html.escape(history[0]["day"])} to {html.escape(latest["day"])}).
 How to read this page and what each alert asks of you: docs/operations.md.</p>
+{_today(latest, history)}
 <h2>Alerts raised</h2>{_alerts_table(history)}
 <h2>Score drift</h2>{figs["score"]}
 <h2>Signal drift</h2>{figs["signals"]}
+<h2>New rows of a source</h2><p>{"; ".join(html.escape(f"{f.name}: {f.what}") for f in FRESH)}.</p>{figs["fresh"]}
 <h2>Approvals per star band</h2>{figs["approvals"]}
+<h2>Calibration per star band over time</h2><p>Realised (solid) and expected by the head (dotted), for bands with at least {MIN_MATURE} mature approvals.</p>{figs["calibration_history"]}
 <h2>Calibration per star band (latest run)</h2>{figs["calibration"]}
 <h2>Latest run in figures</h2>{_tables(latest)}
 </body></html>

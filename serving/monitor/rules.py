@@ -82,8 +82,16 @@ RULES = (
     ),
     Rule(
         "BuyerTrustSignalMove", "signal_mean_z", 6.0, 2, "warning",
-        "The mean of signal {{ $labels.signal }} moved {{ $value | printf \"%.1f\" }} standard deviations of its daily change.",
-        "A source changed how it reports (a bureau's scale, a feed's unit) or the buyers changed: check the source table.",
+        "The mean of signal {{ $labels.signal }} moved {{ $value | printf \"%.1f\" }} times its usual daily change (five weeks' spread, at least a quarter of their largest).",
+        "The buyers changed (orders moving to one category, accounts sharing devices) or a source changed how it reports: check the source table.",
+        absolute=True,
+    ),
+    # The day's mean of about a hundred new rows is close to normal: beyond 3.5 of its standard
+    # deviations on two runs in a row happens by chance about once in a thousand years of runs.
+    Rule(
+        "BuyerTrustNewReadingsMove", "fresh_mean_z", 3.5, 2, "warning",
+        "The day's new rows ({{ $labels.statistic }}) are {{ $value | printf \"%.1f\" }} standard deviations from those of the last four weeks.",
+        "A source changed what its new rows say (a bureau's new scale, a feed's unit): compare the day's rows with earlier ones at the source.",
         absolute=True,
     ),
     Rule(

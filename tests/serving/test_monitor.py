@@ -269,7 +269,7 @@ def test_monitor_reads_the_decision_log_and_the_service_exposes_it(
     from serving.monitor.run import write_outputs
 
     write_outputs(tmp_path / "monitor", rec)
-    assert (tmp_path / "monitor" / "report.html").read_text().count("data:image/png;base64") == 4
+    assert (tmp_path / "monitor" / "report.html").read_text().count("data:image/png;base64") == 6
     served = make_app(config | {"monitor_record": str(tmp_path / "monitor" / "latest.json")})
     text = served.test_client().get("/metrics").get_data(as_text=True)
     assert f'buyer_trust_monitor_decisions{{service="{measure.PRESALE}"}} {float(len(buyers))}' in text
@@ -319,13 +319,14 @@ def test_new_accounts_surge_and_calendar_signals_left_out_of_the_weekly_change()
 def test_a_signal_mean_that_leaves_its_daily_range_is_a_large_z():
     rng = np.random.default_rng(3)
     history = []
-    for _ in range(10):  # a mean that wanders by about 0.01 a day
+    for _ in range(measure.MOVE_RUNS):  # a mean that wanders by about 0.01 a day
         history.append({"signal_mean": {"a": 600 + 0.01 * rng.standard_normal()}})
     calm = np.full((50, 1), history[-1]["signal_mean"]["a"] + 0.01)
     moved = np.full((50, 1), history[-1]["signal_mean"]["a"] - 0.5)
     assert abs(measure.mean_moves(history, ["a"], calm)[1]["a"]) < 3
     assert measure.mean_moves(history, ["a"], moved)[1]["a"] < -10
-    assert measure.mean_moves(history[:3], ["a"], moved)[1] == {}  # under a week of runs: not judged
+    # under five weeks of runs (no month's due dates yet): not judged
+    assert measure.mean_moves(history[1:], ["a"], moved)[1] == {}
 
 
 def test_cli_judges_a_day_and_writes_record_latest_and_report(
@@ -351,3 +352,110 @@ def test_cli_judges_a_day_and_writes_record_latest_and_report(
     assert record == json.loads((out / "records" / f"{today}.json").read_text())
     assert record["services"][measure.PRESALE]["decisions"] == 3 and record["buyers"] == len(snapshot_rows[0])
     assert "<h2>Calibration per star band" in (out / "report.html").read_text()
+
+
+# --- the day's new rows of a source (a bureau that rescales its scores) -------------------------
+
+_FRESH = (measure.Fresh("new_readings", "v", "since", "the day's readings"),)
+
+
+def _fresh_matrix(fresh_values, stale_values) -> np.ndarray:
+    """Columns ``v`` and ``since``: the fresh rows read 0.5 days ago, the stale ones 3 days ago, plus a
+    buyer never read (``since`` NaN) and a fresh one whose value is missing: neither counts."""
+    rows = (
+        [(v, 0.5) for v in fresh_values] + [(v, 3.0) for v in stale_values] + [(900.0, np.nan), (np.nan, 0.1)]
+    )
+    return np.array(rows, dtype=np.float32)
+
+
+def test_fresh_mean_reads_only_the_days_rows_hand_computed():
+    fresh = [-10.0] * 12 + [20.0] * 12  # mean 5.0 over 24 fresh buyers
+    matrix = _fresh_matrix(fresh, [400.0] * 30)
+    out = measure.fresh_means([], ["v", "since"], matrix, _FRESH)["new_readings"]
+    assert out == {"n": 24, "mean": pytest.approx(5.0), "z": None}  # no history: not judged
+    # under MIN_FRESH buyers read that day: no mean, not judged
+    few = measure.fresh_means([], ["v", "since"], _fresh_matrix([1.0] * 5, [2.0] * 50), _FRESH)
+    assert few["new_readings"] == {"n": 5, "mean": None, "z": None}
+    # a statistic whose signals the snapshot lacks is left out
+    assert measure.fresh_means([], ["v", "other"], matrix, _FRESH) == {}
+
+
+def test_fresh_mean_z_against_the_days_before_yesterday_hand_computed():
+    past = [1.0, 3.0] * 5  # mean 2, sample standard deviation sqrt(10 / 9)
+    history = [{"fresh": {"new_readings": {"mean": m}}} for m in past]
+    history.append({"fresh": {"new_readings": {"mean": -50.0}}})  # yesterday: left out of the baseline
+    matrix = _fresh_matrix([-6.0] * 30, [400.0] * 10)  # today's mean -6
+    z = measure.fresh_means(history, ["v", "since"], matrix, _FRESH)["new_readings"]["z"]
+    assert z == pytest.approx((-6.0 - 2.0) / math.sqrt(10 / 9))
+    # fewer than MIN_TRAILING earlier days: not judged
+    short = history[-measure.MIN_TRAILING :]
+    assert measure.fresh_means(short, ["v", "since"], matrix, _FRESH)["new_readings"]["z"] is None
+
+
+def test_a_calendar_days_usual_jump_is_not_a_move_a_larger_one_is_hand_computed():
+    # five weeks of a count whose mean is flat but for last month's due date (+1), then yesterday
+    values = [100.0] * 33 + [101.0] * 3
+    history = [{"signal_mean": {"bills": v}} for v in values]
+    steps = np.diff(values[:-1])  # yesterday's step is left out of the baseline
+    centre = 1 / 34
+    assert steps.size == 34 and steps.mean() == pytest.approx(centre)
+    spread = math.sqrt(((33 / 34) ** 2 + 33 * (1 / 34) ** 2) / 33)  # 0.1715: the quiet days' spread
+    largest = 33 / 34
+    assert measure.LARGEST_SHARE * largest > spread  # the scale is a quarter of last month's jump
+    scale = measure.LARGEST_SHARE * largest
+
+    def z(today):
+        return measure.mean_moves(history, ["bills"], np.full((10, 1), today))[1]["bills"]
+
+    # this month's due date: 1.1 again; on the quiet days' spread alone it would read 6.2, an alert
+    assert (1.1 - centre) / spread > 6
+    assert z(101.0 + 1.1) == pytest.approx((1.1 - centre) / scale) and z(102.1) < 6
+    # twice last month's jump is news
+    assert z(103.0) == pytest.approx((2.0 - centre) / scale) and z(103.0) > 6
+
+
+# --- a declared shift, end to end: simulated export -> daily snapshots -> records -> alerts ----
+
+
+def _fresh_records(out, days: pd.DatetimeIndex) -> list[dict]:
+    """The fresh-row part of the monitor's record for each day, on the snapshot published at its end."""
+    from features.build import build_signals, make_spine
+    from features.io import load_tables
+    from features.registry import get
+
+    names = [measure.FRESH[0].value, measure.FRESH[0].since]
+    tables = load_tables(out, ["buyers", "credit_scores"])
+    spine = make_spine(tables["buyers"], [(d + pd.Timedelta(days=1)).tz_localize("UTC") for d in days])
+    frame = build_signals(tables, spine, [get(n) for n in names])
+    history: list[dict] = []
+    for as_of, rows in frame.groupby("as_of", sort=True):
+        day = as_of.tz_convert("UTC").tz_localize(None) - pd.Timedelta(days=1)
+        fresh = measure.fresh_means(history, names, rows[names].to_numpy(np.float32))
+        history.append(
+            {"day": f"{day:%Y-%m-%d}", "signal_psi": {}, "score_psi": 0.0, "services": {}, "fresh": fresh}
+        )
+    return history
+
+
+def test_a_bureau_rescale_is_alerted_on_its_second_run_and_its_twin_stays_quiet(tmp_path):
+    from serving.monitor.rules import RULES
+    from simulator import shifts
+    from simulator.config import RunConfig
+    from simulator.write import write_export
+
+    rule = [r for r in RULES if r.metric == "fresh_mean_z"]
+    days = pd.date_range("2023-06-03", "2023-07-02")  # 28 runs before the rescale, its first 2 after
+    raised = {}
+    for name, declared in (("twin", ()), ("bureau", (shifts.parse("bureau@2023-07:0.8"),))):
+        write_export(RunConfig(4000, 8, 11, shard_size=2000, shifts=declared), tmp_path / name)
+        records = _fresh_records(tmp_path / name, days)
+        assert all(r["fresh"]["credit_score_new_readings"]["n"] >= measure.MIN_FRESH for r in records)
+        raised[name] = firing(records, rule)
+    assert raised["twin"] == []
+    assert raised["bureau"] == [
+        {
+            "day": "2023-07-02",
+            "alert": "BuyerTrustNewReadingsMove",
+            "labels": {"statistic": "credit_score_new_readings"},
+        }
+    ]
