@@ -230,8 +230,8 @@ def test_a_propensity_retrain_weighs_validation_rows_and_differs_from_the_naive_
     from sqlalchemy import insert
 
     from features.registry import signals
-    from serving.ledger import Ledger
     from serving.ledger.engine import make_engine
+    from serving.ledger.store import Ledger
     from training.dataset import assemble
     from training.heads import WEIGHT, context_matrix, fit_heads
     from training.opportunities import legacy_decisions
@@ -331,13 +331,16 @@ def test_a_forked_ledger_is_a_deep_copy() -> None:
     import datetime as dt
 
     from serving.ledger.in_memory import MemoryLedger
+    from serving.ledger.tables import DecisionRow
 
     def record(ledger: MemoryLedger, ref: int, buyer: int, minute: int) -> None:
-        row = {
-            "key_id": "k", "request_id": f"r{ref}", "outputs": None, "fingerprint": "", "service": PRESALE,
-            "ref_id": ref, "buyer_id": buyer, "requested_minor": 50_00, "explored_minor": 3_00,
-            "created_at": dt.datetime(2025, 5, 1) + dt.timedelta(minutes=minute),
-        }  # fmt: skip
+        row = DecisionRow(
+            decision_id=None, key_id="k", request_id=f"r{ref}", fingerprint="",
+            created_at=dt.datetime(2025, 5, 1) + dt.timedelta(minutes=minute), service=PRESALE,
+            buyer_id=buyer, ref_id=ref, decision="approve", star=4, score=700, p_bad=0.01,
+            requested_minor=50_00, reserved_minor=50_00, model_version=None, policy_version="p",
+            latency_ms=0.0, propensity=1.0, explored_minor=3_00, inputs=None, outputs=None,
+        )  # fmt: skip
         with ledger.locked(buyer) as tx:
             tx.record(row, 50_00)
 
