@@ -31,6 +31,7 @@ import yaml
 
 from features.io import export_time, load_tables
 from serving.config import load_config
+from serving.decide import HeadRisk
 from serving.live import load_model
 from serving.offline.backtest import daily_signals, day_lives, decide_priced, judged, price, window_events
 from serving.offline.backtest_report import legacy, summarise, truth_of
@@ -43,7 +44,7 @@ from training.snapshots import default_split, snapshot_dates
 
 
 def presales_of(tables, rating, policy, start, end):
-    """The window's presale deposits (and every outcome) as events, priced by the model, and the rule's approvals."""
+    """The window's presale deposits (and every outcome) as events, priced by the model, and the day's signals."""
     events = window_events(tables, start, end, policy.currency, policy.decimals)
     events = [e for e in events if e.kind == "outcome" or e.body["service"] == PRESALE]
     names = list(rating.model.signal_names)
@@ -88,11 +89,8 @@ def by_price(priced, price_of: dict[int, float]):
         if p.head is None:
             out.append(p)
             continue
-        t = price_of[p.request.ref_id]
-        loss = int(np.floor(float(t) * p.request.at_risk + 0.5))
-        out.append(
-            dataclasses.replace(p, head=dataclasses.replace(p.head, p_loss=float(t), expected_loss=loss))
-        )
+        head = HeadRisk.priced(float(price_of[p.request.ref_id]), p.request.at_risk, p.head.reasons)
+        out.append(dataclasses.replace(p, head=head))
     return out
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import ROUND_FLOOR, Decimal
+from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import Any
 
 from serving.ledger.positions import Usage, closed_text, to_hold
@@ -91,6 +91,12 @@ class HeadRisk:
     p_loss: float
     expected_loss: int
     reasons: tuple[Finding, ...] = ()
+
+    @classmethod
+    def priced(cls, p_loss: float, at_risk: int, reasons: tuple[Finding, ...] = ()) -> HeadRisk:
+        """The head's probability on ``at_risk`` minor units: the expected loss rounded half up."""
+        expected = int(Decimal(repr(p_loss * at_risk)).to_integral_value(rounding=ROUND_HALF_UP))
+        return cls(p_loss=p_loss, expected_loss=expected, reasons=reasons)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,6 @@ import os
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import numpy as np
@@ -195,9 +194,7 @@ class Live:
         )
         if risk is None:
             return None
-        p = risk.p_loss
-        expected = int(Decimal(repr(p * request.at_risk)).to_integral_value(rounding=ROUND_HALF_UP))
-        return HeadRisk(p_loss=p, expected_loss=expected, reasons=_findings(risk.reasons))
+        return HeadRisk.priced(risk.p_loss, request.at_risk, _findings(risk.reasons))
 
 
 def _findings(reasons: Any) -> tuple[Finding, ...]:

@@ -10,7 +10,7 @@ settled orders the service would have seen. One process, one thread: no locks, n
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -132,7 +132,7 @@ class MemoryTransaction:
     def __init__(self, ledger: MemoryLedger, buyer_id: int) -> None:
         self.ledger = ledger
         self.buyer_id = buyer_id
-        self._pending: list[tuple[Mapping[str, Any], int]] = []
+        self._pending: list[tuple[DecisionRow, int]] = []
 
     def read(
         self,
