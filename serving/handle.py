@@ -26,7 +26,7 @@ from serving.ledger.tables import DecisionRow
 from serving.live import Live, Unrated
 from serving.money import from_minor, json_text
 from serving.policy import Policy
-from serving.schema import DecisionRequest, parse_decision, parse_outcome
+from serving.schema import DecisionRequest, Outcome, parse_decision, parse_outcome
 
 log = logging.getLogger(__name__)
 
@@ -261,6 +261,26 @@ def handle_decision(
     return Answer(out, text=text)
 
 
+def read_outcome(body: Any, config: ServingConfig, decimals: int) -> tuple[Outcome, str]:
+    """One ``POST /v1/outcomes`` body validated, before the ledger sees it.
+
+    Args:
+        body: The decoded JSON body.
+        config: The service configuration (amount limit).
+        decimals: The policy currency's decimals.
+
+    Returns:
+        ``(outcome, fingerprint)``: the outcome (amount in minor units, the body as its payload)
+        and the fingerprint its ``outcome_id`` is stored with (the request without the id and payload).
+
+    Raises:
+        RequestError: The body is invalid (400).
+    """
+    outcome = parse_outcome(body, config.max_amount, decimals)
+    outcome_fingerprint = fingerprint(outcome, leave_out=("outcome_id", "payload"))
+    return replace(outcome, payload=json.loads(json_text(body))), outcome_fingerprint
+
+
 def handle_outcome(
     body: Any,
     live: Live,
@@ -290,9 +310,7 @@ def handle_outcome(
         Exception: The ledger is unavailable (nothing was recorded; the caller answers 503).
     """
     decimals = live.policy.decimals
-    outcome = parse_outcome(body, config.max_amount, decimals)
-    outcome_fingerprint = fingerprint(outcome, leave_out=("outcome_id", "payload"))
-    outcome = replace(outcome, payload=json.loads(json_text(body)))
+    outcome, outcome_fingerprint = read_outcome(body, config, decimals)
     result = ledger.record_outcome(outcome, key_id, outcome_fingerprint, now)
     released = result.pop("released_minor")
     return {

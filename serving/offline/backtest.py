@@ -35,7 +35,7 @@ from features.pit import published_as_of
 from features.registry import get as get_signal
 from serving.config import ServingConfig, load_config
 from serving.decide import DEGRADED
-from serving.handle import Priced, assess, handle_decision, handle_outcome
+from serving.handle import Priced, assess, handle_decision, handle_outcome, read_outcome
 from serving.http.metrics import Metrics
 from serving.ledger.idempotency import Refusal
 from serving.ledger.in_memory import MemoryLedger
@@ -43,7 +43,7 @@ from serving.ledger.tables import DecisionRow
 from serving.live import Live, live_for_snapshot
 from serving.policy import FAST_REFUND, PRESALE, Policy
 from serving.publish.snapshot import FileSnapshot, SnapshotMeta
-from serving.schema import parse_decision
+from serving.schema import Outcome, parse_decision
 
 KEY = "backtest"
 DAY = pd.Timedelta(days=1)
@@ -293,18 +293,45 @@ def price(
     return out
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """What deciding a window reads of its events, whatever the policy: each event's instant (naive
+    UTC) and each outcome validated as the service validates it (``serving.handle.read_outcome``;
+    None for a decision event)."""
+
+    times: list[pd.Timestamp]
+    outcomes: list[tuple[Outcome, str] | None]
+
+
+def prepare(events: list[Event], config: ServingConfig, decimals: int) -> Prepared:
+    """``Prepared`` of ``events`` in the policy currency's ``decimals``.
+
+    Raises:
+        RequestError: An outcome body is invalid.
+    """
+    return Prepared(
+        times=[event.t.tz_convert("UTC").tz_localize(None) for event in events],
+        outcomes=[
+            read_outcome(event.body, config, decimals) if event.kind == "outcome" else None
+            for event in events
+        ],
+    )
+
+
 def decide_priced(
     events: list[Event],
     priced: list[Priced],
     policy: Policy,
     config: ServingConfig | None = None,
     ledger: MemoryLedger | None = None,
+    prepared: Prepared | None = None,
 ) -> pd.DataFrame:
     """The window decided under ``policy`` from its priced events: ``serving.decide`` and the ledger's rules.
 
     The same decisions as ``replay`` with a ``Live`` of this policy (tested), without building
     answers: what a policy search runs for each candidate. ``ledger`` (default: a new one) holds
-    what earlier windows left open (exposure, quotas); it is updated in place.
+    what earlier windows left open (exposure, quotas); it is updated in place. ``prepared`` (default:
+    prepared here) is ``prepare(events, ...)``: a search deciding one window many times prepares it once.
 
     Returns:
         The columns of ``decision_row``, one row per decision event.
@@ -315,13 +342,14 @@ def decide_priced(
     config = ServingConfig(watch_interval_s=0) if config is None else config
     ledger = MemoryLedger() if ledger is None else ledger
     unit = 10.0**policy.decimals
+    prepared = prepare(events, config, policy.decimals) if prepared is None else prepared
+    if len(prepared.times) != len(events):
+        raise ValueError(f"prepared holds {len(prepared.times)} events, the window {len(events)}")
     rows, k = [], 0
-    any_live = Live(policy=policy)
-    for event in events:
-        t = event.t.tz_convert("UTC").tz_localize(None)
-        if event.kind == "outcome":
-            with contextlib.suppress(Refusal):
-                handle_outcome(event.body, any_live, ledger, config, KEY, t)
+    for event, t, read in zip(events, prepared.times, prepared.outcomes, strict=True):
+        if read is not None:
+            with contextlib.suppress(Refusal):  # as handle_outcome: e.g. a payment after a cancel
+                ledger.record_outcome(read[0], KEY, read[1], t)
             continue
         p = priced[k]
         k += 1

@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from serving.offline.backtest import Event, Priced, decide_priced
+from serving.config import ServingConfig
+from serving.offline.backtest import Event, Priced, decide_priced, prepare
 from serving.policy import EXPLORATION, FAST_REFUND, PRESALE, parse_policy
 
 ALLOWANCE = "expected_loss_allowance"
@@ -126,9 +127,11 @@ def search(
     """
     doc = copy.deepcopy(raw)
     tried: list[Tried] = []
+    decimals = parse_policy(raw).decimals
     for service in (s for s in (PRESALE, FAST_REFUND) if s in targets):
         own_events = [e for e in events if e.kind == "outcome" or e.body["service"] == service]
         own_priced = [p for p in priced if p.request.service == service]
+        own_prepared = prepare(own_events, ServingConfig(watch_interval_s=0), decimals)
 
         def evaluate(
             limits: dict[str, dict[int, float]],
@@ -137,9 +140,10 @@ def search(
             doc: dict = doc,
             own_events=own_events,
             own_priced=own_priced,
+            own_prepared=own_prepared,
         ) -> Tried:
             policy = parse_policy(with_settings(doc, service, limits, evidence))
-            made = decide_priced(own_events, own_priced, policy)
+            made = decide_priced(own_events, own_priced, policy, prepared=own_prepared)
             approved = made["decision"].eq("approve").to_numpy()
             money, rate, upper = upper_bound(made, approved)
             feasible = upper <= targets[service]
