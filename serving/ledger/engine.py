@@ -66,9 +66,18 @@ def _blocking(call, *args):
 
 
 def _fsync_path(path: str) -> None:
+    """fsync a file; a missing one is fine.
+
+    Used on the write-ahead log. With no log there is nothing to make durable: SQLite deletes it
+    only when the last connection closes, after a checkpoint has copied every commit into the
+    database file and fsynced it. A new log needs no directory fsync here: SQLite writes and
+    fsyncs the log's header, and its directory, before the first commit goes into it (and
+    again when the log restarts) under ``synchronous`` FULL and NORMAL (the power-cut test in
+    ``tests/serving/test_crash.py`` models directory entries and checks it).
+    """
     try:
         fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:  # no log (yet, or checkpointed and removed): nothing to make durable
+    except FileNotFoundError:
         return
     try:
         os.fsync(fd)
@@ -85,6 +94,11 @@ class GroupSync:
     two fsyncs instead of N. Per process; fsyncs of other processes count too (the kernel
     flushes the file for everyone), but are not relied on.
 
+    A failed fsync fails every caller it was to cover, and every later one: after a write-back
+    error Linux may drop the unwritten pages and report the error only once, so a later fsync
+    that succeeds proves nothing about the commits before it (the log is a chain; a lost frame
+    hides every frame after it). The worker has to be restarted (``/readyz`` fails meanwhile).
+
     Args:
         wal_path: The database's ``-wal`` file.
     """
@@ -95,24 +109,44 @@ class GroupSync:
         self._requested = 0
         self._done = 0
         self._running = False
+        self._failure: OSError | None = None
+
+    def check(self) -> None:
+        """Raise ``OSError`` if an fsync of the log has failed in this process."""
+        if self._failure is not None:
+            raise OSError(
+                f"fsync of the SQLite write-ahead log {self.wal_path} failed ({self._failure}); "
+                "commits since then may not be on disk: restart the worker"
+            ) from self._failure
 
     def sync(self) -> None:
-        """Make every commit made before this call durable."""
+        """Make every commit made before this call durable.
+
+        Raises:
+            OSError: The fsync failed, now or earlier in this process (``check``).
+        """
         with self._cond:
             self._requested += 1
             mine = self._requested
-            while self._done < mine and self._running:
+            while self._done < mine and self._running and self._failure is None:
                 self._cond.wait()
+            self.check()
             if self._done >= mine:
                 return
             self._running = True
             target = self._requested
+        synced = False
         try:
             _blocking(_fsync_path, self.wal_path)
+            synced = True
+        except OSError as exc:
+            self._failure = exc
+            raise
         finally:
             with self._cond:
                 self._running = False
-                self._done = max(self._done, target)
+                if synced:
+                    self._done = max(self._done, target)
                 self._cond.notify_all()
 
 
@@ -153,6 +187,21 @@ def _sqlite_engine(url: str, busy_timeout_ms: int, pool_size: int, synchronous: 
     if synchronous == "GROUP" and parsed.database and parsed.database != ":memory:":
         engine = engine.execution_options(**{DURABILITY_OPTION: GroupSync(f"{parsed.database}-wal")})
     return engine
+
+
+def _flushed_commits(dbapi_connection, _record) -> None:
+    """PostgreSQL: a commit returns only once its write-ahead log is flushed to disk.
+
+    ``synchronous_commit=off`` (a server, database or role default some set for speed)
+    acknowledges a commit before its log is flushed, so a decision could be answered and then
+    lost to a crash of the database server; such connections are set to ``local`` (flushed
+    here). Stronger settings (``on``, ``remote_write``, ``remote_apply``) are kept.
+    """
+    with dbapi_connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        if cursor.fetchone()[0] == "off":
+            cursor.execute("SET synchronous_commit TO local")
+    dbapi_connection.commit()
 
 
 def make_engine(
@@ -199,6 +248,7 @@ def make_engine(
             pool_timeout=busy_timeout_ms / 1000,
             connect_args={"connect_timeout": max(2, busy_timeout_ms // 1000)},
         )
+        event.listen(engine, "connect", _flushed_commits)
         if schema:
             engine = engine.execution_options(schema_translate_map={None: schema})
         return engine
