@@ -2,15 +2,17 @@
 
 SQLite durability (``sqlite_synchronous``):
 
-    FULL    (default) ``PRAGMA synchronous=FULL``: SQLite fsyncs the write-ahead log in every
-            commit, inside the database write lock, so commits queue behind each other's
-            fsync (a few ms each on an ordinary disk).
-    GROUP   ``PRAGMA synchronous=NORMAL`` plus an fsync of the write-ahead log after each
-            ledger commit, outside the write lock, before the caller answers
+    GROUP   (default) ``PRAGMA synchronous=NORMAL`` plus an fsync of the write-ahead log after
+            each ledger commit, outside the write lock, before the caller answers
             (``GroupSync``): an acknowledged decision is as durable as with FULL, and
             decisions committed meanwhile share one fsync.
-    NORMAL  no fsync per commit: a decision survives a process crash; the last ones may be
-            lost on power loss.
+    FULL    ``PRAGMA synchronous=FULL``: SQLite fsyncs the write-ahead log in every commit,
+            inside the database write lock, so commits queue behind each other's fsync (a few
+            ms each on an ordinary disk).
+    NORMAL  no fsync per commit: a decision survives a process crash (kill -9 too); the last
+            ones may be lost on power loss.
+
+What an acknowledged decision guarantees, and the tests that prove it: ``docs/serving.md``.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ def begin_immediate(dbapi_connection, busy_timeout_ms: int) -> None:
 
 
 SYNCHRONOUS = ("FULL", "GROUP", "NORMAL")
+DEFAULT_SYNCHRONOUS = "GROUP"
 DURABILITY_OPTION = "buyer_trust_group_sync"  # engine execution option: the WAL path to fsync after commits
 
 
@@ -209,7 +212,7 @@ def make_engine(
     schema: str | None = None,
     busy_timeout_ms: int = 5000,
     pool_size: int = 10,
-    sqlite_synchronous: str = "FULL",
+    sqlite_synchronous: str = DEFAULT_SYNCHRONOUS,
 ) -> Engine:
     """Create the ledger engine.
 
@@ -219,9 +222,9 @@ def make_engine(
         schema: PostgreSQL schema holding the tables (created if missing); None for the default.
         busy_timeout_ms: SQLite busy timeout and pool wait, in milliseconds.
         pool_size: Connections per worker.
-        sqlite_synchronous: SQLite durability: ``FULL`` (default: fsync per commit inside
-            the write lock), ``GROUP`` (fsync after the commit, outside the lock, shared by
-            concurrent commits; as durable for acknowledged decisions) or ``NORMAL`` (a
+        sqlite_synchronous: SQLite durability: ``GROUP`` (default: fsync of the log after the
+            commit, outside the lock, shared by concurrent commits), ``FULL`` (fsync per commit
+            inside the write lock; as durable for acknowledged decisions) or ``NORMAL`` (a
             commit survives a process crash; the last commits may be lost on power loss).
             See the module docstring.
 

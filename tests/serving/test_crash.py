@@ -203,16 +203,14 @@ def _unsynced_group_conf(tmp_path: Path) -> Path:
     return conf
 
 
-@pytest.mark.parametrize(
-    "durability",
-    ["GROUP", "NORMAL", "GROUP without its sync"],
-)
+@pytest.mark.parametrize("durability", ["GROUP", "FULL", "NORMAL", "GROUP without its sync"])
 def test_power_cut_loses_no_acknowledged_decision_with_group_commit(
     gunicorn_server, ledger_dir, buyers, shim, tmp_path, monkeypatch, durability
 ):
-    """GROUP: nothing acknowledged is lost, with background checkpoints (and log restarts) every
-    0.2 s during the load. The controls run without checkpoints (a checkpoint syncs the log and
-    would rescue the decisions before it): they must lose acknowledged decisions."""
+    """GROUP and FULL: nothing acknowledged is lost, with background checkpoints (and log
+    restarts) every 0.2 s during the load. The controls run without checkpoints (a checkpoint
+    syncs the log and would rescue the decisions before it): they must lose acknowledged
+    decisions. Every setting keeps them all through the kill -9 itself."""
     shadow = tmp_path / "shadow"
     shadow.mkdir()
     shutil.copy(ledger_dir / "ledger.db", shadow / "ledger.db")  # the state at start, all synced
@@ -223,7 +221,7 @@ def test_power_cut_loses_no_acknowledged_decision_with_group_commit(
     settings = {
         "database_url": f"sqlite:///{ledger_dir / 'ledger.db'}",
         "sqlite_synchronous": durability.split()[0],
-        "checkpoint_interval_s": 0.2 if durability == "GROUP" else 0,
+        "checkpoint_interval_s": 0.2 if durability in ("GROUP", "FULL") else 0,
     }
     args = ("-c", str(_unsynced_group_conf(tmp_path))) if "without" in durability else ()
     url = gunicorn_server(workers=2, args=args, **settings)
@@ -231,7 +229,7 @@ def test_power_cut_loses_no_acknowledged_decision_with_group_commit(
     assert _missing(acked, ledger_dir / "ledger.db") == [], "lost to a kill -9: not a power-cut question"
 
     missing = _missing(acked, _power_cut_image(ledger_dir, shadow, tmp_path / "after"))
-    if durability == "GROUP":
+    if durability in ("GROUP", "FULL"):
         assert missing == [], f"{len(missing)} of {len(acked)} acknowledged decisions lost"
     else:
         assert missing, "the simulation lost nothing without the sync: it would not catch a missing one"
