@@ -73,10 +73,10 @@ def _fsync_path(path: str) -> None:
 
     Used on the write-ahead log. With no log there is nothing to make durable: SQLite deletes it
     only when the last connection closes, after a checkpoint has copied every commit into the
-    database file and fsynced it. A new log needs no directory fsync here: SQLite writes and
-    fsyncs the log's header, and its directory, before the first commit goes into it (and
-    again when the log restarts) under ``synchronous`` FULL and NORMAL (the power-cut test in
-    ``tests/serving/test_crash.py`` models directory entries and checks it).
+    database file and fsynced it. A new log needs no directory fsync here: SQLite fsyncs the
+    log's header before the first commit goes into it (and again when the log restarts) under
+    ``synchronous`` FULL and NORMAL, and the directory the first time a connection syncs the
+    log (the power-cut test in ``tests/serving/test_crash.py`` models directory entries).
     """
     try:
         fd = os.open(path, os.O_RDONLY)
