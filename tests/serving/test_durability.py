@@ -97,39 +97,13 @@ def test_a_refusal_is_answered_only_once_what_it_read_is_on_disk(group_ledger):
 def test_a_decision_found_outside_the_lock_is_on_disk_before_it_is_replayed(group_ledger):
     """``find_outputs`` answers a request whose id another transaction committed meanwhile
     (``handle_decision``'s ``DuplicateRequest``): that commit may not be synced yet."""
-    from datetime import datetime
+    from bench.service.profiler import _ledger_only
 
-    from serving.ledger.tables import DecisionRow
-
-    row = DecisionRow(
-        decision_id="d1",
-        key_id="k",
-        request_id="r1",
-        fingerprint="f",
-        created_at=datetime(2026, 1, 1),
-        service="presale_ship_before_balance",
-        buyer_id=7,
-        ref_id=1,
-        decision="decline",
-        star=None,
-        score=None,
-        p_bad=None,
-        requested_minor=100,
-        reserved_minor=0,
-        model_version="m",
-        policy_version="p",
-        latency_ms=1.0,
-        propensity=1.0,
-        explored_minor=0,
-        inputs="{}",
-        outputs='{"decision": "decline"}',
-    )
-    with group_ledger.locked(7, "k", "r1") as tx:
-        tx.record(row, 0)
+    _ledger_only(group_ledger, 0)  # one decision with a fixed row: key "profile", request "ledger-0"
     assert len(group_ledger.syncs) == 1
-    assert group_ledger.find_outputs("k", "nope") == (None, None)
+    assert group_ledger.find_outputs("profile", "nope") == (None, None)
     assert len(group_ledger.syncs) == 1
-    assert group_ledger.find_outputs("k", "r1")[1] == "f"
+    assert group_ledger.find_outputs("profile", "ledger-0")[1] == "-"
     assert len(group_ledger.syncs) == 2
 
 
