@@ -11,9 +11,9 @@ rounds so that a noisy neighbour hits every target alike; figures are medians ov
         under ``gunicorn -c python:serving.http.gunicorn_conf`` (gevent workers): key check, strict
         body, validation, snapshot lookup, the service head scored with the request's own
         context and its exact TreeSHAP reasons, policy, one ledger transaction (SQLite WAL,
-        ``synchronous=FULL``, the default: an fsync per decision inside the write lock),
-    (b') the same with ``synchronous=GROUP`` (what a SQLite production box should run: as
-        durable for an acknowledged decision, the fsync after the commit, shared),
+        ``synchronous=FULL``: an fsync per decision inside the write lock),
+    (b') the same with ``synchronous=GROUP`` (the service's default: as durable for an
+        acknowledged decision, the fsync after the commit, shared),
     (d) the same service with the snapshot in Redis: the rating booster is evaluated per
         request on the buyer's row (per-request scoring),
     (c) ``mlflow models serve`` on the same model: one row of signals per request.

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from serving.http.auth import MIN_SECRET_CHARS, parse_entry
+from serving.ledger.engine import DEFAULT_SYNCHRONOUS, SYNCHRONOUS
 
 ENV_PREFIX = "SERVING_"
 
@@ -53,12 +54,12 @@ class ServingConfig:
             anything above is rejected as absurd (400).
         db_busy_timeout_ms: SQLite busy timeout, in milliseconds.
         db_pool_size: Connection pool size per worker.
-        sqlite_synchronous: SQLite durability, ``FULL`` (default: fsync per decision, an
-            acknowledged decision survives power loss), ``GROUP`` (as durable for acknowledged
-            decisions; the fsync runs after the commit, outside the write lock, shared by
-            concurrent decisions) or ``NORMAL`` (a decision survives a process crash; the
-            last ones may be lost on power loss). See ``serving.ledger.engine``. PostgreSQL is
-            unaffected.
+        sqlite_synchronous: SQLite durability, ``GROUP`` (default: no decision is answered
+            before the fsync of the log that holds it, which runs after the commit, outside the
+            write lock, shared by concurrent decisions), ``FULL`` (as durable for acknowledged
+            decisions; an fsync per decision inside the write lock) or ``NORMAL`` (a decision
+            survives a process crash; the last ones may be lost on power loss). See
+            ``serving.ledger.engine`` and docs/serving.md. PostgreSQL is unaffected.
         max_snapshot_age_s: Oldest online snapshot the service decides on, in seconds since
             it was published (default 36 h; 0: no limit). Past it ``/readyz`` fails and
             decisions decline with ``risk_service_degraded``.
@@ -87,7 +88,7 @@ class ServingConfig:
     max_amount: float = 10_000_000.0
     db_busy_timeout_ms: int = 5_000
     db_pool_size: int = 10
-    sqlite_synchronous: str = "FULL"
+    sqlite_synchronous: str = DEFAULT_SYNCHRONOUS
     checkpoint_interval_s: float = 1.0
     max_snapshot_age_s: float = 36 * 3600.0
     replay_clock_file: str | None = None
@@ -122,9 +123,9 @@ class ServingConfig:
         ):
             if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int | float):
                 raise TypeError(f"{name}: must be a number")
-        if self.sqlite_synchronous not in ("FULL", "GROUP", "NORMAL"):
+        if self.sqlite_synchronous not in SYNCHRONOUS:
             raise ValueError(
-                f"sqlite_synchronous: must be FULL, GROUP or NORMAL, got {self.sqlite_synchronous!r}"
+                f"sqlite_synchronous: must be one of {', '.join(SYNCHRONOUS)}, got {self.sqlite_synchronous!r}"
             )
         if self.watch_interval_s < 0:
             raise ValueError("watch_interval_s: must be >= 0")

@@ -20,8 +20,8 @@ SUSTAINED = 0.95  # an open loop is sustained when the target answered at >= 95%
 
 
 DURABILITY = {
-    "FULL": "the default: an fsync per decision inside the SQLite write lock",
-    "GROUP": "production's SQLite setting: as durable for an acknowledged decision, one fsync after "
+    "FULL": "an fsync per decision inside the SQLite write lock",
+    "GROUP": "the default: as durable for an acknowledged decision, one fsync after "
     "the commit shared by concurrent decisions",
     "NORMAL": "NOT durable on power loss: no fsync per decision; for comparison only",
 }

@@ -2,15 +2,17 @@
 
 SQLite durability (``sqlite_synchronous``):
 
-    FULL    (default) ``PRAGMA synchronous=FULL``: SQLite fsyncs the write-ahead log in every
-            commit, inside the database write lock, so commits queue behind each other's
-            fsync (a few ms each on an ordinary disk).
-    GROUP   ``PRAGMA synchronous=NORMAL`` plus an fsync of the write-ahead log after each
-            ledger commit, outside the write lock, before the caller answers
+    GROUP   (default) ``PRAGMA synchronous=NORMAL`` plus an fsync of the write-ahead log after
+            each ledger commit, outside the write lock, before the caller answers
             (``GroupSync``): an acknowledged decision is as durable as with FULL, and
             decisions committed meanwhile share one fsync.
-    NORMAL  no fsync per commit: a decision survives a process crash; the last ones may be
-            lost on power loss.
+    FULL    ``PRAGMA synchronous=FULL``: SQLite fsyncs the write-ahead log in every commit,
+            inside the database write lock, so commits queue behind each other's fsync (a few
+            ms each on an ordinary disk).
+    NORMAL  no fsync per commit: a decision survives a process crash (kill -9 too); the last
+            ones may be lost on power loss.
+
+What an acknowledged decision guarantees, and the tests that prove it: ``docs/serving.md``.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ def begin_immediate(dbapi_connection, busy_timeout_ms: int) -> None:
 
 
 SYNCHRONOUS = ("FULL", "GROUP", "NORMAL")
+DEFAULT_SYNCHRONOUS = "GROUP"
 DURABILITY_OPTION = "buyer_trust_group_sync"  # engine execution option: the WAL path to fsync after commits
 
 
@@ -66,9 +69,18 @@ def _blocking(call, *args):
 
 
 def _fsync_path(path: str) -> None:
+    """fsync a file; a missing one is fine.
+
+    Used on the write-ahead log. With no log there is nothing to make durable: SQLite deletes it
+    only when the last connection closes, after a checkpoint has copied every commit into the
+    database file and fsynced it. A new log needs no directory fsync here: SQLite fsyncs the
+    log's header before the first commit goes into it (and again when the log restarts) under
+    ``synchronous`` FULL and NORMAL, and the directory the first time a connection syncs the
+    log (the power-cut test in ``tests/serving/test_crash.py`` models directory entries).
+    """
     try:
         fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:  # no log (yet, or checkpointed and removed): nothing to make durable
+    except FileNotFoundError:
         return
     try:
         os.fsync(fd)
@@ -85,6 +97,11 @@ class GroupSync:
     two fsyncs instead of N. Per process; fsyncs of other processes count too (the kernel
     flushes the file for everyone), but are not relied on.
 
+    A failed fsync fails every caller it was to cover, and every later one: after a write-back
+    error Linux may drop the unwritten pages and report the error only once, so a later fsync
+    that succeeds proves nothing about the commits before it (the log is a chain; a lost frame
+    hides every frame after it). The worker has to be restarted (``/readyz`` fails meanwhile).
+
     Args:
         wal_path: The database's ``-wal`` file.
     """
@@ -95,24 +112,44 @@ class GroupSync:
         self._requested = 0
         self._done = 0
         self._running = False
+        self._failure: OSError | None = None
+
+    def check(self) -> None:
+        """Raise ``OSError`` if an fsync of the log has failed in this process."""
+        if self._failure is not None:
+            raise OSError(
+                f"fsync of the SQLite write-ahead log {self.wal_path} failed ({self._failure}); "
+                "commits since then may not be on disk: restart the worker"
+            ) from self._failure
 
     def sync(self) -> None:
-        """Make every commit made before this call durable."""
+        """Make every commit made before this call durable.
+
+        Raises:
+            OSError: The fsync failed, now or earlier in this process (``check``).
+        """
         with self._cond:
             self._requested += 1
             mine = self._requested
-            while self._done < mine and self._running:
+            while self._done < mine and self._running and self._failure is None:
                 self._cond.wait()
+            self.check()
             if self._done >= mine:
                 return
             self._running = True
             target = self._requested
+        synced = False
         try:
             _blocking(_fsync_path, self.wal_path)
+            synced = True
+        except OSError as exc:
+            self._failure = exc
+            raise
         finally:
             with self._cond:
                 self._running = False
-                self._done = max(self._done, target)
+                if synced:
+                    self._done = max(self._done, target)
                 self._cond.notify_all()
 
 
@@ -155,12 +192,27 @@ def _sqlite_engine(url: str, busy_timeout_ms: int, pool_size: int, synchronous: 
     return engine
 
 
+def _flushed_commits(dbapi_connection, _record) -> None:
+    """PostgreSQL: a commit returns only once its write-ahead log is flushed to disk.
+
+    ``synchronous_commit=off`` (a server, database or role default some set for speed)
+    acknowledges a commit before its log is flushed, so a decision could be answered and then
+    lost to a crash of the database server; such connections are set to ``local`` (flushed
+    here). Stronger settings (``on``, ``remote_write``, ``remote_apply``) are kept.
+    """
+    with dbapi_connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        if cursor.fetchone()[0] == "off":
+            cursor.execute("SET synchronous_commit TO local")
+    dbapi_connection.commit()
+
+
 def make_engine(
     url: str,
     schema: str | None = None,
     busy_timeout_ms: int = 5000,
     pool_size: int = 10,
-    sqlite_synchronous: str = "FULL",
+    sqlite_synchronous: str = DEFAULT_SYNCHRONOUS,
 ) -> Engine:
     """Create the ledger engine.
 
@@ -170,9 +222,9 @@ def make_engine(
         schema: PostgreSQL schema holding the tables (created if missing); None for the default.
         busy_timeout_ms: SQLite busy timeout and pool wait, in milliseconds.
         pool_size: Connections per worker.
-        sqlite_synchronous: SQLite durability: ``FULL`` (default: fsync per commit inside
-            the write lock), ``GROUP`` (fsync after the commit, outside the lock, shared by
-            concurrent commits; as durable for acknowledged decisions) or ``NORMAL`` (a
+        sqlite_synchronous: SQLite durability: ``GROUP`` (default: fsync of the log after the
+            commit, outside the lock, shared by concurrent commits), ``FULL`` (fsync per commit
+            inside the write lock; as durable for acknowledged decisions) or ``NORMAL`` (a
             commit survives a process crash; the last commits may be lost on power loss).
             See the module docstring.
 
@@ -199,6 +251,7 @@ def make_engine(
             pool_timeout=busy_timeout_ms / 1000,
             connect_args={"connect_timeout": max(2, busy_timeout_ms // 1000)},
         )
+        event.listen(engine, "connect", _flushed_commits)
         if schema:
             engine = engine.execution_options(schema_translate_map={None: schema})
         return engine

@@ -264,6 +264,8 @@ class Ledger:
         with self.engine.connect() as conn:
             conn.execution_options(sqlite_begin="DEFERRED")
             conn.execute(select(func.count()).select_from(BUYER_LOCKS).where(BUYER_LOCKS.c.buyer_id == -1))
+        if self.group_sync is not None:  # a failed fsync of the log: not ready until restarted
+            self.group_sync.check()
 
     def checkpoint(self) -> None:
         """Copy the SQLite write-ahead log into the database and restart it. No-op on PostgreSQL.
@@ -309,6 +311,21 @@ class Ledger:
         self.engine.dispose()
 
     @contextmanager
+    def _synced(self) -> Iterator[None]:
+        """Around a transaction whose result is answered: under SQLite ``GROUP`` durability, once
+        it has committed (or was refused: a refusal reads the ledger too), wait until every commit
+        so far is on disk. Inside the in-flight claim, so a retry cannot be answered from a
+        commit that is not on disk yet."""
+        try:
+            yield
+        except Refusal:
+            if self.group_sync is not None:
+                self.group_sync.sync()
+            raise
+        if self.group_sync is not None:
+            self.group_sync.sync()
+
+    @contextmanager
     def locked(self, buyer_id: int, key_id: str = "", request_id: str = "") -> Iterator[DecisionTransaction]:
         """The decision transaction, holding the buyer's lock; commits on exit, rolls back on error.
 
@@ -322,7 +339,7 @@ class Ledger:
                 ``(key_id, request_id)`` is being decided right now.
         """
         self.ensure()
-        with self.claims.around(key_id, request_id, "request_id"):
+        with self.claims.around(key_id, request_id, "request_id"), self._synced():
             pooled = self.engine.raw_connection()
             try:
                 dbapi = pooled.driver_connection
@@ -346,8 +363,6 @@ class Ledger:
                 dbapi.commit() if self.dialect == "postgresql" else dbapi.execute("COMMIT")
             finally:
                 pooled.close()
-            if self.group_sync is not None:  # durable before the caller answers (and the id is released)
-                self.group_sync.sync()
 
     @contextmanager
     def claimed(
@@ -370,30 +385,33 @@ class Ledger:
             Refusal: 409 ``idempotency_request_in_flight`` when the id is being processed right now.
         """
         self.ensure()
-        with self.claims.around(key_id, name, what):
-            with self.engine.begin() as conn:  # SQLite: BEGIN IMMEDIATE (engine event)
-                if self.dialect == "postgresql":
-                    self.claims.inside(
-                        lambda n: conn.execute(select(func.pg_try_advisory_xact_lock(n))).scalar(),
-                        key_id,
-                        f"{namespace}:{name}",
-                        what,
+        with (
+            self.claims.around(key_id, name, what),
+            self._synced(),
+            self.engine.begin() as conn,  # SQLite: BEGIN IMMEDIATE (engine event)
+        ):
+            if self.dialect == "postgresql":
+                self.claims.inside(
+                    lambda n: conn.execute(select(func.pg_try_advisory_xact_lock(n))).scalar(),
+                    key_id,
+                    f"{namespace}:{name}",
+                    what,
+                )
+                if buyer_id is not None:
+                    conn.execute(pg_insert(BUYER_LOCKS).values(buyer_id=buyer_id).on_conflict_do_nothing())
+                    conn.execute(
+                        select(BUYER_LOCKS.c.buyer_id)
+                        .where(BUYER_LOCKS.c.buyer_id == buyer_id)
+                        .with_for_update()
                     )
-                    if buyer_id is not None:
-                        conn.execute(
-                            pg_insert(BUYER_LOCKS).values(buyer_id=buyer_id).on_conflict_do_nothing()
-                        )
-                        conn.execute(
-                            select(BUYER_LOCKS.c.buyer_id)
-                            .where(BUYER_LOCKS.c.buyer_id == buyer_id)
-                            .with_for_update()
-                        )
-                yield conn
-            if self.group_sync is not None:  # durable before the caller answers
-                self.group_sync.sync()
+            yield conn
 
     def find_outputs(self, key_id: str, request_id: str) -> tuple[dict | None, str | None]:
-        """The stored response and fingerprint of a decision by key and request id (outside any lock)."""
+        """The stored response and fingerprint of a decision by key and request id (outside any lock).
+
+        Under SQLite ``GROUP`` durability a found decision is on disk when this returns (it may
+        have been committed by another worker a moment ago): it is about to be answered.
+        """
         self.ensure()
         d = DECISIONS.c
         with self.engine.connect() as conn:
@@ -401,7 +419,11 @@ class Ledger:
             row = conn.execute(
                 select(d.outputs, d.fingerprint).where(d.key_id == key_id, d.request_id == request_id)
             ).first()
-        return (None, None) if row is None else (row.outputs, row.fingerprint)
+        if row is None:
+            return None, None
+        if self.group_sync is not None:
+            self.group_sync.sync()
+        return row.outputs, row.fingerprint
 
     def record_outcome(
         self, outcome: Outcome, key_id: str, fingerprint: str, now: datetime | None = None

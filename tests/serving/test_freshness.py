@@ -1,4 +1,4 @@
-"""Durability and freshness by default: SQLite WAL + synchronous=FULL; stale snapshots degrade."""
+"""Durability and freshness by default: SQLite WAL + GROUP commit; stale snapshots degrade."""
 
 from __future__ import annotations
 
@@ -31,12 +31,25 @@ def _ago(hours: float) -> str:
     return (datetime.now(UTC) - timedelta(hours=hours)).isoformat(timespec="seconds")
 
 
-def test_sqlite_is_wal_and_synchronous_full_by_default(app):
-    assert ServingConfig().sqlite_synchronous == "FULL"
+def test_sqlite_is_wal_and_group_commit_by_default(app):
+    """GROUP by default (tests/serving/test_crash.py proves it against kill -9 and a power cut)."""
+    assert ServingConfig().sqlite_synchronous == "GROUP"
     assert ServingConfig().max_snapshot_age_s == 36 * 3600
-    raw = app.extensions["buyer_trust"].ledger.engine.raw_connection()
+    ledger = app.extensions["buyer_trust"].ledger
+    assert ledger.group_sync is not None and ledger.group_sync.wal_path == f"{ledger.engine.url.database}-wal"
+    raw = ledger.engine.raw_connection()
     try:
         assert raw.driver_connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert raw.driver_connection.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    finally:
+        raw.close()
+
+
+def test_full_durability_is_still_selectable(make_app, config):
+    ledger = make_app(config | {"sqlite_synchronous": "FULL"}).extensions["buyer_trust"].ledger
+    assert ledger.group_sync is None
+    raw = ledger.engine.raw_connection()
+    try:
         assert raw.driver_connection.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     finally:
         raw.close()

@@ -30,13 +30,13 @@ def _post(url: str, path: str, body: dict) -> tuple[int, dict, dict]:
         return error.code, dict(error.headers), json.loads(error.read())
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "sqlite-group", "postgresql"])
+@pytest.mark.parametrize("backend", ["sqlite", "sqlite-full", "postgresql"])
 def test_idempotency_outcomes_and_money_on_gunicorn(
     gunicorn_server, pg_schema, backend, presale_body, buyer_with_star
 ):
     settings = {
-        "sqlite": {},
-        "sqlite-group": {"sqlite_synchronous": "GROUP"},  # fsyncs on gevent's thread pool
+        "sqlite": {},  # GROUP by default: fsyncs on gevent's thread pool
+        "sqlite-full": {"sqlite_synchronous": "FULL"},
         "postgresql": {"database_url": PG_URL, "database_schema": pg_schema},
     }[backend]
     url = gunicorn_server(workers=2, **settings)
