@@ -312,14 +312,15 @@ class RatingModel(mlflow.pyfunc.PythonModel):
         k: int = 4,
         texts: Mapping[str, str] | None = None,
         caps: Sequence[Reason] = (),
+        exact: bool = False,
     ) -> RowRisk | None:
         """``ServiceHead.risk`` of ``service``'s head on one opportunity (None: no head for it); the
-        volume of activity is never a reason (``never_reasons``)."""
+        volume of activity is never a reason (``never_reasons``); ``exact``: reasons by exact TreeSHAP."""
         head = self.heads.get(service)
         if head is None:
             return None
         never = self.never_reasons() if k else frozenset()
-        return head.risk(np.asarray(x, np.float64), opportunity, k, texts, never, caps)
+        return head.risk(np.asarray(x, np.float64), opportunity, k, texts, never, caps, exact)
 
     def frame_to_matrix(self, frame: pd.DataFrame) -> np.ndarray:
         """Signal columns of ``frame`` in model order; raises ``ValueError`` naming missing signals."""

@@ -21,6 +21,11 @@ Boosters travel inside the pickle as LightGBM model text, so the head needs no e
 One row at a time (``explain``, ``row_logit``: a decision) goes through LightGBM's single-row
 fast path (``rating.single_row``), set up on first use and never pickled; many rows through
 ``Booster.predict``.
+
+A decision's reasons (``risk``) come from one walk of the base's trees: the row's leaf indices
+give the log-odds (the sum of the leaves' values) and the Saabas attribution (per-leaf tables,
+``rating.leaf_paths``, built on first use and never pickled). Exact TreeSHAP (a second, dearer
+walk) is used when the caller asks (``exact``): ``serving.handle`` asks for declines.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import lightgbm as lgb
 import numpy as np
 
 from rating.context import context_row
+from rating.leaf_paths import leaf_table
 from rating.reasons import Reason, top_reasons
 from rating.single_row import SingleRowPredictor
 
@@ -129,9 +135,11 @@ class ServiceHead:
             context[:, self.context_names.index(self.treatment)] = 1.0
         return np.hstack([signals, context])
 
-    def _predictors(self) -> dict[str, SingleRowPredictor | tuple[str, ...] | int | None]:
-        """The single-row predictors (base raw, base contributions, proxy raw) and the input names,
-        made on first use."""
+    def _predictors(self) -> dict[str, Any]:
+        """What one row needs, made on first use: the single-row predictors (base raw, leaf indices
+        and contributions, proxy and normal raw), the base's leaf table, the names of what
+        ``explain`` attributes (the inputs, then ``UPLIFT`` with a proxy) and the masks of ``never``
+        sets over them."""
         cached = self.__dict__.get("_one_row")
         if (
             cached is None
@@ -145,11 +153,15 @@ class ServiceHead:
                 "proxy_booster": self.proxy,
                 "normal_booster": self.normal,
                 "raw": SingleRowPredictor(self.base, "raw"),
+                "leaf": SingleRowPredictor(self.base, "leaf"),
+                "table": leaf_table(self.base),
                 "contrib": SingleRowPredictor(self.base, "contrib"),
                 "proxy": None if self.proxy is None else SingleRowPredictor(self.proxy, "raw"),
                 "normal": None if self.normal is None else SingleRowPredictor(self.normal, "raw"),
                 "names": names,
+                "explained": names if self.proxy is None else (*names, UPLIFT),
                 "treatment": None if self.treatment is None else names.index(self.treatment),
+                "masks": {},
             }
             self.__dict__["_one_row"] = cached
         return cached
@@ -217,33 +229,54 @@ class ServiceHead:
             out = self._less_normal(out, normal)
         return out
 
-    def explain(self, signals: np.ndarray, context: np.ndarray) -> tuple[float, np.ndarray, list[str]]:
-        """One row's log-odds and what made it, from a single pass (exact TreeSHAP of the base,
-        through the single-row fast path; only the first row is explained).
+    def explain(
+        self, signals: np.ndarray, context: np.ndarray, exact: bool = True
+    ) -> tuple[float, np.ndarray, tuple[str, ...]]:
+        """One row's log-odds and what made it, from a single walk of the base's trees (through the
+        single-row fast path; only the first row is explained).
+
+        Args:
+            signals: ``len(signal_names)`` values, or one row of them (NaN: missing).
+            context: ``len(context_names)`` values, or one row; the treatment column is overwritten with 1.
+            exact: Exact TreeSHAP of the base (default); False: its Saabas attribution from the
+                row's leaves (``rating.leaf_paths``), the log-odds from the same leaves.
 
         Returns:
             ``(logit, contributions, names)``: the log-odds (as ``logit``), and per input the
-            TreeSHAP contribution of the base (the treatment column's set to 0: it is 1 for every
-            approval, not a reason), then the uplift as ``UPLIFT`` when there is one. With a normal
-            arm the log-odds are the increment's and the contributions still the base's (what
-            raised the loss if approved).
+            base's contribution (the treatment column's set to 0: it is 1 for every approval, not a
+            reason), then the uplift as ``UPLIFT`` when there is one. With a normal arm the log-odds
+            are the increment's and the contributions still the base's (what raised the loss if
+            approved). Either way the base's contributions and its bias add up to its raw score.
         """
         predictors = self._predictors()
         x = self.inputs(signals, context)[0]
-        contrib = predictors["contrib"](x)
-        logit = float(contrib.sum())  # the contributions and the bias add up to the raw score
-        names = list(predictors["names"])
-        contrib = contrib[:-1]
+        if exact:
+            contrib = predictors["contrib"](x)
+            logit = float(contrib.sum())  # the contributions and the bias add up to the raw score
+            contrib = contrib[:-1]
+        else:
+            table = predictors["table"]
+            ids = table.leaf_ids(predictors["leaf"](x))
+            logit, contrib = table.raw_score(ids), table.contributions(ids)
         if predictors["treatment"] is not None:
             contrib[predictors["treatment"]] = 0.0
         uplift = self._row_uplift(np.atleast_2d(np.asarray(signals, np.float64))[0], predictors)
         if uplift is not None:
             logit += uplift
-            contrib, names = np.append(contrib, uplift), [*names, UPLIFT]
+            contrib = np.append(contrib, uplift)
         if predictors["normal"] is not None:
             normal = float(predictors["normal"](x[len(self.signal_names) :])[0])
             logit = float(self._less_normal(logit, normal))
-        return logit, contrib, names
+        return logit, contrib, predictors["explained"]
+
+    def _never_mask(self, never: frozenset[str]) -> np.ndarray:
+        """Which of ``explain``'s names are in ``never``: computed once per set."""
+        masks = self._predictors()["masks"]
+        mask = masks.get(never)
+        if mask is None:
+            mask = np.array([n in never for n in self._predictors()["explained"]], dtype=bool)
+            masks[never] = mask
+        return mask
 
     def risk(
         self,
@@ -253,6 +286,7 @@ class ServiceHead:
         texts: Mapping[str, str] | None = None,
         never: frozenset[str] = frozenset(),
         caps: Sequence[Reason] = (),
+        exact: bool = False,
     ) -> RowRisk:
         """One opportunity's probability of a loss if approved and its reasons, in one pass.
 
@@ -264,6 +298,8 @@ class ServiceHead:
                 one is its own text.
             never: Inputs that are never a reason (the volume of activity).
             caps: The hard facts capping the buyer's star: the first reasons, as given.
+            exact: Rank the reasons by exact TreeSHAP (a second walk of the trees); default
+                False: by the Saabas attribution of the walk that gives the log-odds.
 
         Returns:
             ``p_loss`` (the sigmoid of ``explain``'s log-odds) and up to ``k`` reasons.
@@ -271,8 +307,9 @@ class ServiceHead:
         context = context_row(opportunity)
         if k == 0:
             return RowRisk(1.0 / (1.0 + math.exp(-self.row_logit(signals, context))))
-        logit, contrib, names = self.explain(signals, context)  # one pass of exact TreeSHAP
-        contrib = np.where([n in never for n in names], -np.inf, contrib)
+        logit, contrib, names = self.explain(signals, context, exact)
+        if never:
+            contrib = np.where(self._never_mask(never), -np.inf, contrib)
         found = top_reasons(contrib, names, texts or {}, k)
         return RowRisk(1.0 / (1.0 + math.exp(-logit)), tuple([*caps, *found][:k]))
 

@@ -11,6 +11,7 @@ reasons agree with exact TreeSHAP.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -117,7 +118,7 @@ def top_k(contributions: np.ndarray, k: int = 4) -> tuple[np.ndarray, np.ndarray
 
 
 def top_reasons(
-    contributions: np.ndarray, names: list[str], texts: dict[str, str], k: int = 4
+    contributions: np.ndarray, names: Sequence[str], texts: Mapping[str, str], k: int = 4
 ) -> list[Reason]:
     """The ``k`` signals that raised the risk most (positive contributions only), largest first."""
     c = np.asarray(contributions, dtype=np.float64).ravel()

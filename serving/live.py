@@ -173,13 +173,16 @@ class Live:
             caps=_findings(rated.caps),
         )
 
-    def head_risk(self, request: DecisionRequest, rating: BuyerRating, now: datetime) -> HeadRisk | None:
+    def head_risk(
+        self, request: DecisionRequest, rating: BuyerRating, now: datetime, exact: bool = False
+    ) -> HeadRisk | None:
         """The service head's probability and expected loss for this opportunity (None: no head).
 
         The context comes from the request (``opportunity``, read by ``rating.context`` as training
         reads it); the reasons are the hard facts capping the buyer, then the signals and context
-        that raised the head's log-odds most (exact TreeSHAP of one row), then the moral-hazard
-        uplift if positive (``RatingModel.service_risk``).
+        that raised the head's log-odds most (the Saabas attribution of the walk that prices the
+        row, or with ``exact`` exact TreeSHAP of it), then the moral-hazard uplift if positive
+        (``RatingModel.service_risk``).
         """
         if rating.row is None:
             return None
@@ -191,6 +194,7 @@ class Live:
             self.policy.max_reasons,
             self.head_texts,
             caps,
+            exact,
         )
         if risk is None:
             return None
