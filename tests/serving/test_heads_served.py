@@ -1,5 +1,6 @@
 """The service head scored per request with the request's own context, and the expected-loss allowance."""
 
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -8,8 +9,12 @@ import pytest
 import yaml
 
 from rating.context import presale_context, refund_context
+from serving.config import ServingConfig
+from serving.handle import assess, handle_decision
+from serving.http.metrics import Metrics
+from serving.ledger.in_memory import MemoryLedger
 from serving.live import request_context
-from serving.schema import DecisionRequest, Order, Refund
+from serving.schema import DecisionRequest, Order, Refund, parse_decision
 from tests.serving.conftest import API_KEY
 from training.heads import context_matrix
 
@@ -112,3 +117,36 @@ def test_request_context_equals_the_training_context():
         request_context(refund, now, 2),
         refund_context([50.0], [200.0], ["return_and_refund"], ["damaged"], [2], ["apparel"], [11.5]),
     )
+
+
+def test_declines_are_explained_by_exact_treeshap_approvals_by_the_leaves(
+    heads_client, presale_body, refund_body, buyer_with_star
+):
+    """The answer's reasons: exact TreeSHAP's for a decline, the Saabas leaf tables' for an approval;
+    ``p_loss`` and the expected loss as exact TreeSHAP's own sum prices them (no decision moves)."""
+    live = heads_client.application.extensions["buyer_trust"].runtime.live
+    config, ledger, metrics = ServingConfig(watch_interval_s=0), MemoryLedger(), Metrics()
+    now = datetime(2026, 12, 7, 12)
+    bodies = [
+        presale_body(buyer_with_star(star, nth), amount, request_id=f"p{star}{nth}{amount}", order_id=i)
+        for i, (star, nth, amount) in enumerate(
+            (s, n, a) for s in (4, 5) for n in range(3) for a in (300, 4000, 19000)
+        )
+    ] + [
+        refund_body(buyer_with_star(star, nth), amount, request_id=f"r{star}{nth}{amount}", refund_id=i)
+        for i, (star, nth, amount) in enumerate(
+            (s, n, a) for s in (4, 5) for n in range(3) for a in (30, 900)
+        )
+    ]
+    seen = set()
+    for body in bodies:
+        answer = handle_decision(body, live, ledger, config, metrics, 0.0, "k", now).body
+        request = parse_decision(body, config.max_amount, live.policy.currency, live.policy.decimals)
+        priced = assess(request, live, now)
+        exact = live.head_risk(request, priced.rating, now, exact=True)  # as every decision was priced before
+        assert answer["p_loss"] == round(exact.p_loss, 6) and priced.head.expected_loss == exact.expected_loss
+        served = exact.reasons if answer["decision"] == "decline" else priced.head.reasons
+        served = served or priced.rating.reasons  # nothing raised the head's risk: the rating's reasons
+        assert [r["code"] for r in answer["reasons"]] == [f.code for f in served][: live.policy.max_reasons]
+        seen.add((answer["decision"], bool(exact.reasons), exact.reasons != priced.head.reasons))
+    assert {(decision, True) for decision in ("approve", "decline")} <= {s[:2] for s in seen}, seen
