@@ -141,6 +141,7 @@ class RatingModel(mlflow.pyfunc.PythonModel):
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["booster"] = None  # the booster travels as a text artifact, not in the pickle
+        state.pop("_never", None)  # rebuilt on first use
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -244,10 +245,17 @@ class RatingModel(mlflow.pyfunc.PythonModel):
         return self.catalogue.codes[j], self.catalogue.texts[j]
 
     def never_reasons(self) -> frozenset[str]:
-        """Signals that are never a reason (the volume of activity); empty without a catalogue."""
-        if self.catalogue is None:
-            return frozenset()
-        return frozenset(n for n, m in zip(self.signal_names, self.catalogue.member, strict=True) if m < 0)
+        """Signals that are never a reason (the volume of activity); empty without a catalogue.
+        Computed once per catalogue (every decision asks; never pickled)."""
+        cached = self.__dict__.get("_never")
+        if cached is None or cached[0] is not self.catalogue:
+            never = frozenset()
+            if self.catalogue is not None:
+                member = self.catalogue.member.tolist()
+                never = frozenset(n for n, m in zip(self.signal_names, member, strict=True) if m < 0)
+            cached = (self.catalogue, never)
+            self.__dict__["_never"] = cached
+        return cached[1]
 
     def reasons(self, x: np.ndarray, k: int = 4) -> list[Reason]:
         """The hard facts capping this row, then up to ``k`` reasons that lowered its score most
