@@ -23,7 +23,7 @@ import pandas as pd
 
 from features.hard_facts import CAPPED_MAX_STAR, FLOOR_STAR, HARD_FACTS
 from rating.calibrate import Calibration
-from rating.heads import RowRisk, ServiceHead
+from rating.heads import TREESHAP, RowRisk, ServiceHead
 from rating.reasons import Reason, ReasonCatalogue, ReasonTable, reason_points, top_k, top_reasons
 from rating.scale import SCORE_MIN, ScoreScale, p_to_score, score_to_star, validate_cuts
 
@@ -320,15 +320,16 @@ class RatingModel(mlflow.pyfunc.PythonModel):
         k: int = 4,
         texts: Mapping[str, str] | None = None,
         caps: Sequence[Reason] = (),
-        exact: bool = False,
+        attribution: str = TREESHAP,
     ) -> RowRisk | None:
         """``ServiceHead.risk`` of ``service``'s head on one opportunity (None: no head for it); the
-        volume of activity is never a reason (``never_reasons``); ``exact``: reasons by exact TreeSHAP."""
+        volume of activity is never a reason (``never_reasons``); ``attribution``: how reasons are
+        ranked (``ServiceHead.explain``)."""
         head = self.heads.get(service)
         if head is None:
             return None
         never = self.never_reasons() if k else frozenset()
-        return head.risk(np.asarray(x, np.float64), opportunity, k, texts, never, caps, exact)
+        return head.risk(np.asarray(x, np.float64), opportunity, k, texts, never, caps, attribution)
 
     def frame_to_matrix(self, frame: pd.DataFrame) -> np.ndarray:
         """Signal columns of ``frame`` in model order; raises ``ValueError`` naming missing signals."""

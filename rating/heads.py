@@ -22,10 +22,12 @@ One row at a time (``explain``, ``row_logit``: a decision) goes through LightGBM
 fast path (``rating.single_row``), set up on first use and never pickled; many rows through
 ``Booster.predict``.
 
-A decision's reasons (``risk``) come from one walk of the base's trees: the row's leaf indices
-give the log-odds (the sum of the leaves' values) and the Saabas attribution (per-leaf tables,
-``rating.leaf_paths``, built on first use and never pickled). Exact TreeSHAP (a second, dearer
-walk) is used when the caller asks (``exact``): ``serving.handle`` asks for declines.
+A decision's reasons (``explain``, ``risk``) are exact TreeSHAP of the base, from per-leaf tables
+(``rating.path_shap``: the same attribution as LightGBM's ``pred_contrib``, at less than half its
+cost for one row); LightGBM's own (``LIGHTGBM``) and Saabas' from per-leaf paths (``SAABAS``,
+``rating.leaf_paths``: one leaf walk, but it agrees with TreeSHAP's top four for only a quarter of
+decisions, ``bench/bench_head_reasons.py``) are there to compare. Tables are built on first use and
+never pickled.
 """
 
 from __future__ import annotations
@@ -40,10 +42,15 @@ import numpy as np
 
 from rating.context import context_row
 from rating.leaf_paths import leaf_table
+from rating.path_shap import path_shap
 from rating.reasons import Reason, top_reasons
 from rating.single_row import SingleRowPredictor
 
 UPLIFT = "moral_hazard"  # the uplift's name among a head's reasons
+TREESHAP = "treeshap"  # exact TreeSHAP from per-leaf tables (rating.path_shap): what decisions cite
+LIGHTGBM = "lightgbm"  # exact TreeSHAP by LightGBM (pred_contrib through the single-row path)
+SAABAS = "saabas"  # Saabas from per-leaf path tables (rating.leaf_paths) and one leaf walk
+ATTRIBUTIONS = (TREESHAP, LIGHTGBM, SAABAS)
 
 
 @dataclass(frozen=True)
@@ -137,9 +144,9 @@ class ServiceHead:
 
     def _predictors(self) -> dict[str, Any]:
         """What one row needs, made on first use: the single-row predictors (base raw, leaf indices
-        and contributions, proxy and normal raw), the base's leaf table, the names of what
-        ``explain`` attributes (the inputs, then ``UPLIFT`` with a proxy) and the masks of ``never``
-        sets over them."""
+        and contributions, proxy and normal raw), the names of what ``explain`` attributes (the
+        inputs, then ``UPLIFT`` with a proxy), the masks of ``never`` sets over them, and the base's
+        tables (``_tables``: each built when first asked for)."""
         cached = self.__dict__.get("_one_row")
         if (
             cached is None
@@ -154,8 +161,8 @@ class ServiceHead:
                 "normal_booster": self.normal,
                 "raw": SingleRowPredictor(self.base, "raw"),
                 "leaf": SingleRowPredictor(self.base, "leaf"),
-                "table": leaf_table(self.base),
                 "contrib": SingleRowPredictor(self.base, "contrib"),
+                "tables": {},
                 "proxy": None if self.proxy is None else SingleRowPredictor(self.proxy, "raw"),
                 "normal": None if self.normal is None else SingleRowPredictor(self.normal, "raw"),
                 "names": names,
@@ -229,33 +236,49 @@ class ServiceHead:
             out = self._less_normal(out, normal)
         return out
 
+    def _table(self, predictors: dict[str, Any], attribution: str) -> Any:
+        """The base's per-leaf table for ``attribution`` (TreeSHAP's or Saabas'), built on first use
+        (about half a second for a head of a hundred 15-leaf trees)."""
+        tables = predictors["tables"]
+        if attribution not in tables:
+            tables[attribution] = (path_shap if attribution == TREESHAP else leaf_table)(self.base)
+        return tables[attribution]
+
     def explain(
-        self, signals: np.ndarray, context: np.ndarray, exact: bool = True
+        self, signals: np.ndarray, context: np.ndarray, attribution: str = TREESHAP
     ) -> tuple[float, np.ndarray, tuple[str, ...]]:
-        """One row's log-odds and what made it, from a single walk of the base's trees (through the
-        single-row fast path; only the first row is explained).
+        """One row's log-odds and what made it, from a single pass (only the first row is explained).
 
         Args:
             signals: ``len(signal_names)`` values, or one row of them (NaN: missing).
             context: ``len(context_names)`` values, or one row; the treatment column is overwritten with 1.
-            exact: Exact TreeSHAP of the base (default); False: its Saabas attribution from the
-                row's leaves (``rating.leaf_paths``), the log-odds from the same leaves.
+            attribution: ``TREESHAP`` (default: exact TreeSHAP of the base from per-leaf tables),
+                ``LIGHTGBM`` (the same by LightGBM, through the single-row path) or ``SAABAS``.
 
         Returns:
-            ``(logit, contributions, names)``: the log-odds (as ``logit``), and per input the
-            base's contribution (the treatment column's set to 0: it is 1 for every approval, not a
-            reason), then the uplift as ``UPLIFT`` when there is one. With a normal arm the log-odds
-            are the increment's and the contributions still the base's (what raised the loss if
-            approved). Either way the base's contributions and its bias add up to its raw score.
+            ``(logit, contributions, names)``: the log-odds (as ``logit``: the base's contributions
+            and bias summed, plus the uplift), and per input the base's contribution (the treatment
+            column's set to 0: it is 1 for every approval, not a reason), then the uplift as
+            ``UPLIFT`` when there is one. With a normal arm the log-odds are the increment's and the
+            contributions still the base's (what raised the loss if approved).
+
+        Raises:
+            ValueError: Unknown ``attribution``, or a row with the wrong number of values.
         """
+        if attribution not in ATTRIBUTIONS:
+            raise ValueError(f"attribution: must be one of {', '.join(ATTRIBUTIONS)}, got {attribution!r}")
         predictors = self._predictors()
         x = self.inputs(signals, context)[0]
-        if exact:
+        if attribution == LIGHTGBM:
             contrib = predictors["contrib"](x)
             logit = float(contrib.sum())  # the contributions and the bias add up to the raw score
             contrib = contrib[:-1]
+        elif attribution == TREESHAP:
+            table = self._table(predictors, TREESHAP)
+            contrib = table.contributions(x)
+            logit = float(contrib.sum()) + table.bias
         else:
-            table = predictors["table"]
+            table = self._table(predictors, SAABAS)
             ids = table.leaf_ids(predictors["leaf"](x))
             logit, contrib = table.raw_score(ids), table.contributions(ids)
         if predictors["treatment"] is not None:
@@ -286,7 +309,7 @@ class ServiceHead:
         texts: Mapping[str, str] | None = None,
         never: frozenset[str] = frozenset(),
         caps: Sequence[Reason] = (),
-        exact: bool = False,
+        attribution: str = TREESHAP,
     ) -> RowRisk:
         """One opportunity's probability of a loss if approved and its reasons, in one pass.
 
@@ -298,8 +321,8 @@ class ServiceHead:
                 one is its own text.
             never: Inputs that are never a reason (the volume of activity).
             caps: The hard facts capping the buyer's star: the first reasons, as given.
-            exact: Rank the reasons by exact TreeSHAP (a second walk of the trees); default
-                False: by the Saabas attribution of the walk that gives the log-odds.
+            attribution: How the reasons are ranked (``explain``; default exact TreeSHAP from
+                per-leaf tables).
 
         Returns:
             ``p_loss`` (the sigmoid of ``explain``'s log-odds) and up to ``k`` reasons.
@@ -307,7 +330,7 @@ class ServiceHead:
         context = context_row(opportunity)
         if k == 0:
             return RowRisk(1.0 / (1.0 + math.exp(-self.row_logit(signals, context))))
-        logit, contrib, names = self.explain(signals, context, exact)
+        logit, contrib, names = self.explain(signals, context, attribution)
         if never:
             contrib = np.where(self._never_mask(never), -np.inf, contrib)
         found = top_reasons(contrib, names, texts or {}, k)

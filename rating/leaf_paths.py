@@ -95,7 +95,7 @@ def _leaf_paths(node: dict[str, Any], credits: dict[int, float], out: dict[int, 
         _leaf_paths(child, step, out)
 
 
-def _trees_used(booster: lgb.Booster) -> list[dict[str, Any]]:
+def trees_used(booster: lgb.Booster) -> list[dict[str, Any]]:
     """The dumped trees ``Booster.predict`` walks: up to the best iteration if known, else all."""
     if booster.num_model_per_iteration() != 1:
         raise ValueError(
@@ -113,7 +113,7 @@ def leaf_table(booster: lgb.Booster) -> LeafTable:
     """
     n_features = booster.num_feature()
     offsets, rows, values, bias = [], [], [], 0.0
-    for tree in _trees_used(booster):
+    for tree in trees_used(booster):
         root = tree["tree_structure"]
         root_mean, _ = _node_means(root)
         bias += root_mean
@@ -122,7 +122,8 @@ def leaf_table(booster: lgb.Booster) -> LeafTable:
         offsets.append(len(rows))
         for leaf in range(len(paths)):
             rows.append(paths[leaf])
-        values += _leaf_values(root, len(paths))
+        by_index = leaf_values(root)
+        values += [by_index[leaf] for leaf in range(len(paths))]
     width = max((len(r) for r in rows), default=0)
     feature = np.full((len(rows), max(width, 1)), n_features, dtype=np.int64)
     delta = np.zeros((len(rows), max(width, 1)), dtype=np.float64)
@@ -139,10 +140,9 @@ def leaf_table(booster: lgb.Booster) -> LeafTable:
     )
 
 
-def _leaf_values(root: dict[str, Any], n_leaves: int) -> list[float]:
-    """A tree's leaf values in leaf-index order."""
-    out = [0.0] * n_leaves
-    stack = [root]
+def leaf_values(root: dict[str, Any]) -> dict[int, float]:
+    """A dumped tree's leaf values by leaf index."""
+    out, stack = {}, [root]
     while stack:
         node = stack.pop()
         if "leaf_value" in node:

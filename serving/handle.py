@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from serving.config import ServingConfig
-from serving.decide import DECLINE, DEGRADED, BuyerRating, Decision, HeadRisk, decide, decline_unrated
+from serving.decide import DEGRADED, BuyerRating, Decision, HeadRisk, decide, decline_unrated
 from serving.http.metrics import Metrics
 from serving.ledger.idempotency import Refusal, fingerprint, key_reused
 from serving.ledger.positions import Usage
@@ -139,24 +139,6 @@ class Priced:
             return decline_unrated(self.unrated.code, self.unrated.text)
         return decide(self.request, self.rating, policy, usage, self.head)
 
-    def explained(self, live: Live, now: datetime) -> Priced:
-        """The same pricing with the head's reasons by exact TreeSHAP (a second walk of its trees);
-        the probability and expected loss stay as priced, so every decision stays the same.
-
-        Never raises: if the head fails now (it priced this request a moment ago) the reasons stay
-        those it priced with (logged).
-        """
-        if self.head is None:
-            return self
-        try:
-            exact = live.head_risk(self.request, self.rating, now, exact=True)
-        except Exception:  # noqa: BLE001 - the decision is made; only its reasons' ranking is at stake
-            log.exception(
-                "request %s: exact reasons failed, keeping the priced ones", self.request.request_id
-            )
-            return self
-        return replace(self, head=replace(self.head, reasons=exact.reasons))
-
 
 def assess(request: DecisionRequest, live: Live, now: datetime) -> Priced:
     """Rate the buyer and price the opportunity, once per decision: the handler, the demo, the
@@ -232,9 +214,6 @@ def handle_decision(
             if stored is not None:
                 return _replay(stored, stored_fingerprint, request_fingerprint)
             decision = priced.decide(policy, usage)
-            if decision.decision == DECLINE:  # a decline's reasons are what the buyer reads most: exact
-                priced = priced.explained(live, created)
-                decision = priced.decide(policy, usage)
             out = respond(request, decision, rating, live, decision_id, head)
             text = json.dumps(out, separators=(",", ":"))
             row = DecisionRow(

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from rating.context import CONTEXT_TEXT, UPLIFT_TEXT, context_row
-from rating.heads import UPLIFT
+from rating.heads import TREESHAP, UPLIFT
 from serving.config import ServingConfig
 from serving.decide import DEGRADED, THIN_FILE, BuyerRating, Finding, HeadRisk
 from serving.policy import Policy, check_signals, load_policy
@@ -174,15 +174,15 @@ class Live:
         )
 
     def head_risk(
-        self, request: DecisionRequest, rating: BuyerRating, now: datetime, exact: bool = False
+        self, request: DecisionRequest, rating: BuyerRating, now: datetime, attribution: str = TREESHAP
     ) -> HeadRisk | None:
         """The service head's probability and expected loss for this opportunity (None: no head).
 
         The context comes from the request (``opportunity``, read by ``rating.context`` as training
         reads it); the reasons are the hard facts capping the buyer, then the signals and context
-        that raised the head's log-odds most (the Saabas attribution of the walk that prices the
-        row, or with ``exact`` exact TreeSHAP of it), then the moral-hazard uplift if positive
-        (``RatingModel.service_risk``).
+        that raised the head's log-odds most (exact TreeSHAP of one row, from per-leaf tables;
+        ``attribution`` says otherwise: ``ServiceHead.explain``), then the moral-hazard uplift if
+        positive (``RatingModel.service_risk``).
         """
         if rating.row is None:
             return None
@@ -194,7 +194,7 @@ class Live:
             self.policy.max_reasons,
             self.head_texts,
             caps,
-            exact,
+            attribution,
         )
         if risk is None:
             return None
