@@ -1,21 +1,21 @@
-"""How often the served head reasons agree with exact TreeSHAP, and what each way costs per decision.
+"""How often the served head reasons agree with LightGBM's exact TreeSHAP, and what each way costs.
 
-A decision's reasons rank the service head's inputs by the Saabas attribution of the one tree walk
-that prices it (``rating.leaf_paths``); a decline's are re-ranked by exact TreeSHAP
-(``serving.handle``). On the real opportunities of a window of the export (every presale deposit
-and refund request, as ``serving.offline.backtest`` sends them, with the signals the service had
-that day), each decision is priced both ways and decided as the backtest decides it (the policy
-and the ledger's rules), and the answer's reasons (caps first, then the head's inputs, then the
-uplift; the rating's when the head cites nothing) are compared with exact TreeSHAP's:
+A decision's reasons rank the service head's inputs by exact TreeSHAP computed from per-leaf tables
+(``rating.path_shap``); LightGBM's own ``pred_contrib`` is the reference, and Saabas' attribution
+from per-leaf paths (``rating.leaf_paths``: one leaf walk) the cheap alternative. On the real
+opportunities of a window of the export (every presale deposit and refund request, as
+``serving.offline.backtest`` sends them, with the signals the service had that day), each decision
+is priced each way and decided as the backtest decides it (the policy and the ledger's rules), and
+the answer's reasons (caps first, then the head's inputs, then the uplift; the rating's when the
+head cites nothing) are compared with LightGBM's:
 
     identical top-k   the same set of codes
     top-1             the same first code
     overlap           mean |served ∩ exact| / |exact|
 
-per service and overall, for approvals and declines apart, with counts and Wilson 95% intervals;
-"cheap" is the Saabas ranking for every decision, "served" the hybrid the service answers with.
-It also checks that no ``p_loss`` (6 decimals), expected loss or decision differs from exact
-TreeSHAP's pricing, and times the head per decision (single row, median over the decisions).
+per service and overall, for approvals and declines apart, with counts and Wilson 95% intervals.
+It also checks that no ``p_loss`` (6 decimals), expected loss or decision differs from LightGBM's
+pricing, and times the head per decision (single row, median over the decisions).
 
     python bench/bench_head_reasons.py --data data/market --model-uri models:/buyer-trust-rating@champion
 """
@@ -86,10 +86,11 @@ def agreement(rows: pd.DataFrame, column: str) -> str:
     )
 
 
-def priced_window(args) -> tuple[list, list, list, object, dict]:
-    """The window's events, its decisions priced the cheap way and the exact way, the policy and the
-    ``Live`` of each day."""
+def priced_window(args) -> tuple[list, dict[str, list], object, dict]:
+    """The window's events, its decisions priced with each attribution (``ATTRIBUTIONS``; TREESHAP's
+    as the service prices them), the policy and the ``Live`` of each day."""
     from features.io import export_time, load_tables
+    from rating.heads import ATTRIBUTIONS, TREESHAP
     from serving.config import ServingConfig, load_config
     from serving.handle import assess
     from serving.live import load_model
@@ -111,120 +112,116 @@ def priced_window(args) -> tuple[list, list, list, object, dict]:
         events = events[: int(np.searchsorted(decides, args.max_decisions, side="right"))]
     lives = dict(day_lives(daily_signals(tables, events, names), names, rating, policy))
     serving = ServingConfig(watch_interval_s=0)
-    cheap, exact = [], []
+    priced: dict[str, list] = {a: [] for a in ATTRIBUTIONS}
     for event in (e for e in events if e.kind == DECIDE):
         live = lives[event.snapshot_day]
         request = parse_decision(event.body, serving.max_amount, policy.currency, policy.decimals)
         now = event.t.tz_convert("UTC").tz_localize(None)
-        priced = assess(request, live, now)
-        cheap.append(priced)
-        head = None if priced.rating is None else live.head_risk(request, priced.rating, now, exact=True)
-        exact.append(replace(priced, head=head))
-    return events, cheap, exact, policy, lives
+        served = assess(request, live, now)  # as the service prices it: TREESHAP
+        for attribution in ATTRIBUTIONS:
+            head = None if served.rating is None else live.head_risk(request, served.rating, now, attribution)
+            priced[attribution].append(served if attribution == TREESHAP else replace(served, head=head))
+    return events, priced, policy, lives
 
 
-def timings(cheap: list, lives: dict, events: list, n: int) -> list[str]:
-    """Per service, median microseconds of one head walk each way (single row) and of ``head_risk``."""
+def timings(served: list, lives: dict, events: list, n: int) -> list[str]:
+    """Per service, median microseconds of one row's attribution each way and of ``head_risk``."""
+    from rating.heads import ATTRIBUTIONS, SAABAS, TREESHAP
     from serving.live import request_context
 
     decided = [e for e in events if e.kind == DECIDE]
     lines = []
     for service in ("presale_ship_before_balance", "fast_refund"):
         picked = [
-            (p, e) for p, e in zip(cheap, decided, strict=True) if p.head and p.request.service == service
+            (p, e) for p, e in zip(served, decided, strict=True) if p.head and p.request.service == service
         ]
         picked = picked[:n]
         if not picked:
             continue
-        live = lives[picked[0][1].snapshot_day]
-        head = live.rating.model.heads[service]
+        head = lives[picked[0][1].snapshot_day].rating.model.heads[service]
         one_row = head._predictors()
-        table = one_row["table"]
-        walk = {"leaf walk + Saabas table": [], "exact TreeSHAP (contrib)": [], "raw score": []}
-        risk = {"head_risk, leaf tables": [], "head_risk, exact TreeSHAP": []}
+        shap, saabas = head._table(one_row, TREESHAP), head._table(one_row, SAABAS)
+        steps = {
+            "TreeSHAP from per-leaf tables": shap.contributions,
+            "TreeSHAP by LightGBM (single row)": one_row["contrib"],
+            "Saabas (leaf walk + table)": lambda x, t=saabas, leaf=one_row["leaf"]: t.contributions(
+                t.leaf_ids(leaf(x))
+            ),
+            "raw score alone (single row)": one_row["raw"],
+        }
+        times: dict[str, list[float]] = {name: [] for name in steps}
+        times |= {f"head_risk, {a}": [] for a in ATTRIBUTIONS}
         for priced, event in picked:
             now = event.t.tz_convert("UTC").tz_localize(None)
-            day_live = lives[event.snapshot_day]
+            live = lives[event.snapshot_day]
             x = head.inputs(priced.rating.row, request_context(priced.request, now, live.policy.decimals))[0]
-            steps = {
-                "leaf walk + Saabas table": lambda x=x: table.contributions(
-                    table.leaf_ids(one_row["leaf"](x))
-                ),
-                "exact TreeSHAP (contrib)": lambda x=x: one_row["contrib"](x),
-                "raw score": lambda x=x: one_row["raw"](x),
-            }
             for name, step in steps.items():
-                walk[name].append(_once(step))
-            for name, flag in (("head_risk, leaf tables", False), ("head_risk, exact TreeSHAP", True)):
-                risk[name].append(
+                times[name].append(_once(step, x))
+            for a in ATTRIBUTIONS:
+                times[f"head_risk, {a}"].append(
                     _once(
-                        lambda flag=flag, d=day_live, now=now, p=priced: d.head_risk(
-                            p.request, p.rating, now, flag
-                        )
+                        lambda _x, a=a, p=priced, live=live, now=now: live.head_risk(
+                            p.request, p.rating, now, a
+                        ),
+                        x,
                     )
                 )
-        trees = head.base.num_trees()
-        lines.append(
-            f"{service} ({trees} trees in the booster, {table.offsets.size} walked; {len(picked)} decisions):"
-        )
-        for name, values in {**walk, **risk}.items():
-            lines.append(f"  {name:<32}{np.median(values):9.1f} us (median)")
+        lines.append(f"{service} ({head.base.num_trees()} trees; {len(picked)} decisions):")
+        lines += [f"  {name:<36}{np.median(values):9.1f} us (median)" for name, values in times.items()]
     return lines
 
 
-def _once(step) -> float:
-    """Microseconds of the fastest of three calls of ``step`` (one row)."""
+def _once(step, x: np.ndarray) -> float:
+    """Microseconds of the fastest of three calls of ``step(x)`` (one row)."""
     best = math.inf
     for _ in range(3):
         started = time.perf_counter_ns()
-        step()
+        step(x)
         best = min(best, (time.perf_counter_ns() - started) / 1e3)
     return best
 
 
 def main(argv=None) -> int:
+    from rating.heads import LIGHTGBM, SAABAS, TREESHAP
     from serving.offline.backtest import decide_priced
 
     args = parse_args(argv)
     print(describe(args.data), flush=True)
     began = time.perf_counter()
-    events, cheap, exact, policy, lives = priced_window(args)
-    print(f"priced {len(cheap):,} decisions both ways ({time.perf_counter() - began:.0f} s)", flush=True)
-    made = decide_priced(events, cheap, policy)
+    events, priced, policy, lives = priced_window(args)
+    served, exact = priced[TREESHAP], priced[LIGHTGBM]
+    print(f"priced {len(served):,} decisions each way ({time.perf_counter() - began:.0f} s)", flush=True)
+    made = decide_priced(events, served, policy)
     made_exact = decide_priced(events, exact, policy)
-    keep = np.array([p.head is not None for p in cheap])
+    keep = np.array([p.head is not None for p in served])
     k = policy.max_reasons
     rows = made[keep].reset_index(drop=True)
-    rows["cheap"] = [codes(p, k) for p, ok in zip(cheap, keep, strict=True) if ok]
-    rows["exact"] = [codes(p, k) for p, ok in zip(exact, keep, strict=True) if ok]
-    rows["served"] = [
-        e if d == "decline" else c
-        for c, e, d in zip(rows["cheap"], rows["exact"], rows["decision"], strict=True)
-    ]
-    flips = int((made["decision"] != made_exact["decision"]).sum())
-    p_cheap = np.array([p.head.p_loss for p in cheap if p.head is not None])
+    for name, attribution in (("served", TREESHAP), ("saabas", SAABAS), ("exact", LIGHTGBM)):
+        rows[name] = [codes(p, k) for p, ok in zip(priced[attribution], keep, strict=True) if ok]
+    p_served = np.array([p.head.p_loss for p in served if p.head is not None])
     p_exact = np.array([p.head.p_loss for p in exact if p.head is not None])
-    loss_diff = sum(
-        a.head.expected_loss != b.head.expected_loss for a, b in zip(cheap, exact, strict=True) if a.head
+    losses = sum(
+        a.head.expected_loss != b.head.expected_loss for a, b in zip(served, exact, strict=True) if a.head
     )
     print(
-        f"window: the last {args.days} days of the export; {len(made):,} decisions, {int(keep.sum()):,} priced by a "
-        f"head (the rest unrated); max_reasons {k}"
+        f"window: the last {args.days} days of the export; {len(made):,} decisions, {int(keep.sum()):,} priced "
+        f"by a head (the rest unrated); max_reasons {k}"
     )
     print(
-        f"pricing from leaf sums vs exact TreeSHAP's sum: max |p_loss diff| {np.abs(p_cheap - p_exact).max():.2e}; "
-        f"p_loss (6 decimals) differs {int((np.round(p_cheap, 6) != np.round(p_exact, 6)).sum())}; "
-        f"expected loss differs {loss_diff}; decisions differ {flips}"
+        f"pricing with TreeSHAP tables vs LightGBM's contributions: max |p_loss diff| "
+        f"{np.abs(p_served - p_exact).max():.2e}; p_loss (6 decimals) differs "
+        f"{int((np.round(p_served, 6) != np.round(p_exact, 6)).sum())}; expected loss differs {losses}; "
+        f"decisions differ {int((made['decision'] != made_exact['decision']).sum())}"
     )
     for service in ("presale_ship_before_balance", "fast_refund", None):
         part = rows if service is None else rows[rows["service"] == service]
-        print(f"\n{service or 'overall'}:")
+        print(f"\n{service or 'overall'} (against LightGBM's TreeSHAP):")
         for label, subset in (("all", part), ("approvals", part[part["decision"] == "approve"]),
                               ("declines", part[part["decision"] == "decline"])):  # fmt: skip
-            print(f"  {label:<10} cheap   {agreement(subset, 'cheap')}")
-            print(f"  {'':<10} served  {agreement(subset, 'served')}")
+            print(f"  {label:<10} served  {agreement(subset, 'served')}")
+            print(f"  {'':<10} saabas  {agreement(subset, 'saabas')}")
     print("\ncost of the head per decision (single row):")
-    for line in timings(cheap, lives, events, args.timed):
+    for line in timings(served, lives, events, args.timed):
         print(line)
     print(f"\nload average at end (1/5/15 min): {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return 0
