@@ -140,7 +140,7 @@ def timings(served: list, lives: dict, events: list, n: int) -> list[str]:
             continue
         head = lives[picked[0][1].snapshot_day].rating.model.heads[service]
         one_row = head._predictors()
-        shap, saabas = head._table(one_row, TREESHAP), head._table(one_row, SAABAS)
+        shap, saabas = head._table(TREESHAP), head._table(SAABAS)
         steps = {
             "TreeSHAP from per-leaf tables": shap.contributions,
             "TreeSHAP by LightGBM (single row)": one_row["contrib"],

@@ -110,6 +110,7 @@ class ServiceHead:
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state.pop("_one_row", None)  # C predictors of this process, rebuilt on first use
+        state.pop("_tables", None)  # per-leaf tables, rebuilt on first use
         state["base"] = _booster_state(self.base)
         state["proxy"] = _booster_state(self.proxy)
         state["normal"] = _booster_state(self.normal)
@@ -145,8 +146,7 @@ class ServiceHead:
     def _predictors(self) -> dict[str, Any]:
         """What one row needs, made on first use: the single-row predictors (base raw, leaf indices
         and contributions, proxy and normal raw), the names of what ``explain`` attributes (the
-        inputs, then ``UPLIFT`` with a proxy), the masks of ``never`` sets over them, and the base's
-        tables (``_tables``: each built when first asked for)."""
+        inputs, then ``UPLIFT`` with a proxy) and the masks of ``never`` sets over them."""
         cached = self.__dict__.get("_one_row")
         if (
             cached is None
@@ -162,7 +162,6 @@ class ServiceHead:
                 "raw": SingleRowPredictor(self.base, "raw"),
                 "leaf": SingleRowPredictor(self.base, "leaf"),
                 "contrib": SingleRowPredictor(self.base, "contrib"),
-                "tables": {},
                 "proxy": None if self.proxy is None else SingleRowPredictor(self.proxy, "raw"),
                 "normal": None if self.normal is None else SingleRowPredictor(self.normal, "raw"),
                 "names": names,
@@ -236,13 +235,22 @@ class ServiceHead:
             out = self._less_normal(out, normal)
         return out
 
-    def _table(self, predictors: dict[str, Any], attribution: str) -> Any:
+    def _table(self, attribution: str) -> Any:
         """The base's per-leaf table for ``attribution`` (TreeSHAP's or Saabas'), built on first use
-        (about half a second for a head of a hundred 15-leaf trees)."""
-        tables = predictors["tables"]
+        (about half a second for a head of a hundred 15-leaf trees) and never pickled."""
+        cached = self.__dict__.get("_tables")
+        if cached is None or cached[0] is not self.base:
+            cached = (self.base, {})
+            self.__dict__["_tables"] = cached
+        tables = cached[1]
         if attribution not in tables:
             tables[attribution] = (path_shap if attribution == TREESHAP else leaf_table)(self.base)
         return tables[attribution]
+
+    def prepare(self) -> None:
+        """Build the TreeSHAP tables decisions cite now rather than on the first decision (plain
+        arrays: safe to build before a server forks its workers)."""
+        self._table(TREESHAP)
 
     def explain(
         self, signals: np.ndarray, context: np.ndarray, attribution: str = TREESHAP
@@ -274,11 +282,11 @@ class ServiceHead:
             logit = float(contrib.sum())  # the contributions and the bias add up to the raw score
             contrib = contrib[:-1]
         elif attribution == TREESHAP:
-            table = self._table(predictors, TREESHAP)
+            table = self._table(TREESHAP)
             contrib = table.contributions(x)
             logit = float(contrib.sum()) + table.bias
         else:
-            table = self._table(predictors, SAABAS)
+            table = self._table(SAABAS)
             ids = table.leaf_ids(predictors["leaf"](x))
             logit, contrib = table.raw_score(ids), table.contributions(ids)
         if predictors["treatment"] is not None:

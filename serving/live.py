@@ -251,6 +251,15 @@ def load_model(config: ServingConfig) -> Any:
     return load_rating(config.model_uri)
 
 
+def prepared(rating: Any) -> Any:
+    """``rating`` with its heads ready to explain a decision (their TreeSHAP tables built,
+    ``ServiceHead.prepare``: about a second for the champion's), so no request pays for it."""
+    for head in (*rating.model.heads.values(), rating.model.review_head):
+        if head is not None:
+            head.prepare()
+    return rating
+
+
 def model_version_now(config: ServingConfig) -> str | None:
     """The registry version the model URI points at now (None when it is not a registry alias)."""
     if not config.model_uri.startswith("models:/") or "@" not in config.model_uri:
@@ -360,7 +369,7 @@ def load_live(
         )
     if "model" in parts:
         try:
-            live = replace(live, rating=load_model(config), model_error=None)
+            live = replace(live, rating=prepared(load_model(config)), model_error=None)
         except Exception as exc:  # noqa: BLE001 - any failure to load leaves the service degraded, not down
             log.exception("model %s failed to load", config.model_uri)
             if previous is None or previous.rating is None:
