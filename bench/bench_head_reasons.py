@@ -81,8 +81,8 @@ def agreement(rows: pd.DataFrame, column: str) -> str:
     lo, hi = wilson(same, n)
     lo1, hi1 = wilson(top1, n)
     return (
-        f"n {n:>6,}  identical {same / n:6.1%} [{lo:.1%}, {hi:.1%}]  "
-        f"top-1 {top1 / n:6.1%} [{lo1:.1%}, {hi1:.1%}]  overlap {overlap:.3f}"
+        f"n {n:>6,}  identical {same:>6,} {same / n:6.1%} [{lo:.1%}, {hi:.1%}]  "
+        f"top-1 {top1:>6,} {top1 / n:6.1%} [{lo1:.1%}, {hi1:.1%}]  overlap {overlap:.3f}"
     )
 
 
