@@ -23,7 +23,7 @@ import pandas as pd
 
 from features.hard_facts import CAPPED_MAX_STAR, FLOOR_STAR, HARD_FACTS
 from rating.calibrate import Calibration
-from rating.heads import RowRisk, ServiceHead
+from rating.heads import TREESHAP, RowRisk, ServiceHead
 from rating.reasons import Reason, ReasonCatalogue, ReasonTable, reason_points, top_k, top_reasons
 from rating.scale import SCORE_MIN, ScoreScale, p_to_score, score_to_star, validate_cuts
 
@@ -141,6 +141,7 @@ class RatingModel(mlflow.pyfunc.PythonModel):
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["booster"] = None  # the booster travels as a text artifact, not in the pickle
+        state.pop("_never", None)  # rebuilt on first use
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -244,10 +245,17 @@ class RatingModel(mlflow.pyfunc.PythonModel):
         return self.catalogue.codes[j], self.catalogue.texts[j]
 
     def never_reasons(self) -> frozenset[str]:
-        """Signals that are never a reason (the volume of activity); empty without a catalogue."""
-        if self.catalogue is None:
-            return frozenset()
-        return frozenset(n for n, m in zip(self.signal_names, self.catalogue.member, strict=True) if m < 0)
+        """Signals that are never a reason (the volume of activity); empty without a catalogue.
+        Computed once per catalogue (every decision asks; never pickled)."""
+        cached = self.__dict__.get("_never")
+        if cached is None or cached[0] is not self.catalogue:
+            never = frozenset()
+            if self.catalogue is not None:
+                member = self.catalogue.member.tolist()
+                never = frozenset(n for n, m in zip(self.signal_names, member, strict=True) if m < 0)
+            cached = (self.catalogue, never)
+            self.__dict__["_never"] = cached
+        return cached[1]
 
     def reasons(self, x: np.ndarray, k: int = 4) -> list[Reason]:
         """The hard facts capping this row, then up to ``k`` reasons that lowered its score most
@@ -312,14 +320,16 @@ class RatingModel(mlflow.pyfunc.PythonModel):
         k: int = 4,
         texts: Mapping[str, str] | None = None,
         caps: Sequence[Reason] = (),
+        attribution: str = TREESHAP,
     ) -> RowRisk | None:
         """``ServiceHead.risk`` of ``service``'s head on one opportunity (None: no head for it); the
-        volume of activity is never a reason (``never_reasons``)."""
+        volume of activity is never a reason (``never_reasons``); ``attribution``: how reasons are
+        ranked (``ServiceHead.explain``)."""
         head = self.heads.get(service)
         if head is None:
             return None
         never = self.never_reasons() if k else frozenset()
-        return head.risk(np.asarray(x, np.float64), opportunity, k, texts, never, caps)
+        return head.risk(np.asarray(x, np.float64), opportunity, k, texts, never, caps, attribution)
 
     def frame_to_matrix(self, frame: pd.DataFrame) -> np.ndarray:
         """Signal columns of ``frame`` in model order; raises ``ValueError`` naming missing signals."""

@@ -21,6 +21,13 @@ Boosters travel inside the pickle as LightGBM model text, so the head needs no e
 One row at a time (``explain``, ``row_logit``: a decision) goes through LightGBM's single-row
 fast path (``rating.single_row``), set up on first use and never pickled; many rows through
 ``Booster.predict``.
+
+A decision's reasons (``explain``, ``risk``) are exact TreeSHAP of the base, from per-leaf tables
+(``rating.path_shap``: the same attribution as LightGBM's ``pred_contrib``, at less than half its
+cost for one row); LightGBM's own (``LIGHTGBM``) and Saabas' from per-leaf paths (``SAABAS``,
+``rating.leaf_paths``: one leaf walk, but it agrees with TreeSHAP's top four for only a quarter of
+decisions, ``bench/bench_head_reasons.py``) are there to compare. Tables are built on first use and
+never pickled.
 """
 
 from __future__ import annotations
@@ -34,10 +41,16 @@ import lightgbm as lgb
 import numpy as np
 
 from rating.context import context_row
+from rating.leaf_paths import leaf_table
+from rating.path_shap import path_shap
 from rating.reasons import Reason, top_reasons
 from rating.single_row import SingleRowPredictor
 
 UPLIFT = "moral_hazard"  # the uplift's name among a head's reasons
+TREESHAP = "treeshap"  # exact TreeSHAP from per-leaf tables (rating.path_shap): what decisions cite
+LIGHTGBM = "lightgbm"  # exact TreeSHAP by LightGBM (pred_contrib through the single-row path)
+SAABAS = "saabas"  # Saabas from per-leaf path tables (rating.leaf_paths) and one leaf walk
+ATTRIBUTIONS = (TREESHAP, LIGHTGBM, SAABAS)
 
 
 @dataclass(frozen=True)
@@ -97,6 +110,7 @@ class ServiceHead:
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state.pop("_one_row", None)  # C predictors of this process, rebuilt on first use
+        state.pop("_tables", None)  # per-leaf tables, rebuilt on first use
         state["base"] = _booster_state(self.base)
         state["proxy"] = _booster_state(self.proxy)
         state["normal"] = _booster_state(self.normal)
@@ -129,9 +143,10 @@ class ServiceHead:
             context[:, self.context_names.index(self.treatment)] = 1.0
         return np.hstack([signals, context])
 
-    def _predictors(self) -> dict[str, SingleRowPredictor | tuple[str, ...] | int | None]:
-        """The single-row predictors (base raw, base contributions, proxy raw) and the input names,
-        made on first use."""
+    def _predictors(self) -> dict[str, Any]:
+        """What one row needs, made on first use: the single-row predictors (base raw, leaf indices
+        and contributions, proxy and normal raw), the names of what ``explain`` attributes (the
+        inputs, then ``UPLIFT`` with a proxy) and the masks of ``never`` sets over them."""
         cached = self.__dict__.get("_one_row")
         if (
             cached is None
@@ -145,11 +160,14 @@ class ServiceHead:
                 "proxy_booster": self.proxy,
                 "normal_booster": self.normal,
                 "raw": SingleRowPredictor(self.base, "raw"),
+                "leaf": SingleRowPredictor(self.base, "leaf"),
                 "contrib": SingleRowPredictor(self.base, "contrib"),
                 "proxy": None if self.proxy is None else SingleRowPredictor(self.proxy, "raw"),
                 "normal": None if self.normal is None else SingleRowPredictor(self.normal, "raw"),
                 "names": names,
+                "explained": names if self.proxy is None else (*names, UPLIFT),
                 "treatment": None if self.treatment is None else names.index(self.treatment),
+                "masks": {},
             }
             self.__dict__["_one_row"] = cached
         return cached
@@ -217,33 +235,79 @@ class ServiceHead:
             out = self._less_normal(out, normal)
         return out
 
-    def explain(self, signals: np.ndarray, context: np.ndarray) -> tuple[float, np.ndarray, list[str]]:
-        """One row's log-odds and what made it, from a single pass (exact TreeSHAP of the base,
-        through the single-row fast path; only the first row is explained).
+    def _table(self, attribution: str) -> Any:
+        """The base's per-leaf table for ``attribution`` (TreeSHAP's or Saabas'), built on first use
+        (about half a second for a head of a hundred 15-leaf trees) and never pickled."""
+        cached = self.__dict__.get("_tables")
+        if cached is None or cached[0] is not self.base:
+            cached = (self.base, {})
+            self.__dict__["_tables"] = cached
+        tables = cached[1]
+        if attribution not in tables:
+            tables[attribution] = (path_shap if attribution == TREESHAP else leaf_table)(self.base)
+        return tables[attribution]
+
+    def prepare(self) -> None:
+        """Build the TreeSHAP tables decisions cite now rather than on the first decision (plain
+        arrays: safe to build before a server forks its workers)."""
+        self._table(TREESHAP)
+
+    def explain(
+        self, signals: np.ndarray, context: np.ndarray, attribution: str = TREESHAP
+    ) -> tuple[float, np.ndarray, tuple[str, ...]]:
+        """One row's log-odds and what made it, from a single pass (only the first row is explained).
+
+        Args:
+            signals: ``len(signal_names)`` values, or one row of them (NaN: missing).
+            context: ``len(context_names)`` values, or one row; the treatment column is overwritten with 1.
+            attribution: ``TREESHAP`` (default: exact TreeSHAP of the base from per-leaf tables),
+                ``LIGHTGBM`` (the same by LightGBM, through the single-row path) or ``SAABAS``.
 
         Returns:
-            ``(logit, contributions, names)``: the log-odds (as ``logit``), and per input the
-            TreeSHAP contribution of the base (the treatment column's set to 0: it is 1 for every
-            approval, not a reason), then the uplift as ``UPLIFT`` when there is one. With a normal
-            arm the log-odds are the increment's and the contributions still the base's (what
-            raised the loss if approved).
+            ``(logit, contributions, names)``: the log-odds (as ``logit``: the base's contributions
+            and bias summed, plus the uplift), and per input the base's contribution (the treatment
+            column's set to 0: it is 1 for every approval, not a reason), then the uplift as
+            ``UPLIFT`` when there is one. With a normal arm the log-odds are the increment's and the
+            contributions still the base's (what raised the loss if approved).
+
+        Raises:
+            ValueError: Unknown ``attribution``, or a row with the wrong number of values.
         """
+        if attribution not in ATTRIBUTIONS:
+            raise ValueError(f"attribution: must be one of {', '.join(ATTRIBUTIONS)}, got {attribution!r}")
         predictors = self._predictors()
         x = self.inputs(signals, context)[0]
-        contrib = predictors["contrib"](x)
-        logit = float(contrib.sum())  # the contributions and the bias add up to the raw score
-        names = list(predictors["names"])
-        contrib = contrib[:-1]
+        if attribution == LIGHTGBM:
+            contrib = predictors["contrib"](x)
+            logit = float(contrib.sum())  # the contributions and the bias add up to the raw score
+            contrib = contrib[:-1]
+        elif attribution == TREESHAP:
+            table = self._table(TREESHAP)
+            contrib = table.contributions(x)
+            logit = float(contrib.sum()) + table.bias
+        else:
+            table = self._table(SAABAS)
+            ids = table.leaf_ids(predictors["leaf"](x))
+            logit, contrib = table.raw_score(ids), table.contributions(ids)
         if predictors["treatment"] is not None:
             contrib[predictors["treatment"]] = 0.0
         uplift = self._row_uplift(np.atleast_2d(np.asarray(signals, np.float64))[0], predictors)
         if uplift is not None:
             logit += uplift
-            contrib, names = np.append(contrib, uplift), [*names, UPLIFT]
+            contrib = np.append(contrib, uplift)
         if predictors["normal"] is not None:
             normal = float(predictors["normal"](x[len(self.signal_names) :])[0])
             logit = float(self._less_normal(logit, normal))
-        return logit, contrib, names
+        return logit, contrib, predictors["explained"]
+
+    def _never_mask(self, never: frozenset[str]) -> np.ndarray:
+        """Which of ``explain``'s names are in ``never``: computed once per set."""
+        masks = self._predictors()["masks"]
+        mask = masks.get(never)
+        if mask is None:
+            mask = np.array([n in never for n in self._predictors()["explained"]], dtype=bool)
+            masks[never] = mask
+        return mask
 
     def risk(
         self,
@@ -253,6 +317,7 @@ class ServiceHead:
         texts: Mapping[str, str] | None = None,
         never: frozenset[str] = frozenset(),
         caps: Sequence[Reason] = (),
+        attribution: str = TREESHAP,
     ) -> RowRisk:
         """One opportunity's probability of a loss if approved and its reasons, in one pass.
 
@@ -264,6 +329,8 @@ class ServiceHead:
                 one is its own text.
             never: Inputs that are never a reason (the volume of activity).
             caps: The hard facts capping the buyer's star: the first reasons, as given.
+            attribution: How the reasons are ranked (``explain``; default exact TreeSHAP from
+                per-leaf tables).
 
         Returns:
             ``p_loss`` (the sigmoid of ``explain``'s log-odds) and up to ``k`` reasons.
@@ -271,8 +338,9 @@ class ServiceHead:
         context = context_row(opportunity)
         if k == 0:
             return RowRisk(1.0 / (1.0 + math.exp(-self.row_logit(signals, context))))
-        logit, contrib, names = self.explain(signals, context)  # one pass of exact TreeSHAP
-        contrib = np.where([n in never for n in names], -np.inf, contrib)
+        logit, contrib, names = self.explain(signals, context, attribution)
+        if never:
+            contrib = np.where(self._never_mask(never), -np.inf, contrib)
         found = top_reasons(contrib, names, texts or {}, k)
         return RowRisk(1.0 / (1.0 + math.exp(-logit)), tuple([*caps, *found][:k]))
 

@@ -11,6 +11,7 @@ reasons agree with exact TreeSHAP.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -117,12 +118,17 @@ def top_k(contributions: np.ndarray, k: int = 4) -> tuple[np.ndarray, np.ndarray
 
 
 def top_reasons(
-    contributions: np.ndarray, names: list[str], texts: dict[str, str], k: int = 4
+    contributions: np.ndarray, names: Sequence[str], texts: Mapping[str, str], k: int = 4
 ) -> list[Reason]:
-    """The ``k`` signals that raised the risk most (positive contributions only), largest first."""
+    """The ``k`` signals that raised the risk most (positive contributions only), largest first: as
+    ``top_k`` ranks one row (the same selection and the same order among ties), without its 2-D set-up."""
     c = np.asarray(contributions, dtype=np.float64).ravel()
-    index, value = top_k(c[None, :], k)
-    return [Reason(names[j], texts.get(names[j], names[j]), float(c[j])) for j in index[0].tolist() if j >= 0]
+    k = min(k, c.size)
+    if k == 0:
+        return []
+    top = np.argpartition(-c, k - 1)[:k]
+    top = top[np.argsort(-c[top], kind="stable")]
+    return [Reason(names[j], texts.get(names[j], names[j]), float(c[j])) for j in top.tolist() if c[j] > 0]
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import lightgbm as lgb
 import numpy as np
 from lightgbm.basic import _LIB, _safe_call
 
-KINDS = {"raw": 1, "contrib": 3}  # C_API_PREDICT_RAW_SCORE, C_API_PREDICT_CONTRIB
+KINDS = {"raw": 1, "leaf": 2, "contrib": 3}  # C_API_PREDICT_RAW_SCORE, _LEAF_INDEX, _CONTRIB
 _FLOAT64 = 1  # C_API_DTYPE_FLOAT64
 
 
@@ -40,13 +40,28 @@ def _library() -> ctypes.CDLL:
     return lib
 
 
+def _width(booster: lgb.Booster, kind: str) -> int:
+    """Values one prediction of ``kind`` gives: 1 raw score, one leaf index per tree used (up to the
+    best iteration if known, as ``Booster.predict``), or the contributions and the expected value."""
+    per_iteration = booster.num_model_per_iteration()
+    if kind == "contrib":
+        return (booster.num_feature() + 1) * per_iteration
+    if kind == "leaf":
+        iterations = booster.current_iteration()
+        if booster.best_iteration > 0:
+            iterations = min(booster.best_iteration, iterations)
+        return iterations * per_iteration
+    return per_iteration
+
+
 class SingleRowPredictor:
-    """Raw scores or TreeSHAP contributions of one booster, one dense row per call.
+    """Raw scores, leaf indices or TreeSHAP contributions of one booster, one dense row per call.
 
     Args:
         booster: The booster (kept alive as long as the predictor).
-        kind: ``raw`` (the raw score, log-odds for a binary model) or ``contrib`` (one
-            TreeSHAP contribution per feature, then the expected value).
+        kind: ``raw`` (the raw score, log-odds for a binary model), ``leaf`` (the index of the
+            row's leaf in each tree used, as float64) or ``contrib`` (one TreeSHAP contribution
+            per feature, then the expected value).
 
     Raises:
         ValueError: Unknown ``kind``.
@@ -58,7 +73,7 @@ class SingleRowPredictor:
         self.booster = booster
         self.kind = kind
         self.n_features = booster.num_feature()
-        self.width = (self.n_features + 1) * booster.num_model_per_iteration() if kind == "contrib" else 1
+        self.width = _width(booster, kind)
         self._lib = _library()
         handle = ctypes.c_void_p()
         _safe_call(
@@ -83,7 +98,8 @@ class SingleRowPredictor:
             row: ``n_features`` values (NaN: missing); converted to contiguous float64 if needed.
 
         Returns:
-            ``width`` float64 values: the raw score, or the contributions then the expected value.
+            ``width`` float64 values: the raw score, the leaf indices, or the contributions then the
+            expected value.
 
         Raises:
             ValueError: ``row`` does not have ``n_features`` values.

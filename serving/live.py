@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from rating.context import CONTEXT_TEXT, UPLIFT_TEXT, context_row
-from rating.heads import UPLIFT
+from rating.heads import TREESHAP, UPLIFT
 from serving.config import ServingConfig
 from serving.decide import DEGRADED, THIN_FILE, BuyerRating, Finding, HeadRisk
 from serving.policy import Policy, check_signals, load_policy
@@ -173,13 +173,16 @@ class Live:
             caps=_findings(rated.caps),
         )
 
-    def head_risk(self, request: DecisionRequest, rating: BuyerRating, now: datetime) -> HeadRisk | None:
+    def head_risk(
+        self, request: DecisionRequest, rating: BuyerRating, now: datetime, attribution: str = TREESHAP
+    ) -> HeadRisk | None:
         """The service head's probability and expected loss for this opportunity (None: no head).
 
         The context comes from the request (``opportunity``, read by ``rating.context`` as training
         reads it); the reasons are the hard facts capping the buyer, then the signals and context
-        that raised the head's log-odds most (exact TreeSHAP of one row), then the moral-hazard
-        uplift if positive (``RatingModel.service_risk``).
+        that raised the head's log-odds most (exact TreeSHAP of one row, from per-leaf tables;
+        ``attribution`` says otherwise: ``ServiceHead.explain``), then the moral-hazard uplift if
+        positive (``RatingModel.service_risk``).
         """
         if rating.row is None:
             return None
@@ -191,6 +194,7 @@ class Live:
             self.policy.max_reasons,
             self.head_texts,
             caps,
+            attribution,
         )
         if risk is None:
             return None
@@ -245,6 +249,15 @@ def load_model(config: ServingConfig) -> Any:
 
     mlflow.set_tracking_uri(config.mlflow_tracking_uri)
     return load_rating(config.model_uri)
+
+
+def prepared(rating: Any) -> Any:
+    """``rating`` with its heads ready to explain a decision (their TreeSHAP tables built,
+    ``ServiceHead.prepare``: about a second for the champion's), so no request pays for it."""
+    for head in (*rating.model.heads.values(), rating.model.review_head):
+        if head is not None:
+            head.prepare()
+    return rating
 
 
 def model_version_now(config: ServingConfig) -> str | None:
@@ -356,7 +369,7 @@ def load_live(
         )
     if "model" in parts:
         try:
-            live = replace(live, rating=load_model(config), model_error=None)
+            live = replace(live, rating=prepared(load_model(config)), model_error=None)
         except Exception as exc:  # noqa: BLE001 - any failure to load leaves the service degraded, not down
             log.exception("model %s failed to load", config.model_uri)
             if previous is None or previous.rating is None:

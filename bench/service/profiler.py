@@ -24,7 +24,9 @@ def _timed(name: str, fn, items: list, table: list) -> list:
 
 
 def _profile_head(live, service: str, pairs: list, now, table: list) -> None:
-    """One service head: ``Booster.predict`` contributions vs the single-row path, and all of ``head_risk``."""
+    """One service head: ``Booster.predict`` contributions vs the single-row path and the per-leaf
+    TreeSHAP tables (what ``head_risk`` uses), and all of ``head_risk``."""
+    from rating.heads import TREESHAP
     from serving.live import request_context
 
     head = live.rating.model.heads.get(service)
@@ -36,6 +38,7 @@ def _profile_head(live, service: str, pairs: list, now, table: list) -> None:
         for r, b in some
     ]
     contrib = head._predictors()["contrib"]
+    tables = head._table(TREESHAP)
     trees = head.base.num_trees()
     _timed(
         f"  {service}: Booster.predict(pred_contrib=True), {trees} trees",
@@ -44,6 +47,7 @@ def _profile_head(live, service: str, pairs: list, now, table: list) -> None:
         table,
     )
     _timed(f"  {service}: single-row contributions (C API)", lambda x: contrib(x[0]), inputs, table)
+    _timed(f"  {service}: TreeSHAP from per-leaf tables", lambda x: tables.contributions(x[0]), inputs, table)
     _timed(f"  {service}: head_risk", lambda p: live.head_risk(p[0], p[1], now), some, table)
 
 
@@ -79,7 +83,9 @@ def _profile_pieces(s, raws: list[bytes], table: list) -> None:
     )
     for service in ("presale_ship_before_balance", "fast_refund"):
         _profile_head(live, service, pairs, now, table)
-    priced = _timed("rating and head, both services (assess)", lambda r: assess(r, live, now), requests, table)
+    priced = _timed(
+        "rating and head, both services (assess)", lambda r: assess(r, live, now), requests, table
+    )
     decisions = _timed("policy (decide)", lambda p: p.decide(policy, Usage()), priced, table)
     outs = _timed(
         "answer (respond)",

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from rating.calibrate import Calibration, fit_platt, newton_logistic
-from rating.reasons import fit_reason_table, top_reasons
+from rating.reasons import fit_reason_table, top_k, top_reasons
 
 
 def test_platt_recovers_a_known_miscalibration():
@@ -54,3 +54,15 @@ def test_top_reasons_keep_only_risk_raising_signals_in_order():
     reasons = top_reasons(np.array([0.1, -0.5, 0.7, 0.0, 0.3]), list("abcde"), {"c": "text c"}, k=4)
     assert [r.code for r in reasons] == ["c", "e", "a"]
     assert reasons[0].text == "text c" and reasons[1].text == "e"
+
+
+def test_top_reasons_of_one_row_rank_as_top_k_ties_and_never_included():
+    rng = np.random.default_rng(5)
+    for _ in range(2000):
+        n, k = int(rng.integers(1, 60)), int(rng.integers(1, 6))
+        c = rng.normal(size=n).round(int(rng.integers(0, 2)))  # rounded: many ties
+        c[rng.random(n) < 0.3] = -np.inf  # never a reason
+        names = [f"s{j}" for j in range(n)]
+        index, _ = top_k(c[None, :], k)
+        expected = [names[j] for j in index[0].tolist() if j >= 0]
+        assert [r.code for r in top_reasons(c, names, {}, k)] == expected

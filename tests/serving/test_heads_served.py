@@ -1,5 +1,6 @@
 """The service head scored per request with the request's own context, and the expected-loss allowance."""
 
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -8,8 +9,13 @@ import pytest
 import yaml
 
 from rating.context import presale_context, refund_context
+from rating.heads import LIGHTGBM
+from serving.config import ServingConfig
+from serving.handle import assess, handle_decision
+from serving.http.metrics import Metrics
+from serving.ledger.in_memory import MemoryLedger
 from serving.live import request_context
-from serving.schema import DecisionRequest, Order, Refund
+from serving.schema import DecisionRequest, Order, Refund, parse_decision
 from tests.serving.conftest import API_KEY
 from training.heads import context_matrix
 
@@ -112,3 +118,37 @@ def test_request_context_equals_the_training_context():
         request_context(refund, now, 2),
         refund_context([50.0], [200.0], ["return_and_refund"], ["damaged"], [2], ["apparel"], [11.5]),
     )
+
+
+def test_answers_cite_lightgbm_treeshap_and_price_as_before(
+    heads_client, presale_body, refund_body, buyer_with_star
+):
+    """Every answer's reasons are what LightGBM's own TreeSHAP ranks (the per-leaf tables give the
+    same attribution), and ``p_loss`` and the expected loss are what its contributions summed to."""
+    live = heads_client.application.extensions["buyer_trust"].runtime.live
+    config, ledger, metrics = ServingConfig(watch_interval_s=0), MemoryLedger(), Metrics()
+    now = datetime(2026, 12, 7, 12)
+    bodies = [
+        presale_body(buyer_with_star(star, nth), amount, request_id=f"p{star}{nth}{amount}", order_id=i)
+        for i, (star, nth, amount) in enumerate(
+            (s, n, a) for s in (4, 5) for n in range(3) for a in (300, 4000, 19000)
+        )
+    ] + [
+        refund_body(buyer_with_star(star, nth), amount, request_id=f"r{star}{nth}{amount}", refund_id=i)
+        for i, (star, nth, amount) in enumerate(
+            (s, n, a) for s in (4, 5) for n in range(3) for a in (30, 900)
+        )
+    ]
+    seen, cited = set(), 0
+    for body in bodies:
+        answer = handle_decision(body, live, ledger, config, metrics, 0.0, "k", now).body
+        request = parse_decision(body, config.max_amount, live.policy.currency, live.policy.decimals)
+        rating = assess(request, live, now).rating
+        lightgbm = live.head_risk(request, rating, now, LIGHTGBM)
+        assert answer["p_loss"] == round(lightgbm.p_loss, 6)
+        assert answer["expected_loss"] * 100 == pytest.approx(lightgbm.expected_loss, abs=1e-6)
+        expected = lightgbm.reasons or rating.reasons  # nothing raised the head's risk: the rating's
+        assert [r["code"] for r in answer["reasons"]] == [f.code for f in expected][: live.policy.max_reasons]
+        seen.add(answer["decision"])
+        cited += bool(lightgbm.reasons)
+    assert seen == {"approve", "decline"} and cited > len(bodies) // 2
