@@ -34,8 +34,8 @@ from bench.machine import describe
 from rating.artifact import load_rating
 from training.dataset import SNAPSHOTS, assemble_cached
 from training.evaluation.truth import opportunity_truth
-from training.heads import UPLIFT_ROWS, _weight, add_uplift, context_matrix
-from training.opportunities import PRESALE, legacy_decisions
+from training.heads import UPLIFT_ROWS, _weight, add_uplift, context_matrix, fit_proxy
+from training.opportunities import FAST_REFUND, PRESALE, legacy_decisions
 from training.policy.backtest import search_and_judge
 from training.policy.proposal import candidate_policy
 from training.progress import Progress
@@ -106,6 +106,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"the presale head of {args.model_uri} by window, with the truth:")
     print(calibration_by_window(rating.model.heads[PRESALE], frames, split, args.data), flush=True)
     reviewed = yaml.safe_load(BASE_POLICY.read_text())
+    proxy = rating.model.heads[PRESALE].proxy
+    if proxy is None:  # a head with a constant shift: the proxy its slope would use, fitted as training would
+        progress("the champion's presale head has no proxy: fitting it ...")
+        refunds = [split.opportunities_in(frames[FAST_REFUND], w) for w in ("train", "valid")]
+        proxy = fit_proxy(*refunds, rating.model.heads[PRESALE].signal_names, args.seed, progress)
     lines = []
     for text in args.knots.split(","):
         knot = _knot(text)
@@ -116,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         base = dataclasses.replace(
             fitted, proxy=None, uplift=(0.0, 0.0), knot=None, metrics=dict(fitted.metrics)
         )
-        head = add_uplift(base, fitted.proxy, valid, knot, args.fit_on)
+        head = add_uplift(base, proxy, valid, knot, args.fit_on)
         model.heads = {**model.heads, PRESALE: head}
         ll = log_likelihood(head, valid)
         progress(

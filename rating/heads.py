@@ -8,8 +8,9 @@
   *uplift* ``a + b * max(proxy, knot)`` prices what history rarely shows: the moral hazard of
   shipping early. ``proxy`` is a buyer-level LightGBM (the log-odds that a refund request of this
   buyer turns into a loss: opportunism), and ``a``, ``b`` are fitted on the exploration presales
-  that were shipped early at random, flat below the knot (``docs/decisions.md``). Refund heads
-  have no uplift.
+  that were shipped early at random, flat below the knot (``docs/decisions.md``). Without a proxy
+  the uplift is the constant shift ``a`` (what training fits today: ``training.heads.add_shift``),
+  the same for every presale and so never one of its reasons. Refund heads have no uplift.
 
 A refund head prices what paying fast *adds*: paid fast, every bad request is a loss
 (``sigmoid(base)``); handled normally, the money goes out only if normal handling approves it
@@ -87,7 +88,8 @@ class ServiceHead:
         base: LightGBM on ``signal_names + context_names``.
         treatment: Context column set to 1 when pricing an approval (None: no treatment).
         proxy: Buyer-level LightGBM on ``signal_names`` whose log-odds drive the uplift (or None).
-        uplift: ``(a, b)`` of the uplift ``a + b * max(proxy log-odds, knot)``.
+        uplift: ``(a, b)`` of the uplift ``a + b * max(proxy log-odds, knot)``; without a proxy the
+            uplift is the constant ``a`` (the same for every presale: never a reason).
         knot: Proxy log-odds below which the uplift is flat (None: linear everywhere). A linear
             uplift extrapolated below the buyers it was fitted on says shipping early lowers their
             risk; the knot holds them at what the fitted buyers of low proxy showed.
@@ -173,8 +175,8 @@ class ServiceHead:
         return cached
 
     def _row_uplift(self, signals: np.ndarray, predictors: dict) -> float | None:
-        if predictors["proxy"] is None:
-            return None
+        if predictors["proxy"] is None:  # a constant shift, or none
+            return self.uplift[0] if self.uplift[0] else None
         return float(self.uplift_of(predictors["proxy"](signals)[:1])[0])
 
     def uplift_of(self, proxy_logit: np.ndarray) -> np.ndarray:
@@ -210,10 +212,10 @@ class ServiceHead:
         return logit
 
     def uplift_logit(self, signals: np.ndarray) -> np.ndarray | None:
-        """The uplift (``uplift_of``) per row (None without a proxy)."""
-        if self.proxy is None:
-            return None
+        """The uplift (``uplift_of``) per row; without a proxy the constant ``a`` (None when 0)."""
         rows = np.atleast_2d(np.asarray(signals, np.float64))
+        if self.proxy is None:
+            return np.full(len(rows), self.uplift[0]) if self.uplift[0] else None
         return self.uplift_of(self.proxy.predict(rows, raw_score=True, num_threads=1))
 
     def logit(self, signals: np.ndarray, context: np.ndarray) -> np.ndarray:
@@ -294,6 +296,7 @@ class ServiceHead:
         uplift = self._row_uplift(np.atleast_2d(np.asarray(signals, np.float64))[0], predictors)
         if uplift is not None:
             logit += uplift
+        if uplift is not None and self.proxy is not None:  # a constant shift is nobody's reason
             contrib = np.append(contrib, uplift)
         if predictors["normal"] is not None:
             normal = float(predictors["normal"](x[len(self.signal_names) :])[0])

@@ -7,8 +7,8 @@ import pytest
 
 from features.contract import CATEGORIES
 from rating.context import PRESALE_CONTEXT, TREATMENT
-from rating.heads import ServiceHead
-from training.heads import add_uplift, context_matrix
+from rating.heads import UPLIFT, ServiceHead
+from training.heads import add_shift, add_uplift, context_matrix
 from training.opportunities import PRESALE
 
 SIGNALS = ["s0", "s1", "s2"]
@@ -96,3 +96,50 @@ def test_the_legacy_rules_own_shipped_presales_are_left_out_of_the_fit(world):
     assert everything.uplift_of(z)[lowest].mean() < explored.uplift_of(z)[lowest].mean() - 0.25
     with pytest.raises(ValueError, match="fitted_on"):
         _fitted(world, 0.5, fitted_on="all")
+
+
+@pytest.fixture(scope="module")
+def shifted(world):
+    """The world's presales relabelled with a constant shift of 0.8 when shipped early; a legacy-rule
+    shipped third (VIP, bureau 750) whose defaults carry no shift at all."""
+    head, _, rows, _, _ = world
+    rng = np.random.default_rng(1)
+    rows = rows.copy()
+    rule = rng.random(len(rows)) < 1 / 3
+    rows.loc[rule, "vip_last"], rows.loc[rule, "credit_score_last"] = 1.0, 750.0
+    logit = head.logit(rows[SIGNALS].to_numpy(), context_matrix(PRESALE, rows)) + np.where(rule, -5.0, 0.8)
+    rows["bad"] = (rng.random(len(rows)) < 1 / (1 + np.exp(-logit))).astype(int)
+    return head, rows
+
+
+def test_the_shift_is_fitted_on_the_explored_presales_alone_and_prices_every_path_alike(shifted):
+    head, rows = shifted
+    fresh = ServiceHead(
+        head.service, head.signal_names, head.context_names, head.base, treatment=head.treatment
+    )
+    fitted = add_shift(fresh, rows)
+    a, b = fitted.uplift
+    assert a == pytest.approx(0.8, abs=0.1) and b == 0.0  # the rule's third (no shift) did not pull it down
+    assert fitted.proxy is None and fitted.knot is None
+    assert fitted.metrics["uplift_rows"] == pytest.approx((rows["vip_last"] == 0).sum())
+    X, ctx = rows[SIGNALS].to_numpy()[:50], context_matrix(PRESALE, rows.iloc[:50])
+    np.testing.assert_allclose(fitted.logit(X, ctx), head.logit(X, ctx) + a)
+    one = {
+        "amount": 100.0,
+        "deposit": 10.0,
+        "category": CATEGORIES[0],
+        "due_in_days": 10.0,
+        "shipped_early": 1.0,
+    }
+    risk = fitted.risk(X[0], one, k=4)
+    assert risk.p_loss == pytest.approx(fitted.risk(X[0], one, k=0).p_loss, rel=1e-9)
+    assert all(r.code != UPLIFT for r in risk.reasons)  # the same for every presale: nobody's reason
+
+
+def test_without_a_default_among_the_explored_presales_the_shift_stays_zero(shifted):
+    head, rows = shifted
+    quiet = rows.assign(bad=0)
+    fresh = ServiceHead(
+        head.service, head.signal_names, head.context_names, head.base, treatment=head.treatment
+    )
+    assert add_shift(fresh, quiet).uplift == (0.0, 0.0)
