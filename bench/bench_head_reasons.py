@@ -140,13 +140,11 @@ def timings(served: list, lives: dict, events: list, n: int) -> list[str]:
             continue
         head = lives[picked[0][1].snapshot_day].rating.model.heads[service]
         one_row = head._predictors()
-        shap, saabas = head._table(TREESHAP), head._table(SAABAS)
+        shap, saabas, leaf = head._table(TREESHAP), head._table(SAABAS), head._compared("leaf")
         steps = {
             "TreeSHAP from per-leaf tables": shap.contributions,
-            "TreeSHAP by LightGBM (single row)": one_row["contrib"],
-            "Saabas (leaf walk + table)": lambda x, t=saabas, leaf=one_row["leaf"]: t.contributions(
-                t.leaf_ids(leaf(x))
-            ),
+            "TreeSHAP by LightGBM (single row)": head._compared("contrib"),
+            "Saabas (leaf walk + table)": lambda x, t=saabas, leaf=leaf: t.contributions(t.leaf_ids(leaf(x))),
             "raw score alone (single row)": one_row["raw"],
         }
         times: dict[str, list[float]] = {name: [] for name in steps}

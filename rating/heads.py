@@ -146,9 +146,10 @@ class ServiceHead:
         return np.hstack([signals, context])
 
     def _predictors(self) -> dict[str, Any]:
-        """What one row needs, made on first use: the single-row predictors (base raw, leaf indices
-        and contributions, proxy and normal raw), the names of what ``explain`` attributes (the
-        inputs, then ``UPLIFT`` with a proxy) and the masks of ``never`` sets over them."""
+        """What one row needs, made on first use: the single-row predictors a decision uses (base,
+        proxy and normal raw; ``compared`` holds the ones only ``explain``'s other attributions use,
+        made by ``_compared``), the names of what ``explain`` attributes (the inputs, then
+        ``UPLIFT`` with a proxy) and the masks of ``never`` sets over them."""
         cached = self.__dict__.get("_one_row")
         if (
             cached is None
@@ -162,8 +163,7 @@ class ServiceHead:
                 "proxy_booster": self.proxy,
                 "normal_booster": self.normal,
                 "raw": SingleRowPredictor(self.base, "raw"),
-                "leaf": SingleRowPredictor(self.base, "leaf"),
-                "contrib": SingleRowPredictor(self.base, "contrib"),
+                "compared": {},
                 "proxy": None if self.proxy is None else SingleRowPredictor(self.proxy, "raw"),
                 "normal": None if self.normal is None else SingleRowPredictor(self.normal, "raw"),
                 "names": names,
@@ -173,6 +173,14 @@ class ServiceHead:
             }
             self.__dict__["_one_row"] = cached
         return cached
+
+    def _compared(self, kind: str) -> SingleRowPredictor:
+        """The base's single-row predictor of ``kind`` (``leaf`` indices or LightGBM's ``contrib``utions)
+        for the attributions decisions do not cite, made on first use."""
+        made = self._predictors()["compared"]
+        if kind not in made:
+            made[kind] = SingleRowPredictor(self.base, kind)
+        return made[kind]
 
     def _row_uplift(self, signals: np.ndarray, predictors: dict) -> float | None:
         if predictors["proxy"] is None:  # a constant shift, or none
@@ -280,7 +288,7 @@ class ServiceHead:
         predictors = self._predictors()
         x = self.inputs(signals, context)[0]
         if attribution == LIGHTGBM:
-            contrib = predictors["contrib"](x)
+            contrib = self._compared("contrib")(x)
             logit = float(contrib.sum())  # the contributions and the bias add up to the raw score
             contrib = contrib[:-1]
         elif attribution == TREESHAP:
@@ -289,7 +297,7 @@ class ServiceHead:
             logit = float(contrib.sum()) + table.bias
         else:
             table = self._table(SAABAS)
-            ids = table.leaf_ids(predictors["leaf"](x))
+            ids = table.leaf_ids(self._compared("leaf")(x))
             logit, contrib = table.raw_score(ids), table.contributions(ids)
         if predictors["treatment"] is not None:
             contrib[predictors["treatment"]] = 0.0

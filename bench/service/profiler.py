@@ -37,7 +37,7 @@ def _profile_head(live, service: str, pairs: list, now, table: list) -> None:
         head.inputs(np.asarray(b.row, np.float64), request_context(r, now, live.policy.decimals))
         for r, b in some
     ]
-    contrib = head._predictors()["contrib"]
+    contrib = head._compared("contrib")
     tables = head._table(TREESHAP)
     trees = head.base.num_trees()
     _timed(
