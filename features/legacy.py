@@ -14,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
+VIP_SIGNAL = "vip_last"  # the signals the rules read at the decision instant
+CREDIT_SIGNAL = "credit_score_last"
 PRESALE_MIN_CREDIT_SCORE = 700
 FAST_REFUND_MAX_AMOUNT = 100.0
 FAST_REFUND_MIN_PHOTOS = 1

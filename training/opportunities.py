@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.legacy import legacy_fast_refund, legacy_presale
+from features.legacy import CREDIT_SIGNAL, VIP_SIGNAL, legacy_fast_refund, legacy_presale
 from features.outcomes import RETURN_KIND, presale_outcomes, refund_outcomes, refund_paid
 from features.pit import published_as_of
 
@@ -23,9 +23,6 @@ PRESALE = "presale_ship_before_balance"
 FAST_REFUND = "fast_refund"
 SERVICES = (PRESALE, FAST_REFUND)
 KEYS = {PRESALE: "order_id", FAST_REFUND: "refund_id"}
-# The registry signals the legacy rules read at the decision: VIP state and the latest external score.
-VIP_SIGNAL = "vip_last"
-CREDIT_SIGNAL = "credit_score_last"
 
 
 def _utc_us(s: pd.Series) -> pd.Series:

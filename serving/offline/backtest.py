@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from features.build import build_signals
+from features.legacy import CREDIT_SIGNAL, VIP_SIGNAL
 from features.outcomes import RETURN_KIND, presale_outcomes, refund_outcomes
 from features.pit import published_as_of
 from features.registry import get as get_signal
@@ -47,7 +48,7 @@ from serving.schema import Outcome, parse_decision
 
 KEY = "backtest"
 DAY = pd.Timedelta(days=1)
-LEGACY_SIGNALS = ("vip_last", "credit_score_last")  # what features.legacy reads at the decision
+LEGACY_SIGNALS = (VIP_SIGNAL, CREDIT_SIGNAL)  # what features.legacy reads at the decision
 TABLES = ("buyers", "orders", "presales", "refunds")
 
 

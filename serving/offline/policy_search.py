@@ -1,9 +1,10 @@
 """Propose a whole policy by backtest: the most money approved with the loss per unit's upper bound on target.
 
 For each service, the per-star limits of ``SEARCHED`` (the expected-loss allowance and the amount
-cap; for fast refunds also the refunded amount per quota window) and, for fast refunds, the amount
-above which evidence photos are required, are searched together (coordinate ascent over
-multiplicative steps) by deciding the window under
+cap; for fast refunds also the refunded amount per quota window), the fewest stars eligible
+(``min_stars``: a star below it is tried with the limits of the lowest star eligible and a share of
+its allowance, then searched like the others) and, for fast refunds, the amount above which evidence photos are required, are
+searched together (coordinate ascent over multiplicative steps) by deciding the window under
 each candidate with the service's own decision code and ledger rules
 (``serving.offline.backtest.decide_priced``: minimum stars, caps, deposit, exposure limits, quotas,
 evidence, hard declines, all of it). A candidate is feasible when the upper end of the 95%
@@ -48,6 +49,11 @@ EVIDENCE_SCALES = (0.5, 2.0, 5.0, 20.0)
 and the stated reason with the rest of the request, so the rule declines refunds the head calls
 safe: on the default run's test window the 986 requests it declined first carried a true
 incremental loss of 0.46% per unit, against 1.91% for the approved ones."""
+MIN_STAR = 1  # the lowest ``min_stars`` the search tries
+LOWER_STAR_ALLOWANCE = (1.0, 0.5, 0.25, 0.1)
+"""A star opened below ``min_stars`` starts with the lowest eligible star's caps and quotas and this share
+of its allowance (each tried): opened at the same allowance, the riskier band's loss can break the
+target where a stricter one would add money within it."""
 MAX_PASSES = 8  # passes of the coordinate ascent; it stops at the first pass that changes nothing
 COLUMN = {ALLOWANCE: "allowance", "amount_cap": "cap", "quota_amount": "quota_amount"}  # in ``curve``
 REPLICATES = 200
@@ -59,13 +65,18 @@ class Tried:
     """One candidate's figures on the window (currency units)."""
 
     service: str
-    limits: dict[str, dict[int, float]]  # policy key (``SEARCHED``) -> star -> value
+    limits: dict[str, dict[int, float]]  # policy key (``SEARCHED``) -> star -> value, from min_stars up
     evidence: float | None  # fast refunds: photos required above this amount; None for presales
     approvals: int
     money: float
     loss_per_unit: float
     upper: float
     feasible: bool
+
+    @property
+    def min_stars(self) -> int:
+        """The fewest stars eligible: the lowest star the limits list."""
+        return min(self.limits[ALLOWANCE])
 
 
 def upper_bound(frame: pd.DataFrame, approved: np.ndarray, seed: int = 0) -> tuple[float, float, float]:
@@ -86,10 +97,18 @@ def with_settings(
     raw: dict, service: str, limits: dict[str, dict[int, float]], evidence: float | None = None
 ) -> dict:
     """A copy of the policy document with the service's per-star ``limits`` set (policy key -> star ->
-    value: allowances as shares, amounts in currency units), and its evidence threshold
-    (``photos_required_above``) unless ``evidence`` is None."""
+    value: allowances as shares, amounts in currency units), its ``min_stars`` the lowest star they
+    list (every other per-star table of the service extended down to it with its lowest star's
+    value, or cut to it), and its evidence threshold (``photos_required_above``) unless ``evidence``
+    is None."""
     doc = copy.deepcopy(raw)
     rules = doc["services"][service]
+    lowest = min(next(iter(limits.values())))
+    rules["min_stars"] = lowest
+    for key, table in list(rules.items()):
+        if key not in limits and isinstance(table, dict) and table and all(isinstance(s, int) for s in table):
+            first = table[min(table)]
+            rules[key] = {s: table.get(s, first) for s in range(lowest, max(table) + 1)}
     for key, table in limits.items():
         rules[key] = {
             star: float(f"{v:.6g}") if key == ALLOWANCE else round(v, 2) for star, v in table.items()
@@ -165,8 +184,9 @@ def _climb(
     target: float,
     progress: Callable[[str], None],
 ) -> Tried | None:
-    """Coordinate ascent over the evidence threshold (fast refunds), then each star's limits of
-    ``SEARCHED[service]``, each pass; None when nothing feasible was found."""
+    """Coordinate ascent over the evidence threshold (fast refunds), the fewest stars eligible (one star
+    lower, with the lowest eligible star's limits), then each star's limits of ``SEARCHED[service]``,
+    each pass; None when nothing feasible was found."""
     stars = sorted(int(s) for s in rules["amount_cap"])
     limits = {
         key: {s: float(rules.get(key, {}).get(s, 0.01 if key == ALLOWANCE else 0.0)) for s in stars}
@@ -192,7 +212,15 @@ def _climb(
             trial = evaluate(best.limits, best.evidence * scale)
             if trial.feasible and trial.money > best.money:
                 best = trial
-        for star in stars:
+        if best.min_stars > MIN_STAR:
+            lowest, lower = best.min_stars, best.min_stars - 1
+            opened = {key: {lower: table[lowest], **table} for key, table in best.limits.items()}
+            for scale in LOWER_STAR_ALLOWANCE:
+                allowance = {lower: opened[ALLOWANCE][lowest] * scale, **best.limits[ALLOWANCE]}
+                trial = evaluate(opened | {ALLOWANCE: allowance}, best.evidence)
+                if trial.feasible and trial.money > best.money:
+                    best = trial
+        for star in range(best.min_stars, max(stars) + 1):
             for key in SEARCHED[service]:
                 for scale in SCALES:
                     table = dict(best.limits[key])

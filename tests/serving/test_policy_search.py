@@ -112,3 +112,78 @@ def test_the_search_climbs_until_a_pass_changes_nothing():
     best = _climb(rules, evaluate, "fast_refund", 0.02, lambda _m: None)
     assert best is not None and best.limits["quota_amount"][5] >= 3000.0, best.limits
     assert min(best.limits["amount_cap"][5], best.limits["quota_amount"][5]) < 10000.0
+
+
+def _by_star(losses: dict[int, float], target: float):
+    """An ``evaluate`` for ``_climb``: ten refunds of 100 per star band, approved from ``min_stars`` up
+    (the lowest star the limits list), each band losing ``losses[star]`` per unit."""
+
+    def evaluate(limits: dict, evidence: float | None) -> Tried:
+        eligible = [s for s in losses if s >= min(limits["expected_loss_allowance"])]
+        money = 1000.0 * len(eligible)
+        rate = sum(1000.0 * losses[s] for s in eligible) / money
+        return Tried("fast_refund", limits, evidence, 10 * len(eligible), money, rate, rate, rate <= target)
+
+    return evaluate
+
+
+STARRED = {
+    "amount_cap": {3: 500.0, 4: 500.0, 5: 500.0},
+    "quota_amount": {3: 500.0, 4: 500.0, 5: 500.0},
+    "expected_loss_allowance": {3: 0.05, 4: 0.05, 5: 0.05},
+}
+
+
+def test_the_search_lowers_min_stars_while_the_lower_bands_keep_the_target():
+    """Stars 2 lose 1% (below the 2% target with the others), star 1 loses 20%: the search opens star 2,
+    with star 3's limits as its start, and keeps star 1 out."""
+    losses = {1: 0.20, 2: 0.01, 3: 0.01, 4: 0.01, 5: 0.01}
+    best = _climb(STARRED, _by_star(losses, 0.02), "fast_refund", 0.02, lambda _m: None)
+    assert best is not None and best.min_stars == 2, best.limits
+    assert best.limits["expected_loss_allowance"][2] <= best.limits["expected_loss_allowance"][3]
+    assert best.loss_per_unit <= 0.02
+
+
+def test_lowering_min_stars_extends_every_per_star_table_the_service_reads():
+    raw = yaml.safe_load(TEST_POLICY.read_text())
+    limits = {
+        "expected_loss_allowance": {1: 0.01, 2: 0.02, 3: 0.02, 4: 0.03, 5: 0.04},
+        "amount_cap": {1: 100, 2: 500, 3: 500, 4: 1000, 5: 2000},
+        "quota_amount": {1: 100, 2: 700, 3: 700, 4: 1500, 5: 3000},
+    }
+    doc = with_settings(raw, "fast_refund", limits)
+    rules = parse_policy(doc).fast_refund
+    assert rules.min_stars == 1
+    three = raw["services"]["fast_refund"]["quota_count"][3]
+    assert doc["services"]["fast_refund"]["quota_count"] == {
+        1: three,
+        2: three,
+        **raw["services"]["fast_refund"]["quota_count"],
+    }  # the count per window not searched: the lowest star's, extended down
+    assert rules.amount_cap[:2] == (10000, 50000)  # minor units
+    back = with_settings(
+        doc, "fast_refund", {k: {s: v for s, v in t.items() if s >= 3} for k, t in limits.items()}
+    )
+    assert parse_policy(back).fast_refund.min_stars == 3
+    assert min(back["services"]["fast_refund"]["quota_count"]) == 3  # cut to min_stars again
+
+
+def test_a_star_opened_below_min_stars_may_start_with_a_stricter_allowance():
+    """Star 2's refunds: 500 priced at 1% that lose 1%, 500 priced at 4% that lose 10%. At star 3's
+    allowance (5%) both halves come in and the 2% target breaks; at half of it only the safe half
+    does, and the search opens star 2 with it."""
+
+    def evaluate(limits: dict, evidence: float | None) -> Tried:
+        allowance = limits["expected_loss_allowance"]
+        money, loss = 3000.0, 30.0  # stars 3-5: 3,000 at 1%
+        if 2 in allowance:
+            money, loss = money + 500.0, loss + 5.0
+            if allowance[2] >= 0.04:
+                money, loss = money + 500.0, loss + 50.0
+        rate = loss / money
+        return Tried("fast_refund", limits, evidence, int(money // 100), money, rate, rate, rate <= 0.02)
+
+    best = _climb(STARRED, evaluate, "fast_refund", 0.02, lambda _m: None)
+    assert best is not None and best.min_stars == 2, best.limits
+    assert best.limits["expected_loss_allowance"][2] < 0.04
+    assert best.money == 3500.0
