@@ -134,7 +134,8 @@ def _figures(history: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     axes[0].legend(fontsize=7)
     axes[1].plot(x, _series(history, lambda r: r["bills"]["z"]), marker=".", lw=1, color="tab:orange")
     axes[1].axhline(_threshold("bills_unpaid_z"), color="red", ls="--", lw=0.8)
-    axis(axes[1], "z against the earlier cycles (alert: two runs above red)")
+    runs = next(r.runs for r in RULES if r.metric == "bills_unpaid_z")
+    axis(axes[1], f"z against the earlier cycles (alert: {runs} run{'s' * (runs > 1)} above red)")
     out["bills"] = _png(fig)
     plt.close(fig)
 
