@@ -9,7 +9,8 @@ unshifted export (``training/train.py``: the reference is the run's ``monitor/re
 On each export, the days from ``--days-before`` before the shift to the export's end are replayed
 through the decision path into a SQLite decision log (``serving.offline.backtest.replay``, the service's
 handler and ledger rules), and the monitor judges each day (``serving.monitor.run.monitor_day``:
-the snapshot of that day for a sample of buyers, the log read as it was at the day's end). Alerts
+the snapshot of that day for a sample of buyers, the log read as it was at the day's end, the export's
+pay-later bills, whole, with their payments before the day's end). Alerts
 are the rules' (``serving.monitor.rules.firing``: a rule with ``runs: 2`` raises on the second
 consecutive breaching run).
 
@@ -146,6 +147,7 @@ def monitor_export(
                 150,
                 {"run_at": time.time(), "model_version": rating.version, "reference_run": rating.run_id},
                 population=int((registered < (day + DAY).tz_localize("UTC")).sum()),  # the whole base
+                bills=tables.get("credit_bills", f"export {data} has no credit_bills table"),
             )
         )
     ledger.close()

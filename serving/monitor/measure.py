@@ -2,7 +2,7 @@
 
 Inputs are frames and arrays (``serving.monitor.run`` reads them): the snapshot's signals, the
 decision log of the day's window and of the calibration window (``serving.offline.ope.read_log``), the
-exploration spend and budgets. The output is the run's *record*, a JSON-ready dict that the
+exploration spend and budgets, and the export's pay-later bills when it has them. The output is the run's *record*, a JSON-ready dict that the
 metrics (``serving.monitor.metrics``), the alert rules (``serving.monitor.rules``) and the report
 (``serving.monitor.report``) all read.
 
@@ -350,6 +350,79 @@ def fresh_means(
     return out
 
 
+BILL_CYCLES = 12
+"""Earlier pay-later bill cycles the current one is compared with: a year, each month's cycle once."""
+MIN_BILL_CYCLES = 6
+"""Earlier cycles a bill cycle needs before its unpaid share is judged."""
+
+
+def bill_cycle(
+    bills: pd.DataFrame | str | None, end: pd.Timestamp, cycles: int = BILL_CYCLES
+) -> dict[str, Any]:
+    """How much of the current pay-later bill cycle is still unpaid at ``end``, against the earlier
+    cycles at the same hour from their own due date.
+
+    A cycle is the bills that share a due date (the contract has no statement date). The current one is
+    the latest cycle with a bill paid before ``end``: its statement has passed. Its ``unpaid_share`` is
+    the share of its bills without a payment before ``end``; each of the last ``cycles`` earlier cycles
+    gives its share unpaid at its due date plus the same offset (``hours_from_due``, negative before the
+    due date), always an instant before ``end``. ``z`` is today's share minus their mean, in their
+    standard deviation but at least the binomial standard error of today's share (a small cycle's own
+    chance): positive when buyers pay later than usual. Bills are paid on time anywhere between the
+    statement and the due date, so buyers who stop paying show first as a slower climb of the paid
+    share, then as a due date with more bills unpaid, then as bills that stay unpaid.
+
+    Args:
+        bills: The ``credit_bills`` table (``due_at``, ``paid_at``: UTC timestamps, ``paid_at`` null
+            while unpaid), or why it was not read (an export without the table).
+        end: The end of the day judged (naive UTC or aware); only payments before it count.
+        cycles: Earlier cycles in the baseline.
+
+    Returns:
+        ``read`` (whether the table was read) and, when judged, ``due_at`` (ISO UTC), ``hours_from_due``,
+        ``bills``, ``unpaid_share``, ``expected`` (the earlier cycles' mean), ``spread`` (the scale of
+        ``z``), ``cycles`` (how many earlier ones) and ``z``; ``why`` when there is nothing to judge.
+    """
+    if bills is None or isinstance(bills, str):
+        return {"read": False, "z": None, "why": bills or "no credit_bills table read"}
+    end = pd.Timestamp(end)
+    end = end.tz_convert("UTC") if end.tzinfo else end.tz_localize("UTC")
+    due = pd.to_datetime(bills["due_at"], utc=True).to_numpy("datetime64[ns]")
+    paid = pd.to_datetime(bills["paid_at"], utc=True).to_numpy("datetime64[ns]")
+    at = np.datetime64(end.tz_localize(None).as_unit("ns"))
+    paid_before = ~np.isnat(paid) & (paid < at)
+    if not paid_before.any():
+        return {"read": True, "z": None, "why": "no bill paid before the day's end"}
+    current = due[paid_before].max()
+    offset = at - current
+    earlier = np.unique(due[due < current])[-cycles:]
+    judged = (due == current) | np.isin(due, earlier)
+    # each bill judged at its own cycle's due date plus the offset: before end for every earlier cycle
+    unpaid = ~(~np.isnat(paid) & (paid < due + offset))
+    shares = pd.Series(unpaid[judged]).groupby(due[judged]).agg(["mean", "size"])
+    today, n = float(shares.loc[current, "mean"]), int(shares.loc[current, "size"])
+    out: dict[str, Any] = {
+        "read": True,
+        "due_at": pd.Timestamp(current).tz_localize("UTC").isoformat().replace("+00:00", "Z"),
+        "hours_from_due": float(offset / np.timedelta64(1, "h")),
+        "bills": n,
+        "unpaid_share": today,
+        "cycles": int(earlier.size),
+        "expected": None,
+        "spread": None,
+        "z": None,
+    }
+    if earlier.size < MIN_BILL_CYCLES:
+        return out | {"why": f"{earlier.size} earlier bill cycles, {MIN_BILL_CYCLES} needed"}
+    past = shares.loc[earlier, "mean"].to_numpy(np.float64)
+    mean = float(past.mean())
+    scale = max(float(past.std(ddof=1)), math.sqrt(mean * (1.0 - mean) / n))
+    out |= {"expected": mean, "spread": scale}
+    if scale > 0:  # zero before any earlier cycle had a payment at this hour (or after all had all)
+        out["z"] = (today - mean) / scale
+    return out
+
+
 def new_accounts(history: Sequence[Mapping[str, Any]], population: int) -> tuple[int | None, float | None]:
     """Buyers added since the previous run and that count's z against the trailing runs' mean
     (Poisson: a day's registrations vary by the square root of their mean)."""
@@ -376,6 +449,7 @@ def record(
     history: Sequence[Mapping[str, Any]] = (),
     meta: Mapping[str, Any] | None = None,
     population: int | None = None,
+    bills: pd.DataFrame | str | None = None,
 ) -> dict[str, Any]:
     """The record of one monitor run.
 
@@ -392,6 +466,7 @@ def record(
         history: Earlier records, oldest first (for the approval-rate change).
         meta: Anything to keep with the record (versions, windows, sizes).
         population: Buyers in the whole snapshot when ``matrix`` is a sample of it (default: its rows).
+        bills: The export's ``credit_bills`` table, or why it was not read (``bill_cycle``).
 
     Raises:
         MonitorError: No decision at all in the window, or a snapshot the reference cannot judge.
@@ -415,6 +490,7 @@ def record(
     out["fresh"] = fresh_means(history, names, matrix)
     out["population"] = int(matrix.shape[0] if population is None else population)
     out["new_buyers"], out["new_buyers_z"] = new_accounts(history, out["population"])
+    out["bills"] = bill_cycle(bills, end)
     for service in SERVICES:
         log = window.get(service, pd.DataFrame())
         bands = band_figures(log)

@@ -17,6 +17,10 @@ Gauges (all prefixed ``buyer_trust_monitor_``), each the value of the latest run
     fresh_mean{statistic}, fresh_mean_z{statistic}  the mean of a signal over the buyers with a row of
                                                     the day in its source (the day's bureau readings),
                                                     and its z against the last four weeks' daily means
+    bills_read                                      1 when the run read the export's pay-later bills, 0 without them
+    bills_unpaid_share, bills_unpaid_expected       the current bill cycle's share of bills unpaid, and the
+                                                    earlier cycles' mean share at the same hour from their due date
+    bills_unpaid_z, bills_hours_from_due            that difference in the earlier cycles' spread, and the hour
     score_psi                                       PSI of the score over the snapshot's buyers
     population, new_buyers, new_buyers_z            buyers in the snapshot, added since the last run,
                                                     and that count's z against the last four weeks
@@ -58,6 +62,11 @@ HELP = {
     "signal_mean_z": "Change of the signal's mean since the previous run, against five weeks of daily changes (their spread, at least a quarter of the largest).",
     "fresh_mean": "Mean of the statistic's signal over the buyers with a new row of its source that day.",
     "fresh_mean_z": "That mean against the daily means of the last four weeks, in their standard deviations.",
+    "bills_read": "1 when the run read the export's pay-later bills (credit_bills), 0 when it has none.",
+    "bills_unpaid_share": "Share of the current pay-later bill cycle's bills without a payment at the run.",
+    "bills_unpaid_expected": "Mean share unpaid of the twelve earlier cycles at the same hour from their due date.",
+    "bills_unpaid_z": "Unpaid share minus the earlier cycles' mean, in their standard deviation (at least the binomial standard error).",
+    "bills_hours_from_due": "Hours from the current bill cycle's due date to the end of the day judged (negative before it).",
     "approval_rate_z": "Approval rate change from four weeks' mean, in binomial standard errors of the window.",
     "score_psi": "PSI of the score over the snapshot's buyers against the champion's reference.",
     "request_score_psi": "PSI of the score of the buyers who asked, against the reference's opportunities.",
@@ -119,6 +128,13 @@ def samples(record: Mapping[str, Any]) -> Iterator[Sample]:
     for statistic, f in record.get("fresh", {}).items():
         yield from one("fresh_mean", f["mean"], statistic=statistic)
         yield from one("fresh_mean_z", f["z"], statistic=statistic)
+    bills = record.get("bills")
+    if bills is not None:
+        yield from one("bills_read", float(bills["read"]))
+        yield from one("bills_unpaid_share", bills.get("unpaid_share"))
+        yield from one("bills_unpaid_expected", bills.get("expected"))
+        yield from one("bills_unpaid_z", bills.get("z"))
+        yield from one("bills_hours_from_due", bills.get("hours_from_due"))
     yield from one("score_psi", record["score_psi"])
     for metric in ("population", "new_buyers", "new_buyers_z"):
         yield from one(metric, record.get(metric))

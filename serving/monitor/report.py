@@ -1,7 +1,7 @@
 """The monitor's HTML report: what a risk analyst reads each morning, from the history of records.
 
 One self-contained page (figures embedded as PNG): the alerts raised, the score's and the
-signals' drift over time, approvals and money per star band, calibration per band (expected
+signals' drift over time, the pay-later bills' payments against earlier cycles, approvals and money per star band, calibration per band (expected
 against realised with Wilson intervals, immature approvals counted apart) and the request mix.
 matplotlib draws it (Evidently was weighed and left out: its drift report wants the raw rows of
 both populations, where the monitor keeps frozen bins, and it pulls in a heavy dependency tree).
@@ -123,6 +123,22 @@ def _figures(history: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     out["fresh"] = _png(fig)
     plt.close(fig)
 
+    fig, axes = plt.subplots(1, 2, figsize=(10, 2.8))
+    bills = [
+        (_series(history, lambda r, k=key: r["bills"][k]), label)
+        for key, label in (("unpaid_share", "this cycle"), ("expected", "earlier cycles, same hour"))
+    ]
+    lines = [axes[0].plot(x, values, marker=".", lw=1, label=label)[0] for values, label in bills]
+    axis(axes[0], "Pay-later bills unpaid: the current cycle's share")
+    _empty(axes[0], lines, "bills not read in these runs")
+    axes[0].legend(fontsize=7)
+    axes[1].plot(x, _series(history, lambda r: r["bills"]["z"]), marker=".", lw=1, color="tab:orange")
+    axes[1].axhline(_threshold("bills_unpaid_z"), color="red", ls="--", lw=0.8)
+    runs = next(r.runs for r in RULES if r.metric == "bills_unpaid_z")
+    axis(axes[1], f"z against the earlier cycles (alert: {runs} run{'s' * (runs > 1)} above red)")
+    out["bills"] = _png(fig)
+    plt.close(fig)
+
     fig, axes = plt.subplots(1, len(SERVICES), figsize=(10, 3), squeeze=False)
     for ax, service in zip(axes[0], SERVICES, strict=True):
         lines = []
@@ -189,6 +205,24 @@ def _today(latest: Mapping[str, Any], history: Sequence[Mapping[str, Any]]) -> s
         or "none (a rule waiting for a second run does not fire yet)"
     )
     return f"<p><b>Today:</b> rules breached on this run:</p><ul>{items}</ul><p>Alerts that started firing today: {html.escape(fired)}.</p>"
+
+
+def _bills_words(latest: Mapping[str, Any]) -> str:
+    """What the bill panels show, and the latest run's cycle (or why it was not judged)."""
+    b = latest.get("bills") or {"read": False, "why": "no bill figures in this record"}
+    head = (
+        "The share of the current cycle's bills (those sharing a due date) without a payment yet, against "
+        "the twelve earlier cycles at the same hour from their due date. A share that stays above its "
+        "line while the cycle runs is buyers paying later; at the due date it becomes bills unpaid."
+    )
+    if b.get("z") is None:
+        return (
+            f"{head} Latest run: not judged ({html.escape(str(b.get('why', 'no baseline at this hour')))})."
+        )
+    return (
+        f"{head} Latest run: the cycle due {html.escape(b['due_at'])} ({b['hours_from_due']:+.0f} h), "
+        f"{b['bills']:,} bills, {b['unpaid_share']:.1%} unpaid against {b['expected']:.1%} (z {b['z']:+.1f})."
+    )
 
 
 def _alerts_table(history: Sequence[Mapping[str, Any]]) -> str:
@@ -265,6 +299,7 @@ How to read this page and what each alert asks of you: docs/operations.md.</p>
 <h2>Score drift</h2>{figs["score"]}
 <h2>Signal drift</h2>{figs["signals"]}
 <h2>New rows of a source</h2><p>{"; ".join(html.escape(f"{f.name}: {f.what}") for f in FRESH)}.</p>{figs["fresh"]}
+<h2>Pay-later bills</h2><p>{_bills_words(latest)}</p>{figs["bills"]}
 <h2>Approvals per star band</h2>{figs["approvals"]}
 <h2>Calibration per star band over time</h2><p>Realised (solid) and expected by the head (dotted), for bands with at least {MIN_MATURE} mature approvals.</p>{figs["calibration_history"]}
 <h2>Calibration per star band (latest run)</h2>{figs["calibration"]}

@@ -5,8 +5,9 @@
 reads the champion (``--model-uri``) and its reference (the run's ``monitor/reference.json``
 artifact, logged by training; or ``--reference FILE``), the snapshot published for that day
 (``--snapshot``, the parquet file ``serving.publish`` writes), the decision log and its outcomes
-(``--database-url``: the ledger, SQLite or PostgreSQL) and the policy (exploration budgets), and
-writes into ``--out``:
+(``--database-url``: the ledger, SQLite or PostgreSQL), the policy (exploration budgets) and, with
+``--data``, the raw export's pay-later bills (``credit_bills``: an export without that table is judged
+without them, and the record says so), and writes into ``--out``:
 
     records/YYYY-MM-DD.json   the run's record (``serving.monitor.measure``)
     latest.json               the same, replaced atomically: the service exposes it on /metrics
@@ -61,6 +62,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--calibration-days", type=int, default=150, help="days of approvals calibration reads (150)"
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="the raw export the snapshot was published from: its credit_bills table gives the bill "
+        "cycle's payments (without it, or without the table, the run says so and judges the rest)",
     )
     parser.add_argument("--snapshot", default=defaults.snapshot, help=f"snapshot file ({defaults.snapshot})")
     parser.add_argument(
@@ -145,13 +153,15 @@ def monitor_day(
     calibration_days: int = 150,
     meta: Mapping[str, Any] | None = None,
     population: int | None = None,
+    bills: pd.DataFrame | str | None = None,
 ) -> dict[str, Any]:
     """The record of ``day``: the snapshot's drift, and the decision log read as it was at the day's end.
 
     Args:
         engine: The ledger's SQLAlchemy engine.
         day: The day judged (UTC midnight).
-        reference, names, matrix, scores, history, meta, population: As ``serving.monitor.measure.record``.
+        reference, names, matrix, scores, history, meta, population, bills: As
+            ``serving.monitor.measure.record``.
         policy: The policy in force (currency decimals, exploration budgets).
         window_days: Days of decisions (ending with ``day``) the request drift and approvals read.
         calibration_days: Days of approvals (ending with ``day``) calibration reads.
@@ -178,8 +188,35 @@ def monitor_day(
         **dict(meta or {}),
     }
     return measure.record(
-        day, reference, names, matrix, scores, window, calibration, exploration, history, meta, population
-    )
+        day, reference, names, matrix, scores, window, calibration, exploration, history, meta, population, bills
+    )  # fmt: skip
+
+
+def read_bills(data: Path | None) -> pd.DataFrame | str:
+    """The export's ``credit_bills`` table, or why there is none to read (no ``--data``, no table).
+
+    Raises:
+        MonitorError: The table is there but breaks the contract (the message names the problems).
+    """
+    from features.io import export_time, read_table
+    from features.validate import ContractError, validate
+
+    if data is None:
+        return "no export given (--data)"
+    if not Path(data).is_dir():
+        raise MonitorError(f"--data {data}: not an export directory")
+    try:
+        bills = read_table(data, "credit_bills")
+        problems = validate({"credit_bills": bills}, export_time(data), ["credit_bills"])
+        if problems:
+            raise ContractError(problems)
+    except ContractError as exc:
+        if [p.check for p in exc.problems] == ["missing_table"]:
+            return f"export {data} has no credit_bills table"
+        raise MonitorError(f"--data {data}: {exc}") from exc
+    except ValueError as exc:  # an unreadable manifest or export time
+        raise MonitorError(f"--data {data}: {exc}") from exc
+    return bills
 
 
 def clean(value: Any) -> Any:
@@ -256,6 +293,8 @@ def run(args: argparse.Namespace) -> int:
     raised = {name: labels for name, labels in breaches(record).items() if labels}
     print(f"monitor {record['day']}: {record['buyers']:,} buyers, score PSI {record['score_psi']:.4f}; "
           f"wrote {args.out / 'latest.json'} and {args.out / 'report.html'}")  # fmt: skip
+    if not record["bills"]["read"]:
+        print(f"  pay-later bills not judged: {record['bills']['why']}")
     for name, labels in raised.items():
         print(f"  breach {name}: {len(labels)} series, e.g. {labels[0]}")
     return 0
@@ -288,6 +327,7 @@ def _judge(args: argparse.Namespace, day: pd.Timestamp) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - MLflow's errors for an absent model vary
         raise MonitorError(f"model {args.model_uri}: {type(exc).__name__}: {exc}") from exc
     reference = load_reference(args.reference, rating.run_id)
+    bills = read_bills(args.data)
     names = list(rating.model.signal_names)
     matrix = aligned(snapshot.meta.signal_names, snapshot.matrix, names)
     scores = np.concatenate(
@@ -300,6 +340,7 @@ def _judge(args: argparse.Namespace, day: pd.Timestamp) -> dict[str, Any]:
             args.window_days, args.calibration_days,
             {"run_at": time.time(), "model_version": rating.version, "reference_run": rating.run_id,
              "snapshot_as_of": snapshot.meta.as_of},
+            bills=bills,
         )  # fmt: skip
     finally:
         engine.dispose()

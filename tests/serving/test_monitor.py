@@ -269,7 +269,8 @@ def test_monitor_reads_the_decision_log_and_the_service_exposes_it(
     from serving.monitor.run import write_outputs
 
     write_outputs(tmp_path / "monitor", rec)
-    assert (tmp_path / "monitor" / "report.html").read_text().count("data:image/png;base64") == 6
+    assert rec["bills"] == {"read": False, "z": None, "why": "no credit_bills table read"}
+    assert (tmp_path / "monitor" / "report.html").read_text().count("data:image/png;base64") == 7
     served = make_app(config | {"monitor_record": str(tmp_path / "monitor" / "latest.json")})
     text = served.test_client().get("/metrics").get_data(as_text=True)
     assert f'buyer_trust_monitor_decisions{{service="{measure.PRESALE}"}} {float(len(buyers))}' in text
@@ -347,11 +348,27 @@ def test_cli_judges_a_day_and_writes_record_latest_and_report(
     out = tmp_path / "monitor"
     argv = ["monitor", "--day", today, "--out", str(out), "--snapshot", config["snapshot"], "--reference", str(reference),
             "--model-uri", config["model_uri"], "--policy", config["policy_path"], "--database-url", config["database_url"]]  # fmt: skip
-    assert main(argv) == 0, capsys.readouterr().err
+    export = tmp_path / "export"
+    export.mkdir()
+    assert main([*argv, "--data", str(export)]) == 0, capsys.readouterr().err
+    assert f"pay-later bills not judged: export {export} has no credit_bills table" in capsys.readouterr().out
     record = json.loads((out / "latest.json").read_text())
     assert record == json.loads((out / "records" / f"{today}.json").read_text())
     assert record["services"][measure.PRESALE]["decisions"] == 3 and record["buyers"] == len(snapshot_rows[0])
+    assert record["bills"] == {"read": False, "z": None, "why": f"export {export} has no credit_bills table"}
     assert "<h2>Calibration per star band" in (out / "report.html").read_text()
+    # an export with bills: the cycle is read (one cycle, so not judged yet)
+    paid = [today, None]
+    _bills({f"{pd.Timestamp(today) + pd.Timedelta(days=5):%Y-%m-%d}": paid}).assign(
+        buyer_id=1, amount_due=10.0, amount_paid=[10.0, None]
+    ).to_parquet(export / "credit_bills.parquet")
+    assert main([*argv, "--data", str(export)]) == 0, capsys.readouterr().err
+    bills = json.loads((out / "latest.json").read_text())["bills"]
+    assert bills["read"] and (bills["bills"], bills["unpaid_share"], bills["z"]) == (2, 0.5, None)
+    # a bill table that breaks the contract is bad input: exit 2, the message names the table
+    pd.DataFrame({"bill_id": [1], "buyer_id": [1]}).to_parquet(export / "credit_bills.parquet")
+    assert main([*argv, "--data", str(export)]) == 2
+    assert "credit_bills" in capsys.readouterr().err
 
 
 # --- the day's new rows of a source (a bureau that rescales its scores) -------------------------
@@ -459,3 +476,127 @@ def test_a_bureau_rescale_is_alerted_on_its_second_run_and_its_twin_stays_quiet(
             "labels": {"statistic": "credit_score_new_readings"},
         }
     ]
+
+
+# --- the pay-later bill cycle: how much of it is unpaid against earlier cycles -------------------
+
+
+def _bills(cycles: dict[str, list[str | None]]) -> pd.DataFrame:
+    """A ``credit_bills`` table: per due date, the payment instants of its bills (None: unpaid)."""
+    rows = [(due, paid) for due, paid_at in cycles.items() for paid in paid_at]
+    return pd.DataFrame(
+        {
+            "bill_id": range(1, len(rows) + 1),
+            "due_at": pd.to_datetime([due for due, _ in rows], utc=True, format="ISO8601"),
+            "paid_at": pd.to_datetime([paid for _, paid in rows], utc=True, format="ISO8601"),
+        }
+    )
+
+
+# Seven monthly cycles due on the 10th: four bills each, paid on the 2nd, the 5th and the 8th, one
+# unpaid; in the fourth cycle the bill of the 8th is paid on the 9th (two unpaid on the 8th at noon).
+_PAST = {
+    f"2025-{m:02d}-10": [
+        f"2025-{m:02d}-02",
+        f"2025-{m:02d}-05",
+        f"2025-{m:02d}-{9 if m == 4 else 8:02d}",
+        None,
+    ]
+    for m in range(1, 8)
+}
+
+
+def test_bill_cycle_hand_computed_and_point_in_time():
+    # the current cycle (due 08-10) at the end of 08-08 12:00: two of its four bills paid before it
+    current = {"2025-08-10": ["2025-08-02", "2025-08-05", "2025-08-09", None]}
+    end = pd.Timestamp("2025-08-08 12:00")
+    out = measure.bill_cycle(_bills(_PAST | current), end)
+    # earlier cycles at their due date minus 36 h: 1/4 unpaid in six of them, 2/4 in the fourth
+    past = np.array([0.25, 0.25, 0.25, 0.5, 0.25, 0.25, 0.25])
+    scale = max(past.std(ddof=1), math.sqrt(past.mean() * (1 - past.mean()) / 4))
+    assert out["read"] and out["due_at"] == "2025-08-10T00:00:00Z" and out["hours_from_due"] == -36.0
+    assert (out["bills"], out["cycles"], out["unpaid_share"]) == (4, 7, 0.5)
+    assert out["expected"] == pytest.approx(past.mean()) and out["spread"] == pytest.approx(scale)
+    assert out["z"] == pytest.approx((0.5 - past.mean()) / scale)
+    # a payment before the day's end moves it; one after the end, or of a bill not yet due, does not
+    paid_now = measure.bill_cycle(
+        _bills(_PAST | {"2025-08-10": ["2025-08-02", "2025-08-05", "2025-08-08 11:00", None]}), end
+    )
+    assert paid_now["unpaid_share"] == 0.25 and paid_now["z"] < out["z"]
+    later = measure.bill_cycle(
+        _bills(_PAST | {"2025-08-10": ["2025-08-02", "2025-08-05", "2025-08-08 13:00", None]}), end
+    )
+    assert later["unpaid_share"] == 0.5 and later["z"] == pytest.approx(out["z"])
+    # a cycle with no payment yet is not the current one: next month's bills change nothing today
+    ahead = measure.bill_cycle(_bills(_PAST | current | {"2025-09-10": ["2025-09-02", None]}), end)
+    assert ahead == out
+    # fewer than MIN_BILL_CYCLES earlier cycles: figures, no judgement
+    short = dict(list(_PAST.items())[-measure.MIN_BILL_CYCLES + 1 :]) | current
+    few = measure.bill_cycle(_bills(short), end)
+    assert few["z"] is None and few["unpaid_share"] == 0.5 and "earlier bill cycles" in few["why"]
+
+
+def test_an_export_without_bills_is_judged_without_them_and_says_so(reference):
+    day = DAY
+    window = {measure.PRESALE: _log([{"created_at": day, "due": "2025-07-01T00:00:00Z", "p": 0.05}])}
+    matrix = np.column_stack([np.zeros(50), np.ones(50)])
+    rec = measure.record(day, reference, ["a", "b"], matrix, matrix[:, 0] + 600, window, {}, {}, (),
+                         bills="export /x has no credit_bills table")  # fmt: skip
+    assert rec["bills"] == {"read": False, "z": None, "why": "export /x has no credit_bills table"}
+    gauges = {name: v for name, _, _, v in samples(rec) if "bills" in name}
+    assert gauges == {"buyer_trust_monitor_bills_read": 0.0}
+    from serving.monitor.report import render
+
+    assert "not judged (export /x has no credit_bills table)" in render([rec])
+
+
+def test_a_slower_bill_cycle_is_a_gauge_and_an_alert_on_the_run_beyond_its_bound():
+    def rec(day: str, z: float) -> dict:
+        return {"day": day, "signal_psi": {}, "score_psi": 0.0, "services": {},
+                "bills": {"read": True, "unpaid_share": 0.3, "expected": 0.25, "z": z, "hours_from_due": -40.0}}  # fmt: skip
+
+    gauge = {name: v for name, _, _, v in samples(rec("2025-03-07", 5.0)) if "bills" in name}
+    assert (
+        gauge["buyer_trust_monitor_bills_unpaid_z"] == 5.0 and gauge["buyer_trust_monitor_bills_read"] == 1.0
+    )
+    history = [
+        rec("2025-03-05", 1.0),
+        rec("2025-03-06", 3.3),
+        rec("2025-03-07", 5.3),
+        rec("2025-03-08", -6.0),
+    ]
+    assert [(a["day"], a["alert"]) for a in firing(history)] == [("2025-03-07", "BuyerTrustBillsUnpaid")]
+    assert firing([rec("2025-03-06", 3.4)]) == []  # within the bound
+    assert firing([rec("2025-03-06", -5.0), rec("2025-03-07", -6.0)]) == []  # paying faster is no alert
+
+
+def test_a_stress_shock_shows_in_its_bill_cycle_and_its_twin_stays_quiet(tmp_path):
+    from features.io import read_table
+    from serving.monitor.rules import RULES
+    from simulator import shifts
+    from simulator.config import RunConfig
+    from simulator.write import write_export
+
+    rule = [r for r in RULES if r.metric == "bills_unpaid_z"]
+    days = pd.date_range("2023-07-25", "2023-08-15")  # the end of July's cycle, August's from its statement
+    z = {}
+    for name, declared in (("twin", ()), ("stress", (shifts.parse("stress@2023-08:0.6"),))):
+        write_export(RunConfig(4000, 8, 11, shard_size=2000, shifts=declared), tmp_path / name)
+        bills = read_table(tmp_path / name, "credit_bills")
+        records = [
+            {"day": f"{d:%Y-%m-%d}", "signal_psi": {}, "score_psi": 0.0, "services": {},
+             "bills": measure.bill_cycle(bills, d + pd.Timedelta(days=1))}
+            for d in days
+        ]  # fmt: skip
+        z[name] = {r["day"]: r["bills"] for r in records}
+        assert all(
+            r["bills"]["cycles"] == measure.MIN_BILL_CYCLES for r in records if r["day"] >= "2023-08-01"
+        )
+        if name == "twin":
+            assert firing(records, rule) == []
+        else:
+            raised = firing(records, rule)
+            assert raised and "2023-08-01" < raised[0]["day"] <= "2023-08-10"  # by the cycle's due date
+    assert z["twin"]["2023-07-25"]["z"] is None  # July's cycle has five earlier ones: not judged
+    # from the due date on, the shocked cycle sits far above its twin
+    assert z["stress"]["2023-08-12"]["z"] > z["twin"]["2023-08-12"]["z"] + 4
