@@ -38,6 +38,7 @@ from features.registry import (
 from features.validate import ContractError
 from rating.artifact import RatingModel
 from rating.scale import ScoreScale
+from serving.offline.policy_search import TARGET_SHARE
 from simulator.config import RunConfig
 from simulator.write import write_export
 from training import on_cluster
@@ -189,7 +190,10 @@ def propose_policy(
         rows = split.opportunities_in(frames[service], "valid")
         try:
             out[service] = propose(
-                service, **proposal_inputs(model, service, rows), bands=policy_bands(BASE_POLICY, service)
+                service,
+                **proposal_inputs(model, service, rows),
+                bands=policy_bands(BASE_POLICY, service),
+                target_share=TARGET_SHARE[service],
             )
         except ValueError as err:
             failed[service] = str(err)

@@ -34,6 +34,22 @@ def test_allowances_approve_the_most_money_at_the_rules_loss_rate():
         )
 
 
+def test_a_target_share_holds_the_approvals_to_that_share_of_the_rules_loss_rate():
+    """Fast refunds aim at half the rule's loss rate (the search's target): the proposal approves less
+    money than at the whole rate, and its loss rate is at most half the rule's."""
+    rng = np.random.default_rng(1)
+    n = 5000
+    p = rng.beta(1, 20, n)
+    at_risk = rng.lognormal(5, 1, n)
+    star = rng.integers(1, 6, n)
+    rule = rng.random(n) < 0.3  # no better than random
+    whole = propose("fast_refund", p, at_risk, star, rule, bands=(1, 2, 3, 4, 5))
+    half = propose("fast_refund", p, at_risk, star, rule, bands=(1, 2, 3, 4, 5), target_share=0.5)
+    assert half.loss_rate <= 0.5 * half.rule_loss_rate * (1 + 1e-9) < whole.loss_rate
+    assert half.volume_multiple < whole.volume_multiple
+    assert max(half.allowances.values()) < max(whole.allowances.values())
+
+
 def test_a_rule_that_approves_nothing_cannot_be_matched():
     with pytest.raises(ValueError, match="approves nothing"):
         propose(

@@ -6,7 +6,8 @@ band: ``p * at_risk <= allowance[star] * at_risk``, a ceiling on the head's prob
 below ``min_stars`` never qualify).
 On the validation window, with the head's own probabilities (real exports have no truth), the
 proposal takes the largest allowances whose approved opportunities lose no more per approved
-unit than the legacy rule does there: first one allowance for every band, then each band's
+unit than the legacy rule does there (for fast refunds half of it: the whole-policy search's
+target, ``serving.offline.policy_search.TARGET_SHARE``, of which the proposal is the start): first one allowance for every band, then each band's
 allowance scaled up or down while that keeps the loss rate, adds approved money and keeps the
 allowances from falling as stars rise (the policy file requires it). The test
 window then measures the proposal against the rule with the truth (``docs/decisions.md``).
@@ -55,8 +56,10 @@ def propose(
     star: np.ndarray,
     rule: np.ndarray,
     bands: tuple[int, ...],
+    target_share: float = 1.0,
 ) -> Proposal:
-    """The allowances that approve the most money at the rule's loss rate (both by the head's ``p``).
+    """The allowances that approve the most money at ``target_share`` of the rule's loss rate (both by
+    the head's ``p``).
 
     Args:
         service: Service name.
@@ -65,6 +68,8 @@ def propose(
         star: The buyer's star at the decision (caps applied).
         rule: The legacy rule's decision per opportunity.
         bands: The star bands the policy serves (``min_stars`` and up).
+        target_share: The loss rate aimed at, as a share of the rule's (the whole-policy search's
+            ``serving.offline.policy_search.TARGET_SHARE``: half for fast refunds).
 
     Raises:
         ValueError: The rule approves nothing here, so it has no loss rate to match.
@@ -79,7 +84,8 @@ def propose(
     eligible = np.isin(star, bands)
     order = np.flatnonzero(eligible)[np.argsort(ratio[eligible], kind="stable")]
     cum_loss, cum_risk = np.cumsum(loss[order]), np.cumsum(at_risk[order])
-    within = np.flatnonzero(cum_loss <= rule_rate * cum_risk * (1 + 1e-12))
+    target = rule_rate * target_share
+    within = np.flatnonzero(cum_loss <= target * cum_risk * (1 + 1e-12))
     uniform = float(ratio[order[within.max()]]) if within.size else 0.0
     allowances = dict.fromkeys(bands, uniform)
     best = _outcome(loss, at_risk, approved(ratio, star, allowances))
@@ -90,7 +96,7 @@ def propose(
                 if any(trial[b] < trial[a] for a, b in zip(bands, bands[1:], strict=False)):
                     continue  # the policy file requires allowances that do not fall as stars rise
                 rate, volume = _outcome(loss, at_risk, approved(ratio, star, trial))
-                if rate <= rule_rate and volume > best[1]:
+                if rate <= target and volume > best[1]:
                     allowances, best = trial, (rate, volume)
     return Proposal(service, allowances, rule_rate, best[0], best[1] / rule_volume)
 
