@@ -51,7 +51,6 @@ from serving.policy import FAST_REFUND, PRESALE
 from serving.schema import OUTCOME_KINDS, Outcome
 
 log = logging.getLogger(__name__)
-IDLE_CONNECTIONS = 2  # kept between decisions (a gevent worker decides one at a time, a refusal may overlap)
 __all__ = ["DuplicateRequest", "Ledger", "Outcome", "Refusal", "make_engine", "utcnow"]
 
 
@@ -204,7 +203,6 @@ class Ledger:
         self._stop = threading.Event()
         self._checkpointer: threading.Thread | None = None
         self.new_decision_id = DecisionIds()
-        self._idle: list[Any] = []  # pooled connections kept checked out between decisions (``locked``)
         database = engine.url.database if self.dialect == "sqlite" else None
         self.claims = Claims(
             self.dialect, f"{database}-inflight" if database and database != ":memory:" else None
@@ -310,8 +308,6 @@ class Ledger:
         if self._checkpointer is not None:
             self._checkpointer.join(timeout=5)
         self.claims.close()
-        while self._idle:
-            self._idle.pop().close()
         self.engine.dispose()
 
     @contextmanager
@@ -344,8 +340,7 @@ class Ledger:
         """
         self.ensure()
         with self.claims.around(key_id, request_id, "request_id"), self._synced():
-            pooled = self._idle.pop() if self._idle else self.engine.raw_connection()
-            committed = False
+            pooled = self.engine.raw_connection()
             try:
                 dbapi = pooled.driver_connection
                 tx = DecisionTransaction(dbapi, buyer_id, self.statements)
@@ -366,15 +361,8 @@ class Ledger:
                     dbapi.rollback() if self.dialect == "postgresql" else dbapi.execute("ROLLBACK")
                     raise
                 dbapi.commit() if self.dialect == "postgresql" else dbapi.execute("COMMIT")
-                committed = True
             finally:
-                # A connection whose transaction committed is kept for the next decision: checking it
-                # in and out of the engine's pool cost more than a statement. Any other goes back to
-                # the pool, which resets it (or discards it if broken).
-                if committed and len(self._idle) < IDLE_CONNECTIONS:
-                    self._idle.append(pooled)
-                else:
-                    pooled.close()
+                pooled.close()
 
     @contextmanager
     def claimed(
