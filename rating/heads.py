@@ -141,7 +141,8 @@ class ServiceHead:
             raise ValueError(
                 f"context has {context.shape[1]} columns, the head expects {len(self.context_names)}"
             )
-        x = np.concatenate([signals, context], axis=1, dtype=np.float64)  # a new array
+        # one new float64 array, cast as np.asarray(..., np.float64) casts (objects included)
+        x = np.concatenate([signals, context], axis=1, dtype=np.float64, casting="unsafe")
         if self.treatment is not None:
             x[:, len(self.signal_names) + self.context_names.index(self.treatment)] = 1.0
         return x
