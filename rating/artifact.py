@@ -142,6 +142,7 @@ class RatingModel(mlflow.pyfunc.PythonModel):
         state = self.__dict__.copy()
         state["booster"] = None  # the booster travels as a text artifact, not in the pickle
         state.pop("_never", None)  # rebuilt on first use
+        state.pop("_cap_cols", None)  # rebuilt on first use
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -180,8 +181,17 @@ class RatingModel(mlflow.pyfunc.PythonModel):
     def capped(self, X: np.ndarray) -> np.ndarray:
         """Boolean ``rows x len(caps)``: which hard facts hold for each row of ``X`` (NaN: absent)."""
         X = self._matrix(X)
-        cols = [self.signal_names.index(c) for c in self.caps]
+        cols = self._cap_columns()
         return np.nan_to_num(X[:, cols].astype(np.float64), nan=0.0) > 0
+
+    def _cap_columns(self) -> list[int]:
+        """The columns of ``caps`` among the signals: looked up once per caps and signal list (a capped
+        buyer's decision asks; never pickled)."""
+        cached = self.__dict__.get("_cap_cols")
+        if cached is None or cached[0] is not self.caps or cached[1] is not self.signal_names:
+            cached = (self.caps, self.signal_names, [self.signal_names.index(c) for c in self.caps])
+            self.__dict__["_cap_cols"] = cached
+        return cached[2]
 
     def floored(self, X: np.ndarray) -> np.ndarray:
         """Boolean per row of ``X``: a floor fact holds (``floors``)."""

@@ -131,8 +131,8 @@ class ServiceHead:
         Raises:
             ValueError: A matrix has the wrong number of columns.
         """
-        signals = np.atleast_2d(np.asarray(signals, np.float64))
-        context = np.array(np.atleast_2d(context), dtype=np.float64)
+        signals = np.atleast_2d(signals)
+        context = np.atleast_2d(context)
         if signals.shape[1] != len(self.signal_names):
             raise ValueError(
                 f"signals have {signals.shape[1]} columns, the head expects {len(self.signal_names)}"
@@ -141,9 +141,11 @@ class ServiceHead:
             raise ValueError(
                 f"context has {context.shape[1]} columns, the head expects {len(self.context_names)}"
             )
+        # one new float64 array, cast as np.asarray(..., np.float64) casts (objects included)
+        x = np.concatenate([signals, context], axis=1, dtype=np.float64, casting="unsafe")
         if self.treatment is not None:
-            context[:, self.context_names.index(self.treatment)] = 1.0
-        return np.hstack([signals, context])
+            x[:, len(self.signal_names) + self.context_names.index(self.treatment)] = 1.0
+        return x
 
     def _predictors(self) -> dict[str, Any]:
         """What one row needs, made on first use: the single-row predictors a decision uses (base,

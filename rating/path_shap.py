@@ -57,19 +57,24 @@ class Splits:
     categories: np.ndarray
 
     def left(self, x: np.ndarray) -> np.ndarray:
-        """Per split, whether row ``x`` goes left."""
-        value = x[self.feature]
+        """Per split, whether row ``x`` goes left (a new array)."""
+        value = x.take(self.feature)
         nan = np.isnan(value)
-        left = np.where(nan, self.nan_left, value <= self.threshold)
+        left = value <= self.threshold  # False for NaN: set below
+        np.copyto(left, self.nan_left, where=nan)
         if self.zero.size:
             zeros = np.abs(value[self.zero]) <= _ZERO
             left[self.zero] = np.where(zeros, self.zero_left, left[self.zero])
         if self.categorical.size:
-            code = np.trunc(value[self.categorical])  # LightGBM's int cast: -0.5 is category 0
-            known = (code >= 0) & (code < self.categories.shape[1])  # False for NaN
-            index = np.where(known, code, 0).astype(np.int64)
-            hit = known & self.categories[np.arange(self.categorical.size), index]
-            left[self.categorical] = np.where(nan[self.categorical], self.nan_left[self.categorical], hit)
+            width = self.categories.shape[1]
+            code = np.trunc(value.take(self.categorical))  # LightGBM's int cast: -0.5 is category 0
+            known = (code >= 0) & (code < width)  # False for NaN
+            cell = np.where(known, code, 0).astype(np.int64)
+            cell += np.arange(self.categorical.size) * width  # the split's row of ``categories``
+            hit = self.categories.ravel().take(cell)
+            hit &= known
+            np.copyto(hit, self.nan_left.take(self.categorical), where=nan.take(self.categorical))
+            left[self.categorical] = hit
         return left
 
 
@@ -92,6 +97,7 @@ class PathShap:
         slot_leaf: Per slot (leaf after leaf), its leaf.
         slot_place: Per slot, ``s``.
         slot_feature: Per slot, its feature.
+        slot_start: Per slot, ``leaf_start + s`` of its leaf: where its credits start in ``credit``.
         credit: The tables, leaf after leaf: a leaf's credit of slot ``s`` under bit pattern ``p``
             at ``leaf_start + p * u + s``.
         bias: TreeSHAP's expected value (the count-weighted mean of the leaves, summed over trees).
@@ -109,6 +115,7 @@ class PathShap:
     slot_leaf: np.ndarray
     slot_place: np.ndarray
     slot_feature: np.ndarray
+    slot_start: np.ndarray
     credit: np.ndarray
     bias: float
     n_features: int
@@ -122,13 +129,19 @@ class PathShap:
         x = np.asarray(x, dtype=np.float64).ravel()
         if x.size != self.n_features:
             raise ValueError(f"x: has {x.size} values, the booster expects {self.n_features}")
-        total = np.zeros(self.n_features + 1)
-        if self.leaf_u.size:
-            follows = self.splits.left(x)[self.entry_split] == self.entry_left
-            broken = np.bitwise_or.reduceat(np.where(follows, 0, self.entry_bit), self.leaf_entries)
-            row = self.leaf_start + (self.leaf_full ^ broken) * self.leaf_u
-            credit = self.credit[row[self.slot_leaf] + self.slot_place]
-            total = np.bincount(self.slot_feature, weights=credit, minlength=self.n_features + 1)
+        if not self.leaf_u.size:
+            return np.zeros(self.n_features)
+        # per step, its bit where the row leaves the path there; per leaf, the bits of the features
+        # whose splits the row does not all satisfy (whole-array numpy calls, results in place: one
+        # row's cost is mostly the number of calls)
+        broken = self.splits.left(x).take(self.entry_split)
+        broken ^= self.entry_left
+        pattern = np.bitwise_or.reduceat(self.entry_bit * broken, self.leaf_entries)
+        pattern ^= self.leaf_full  # the bits the row satisfies
+        pattern *= self.leaf_u
+        cell = pattern.take(self.slot_leaf)
+        cell += self.slot_start
+        total = np.bincount(self.slot_feature, weights=self.credit.take(cell), minlength=self.n_features + 1)
         return total[: self.n_features]
 
 
@@ -225,6 +238,9 @@ def path_shap(booster: lgb.Booster) -> PathShap:
         tables.append(table.ravel())
         start += table.size
     leaf_u_array = np.asarray(leaf_u, dtype=np.int64)
+    leaf_start_array = np.asarray(leaf_start, dtype=np.int64)
+    slot_leaf = np.repeat(np.arange(leaf_u_array.size), leaf_u_array)
+    slot_place_array = np.asarray(slot_place, dtype=np.int64)
     return PathShap(
         splits=splits,
         entry_split=np.asarray(entry_split, dtype=np.int64),
@@ -232,11 +248,12 @@ def path_shap(booster: lgb.Booster) -> PathShap:
         entry_bit=np.asarray(entry_bit, dtype=np.int64),
         leaf_entries=np.asarray(leaf_entries, dtype=np.int64),
         leaf_full=(1 << leaf_u_array) - 1,
-        leaf_start=np.asarray(leaf_start, dtype=np.int64),
+        leaf_start=leaf_start_array,
         leaf_u=leaf_u_array,
-        slot_leaf=np.repeat(np.arange(leaf_u_array.size), leaf_u_array),
-        slot_place=np.asarray(slot_place, dtype=np.int64),
+        slot_leaf=slot_leaf,
+        slot_place=slot_place_array,
         slot_feature=np.asarray(slot_feature, dtype=np.int64),
+        slot_start=leaf_start_array[slot_leaf] + slot_place_array,
         credit=np.concatenate([np.zeros(0), *tables]),
         bias=bias,
         n_features=n_features,
