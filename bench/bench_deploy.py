@@ -106,7 +106,9 @@ def versus_ceiling(frame: pd.DataFrame, seed: int) -> dict:
     money = weight @ served
     loss = weight @ (served * p_true)
     open_ = open_to_the_model(frame)
-    ceiling = loss_at(at_risk, p_true, rank_within(frame["p_ceiling"].to_numpy(np.float64), open_), weight, money)
+    ceiling = loss_at(
+        at_risk, p_true, rank_within(frame["p_ceiling"].to_numpy(np.float64), open_), weight, money
+    )
     oracle = loss_at(at_risk, p_true, rank_within(p_true, open_), weight, money)
     ok = (ceiling > 0) & (oracle > 0)
     to_ceiling = np.divide(loss, ceiling, out=np.full(len(loss), np.nan), where=ok)

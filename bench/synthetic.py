@@ -7,7 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-HEAD_TREES = {"presale_ship_before_balance": 75, "fast_refund": 83}  # the default run's champion heads and proxy (docs/serving.md, the profile)
+HEAD_TREES = {
+    "presale_ship_before_balance": 75,
+    "fast_refund": 83,
+}  # the default run's champion heads and proxy (docs/serving.md, the profile)
 
 
 PROXY_TREES = 118

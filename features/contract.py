@@ -213,7 +213,11 @@ TABLES: tuple[Table, ...] = (
             _amount("balance_amount"),
             _ts("balance_due_at", scheduled=True, description="Balance due date (may be after export)."),
             _ts("balance_paid_at", nullable=True, description="Null if unpaid at export."),
-            Column("shipped_before_balance", "bool", description="Goods shipped before the balance (trust purchase)."),
+            Column(
+                "shipped_before_balance",
+                "bool",
+                description="Goods shipped before the balance (trust purchase).",
+            ),
         ),
         primary_key=("order_id",),
         event_time="deposit_paid_at",
@@ -230,7 +234,9 @@ TABLES: tuple[Table, ...] = (
             _enum("reason", REFUND_REASONS),
             _enum("kind", REFUND_KINDS),
             Column("evidence_photos", "int", min_value=0, description="Photos uploaded with the request."),
-            Column("fast_refund", "bool", description="Paid before the goods came back (decided at request)."),
+            Column(
+                "fast_refund", "bool", description="Paid before the goods came back (decided at request)."
+            ),
             _ts("decided_at", nullable=True),
             _enum("outcome", REFUND_OUTCOMES, nullable=True, description="Null while undecided."),
             _ts("refunded_at", nullable=True),

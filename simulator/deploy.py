@@ -262,7 +262,9 @@ def champion(tracking_uri: str, policies: Path) -> tuple[str, object, object]:
     return str(version.version), rating, load_policy(path, list(rating.model.signal_names))
 
 
-def decided_in(tables: dict[str, pd.DataFrame], start: pd.Timestamp, end: pd.Timestamp) -> dict[str, pd.DataFrame]:
+def decided_in(
+    tables: dict[str, pd.DataFrame], start: pd.Timestamp, end: pd.Timestamp
+) -> dict[str, pd.DataFrame]:
     """What ``window_events`` reads of the opportunities decided in ``[start, end)``: their presales and
     refunds and only their orders (it indexes the orders it is given, the world's are many)."""
     pre, ref = tables["presales"], tables["refunds"]
@@ -387,7 +389,9 @@ def open_to_the_model(made: pd.DataFrame) -> np.ndarray:
     ceiling) compares like for like: the same policy's constraints, another ranking."""
     from serving.decide import EXPLORABLE
 
-    only_model = [bool(codes) and set(codes.split(",")) <= EXPLORABLE for codes in made["declines"].fillna("")]
+    only_model = [
+        bool(codes) and set(codes.split(",")) <= EXPLORABLE for codes in made["declines"].fillna("")
+    ]
     return (made["decision"] == APPROVE).to_numpy() | np.array(only_model, dtype=bool)
 
 
@@ -535,12 +539,18 @@ def deploy(
                 write_tables(as_of(tables, end), cfg, end, history + m + 1, export)
                 split = retrain_split(export, starts[0])
                 windows = window_args(split)
-                own_windows = any(a.split("=")[0] in ("--valid-from", "--test-from") for a in train_args or [])
+                own_windows = any(
+                    a.split("=")[0] in ("--valid-from", "--test-from") for a in train_args or []
+                )
                 if not (always_retrain or own_windows) and refits_the_champion(tracking, split, starts[0]):
                     say(f"no retrain on the export as of {end.date()}: {SAME_FIT}")
-                    retrains.append({"month": m + 1, "export": str(export), "windows": windows, "skipped": SAME_FIT})
+                    retrains.append(
+                        {"month": m + 1, "export": str(export), "windows": windows, "skipped": SAME_FIT}
+                    )
                     continue
-                say(f"retraining on the export as of {end.date()} and the decision log ({' '.join(windows)}) ...")
+                say(
+                    f"retraining on the export as of {end.date()} and the decision log ({' '.join(windows)}) ..."
+                )
                 train(export, tracking, ledger_url, naive, "auto", windows + (train_args or []))
                 before = version
                 version, rating, policy = champion(tracking, out / "policies")

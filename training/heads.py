@@ -66,7 +66,9 @@ UPLIFT_ROWS = "explored"
 rule) or ``shipped`` (every one shipped early). The legacy rule's own sit at the lowest proxy values
 with almost no defaults, and pulled a fitted line's low end below zero: shipping early then lowered
 the price of exactly the low-proxy buyers the policy approves (``docs/decisions.md``, 2026-12-07)."""
-KNOT_QUANTILE: float | None = 0.5  # where the uplift's slope starts, among the fitted presales' proxy log-odds
+KNOT_QUANTILE: float | None = (
+    0.5  # where the uplift's slope starts, among the fitted presales' proxy log-odds
+)
 CONTEXT = {PRESALE: PRESALE_CONTEXT, FAST_REFUND: REFUND_CONTEXT}
 
 

@@ -240,9 +240,15 @@ def seed_free(params: dict, rows: int) -> bool:
     rows that place the bin edges).
     """
     p = {**DEFAULT_PARAMS, **params}
-    bagging = p.get("bagging_freq", 0) > 0 and min(
-        p.get("bagging_fraction", 1.0), p.get("pos_bagging_fraction", 1.0), p.get("neg_bagging_fraction", 1.0)
-    ) < 1.0
+    bagging = (
+        p.get("bagging_freq", 0) > 0
+        and min(
+            p.get("bagging_fraction", 1.0),
+            p.get("pos_bagging_fraction", 1.0),
+            p.get("neg_bagging_fraction", 1.0),
+        )
+        < 1.0
+    )
     return bool(
         p.get("deterministic", False)
         and p.get("feature_fraction", 1.0) >= 1.0

@@ -41,15 +41,13 @@ def logged_propensities(url: str, service: str, schema: str | None = None) -> pd
     d = DECISIONS.c
     engine = make_engine(url, schema)
     try:
-        query = (
-            select(d.ref_id, d.decision, d.propensity)
-            .where(d.service == service)
-            .order_by(d.created_at)
-        )
+        query = select(d.ref_id, d.decision, d.propensity).where(d.service == service).order_by(d.created_at)
         with engine.connect() as conn:
             rows = pd.DataFrame(conn.execute(query).all(), columns=["ref_id", "decision", "propensity"])
     except SQLAlchemyError as err:
-        raise ValueError(f"--decision-log {url}: cannot read the decision log: {err.__class__.__name__}: {err}") from err
+        raise ValueError(
+            f"--decision-log {url}: cannot read the decision log: {err.__class__.__name__}: {err}"
+        ) from err
     finally:
         engine.dispose()
     rows = rows.drop_duplicates("ref_id", keep="first")
@@ -96,5 +94,7 @@ def propensity_metrics(presales: pd.DataFrame, split: TimeSplit) -> dict[str, fl
     }
     window = split.assign_instant(presales["as_of"]).to_numpy()
     for name in ("train", "valid"):
-        out[f"propensity_weighted_presales_{name}"] = float(((weights > 1).to_numpy() & (window == name)).sum())
+        out[f"propensity_weighted_presales_{name}"] = float(
+            ((weights > 1).to_numpy() & (window == name)).sum()
+        )
     return out

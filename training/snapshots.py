@@ -90,7 +90,9 @@ class TimeSplit:
             np.int64
         )  # Knuth's hash
         kept = (months + phase) % every == 0
-        return np.concatenate([np.flatnonzero((window == name) & kept) for name in ("train", "valid", "test")])
+        return np.concatenate(
+            [np.flatnonzero((window == name) & kept) for name in ("train", "valid", "test")]
+        )
 
     def assign_instant(self, t: pd.Series) -> pd.Series:
         """The window of a decision instant: a month's as-of date covers the month that follows it."""

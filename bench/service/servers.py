@@ -78,7 +78,15 @@ class Server:
 
 def gunicorn(app: str, port: int, workers: int, worker_class: str | None) -> list[str]:
     """The production gunicorn command (``serving/http/gunicorn_conf.py``) on ``port``."""
-    cmd = [sys.executable, "-m", "gunicorn", "-c", "python:serving.http.gunicorn_conf", "-b", f"{HOST}:{port}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "-c",
+        "python:serving.http.gunicorn_conf",
+        "-b",
+        f"{HOST}:{port}",
+    ]
     cmd += ["-w", str(workers), "--log-level", "warning"]
     if worker_class:
         cmd += ["-k", worker_class]

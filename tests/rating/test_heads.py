@@ -38,7 +38,11 @@ def _presale_rows(rng: np.random.Generator, n: int, shipped: bool) -> tuple[np.n
     """``n`` rows of random signals and their presale context (appliances, random amounts)."""
     signals = rng.normal(size=(n, len(SIGNALS)))
     context = presale_context(
-        rng.uniform(10, 2000, n), np.full(n, 5.0), ["appliances"] * n, np.full(n, 10.0), np.full(n, float(shipped))
+        rng.uniform(10, 2000, n),
+        np.full(n, 5.0),
+        ["appliances"] * n,
+        np.full(n, 10.0),
+        np.full(n, float(shipped)),
     )
     return signals, context
 
@@ -103,7 +107,9 @@ def test_a_head_pickled_before_the_knot_loads_linear():
     old.__setstate__(state)
     signals = np.random.default_rng(6).normal(size=(10, len(SIGNALS)))
     assert old.knot is None
-    np.testing.assert_allclose(old.uplift_logit(signals), 0.5 + 2.0 * head.proxy.predict(signals, raw_score=True))
+    np.testing.assert_allclose(
+        old.uplift_logit(signals), 0.5 + 2.0 * head.proxy.predict(signals, raw_score=True)
+    )
 
 
 def test_head_survives_pickling_with_its_boosters():

@@ -94,7 +94,10 @@ def test_below_min_stars_only_the_stars_decline():
 @pytest.mark.parametrize(
     ("share", "amount"),
     [
-        (0.0113143, 111111.11),  # balance 10,000,000 minor; 6 significant digits, 7 decimals: 113143, not 113140
+        (
+            0.0113143,
+            111111.11,
+        ),  # balance 10,000,000 minor; 6 significant digits, 7 decimals: 113143, not 113140
         (0.0000019, 11111.11),  # balance 1,000,000 minor: 1.9 minor units, 1 allowed, not 2
     ],
 )

@@ -98,7 +98,9 @@ def validators() -> Validators:
     doc = openapi_document("test", MAX_AMOUNT, 2, CURRENCY)
     # jsonschema checks date-time only with rfc3339-validator installed (the test extra declares it);
     # without it a 2025-02-30 would pass the document and the comparison would blame the parser
-    assert "date-time" in jsonschema.Draft202012Validator.FORMAT_CHECKER.checkers, "pip install rfc3339-validator"
+    assert "date-time" in jsonschema.Draft202012Validator.FORMAT_CHECKER.checkers, (
+        "pip install rfc3339-validator"
+    )
     out = Validators()
     for path in ("/v1/decisions", "/v1/outcomes"):
         body = doc["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]

@@ -209,7 +209,9 @@ def test_an_allowance_decline_holds_nothing_and_replays(
     body = presale_body(buyer, 5000, order_id=2)
     large = client.post("/v1/decisions", json=body).json
     assert [d["code"] for d in large["declines"]] == ["expected_loss_above_allowance"], large
-    assert large["expected_loss"] > large["limits"]["expected_loss_allowance"] == pytest.approx(4.5)  # 0.1% of the 4,500 balance
+    assert (
+        large["expected_loss"] > large["limits"]["expected_loss_allowance"] == pytest.approx(4.5)
+    )  # 0.1% of the 4,500 balance
     assert held_exposure(ledger_app, buyer) == 90_00, "only the small order's balance is held"
     again = client.post("/v1/decisions", json=body).json
     assert again["replayed"] is True and again["decision_id"] == large["decision_id"]

@@ -205,12 +205,17 @@ def test_retrains_validate_on_the_products_season_when_a_later_one_can_test() ->
         dates = month_starts(history, first + pd.DateOffset(months=months))
         split = split_validating(dates, first)
         got[months] = split
-        assert split.valid_first - split.train_last >= HORIZON and split.test_first - split.valid_last >= HORIZON
+        assert (
+            split.valid_first - split.train_last >= HORIZON and split.test_first - split.valid_last >= HORIZON
+        )
         if months <= 6:
             assert split == default_split(dates)
     assert got[3].test_first < first and got[6].test_first == first  # the product's presales are tested
     for months in (9, 12):
-        assert (got[months].valid_first, got[months].test_first) == (first, pd.Timestamp("2025-10-01", tz="UTC"))
+        assert (got[months].valid_first, got[months].test_first) == (
+            first,
+            pd.Timestamp("2025-10-01", tz="UTC"),
+        )
 
 
 def test_a_propensity_retrain_weighs_validation_rows_and_differs_from_the_naive_one(
@@ -264,19 +269,34 @@ def test_a_propensity_retrain_weighs_validation_rows_and_differs_from_the_naive_
     Ledger(engine).create()
     logged = [
         {
-            "decision_id": str(uuid.uuid4()), "key_id": "k", "request_id": str(uuid.uuid4()), "fingerprint": "",
-            "created_at": t.tz_convert("UTC").tz_localize(None).to_pydatetime(), "service": PRESALE,
-            "buyer_id": int(b), "ref_id": int(o), "decision": "approve" if s else "decline",
-            "requested_minor": 100_00, "reserved_minor": 0, "policy_version": "p", "latency_ms": 1.0,
-            "propensity": float(p), "inputs": {}, "outputs": {},
+            "decision_id": str(uuid.uuid4()),
+            "key_id": "k",
+            "request_id": str(uuid.uuid4()),
+            "fingerprint": "",
+            "created_at": t.tz_convert("UTC").tz_localize(None).to_pydatetime(),
+            "service": PRESALE,
+            "buyer_id": int(b),
+            "ref_id": int(o),
+            "decision": "approve" if s else "decline",
+            "requested_minor": 100_00,
+            "reserved_minor": 0,
+            "policy_version": "p",
+            "latency_ms": 1.0,
+            "propensity": float(p),
+            "inputs": {},
+            "outputs": {},
         }  # fmt: skip
-        for t, b, o, s, p in zip(valid["as_of"], valid["buyer_id"], valid["order_id"], shipped, propensity, strict=True)
+        for t, b, o, s, p in zip(
+            valid["as_of"], valid["buyer_id"], valid["order_id"], shipped, propensity, strict=True
+        )
     ]
     with engine.begin() as conn:
         conn.execute(insert(DECISIONS), logged)
     engine.dispose()
 
-    weighted = weigh_by_propensity(presales, Namespace(decision_log=url, ignore_propensities=False), Progress())
+    weighted = weigh_by_propensity(
+        presales, Namespace(decision_log=url, ignore_propensities=False), Progress()
+    )
     naive = weigh_by_propensity(presales, Namespace(decision_log=url, ignore_propensities=True), Progress())
     weight = weighted[WEIGHT].to_numpy()
     assert set(weighted.loc[weight > 1, "order_id"]) == set(valid.loc[explored, "order_id"])
@@ -312,8 +332,14 @@ def test_yardsticks_approve_only_what_the_policy_left_to_the_model() -> None:
     made = pd.DataFrame(
         {
             "decision": ["approve", "decline", "decline", "decline", "decline", "approve"],
-            "declines": ["", "expected_loss_above_allowance", "stars_below_minimum,expected_loss_above_allowance",
-                         "amount_above_cap", "expected_loss_above_allowance,quota_count_exceeded", ""],
+            "declines": [
+                "",
+                "expected_loss_above_allowance",
+                "stars_below_minimum,expected_loss_above_allowance",
+                "amount_above_cap",
+                "expected_loss_above_allowance,quota_count_exceeded",
+                "",
+            ],
         }  # fmt: skip
     )
     assert open_to_the_model(made).tolist() == [True, True, True, False, False, True]

@@ -43,7 +43,9 @@ def _row(ref: int, decision: str, propensity: float, minute: int, service: str =
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def log_url(request, tmp_path, pg_schema):  # noqa: F811 (the imported fixture)
-    url, schema = (f"sqlite:///{tmp_path}/ledger.db", None) if request.param == "sqlite" else (PG_URL, pg_schema)
+    url, schema = (
+        (f"sqlite:///{tmp_path}/ledger.db", None) if request.param == "sqlite" else (PG_URL, pg_schema)
+    )
     engine = make_engine(url, schema)
     Ledger(engine, schema).create()
     rows = [

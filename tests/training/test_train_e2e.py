@@ -251,7 +251,9 @@ def test_bad_data_stops_with_the_validator_message(tmp_path, capsys):
 
 
 def test_the_decisions_bench_measures_the_rows_train_py_measures(first_run, market, tmp_path, capsys):
-    bench = runpy.run_path(str(Path(__file__).parents[2] / "bench" / "bench_decisions.py"), run_name="bench_script")
+    bench = runpy.run_path(
+        str(Path(__file__).parents[2] / "bench" / "bench_decisions.py"), run_name="bench_script"
+    )
     assert bench["main"](["--data", str(market), "--json", str(tmp_path / "m.json")]) == 0
     printed = capsys.readouterr().out
     assert all(name in printed for name in FIXED_METRICS)
@@ -263,7 +265,9 @@ def test_the_decisions_bench_measures_the_rows_train_py_measures(first_run, mark
 
 
 def test_the_ceiling_bench_learns_the_truth_it_is_given(market, tmp_path, capsys):
-    bench = runpy.run_path(str(Path(__file__).parents[2] / "bench" / "bench_ceiling.py"), run_name="bench_script")
+    bench = runpy.run_path(
+        str(Path(__file__).parents[2] / "bench" / "bench_ceiling.py"), run_name="bench_script"
+    )
     assert bench["main"](["--data", str(market), "--json", str(tmp_path / "c.json")]) == 0
     figures = json.loads((tmp_path / "c.json").read_text())
     for service in ("presale_ship_before_balance", "fast_refund"):
@@ -286,10 +290,15 @@ def test_the_logged_candidate_policy_is_read_by_the_service(first_run):
     assert policy.version == f"candidate-{run.info.run_id[:8]}"
     assert run.data.metrics["policy_searched"] == 1.0 and run.data.tags["policy_search"] == "searched"
     reviewed = yaml.safe_load(pipeline.BASE_POLICY.read_text())
-    for rules, service in ((policy.presale, "presale_ship_before_balance"), (policy.fast_refund, "fast_refund")):
+    for rules, service in (
+        (policy.presale, "presale_ship_before_balance"),
+        (policy.fast_refund, "fast_refund"),
+    ):
         declared = reviewed["services"][service].get("exploration")  # set aside by the search, declared again
         assert (rules.exploration is None) == (declared is None), service
-    tried = pd.read_csv(mlflow.artifacts.download_artifacts(f"{run.info.artifact_uri}/policy/search_curve.csv"))
+    tried = pd.read_csv(
+        mlflow.artifacts.download_artifacts(f"{run.info.artifact_uri}/policy/search_curve.csv")
+    )
     for prefix, rules, service in (
         ("presale", policy.presale, "presale_ship_before_balance"),
         ("refund", policy.fast_refund, "fast_refund"),
@@ -304,12 +313,20 @@ def test_the_logged_candidate_policy_is_read_by_the_service(first_run):
             continue
         best = feasible.loc[feasible["money"].idxmax()]  # the candidate is the search's best
         for star in range(rules.min_stars, 6):
-            assert rules.expected_loss_allowance[star - 1] == pytest.approx(best[f"allowance_{star}"], rel=1e-5)
+            assert rules.expected_loss_allowance[star - 1] == pytest.approx(
+                best[f"allowance_{star}"], rel=1e-5
+            )
             assert rules.amount_cap[star - 1] == pytest.approx(round(best[f"cap_{star}"], 2) * 100, abs=1)
         assert run.data.metrics[f"policy_{prefix}_search_money"] == pytest.approx(best["money"])
         # judged on the test window beside the reviewed policy and the legacy rule, with the truth
         for name in ("candidate", "reviewed"):
-            for figure in ("money", "legacy_money", "loss_per_unit", "loss_per_unit_hi", "high_risk_loss_share"):
+            for figure in (
+                "money",
+                "legacy_money",
+                "loss_per_unit",
+                "loss_per_unit_hi",
+                "high_risk_loss_share",
+            ):
                 assert f"policy_{prefix}_{name}_{figure}" in run.data.metrics, (prefix, name, figure)
     curve_png = mlflow.artifacts.download_artifacts(f"{run.info.artifact_uri}/policy/search_curve.png")
     assert Path(curve_png).stat().st_size > 10_000
