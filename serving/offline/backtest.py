@@ -50,6 +50,7 @@ KEY = "backtest"
 DAY = pd.Timedelta(days=1)
 LEGACY_SIGNALS = (VIP_SIGNAL, CREDIT_SIGNAL)  # what features.legacy reads at the decision
 TABLES = ("buyers", "orders", "presales", "refunds")
+ORDER_COLUMNS = ["amount", "category", "canceled_at", "created_at"]  # what a request reads of its order
 
 
 @dataclass(frozen=True)
@@ -97,8 +98,10 @@ def window_events(
     pre = tables["presales"]
     pre = pre[(pre["deposit_paid_at"] >= start) & (pre["deposit_paid_at"] < end)]
     bad = presale_outcomes(pre)
-    for row, outcome in zip(pre.itertuples(index=False), bad.itertuples(index=False), strict=True):
-        order = orders.loc[row.order_id]
+    ordered = orders.loc[pre["order_id"].to_numpy(), ORDER_COLUMNS]  # each row's order, looked up at once
+    for row, outcome, order in zip(
+        pre.itertuples(index=False), bad.itertuples(index=False), ordered.itertuples(index=False), strict=True
+    ):
         oid = int(row.order_id)
         body = {
             "request_id": f"{PRESALE}-{oid}",
@@ -106,24 +109,29 @@ def window_events(
             "buyer_id": int(row.buyer_id),
             "order": {
                 "order_id": oid,
-                "amount": _money(order["amount"], decimals),
+                "amount": _money(order.amount, decimals),
                 "currency": currency,
-                "category": str(order["category"]),
+                "category": str(order.category),
                 "deposit_amount": _money(row.deposit_amount, decimals),
                 "balance_due_at": _iso(row.balance_due_at),
             },
         }
         facts = [
             ("balance_paid", row.balance_paid_at),
-            ("order_canceled", order["canceled_at"]),
+            ("order_canceled", order.canceled_at),
             ("balance_defaulted", outcome.t if outcome.bad else pd.NaT),
         ]
         events += _opportunity(row.deposit_paid_at, body, facts, "order_id", oid, end)
     ref = tables["refunds"]
     ref = ref[(ref["requested_at"] >= start) & (ref["requested_at"] < end)]
     loss = refund_outcomes(ref)
-    for row, outcome in zip(ref.itertuples(index=False), loss.itertuples(index=False), strict=True):
-        order = orders.loc[row.order_id]
+    ordered = orders.loc[ref["order_id"].to_numpy(), ORDER_COLUMNS]
+    for row, outcome, order in zip(
+        ref.itertuples(index=False),
+        loss.itertuples(index=False),
+        ordered.itertuples(index=False),
+        strict=True,
+    ):
         rid = int(row.refund_id)
         body = {
             "request_id": f"{FAST_REFUND}-{rid}",
@@ -136,9 +144,9 @@ def window_events(
                 "reason": str(row.reason),
                 "kind": str(row.kind),
                 "evidence_photos": int(row.evidence_photos),
-                "order_amount": _money(order["amount"], decimals),
-                "category": str(order["category"]),
-                "ordered_at": _iso(order["created_at"]),
+                "order_amount": _money(order.amount, decimals),
+                "category": str(order.category),
+                "ordered_at": _iso(order.created_at),
             },
         }
         unreturned = outcome.t if outcome.bad and row.kind == RETURN_KIND else pd.NaT
