@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from serving.offline.policy_search import TARGET_SHARE
 from training.evaluation.report import PREFIX, Report
 from training.evaluation.yardsticks import Estimate
 
@@ -60,6 +61,7 @@ def summary_text(rep: Report, target: str) -> str:
             lines.append(
                 f"  proposed allowances (expected loss / order value: {bands}): on the test window they approve "
                 f"{m[f'policy_{p}_volume_multiple']:.2f}x the rule's money at {m[f'policy_{p}_loss_rate_ratio']:.2f}x its "
-                f"loss per unit (fitted on validation for 1.00x at {m[f'policy_{p}_valid_volume_multiple']:.2f}x its volume)"
+                f"loss per unit (fitted on validation for {TARGET_SHARE[service]:.2f}x at "
+                f"{m[f'policy_{p}_valid_volume_multiple']:.2f}x its volume)"
             )
     return "\n".join(lines)
