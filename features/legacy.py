@@ -16,6 +16,7 @@ from numpy.typing import ArrayLike
 
 VIP_SIGNAL = "vip_last"  # the signals the rules read at the decision instant
 CREDIT_SIGNAL = "credit_score_last"
+LEGACY_SIGNALS = (VIP_SIGNAL, CREDIT_SIGNAL)
 PRESALE_MIN_CREDIT_SCORE = 700
 FAST_REFUND_MAX_AMOUNT = 100.0
 FAST_REFUND_MIN_PHOTOS = 1

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from features.build import build_signals
-from features.legacy import CREDIT_SIGNAL, VIP_SIGNAL
+from features.legacy import LEGACY_SIGNALS
 from features.outcomes import RETURN_KIND, presale_outcomes, refund_outcomes
 from features.pit import published_as_of
 from features.registry import get as get_signal
@@ -48,7 +48,6 @@ from serving.schema import Outcome, parse_decision
 
 KEY = "backtest"
 DAY = pd.Timedelta(days=1)
-LEGACY_SIGNALS = (VIP_SIGNAL, CREDIT_SIGNAL)  # what features.legacy reads at the decision
 TABLES = ("buyers", "orders", "presales", "refunds")
 ORDER_COLUMNS = ["amount", "category", "canceled_at", "created_at"]  # what a request reads of its order
 

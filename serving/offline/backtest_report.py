@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.legacy import CREDIT_SIGNAL, VIP_SIGNAL, legacy_fast_refund, legacy_presale
+from features.legacy import LEGACY_SIGNALS, legacy_fast_refund, legacy_presale
 from features.outcomes import RETURN_KIND, presale_outcomes, refund_outcomes
 from features.pit import published_as_of
 from serving.policy import FAST_REFUND, PRESALE
@@ -61,7 +61,7 @@ def realised_bad(tables: dict[str, pd.DataFrame], service: str, refs: pd.Series)
 def legacy(decisions: pd.DataFrame, signals: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> np.ndarray:
     """The legacy rule's decision for each replayed opportunity, on the day's published signals."""
     day = published_as_of(decisions["t"])
-    keyed = signals.set_index(["buyer_id", "as_of"])[[VIP_SIGNAL, CREDIT_SIGNAL]]
+    keyed = signals.set_index(["buyer_id", "as_of"])[list(LEGACY_SIGNALS)]
     at = keyed.reindex(pd.MultiIndex.from_arrays([decisions["buyer_id"], day])).to_numpy(np.float64)
     vip, credit = np.nan_to_num(at[:, 0]), at[:, 1]
     out = np.zeros(len(decisions), bool)
