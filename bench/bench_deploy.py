@@ -22,7 +22,10 @@ declined), and their loss is the truth's expected loss of those approvals. Only 
 Prints the wall time of each loop with the machine's load, then per mode, month and service: money
 approved, the served decisions' truth-expected loss per unit, the ceiling's at the same money, their
 ratio (served / ceiling; the goal is at most 1.10) with a 95% bootstrap interval over buyers, and
-the ratio to the oracle (the truth itself) at the same money.
+the ratio to the oracle (the truth itself) at the same money. The product approves most of the open
+refunds, where any ranking approves nearly the same ones; so beside it, the rankings alone at a fixed
+volume (``FIXED_SHARE`` of the served money, from the same open opportunities): the head's ranking (the
+served ``p_loss``) against the ceiling's, loss over loss, with its interval.
 """
 
 from __future__ import annotations
@@ -42,6 +45,9 @@ from simulator.deploy import APPROVE, FIRST_CHAMPION, deploy, loss_at, open_to_t
 from simulator.write import write_export
 
 REPLICATES = 400
+FIXED_SHARE = 0.5
+"""The rankings' yardstick at a fixed volume: the head's ranking (the served ``p_loss``) and the ceiling's,
+each approving this share of the money the served decisions approved, from the same open opportunities."""
 
 
 def ceiling_probabilities(world: Path, export: Path, loop_start: pd.Timestamp, seed: int, work: Path) -> dict:
@@ -113,6 +119,18 @@ def versus_ceiling(frame: pd.DataFrame, seed: int) -> dict:
     ok = (ceiling > 0) & (oracle > 0)
     to_ceiling = np.divide(loss, ceiling, out=np.full(len(loss), np.nan), where=ok)
     to_oracle = np.divide(loss, oracle, out=np.full(len(loss), np.nan), where=ok)
+    # the rankings alone at a fixed share of that money: near full approval of the open
+    # opportunities any ranking approves the same ones, and served / ceiling reads 1 by construction
+    fixed = FIXED_SHARE * money
+    head_fixed = loss_at(
+        at_risk, p_true, rank_within(frame["p_loss"].to_numpy(np.float64), open_), weight, fixed
+    )
+    ceiling_fixed = loss_at(
+        at_risk, p_true, rank_within(frame["p_ceiling"].to_numpy(np.float64), open_), weight, fixed
+    )
+    head_to_ceiling = np.divide(
+        head_fixed, ceiling_fixed, out=np.full(len(loss), np.nan), where=ceiling_fixed > 0
+    )
 
     def ci(x: np.ndarray) -> str:
         lo, hi = np.nanpercentile(x[1:], [2.5, 97.5]) if np.isfinite(x[1:]).any() else (np.nan, np.nan)
@@ -128,6 +146,8 @@ def versus_ceiling(frame: pd.DataFrame, seed: int) -> dict:
         "ceiling_loss_per_unit": ceiling[0] / money[0] if money[0] else np.nan,
         "served/ceiling": ci(to_ceiling),
         "served/oracle": ci(to_oracle),
+        "open_money_share": money[0] / at_risk[open_].sum() if open_.any() else np.nan,
+        f"head/ceiling at {FIXED_SHARE:g}x": ci(head_to_ceiling),
     }
 
 
@@ -150,6 +170,7 @@ def served_decisions(folder: Path, loop_start: pd.Timestamp) -> pd.DataFrame:
         made = pd.DataFrame(conn.execute(query).all())
     answers = [json.loads(o) if isinstance(o, str) else o for o in made.pop("outputs")]
     made["declines"] = [",".join(x["code"] for x in a.get("declines") or ()) for a in answers]
+    made["p_loss"] = pd.to_numeric(pd.Series([a.get("p_loss") for a in answers], dtype=object))
     t = pd.to_datetime(made["created_at"]).dt.tz_localize("UTC")
     first = loop_start.tz_convert("UTC")
     made["month"] = (t.dt.year - first.year) * 12 + (t.dt.month - first.month) + 1
