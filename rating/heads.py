@@ -267,36 +267,53 @@ class ServiceHead:
     def _table(self, attribution: str, which: str = "base") -> Any:
         """The per-leaf table of the base or the prior (``which``) for ``attribution`` (TreeSHAP's or
         Saabas'), built on first use (about half a second for a head of a hundred 15-leaf trees) and
-        never pickled."""
-        booster = getattr(self, which)
+        never pickled. The base's TreeSHAP table holds the prior's trees too, their leaves times ``w``
+        (``rating.path_shap``'s ``scaled``): a decision's one pass covers both models."""
         cached = self.__dict__.get("_tables")
-        if cached is None or cached[0] is not self.base or cached[1] is not self.prior:
-            cached = (self.base, self.prior, {})
+        if cached is None or cached[0] != (self.base, self.prior, self.prior_line):
+            cached = ((self.base, self.prior, self.prior_line), {})
             self.__dict__["_tables"] = cached
-        tables = cached[2]
+        tables = cached[1]
         if (attribution, which) not in tables:
-            tables[attribution, which] = (path_shap if attribution == TREESHAP else leaf_table)(booster)
+            booster = getattr(self, which)
+            if attribution != TREESHAP:
+                tables[attribution, which] = leaf_table(booster)
+            elif which == "base" and self.prior is not None:
+                tables[attribution, which] = path_shap(booster, ((self.prior, self.prior_line[1]),))
+            else:
+                tables[attribution, which] = path_shap(booster)
         return tables[attribution, which]
 
     def prepare(self) -> None:
-        """Build the TreeSHAP tables decisions cite now rather than on the first decision (plain
+        """Build the TreeSHAP table decisions cite now rather than on the first decision (plain
         arrays: safe to build before a server forks its workers)."""
         self._table(TREESHAP)
-        if self.prior is not None:
-            self._table(TREESHAP, "prior")
 
-    def _attribute(self, x: np.ndarray, attribution: str, which: str) -> tuple[float, np.ndarray]:
+    def _attribute(self, x: np.ndarray, attribution: str) -> tuple[float, np.ndarray]:
+        """The log-odds of the base and the prior on the head's input row ``x`` (no uplift, no normal
+        arm) and each input's contribution to them by ``attribution``: a signal's is the base's plus
+        ``w`` times the prior's (attributions add over models)."""
+        if attribution == TREESHAP:  # one table holds both models
+            table = self._table(TREESHAP)
+            contrib = table.contributions(x)
+            logit = float(contrib.sum()) + table.bias
+            return (logit if self.prior is None else logit + self.prior_line[0]), contrib
+        logit, contrib = self._model_attribution(x, attribution, "base")
+        if self.prior is not None:
+            n = len(self.signal_names)
+            margin, prior = self._model_attribution(x[:n], attribution, "prior")
+            logit += self._prior_logit(margin)
+            contrib[:n] += self.prior_line[1] * prior
+        return logit, contrib
+
+    def _model_attribution(self, x: np.ndarray, attribution: str, which: str) -> tuple[float, np.ndarray]:
         """The raw score of the base or the prior (``which``) on row ``x`` (its own inputs) and each
-        input's contribution to it, by ``attribution``."""
+        input's contribution to it, by LightGBM's TreeSHAP or Saabas' (``attribution``)."""
         if attribution == LIGHTGBM:
             contrib = self._compared("contrib", which)(x)
             return float(contrib.sum()), contrib[
                 :-1
             ]  # the contributions and the bias add up to the raw score
-        if attribution == TREESHAP:
-            table = self._table(TREESHAP, which)
-            contrib = table.contributions(x)
-            return float(contrib.sum()) + table.bias, contrib
         table = self._table(SAABAS, which)
         ids = table.leaf_ids(self._compared("leaf", which)(x))
         return table.raw_score(ids), table.contributions(ids)
@@ -326,12 +343,7 @@ class ServiceHead:
             raise ValueError(f"attribution: must be one of {', '.join(ATTRIBUTIONS)}, got {attribution!r}")
         predictors = self._predictors()
         x = self.inputs(signals, context)[0]
-        logit, contrib = self._attribute(x, attribution, "base")
-        if self.prior is not None:  # attributions add over models: w x the prior's, per signal
-            n = len(self.signal_names)
-            margin, prior = self._attribute(x[:n], attribution, "prior")
-            logit += self._prior_logit(margin)
-            contrib[:n] += self.prior_line[1] * prior
+        logit, contrib = self._attribute(x, attribution)
         if predictors["treatment"] is not None:
             contrib[predictors["treatment"]] = 0.0
         uplift = self._row_uplift(np.atleast_2d(np.asarray(signals, np.float64))[0], predictors)
