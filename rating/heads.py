@@ -309,11 +309,9 @@ class ServiceHead:
     def _model_attribution(self, x: np.ndarray, attribution: str, which: str) -> tuple[float, np.ndarray]:
         """The raw score of the base or the prior (``which``) on row ``x`` (its own inputs) and each
         input's contribution to it, by LightGBM's TreeSHAP or Saabas' (``attribution``)."""
-        if attribution == LIGHTGBM:
+        if attribution == LIGHTGBM:  # the contributions and the bias add up to the raw score
             contrib = self._compared("contrib", which)(x)
-            return float(contrib.sum()), contrib[
-                :-1
-            ]  # the contributions and the bias add up to the raw score
+            return float(contrib.sum()), contrib[:-1]
         table = self._table(SAABAS, which)
         ids = table.leaf_ids(self._compared("leaf", which)(x))
         return table.raw_score(ids), table.contributions(ids)
