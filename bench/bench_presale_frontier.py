@@ -9,9 +9,10 @@ reach of a head only if its ranking is. This bench prints, on the test window an
 each ranking's *frontier*: approving presales cheapest first by its probability until the money
 reaches k times the legacy rule's, the truth's loss per unit of those approvals against the rule's
 (no stars, caps or exposure limits: the ranking alone; the policy's limits only remove choices).
-Rankings: the truth itself, the champion's head, the head refitted with monotone constraints (the
-registry's risk directions), with fewer and larger leaves, with the rating's log-odds as an input,
-and the rating alone.
+Rankings: the truth itself, the champion's head, the head refitted as training fits it (stacked on
+the rating's margin, ``training.heads.fit_base``'s ``prior``), the base alone (no rating margin), and
+that base with monotone constraints (the registry's risk directions), with fewer and larger leaves,
+with the rating's log-odds as an input; and the rating alone.
 
 Second, the shift shipping early adds, by arm (the legacy rule's presales, shipped by the rule;
 the explored ones, shipped at random among its declines), per window: fitted on the realised
@@ -110,24 +111,32 @@ def main(argv: list[str] | None = None) -> int:
 
     mono = monotone_constraints(names) + [0] * len(CONTEXT[PRESALE])
     rankings = {"truth": truth, "the champion's head": head_p(champion, names)}
+    prior = rating.model.booster
     variants = {
-        "refitted": ({}, names),
-        "monotone (registry directions)": ({**MONOTONE, "monotone_constraints": mono}, names),
-        "7 leaves, 300 rows a leaf": ({"num_leaves": 7, "min_data_in_leaf": 300}, names),
-        "with the rating's log-odds": ({}, [*names, RATING_LOGIT]),
+        "refitted, stacked on the rating's margin": ({}, names, prior),
+        "the base alone (no rating margin)": ({}, names, None),
+        "monotone (registry directions)": ({**MONOTONE, "monotone_constraints": mono}, names, None),
+        "7 leaves, 300 rows a leaf": ({"num_leaves": 7, "min_data_in_leaf": 300}, names, None),
+        "with the rating's log-odds as an input": ({}, [*names, RATING_LOGIT], None),
     }
-    for label, (overrides, columns) in variants.items():
+    for label, (overrides, columns, stacked) in variants.items():
         head = fit_base(
-            PRESALE, rows["train"], rows["valid"], columns, args.seed, overrides=overrides or None
+            PRESALE,
+            rows["train"],
+            rows["valid"],
+            columns,
+            args.seed,
+            overrides=overrides or None,
+            prior=stacked,
         )
         rankings[f"{label} ({head.metrics['best_iteration']:.0f} trees)"] = head_p(
             add_shift(head, rows["valid"]), columns
         )
     rankings["the rating alone"] = 1 / (1 + np.exp(-test[RATING_LOGIT].to_numpy()))
     print("\nloss per unit of the cheapest presales by each ranking / the rule's, at k x the rule's money")
-    print(f"{'ranking':44s}" + "".join(f"{k:>7.1f}x" for k in MULTIPLES))
+    print(f"{'ranking':58s}" + "".join(f"{k:>7.1f}x" for k in MULTIPLES))
     for label, prob in rankings.items():
-        print(f"{label:44s}" + "".join(f"{v:8.2f}" for v in frontier(prob, money, truth, rule)))
+        print(f"{label:58s}" + "".join(f"{v:8.2f}" for v in frontier(prob, money, truth, rule)))
 
     base = dataclasses.replace(champion, uplift=(0.0, 0.0))
     print(

@@ -46,9 +46,12 @@ def make_tiny_rating(signal_names: list[str], seed: int = 0, n: int = 20000) -> 
     )  # fmt: skip
 
 
-def tiny_heads(signal_names: list[str], seed: int = 0, n: int = 8000) -> dict[str, ServiceHead]:
+def tiny_heads(
+    signal_names: list[str], seed: int = 0, n: int = 8000, rating: lgb.Booster | None = None
+) -> dict[str, ServiceHead]:
     """Real service heads on synthetic opportunities whose loss rises with the amount and the first
-    half of the signals (presale: with an uplift; refund: with a normal arm, what normal handling pays)."""
+    half of the signals (presale: with an uplift, and stacked on ``rating``'s margin when given, as
+    training stacks it; refund: with a normal arm, what normal handling pays)."""
     heads = {}
     rng = np.random.default_rng(seed)
     for service, names in ((PRESALE, PRESALE_CONTEXT), (FAST_REFUND, REFUND_CONTEXT)):
@@ -57,9 +60,11 @@ def tiny_heads(signal_names: list[str], seed: int = 0, n: int = 8000) -> dict[st
         ctx[:, 0] = rng.uniform(np.log1p(10), np.log1p(30000), n)  # log amount
         logit = 1.2 * (ctx[:, 0] - 7.0) + np.nan_to_num(X[:, 0], nan=1.0) - 3.0
         y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+        prior = rating if service == PRESALE else None
+        margin = None if prior is None else prior.predict(X, raw_score=True)  # the base boosts from it
         base = lgb.train(
             {"objective": "binary", "verbose": -1, "num_leaves": 7, "seed": seed, "num_threads": 1},
-            lgb.Dataset(np.hstack([X, ctx]), y), 40,
+            lgb.Dataset(np.hstack([X, ctx]), y, init_score=margin), 40,
         )  # fmt: skip
         proxy = None
         if service == PRESALE:
@@ -76,7 +81,7 @@ def tiny_heads(signal_names: list[str], seed: int = 0, n: int = 8000) -> dict[st
             )  # fmt: skip
         heads[service] = ServiceHead(
             service, list(signal_names), list(names), base, TREATMENT if service == PRESALE else None, proxy,
-            (0.3, 0.5) if proxy is not None else (0.0, 0.0), normal=normal,
+            (0.3, 0.5) if proxy is not None else (0.0, 0.0), normal=normal, prior=prior,
         )  # fmt: skip
     return heads
 
@@ -107,12 +112,12 @@ def save_tiny_rating(
 ) -> str:
     """Fit and save a tiny rating as an MLflow pyfunc directory; returns a URI ``load_rating`` accepts.
 
-    With ``heads`` the artifact also holds tiny service heads (``tiny_heads``), with ``review`` a tiny
-    review head (``tiny_review_head``).
+    With ``heads`` the artifact also holds tiny service heads (``tiny_heads``; the presale head stacked
+    on the rating's booster), with ``review`` a tiny review head (``tiny_review_head``).
     """
     model = make_tiny_rating(signal_names, seed)
     if heads:
-        model.set_heads(tiny_heads(signal_names, seed))
+        model.set_heads(tiny_heads(signal_names, seed, rating=model.booster))
     if review:
         model.set_review_head(tiny_review_head(signal_names, seed))
     example = synthetic_dataset(signal_names, 5, seed + 2).X

@@ -12,6 +12,14 @@
   the uplift is the constant shift ``a`` (what training fits today: ``training.heads.add_shift``),
   the same for every presale and so never one of its reasons. Refund heads have no uplift.
 
+A presale head may be *stacked* on the rating: its base was boosted (LightGBM ``init_score``) from
+``c + w x`` the rating booster's raw margin on the buyer's signals (``prior``, ``prior_line``:
+uncalibrated, before hard-fact caps), so the head adds that back, ``logit = c + w * prior(signals)
++ base(signals, context) + shift``. The base then learns only what a presale adds to the buyer's
+risk, from tens of thousands of rows, while the rating learnt the buyer from hundreds of thousands.
+TreeSHAP is additive over models, so a signal's contribution is ``w`` times the rating's plus the
+base's: a decision's reasons stay signals, never "your rating" (``docs/decisions.md``, eighth session).
+
 A refund head prices what paying fast *adds*: paid fast, every bad request is a loss
 (``sigmoid(base)``); handled normally, the money goes out only if normal handling approves it
 anyway. ``normal`` is a LightGBM on the request's context for ``P(normal handling pays | the
@@ -52,6 +60,7 @@ TREESHAP = "treeshap"  # exact TreeSHAP from per-leaf tables (rating.path_shap):
 LIGHTGBM = "lightgbm"  # exact TreeSHAP by LightGBM (pred_contrib through the single-row path)
 SAABAS = "saabas"  # Saabas from per-leaf path tables (rating.leaf_paths) and one leaf walk
 ATTRIBUTIONS = (TREESHAP, LIGHTGBM, SAABAS)
+BOOSTERS = ("base", "proxy", "normal", "prior")  # a head's boosters (pickled as model text)
 
 
 @dataclass(frozen=True)
@@ -96,6 +105,9 @@ class ServiceHead:
         normal: LightGBM on ``context_names`` whose probability is the share of bad opportunities the
             service's normal handling pays anyway; when set the head prices the increment (None: no
             normal arm, the loss if approved is all the decision's).
+        prior: The rating's booster over ``signal_names`` whose raw margin the base was boosted from
+            (None: the base alone).
+        prior_line: ``(c, w)``: the log-odds the prior adds are ``c + w * margin``.
     """
 
     service: str
@@ -108,21 +120,21 @@ class ServiceHead:
     knot: float | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     normal: lgb.Booster | None = None
+    prior: lgb.Booster | None = None
+    prior_line: tuple[float, float] = (0.0, 1.0)
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state.pop("_one_row", None)  # C predictors of this process, rebuilt on first use
         state.pop("_tables", None)  # per-leaf tables, rebuilt on first use
-        state["base"] = _booster_state(self.base)
-        state["proxy"] = _booster_state(self.proxy)
-        state["normal"] = _booster_state(self.normal)
+        for name in BOOSTERS:
+            state[name] = _booster_state(getattr(self, name))
         return state
 
     def __setstate__(self, state: dict) -> None:
-        state = dict(state)
-        state["base"] = _booster_from(state["base"])
-        state["proxy"] = _booster_from(state["proxy"])
-        state["normal"] = _booster_from(state.get("normal"))  # heads saved before the normal arm have none
+        state = {"prior_line": (0.0, 1.0), **state}  # heads saved before the prior have none
+        for name in BOOSTERS:
+            state[name] = _booster_from(state.get(name))  # nor those before the normal arm one
         self.__dict__.update(state)
 
     def inputs(self, signals: np.ndarray, context: np.ndarray) -> np.ndarray:
@@ -149,25 +161,19 @@ class ServiceHead:
 
     def _predictors(self) -> dict[str, Any]:
         """What one row needs, made on first use: the single-row predictors a decision uses (base,
-        proxy and normal raw; ``compared`` holds the ones only ``explain``'s other attributions use,
-        made by ``_compared``), the names of what ``explain`` attributes (the inputs, then
+        proxy, normal and prior raw; ``compared`` holds the ones only ``explain``'s other attributions
+        use, made by ``_compared``), the names of what ``explain`` attributes (the inputs, then
         ``UPLIFT`` with a proxy) and the masks of ``never`` sets over them."""
         cached = self.__dict__.get("_one_row")
-        if (
-            cached is None
-            or cached["base"] is not self.base
-            or cached["proxy_booster"] is not self.proxy
-            or cached["normal_booster"] is not self.normal
-        ):
+        if cached is None or any(cached["boosters"][name] is not getattr(self, name) for name in BOOSTERS):
             names = (*self.signal_names, *self.context_names)
             cached = {
-                "base": self.base,
-                "proxy_booster": self.proxy,
-                "normal_booster": self.normal,
+                "boosters": {name: getattr(self, name) for name in BOOSTERS},
                 "raw": SingleRowPredictor(self.base, "raw"),
                 "compared": {},
                 "proxy": None if self.proxy is None else SingleRowPredictor(self.proxy, "raw"),
                 "normal": None if self.normal is None else SingleRowPredictor(self.normal, "raw"),
+                "prior": None if self.prior is None else SingleRowPredictor(self.prior, "raw"),
                 "names": names,
                 "explained": names if self.proxy is None else (*names, UPLIFT),
                 "treatment": None if self.treatment is None else names.index(self.treatment),
@@ -176,13 +182,13 @@ class ServiceHead:
             self.__dict__["_one_row"] = cached
         return cached
 
-    def _compared(self, kind: str) -> SingleRowPredictor:
-        """The base's single-row predictor of ``kind`` (``leaf`` indices or LightGBM's ``contrib``utions)
-        for the attributions decisions do not cite, made on first use."""
+    def _compared(self, kind: str, which: str = "base") -> SingleRowPredictor:
+        """The single-row predictor of ``kind`` (``leaf`` indices or LightGBM's ``contrib``utions) of
+        the base or the prior (``which``), for the attributions decisions do not cite, made on first use."""
         made = self._predictors()["compared"]
-        if kind not in made:
-            made[kind] = SingleRowPredictor(self.base, kind)
-        return made[kind]
+        if (kind, which) not in made:
+            made[kind, which] = SingleRowPredictor(getattr(self, which), kind)
+        return made[kind, which]
 
     def _row_uplift(self, signals: np.ndarray, predictors: dict) -> float | None:
         if predictors["proxy"] is None:  # a constant shift, or none
@@ -214,12 +220,19 @@ class ServiceHead:
         predictors = self._predictors()
         x = self.inputs(signals, context)[0]
         logit = float(predictors["raw"](x)[0])
+        if predictors["prior"] is not None:
+            logit += self._prior_logit(predictors["prior"](x[: len(self.signal_names)])[0])
         uplift = self._row_uplift(np.asarray(signals, np.float64).ravel(), predictors)
         logit = logit if uplift is None else logit + uplift
         if predictors["normal"] is not None:
             normal = float(predictors["normal"](x[len(self.signal_names) :])[0])
             logit = float(self._less_normal(logit, normal))
         return logit
+
+    def _prior_logit(self, margin: Any) -> Any:
+        """What the prior adds to the log-odds, ``c + w * margin`` of its raw margin (``prior_line``)."""
+        c, w = self.prior_line
+        return c + w * margin
 
     def uplift_logit(self, signals: np.ndarray) -> np.ndarray | None:
         """The uplift (``uplift_of``) per row; without a proxy the constant ``a`` (None when 0)."""
@@ -240,6 +253,10 @@ class ServiceHead:
         """
         x = self.inputs(signals, context)
         out = self.base.predict(x, raw_score=True, num_threads=1)
+        if self.prior is not None:
+            out += self._prior_logit(
+                self.prior.predict(x[:, : len(self.signal_names)], raw_score=True, num_threads=1)
+            )
         uplift = self.uplift_logit(signals)
         out = out if uplift is None else out + uplift
         if self.normal is not None:
@@ -247,22 +264,57 @@ class ServiceHead:
             out = self._less_normal(out, normal)
         return out
 
-    def _table(self, attribution: str) -> Any:
-        """The base's per-leaf table for ``attribution`` (TreeSHAP's or Saabas'), built on first use
-        (about half a second for a head of a hundred 15-leaf trees) and never pickled."""
+    def _table(self, attribution: str, which: str = "base") -> Any:
+        """The per-leaf table of the base or the prior (``which``) for ``attribution`` (TreeSHAP's or
+        Saabas'), built on first use (about half a second for a head of a hundred 15-leaf trees) and
+        never pickled. The base's TreeSHAP table holds the prior's trees too, their leaves times ``w``
+        (``rating.path_shap``'s ``scaled``): a decision's one pass covers both models."""
         cached = self.__dict__.get("_tables")
-        if cached is None or cached[0] is not self.base:
-            cached = (self.base, {})
+        if cached is None or cached[0] != (self.base, self.prior, self.prior_line):
+            cached = ((self.base, self.prior, self.prior_line), {})
             self.__dict__["_tables"] = cached
         tables = cached[1]
-        if attribution not in tables:
-            tables[attribution] = (path_shap if attribution == TREESHAP else leaf_table)(self.base)
-        return tables[attribution]
+        if (attribution, which) not in tables:
+            booster = getattr(self, which)
+            if attribution != TREESHAP:
+                tables[attribution, which] = leaf_table(booster)
+            elif which == "base" and self.prior is not None:
+                tables[attribution, which] = path_shap(booster, ((self.prior, self.prior_line[1]),))
+            else:
+                tables[attribution, which] = path_shap(booster)
+        return tables[attribution, which]
 
     def prepare(self) -> None:
-        """Build the TreeSHAP tables decisions cite now rather than on the first decision (plain
+        """Build the TreeSHAP table decisions cite now rather than on the first decision (plain
         arrays: safe to build before a server forks its workers)."""
         self._table(TREESHAP)
+
+    def _attribute(self, x: np.ndarray, attribution: str) -> tuple[float, np.ndarray]:
+        """The log-odds of the base and the prior on the head's input row ``x`` (no uplift, no normal
+        arm) and each input's contribution to them by ``attribution``: a signal's is the base's plus
+        ``w`` times the prior's (attributions add over models)."""
+        if attribution == TREESHAP:  # one table holds both models
+            table = self._table(TREESHAP)
+            contrib = table.contributions(x)
+            logit = float(contrib.sum()) + table.bias
+            return (logit if self.prior is None else logit + self.prior_line[0]), contrib
+        logit, contrib = self._model_attribution(x, attribution, "base")
+        if self.prior is not None:
+            n = len(self.signal_names)
+            margin, prior = self._model_attribution(x[:n], attribution, "prior")
+            logit += self._prior_logit(margin)
+            contrib[:n] += self.prior_line[1] * prior
+        return logit, contrib
+
+    def _model_attribution(self, x: np.ndarray, attribution: str, which: str) -> tuple[float, np.ndarray]:
+        """The raw score of the base or the prior (``which``) on row ``x`` (its own inputs) and each
+        input's contribution to it, by LightGBM's TreeSHAP or Saabas' (``attribution``)."""
+        if attribution == LIGHTGBM:  # the contributions and the bias add up to the raw score
+            contrib = self._compared("contrib", which)(x)
+            return float(contrib.sum()), contrib[:-1]
+        table = self._table(SAABAS, which)
+        ids = table.leaf_ids(self._compared("leaf", which)(x))
+        return table.raw_score(ids), table.contributions(ids)
 
     def explain(
         self, signals: np.ndarray, context: np.ndarray, attribution: str = TREESHAP
@@ -289,18 +341,7 @@ class ServiceHead:
             raise ValueError(f"attribution: must be one of {', '.join(ATTRIBUTIONS)}, got {attribution!r}")
         predictors = self._predictors()
         x = self.inputs(signals, context)[0]
-        if attribution == LIGHTGBM:
-            contrib = self._compared("contrib")(x)
-            logit = float(contrib.sum())  # the contributions and the bias add up to the raw score
-            contrib = contrib[:-1]
-        elif attribution == TREESHAP:
-            table = self._table(TREESHAP)
-            contrib = table.contributions(x)
-            logit = float(contrib.sum()) + table.bias
-        else:
-            table = self._table(SAABAS)
-            ids = table.leaf_ids(self._compared("leaf")(x))
-            logit, contrib = table.raw_score(ids), table.contributions(ids)
+        logit, contrib = self._attribute(x, attribution)
         if predictors["treatment"] is not None:
             contrib[predictors["treatment"]] = 0.0
         uplift = self._row_uplift(np.atleast_2d(np.asarray(signals, np.float64))[0], predictors)

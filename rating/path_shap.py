@@ -19,6 +19,7 @@ missing values included.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -191,28 +192,41 @@ def _paths(node: dict[str, Any], path: list, out: dict[int, list]) -> tuple[floa
     return ((a * n_a + b * n_b) / (n_a + n_b) if n_a + n_b > 0 else (a + b) / 2.0), n_a + n_b
 
 
-def path_shap(booster: lgb.Booster) -> PathShap:
-    """The per-leaf TreeSHAP tables of ``booster`` (the trees ``Booster.predict`` walks).
+def path_shap(booster: lgb.Booster, scaled: Sequence[tuple[lgb.Booster, float]] = ()) -> PathShap:
+    """The per-leaf TreeSHAP tables of ``booster`` (the trees ``Booster.predict`` walks), and of each
+    booster of ``scaled`` with its leaf values times its factor: one table for the sum of the models'
+    raw scores (TreeSHAP is additive over trees), so a row costs one pass, not one per model.
+
+    Args:
+        booster: The model whose inputs the table reads.
+        scaled: ``(booster, factor)`` pairs; each booster reads the first of ``booster``'s inputs
+            (a stacked head's rating reads the signals, which come first).
 
     Raises:
-        ValueError: The booster has several models per iteration (multiclass).
+        ValueError: A booster has several models per iteration (multiclass), or a scaled one reads
+            more inputs than ``booster``.
     """
     n_features = booster.num_feature()
+    wider = [b.num_feature() for b, _ in scaled if b.num_feature() > n_features]
+    if wider:
+        raise ValueError(f"scaled: a booster reads {wider[0]} inputs, the table's booster {n_features}")
     nodes: dict[int, int] = {}  # id(dumped split) -> split index
     split_rows: list[dict[str, Any]] = []
     leaves: list[tuple[float, list]] = []
     bias = 0.0
-    for tree in trees_used(booster):
-        paths: dict[int, list] = {}
-        mean, _ = _paths(tree["tree_structure"], [], paths)
-        bias += mean
-        values = leaf_values(tree["tree_structure"])
-        for leaf in range(len(paths)):
-            for node, _, _ in paths[leaf]:
-                if id(node) not in nodes:
-                    nodes[id(node)] = len(split_rows)
-                    split_rows.append(node)
-            leaves.append((values[leaf], [(nodes[id(n)], left, share) for n, left, share in paths[leaf]]))
+    for model, factor in ((booster, 1.0), *scaled):
+        for tree in trees_used(model):
+            paths: dict[int, list] = {}
+            mean, _ = _paths(tree["tree_structure"], [], paths)
+            bias += factor * mean
+            values = leaf_values(tree["tree_structure"])
+            for leaf in range(len(paths)):
+                for node, _, _ in paths[leaf]:
+                    if id(node) not in nodes:
+                        nodes[id(node)] = len(split_rows)
+                        split_rows.append(node)
+                steps = [(nodes[id(n)], left, share) for n, left, share in paths[leaf]]
+                leaves.append((factor * values[leaf], steps))
     splits = _splits(split_rows)
     entry_split, entry_left, entry_bit, tables = [], [], [], []
     leaf_entries, leaf_start, leaf_u, slot_place, slot_feature = [], [], [], [], []

@@ -2,7 +2,10 @@
 
 Presale head: LightGBM on the buyer's signals and the presale's context over every presale of
 the training window, held or shipped early (``ctx_shipped_early`` says which); early stopping
-on the validation window. History ships early only what the legacy rule approved and a small
+on the validation window. It boosts from the rating's margin (``fit_base``'s ``prior``:
+``init_score`` = ``c + w x`` the rating booster's raw score of each row's signals, ``w`` = 1, ``c``
+fitted), so its trees learn what a presale adds to the buyer's risk rather than the buyer again
+from a few hundred defaults. History ships early only what the legacy rule approved and a small
 random exploration share, so the base model barely sees the moral hazard of shipping early.
 The uplift prices it: ``logit = base(shipped=1) + a``, the shift ``a`` fitted by logistic
 regression (the base as offset) on the validation window's presales shipped early at random among
@@ -70,6 +73,8 @@ KNOT_QUANTILE: float | None = (
     0.5  # where the uplift's slope starts, among the fitted presales' proxy log-odds
 )
 CONTEXT = {PRESALE: PRESALE_CONTEXT, FAST_REFUND: REFUND_CONTEXT}
+PRIOR_WEIGHT: float | None = 1.0
+"""``w`` of the rating's margin a stacked presale base boosts from (None: fitted, ``prior_line``)."""
 
 
 def context_matrix(service: str, rows: pd.DataFrame) -> np.ndarray:
@@ -96,17 +101,21 @@ def fit_model(
     overrides: dict | None = None,
     weight: np.ndarray | None = None,
     weight_valid: np.ndarray | None = None,
+    init_score: np.ndarray | None = None,
+    init_score_valid: np.ndarray | None = None,
 ) -> lgb.Booster:
     """One model of ``LEARNING_RATE[what]`` (a service or ``PROXY``), early stopping on the validation rows;
     ``overrides`` replace any of the parameters (``bench/bench_ceiling.py`` tries variants and
     fits the truth's probabilities with ``objective="cross_entropy"``); ``weight`` and
-    ``weight_valid`` weigh the rows (``training.propensity``)."""
+    ``weight_valid`` weigh the rows (``training.propensity``); ``init_score`` and ``init_score_valid``
+    are log-odds the trees boost from (the booster's own raw score then leaves them out)."""
     categorical = [n for n in names if n in CATEGORICAL]
     params = {**HEAD_PARAMS, "learning_rate": LEARNING_RATE[what], "seed": seed, **(overrides or {})}
     train = lgb.Dataset(
-        X, y, weight=weight, feature_name=names, categorical_feature=categorical, free_raw_data=True
-    )
-    valid = lgb.Dataset(X_valid, y_valid, weight=weight_valid, reference=train)
+        X, y, weight=weight, init_score=init_score, feature_name=names, categorical_feature=categorical,
+        free_raw_data=True,
+    )  # fmt: skip
+    valid = lgb.Dataset(X_valid, y_valid, weight=weight_valid, init_score=init_score_valid, reference=train)
     return lgb.train(
         params,
         train,
@@ -129,6 +138,25 @@ def design(service: str, rows: pd.DataFrame, signal_names: list[str]) -> np.ndar
     return np.hstack([rows[signal_names].to_numpy(np.float64), context_matrix(service, rows)])
 
 
+def prior_line(
+    margin: np.ndarray, rows: pd.DataFrame, weight: float | None = PRIOR_WEIGHT
+) -> tuple[float, float]:
+    """``(c, w)`` of the log-odds ``c + w * margin`` a base boosts from: by logistic regression of the
+    rows' ``bad`` on the prior's raw ``margin``, ``w`` fixed at ``weight`` (None: fitted too), weighted
+    by their ``weight`` column if they have one. ``c`` moves the rating's per-opportunity log-odds to
+    the service's rate; without both outcomes among the rows, ``(0, weight or 1)``.
+    """
+    y = rows["bad"].to_numpy(np.float64)
+    w = 1.0 if weight is None else float(weight)
+    if not 0 < y.sum() < len(y):
+        return 0.0, w
+    ones = np.ones((len(y), 1))
+    if weight is None:
+        c, w = newton_logistic(np.column_stack([ones, margin]), y, weight=_weight(rows))
+        return float(c), float(w)
+    return float(newton_logistic(ones, y, offset=w * margin, weight=_weight(rows))[0]), w
+
+
 def fit_base(
     service: str,
     train: pd.DataFrame,
@@ -137,15 +165,32 @@ def fit_base(
     seed: int,
     progress: Callable[[str], None] = lambda _m: None,
     overrides: dict | None = None,
+    prior: lgb.Booster | None = None,
+    prior_weight: float | None = PRIOR_WEIGHT,
+    margins: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> ServiceHead:
     """The head's base LightGBM, early stopping on the validation window; no uplift yet.
     ``overrides`` replace any of its LightGBM parameters (the learning rate included); a
-    ``weight`` column of the rows weighs them (``training.propensity``)."""
+    ``weight`` column of the rows weighs them (``training.propensity``).
+
+    With a ``prior`` (the rating's booster, over ``signal_names``) the base boosts from ``c + w x`` its
+    raw margin on each row (``prior_line``; ``prior_weight``: ``w``, None to fit it), and the head adds
+    it back when it prices (``rating.heads``). ``margins``: the train and valid rows' margins to boost
+    from instead of the prior's own (cross-fitted ones, where the prior saw the training rows).
+    """
     names = list(signal_names) + list(CONTEXT[service])
+    line, init = (0.0, 1.0), (None, None)
+    if prior is not None:
+        if margins is None:
+            margins = tuple(
+                prior.predict(r[signal_names].to_numpy(np.float64), raw_score=True) for r in (train, valid)
+            )
+        line = prior_line(margins[0], train, prior_weight)
+        init = tuple(line[0] + line[1] * m for m in margins)
     booster = fit_model(
         design(service, train, signal_names), train["bad"].to_numpy(np.int64),
         design(service, valid, signal_names), valid["bad"].to_numpy(np.int64), names, seed,
-        progress, service, overrides, _weight(train), _weight(valid),
+        progress, service, overrides, _weight(train), _weight(valid), *init,
     )  # fmt: skip
     return ServiceHead(
         service=service,
@@ -154,6 +199,8 @@ def fit_base(
         base=booster,
         treatment=TREATMENT if service == PRESALE else None,
         metrics={"best_iteration": float(booster.best_iteration), "train_rows": float(len(train))},
+        prior=prior,
+        prior_line=line,
     )
 
 
@@ -265,8 +312,10 @@ def fit_heads(
     signal_names: list[str],
     seed: int,
     progress: Callable[[str], None] = lambda _m: None,
+    rating: lgb.Booster | None = None,
 ) -> dict[str, ServiceHead]:
-    """Both service heads from the assembled opportunity frames (``training.dataset``)."""
+    """Both service heads from the assembled opportunity frames (``training.dataset``); the presale
+    base boosts from the ``rating`` booster's margin when one is given (``fit_base``'s ``prior``)."""
     heads = {}
     windows = {
         s: (split.opportunities_in(frames[s], "train"), split.opportunities_in(frames[s], "valid"))
@@ -276,7 +325,8 @@ def fit_heads(
         train, valid = windows[service]
         progress(f"{service} head: {len(train):,} training opportunities ({int(train['bad'].sum()):,} losses), "
                  f"{len(valid):,} for early stopping ...")  # fmt: skip
-        heads[service] = fit_base(service, train, valid, signal_names, seed, progress)
+        prior = rating if service == PRESALE else None
+        heads[service] = fit_base(service, train, valid, signal_names, seed, progress, prior=prior)
     refund_train, refund_valid = windows[FAST_REFUND]
     progress("refund head's normal arm: what normal handling pays of the bad requests ...")
     heads[FAST_REFUND] = add_normal_arm(heads[FAST_REFUND], refund_train, refund_valid, seed, progress)

@@ -433,7 +433,7 @@ def fit_and_log(
                     train, valid, args.target, names, monotone, params, args.seed, booster_fit, same
                 )
         with progress.step("heads", "fitting the service heads ..."):
-            model.set_heads(fit_heads(frames, split, names, args.seed, progress))
+            model.set_heads(fit_heads(frames, split, names, args.seed, progress, model.booster))
         for service, head in model.heads.items():
             mlflow.log_metrics({f"head_{PREFIX[service]}_{k}": v for k, v in head.metrics.items()})
         mlflow.log_metrics(propensity_metrics(frames[PRESALE], split))

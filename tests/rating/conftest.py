@@ -1,5 +1,5 @@
 """Service heads trained by the real code (``training.heads``) for the single-row and leaf-table tests:
-categorical context, NaNs, early stopping and an uplift."""
+categorical context, NaNs, early stopping, an uplift, and a presale head stacked on a rating booster."""
 
 import lightgbm as lgb
 import numpy as np
@@ -13,6 +13,7 @@ from training.opportunities import FAST_REFUND, PRESALE
 
 SIGNALS = [f"s{i}" for i in range(12)]
 ROWS = 400  # rows compared per head
+STACKED = "stacked presale"  # the ``heads`` key of the presale head boosted from a rating's margin
 
 
 def _opportunities(service: str, n: int, seed: int) -> pd.DataFrame:
@@ -55,6 +56,14 @@ def heads() -> dict[str, ServiceHead]:
                 20,
             )
             head = add_uplift(head, proxy, valid, fitted_on="shipped")  # no legacy rule's signals here
+            rating_rows = _opportunities(service, 6000, 4)
+            rating = lgb.train(
+                {"objective": "binary", "verbose": -1, "num_leaves": 7, "num_threads": 1},
+                lgb.Dataset(rating_rows[SIGNALS].to_numpy(), rating_rows["bad"]),
+                25,
+            )
+            out[STACKED] = fit_base(service, train, valid, SIGNALS, seed=0, prior=rating, prior_weight=None)
+            out[STACKED].uplift = (0.4, 0.0)  # a constant shift, as training fits today
         out[service] = head
     return out
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from rating.path_shap import path_shap
+from tests.rating.conftest import STACKED
 from training.opportunities import FAST_REFUND, PRESALE
 
 
@@ -87,3 +88,19 @@ def test_a_row_of_the_wrong_width_is_named(heads):
     table = path_shap(heads[PRESALE].base)
     with pytest.raises(ValueError, match="x: has 3 values, the booster expects"):
         table.contributions(np.zeros(3))
+
+
+def test_one_table_holds_a_scaled_booster_over_the_first_inputs(heads, head_rows):
+    """A stacked head's base and its rating (over the signals, the base's first inputs) in one table:
+    each input's credit is the base's plus the factor times the rating's, and so is the bias."""
+    head = heads[STACKED]
+    X = head.inputs(*head_rows(head, 31))
+    n = len(head.signal_names)
+    table = path_shap(head.base, ((head.prior, 0.7),))
+    base, prior = head.base.predict(X, pred_contrib=True), head.prior.predict(X[:, :n], pred_contrib=True)
+    expected = base[:, :-1].copy()
+    expected[:, :n] += 0.7 * prior[:, :-1]
+    np.testing.assert_allclose(np.stack([table.contributions(x) for x in X]), expected, rtol=0, atol=1e-9)
+    assert table.bias == pytest.approx(base[0, -1] + 0.7 * prior[0, -1], abs=1e-9)
+    with pytest.raises(ValueError, match="scaled: a booster reads"):
+        path_shap(head.prior, ((head.base, 1.0),))

@@ -7,8 +7,9 @@ import pickle
 import numpy as np
 import pytest
 
-from rating.heads import UPLIFT
+from rating.heads import LIGHTGBM, SAABAS, TREESHAP, UPLIFT
 from rating.single_row import SingleRowPredictor
+from tests.rating.conftest import STACKED
 from training.opportunities import FAST_REFUND, PRESALE
 
 
@@ -71,3 +72,36 @@ def test_predictor_checks_its_input(heads):
         SingleRowPredictor(head.base, "leaves")
     with pytest.raises(ValueError, match="row: has 3 values"):
         SingleRowPredictor(head.base, "raw")(np.zeros(3))
+
+
+@pytest.mark.parametrize("attribution", [TREESHAP, LIGHTGBM, SAABAS])
+def test_a_stacked_head_prices_and_explains_its_rating_margin_as_signals(heads, head_rows, attribution):
+    """A presale base boosted from a rating's margin: every path prices ``base + c + w x margin + shift``,
+    and each signal's contribution is the base's plus ``w`` times the rating's (TreeSHAP is additive
+    over models), so the reasons stay signals and add up to the log-odds; nothing is cited as "the rating"."""
+    head = heads[STACKED]
+    c, w = head.prior_line
+    assert head.prior is not None and w != 1.0  # the fixture fits ``w``
+    signals, ctx = head_rows(head, 12)
+    X = head.inputs(signals, ctx)
+    n = len(head.signal_names)
+    margin = head.prior.predict(signals, raw_score=True)
+    expected = head.base.predict(X, raw_score=True) + c + w * margin + head.uplift[0]
+    np.testing.assert_allclose(head.logit(signals, ctx), expected, rtol=0, atol=1e-9)
+    base_contrib = head.base.predict(X, pred_contrib=True)
+    prior_contrib = head.prior.predict(signals, pred_contrib=True)
+    treatment = n + head.context_names.index(head.treatment)
+    for copy in (head, pickle.loads(pickle.dumps(head))):
+        for i in range(0, len(signals), 7):
+            logit, contrib, names = copy.explain(signals[i], ctx[i], attribution)
+            assert logit == pytest.approx(expected[i], abs=1e-9)
+            assert copy.row_logit(signals[i], ctx[i]) == pytest.approx(expected[i], abs=1e-9)
+            assert names == (*head.signal_names, *head.context_names)
+            if attribution == SAABAS:  # another attribution; still additive: it sums to the log-odds
+                bias = expected[i] - contrib.sum()
+                assert contrib[treatment] == 0.0 and np.isfinite(bias)
+                continue
+            want = base_contrib[i, :-1].copy()
+            want[:n] += w * prior_contrib[i, :-1]
+            want[treatment] = 0.0
+            np.testing.assert_allclose(contrib, want, rtol=0, atol=1e-9)

@@ -183,6 +183,10 @@ def test_pyfunc_of_the_registered_version_agrees_with_the_booster(first_run, mar
     raw = lgb.Booster(model_file=str(tmp_path / "b.txt")).predict(X, raw_score=True)
     np.testing.assert_allclose(served["p_bad"].to_numpy(), model.calibration.apply(raw), rtol=1e-9)
     assert served["star"].between(1, 5).all() and served["score"].between(350, 950).all()
+    presale, refund = model.heads[PRESALE], model.heads["fast_refund"]
+    assert refund.prior is None  # the presale base alone boosts from the rating's margin, as the registered
+    assert presale.prior.model_to_string() == model.booster.model_to_string()  # booster computes it
+    np.testing.assert_allclose(presale.prior.predict(X, raw_score=True), raw, rtol=0, atol=1e-12)
     requirements = Path(mlflow.pyfunc.get_model_dependencies(f"models:/{NAME}/1")).read_text().split()
     assert f"lightgbm=={lgb.__version__}" in requirements  # declared: the model cannot load without it
     assert not any(r.startswith("buyer-trust") for r in requirements)  # this project travels as code
