@@ -688,9 +688,11 @@ def backtest(
     progress(f"signals of {len(signals):,} buyer-days built ({time.perf_counter() - began:.1f} s)")
     priced = price(events, dict(day_lives(signals, names, rating, first)))
     progress(f"rated and priced ({time.perf_counter() - began:.1f} s)")
-    decisions, reports = {}, {}
+    decisions, reports, prepared = {}, {}, {}
     for name, policy in policies.items():
-        made = judged(decide_priced(events, priced, policy), tables, data)
+        if policy.decimals not in prepared:  # what deciding reads of the events, whatever the policy
+            prepared[policy.decimals] = prepare(events, ServingConfig(watch_interval_s=0), policy.decimals)
+        made = judged(decide_priced(events, priced, policy, prepared=prepared[policy.decimals]), tables, data)
         decisions[name] = made
         reports[name] = report(made, legacy(made, signals, tables))
         progress(f"replayed under {name} (version {policy.version}) ({time.perf_counter() - began:.1f} s)")

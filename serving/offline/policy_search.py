@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from serving.config import ServingConfig
-from serving.offline.backtest import Banded, Event, Priced, decide_priced, prepare
+from serving.offline.backtest import Banded, Event, Prepared, Priced, decide_priced, prepare
 from serving.policy import EXPLORATION, FAST_REFUND, PRESALE, parse_policy
 
 ALLOWANCE = "expected_loss_allowance"
@@ -156,6 +156,7 @@ def search(
     raw: dict,
     targets: dict[str, float],
     progress: Callable[[str], None] = print,
+    prepared: Prepared | None = None,
 ) -> tuple[dict, list[Tried]]:
     """The proposed policy document and every candidate tried.
 
@@ -166,6 +167,7 @@ def search(
         targets: Service -> the largest upper bound of the loss per unit accepted; the services
             searched (a service without a target keeps its limits).
         progress: Where progress lines go.
+        prepared: ``prepare(events, ...)`` in the policy's decimals when already made (default: made here).
 
     Returns:
         ``(policy document, tried)``; a service whose starting point is infeasible keeps its
@@ -173,13 +175,14 @@ def search(
     """
     doc = copy.deepcopy(raw)
     tried: list[Tried] = []
-    decimals = parse_policy(raw).decimals
+    if prepared is None:
+        prepared = prepare(events, ServingConfig(watch_interval_s=0), parse_policy(raw).decimals)
     for service in (s for s in (PRESALE, FAST_REFUND) if s in targets):
-        own_events = [e for e in events if e.kind == "outcome" or e.body["service"] == service]
+        own = [i for i, e in enumerate(events) if e.kind == "outcome" or e.body["service"] == service]
+        own_events = [events[i] for i in own]
         own_priced = [p for p in priced if p.request.service == service]
-        window = Banded(
-            own_events, own_priced, prepare(own_events, ServingConfig(watch_interval_s=0), decimals)
-        )
+        own_prepared = Prepared([prepared.times[i] for i in own], [prepared.outcomes[i] for i in own])
+        window = Banded(own_events, own_priced, own_prepared)
         bootstrap = Bootstrap.of(np.array([p.request.buyer_id for p in own_priced], dtype=np.int64))
 
         def evaluate(
@@ -337,11 +340,12 @@ def propose_on_window(
         raise ValueError(f"no presale deposit or refund request to decide in {start.date()}..{end.date()}")
     signals = daily_signals(tables, events, names)
     priced = price(events, dict(day_lives(signals, names, rating, base)))
-    made = decide_priced(events, priced, base)
+    prepared = prepare(events, ServingConfig(watch_interval_s=0), base.decimals)  # once for every candidate
+    made = decide_priced(events, priced, base, prepared=prepared)
     goal = legacy_targets(made, legacy(made, signals, tables)) | dict(targets or {})
     progress(f"targets (loss per unit approved, upper 95% bound): {goal}")
     own, exploration = without_exploration(raw)
-    doc, tried = search(events, priced, own, goal, progress)
+    doc, tried = search(events, priced, own, goal, progress, prepared)
     for service, declared in exploration.items():
         doc["services"][service][EXPLORATION] = declared
     return Found(doc, tried, goal)
