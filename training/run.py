@@ -417,6 +417,9 @@ def fit_and_log(
 ) -> tuple[ActiveRun, Report, str, gate.GateResult, dict[str, str]]:
     """Inside one MLflow run: fit, evaluate, log, register and apply the gate; an exception marks the run FAILED.
 
+    ``frames`` (the assembled opportunity rows) is emptied once the heads, the review head and the
+    allowance proposal have read it, so the policy search and the evaluation run without it.
+
     Returns:
         The run, the report, the registered version, the gate's verdict and, per service without
         a proposed allowance, why.
@@ -467,6 +470,8 @@ def fit_and_log(
             "propose_policy", "proposing expected-loss allowances on the validation window ..."
         ):
             proposals, unproposed = propose_policy(model, frames, split, progress)
+        frames.clear()  # their last reader: the search and the evaluation hold the test opportunities only
+        release_free_memory()
         candidate = candidate_policy(BASE_POLICY, proposals, f"candidate-{run.info.run_id[:8]}")
         if review is not None and "reviews" in candidate:
             candidate["reviews"]["hold_above"] = float(f"{review.hold_above:.6g}")
