@@ -45,7 +45,7 @@ from serving.ledger.tables import DecisionRow
 from serving.live import Live, live_for_snapshot
 from serving.policy import FAST_REFUND, PRESALE, Policy
 from serving.publish.snapshot import FileSnapshot, SnapshotMeta
-from serving.schema import OUTCOME_KINDS, Outcome, parse_decision
+from serving.schema import OUTCOME_KINDS, Outcome, Refund, parse_decision
 
 KEY = "backtest"
 DAY = pd.Timedelta(days=1)
@@ -428,6 +428,7 @@ class _Group:
     """Buyers whose decisions were rated at the same stars: their events, in window order."""
 
     stars: dict[str, tuple[int, ...]]  # service -> the stars its decisions were rated at
+    refunds: list[Refund]  # its fast-refund requests
     events: list[Event]
     priced: list[Priced]
     prepared: Prepared
@@ -443,7 +444,7 @@ class Banded:
     outcome id is shared between buyers and no service explores (the exploration budget is shared by
     every buyer of a month). So the window's buyers are grouped by the stars of their decisions, a
     group is decided on a ledger of its own, and its rows are reused under a policy that reads the
-    same at those stars as one it was decided under (the last ``BANDED_MEMORY``). Otherwise the whole
+    same for its decisions as one it was decided under (the last ``BANDED_MEMORY``). Otherwise the whole
     window is decided on one ledger. ``decide`` returns what ``decide_priced`` returns on a new
     ledger (tested); the decisions are made by the same code, fewer of them when candidates differ
     in a few stars.
@@ -499,6 +500,11 @@ class Banded:
             groups.append(
                 _Group(
                     stars=services,
+                    refunds=[
+                        self.priced[positions[i]].request.refund
+                        for i in decisions
+                        if self.priced[positions[i]].request.service == FAST_REFUND
+                    ],
                     events=[self.events[i] for i in indices],
                     priced=[self.priced[positions[i]] for i in decisions],
                     prepared=Prepared(
@@ -521,7 +527,7 @@ class Banded:
             return pd.DataFrame(_decide_rows(self.events, self.priced, policy, MemoryLedger(), self.prepared))
         rows: list[dict | None] = [None] * len(self.priced)
         for group, memo in zip(self._groups, self._memo, strict=True):
-            read = policy_read(policy, group.stars)
+            read = policy_read(policy, group.stars, group.refunds)
             made = memo.get(read)
             if made is None:
                 made = _decide_rows(group.events, group.priced, policy, MemoryLedger(), group.prepared)

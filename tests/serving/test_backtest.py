@@ -245,8 +245,8 @@ def test_a_window_decided_by_star_groups_decides_as_the_whole_window(market, tra
     """What the policy search runs per candidate (``Banded``: a group of buyers decided again only when the
     candidate changes what its decisions read) equals ``decide_priced`` on a new ledger, row for row, for
     every candidate of a search-like sequence: one star's limits moved per service, a star opened below
-    ``min_stars``, the evidence threshold moved (read by every star), back to the start (reused), and
-    with exploration (the whole window: its budget is shared by every buyer)."""
+    ``min_stars``, the evidence threshold moved (read through each refund's evidence), back to the start
+    (reused), and with exploration (the whole window: its budget is shared by every buyer)."""
     import yaml
 
     from features.io import load_tables
@@ -280,6 +280,7 @@ def test_a_window_decided_by_star_groups_decides_as_the_whole_window(market, tra
         with_settings(own, FAST_REFUND, _moved(limits(FAST_REFUND), "expected_loss_allowance", 1, 0.3)),
         with_settings(own, PRESALE, _opened(limits(PRESALE))),
         with_settings(own, FAST_REFUND, limits(FAST_REFUND), evidence=50.0),
+        with_settings(own, FAST_REFUND, limits(FAST_REFUND), evidence=900.0),
         own,
         raw,
     ]

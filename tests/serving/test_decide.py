@@ -272,3 +272,23 @@ def test_what_a_decision_reads_of_the_policy_changes_only_at_the_stars_it_reads(
     deposit = parse_policy(deposit)
     assert policy_read(deposit, {PRESALE: (5,)}) != policy_read(base, {PRESALE: (5,)})
     assert policy_read(deposit, {FAST_REFUND: (5,)}) == policy_read(base, {FAST_REFUND: (5,)})
+
+
+def test_the_evidence_rule_is_read_through_each_refunds_evidence():
+    """Given the refunds to decide, a moved evidence threshold reads differently only when it moves
+    one of them across it without its photos."""
+    base = parse_policy(POLICY)
+    moved = copy.deepcopy(POLICY)
+    moved["services"][FAST_REFUND]["evidence"]["photos_required_above"] = 500
+    moved = parse_policy(moved)
+
+    def refund(amount: float, photos: int) -> Refund:
+        return Refund(
+            1, 1, minor(amount), "CNY", "damaged", "return_and_refund", photos, minor(900), "beauty", ORDERED
+        )
+
+    clear = [refund(50, 0), refund(800, 0), refund(300, 2)]  # below both; above both; with photos
+    assert policy_read(moved, {FAST_REFUND: (5,)}, clear) == policy_read(base, {FAST_REFUND: (5,)}, clear)
+    crossed = [*clear, refund(300, 0)]
+    assert policy_read(moved, {FAST_REFUND: (5,)}, crossed) != policy_read(base, {FAST_REFUND: (5,)}, crossed)
+    assert policy_read(moved, {FAST_REFUND: (5,)}) != policy_read(base, {FAST_REFUND: (5,)})
