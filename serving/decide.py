@@ -11,14 +11,14 @@ amount to reserve in the ledger. Amounts are integer minor units of the policy c
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import Any
 
 from serving.ledger.positions import Usage, closed_text, to_hold
 from serving.money import fmt, from_minor
-from serving.policy import FAST_REFUND, PRESALE, Policy, SignalRule
+from serving.policy import FAST_REFUND, PER_STAR, PRESALE, FastRefundPolicy, Policy, SignalRule
 from serving.schema import DecisionRequest, Order, Refund
 
 APPROVE = "approve"
@@ -191,6 +191,17 @@ def presale_checks(order: Order, star: int, policy: Policy, usage: Usage) -> tup
     return failed, limits
 
 
+EVIDENCE = (
+    "photos_required_above",
+    "min_photos",
+)  # the fast-refund rules read through ``evidence_missing`` only
+
+
+def evidence_missing(refund: Refund, rules: FastRefundPolicy) -> bool:
+    """Whether ``refund`` is above the evidence threshold without the photos it needs."""
+    return refund.amount > rules.photos_required_above and refund.evidence_photos < rules.min_photos
+
+
 def refund_checks(refund: Refund, star: int, policy: Policy, usage: Usage) -> tuple[list[Finding], dict]:
     """Cap, refund kind, evidence and the count and amount quotas for a fast refund.
 
@@ -228,7 +239,7 @@ def refund_checks(refund: Refund, star: int, policy: Policy, usage: Usage) -> tu
         failed.append(
             Finding(REFUND_KIND_NOT_ELIGIBLE, f"Refund kind {refund.kind} is not eligible for fast refund.")
         )
-    if refund.amount > rules.photos_required_above and refund.evidence_photos < rules.min_photos:
+    if evidence_missing(refund, rules):
         failed.append(
             Finding(
                 EVIDENCE_MISSING,
@@ -380,6 +391,40 @@ def decide(
         explored=declines if explored else (),
         explored_loss=head.expected_loss if explored else 0,
     )
+
+
+def policy_read(
+    policy: Policy, stars: Mapping[str, Collection[int]], refunds: Sequence[Refund] | None = None
+) -> tuple:
+    """What deciding requests reads of ``policy`` when each service's requests come from buyers rated
+    at ``stars[service]``: a hashable value equal for two policies that decide such requests alike.
+
+    ``decide`` reads a service's per-star tables (``serving.policy.PER_STAR``) at the buyer's star
+    only, ``min_stars`` through ``star_eligible`` of that star only (the decline texts name
+    ``min_stars``; the decision and its codes do not) and the evidence rule (``EVIDENCE``) through
+    ``evidence_missing`` of the refund only; everything else it reads whole. Given the fast refunds
+    to decide (``refunds``, all of them), the evidence rule is read as their ``evidence_missing``;
+    without, whole. A policy search deciding a window under many candidates decides a group of
+    buyers again only when this changes for the group's decisions (``serving.offline.backtest.Banded``).
+    """
+    services = {PRESALE: policy.presale, FAST_REFUND: policy.fast_refund}
+    read = []
+    for service in sorted(stars):
+        rules, seen = services[service], sorted(stars[service])
+        values = []
+        if service == FAST_REFUND and refunds is not None:
+            values.append(tuple(evidence_missing(refund, rules) for refund in refunds))
+        for spec in fields(rules):
+            value = getattr(rules, spec.name)
+            if service == FAST_REFUND and refunds is not None and spec.name in EVIDENCE:
+                continue
+            if spec.metadata.get(PER_STAR) and value is not None:
+                value = tuple(value[star - 1] for star in seen)
+            elif spec.name == "min_stars":
+                value = tuple(star_eligible(star, value) for star in seen)
+            values.append(value)
+        read.append((service, tuple(values)))
+    return replace(policy, presale=None, fast_refund=None), tuple(read)
 
 
 def decline_unrated(code: str, text: str) -> Decision:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,9 @@ SERVICES = (PRESALE, FAST_REFUND)
 ALLOWANCE = "expected_loss_allowance"
 EXPLORATION = "exploration"
 STARS = (1, 2, 3, 4, 5)
+PER_STAR = "per_star"
+"""Field metadata key of a service's per-star tables (tuples indexed by ``star - 1``): a decision reads
+them at the buyer's star only (``serving.decide.policy_read``)."""
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt,
     ">=": operator.ge,
@@ -103,10 +106,10 @@ class PresalePolicy:
     """
 
     min_stars: int
-    amount_cap: tuple[int, ...]
+    amount_cap: tuple[int, ...] = field(metadata={PER_STAR: True})
     min_deposit_ratio: float
-    exposure_limit: tuple[int, ...]
-    expected_loss_allowance: tuple[float, ...] | None = None
+    exposure_limit: tuple[int, ...] = field(metadata={PER_STAR: True})
+    expected_loss_allowance: tuple[float, ...] | None = field(default=None, metadata={PER_STAR: True})
     exploration: Exploration | None = None
 
 
@@ -129,13 +132,13 @@ class FastRefundPolicy:
     """
 
     min_stars: int
-    amount_cap: tuple[int, ...]
-    quota_count: tuple[int, ...]
-    quota_amount: tuple[int, ...]
+    amount_cap: tuple[int, ...] = field(metadata={PER_STAR: True})
+    quota_count: tuple[int, ...] = field(metadata={PER_STAR: True})
+    quota_amount: tuple[int, ...] = field(metadata={PER_STAR: True})
     photos_required_above: int
     min_photos: int
     kinds: tuple[str, ...]
-    expected_loss_allowance: tuple[float, ...] | None = None
+    expected_loss_allowance: tuple[float, ...] | None = field(default=None, metadata={PER_STAR: True})
     exploration: Exploration | None = None
 
 

@@ -12,6 +12,7 @@ import argparse
 import sys
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -292,25 +293,47 @@ def review_head_step(
     return evaluation
 
 
+@dataclass(frozen=True)
+class WindowTruth:
+    """One service's test-window opportunities as the truth sees them: how many, and the truth's
+    probabilities (``Opportunities.p_true`` and ``p_if_approved``; None without truth)."""
+
+    count: int
+    p_true: np.ndarray | None
+    p_if_approved: np.ndarray | None = None
+
+
+def window_truth(data: Path, frames: dict[str, pd.DataFrame], split: TimeSplit) -> dict[str, WindowTruth]:
+    """Per service, the truth of the opportunities decided in the test window, read from their keys alone:
+    before training, so an export whose truth does not cover them fails first (``TruthError``), without
+    holding the rows' signals through the training (``window_opportunities`` copies them later)."""
+    out = {}
+    for service in SERVICES:
+        keys = split.opportunities_in(frames[service][[KEYS[service], "as_of"]], "test")
+        fast = truth_columns(data, service, keys, ("p_loss_if_fast",)) if service == FAST_REFUND else None
+        p_true = opportunity_truth(data, service, keys)
+        out[service] = WindowTruth(len(keys), p_true, None if fast is None else fast[:, 0])
+    return out
+
+
 def window_opportunities(
-    data: Path, frames: dict[str, pd.DataFrame], split: TimeSplit
+    data: Path,
+    frames: dict[str, pd.DataFrame],
+    split: TimeSplit,
+    truth: dict[str, WindowTruth] | None = None,
 ) -> dict[str, Opportunities]:
-    """Per service, the opportunities decided in the test window, with the truth's probabilities if any;
-    refunds also with the truth's ``p_loss_if_fast`` (the high-risk share) and the reason-only
-    baseline ranking (reason loss rates of the training window)."""
+    """Per service, the opportunities decided in the test window, with the truth's probabilities if any
+    (``truth``: ``window_truth``, read here when not given); refunds also with the truth's
+    ``p_loss_if_fast`` (the high-risk share) and the reason-only baseline ranking (reason loss rates of
+    the training window)."""
+    truth = window_truth(data, frames, split) if truth is None else truth
     out = {}
     for service in SERVICES:
         rows = split.opportunities_in(frames[service], "test")
-        out[service] = Opportunities(rows, opportunity_truth(data, service, rows))
+        out[service] = Opportunities(rows, truth[service].p_true, p_if_approved=truth[service].p_if_approved)
     refunds = out[FAST_REFUND]
-    fast = truth_columns(data, FAST_REFUND, refunds.rows, ("p_loss_if_fast",))
     history = split.opportunities_in(frames[FAST_REFUND], "train")
-    out[FAST_REFUND] = Opportunities(
-        refunds.rows,
-        refunds.p_true,
-        p_if_approved=None if fast is None else fast[:, 0],
-        baselines={REASON_ONLY: reason_only_ranking(history, refunds.rows)},
-    )
+    out[FAST_REFUND] = replace(refunds, baselines={REASON_ONLY: reason_only_ranking(history, refunds.rows)})
     return out
 
 
@@ -364,7 +387,7 @@ def train_and_register(args: argparse.Namespace, client: Any) -> int:
         del frame  # windows that were copied (an export of several shards) are not held twice
         release_free_memory()
         frames[PRESALE] = weigh_by_propensity(frames[PRESALE], args, progress)
-        opportunities = window_opportunities(data, frames, split)
+        truth = window_truth(data, frames, split)
         oracle = risk_truth(data, test)
         traits = buyer_traits(data)
     except (ContractError, ValueError) as err:
@@ -373,13 +396,13 @@ def train_and_register(args: argparse.Namespace, client: Any) -> int:
 
     progress(
         f"rows: train {len(train):,}, valid {len(valid):,}, test {len(test):,}; {args.target} rate {rate:.2%}; "
-        + ", ".join(f"test {k} opportunities {len(o.rows):,}" for k, o in opportunities.items())
+        + ", ".join(f"test {k} opportunities {t.count:,}" for k, t in truth.items())
     )
     configure_tracking()
     mlflow.set_experiment(experiment_id=ensure_experiment(args.experiment))
     try:
         run, report, version, verdict, unproposed = fit_and_log(
-            args, params, registry, data, split, train, valid, test, oracle, opportunities, frames, progress,
+            args, params, registry, data, split, train, valid, test, oracle, truth, frames, progress,
             booster_fit, traits,
         )  # fmt: skip
     except StarCutError as err:
@@ -409,13 +432,17 @@ def fit_and_log(
     valid: pd.DataFrame,
     test: pd.DataFrame,
     oracle: np.ndarray | None,
-    opportunities: dict[str, Opportunities],
+    truth: dict[str, WindowTruth],
     frames: dict[str, pd.DataFrame],
     progress: Progress,
     booster_fit: Callable[..., lgb.Booster] = fit_booster,
     traits: pd.DataFrame | None = None,
 ) -> tuple[ActiveRun, Report, str, gate.GateResult, dict[str, str]]:
     """Inside one MLflow run: fit, evaluate, log, register and apply the gate; an exception marks the run FAILED.
+
+    ``frames`` (the assembled opportunity rows) is emptied once the heads, the review head and the
+    allowance proposal have read it and the test window's opportunities are copied out of it
+    (``window_opportunities``, with ``truth``), so the policy search and the evaluation run without it.
 
     Returns:
         The run, the report, the registered version, the gate's verdict and, per service without
@@ -467,6 +494,9 @@ def fit_and_log(
             "propose_policy", "proposing expected-loss allowances on the validation window ..."
         ):
             proposals, unproposed = propose_policy(model, frames, split, progress)
+        opportunities = window_opportunities(data, frames, split, truth)
+        frames.clear()  # their last reader: the search and the evaluation hold the test opportunities only
+        release_free_memory()
         candidate = candidate_policy(BASE_POLICY, proposals, f"candidate-{run.info.run_id[:8]}")
         if review is not None and "reviews" in candidate:
             candidate["reviews"]["hold_above"] = float(f"{review.hold_above:.6g}")

@@ -21,6 +21,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -35,7 +36,7 @@ from features.outcomes import RETURN_KIND, presale_outcomes, refund_outcomes
 from features.pit import published_as_of
 from features.registry import get as get_signal
 from serving.config import ServingConfig, load_config
-from serving.decide import DEGRADED
+from serving.decide import DEGRADED, policy_read
 from serving.handle import Priced, assess, handle_decision, handle_outcome, read_outcome
 from serving.http.metrics import Metrics
 from serving.ledger.idempotency import Refusal
@@ -44,7 +45,7 @@ from serving.ledger.tables import DecisionRow
 from serving.live import Live, live_for_snapshot
 from serving.policy import FAST_REFUND, PRESALE, Policy
 from serving.publish.snapshot import FileSnapshot, SnapshotMeta
-from serving.schema import Outcome, parse_decision
+from serving.schema import OUTCOME_KINDS, Outcome, Refund, parse_decision
 
 KEY = "backtest"
 DAY = pd.Timedelta(days=1)
@@ -349,10 +350,17 @@ def decide_priced(
     """
     config = ServingConfig(watch_interval_s=0) if config is None else config
     ledger = MemoryLedger() if ledger is None else ledger
-    unit = 10.0**policy.decimals
     prepared = prepare(events, config, policy.decimals) if prepared is None else prepared
     if len(prepared.times) != len(events):
         raise ValueError(f"prepared holds {len(prepared.times)} events, the window {len(events)}")
+    return pd.DataFrame(_decide_rows(events, priced, policy, ledger, prepared))
+
+
+def _decide_rows(
+    events: list[Event], priced: list[Priced], policy: Policy, ledger: MemoryLedger, prepared: Prepared
+) -> list[dict]:
+    """``decide_priced``'s rows, deciding on ``ledger`` (updated in place)."""
+    unit = 10.0**policy.decimals
     rows, k = [], 0
     for event, t, read in zip(events, prepared.times, prepared.outcomes, strict=True):
         if read is not None:
@@ -409,7 +417,129 @@ def decide_priced(
                 "propensity": made.propensity,
             }
         )
-    return pd.DataFrame(rows)
+    return rows
+
+
+BANDED_MEMORY = 4  # decisions kept per group of buyers: the best candidate's and the trials around it
+
+
+@dataclass(frozen=True)
+class _Group:
+    """Buyers whose decisions were rated at the same stars: their events, in window order."""
+
+    stars: dict[str, tuple[int, ...]]  # service -> the stars its decisions were rated at
+    refunds: list[Refund]  # its fast-refund requests
+    events: list[Event]
+    priced: list[Priced]
+    prepared: Prepared
+    positions: list[int]  # each decision's place among the window's decisions
+
+
+class Banded:
+    """A priced window decided under many policies (a search's candidates), each group of buyers again
+    only when the policy changed what the group's decisions read.
+
+    A buyer's decisions read the policy (``serving.decide.policy_read`` at the stars they were rated
+    at) and the ledger's positions of that buyer alone, as long as no order, refund, request id or
+    outcome id is shared between buyers and no service explores (the exploration budget is shared by
+    every buyer of a month). So the window's buyers are grouped by the stars of their decisions, a
+    group is decided on a ledger of its own, and its rows are reused under a policy that reads the
+    same for its decisions as one it was decided under (the last ``BANDED_MEMORY``). Otherwise the whole
+    window is decided on one ledger. ``decide`` returns what ``decide_priced`` returns on a new
+    ledger (tested); the decisions are made by the same code, fewer of them when candidates differ
+    in a few stars.
+
+    Attributes:
+        decided: Decision events decided so far (the others were reused).
+    """
+
+    def __init__(self, events: list[Event], priced: list[Priced], prepared: Prepared) -> None:
+        if len(prepared.times) != len(events):
+            raise ValueError(f"prepared holds {len(prepared.times)} events, the window {len(events)}")
+        self.events, self.priced, self.prepared = events, priced, prepared
+        self.decided = 0
+        buyers, owner, shared, k = [], {}, False, 0
+        for read in prepared.outcomes:
+            if read is None:
+                request = priced[k].request
+                k += 1
+                buyer = request.buyer_id
+                keys = (("ref", request.service, request.ref_id), ("request", request.request_id))
+            else:
+                outcome = read[0]
+                buyer = outcome.buyer_id
+                keys = (
+                    ("ref", OUTCOME_KINDS[outcome.kind][0], outcome.ref_id),
+                    ("outcome", outcome.outcome_id),
+                )
+            for key in keys:
+                shared |= owner.setdefault(key, buyer) != buyer
+            buyers.append(buyer)
+        if k != len(priced):
+            raise ValueError(f"the window has {k} decision events, priced {len(priced)}")
+        self.shared = shared
+        self._groups = [] if shared else self._grouped(buyers)
+        self._memo: list[OrderedDict] = [OrderedDict() for _ in self._groups]
+
+    def _grouped(self, buyers: list[int]) -> list[_Group]:
+        stars: dict[int, set[tuple[str, int | None]]] = {}
+        for p in self.priced:
+            stars.setdefault(p.request.buyer_id, set()).add(
+                (p.request.service, None if p.rating is None else p.rating.star)
+            )
+        members: dict[frozenset, list[int]] = {}
+        for i, buyer in enumerate(buyers):
+            members.setdefault(frozenset(stars.get(buyer, ())), []).append(i)
+        positions = np.cumsum([read is None for read in self.prepared.outcomes]) - 1
+        groups = []
+        for key, indices in members.items():
+            services: dict[str, tuple[int, ...]] = {}
+            for service, star in sorted(key, key=lambda x: (x[0], x[1] or 0)):
+                services[service] = services.get(service, ()) + (() if star is None else (star,))
+            decisions = [i for i in indices if self.prepared.outcomes[i] is None]
+            groups.append(
+                _Group(
+                    stars=services,
+                    refunds=[
+                        self.priced[positions[i]].request.refund
+                        for i in decisions
+                        if self.priced[positions[i]].request.service == FAST_REFUND
+                    ],
+                    events=[self.events[i] for i in indices],
+                    priced=[self.priced[positions[i]] for i in decisions],
+                    prepared=Prepared(
+                        times=[self.prepared.times[i] for i in indices],
+                        outcomes=[self.prepared.outcomes[i] for i in indices],
+                    ),
+                    positions=[int(positions[i]) for i in decisions],
+                )
+            )
+        return groups
+
+    def decide(self, policy: Policy) -> pd.DataFrame:
+        """The window decided under ``policy``: ``decide_priced(events, priced, policy)``."""
+        if (
+            self.shared
+            or policy.presale.exploration is not None
+            or policy.fast_refund.exploration is not None
+        ):
+            self.decided += len(self.priced)
+            return pd.DataFrame(_decide_rows(self.events, self.priced, policy, MemoryLedger(), self.prepared))
+        rows: list[dict | None] = [None] * len(self.priced)
+        for group, memo in zip(self._groups, self._memo, strict=True):
+            read = policy_read(policy, group.stars, group.refunds)
+            made = memo.get(read)
+            if made is None:
+                made = _decide_rows(group.events, group.priced, policy, MemoryLedger(), group.prepared)
+                self.decided += len(made)
+                memo[read] = made
+                if len(memo) > BANDED_MEMORY:
+                    memo.popitem(last=False)
+            else:
+                memo.move_to_end(read)
+            for position, row in zip(group.positions, made, strict=True):
+                rows[position] = row
+        return pd.DataFrame(rows)
 
 
 def served_replay(
@@ -564,9 +694,11 @@ def backtest(
     progress(f"signals of {len(signals):,} buyer-days built ({time.perf_counter() - began:.1f} s)")
     priced = price(events, dict(day_lives(signals, names, rating, first)))
     progress(f"rated and priced ({time.perf_counter() - began:.1f} s)")
-    decisions, reports = {}, {}
+    decisions, reports, prepared = {}, {}, {}
     for name, policy in policies.items():
-        made = judged(decide_priced(events, priced, policy), tables, data)
+        if policy.decimals not in prepared:  # what deciding reads of the events, whatever the policy
+            prepared[policy.decimals] = prepare(events, ServingConfig(watch_interval_s=0), policy.decimals)
+        made = judged(decide_priced(events, priced, policy, prepared=prepared[policy.decimals]), tables, data)
         decisions[name] = made
         reports[name] = report(made, legacy(made, signals, tables))
         progress(f"replayed under {name} (version {policy.version}) ({time.perf_counter() - began:.1f} s)")

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from serving.config import ServingConfig
-from serving.offline.backtest import Event, Priced, decide_priced, prepare
+from serving.offline.backtest import Banded, Event, Prepared, Priced, decide_priced, prepare
 from serving.policy import EXPLORATION, FAST_REFUND, PRESALE, parse_policy
 
 ALLOWANCE = "expected_loss_allowance"
@@ -79,18 +79,45 @@ class Tried:
         return min(self.limits[ALLOWANCE])
 
 
+@dataclass(frozen=True)
+class Bootstrap:
+    """The buyer bootstrap of a window's decisions: which buyer each row is, and the Poisson(1) weight of
+    each buyer in each of ``REPLICATES`` resamples. It depends on the rows' buyers and the seed, not on
+    the decisions, so a search makes it once per window."""
+
+    buyer_ids: np.ndarray
+    inverse: np.ndarray
+    weights: np.ndarray  # (REPLICATES, buyers)
+
+    @classmethod
+    def of(cls, buyer_ids: np.ndarray, seed: int = 0) -> Bootstrap:
+        """The bootstrap of rows of these buyers (one id per row)."""
+        ids, inverse = np.unique(buyer_ids, return_inverse=True)
+        weights = np.random.default_rng(seed).poisson(1.0, size=(REPLICATES, len(ids))).astype(np.float64)
+        return cls(np.asarray(buyer_ids), inverse, weights)
+
+    def upper_bound(self, frame: pd.DataFrame, approved: np.ndarray) -> tuple[float, float, float]:
+        """``(money approved, loss per unit, its 95% upper bound)`` by the head's expected loss.
+
+        Raises:
+            ValueError: ``frame``'s rows are not the bootstrap's buyers, in its order.
+        """
+        if not np.array_equal(frame["buyer_id"].to_numpy(), self.buyer_ids):
+            raise ValueError("upper_bound: the frame's buyers are not the bootstrap's")
+        money = np.where(approved, frame["at_risk"].to_numpy(np.float64), 0.0)
+        loss = np.where(approved, frame["expected_loss"].fillna(0.0).to_numpy(np.float64), 0.0)
+        if money.sum() == 0:
+            return 0.0, 0.0, 0.0
+        buyers = self.weights.shape[1]
+        sums = np.stack([np.bincount(self.inverse, weights=x, minlength=buyers) for x in (money, loss)])
+        reps = self.weights @ sums.T
+        rate = np.divide(reps[:, 1], reps[:, 0], out=np.zeros(REPLICATES), where=reps[:, 0] > 0)
+        return float(money.sum()), float(loss.sum() / money.sum()), float(np.percentile(rate, 97.5))
+
+
 def upper_bound(frame: pd.DataFrame, approved: np.ndarray, seed: int = 0) -> tuple[float, float, float]:
     """``(money approved, loss per unit, its 95% upper bound)`` by the head's expected loss, buyer bootstrap."""
-    money = np.where(approved, frame["at_risk"].to_numpy(np.float64), 0.0)
-    loss = np.where(approved, frame["expected_loss"].fillna(0.0).to_numpy(np.float64), 0.0)
-    if money.sum() == 0:
-        return 0.0, 0.0, 0.0
-    ids, inverse = np.unique(frame["buyer_id"].to_numpy(), return_inverse=True)
-    sums = np.stack([np.bincount(inverse, weights=x, minlength=len(ids)) for x in (money, loss)])
-    weights = np.random.default_rng(seed).poisson(1.0, size=(REPLICATES, len(ids))).astype(np.float64)
-    reps = weights @ sums.T
-    rate = np.divide(reps[:, 1], reps[:, 0], out=np.zeros(REPLICATES), where=reps[:, 0] > 0)
-    return float(money.sum()), float(loss.sum() / money.sum()), float(np.percentile(rate, 97.5))
+    return Bootstrap.of(frame["buyer_id"].to_numpy(), seed).upper_bound(frame, approved)
 
 
 def with_settings(
@@ -129,6 +156,7 @@ def search(
     raw: dict,
     targets: dict[str, float],
     progress: Callable[[str], None] = print,
+    prepared: Prepared | None = None,
 ) -> tuple[dict, list[Tried]]:
     """The proposed policy document and every candidate tried.
 
@@ -139,6 +167,7 @@ def search(
         targets: Service -> the largest upper bound of the loss per unit accepted; the services
             searched (a service without a target keeps its limits).
         progress: Where progress lines go.
+        prepared: ``prepare(events, ...)`` in the policy's decimals when already made (default: made here).
 
     Returns:
         ``(policy document, tried)``; a service whose starting point is infeasible keeps its
@@ -146,25 +175,28 @@ def search(
     """
     doc = copy.deepcopy(raw)
     tried: list[Tried] = []
-    decimals = parse_policy(raw).decimals
+    if prepared is None:
+        prepared = prepare(events, ServingConfig(watch_interval_s=0), parse_policy(raw).decimals)
     for service in (s for s in (PRESALE, FAST_REFUND) if s in targets):
-        own_events = [e for e in events if e.kind == "outcome" or e.body["service"] == service]
+        own = [i for i, e in enumerate(events) if e.kind == "outcome" or e.body["service"] == service]
+        own_events = [events[i] for i in own]
         own_priced = [p for p in priced if p.request.service == service]
-        own_prepared = prepare(own_events, ServingConfig(watch_interval_s=0), decimals)
+        own_prepared = Prepared([prepared.times[i] for i in own], [prepared.outcomes[i] for i in own])
+        window = Banded(own_events, own_priced, own_prepared)
+        bootstrap = Bootstrap.of(np.array([p.request.buyer_id for p in own_priced], dtype=np.int64))
 
         def evaluate(
             limits: dict[str, dict[int, float]],
             evidence: float | None,
             service: str = service,
             doc: dict = doc,
-            own_events=own_events,
-            own_priced=own_priced,
-            own_prepared=own_prepared,
+            window: Banded = window,
+            bootstrap: Bootstrap = bootstrap,
         ) -> Tried:
             policy = parse_policy(with_settings(doc, service, limits, evidence))
-            made = decide_priced(own_events, own_priced, policy, prepared=own_prepared)
+            made = window.decide(policy)
             approved = made["decision"].eq("approve").to_numpy()
-            money, rate, upper = upper_bound(made, approved)
+            money, rate, upper = bootstrap.upper_bound(made, approved)
             feasible = upper <= targets[service]
             copied = {key: dict(table) for key, table in limits.items()}
             result = Tried(service, copied, evidence, int(approved.sum()), money, rate, upper, feasible)
@@ -308,11 +340,12 @@ def propose_on_window(
         raise ValueError(f"no presale deposit or refund request to decide in {start.date()}..{end.date()}")
     signals = daily_signals(tables, events, names)
     priced = price(events, dict(day_lives(signals, names, rating, base)))
-    made = decide_priced(events, priced, base)
+    prepared = prepare(events, ServingConfig(watch_interval_s=0), base.decimals)  # once for every candidate
+    made = decide_priced(events, priced, base, prepared=prepared)
     goal = legacy_targets(made, legacy(made, signals, tables)) | dict(targets or {})
     progress(f"targets (loss per unit approved, upper 95% bound): {goal}")
     own, exploration = without_exploration(raw)
-    doc, tried = search(events, priced, own, goal, progress)
+    doc, tried = search(events, priced, own, goal, progress, prepared)
     for service, declared in exploration.items():
         doc["services"][service][EXPLORATION] = declared
     return Found(doc, tried, goal)

@@ -241,6 +241,73 @@ def test_a_priced_window_decides_as_the_replay(market, trained, window):
     assert (fast["ref_id"].to_numpy() == slow["ref_id"].to_numpy()).all()
 
 
+def test_a_window_decided_by_star_groups_decides_as_the_whole_window(market, trained, window):
+    """What the policy search runs per candidate (``Banded``: a group of buyers decided again only when the
+    candidate changes what its decisions read) equals ``decide_priced`` on a new ledger, row for row, for
+    every candidate of a search-like sequence: one star's limits moved per service, a star opened below
+    ``min_stars``, the evidence threshold moved (read through each refund's evidence), back to the start
+    (reused), and with exploration (the whole window: its budget is shared by every buyer)."""
+    import yaml
+
+    from features.io import load_tables
+    from serving.config import ServingConfig
+    from serving.offline.backtest import Banded, day_lives, decide_priced, prepare, price
+    from serving.offline.policy_search import with_settings, without_exploration
+    from serving.policy import FAST_REFUND, PRESALE, parse_policy
+
+    _, _, rating = trained
+    names = list(rating.model.signal_names)
+    raw = yaml.safe_load(SHIPPED_POLICY.read_text())
+    start = parse_policy(raw, names)
+    tables = load_tables(market)
+    events = window_events(tables, *window, start.currency, start.decimals)
+    priced = price(events, dict(day_lives(daily_signals(tables, events, names), names, rating, start)))
+    own, _ = without_exploration(raw)
+
+    def limits(service: str) -> dict:
+        rules = own["services"][service]
+        keys = ("expected_loss_allowance", "amount_cap") + (
+            ("quota_amount",) if service == FAST_REFUND else ()
+        )
+        return {key: {int(s): float(v) for s, v in rules[key].items()} for key in keys}
+
+    candidates = [
+        own,
+        with_settings(own, PRESALE, _moved(limits(PRESALE), "amount_cap", 4, 0.5)),
+        with_settings(own, PRESALE, _moved(limits(PRESALE), "expected_loss_allowance", 3, 0.3)),
+        with_settings(own, PRESALE, _moved(limits(PRESALE), "amount_cap", 5, 0.6)),
+        with_settings(own, FAST_REFUND, _moved(limits(FAST_REFUND), "quota_amount", 1, 0.3)),
+        with_settings(own, FAST_REFUND, _moved(limits(FAST_REFUND), "expected_loss_allowance", 1, 0.3)),
+        with_settings(own, PRESALE, _opened(limits(PRESALE))),
+        with_settings(own, FAST_REFUND, limits(FAST_REFUND), evidence=50.0),
+        with_settings(own, FAST_REFUND, limits(FAST_REFUND), evidence=900.0),
+        own,
+        raw,
+    ]
+    banded = Banded(events, priced, prepare(events, ServingConfig(watch_interval_s=0), start.decimals))
+    approvals = set()
+    for doc in candidates:
+        policy = parse_policy(doc, names)
+        made = banded.decide(policy)
+        pd.testing.assert_frame_equal(made, decide_priced(events, priced, policy), check_exact=True)
+        approvals.add(tuple(made["decision"]))
+    assert len(approvals) >= 6, "the candidates decide differently from one another"
+    assert not banded.shared
+    assert banded.decided < len(candidates) * len(priced), "groups were reused"
+
+
+def _moved(limits: dict, key: str, star: int, scale: float) -> dict:
+    table = dict(limits[key])
+    table[star] *= scale
+    return limits | {key: table}
+
+
+def _opened(limits: dict) -> dict:
+    """The limits with the star below the lowest one opened at its limits."""
+    lowest = min(limits["amount_cap"])
+    return {key: {lowest - 1: table[lowest], **table} for key, table in limits.items()}
+
+
 def test_the_proposed_policy_keeps_its_target_and_the_service_reads_it(market, trained, window, tmp_path):
     import yaml
 

@@ -23,6 +23,7 @@ from serving.decide import (
     Finding,
     Usage,
     decide,
+    policy_read,
     star_eligible,
 )
 from serving.money import to_minor
@@ -247,3 +248,47 @@ def test_flags_do_not_decline(policy):
 def test_reasons_truncated_to_policy(policy):
     decision = decide(presale(100), rated(5), policy, usage())
     assert [r.code for r in decision.reasons] == ["a", "b"]
+
+
+def test_what_a_decision_reads_of_the_policy_changes_only_at_the_stars_it_reads():
+    """``policy_read`` (what a search's reuse of a group's decisions rests on): a per-star table moved at
+    star 4 reads the same at stars 3 and 5 and differently at 4; ``min_stars`` lowered from 3 to 2 reads
+    the same where eligibility does not change; a service-wide value reads differently at every star."""
+    base = parse_policy(POLICY)
+    moved = copy.deepcopy(POLICY)
+    moved["services"][PRESALE]["amount_cap"][4] = 4000
+    moved = parse_policy(moved)
+    assert policy_read(moved, {PRESALE: (3, 5)}) == policy_read(base, {PRESALE: (3, 5)})
+    assert policy_read(moved, {PRESALE: (4,)}) != policy_read(base, {PRESALE: (4,)})
+    assert policy_read(moved, {FAST_REFUND: (4,)}) == policy_read(base, {FAST_REFUND: (4,)})
+    lowered = copy.deepcopy(POLICY)
+    lowered["services"][PRESALE] |= {"min_stars": 2, "amount_cap": {2: 1000, 3: 1000, 4: 5000, 5: 20000}}
+    lowered["services"][PRESALE]["exposure_limit"] |= {2: lowered["services"][PRESALE]["exposure_limit"][3]}
+    lowered = parse_policy(lowered)
+    assert policy_read(lowered, {PRESALE: (1, 3, 4, 5)}) == policy_read(base, {PRESALE: (1, 3, 4, 5)})
+    assert policy_read(lowered, {PRESALE: (2,)}) != policy_read(base, {PRESALE: (2,)})
+    deposit = copy.deepcopy(POLICY)
+    deposit["services"][PRESALE]["min_deposit_ratio"] = 0.2
+    deposit = parse_policy(deposit)
+    assert policy_read(deposit, {PRESALE: (5,)}) != policy_read(base, {PRESALE: (5,)})
+    assert policy_read(deposit, {FAST_REFUND: (5,)}) == policy_read(base, {FAST_REFUND: (5,)})
+
+
+def test_the_evidence_rule_is_read_through_each_refunds_evidence():
+    """Given the refunds to decide, a moved evidence threshold reads differently only when it moves
+    one of them across it without its photos."""
+    base = parse_policy(POLICY)
+    moved = copy.deepcopy(POLICY)
+    moved["services"][FAST_REFUND]["evidence"]["photos_required_above"] = 500
+    moved = parse_policy(moved)
+
+    def refund(amount: float, photos: int) -> Refund:
+        return Refund(
+            1, 1, minor(amount), "CNY", "damaged", "return_and_refund", photos, minor(900), "beauty", ORDERED
+        )
+
+    clear = [refund(50, 0), refund(800, 0), refund(300, 2)]  # below both; above both; with photos
+    assert policy_read(moved, {FAST_REFUND: (5,)}, clear) == policy_read(base, {FAST_REFUND: (5,)}, clear)
+    crossed = [*clear, refund(300, 0)]
+    assert policy_read(moved, {FAST_REFUND: (5,)}, crossed) != policy_read(base, {FAST_REFUND: (5,)}, crossed)
+    assert policy_read(moved, {FAST_REFUND: (5,)}) != policy_read(base, {FAST_REFUND: (5,)})
