@@ -354,7 +354,7 @@ class ServiceHead:
             logit = float(self._less_normal(logit, normal))
         return logit, contrib, predictors["explained"]
 
-    def _never_mask(self, never: frozenset[str]) -> np.ndarray:
+    def never_mask(self, never: frozenset[str]) -> np.ndarray:
         """Which of ``explain``'s names are in ``never``: computed once per set."""
         masks = self._predictors()["masks"]
         mask = masks.get(never)
@@ -394,7 +394,7 @@ class ServiceHead:
             return RowRisk(1.0 / (1.0 + math.exp(-self.row_logit(signals, context))))
         logit, contrib, names = self.explain(signals, context, attribution)
         if never:
-            contrib = np.where(self._never_mask(never), -np.inf, contrib)
+            contrib = np.where(self.never_mask(never), -np.inf, contrib)
         found = top_reasons(contrib, names, texts or {}, k)
         return RowRisk(1.0 / (1.0 + math.exp(-logit)), tuple([*caps, *found][:k]))
 

@@ -220,7 +220,8 @@ def assess(request: ReviewRequest, live: Live, now: datetime) -> Assessment:
     """Score one review and recommend an action (``recommend``); never raises for a scoring failure.
 
     The reasons are the inputs that raised the head's log-odds most (exact TreeSHAP of the row):
-    the writer's signals and the review's own context.
+    the writer's signals and the review's own context, never the volume of the writer's activity
+    (the rating's ``never_reasons``, as for decisions).
     """
     policy = live.policy
     head = None if live.rating is None else live.rating.model.review_head
@@ -231,6 +232,9 @@ def assess(request: ReviewRequest, live: Live, now: datetime) -> Assessment:
             return Assessment(None, PUBLISH, (), {"code": NO_REVIEW_HEAD, "text": text})
         x = np.asarray(rating.row, np.float64)
         logit, contrib, names = head.explain(x, review_inputs(request, now, policy.decimals))
+        never = live.rating.model.never_reasons()
+        if never:
+            contrib = np.where(head.never_mask(never), -np.inf, contrib)
     except Unrated as exc:
         return Assessment(None, PUBLISH, (), {"code": exc.code, "text": exc.text})
     except Exception as exc:  # noqa: BLE001 - a scoring failure publishes unscreened, it never raises

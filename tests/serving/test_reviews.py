@@ -208,3 +208,28 @@ def test_scoring_failure_publishes_unscored_and_is_logged(app, client, monkeypat
     )
     with app.extensions["buyer_trust"].ledger.engine.connect() as conn:
         assert conn.execute(select(REVIEW_ASSESSMENTS.c.action)).scalar_one() == PUBLISH
+
+
+def test_the_volume_of_activity_is_never_a_review_reason(app, client, monkeypatch) -> None:
+    """A hold cites what raised the review's risk, never how much its writer does (as decisions): the
+    rating's ``never_reasons`` are masked even where they raise the review's log-odds most."""
+    model = app.extensions["buyer_trust"].runtime.live.rating.model
+    head = model.review_head
+    never = frozenset(head.signal_names[:2])  # the tests' model has no catalogue: declare two
+    monkeypatch.setattr(model, "never_reasons", lambda: never)
+    explain = head.explain
+
+    def volume_first(signals, context, *args):
+        logit, contrib, names = explain(signals, context, *args)
+        contrib = contrib.copy()
+        for i, name in enumerate(names):  # the declared volume signals the strongest reasons
+            if name in never:
+                contrib[i] = 10.0 + i
+        return logit, contrib, names
+
+    monkeypatch.setattr(head, "explain", volume_first)
+    d = client.post("/v1/reviews/assess", json=_review_body(7)).json
+    assert d["reasons"] and not {r["code"] for r in d["reasons"]} & never
+    monkeypatch.setattr(model, "never_reasons", lambda: frozenset())  # the control: cited when not declared
+    d = client.post("/v1/reviews/assess", json=_review_body(7)).json
+    assert {r["code"] for r in d["reasons"][:2]} == never
